@@ -1,0 +1,211 @@
+"""The Wan2.1 text-to-video causal transformer (modules only: no I/O, no device policy).
+
+Self-attention does not know about caches: it hands its q/k/v to an ``AttentionContext``
+(see ``kv_cache.py``) which stores keys, applies RoPE and picks the attended frames.
+Without a context the layer attends over its own frames (positions 0..F-1).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import torch
+import torch.nn as nn
+
+from .attention import attention
+from .rope import apply_rope, rope_table
+
+
+@dataclass(frozen=True)
+class WanConfig:
+    """Architecture of a Wan2.1 T2V transformer (inferred from weights by ``checkpoint.py``)."""
+    dim: int
+    ffn_dim: int
+    num_layers: int
+    num_heads: int
+    freq_dim: int = 256
+    text_dim: int = 4096
+    text_len: int = 512
+    in_dim: int = 16
+    out_dim: int = 16
+    patch_size: tuple[int, int, int] = (1, 2, 2)
+    eps: float = 1e-6
+
+    def __post_init__(self):
+        if self.dim % self.num_heads:
+            raise ValueError(f"dim {self.dim} is not divisible by num_heads {self.num_heads}")
+        if (self.dim // self.num_heads) % 2:
+            raise ValueError(f"head_dim {self.dim // self.num_heads} must be even for RoPE")
+
+    @property
+    def head_dim(self) -> int:
+        return self.dim // self.num_heads
+
+
+class AttentionContext(Protocol):
+    def attend(self, layer: int, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        """q/k/v [B, F·tokens, heads, head_dim] before RoPE → attention output, same layout."""
+
+
+class RMSNorm(nn.Module):
+    def __init__(self, dim: int, eps: float):
+        super().__init__()
+        self.eps = eps
+        self.weight = nn.Parameter(torch.ones(dim))
+
+    def forward(self, x):
+        xf = x.float()
+        return (xf * torch.rsqrt(xf.pow(2).mean(dim=-1, keepdim=True) + self.eps)).type_as(x) * self.weight
+
+
+class LayerNorm(nn.LayerNorm):
+    def forward(self, x):
+        return super().forward(x).type_as(x)
+
+
+def sinusoidal_embedding(dim: int, t: torch.Tensor) -> torch.Tensor:
+    """[N] timesteps → [N, dim] (cos ‖ sin), float64."""
+    half = dim // 2
+    pos = t.to(torch.float64)
+    sinusoid = torch.outer(pos, torch.pow(10000, -torch.arange(half, device=t.device).to(pos).div(half)))
+    return torch.cat([torch.cos(sinusoid), torch.sin(sinusoid)], dim=1)
+
+
+class SelfAttention(nn.Module):
+    def __init__(self, cfg: WanConfig, layer: int):
+        super().__init__()
+        self.layer, self.heads = layer, cfg.num_heads
+        self.q, self.k, self.v, self.o = (nn.Linear(cfg.dim, cfg.dim) for _ in range(4))
+        self.norm_q, self.norm_k = RMSNorm(cfg.dim, cfg.eps), RMSNorm(cfg.dim, cfg.eps)
+
+    def forward(self, x, grid: tuple[int, int, int], ctx: AttentionContext | None):
+        b, s, _ = x.shape
+        q = self.norm_q(self.q(x)).view(b, s, self.heads, -1)
+        k = self.norm_k(self.k(x)).view(b, s, self.heads, -1)
+        v = self.v(x).view(b, s, self.heads, -1)
+        if ctx is None:
+            f, h, w = grid
+            table = rope_table(torch.arange(f, device=x.device), h, w, q.shape[-1])
+            out = attention(apply_rope(q, table), apply_rope(k, table), v)
+        else:
+            out = ctx.attend(self.layer, q, k, v)
+        return self.o(out.flatten(2))
+
+
+class CrossAttention(nn.Module):
+    def __init__(self, cfg: WanConfig):
+        super().__init__()
+        self.heads = cfg.num_heads
+        self.q, self.k, self.v, self.o = (nn.Linear(cfg.dim, cfg.dim) for _ in range(4))
+        self.norm_q, self.norm_k = RMSNorm(cfg.dim, cfg.eps), RMSNorm(cfg.dim, cfg.eps)
+
+    def text_kv(self, context: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        b = context.shape[0]
+        return (self.norm_k(self.k(context)).view(b, -1, self.heads, self.q.out_features // self.heads),
+                self.v(context).view(b, -1, self.heads, self.q.out_features // self.heads))
+
+    def forward(self, x, kv: tuple[torch.Tensor, torch.Tensor]):
+        b = x.shape[0]
+        q = self.norm_q(self.q(x)).view(b, -1, self.heads, kv[0].shape[-1])
+        return self.o(attention(q, *kv).flatten(2))
+
+
+class Block(nn.Module):
+    def __init__(self, cfg: WanConfig, layer: int):
+        super().__init__()
+        self.norm1 = LayerNorm(cfg.dim, eps=cfg.eps, elementwise_affine=False)
+        self.self_attn = SelfAttention(cfg, layer)
+        self.norm3 = LayerNorm(cfg.dim, eps=cfg.eps, elementwise_affine=True)
+        self.cross_attn = CrossAttention(cfg)
+        self.norm2 = LayerNorm(cfg.dim, eps=cfg.eps, elementwise_affine=False)
+        self.ffn = nn.Sequential(nn.Linear(cfg.dim, cfg.ffn_dim), nn.GELU(approximate="tanh"),
+                                 nn.Linear(cfg.ffn_dim, cfg.dim))
+        self.modulation = nn.Parameter(torch.zeros(1, 6, cfg.dim))
+
+    def forward(self, x, e, grid, text_kv, ctx):
+        """x [B, F·T, dim]; e [B, F, 6, dim] (per-frame modulation)."""
+        f = e.shape[1]
+        e = (self.modulation.unsqueeze(1) + e).chunk(6, dim=2)
+
+        def modulate(h, shift, scale):
+            return (h.unflatten(1, (f, -1)) * (1 + scale) + shift).flatten(1, 2)
+
+        def gate(h, g):
+            return (h.unflatten(1, (f, -1)) * g).flatten(1, 2)
+
+        x = x + gate(self.self_attn(modulate(self.norm1(x), e[0], e[1]), grid, ctx), e[2])
+        x = x + self.cross_attn(self.norm3(x), text_kv)
+        return x + gate(self.ffn(modulate(self.norm2(x), e[3], e[4])), e[5])
+
+
+class Head(nn.Module):
+    def __init__(self, cfg: WanConfig):
+        super().__init__()
+        self.norm = LayerNorm(cfg.dim, eps=cfg.eps, elementwise_affine=False)
+        self.head = nn.Linear(cfg.dim, math.prod(cfg.patch_size) * cfg.out_dim)
+        self.modulation = nn.Parameter(torch.zeros(1, 2, cfg.dim))
+
+    def forward(self, x, e):
+        """e [B, F, 1, dim] (time embedding per frame)."""
+        f = e.shape[1]
+        shift, scale = (self.modulation.unsqueeze(1) + e).chunk(2, dim=2)
+        return self.head(self.norm(x).unflatten(1, (f, -1)) * (1 + scale) + shift)
+
+
+@dataclass
+class TextContext:
+    """Cross-attention keys/values of one prompt batch, one (k, v) per layer."""
+    kv: list[tuple[torch.Tensor, torch.Tensor]] = field(default_factory=list)
+
+
+class WanTransformer(nn.Module):
+    """Wan2.1 T2V transformer predicting flow (noise − x0) for a block of frames."""
+
+    def __init__(self, cfg: WanConfig):
+        super().__init__()
+        self.cfg = cfg
+        self.patch_embedding = nn.Conv3d(cfg.in_dim, cfg.dim, kernel_size=cfg.patch_size, stride=cfg.patch_size)
+        self.text_embedding = nn.Sequential(nn.Linear(cfg.text_dim, cfg.dim), nn.GELU(approximate="tanh"),
+                                            nn.Linear(cfg.dim, cfg.dim))
+        self.time_embedding = nn.Sequential(nn.Linear(cfg.freq_dim, cfg.dim), nn.SiLU(), nn.Linear(cfg.dim, cfg.dim))
+        self.time_projection = nn.Sequential(nn.SiLU(), nn.Linear(cfg.dim, cfg.dim * 6))
+        self.blocks = nn.ModuleList(Block(cfg, i) for i in range(cfg.num_layers))
+        self.head = Head(cfg)
+
+    def tokens_per_frame(self, height: int, width: int) -> int:
+        return (height // self.cfg.patch_size[1]) * (width // self.cfg.patch_size[2])
+
+    def encode_text(self, prompt_embeds: torch.Tensor) -> TextContext:
+        """prompt_embeds [B, L, text_dim] → per-layer cross-attention K/V (pad/cut to text_len rows first)."""
+        b, length, _ = prompt_embeds.shape
+        n = self.cfg.text_len
+        if length >= n:
+            padded = prompt_embeds[:, :n]
+        else:
+            padded = torch.cat([prompt_embeds, prompt_embeds.new_zeros(b, n - length, prompt_embeds.shape[2])], 1)
+        context = self.text_embedding(padded)
+        return TextContext([blk.cross_attn.text_kv(context) for blk in self.blocks])
+
+    def forward(self, x: torch.Tensor, t: torch.Tensor, text: TextContext,
+                ctx: AttentionContext | None = None) -> torch.Tensor:
+        """x [B, C, F, H, W] noisy latents, t [B, F] timesteps (0..1000) → flow [B, C_out, F, H, W]."""
+        b = x.shape[0]
+        x = self.patch_embedding(x)
+        grid = tuple(x.shape[2:])
+        x = x.flatten(2).transpose(1, 2)
+        e = self.time_embedding(sinusoidal_embedding(self.cfg.freq_dim, t.flatten()).type_as(x))
+        e0 = self.time_projection(e).unflatten(1, (6, self.cfg.dim)).unflatten(0, t.shape)
+        for blk, kv in zip(self.blocks, text.kv):
+            x = blk(x, e0, grid, kv, ctx)
+        x = self.head(x, e.unflatten(0, t.shape).unsqueeze(2))
+        return self.unpatchify(x, grid, b)
+
+    def unpatchify(self, x: torch.Tensor, grid, b: int) -> torch.Tensor:
+        """[B, F, H'·W', p·q·r·C] → [B, C, F·p, H'·q, W'·r]."""
+        f, h, w = grid
+        p, q, r = self.cfg.patch_size
+        c = self.cfg.out_dim
+        u = x.reshape(b, f, h, w, p, q, r, c)
+        u = torch.einsum("bfhwpqrc->bcfphqwr", u)
+        return u.reshape(b, c, f * p, h * q, w * r)

@@ -1,0 +1,64 @@
+"""Frame descriptors and the per-block retrieval choice (top-k cosine with a recency guard)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+
+from .encoder import RetrievalEncoder
+
+Describer = Callable[[torch.Tensor], torch.Tensor]
+
+
+def avg_pool_descriptor(frames: torch.Tensor) -> torch.Tensor:
+    """frames [N, C, H, W] → spatial mean [N, C]."""
+    return frames.mean(dim=(-2, -1))
+
+
+def make_describer(encoder: RetrievalEncoder | None) -> Describer:
+    """The descriptor function: the encoder's L2-normalised embedding, or avg_pool when None."""
+    return avg_pool_descriptor if encoder is None else encoder.describe
+
+
+@dataclass
+class RetrievalChoice:
+    """Frames retrieved for one block: pool indices and cosine similarities [B, k], descending."""
+    pool_indices: torch.Tensor
+    similarities: torch.Tensor
+    num_evicted: int
+
+
+def select_frames(descriptors: torch.Tensor, num_generated: int, num_evicted: int, sink: int,
+                  recent_exclude: int, k: int) -> RetrievalChoice | None:
+    """Choose the block's retrieved frames.
+
+    descriptors [B, T, D]: one per generated frame (rows ≥ num_generated unused).
+    Eligible = the first (num_evicted − recent_exclude) pool entries (global frames sink + i);
+    query = the last generated frame's descriptor. None when nothing is eligible.
+    """
+    eligible = max(num_evicted - recent_exclude, 0)
+    if eligible == 0 or num_generated == 0 or k <= 0:
+        return None
+    keys = descriptors[:, sink:sink + eligible]
+    query = descriptors[:, num_generated - 1:num_generated]
+    q = query / (query.norm(dim=-1, keepdim=True) + 1e-8)
+    kn = keys / (keys.norm(dim=-1, keepdim=True) + 1e-8)
+    sims = torch.bmm(kn, q.transpose(1, 2)).squeeze(-1)
+    top, idx = torch.topk(sims, k=min(k, eligible), dim=-1)
+    return RetrievalChoice(idx, top, num_evicted)
+
+
+def log_record(block: int, query_frame: int, choice: RetrievalChoice, sink: int) -> dict:
+    """The user-facing log entry of one retrieving block (batch 1: flat lists)."""
+    idx, sims = choice.pool_indices.cpu(), choice.similarities.float().cpu()
+    flat = idx.shape[0] == 1
+    pick = (lambda x: x[0]) if flat else (lambda x: x)
+    return {
+        "block": block,
+        "query_frame": query_frame,
+        "num_evicted": choice.num_evicted,
+        "pool_indices": pick(idx.tolist()),
+        "global_frames": pick((idx + sink).tolist()),
+        "similarities": pick(sims.tolist()),
+    }
