@@ -1,0 +1,131 @@
+"""``python -m core <command>``: the headless entry points (thin wrappers over the Python API)."""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import torch
+
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+def parse_size(text: str) -> tuple[int, int]:
+    try:
+        h, w = (int(x) for x in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"latent size '{text}' must look like HxW, e.g. 60x104") from None
+    return h, w
+
+
+def parse_steps(text: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(x) for x in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"steps '{text}' must be comma-separated integers, e.g. 1000,750,500,250") from None
+
+
+def add_generation_options(p: argparse.ArgumentParser) -> None:
+    """Options shared by every command that runs the AR loop (defaults = the published configs)."""
+    g = p.add_argument_group("backbone")
+    g.add_argument("--backbone", required=True, help="Self-Forcing / Causal-Forcing / LongLive .pt, Wan .safetensors or diffusers folder")
+    g.add_argument("--lora", help="LongLive LoRA (longlive_lora.pt), merged at load")
+    g.add_argument("--lora-strength", type=float, default=1.0)
+    g.add_argument("--num-heads", type=int, help="attention heads (default dim/128)")
+    g.add_argument("--no-ema", action="store_true", help="Self-Forcing: use 'generator' instead of 'generator_ema'")
+    g.add_argument("--dtype", choices=sorted(DTYPES), default=None, help="compute dtype (default float32 on CPU, bfloat16 on CUDA)")
+    g.add_argument("--device", default=None, help="cpu or cuda[:N] (default cuda if available)")
+    s = p.add_argument_group("sampling")
+    s.add_argument("--mode", choices=("rag", "native"), default="rag", help="rag: retrieval; native: sliding window")
+    s.add_argument("--encoder", default="avg_pool", help="retrieval encoder checkpoint (ae_latent_mem.pt) or avg_pool")
+    s.add_argument("--memory-size", type=int, default=6, help="K: frames retrieved per block")
+    s.add_argument("--recent-exclude", type=int, default=5, help="R: most recently evicted frames never retrieved")
+    s.add_argument("--sink-size", type=int, default=1)
+    s.add_argument("--local-attn-size", type=int, default=12, help="KV cache window in latent frames")
+    s.add_argument("--frames-per-block", type=int, default=3)
+    s.add_argument("--steps", type=parse_steps, default=(1000, 750, 500, 250))
+    s.add_argument("--shift", type=float, default=5.0)
+    s.add_argument("--context-noise", type=float, default=0.0)
+    s.add_argument("--latent-size", type=parse_size, default=(60, 104), help="HxW of the latent (60x104 = 480x832 video)")
+    s.add_argument("--seed", type=int, default=0)
+
+
+def generation_config(args):
+    from .pipeline import GenerationConfig
+    return GenerationConfig(mode=args.mode, frames_per_block=args.frames_per_block,
+                            local_attn_size=args.local_attn_size, sink_size=args.sink_size,
+                            memory_size=args.memory_size, recent_exclude=args.recent_exclude, steps=args.steps,
+                            shift=args.shift, context_noise=args.context_noise)
+
+
+def resolve_device(args) -> tuple[torch.device, torch.dtype]:
+    device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise SystemExit("error: --device cuda was asked for but torch sees no CUDA device; use --device cpu")
+    dtype = DTYPES[args.dtype] if args.dtype else (torch.bfloat16 if device.type == "cuda" else torch.float32)
+    return device, dtype
+
+
+def load_models(args):
+    """(backbone, encoder or None) as the generation options ask."""
+    from .checkpoint import load_backbone
+    from .encoder import load_encoder
+    device, dtype = resolve_device(args)
+    backbone = load_backbone(args.backbone, lora=args.lora, lora_strength=args.lora_strength,
+                             num_heads=args.num_heads, dtype=dtype, device=device, use_ema=not args.no_ema)
+    encoder = None
+    if args.mode == "rag" and args.encoder != "avg_pool":
+        encoder = load_encoder(args.encoder, device=device)
+    return backbone, encoder
+
+
+def cmd_generate(args) -> int:
+    from .io import load_prompt_embeds, save_json, save_tensors
+    from .pipeline import generate
+    cfg = generation_config(args)
+    cfg.policy().check(cfg.frames_per_block)  # fail on bad settings before loading anything
+    backbone, encoder = load_models(args)
+    embeds = load_prompt_embeds(args.embeds, backbone.config.text_dim)
+    print(f"backbone: {backbone.info.preset} ({backbone.info.format}), {backbone.config.num_layers} layers, "
+          f"dim {backbone.config.dim}; mode {args.mode}, encoder {args.encoder if args.mode == 'rag' else '-'}",
+          file=sys.stderr)
+
+    def progress(u):
+        print(f"block {u.block + 1}/{u.num_blocks} {u.timing['total_s']:.2f}s", file=sys.stderr)
+
+    result = generate(backbone.model, embeds, args.frames, args.latent_size, args.seed, cfg, encoder=encoder,
+                      callback=progress)
+    save_tensors(args.out, {"latents": result.latents},
+                 metadata={"layout": "[B,16,T,H,W] model-normalised", "seed": str(args.seed), "mode": args.mode})
+    if args.log:
+        save_json(args.log, result.retrieval_log)
+    print(f"wrote {args.out}" + (f" and {args.log}" if args.log else ""), file=sys.stderr)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m core", description="LongLive-RAG: retrieval-augmented long video generation")
+    sub = parser.add_subparsers(dest="command", required=True)
+    gen = sub.add_parser("generate", help="generate latents from prompt embeddings")
+    add_generation_options(gen)
+    gen.add_argument("--embeds", required=True, help="safetensors with 'prompt_embeds' [B, L, text_dim]")
+    gen.add_argument("--frames", type=int, required=True, help="latent frames (multiple of the block size)")
+    gen.add_argument("--out", required=True, help="output .safetensors ('latents' [B,16,T,H,W])")
+    gen.add_argument("--log", help="retrieval log .json")
+    gen.set_defaults(func=cmd_generate)
+    for name in ("train_encoder",):
+        try:
+            module = __import__(f"{__package__}.{name}", fromlist=["add_cli"])
+        except ModuleNotFoundError:
+            continue
+        module.add_cli(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except (ValueError, FileNotFoundError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2

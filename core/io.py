@@ -1,0 +1,64 @@
+"""Small file helpers shared by the CLI and the nodes: atomic writes, prompt-embedding files."""
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator
+
+import torch
+from safetensors.torch import load_file, save_file
+
+
+@contextmanager
+def atomic_path(path: str | Path) -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; it replaces ``path`` only if the block succeeds,
+    so an interrupted run never leaves a half-written output."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part" + path.suffix, dir=path.parent)
+    os.close(fd)
+    try:
+        yield Path(tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def save_tensors(path: str | Path, tensors: dict[str, torch.Tensor], metadata: dict[str, str] | None = None) -> None:
+    with atomic_path(path) as tmp:
+        save_file({k: v.contiguous() for k, v in tensors.items()}, str(tmp), metadata=metadata)
+
+
+def save_json(path: str | Path, obj) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(obj, indent=1))
+
+
+def load_prompt_embeds(path: str | Path, text_dim: int | None = None) -> torch.Tensor:
+    """Read ``prompt_embeds`` [B, L, text_dim] from a safetensors file, with clear errors."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"prompt embeddings '{path}' do not exist; pass a .safetensors file holding "
+                                "'prompt_embeds' [B, L, text_dim]")
+    try:
+        tensors = load_file(str(path))
+    except Exception as exc:
+        raise ValueError(f"prompt embeddings '{path}' are not a readable safetensors file ({exc})") from exc
+    if "prompt_embeds" not in tensors:
+        raise ValueError(f"prompt embeddings '{path}' hold {sorted(tensors)} but no 'prompt_embeds' "
+                         "[B, L, text_dim] tensor; save it under that key")
+    emb = tensors["prompt_embeds"]
+    if emb.dim() == 2:
+        emb = emb.unsqueeze(0)
+    if emb.dim() != 3:
+        raise ValueError(f"prompt embeddings '{path}': 'prompt_embeds' has shape {list(emb.shape)}; "
+                         "expected [B, L, text_dim]")
+    if text_dim is not None and emb.shape[-1] != text_dim:
+        raise ValueError(f"prompt embeddings '{path}' have text_dim {emb.shape[-1]} but the backbone expects "
+                         f"{text_dim} (umT5-XXL embeddings are 4096 wide); encode the prompt with the Wan2.1 "
+                         "text encoder")
+    return emb.float()

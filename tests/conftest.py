@@ -1,0 +1,47 @@
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from core.model import WanConfig, WanTransformer
+
+DATA = Path(__file__).parent / "data"
+GOLDEN = DATA / "golden"
+
+torch.set_num_threads(min(2, torch.get_num_threads()))
+
+
+def golden_config() -> WanConfig:
+    arch = json.loads((GOLDEN / "case.json").read_text())["arch"]
+    return WanConfig(dim=arch["dim"], ffn_dim=arch["ffn_dim"], num_layers=arch["num_layers"],
+                     num_heads=arch["num_heads"], freq_dim=arch["freq_dim"], text_dim=arch["text_dim"])
+
+
+@pytest.fixture(scope="session")
+def golden_dir() -> Path:
+    return GOLDEN
+
+
+@pytest.fixture(scope="session")
+def golden_model() -> WanTransformer:
+    model = WanTransformer(golden_config())
+    model.load_state_dict(load_file(str(GOLDEN / "wan_tiny_t2v_bare.safetensors")))
+    return model.eval().requires_grad_(False)
+
+
+@pytest.fixture(scope="session")
+def golden_inputs() -> dict:
+    return load_file(str(GOLDEN / "inputs.safetensors"))
+
+
+def tiny_model(seed: int = 0, layers: int = 2, dim: int = 64, heads: int = 2, text_dim: int = 32) -> WanTransformer:
+    """A random tiny Wan transformer (weights scaled so activations stay moderate)."""
+    torch.manual_seed(seed)
+    model = WanTransformer(WanConfig(dim=dim, ffn_dim=2 * dim, num_layers=layers, num_heads=heads,
+                                     text_dim=text_dim, freq_dim=32))
+    with torch.no_grad():
+        for p in model.parameters():
+            p.normal_(0, 0.05) if p.dim() > 1 else p.normal_(0, 0.02)
+    return model.eval().requires_grad_(False)

@@ -1,0 +1,134 @@
+"""The two cache regimes on hand-checkable sizes (1 token per frame, 1 head).
+
+Values carry the global frame index, so the attended context can be read off directly.
+"""
+import pytest
+import torch
+
+import core.kv_cache as kv_cache_mod
+from core.history_pool import HistoryPool
+from core.kv_cache import CachePolicy, KVCache
+from core.rope import apply_rope, rope_table
+
+D = 6  # head_dim: one complex pair per axis
+
+
+@pytest.fixture
+def captured(monkeypatch):
+    calls = []
+
+    def fake_attention(q, k, v):
+        calls.append((q, k, v))
+        return q
+
+    monkeypatch.setattr(kv_cache_mod, "attention", fake_attention)
+    return calls
+
+
+def frame_tensor(frames, seed=None):
+    """K or V for frames [F] → [1, F, 1, D]; value = frame index (+ random part for K)."""
+    x = torch.tensor(frames, dtype=torch.float64).view(1, -1, 1, 1).expand(1, len(frames), 1, D).clone()
+    if seed is not None:
+        x = x + torch.randn(x.shape, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
+    return x
+
+
+def run_block(cache, start, nf=3, forwards=1):
+    frames = list(range(start, start + nf))
+    cache.begin_block(start, nf)
+    for _ in range(forwards):
+        cache.attend(0, frame_tensor(frames, 1), frame_tensor(frames, 2), frame_tensor(frames))
+
+
+def attended_frames(call):
+    return call[2][0, :, 0, 0].round().long().tolist()
+
+
+def make_cache(policy, pool=None):
+    return KVCache(policy, num_layers=1, batch=1, grid_hw=(1, 1), heads=1, head_dim=D,
+                   dtype=torch.float64, device=torch.device("cpu"), pool=pool)
+
+
+def test_native_window_attends_sink_and_every_cached_frame(captured):
+    cache = make_cache(CachePolicy.native(window=12, sink=1))
+    for start in range(0, 18, 3):
+        run_block(cache, start)
+    seen = [attended_frames(c) for c in captured]
+    assert seen[0] == [0, 1, 2]
+    assert seen[3] == list(range(12))
+    assert seen[4] == [0] + list(range(4, 15))        # frames 1..3 evicted, sink kept
+    assert seen[5] == [0] + list(range(7, 18))
+
+
+def test_native_keys_are_stored_after_rope_at_absolute_positions(captured):
+    cache = make_cache(CachePolicy.native(window=6, sink=1))
+    for start in range(0, 15, 3):
+        run_block(cache, start)
+    raw = frame_tensor([12, 13, 14], 2)   # the K run_block wrote
+    expected = apply_rope(raw, rope_table(torch.tensor([12, 13, 14]), 1, 1, D))
+    assert torch.allclose(cache.k[0][:, 3:6], expected)
+
+
+def test_retrieval_local_part_is_window_minus_sink_minus_k_even_before_anything_is_retrieved(captured):
+    cache = make_cache(CachePolicy.retrieval(window=12, sink=1, k=6), HistoryPool())
+    for start in range(0, 9, 3):
+        run_block(cache, start)
+    seen = [attended_frames(c) for c in captured]
+    assert seen == [[0, 1, 2], [0, 1, 2, 3, 4, 5], [0, 4, 5, 6, 7, 8]]
+
+
+def test_evicted_frames_enter_the_pool_in_order_as_copies():
+    pool = HistoryPool()
+    cache = make_cache(CachePolicy.retrieval(window=12, sink=1, k=6), pool)
+    for start in range(0, 15, 3):
+        run_block(cache, start)
+    assert len(pool) == 3                          # frames 1, 2, 3 left when block 12..14 started
+    first = pool._v[0].clone()
+    for start in range(15, 27, 3):                  # the cache keeps rolling
+        run_block(cache, start)
+    assert len(pool) == 15
+    assert [int(v[0, 0, 0, 0, 0]) for v in pool._v] == list(range(1, 16))   # entry i = global frame 1 + i
+    assert torch.equal(pool._v[0], first)
+
+
+def test_native_window_keeps_no_pool():
+    cache = make_cache(CachePolicy.native(window=6, sink=1), None)
+    for start in range(0, 12, 3):
+        run_block(cache, start)
+    assert cache.filled == 6
+
+
+def test_repeated_forwards_of_a_block_reuse_its_slots(captured):
+    pool = HistoryPool()
+    cache = make_cache(CachePolicy.retrieval(window=6, sink=1, k=2), pool)
+    for start in range(0, 9, 3):
+        run_block(cache, start, forwards=5)
+    assert cache.filled == 6 and len(pool) == 3
+    assert [attended_frames(c) for c in captured[-5:]] == [[0, 6, 7, 8]] * 5
+
+
+def test_retrieval_rope_is_relative_to_the_cache_and_retrieved_frames_sit_at_position_zero(captured):
+    pool = HistoryPool()
+    cache = make_cache(CachePolicy.retrieval(window=12, sink=1, k=6), pool)
+    for start in range(0, 18, 3):
+        run_block(cache, start)
+    cache.begin_block(18, 3)
+    idx = torch.tensor([[2, 0]])
+    cache.set_retrieved(*pool.gather(idx, torch.device("cpu"), torch.float64))
+    q, k, v = frame_tensor([18, 19, 20], 1), frame_tensor([18, 19, 20], 7), frame_tensor([18, 19, 20])
+    cache.attend(0, q, k, v)
+    cq, ck, cv = captured[-1]
+    # cache after eviction: [0, 7..17] + block 18..20 in slots 9..11; local = last 5 slots
+    assert attended_frames(captured[-1]) == [0, 3, 1, 16, 17, 18, 19, 20]
+    assert torch.allclose(cq, apply_rope(q, rope_table(torch.tensor([9, 10, 11]), 1, 1, D)))
+    retrieved_raw = torch.cat([pool._k[2][0], pool._k[0][0]], 1)
+    assert torch.allclose(ck[:, 1:3], apply_rope(retrieved_raw, rope_table(torch.tensor([0, 0]), 1, 1, D)))
+    local_raw = torch.cat([cache.k[0][:, 7:9], k], 1)
+    assert torch.allclose(ck[:, 3:], apply_rope(local_raw, rope_table(torch.tensor([7, 8, 9, 10, 11]), 1, 1, D)))
+    assert torch.allclose(cache.k[0][:, 9:12], k)   # stored before RoPE
+
+
+@pytest.mark.parametrize("window, sink, k", [(8, 1, 6), (4, 2, 0)])
+def test_a_window_too_small_for_a_block_is_refused(window, sink, k):
+    with pytest.raises(ValueError, match="local_attn_size"):
+        CachePolicy(window, sink, k, k > 0).check(3)
