@@ -14,11 +14,11 @@ retrieval : keys stored before RoPE; each forward re-applies RoPE at positions r
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Callable
 
 import torch
 
 from .attention import attention
-from .history_pool import HistoryPool
 from .rope import apply_rope, rope_table
 
 
@@ -58,12 +58,15 @@ class KVCache:
 
     def __init__(self, policy: CachePolicy, num_layers: int, batch: int, grid_hw: tuple[int, int],
                  heads: int, head_dim: int, dtype: torch.dtype, device: torch.device,
-                 pool: HistoryPool | None = None):
+                 on_evict: Callable[[int, list[torch.Tensor], list[torch.Tensor]], None] | None = None):
+        """``on_evict(global_frame, k_per_layer, v_per_layer)`` receives each frame leaving the window
+        (views of the cache, valid only during the call)."""
         self.policy = policy
         self.grid_hw = grid_hw
         self.tokens = grid_hw[0] * grid_hw[1]
         self.head_dim = head_dim
-        self.pool = pool
+        self.on_evict = on_evict
+        self.oldest = policy.sink  # global index of the oldest non-sink frame in the cache
         shape = (batch, policy.window * self.tokens, heads, head_dim)
         self.k = [torch.zeros(shape, dtype=dtype, device=device) for _ in range(num_layers)]
         self.v = [torch.zeros(shape, dtype=dtype, device=device) for _ in range(num_layers)]
@@ -86,11 +89,11 @@ class KVCache:
         overflow = self.filled + num_frames - p.window
         if overflow > 0:
             lo, hi = p.sink * t, (p.sink + overflow) * t
-            if self.pool is not None:
+            if self.on_evict is not None:
                 for f in range(overflow):
                     a, b = lo + f * t, lo + (f + 1) * t
-                    self.pool.append(torch.stack([k[:, a:b] for k in self.k]),
-                                     torch.stack([v[:, a:b] for v in self.v]))
+                    self.on_evict(self.oldest + f, [k[:, a:b] for k in self.k], [v[:, a:b] for v in self.v])
+            self.oldest += overflow
             end = self.filled * t
             for buf in (*self.k, *self.v):
                 buf[:, lo:end - (hi - lo)] = buf[:, hi:end].clone()

@@ -10,7 +10,9 @@ import torch
 from .encoder import RetrievalEncoder
 from .history_pool import HistoryPool
 from .kv_cache import CachePolicy, KVCache
-from .model import WanTransformer
+from .attention import attention
+from .model import TextContext, WanTransformer
+from .rope import apply_rope, rope_table
 from .retrieval import log_record, make_describer, select_frames
 from .schedule import FlowMatchSchedule
 
@@ -102,13 +104,22 @@ def generate(model: WanTransformer, prompt_embeds: torch.Tensor, num_frames: int
     noise_btchw = noise.permute(0, 2, 1, 3, 4)
 
     text = model.encode_text(prompt_embeds.to(device=device, dtype=dtype))
-    if policy.retrieved > 0 and pool is None:
-        pool = HistoryPool("cpu")
+    output = torch.zeros(b, num_frames, c, h, w, dtype=torch.float32)
+    on_evict = None
+    if policy.retrieved > 0:
+        pool = pool if pool is not None else HistoryPool(compute_device=device)
+        if len(pool):
+            raise ValueError("the history pool already holds frames of another video; pass a fresh HistoryPool")
+        pool.recompute = lambda lat: recompute_kv(model, text, lat, cfg.context_noise)
+
+        def on_evict(frame: int, ks: list[torch.Tensor], vs: list[torch.Tensor]) -> None:
+            pool.append(ks, vs, latent=output[:, frame])
+    else:
+        pool = None
     cache = KVCache(policy, model.cfg.num_layers, b, (h // p[1], w // p[2]), model.cfg.num_heads,
-                    model.cfg.head_dim, dtype, device, pool if policy.retrieved > 0 else None)
+                    model.cfg.head_dim, dtype, device, on_evict)
     describe = make_describer(encoder)
     descriptors: torch.Tensor | None = None
-    output = torch.zeros(b, num_frames, c, h, w, dtype=torch.float32)
     result = GenerationResult(output)
     num_blocks = num_frames // nf
 
@@ -164,3 +175,36 @@ def generate(model: WanTransformer, prompt_embeds: torch.Tensor, num_frames: int
     result.descriptors = descriptors.cpu() if descriptors is not None else None
     result.pool_bytes_per_frame = pool.bytes_per_frame if pool is not None else 0
     return result
+
+
+class _CaptureKV:
+    """Attention context for recomputing K/V of isolated frames: each frame attends to itself at
+    temporal position 0; the pre-RoPE K and V of every layer are kept."""
+
+    def __init__(self, grid_hw: tuple[int, int], head_dim: int, device: torch.device):
+        self.table = rope_table(torch.zeros(1, dtype=torch.long, device=device), *grid_hw, head_dim)
+        self.k: list[torch.Tensor] = []
+        self.v: list[torch.Tensor] = []
+
+    def attend(self, layer, q, k, v):
+        self.k.append(k)
+        self.v.append(v)
+        return attention(apply_rope(q, self.table), apply_rope(k, self.table), v)
+
+
+def recompute_kv(model: WanTransformer, text: TextContext, latents: torch.Tensor, t: float
+                 ) -> tuple[torch.Tensor, torch.Tensor]:
+    """K/V of frames from their clean latents alone (the ``latent`` pool storage; an approximation).
+
+    latents [B, n, C, H, W] → (k, v) [layers, B, n·tokens, heads, d], K before RoPE.
+    """
+    b, n, c, h, w = latents.shape
+    param = next(model.parameters())
+    x = latents.to(device=param.device, dtype=param.dtype).reshape(b * n, c, 1, h, w)
+    rep = TextContext([(k.repeat_interleave(n, 0), v.repeat_interleave(n, 0)) for k, v in text.kv])
+    p = model.cfg.patch_size
+    ctx = _CaptureKV((h // p[1], w // p[2]), model.cfg.head_dim, param.device)
+    model(x, torch.full((b * n, 1), float(t), device=param.device), rep, ctx)
+    k = torch.stack(ctx.k).reshape(len(ctx.k), b, n * ctx.k[0].shape[1], *ctx.k[0].shape[2:])
+    v = torch.stack(ctx.v).reshape(len(ctx.v), b, n * ctx.v[0].shape[1], *ctx.v[0].shape[2:])
+    return k, v

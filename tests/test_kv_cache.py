@@ -45,8 +45,17 @@ def attended_frames(call):
 
 
 def make_cache(policy, pool=None):
+    on_evict = (lambda frame, ks, vs: pool.append(ks, vs)) if pool is not None else None
     return KVCache(policy, num_layers=1, batch=1, grid_hw=(1, 1), heads=1, head_dim=D,
-                   dtype=torch.float64, device=torch.device("cpu"), pool=pool)
+                   dtype=torch.float64, device=torch.device("cpu"), on_evict=on_evict)
+
+
+def pool_v(pool, i):
+    return pool._load(pool._entries[i])[1]
+
+
+def pool_k(pool, i):
+    return pool._load(pool._entries[i])[0]
 
 
 def test_native_window_attends_sink_and_every_cached_frame(captured):
@@ -83,12 +92,12 @@ def test_evicted_frames_enter_the_pool_in_order_as_copies():
     for start in range(0, 15, 3):
         run_block(cache, start)
     assert len(pool) == 3                          # frames 1, 2, 3 left when block 12..14 started
-    first = pool._v[0].clone()
+    first = pool_v(pool, 0).clone()
     for start in range(15, 27, 3):                  # the cache keeps rolling
         run_block(cache, start)
     assert len(pool) == 15
-    assert [int(v[0, 0, 0, 0, 0]) for v in pool._v] == list(range(1, 16))   # entry i = global frame 1 + i
-    assert torch.equal(pool._v[0], first)
+    assert [int(pool_v(pool, i)[0, 0, 0, 0, 0]) for i in range(15)] == list(range(1, 16))   # entry i = global frame 1 + i
+    assert torch.equal(pool_v(pool, 0), first)
 
 
 def test_native_window_keeps_no_pool():
@@ -121,7 +130,7 @@ def test_retrieval_rope_is_relative_to_the_cache_and_retrieved_frames_sit_at_pos
     # cache after eviction: [0, 7..17] + block 18..20 in slots 9..11; local = last 5 slots
     assert attended_frames(captured[-1]) == [0, 3, 1, 16, 17, 18, 19, 20]
     assert torch.allclose(cq, apply_rope(q, rope_table(torch.tensor([9, 10, 11]), 1, 1, D)))
-    retrieved_raw = torch.cat([pool._k[2][0], pool._k[0][0]], 1)
+    retrieved_raw = torch.cat([pool_k(pool, 2)[0], pool_k(pool, 0)[0]], 1)
     assert torch.allclose(ck[:, 1:3], apply_rope(retrieved_raw, rope_table(torch.tensor([0, 0]), 1, 1, D)))
     local_raw = torch.cat([cache.k[0][:, 7:9], k], 1)
     assert torch.allclose(ck[:, 3:], apply_rope(local_raw, rope_table(torch.tensor([7, 8, 9, 10, 11]), 1, 1, D)))
