@@ -48,6 +48,15 @@ def add_generation_options(p: argparse.ArgumentParser) -> None:
     s.add_argument("--context-noise", type=float, default=0.0)
     s.add_argument("--latent-size", type=parse_size, default=(60, 104), help="HxW of the latent (60x104 = 480x832 video)")
     s.add_argument("--seed", type=int, default=0)
+    m = p.add_argument_group("history pool (rag mode)")
+    m.add_argument("--pool", choices=("host", "device", "disk"), default="host",
+                   help="where evicted frames' K/V live first (host RAM is the published behaviour)")
+    m.add_argument("--pool-budget-mb", type=float, default=None,
+                   help="memory budget of that first location; frames beyond it spill to the next (device→host→disk)")
+    m.add_argument("--pool-dir", default=None, help="folder for the disk pool's files (default: system temp)")
+    m.add_argument("--pool-storage", choices=("kv", "kv-half", "latent"), default="kv",
+                   help="kv: exact (default); kv-half: half the bytes (approximate); "
+                        "latent: store latents, recompute K/V on retrieval (approximate, smallest)")
 
 
 def generation_config(args):
@@ -64,6 +73,12 @@ def resolve_device(args) -> tuple[torch.device, torch.dtype]:
         raise SystemExit("error: --device cuda was asked for but torch sees no CUDA device; use --device cpu")
     dtype = DTYPES[args.dtype] if args.dtype else (torch.bfloat16 if device.type == "cuda" else torch.float32)
     return device, dtype
+
+
+def make_pool(args, device: torch.device):
+    from .history_pool import HistoryPool, tiers_from
+    return HistoryPool(tiers_from(args.pool, args.pool_budget_mb), storage=args.pool_storage,
+                       compute_device=device, directory=args.pool_dir)
 
 
 def load_models(args):
@@ -93,8 +108,16 @@ def cmd_generate(args) -> int:
     def progress(u):
         print(f"block {u.block + 1}/{u.num_blocks} {u.timing['total_s']:.2f}s", file=sys.stderr)
 
-    result = generate(backbone.model, embeds, args.frames, args.latent_size, args.seed, cfg, encoder=encoder,
-                      callback=progress)
+    pool = make_pool(args, next(backbone.model.parameters()).device)
+    try:
+        result = generate(backbone.model, embeds, args.frames, args.latent_size, args.seed, cfg, encoder=encoder,
+                          pool=pool, callback=progress)
+    finally:
+        pool.close()
+    if args.timings:
+        save_json(args.timings, {"blocks": result.timings, "peak_memory_mb": result.peak_memory_mb,
+                                 "pool_bytes_per_frame": result.pool_bytes_per_frame,
+                                 "pool_peak_bytes": pool.peak_bytes})
     save_tensors(args.out, {"latents": result.latents},
                  metadata={"layout": "[B,16,T,H,W] model-normalised", "seed": str(args.seed), "mode": args.mode})
     if args.log:
@@ -112,6 +135,7 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--frames", type=int, required=True, help="latent frames (multiple of the block size)")
     gen.add_argument("--out", required=True, help="output .safetensors ('latents' [B,16,T,H,W])")
     gen.add_argument("--log", help="retrieval log .json")
+    gen.add_argument("--timings", help="per-block timings and peak memory .json")
     gen.set_defaults(func=cmd_generate)
     for name in ("train_encoder",):
         try:

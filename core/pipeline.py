@@ -59,12 +59,20 @@ class GenerationResult:
     descriptors: torch.Tensor | None = None   # [B, T, D] float32
     timings: list[dict] = field(default_factory=list)
     pool_bytes_per_frame: int = 0
+    peak_memory_mb: float = 0.0               # CUDA: max allocated; CPU: process peak RSS
 
 
 def initial_noise(seed: int, shape: Sequence[int]) -> tuple[torch.Tensor, torch.Generator]:
     """SPEC §9: one CPU generator; the first draw is the whole video's noise [B, C, T, H, W], float32."""
     g = torch.Generator("cpu").manual_seed(int(seed))
     return torch.randn(tuple(shape), generator=g, dtype=torch.float32), g
+
+
+def peak_memory_mb(device: torch.device) -> float:
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    import resource
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
 
 
 def _sync(device: torch.device) -> None:
@@ -174,6 +182,7 @@ def generate(model: WanTransformer, prompt_embeds: torch.Tensor, num_frames: int
     result.latents = output.permute(0, 2, 1, 3, 4).contiguous()
     result.descriptors = descriptors.cpu() if descriptors is not None else None
     result.pool_bytes_per_frame = pool.bytes_per_frame if pool is not None else 0
+    result.peak_memory_mb = peak_memory_mb(device)
     return result
 
 

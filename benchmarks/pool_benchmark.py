@@ -1,0 +1,140 @@
+"""History-pool benchmark: per-block time native vs retrieval, memory as the video grows.
+
+    python benchmarks/pool_benchmark.py                      # tiny + medium on this device
+    python benchmarks/pool_benchmark.py --sizes real         # Wan 1.3B size (needs a GPU)
+
+Prints a table and writes JSON (default benchmarks/results/pool_benchmark.json). Each
+memory measurement runs in its own process so its peak RSS is its own. Weights are random:
+this measures cost, not quality.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # benchmarks run from a checkout, like `python -m core`
+
+import torch  # noqa: E402
+
+from core.history_pool import HistoryPool, tiers_from  # noqa: E402
+from core.model import WanConfig, WanTransformer  # noqa: E402
+from core.pipeline import GenerationConfig, generate  # noqa: E402
+
+SIZES = {
+    #        dim, ffn, layers, heads, text_dim, latent HxW
+    "tiny": (128, 256, 2, 2, 64, (8, 12)),
+    "medium": (512, 1024, 4, 4, 64, (24, 40)),
+    "real": (1536, 8960, 30, 12, 4096, (60, 104)),
+}
+STORAGE_MODES = [  # (name, location, budget MB, storage)
+    ("kv/host", "host", None, "kv"),
+    ("kv/disk(budget 0)", "host", 0, "kv"),
+    ("kv-half/host", "host", None, "kv-half"),
+    ("latent/host", "host", None, "latent"),
+]
+
+
+def build(size: str, device: torch.device, dtype: torch.dtype) -> tuple[WanTransformer, tuple[int, int], int]:
+    dim, ffn, layers, heads, text_dim, hw = SIZES[size]
+    torch.manual_seed(0)
+    with torch.device("meta"):
+        model = WanTransformer(WanConfig(dim=dim, ffn_dim=ffn, num_layers=layers, num_heads=heads, text_dim=text_dim))
+    model = model.to_empty(device=device).to(dtype)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.normal_(0, 0.02)
+    return model.eval().requires_grad_(False), hw, text_dim
+
+
+def run_once(size, mode, frames, location, budget, storage, device, dtype, pool_dir=None):
+    model, hw, text_dim = build(size, device, dtype)
+    emb = torch.randn(1, 32, text_dim)
+    pool = HistoryPool(tiers_from(location, budget), storage=storage, compute_device=device, directory=pool_dir)
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    res = generate(model, emb, frames, hw, 0, GenerationConfig(mode=mode), pool=pool)
+    steady = [t["total_s"] for t in res.timings[6:]] or [t["total_s"] for t in res.timings]
+    out = {"size": size, "mode": mode, "frames": frames, "location": location, "budget_mb": budget,
+           "storage": storage, "block_s_median": statistics.median(steady),
+           "retrieval_s_median": statistics.median(t["retrieval_s"] for t in res.timings[6:] or res.timings),
+           "peak_memory_mb": res.peak_memory_mb, "pool_bytes_per_frame": pool.bytes_per_frame,
+           "pool_peak_bytes": pool.peak_bytes, "pool_frames": len(pool)}
+    pool.close()
+    return out
+
+
+def worker(spec: dict) -> dict:
+    device = torch.device(spec.pop("device"))
+    dtype = getattr(torch, spec.pop("dtype"))
+    return run_once(device=device, dtype=dtype, **spec)
+
+
+def in_subprocess(spec: dict) -> dict:
+    out = subprocess.run([sys.executable, __file__, "--worker", json.dumps(spec)], capture_output=True, text=True,
+                         check=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--sizes", default=None, help="comma list of tiny,medium,real (default tiny,medium; +real on CUDA)")
+    ap.add_argument("--frames", default="24,48,96,192", help="video lengths (latent frames) for the memory table")
+    ap.add_argument("--ab-frames", type=int, default=48, help="length of the native-vs-retrieval timing runs")
+    ap.add_argument("--repeats", type=int, default=2, help="interleaved native/retrieval pairs per size")
+    ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "pool_benchmark.json"))
+    ap.add_argument("--pool-dir", default=None)
+    ap.add_argument("--worker", help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.worker:
+        print(json.dumps(worker(json.loads(args.worker))))
+        return 0
+    device = torch.device(args.device)
+    dtype = "bfloat16" if device.type == "cuda" else "float32"
+    sizes = args.sizes.split(",") if args.sizes else ["tiny", "medium"] + (["real"] if device.type == "cuda" else [])
+    report = {"device": str(device), "dtype": dtype, "torch": torch.__version__, "threads": torch.get_num_threads(),
+              "ab": [], "memory": []}
+
+    print(f"device {device}, {dtype}, {torch.get_num_threads()} threads")
+    print("\n== per-block wall time at equal window (L=12): native vs retrieval (K=6) ==")
+    print(f"{'size':8} {'native s/block':>15} {'retrieval s/block':>18} {'ratio':>7}")
+    for size in sizes:
+        nat, rag = [], []
+        for _ in range(args.repeats):  # interleaved so machine noise hits both alike
+            for mode, acc in (("native", nat), ("rag", rag)):
+                acc.append(in_subprocess(dict(size=size, mode=mode, frames=args.ab_frames, location="host",
+                                              budget=None, storage="kv", device=str(device), dtype=dtype,
+                                              pool_dir=args.pool_dir))["block_s_median"])
+        n, r = statistics.median(nat), statistics.median(rag)
+        report["ab"].append({"size": size, "native_block_s": n, "rag_block_s": r, "ratio": r / n,
+                             "native_runs": nat, "rag_runs": rag})
+        print(f"{size:8} {n:15.4f} {r:18.4f} {r / n:7.3f}")
+
+    print("\n== memory as the video grows (retrieval mode) ==")
+    print(f"{'size':8} {'storage':18} {'frames':>6} {'pool MB/frame':>14} {'pool peak MB':>13} "
+          f"{'peak mem MB':>12} {'s/block':>8}")
+    for size in sizes:
+        if size == "real" and device.type != "cuda":
+            continue
+        for name, location, budget, storage in STORAGE_MODES:
+            for frames in [int(f) for f in args.frames.split(",")]:
+                r = in_subprocess(dict(size=size, mode="rag", frames=frames, location=location, budget=budget,
+                                       storage=storage, device=str(device), dtype=dtype, pool_dir=args.pool_dir))
+                r["name"] = name
+                report["memory"].append(r)
+                print(f"{size:8} {name:18} {frames:6d} {r['pool_bytes_per_frame'] / 2**20:14.3f} "
+                      f"{r['pool_peak_bytes'] / 2**20:13.1f} {r['peak_memory_mb']:12.1f} {r['block_s_median']:8.3f}")
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(report, indent=1))
+    print(f"\nwrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
