@@ -12,6 +12,7 @@ from typing import Protocol
 
 import torch
 import torch.nn as nn
+from einops import rearrange
 
 from .attention import attention
 from .rope import apply_rope, rope_table
@@ -205,7 +206,4 @@ class WanTransformer(nn.Module):
         """[B, F, H'·W', p·q·r·C] → [B, C, F·p, H'·q, W'·r]."""
         f, h, w = grid
         p, q, r = self.cfg.patch_size
-        c = self.cfg.out_dim
-        u = x.reshape(b, f, h, w, p, q, r, c)
-        u = torch.einsum("bfhwpqrc->bcfphqwr", u)
-        return u.reshape(b, c, f * p, h * q, w * r)
+        return rearrange(x, "b f (h w) (p q r c) -> b c (f p) (h q) (w r)", h=h, w=w, p=p, q=q, r=r)

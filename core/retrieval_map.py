@@ -1,0 +1,60 @@
+"""Render the retrieval log as a picture: which past frame each block retrieved, coloured by similarity."""
+from __future__ import annotations
+
+import io
+
+import numpy as np
+
+
+def render_retrieval_map(log: list[dict], num_frames: int, sink: int = 1, window: int = 12,
+                         title: str = "LongLive-RAG retrieval map", size_px: tuple[int, int] = (900, 620)
+                         ) -> np.ndarray:
+    """log: records with ``query_frame``, ``global_frames``, ``similarities`` (flat lists = batch 1;
+    nested = batch, sample 0 is drawn). Returns an RGB image uint8 [H, W, 3].
+
+    x = the block's first frame, y = the retrieved frame, colour = cosine similarity; the shaded
+    band is the sliding window (what native attention still sees), the line at the bottom the sink.
+    """
+    import matplotlib
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    xs, ys, cs = [], [], []
+    for rec in log:
+        frames, sims = rec["global_frames"], rec["similarities"]
+        if frames and isinstance(frames[0], list):
+            frames, sims = frames[0], sims[0]
+        xs += [rec["query_frame"]] * len(frames)
+        ys += list(frames)
+        cs += list(sims)
+    dpi = 100
+    fig, ax = plt.subplots(figsize=(size_px[0] / dpi, size_px[1] / dpi), dpi=dpi)
+    try:
+        span = max(num_frames, 1)
+        q = np.arange(0, span + 1)
+        ax.fill_between(q, np.maximum(q - window + sink, sink), q, color="#dddddd", step="post",
+                        label=f"sliding window ({window} frames)")
+        if sink:
+            ax.axhspan(-0.5, sink - 0.5, color="#f4d6a0", label=f"sink ({sink})")
+        if xs:
+            sc = ax.scatter(xs, ys, c=cs, cmap="viridis", s=36, edgecolors="black", linewidths=0.3,
+                            label="retrieved frame")
+            fig.colorbar(sc, ax=ax, label="cosine similarity")
+        else:
+            ax.text(0.5, 0.5, "no block retrieved\n(video shorter than window + recency guard)",
+                    ha="center", va="center", transform=ax.transAxes)
+        ax.plot([0, span], [0, span], color="#999999", lw=0.8, ls="--")
+        ax.set_xlim(-0.5, span + 0.5)
+        ax.set_ylim(-0.5, span + 0.5)
+        ax.set_xlabel("block (first latent frame)")
+        ax.set_ylabel("retrieved latent frame")
+        ax.set_title(title)
+        ax.legend(loc="upper left", fontsize=8)
+        fig.tight_layout()
+        buf = io.BytesIO()
+        fig.savefig(buf, format="rgba", dpi=dpi)
+        w, h = fig.canvas.get_width_height()
+        img = np.frombuffer(buf.getvalue(), dtype=np.uint8).reshape(h, w, 4)[..., :3].copy()
+    finally:
+        plt.close(fig)
+    return img
