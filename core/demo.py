@@ -25,7 +25,7 @@ DEMO_CONFIG = WanConfig(dim=128, ffn_dim=256, num_layers=2, num_heads=2, text_di
 LATENT_HW = (8, 12)
 
 
-def latent_preview(latents: torch.Tensor, scale: int = 8) -> np.ndarray:
+def latent_preview(latents: torch.Tensor, scale: int = 24) -> np.ndarray:
     """A rough RGB view of model-space latents [16, T, H, W] → uint8 [T, H·scale, W·scale, 3]
     (channel groups averaged and squashed; no VAE involved)."""
     groups = latents[:15].float().reshape(3, 5, *latents.shape[1:]).mean(1)   # channels 0-4 R, 5-9 G, 10-14 B
