@@ -1,0 +1,121 @@
+"""Everything this pack needs from ComfyUI, imported lazily with a fallback so the nodes also run
+(and are tested) without ComfyUI: model folders, progress + preview, cancellation, devices."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import torch
+
+ENCODER_FOLDER = "retrieval_encoders"
+ENCODER_EXTENSIONS = {".pt", ".pth", ".safetensors"}
+
+
+def _folder_paths():
+    try:
+        import folder_paths
+        return folder_paths
+    except ImportError:
+        return None
+
+
+def register_model_folders() -> None:
+    """Add ComfyUI/models/retrieval_encoders (where ae_latent_mem.pt goes) to ComfyUI's folders."""
+    fp = _folder_paths()
+    if fp is None:
+        return
+    if ENCODER_FOLDER not in fp.folder_names_and_paths:
+        fp.folder_names_and_paths[ENCODER_FOLDER] = ([os.path.join(fp.models_dir, ENCODER_FOLDER)],
+                                                     set(ENCODER_EXTENSIONS))
+
+
+def _fallback_dirs(kind: str) -> list[Path]:
+    """Without ComfyUI: $LONGLIVE_RAG_MODELS/<kind> (default ./models/<kind>)."""
+    return [Path(os.environ.get("LONGLIVE_RAG_MODELS", "models")) / kind]
+
+
+def list_models(kind: str, extensions=(".pt", ".pth", ".safetensors", ".sft")) -> list[str]:
+    fp = _folder_paths()
+    if fp is not None:
+        try:
+            return [f for f in fp.get_filename_list(kind) if f.lower().endswith(tuple(extensions))]
+        except KeyError:
+            return []
+    names = []
+    for d in _fallback_dirs(kind):
+        if d.is_dir():
+            names += sorted(str(p.relative_to(d)) for p in d.rglob("*") if p.suffix.lower() in extensions)
+    return names
+
+
+def model_path(kind: str, name: str) -> str:
+    """Full path of a model file chosen in a node; clear error when it is gone."""
+    fp = _folder_paths()
+    if fp is not None:
+        path = fp.get_full_path(kind, name)
+        if path is None:
+            raise FileNotFoundError(f"'{name}' is not in ComfyUI's '{kind}' model folder "
+                                    f"({fp.get_folder_paths(kind)}); put the file there and refresh")
+        return path
+    for d in _fallback_dirs(kind):
+        if (d / name).is_file():
+            return str(d / name)
+    raise FileNotFoundError(f"'{name}' not found in {[str(d) for d in _fallback_dirs(kind)]}")
+
+
+def compute_device() -> torch.device:
+    try:
+        import comfy.model_management as mm
+        return mm.get_torch_device()
+    except ImportError:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def offload_device() -> torch.device:
+    try:
+        import comfy.model_management as mm
+        return mm.unet_offload_device()
+    except ImportError:
+        return torch.device("cpu")
+
+
+def empty_cache() -> None:
+    try:
+        import comfy.model_management as mm
+        mm.soft_empty_cache()
+    except ImportError:
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+
+
+def check_interrupted() -> None:
+    """Raise ComfyUI's interrupt exception when the user pressed Cancel."""
+    try:
+        import comfy.model_management as mm
+    except ImportError:
+        return
+    mm.throw_exception_if_processing_interrupted()
+
+
+class Progress:
+    """Per-block progress bar with a latent preview (ComfyUI) or nothing (headless)."""
+
+    def __init__(self, total: int):
+        self.total = total
+        try:
+            import comfy.utils
+            import latent_preview
+            from comfy.latent_formats import Wan21
+            self.bar = comfy.utils.ProgressBar(total)
+            self.previewer = latent_preview.get_previewer(compute_device(), Wan21())
+        except ImportError:
+            self.bar, self.previewer = None, None
+
+    def update(self, done: int, x0_model_space: torch.Tensor | None = None) -> None:
+        """x0 [B, C, F, H, W] in model space (what ComfyUI's Wan previewer expects); the last frame is shown."""
+        if self.bar is None:
+            return
+        preview = None
+        if self.previewer is not None and x0_model_space is not None:
+            preview = self.previewer.decode_latent_to_preview_image("JPEG", x0_model_space[:1, :, -1:].float())
+        self.bar.update_absolute(done, self.total, preview)

@@ -1,0 +1,104 @@
+"""Decode (chunked, seamless) and Retrieval Map."""
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from ..core.retrieval_map import render_retrieval_map
+from . import bridge
+from .sampling import RetrievalLog
+
+
+def _wan_streaming_parts(vae):
+    """(first_stage_model, count_conv3d) when the VAE is ComfyUI's causal Wan2.1 VAE, else None."""
+    fsm = getattr(vae, "first_stage_model", None)
+    if fsm is None or not all(hasattr(fsm, a) for a in ("decoder", "conv2")):
+        return None
+    try:
+        from comfy.ldm.wan.vae import WanVAE, count_conv3d
+    except ImportError:
+        return None
+    return (fsm, count_conv3d) if isinstance(fsm, WanVAE) else None
+
+
+@torch.inference_mode()
+def decode_video(vae, samples: torch.Tensor, chunk_frames: int) -> torch.Tensor:
+    """Raw Wan latents [B, 16, T, H, W] → IMAGE [B·T_video, 8H, 8W, 3] on the CPU.
+
+    With ComfyUI's Wan VAE the causal decoder runs latent frame by latent frame, keeping its
+    temporal cache across chunks (so chunk borders are exact, not blended) and moving every
+    decoded chunk to the CPU: the GPU never holds the whole video.
+    """
+    parts = _wan_streaming_parts(vae)
+    if parts is None:
+        images = vae.decode(samples)
+        return images.reshape(-1, *images.shape[-3:]).cpu()
+    fsm, count_conv3d = parts
+    import comfy.model_management as mm
+    b, _, t, h, w = samples.shape
+    chunk = max(1, chunk_frames)
+    mm.load_models_gpu([vae.patcher], memory_required=vae.memory_used_decode((1, 16, chunk, h, w), vae.vae_dtype))
+    videos = []
+    for bi in range(b):
+        cache = [None] * count_conv3d(fsm.decoder)
+        pieces = []
+        for start in range(0, t, chunk):
+            z = samples[bi:bi + 1, :, start:start + chunk].to(vae.device, vae.vae_dtype)
+            x = fsm.conv2(z)
+            for i in range(x.shape[2]):
+                out = fsm.decoder(x[:, :, i:i + 1], feat_cache=cache, feat_idx=[0])
+                pieces.append(vae.process_output(out.float()).cpu())
+            bridge.check_interrupted()
+        videos.append(torch.cat(pieces, 2)[0].movedim(0, -1))        # [T_video, H, W, 3]
+    return torch.cat(videos)
+
+
+class Decode:
+    DESCRIPTION = ("Decodes a long Wan video latent with the native VAE (VAELoader: wan_2.1_vae.safetensors) in "
+                   "temporal chunks: exact at chunk borders (the causal cache is carried over) and without holding "
+                   "the whole video on the GPU. IMAGE out → CreateVideo / SaveVideo / SaveWEBM (16 fps).")
+    CATEGORY = "LongLive-RAG"
+    FUNCTION = "decode"
+    RETURN_TYPES = ("IMAGE",)
+    RETURN_NAMES = ("images",)
+    OUTPUT_TOOLTIPS = ("Video frames [N, H, W, 3] in 0..1 (N = 4·(latent frames − 1) + 1 per video).",)
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {
+            "vae": ("VAE", {"tooltip": "Wan2.1 VAE from VAELoader (wan_2.1_vae.safetensors)."}),
+            "samples": ("LATENT", {"tooltip": "Wan latent from AR Block Sampler."}),
+            "chunk_frames": ("INT", {"default": 8, "min": 1, "max": 256,
+                                     "tooltip": "Latent frames per GPU chunk (8 ≈ 29 video frames). Smaller uses less VRAM; "
+                                                "the result is the same for any value."}),
+        }}
+
+    def decode(self, vae, samples, chunk_frames):
+        z = samples["samples"]
+        if z.dim() != 5 or z.shape[1] != 16:
+            raise ValueError(f"samples must be a Wan2.1 video latent [B, 16, T, H, W]; got {list(z.shape)}")
+        return (decode_video(vae, z, chunk_frames),)
+
+
+class RetrievalMap:
+    DESCRIPTION = ("Plots the retrieval log: for each block (x), the past frames it retrieved (y), coloured by "
+                   "cosine similarity, with the sliding window shaded. Points far below the band are memories "
+                   "the plain window had forgotten.")
+    CATEGORY = "LongLive-RAG"
+    FUNCTION = "plot"
+    RETURN_TYPES = ("IMAGE",)
+    RETURN_NAMES = ("image",)
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {
+            "retrieval_log": ("LLRAG_LOG", {"tooltip": "From AR Block Sampler."}),
+            "width": ("INT", {"default": 900, "min": 300, "max": 4096, "step": 10, "tooltip": "Plot width in pixels."}),
+            "height": ("INT", {"default": 620, "min": 200, "max": 4096, "step": 10, "tooltip": "Plot height in pixels."}),
+        }}
+
+    def plot(self, retrieval_log: RetrievalLog, width, height):
+        title = "LongLive-RAG retrieval map" if retrieval_log.mode == "rag" else "native window (no retrieval)"
+        img = render_retrieval_map(list(retrieval_log.records), retrieval_log.num_frames, retrieval_log.sink,
+                                   retrieval_log.window, title=title, size_px=(width, height))
+        return (torch.from_numpy(np.ascontiguousarray(img)).float().div(255.0).unsqueeze(0),)

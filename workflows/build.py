@@ -1,0 +1,198 @@
+"""Regenerates the example workflows (UI format, version 0.4) from the nodes' own definitions.
+
+    python workflows/build.py        # from the repository root
+
+The test suite checks the committed .json files equal this script's output, so widget values and
+links never drift from the nodes. Core ComfyUI nodes used here are described in CORE below.
+"""
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+
+TEXT_ENCODER = "umt5_xxl_fp8_e4m3fn_scaled.safetensors"
+VAE = "wan_2.1_vae.safetensors"
+ENCODER = "ae_latent_mem.pt"
+PROMPT = ("A red fox trots through a snowy birch forest at dawn, soft golden light, the camera follows it "
+          "in one continuous tracking shot, cinematic, highly detailed")
+
+# type → (inputs [(name, type, widget default or None for links)], outputs [(name, type)])
+CORE = {
+    "CLIPLoader": ([("clip_name", "COMBO", TEXT_ENCODER), ("type", "COMBO", "wan"), ("device", "COMBO", "default")],
+                   [("CLIP", "CLIP")]),
+    "CLIPTextEncode": ([("text", "STRING", PROMPT), ("clip", "CLIP", None)], [("CONDITIONING", "CONDITIONING")]),
+    "VAELoader": ([("vae_name", "COMBO", VAE)], [("VAE", "VAE")]),
+    "CreateVideo": ([("images", "IMAGE", None), ("fps", "FLOAT", 16.0), ("audio", "AUDIO", None)], [("VIDEO", "VIDEO")]),
+    "SaveVideo": ([("video", "VIDEO", None), ("filename_prefix", "STRING", "video/LongLiveRAG"),
+                   ("format", "COMBO", "auto"), ("codec", "COMBO", "auto")], []),
+    "ImageStitch": ([("image1", "IMAGE", None), ("direction", "COMBO", "right"), ("match_image_size", "BOOLEAN", True),
+                     ("spacing_width", "INT", 8), ("spacing_color", "COMBO", "white"), ("image2", "IMAGE", None)],
+                    [("IMAGE", "IMAGE")]),
+    "SaveImage": ([("images", "IMAGE", None), ("filename_prefix", "STRING", "LongLiveRAG/retrieval_map")], []),
+}
+WIDGET_TYPES = {"INT", "FLOAT", "STRING", "BOOLEAN", "COMBO"}
+
+
+def pack_nodes():
+    """The pack's NODE_CLASS_MAPPINGS, imported as a package (as ComfyUI does)."""
+    spec = importlib.util.spec_from_file_location("comfyui_longlive_rag", ROOT / "__init__.py",
+                                                  submodule_search_locations=[str(ROOT)])
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module.NODE_CLASS_MAPPINGS
+
+
+def node_spec(cls):
+    """(inputs, outputs) of one of our node classes in CORE's format."""
+    types = cls.INPUT_TYPES()
+    inputs = []
+    for section in ("required", "optional"):
+        for name, spec in types.get(section, {}).items():
+            kind = "COMBO" if isinstance(spec[0], list) else spec[0]
+            default = spec[1].get("default") if len(spec) > 1 else None
+            if kind == "COMBO" and default is None:
+                default = spec[0][0] if spec[0] else None
+            inputs.append((name, kind, default if kind in WIDGET_TYPES else None))
+    names = getattr(cls, "RETURN_NAMES", cls.RETURN_TYPES)
+    return inputs, list(zip(names, cls.RETURN_TYPES))
+
+
+class Graph:
+    def __init__(self, specs):
+        self.specs, self.nodes, self.links = specs, [], []
+
+    def add(self, type_, pos, widgets=None, size=(320, 160), title=None):
+        inputs, outputs = self.specs[type_]
+        widgets = widgets or {}
+        unknown = set(widgets) - {n for n, k, _ in inputs if k in WIDGET_TYPES}
+        if unknown:
+            raise KeyError(f"{type_} has no widgets {unknown}")
+        values = []
+        for name, kind, default in inputs:
+            if kind in WIDGET_TYPES:
+                values.append(widgets.get(name, default))
+                if name == "seed":
+                    values.append("fixed")   # the frontend's control_after_generate value
+        node = {"id": len(self.nodes) + 1, "type": type_, "pos": list(pos), "size": list(size), "flags": {},
+                "order": len(self.nodes), "mode": 0,
+                "inputs": [{"name": n, "type": k, "link": None} for n, k, _ in inputs if k not in WIDGET_TYPES],
+                "outputs": [{"name": n, "type": k, "links": [], "slot_index": i} for i, (n, k) in enumerate(outputs)],
+                "properties": {"Node name for S&R": type_}, "widgets_values": values}
+        if title:
+            node["title"] = title
+        self.nodes.append(node)
+        return node["id"]
+
+    def link(self, src, out_name, dst, in_name):
+        s, d = self.nodes[src - 1], self.nodes[dst - 1]
+        oi = next(i for i, o in enumerate(s["outputs"]) if o["name"] == out_name)
+        ii = next(i for i, x in enumerate(d["inputs"]) if x["name"] == in_name)
+        lid = len(self.links) + 1
+        kind = s["outputs"][oi]["type"]
+        self.links.append([lid, src, oi, dst, ii, kind])
+        s["outputs"][oi]["links"].append(lid)
+        d["inputs"][ii]["link"] = lid
+
+    def to_json(self, title):
+        return {"last_node_id": len(self.nodes), "last_link_id": len(self.links), "nodes": self.nodes,
+                "links": self.links, "groups": [], "config": {},
+                "extra": {"ds": {"scale": 0.8, "offset": [0, 0]}, "info": {"title": title}}, "version": 0.4}
+
+
+def text_to_video(specs, backbone, lora, title, frames=477):
+    g = Graph(specs)
+    clip = g.add("CLIPLoader", (0, 0), size=(320, 110))
+    text = g.add("CLIPTextEncode", (0, 160), size=(380, 200))
+    g.link(clip, "CLIP", text, "clip")
+    bb = g.add("LongLiveRAG_LoadBackbone", (0, 420), {"backbone": backbone, "lora": lora}, size=(380, 220))
+    enc = g.add("LongLiveRAG_LoadLatentEncoder", (420, 0), {"encoder": ENCODER}, size=(340, 80))
+    pool = g.add("LongLiveRAG_HistoryPool", (420, 130), size=(340, 160))
+    ret = g.add("LongLiveRAG_RetrieveContext", (420, 340), size=(340, 160))
+    g.link(enc, "encoder", ret, "encoder")
+    g.link(pool, "pool", ret, "pool")
+    sampler = g.add("LongLiveRAG_ARBlockSampler", (800, 0), {"length": frames}, size=(360, 380))
+    g.link(bb, "backbone", sampler, "backbone")
+    g.link(text, "CONDITIONING", sampler, "positive")
+    g.link(ret, "retrieval", sampler, "retrieval")
+    vae = g.add("VAELoader", (800, 440), size=(320, 80))
+    dec = g.add("LongLiveRAG_Decode", (1200, 0), size=(320, 120))
+    g.link(vae, "VAE", dec, "vae")
+    g.link(sampler, "latent", dec, "samples")
+    video = g.add("CreateVideo", (1200, 170), size=(260, 80))
+    g.link(dec, "images", video, "images")
+    save = g.add("SaveVideo", (1560, 0), size=(420, 420))
+    g.link(video, "VIDEO", save, "video")
+    rmap = g.add("LongLiveRAG_RetrievalMap", (1200, 300), size=(320, 110))
+    g.link(sampler, "retrieval_log", rmap, "retrieval_log")
+    img = g.add("SaveImage", (1200, 460), size=(420, 380))
+    g.link(rmap, "image", img, "images")
+    return g.to_json(title)
+
+
+def ab_compare(specs, frames=477):
+    g = Graph(specs)
+    clip = g.add("CLIPLoader", (0, 0), size=(320, 110))
+    text = g.add("CLIPTextEncode", (0, 160), size=(380, 200))
+    g.link(clip, "CLIP", text, "clip")
+    bb = g.add("LongLiveRAG_LoadBackbone", (0, 420), {"backbone": "causal_forcing.pt"}, size=(380, 220))
+    enc = g.add("LongLiveRAG_LoadLatentEncoder", (420, 0), {"encoder": ENCODER}, size=(340, 80))
+    ret = g.add("LongLiveRAG_RetrieveContext", (420, 130), size=(340, 160))
+    g.link(enc, "encoder", ret, "encoder")
+    native = g.add("LongLiveRAG_ARBlockSampler", (800, 0), {"length": frames}, size=(360, 380),
+                   title="A: native sliding window")
+    rag = g.add("LongLiveRAG_ARBlockSampler", (800, 420), {"length": frames}, size=(360, 380),
+                title="B: LongLive-RAG (same seed)")
+    for s in (native, rag):
+        g.link(bb, "backbone", s, "backbone")
+        g.link(text, "CONDITIONING", s, "positive")
+    g.link(ret, "retrieval", rag, "retrieval")
+    vae = g.add("VAELoader", (420, 340), size=(320, 80))
+    decs = []
+    for i, s in enumerate((native, rag)):
+        d = g.add("LongLiveRAG_Decode", (1200, 420 * i), size=(320, 120))
+        g.link(vae, "VAE", d, "vae")
+        g.link(s, "latent", d, "samples")
+        decs.append(d)
+    stitch = g.add("ImageStitch", (1560, 0), size=(300, 160), title="native | retrieval")
+    g.link(decs[0], "images", stitch, "image1")
+    g.link(decs[1], "images", stitch, "image2")
+    video = g.add("CreateVideo", (1560, 200), size=(260, 80))
+    g.link(stitch, "IMAGE", video, "images")
+    save = g.add("SaveVideo", (1900, 0), {"filename_prefix": "video/LongLiveRAG_AB"}, size=(420, 420))
+    g.link(video, "VIDEO", save, "video")
+    rmap = g.add("LongLiveRAG_RetrievalMap", (1560, 340), size=(320, 110))
+    g.link(rag, "retrieval_log", rmap, "retrieval_log")
+    img = g.add("SaveImage", (1900, 460), size=(420, 380))
+    g.link(rmap, "image", img, "images")
+    return g.to_json("A/B: native window vs LongLive-RAG")
+
+
+def build() -> dict[str, dict]:
+    specs = dict(CORE)
+    specs.update({name: node_spec(cls) for name, cls in pack_nodes().items()})
+    return {
+        "longlive_rag_self_forcing_t2v.json": text_to_video(specs, "self_forcing.pt", "none",
+                                                            "Self-Forcing + LongLive-RAG: text to long video"),
+        "longlive_rag_causal_forcing_t2v.json": text_to_video(specs, "causal_forcing.pt", "none",
+                                                              "Causal-Forcing + LongLive-RAG: text to long video"),
+        "longlive_rag_longlive_t2v.json": text_to_video(specs, "longlive_base.pt", "longlive_lora.pt",
+                                                        "LongLive (base + LoRA) + LongLive-RAG: text to long video"),
+        "longlive_rag_ab_native_vs_retrieval.json": ab_compare(specs),
+    }
+
+
+def main() -> int:
+    for name, wf in build().items():
+        (HERE / name).write_text(json.dumps(wf, indent=1) + "\n")
+        print(f"wrote workflows/{name}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
