@@ -1,24 +1,26 @@
-"""Every checkpoint format of SPEC §8 loads (and generates); every bad input fails clearly."""
+"""SPEC §8: every checkpoint format people have loads to the same weights; every bad input fails clearly,
+naming the file and the problem, before anything is generated."""
+import functools
 import json
+import os
 import pickle
 
 import pytest
 import torch
 from safetensors.torch import save_file
 
-from core.checkpoint import (CheckpointError, infer_config, load_backbone, match_lora, normalise_lora,
-                             normalise_names, validate_backbone)
+from core.checkpoint import (CheckpointError, detect_preset, expected_shapes, infer_config, is_backbone_checkpoint,
+                             load_backbone, match_lora, normalise_lora, read_backbone, validate_backbone)
 from core.model import WanConfig, WanTransformer
-from core.pipeline import GenerationConfig, generate
 
 from conftest import DATA
 
-CFG = WanConfig(dim=64, ffn_dim=128, num_layers=2, num_heads=2, text_dim=32, freq_dim=32)
+CFG = WanConfig(dim=128, ffn_dim=256, num_layers=2, num_heads=1, text_dim=64, freq_dim=256)   # 1 head: dim / 128
 
 
-def random_state(seed=0):
+def random_state(seed=0, cfg=CFG):
     torch.manual_seed(seed)
-    model = WanTransformer(CFG)
+    model = WanTransformer(cfg)
     with torch.no_grad():
         for p in model.parameters():
             p.normal_(0, 0.05)
@@ -34,61 +36,133 @@ def assert_same_weights(backbone, state, atol=0.0):
     loaded = backbone.model.state_dict()
     assert set(loaded) == set(state)
     for k, v in state.items():
-        assert torch.allclose(loaded[k].float(), v.float(), atol=atol), k
+        if atol == 0.0:
+            assert torch.equal(loaded[k], v.to(loaded[k].dtype)), k
+        else:
+            assert torch.allclose(loaded[k].float(), v.float(), atol=atol), k
 
 
-def test_self_forcing_uses_ema_weights_with_fsdp_names_by_default(tmp_path, state):
+def prefixed(state, prefix):
+    return {prefix + k: v for k, v in state.items()}
+
+
+# ------------------------------------------------------------------------------------------ formats
+def test_self_forcing_uses_ema_weights_by_default_and_strips_fsdp_wrapper_names(tmp_path, state):
     other = random_state(1)
-    ema = {f"model._fsdp_wrapped_module.{k}": v for k, v in state.items()}
-    torch.save({"generator_ema": ema, "generator": {f"model.{k}": v for k, v in other.items()}}, tmp_path / "sf.pt")
-    b = load_backbone(tmp_path / "sf.pt", num_heads=2)
+    ema = {f"model._fsdp_wrapped_module.{k.replace('.self_attn.', '._fsdp_wrapped_module.self_attn.')}": v
+           for k, v in state.items()}
+    torch.save({"generator_ema": ema, "generator": prefixed(other, "model.")}, tmp_path / "checkpoint_model_001.pt")
+    b = load_backbone(tmp_path / "checkpoint_model_001.pt")
     assert_same_weights(b, state)
     assert (b.info.format, b.info.preset, b.info.source_key) == ("self_forcing", "Self-Forcing", "generator_ema")
-    assert_same_weights(load_backbone(tmp_path / "sf.pt", num_heads=2, use_ema=False), other)
+    assert b.config == CFG
+
+
+def test_self_forcing_without_ema_reads_generator(tmp_path, state):
+    other = random_state(1)
+    torch.save({"generator_ema": prefixed(state, "model."), "generator": prefixed(other, "model.")},
+               tmp_path / "sf.pt")
+    b = load_backbone(tmp_path / "sf.pt", use_ema=False)
+    assert_same_weights(b, other)
+    assert b.info.source_key == "generator"
 
 
 @pytest.mark.parametrize("top", ["generator", "model"])
-def test_causal_forcing_pickle_loads(tmp_path, state, top):
-    torch.save({top: {f"model.{k}": v for k, v in state.items()}}, tmp_path / "cf.pt")
-    b = load_backbone(tmp_path / "cf.pt", num_heads=2)
+def test_causal_forcing_pickle_loads_from_generator_or_model_key(tmp_path, state, top):
+    torch.save({top: prefixed(state, "model.")}, tmp_path / "causal_forcing.pt")
+    b = load_backbone(tmp_path / "causal_forcing.pt")
     assert_same_weights(b, state)
-    assert b.info.preset == "Causal-Forcing"
+    assert (b.info.format, b.info.preset, b.info.source_key) == ("causal_forcing", "Causal-Forcing", top)
 
 
-@pytest.mark.parametrize("prefix", ["", "model.diffusion_model."])
-@pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16, torch.float8_e4m3fn])
-def test_bare_wan_safetensors_load_in_any_stored_dtype(tmp_path, state, prefix, dtype):
-    path = tmp_path / "self_forcing_dmd.safetensors"
-    save_file({prefix + k: v.to(dtype).contiguous() for k, v in state.items()}, str(path))
-    b = load_backbone(path, num_heads=2, dtype=torch.float32)
-    assert next(b.model.parameters()).dtype == torch.float32
-    assert_same_weights(b, {k: v.to(dtype) for k, v in state.items()})
-    assert b.info.preset == "Self-Forcing"          # file name hint for ComfyUI users
-
-
-def lora_for(state, rank=4, seed=3):
+def peft_lora(state, rank=4, seed=3, adapter=""):
+    """peft names for every nn.Linear inside the transformer blocks (what LongLive trains)."""
     g = torch.Generator().manual_seed(seed)
     lora = {}
     for k, w in state.items():
         if k.startswith("blocks.") and k.endswith(".weight") and w.dim() == 2:
-            m = k[: -len(".weight")]
-            lora[f"base_model.model.{m}.lora_A.weight"] = torch.randn(rank, w.shape[1], generator=g) * 0.1
-            lora[f"base_model.model.{m}.lora_B.weight"] = torch.randn(w.shape[0], rank, generator=g) * 0.1
+            m = f"base_model.model.{k[: -len('.weight')]}"
+            lora[f"{m}.lora_A{adapter}.weight"] = torch.randn(rank, w.shape[1], generator=g) * 0.1
+            lora[f"{m}.lora_B{adapter}.weight"] = torch.randn(w.shape[0], rank, generator=g) * 0.1
     return lora
 
 
-def test_longlive_lora_is_merged_with_alpha_over_rank_and_strength(tmp_path, state):
-    torch.save({"generator": {f"model.{k}": v for k, v in state.items()}}, tmp_path / "longlive_base.pt")
-    lora = lora_for(state)
-    torch.save({"generator_lora": lora}, tmp_path / "longlive_lora.pt")
-    b = load_backbone(tmp_path / "longlive_base.pt", lora=tmp_path / "longlive_lora.pt", lora_strength=0.5, num_heads=2)
-    assert (b.info.format, b.info.preset) == ("longlive", "LongLive")
-    assert b.info.lora_layers == 2 * 10                      # every Linear of every block
-    key = "blocks.1.cross_attn.o.weight"
-    a, bb = lora["base_model.model.blocks.1.cross_attn.o.lora_A.weight"], lora["base_model.model.blocks.1.cross_attn.o.lora_B.weight"]
-    expected = state[key] + 0.5 * (4 / 4) * bb @ a           # alpha defaults to the rank (LongLive: 256/256)
-    assert torch.allclose(b.model.state_dict()[key], expected, atol=1e-6)
+def merged(state, lora, scale, adapter=""):
+    out = dict(state)
+    for k in state:
+        a = lora.get(f"base_model.model.{k[: -len('.weight')]}.lora_A{adapter}.weight")
+        if a is not None:
+            b = lora[f"base_model.model.{k[: -len('.weight')]}.lora_B{adapter}.weight"]
+            out[k] = (state[k].float() + scale * (b.float() @ a.float())).to(state[k].dtype)
+    return out
+
+
+@pytest.mark.parametrize("alpha_entry, alpha", [({}, None), ({"lora_alpha": 8}, 8.0),
+                                                ({"peft_config": {"r": 4, "lora_alpha": 2}}, 2.0)])
+def test_longlive_lora_is_merged_with_strength_times_alpha_over_rank(tmp_path, state, alpha_entry, alpha):
+    torch.save({"generator": prefixed(state, "model.")}, tmp_path / "longlive_base.pt")
+    lora = peft_lora(state)
+    torch.save({"generator_lora": lora, **alpha_entry}, tmp_path / "longlive_lora.pt")
+    b = load_backbone(tmp_path / "longlive_base.pt", lora=tmp_path / "longlive_lora.pt", lora_strength=0.5)
+    assert (b.info.format, b.info.preset, b.info.lora_strength) == ("longlive", "LongLive", 0.5)
+    assert b.info.lora_layers == CFG.num_layers * 10          # q k v o of both attentions + 2 ffn Linears
+    rank = 4
+    assert_same_weights(b, merged(state, lora, 0.5 * (alpha if alpha is not None else rank) / rank), atol=1e-6)
     assert torch.equal(b.model.state_dict()["head.head.weight"], state["head.head.weight"])
+
+
+def test_lora_merge_keeps_the_stored_dtype_and_accepts_peft_adapter_names(tmp_path, state):
+    bf16 = {k: v.to(torch.bfloat16) for k, v in state.items()}
+    save_file(bf16, str(tmp_path / "base.safetensors"))
+    lora = peft_lora(state, adapter=".default")
+    torch.save(lora, tmp_path / "lora.pt")
+    sd, info = read_backbone(tmp_path / "base.safetensors", lora=tmp_path / "lora.pt")
+    assert all(v.dtype == torch.bfloat16 for v in sd.values()) and info.dtype == "bfloat16"
+    want = merged(bf16, lora, 1.0, adapter=".default")
+    assert all(torch.equal(sd[k], want[k]) for k in want)
+
+
+def test_comfyui_style_lora_names_with_down_up_and_alpha_are_accepted(tmp_path, state):
+    renames = (("base_model.model.", "diffusion_model."), ("lora_A", "lora_down"), ("lora_B", "lora_up"))
+    lora = {functools.reduce(lambda s, r: s.replace(*r), renames, k): v for k, v in peft_lora(state).items()}
+    lora.update({k.replace(".lora_down.weight", ".alpha"): torch.tensor(8.0) for k in lora if "lora_down" in k})
+    save_file(state, str(tmp_path / "base.safetensors"))
+    save_file(lora, str(tmp_path / "lora.safetensors"))
+    b = load_backbone(tmp_path / "base.safetensors", lora=tmp_path / "lora.safetensors")
+    assert_same_weights(b, merged(state, peft_lora(state), 8 / 4), atol=1e-6)
+
+
+@pytest.mark.parametrize("prefix", ["", "model.diffusion_model."])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16, torch.float8_e4m3fn,
+                                   torch.float8_e5m2])
+def test_bare_wan_safetensors_load_with_or_without_prefix_in_any_stored_dtype(tmp_path, state, prefix, dtype):
+    stored = {k: v.to(dtype) for k, v in state.items()}
+    save_file(prefixed(stored, prefix), str(tmp_path / "wan2.1_t2v_1.3B.safetensors"))
+    b = load_backbone(tmp_path / "wan2.1_t2v_1.3B.safetensors", dtype=torch.float32)
+    assert all(p.dtype == torch.float32 for p in b.model.parameters())       # upcast at load
+    assert_same_weights(b, stored)
+    assert (b.info.format, b.info.preset, b.info.dtype) == ("wan_safetensors", "Wan2.1", str(dtype)[6:])
+
+
+def test_bundled_checkpoint_keeps_only_the_diffusion_model(tmp_path, state):
+    sd = {**prefixed(state, "model.diffusion_model."), "first_stage_model.decoder.conv_in.weight": torch.zeros(4, 4)}
+    save_file(sd, str(tmp_path / "wan_aio.safetensors"))
+    assert_same_weights(load_backbone(tmp_path / "wan_aio.safetensors"), state)
+
+
+def test_comfyui_scaled_fp8_weights_are_dequantised(tmp_path, state):
+    stored, want = {}, dict(state)
+    for k, v in state.items():
+        if v.dim() == 2:
+            scale = v.abs().max() / 200
+            stored[k] = (v / scale).to(torch.float8_e4m3fn)
+            stored[k[: -len("weight")] + "scale_weight"] = scale.reshape(1)
+            want[k] = stored[k].float() * scale
+        else:
+            stored[k] = v
+    marker = {"scaled_fp8": torch.zeros(0, dtype=torch.float8_e4m3fn)}    # ComfyUI's top-level marker
+    save_file({**prefixed(stored, "model.diffusion_model."), **marker}, str(tmp_path / "wan_fp8_scaled.safetensors"))
+    assert_same_weights(load_backbone(tmp_path / "wan_fp8_scaled.safetensors"), want)
 
 
 def to_diffusers(state):
@@ -96,147 +170,285 @@ def to_diffusers(state):
     return convert_wan_transformer_to_diffusers(dict(state))
 
 
-def test_diffusers_single_file_and_sharded_folder_load(tmp_path, state):
-    d = to_diffusers(state)
-    assert any(k.startswith("condition_embedder.") for k in d)
-    save_file({k: v.contiguous() for k, v in d.items()}, str(tmp_path / "wan_diffusers.safetensors"))
-    assert_same_weights(load_backbone(tmp_path / "wan_diffusers.safetensors", num_heads=2), state)
-    folder = tmp_path / "transformer"
-    folder.mkdir()
-    keys = sorted(d)
-    shards = {"diffusion_pytorch_model-00001-of-00002.safetensors": keys[: len(keys) // 2],
-              "diffusion_pytorch_model-00002-of-00002.safetensors": keys[len(keys) // 2:]}
-    for name, ks in shards.items():
-        save_file({k: d[k].contiguous() for k in ks}, str(folder / name))
-    (folder / "diffusion_pytorch_model.safetensors.index.json").write_text(
-        json.dumps({"weight_map": {k: n for n, ks in shards.items() for k in ks}}))
-    (folder / "config.json").write_text("{}")
-    b = load_backbone(tmp_path, num_heads=2)
-    assert_same_weights(b, state)
-    assert b.info.format == "diffusers"
-
-
-def test_diffusers_model_and_ours_compute_the_same_flow(state):
+def tiny_diffusers(seed=0, heads=2, **kwargs):
     from diffusers import WanTransformer3DModel
-    ref = WanTransformer3DModel(patch_size=(1, 2, 2), num_attention_heads=2, attention_head_dim=32, in_channels=16,
-                                out_channels=16, text_dim=32, freq_dim=32, ffn_dim=128, num_layers=2,
-                                cross_attn_norm=True, qk_norm="rms_norm_across_heads", eps=1e-6, rope_max_seq_len=64)
-    ref.load_state_dict(to_diffusers(state))
-    ref.eval()
-    ours, _ = normalise_names(ref.state_dict())
-    model = WanTransformer(infer_config(ours, num_heads=2))
-    model.load_state_dict(ours)
-    x = torch.randn(1, 16, 3, 4, 6)
-    text = torch.randn(1, 512, 32)
+    torch.manual_seed(seed)
+    args = dict(patch_size=(1, 2, 2), num_attention_heads=heads, attention_head_dim=CFG.dim // heads, in_channels=16,
+                out_channels=16, text_dim=CFG.text_dim, freq_dim=CFG.freq_dim, ffn_dim=CFG.ffn_dim,
+                num_layers=CFG.num_layers, cross_attn_norm=True, qk_norm="rms_norm_across_heads", eps=1e-6,
+                rope_max_seq_len=64)
+    args.update(kwargs)
+    model = WanTransformer3DModel(**args)
     with torch.no_grad():
-        want = ref(x, torch.tensor([700.0]), text, return_dict=False)[0]
-        got = model(x, torch.full((1, 3), 700.0), model.encode_text(text))
-    assert torch.allclose(got, want, atol=1e-4), (got - want).abs().max()
+        for p in model.parameters():
+            p.normal_(0, 0.05)
+    return model.eval()
 
 
-def test_each_loaded_format_generates(tmp_path, state):
-    torch.save({"generator": {f"model.{k}": v for k, v in state.items()}}, tmp_path / "cf.pt")
-    b = load_backbone(tmp_path / "cf.pt", num_heads=2)
-    res = generate(b.model, torch.randn(1, 5, 32), 6, (4, 6), 0, GenerationConfig())
-    assert torch.isfinite(res.latents).all()
+def test_diffusers_single_file_maps_to_the_same_wan_weights(tmp_path, state):
+    d = to_diffusers(state)              # diffusers' own Wan → diffusers converter
+    assert set(d) == set(tiny_diffusers(heads=1).state_dict())
+    save_file(d, str(tmp_path / "wan_diffusers.safetensors"))
+    b = load_backbone(tmp_path / "wan_diffusers.safetensors")
+    assert_same_weights(b, state)
+    assert (b.info.format, b.info.preset) == ("diffusers", "Wan2.1")
 
 
-# ---------------------------------------------------------------------------- the real 1.3B key set
+def test_diffusers_sharded_folder_computes_the_same_flow_as_diffusers(tmp_path):
+    ref = tiny_diffusers(heads=2)
+    ref.save_pretrained(tmp_path / "Wan2.1-T2V-tiny-Diffusers" / "transformer", max_shard_size="500KB")
+    folder = tmp_path / "Wan2.1-T2V-tiny-Diffusers"
+    assert len(list((folder / "transformer").glob("*.safetensors"))) > 1
+    b = load_backbone(folder)                                     # heads from config.json
+    assert (b.config.num_heads, b.info.format, b.info.num_heads) == (2, "diffusers", 2)
+    torch.manual_seed(1)
+    x = torch.randn(1, 16, 3, 4, 6)
+    prompt = torch.randn(1, 20, CFG.text_dim)
+    padded = torch.cat([prompt, prompt.new_zeros(1, 512 - 20, CFG.text_dim)], 1)
+    with torch.no_grad():
+        want = ref(x, torch.tensor([700.0]), padded, return_dict=False)[0]
+        got = b.model(x, torch.full((1, 3), 700.0), b.model.encode_text(prompt))
+    assert torch.allclose(got, want, atol=1e-5), (got - want).abs().max()
+
+
+def test_loaded_model_is_frozen_in_eval_mode_in_the_requested_dtype(tmp_path, state):
+    save_file(state, str(tmp_path / "wan.safetensors"))
+    b = load_backbone(tmp_path / "wan.safetensors", dtype=torch.bfloat16, num_heads=2)
+    assert not b.model.training and b.config.num_heads == 2
+    assert all(p.dtype == torch.bfloat16 and not p.requires_grad and not p.is_meta for p in b.model.parameters())
+    out = b.model(torch.randn(1, 16, 3, 4, 6, dtype=torch.bfloat16), torch.full((1, 3), 500.0),
+                  b.model.encode_text(torch.randn(1, 7, CFG.text_dim, dtype=torch.bfloat16)))
+    assert out.shape == (1, 16, 3, 4, 6) and torch.isfinite(out).all()
+
+
+def test_infer_config_reads_every_size_from_the_shapes():
+    cfg = WanConfig(dim=256, ffn_dim=320, num_layers=3, num_heads=2, text_dim=48, freq_dim=64)
+    with torch.device("meta"):
+        sd = WanTransformer(cfg).state_dict()
+    assert infer_config(sd) == cfg                                  # 256 / 128 = 2 heads
+    assert infer_config(sd, num_heads=4).num_heads == 4
+
+
+def test_preset_detection_reads_only_names(tmp_path, state):
+    save_file(state, str(tmp_path / "self_forcing_dmd.safetensors"))
+    torch.save({"generator_ema": prefixed(state, "model.")}, tmp_path / "checkpoint.pt")
+    torch.save(peft_lora(state), tmp_path / "longlive_lora.pt")
+    assert detect_preset(tmp_path / "self_forcing_dmd.safetensors") == "Self-Forcing"     # name hint
+    assert detect_preset(tmp_path / "checkpoint.pt") == "Self-Forcing"                   # generator_ema
+    assert detect_preset(tmp_path / "checkpoint.pt", lora=tmp_path / "longlive_lora.pt") == "LongLive"
+    assert is_backbone_checkpoint(tmp_path / "checkpoint.pt")
+    assert not is_backbone_checkpoint(tmp_path / "longlive_lora.pt")
+    assert not is_backbone_checkpoint(tmp_path / "nothing.safetensors")
+
+
+# ------------------------------------------------------------------------------- real files, real keys
+def golden_arch(golden_dir):
+    arch = json.loads((golden_dir / "case.json").read_text())["arch"]
+    return WanConfig(dim=arch["dim"], ffn_dim=arch["ffn_dim"], num_layers=arch["num_layers"],
+                     num_heads=arch["num_heads"], freq_dim=arch["freq_dim"], text_dim=arch["text_dim"])
+
+
+def test_golden_bare_safetensors_loads_with_the_golden_architecture(golden_dir):
+    path = golden_dir / "wan_tiny_t2v_bare.safetensors"
+    if not path.exists():
+        pytest.skip("golden files not copied into tests/data/golden")
+    cfg = golden_arch(golden_dir)
+    b = load_backbone(path, num_heads=cfg.num_heads)
+    assert b.config == cfg and b.info.format == "wan_safetensors"
+
+
+def test_golden_causal_forcing_pickle_equals_the_bare_safetensors(golden_dir):
+    if not (golden_dir / "generator.pt").exists() or not (golden_dir / "wan_tiny_t2v_bare.safetensors").exists():
+        pytest.skip("golden generator.pt not copied into tests/data/golden")
+    cfg = golden_arch(golden_dir)
+    b = load_backbone(golden_dir / "generator.pt", num_heads=cfg.num_heads)
+    bare = load_backbone(golden_dir / "wan_tiny_t2v_bare.safetensors", num_heads=cfg.num_heads)
+    assert (b.info.format, b.info.source_key, b.config) == ("causal_forcing", "generator", cfg)
+    assert_same_weights(b, bare.model.state_dict())
+
+
 @pytest.fixture(scope="module")
 def real_keys():
     return json.loads((DATA / "wan2.1_t2v_1.3b_keys.json").read_text())
 
 
-def test_full_1_3b_key_set_is_accepted_on_the_meta_device(real_keys):
+def test_the_real_1_3b_key_set_and_longlive_lora_are_accepted_on_the_meta_device(real_keys):
     with torch.device("meta"):
-        state = {k: torch.empty(shape) for k, shape in real_keys["base_keys"].items()}
+        sd = {k: torch.empty(shape) for k, shape in real_keys["base_keys"].items()}
         lora = {k: torch.empty(shape) for k, shape in real_keys["longlive_lora_keys"].items()}
-    cfg = infer_config(state)
-    assert (cfg.dim, cfg.num_layers, cfg.num_heads, cfg.ffn_dim, cfg.text_dim) == (1536, 30, 12, 8960, 4096)
-    validate_backbone(state, cfg)
-    lora_state, _ = normalise_lora({real_keys["lora"]["container_key"]: lora})
-    pairs = match_lora(lora_state, state, "longlive_lora.pt", alpha=real_keys["lora"]["alpha"])
-    assert len(pairs) == 30 * 10 and all(scale == 1.0 for *_, scale in pairs.values())
+    cfg = infer_config(sd)
+    assert (cfg.dim, cfg.num_layers, cfg.num_heads, cfg.ffn_dim, cfg.text_dim, cfg.freq_dim) == \
+        (1536, 30, 12, 8960, 4096, 256)
+    validate_backbone(sd, cfg, "wan2.1_t2v_1.3b")
+    assert expected_shapes(cfg) == {k: tuple(s) for k, s in real_keys["base_keys"].items()}
+    factors, alpha = normalise_lora({real_keys["lora"]["container_key"]: lora})
+    for file_alpha in (None, real_keys["lora"]["alpha"]):       # LongLive: alpha = rank = 256 → scale 1
+        pairs = match_lora(factors, sd, "longlive_lora.pt", alpha=file_alpha)
+        assert len(pairs) == 30 * 10 and {s for *_, s in pairs.values()} == {1.0}
 
 
-# ------------------------------------------------------------------------------------ bad inputs
+# -------------------------------------------------------------------------------------- bad inputs
 def test_missing_file_is_named(tmp_path):
     with pytest.raises(CheckpointError, match=r"missing\.pt' does not exist"):
         load_backbone(tmp_path / "missing.pt")
 
 
-def test_empty_file_is_reported_as_interrupted_download(tmp_path):
+def test_empty_file_is_reported_as_an_interrupted_download(tmp_path):
     (tmp_path / "empty.safetensors").write_bytes(b"")
-    with pytest.raises(CheckpointError, match="empty.*download it again"):
+    with pytest.raises(CheckpointError, match=r"empty\.safetensors' is empty.*download it again"):
         load_backbone(tmp_path / "empty.safetensors")
 
 
 @pytest.mark.parametrize("suffix", [".safetensors", ".pt"])
 def test_truncated_file_is_reported(tmp_path, state, suffix):
-    path = tmp_path / f"full{suffix}"
-    if suffix == ".pt":
-        torch.save({"generator": state}, path)
-    else:
-        save_file(state, str(path))
-    data = path.read_bytes()
-    cut = tmp_path / f"cut{suffix}"
-    cut.write_bytes(data[: len(data) // 2])
-    with pytest.raises(CheckpointError, match=r"cut\.\w+'.*(truncated|not a readable)"):
-        load_backbone(cut, num_heads=2)
+    full = tmp_path / f"full{suffix}"
+    torch.save({"generator": state}, full) if suffix == ".pt" else save_file(state, str(full))
+    data = full.read_bytes()
+    (tmp_path / f"cut{suffix}").write_bytes(data[: len(data) // 2])
+    with pytest.raises(CheckpointError, match=rf"cut\{suffix}'.*truncated.*download it again"):
+        load_backbone(tmp_path / f"cut{suffix}")
 
 
-def test_an_image_model_is_not_mistaken_for_a_backbone(tmp_path):
-    sd = {"model.diffusion_model.input_blocks.0.0.weight": torch.zeros(320, 4, 3, 3),
-          "first_stage_model.encoder.conv_in.weight": torch.zeros(128, 3, 3, 3)}
-    save_file(sd, str(tmp_path / "sd15.safetensors"))
-    with pytest.raises(CheckpointError, match=r"sd15\.safetensors' is not a Wan2.1 text-to-video transformer"):
-        load_backbone(tmp_path / "sd15.safetensors")
+def test_random_bytes_are_reported_as_corrupt(tmp_path):
+    (tmp_path / "noise.ckpt").write_bytes(os.urandom(4096))
+    with pytest.raises(CheckpointError, match=r"noise\.ckpt'.*(corrupt|not a torch checkpoint)"):
+        load_backbone(tmp_path / "noise.ckpt")
 
 
-def test_an_image_to_video_model_is_refused(tmp_path, state):
+def test_gguf_file_is_refused_with_an_alternative(tmp_path):
+    (tmp_path / "wan-q4.gguf").write_bytes(b"GGUF" + bytes(64))
+    with pytest.raises(CheckpointError, match=r"wan-q4\.gguf' is a GGUF.*safetensors"):
+        load_backbone(tmp_path / "wan-q4.gguf")
+
+
+@pytest.mark.parametrize("name, sd, family", [
+    ("sd15.safetensors", {"model.diffusion_model.input_blocks.0.0.weight": torch.zeros(320, 4, 3, 3),
+                          "first_stage_model.encoder.conv_in.weight": torch.zeros(128, 3, 3, 3)}, "Stable Diffusion"),
+    ("flux1-dev.safetensors", {"double_blocks.0.img_attn.qkv.weight": torch.zeros(96, 32),
+                               "img_in.weight": torch.zeros(32, 64)}, "Flux"),
+    ("wan_2.1_vae.safetensors", {"encoder.conv1.weight": torch.zeros(96, 3, 3, 3, 3),
+                                 "decoder.conv1.weight": torch.zeros(384, 16, 3, 3, 3)}, "VAE"),
+])
+def test_a_model_of_another_kind_is_not_mistaken_for_a_backbone(tmp_path, name, sd, family):
+    save_file(sd, str(tmp_path / name))
+    with pytest.raises(CheckpointError, match=rf"{name}' is not a Wan2.1 text-to-video transformer.*{family}"):
+        load_backbone(tmp_path / name)
+
+
+def test_a_wan_image_to_video_model_is_refused_by_name(tmp_path, state):
     sd = dict(state)
-    sd["patch_embedding.weight"] = torch.zeros(64, 36, 1, 2, 2)
-    sd["img_emb.proj.1.weight"] = torch.zeros(64, 1280)
-    save_file(sd, str(tmp_path / "wan2.1_i2v_14B.safetensors"))
-    with pytest.raises(CheckpointError, match="image-to-video"):
-        load_backbone(tmp_path / "wan2.1_i2v_14B.safetensors", num_heads=2)
+    sd["patch_embedding.weight"] = torch.zeros(CFG.dim, 36, 1, 2, 2)
+    sd["img_emb.proj.1.weight"] = torch.zeros(CFG.dim, 1280)
+    save_file(prefixed(sd, "model.diffusion_model."), str(tmp_path / "wan2.1_i2v_480p_14B.safetensors"))
+    with pytest.raises(CheckpointError, match=r"i2v_480p_14B\.safetensors' is a Wan image-to-video model.*not "
+                                              r"supported"):
+        load_backbone(tmp_path / "wan2.1_i2v_480p_14B.safetensors")
 
 
-def test_missing_weights_are_listed(tmp_path, state):
+def test_a_diffusers_image_to_video_model_is_refused_by_name(tmp_path):
+    ref = tiny_diffusers(heads=1, in_channels=36, image_dim=32, added_kv_proj_dim=CFG.dim)
+    save_file(ref.state_dict(), str(tmp_path / "wan_i2v_diffusers.safetensors"))
+    with pytest.raises(CheckpointError, match=r"wan_i2v_diffusers\.safetensors' is a Wan image-to-video model"):
+        load_backbone(tmp_path / "wan_i2v_diffusers.safetensors")
+
+
+def test_missing_weights_are_listed_by_name(tmp_path, state):
     sd = {k: v for k, v in state.items() if k != "blocks.1.cross_attn.k.weight"}
     save_file(sd, str(tmp_path / "partial.safetensors"))
-    with pytest.raises(CheckpointError, match=r"partial\.safetensors'.*1 missing.*blocks\.1\.cross_attn\.k\.weight"):
-        load_backbone(tmp_path / "partial.safetensors", num_heads=2)
+    with pytest.raises(CheckpointError, match=r"partial\.safetensors' does not match.*1 missing \(e\.g\. "
+                                              r"blocks\.1\.cross_attn\.k\.weight\).*download it again"):
+        load_backbone(tmp_path / "partial.safetensors")
+
+
+def test_a_removed_transformer_block_is_reported(tmp_path, state):
+    sd = {k: v for k, v in state.items() if not k.startswith("blocks.0.")}
+    torch.save({"generator": prefixed(sd, "model.")}, tmp_path / "no_block0.pt")
+    with pytest.raises(CheckpointError, match=r"no_block0\.pt'.*blocks \[0\] are missing entirely"):
+        load_backbone(tmp_path / "no_block0.pt")
+
+
+def test_wrong_shapes_and_unexpected_keys_are_listed(tmp_path, state):
+    sd = dict(state)
+    sd["blocks.0.ffn.2.weight"] = torch.zeros(CFG.dim, 100)
+    sd["blocks.0.extra.weight"] = torch.zeros(3)
+    save_file(sd, str(tmp_path / "modified.safetensors"))
+    with pytest.raises(CheckpointError, match=r"modified\.safetensors'.*1 unexpected \(e\.g\. blocks\.0\.extra"
+                                              r"\.weight\).*blocks\.0\.ffn\.2\.weight \[128, 100\] instead of "
+                                              r"\[128, 256\]"):
+        load_backbone(tmp_path / "modified.safetensors")
 
 
 def test_a_lora_that_matches_no_layer_is_refused(tmp_path, state):
     save_file(state, str(tmp_path / "base.safetensors"))
-    foreign = {"base_model.model.transformer_blocks.0.attn.to_q.lora_A.weight": torch.zeros(4, 64),
-               "base_model.model.transformer_blocks.0.attn.to_q.lora_B.weight": torch.zeros(64, 4)}
+    foreign = {"base_model.model.transformer_blocks.0.attn.to_qkv.lora_A.weight": torch.zeros(4, 64),
+               "base_model.model.transformer_blocks.0.attn.to_qkv.lora_B.weight": torch.zeros(64, 4)}
     torch.save(foreign, tmp_path / "flux_lora.pt")
-    with pytest.raises(CheckpointError, match=r"flux_lora\.pt' matches no layer"):
-        load_backbone(tmp_path / "base.safetensors", lora=tmp_path / "flux_lora.pt", num_heads=2)
+    with pytest.raises(CheckpointError, match=r"flux_lora\.pt' matches no layer of the backbone"):
+        load_backbone(tmp_path / "base.safetensors", lora=tmp_path / "flux_lora.pt")
+
+
+def test_a_lora_of_another_model_size_is_refused(tmp_path, state):
+    save_file(state, str(tmp_path / "base.safetensors"))
+    big = peft_lora(random_state(0, WanConfig(dim=256, ffn_dim=512, num_layers=2, num_heads=2, text_dim=64)))
+    torch.save({"generator_lora": big}, tmp_path / "lora_14b.pt")
+    with pytest.raises(CheckpointError, match=r"lora_14b\.pt'.*do not fit the backbone weight.*another size"):
+        load_backbone(tmp_path / "base.safetensors", lora=tmp_path / "lora_14b.pt")
 
 
 def test_a_lora_file_that_is_not_a_lora_is_refused(tmp_path, state):
     save_file(state, str(tmp_path / "base.safetensors"))
     with pytest.raises(CheckpointError, match=r"LoRA '.*base\.safetensors' has no lora_A/lora_B"):
-        load_backbone(tmp_path / "base.safetensors", lora=tmp_path / "base.safetensors", num_heads=2)
+        load_backbone(tmp_path / "base.safetensors", lora=tmp_path / "base.safetensors")
 
 
-class Evil:
+def test_an_incomplete_lora_is_refused(tmp_path, state):
+    save_file(state, str(tmp_path / "base.safetensors"))
+    lora = {k: v for k, v in peft_lora(state).items() if "blocks.1.ffn.2.lora_B" not in k}
+    torch.save(lora, tmp_path / "half_lora.pt")
+    with pytest.raises(CheckpointError, match=r"half_lora\.pt': '\S*blocks\.1\.ffn\.2' has lora_A but no lora_B"):
+        load_backbone(tmp_path / "base.safetensors", lora=tmp_path / "half_lora.pt")
+
+
+def test_a_lora_given_as_the_backbone_says_so(tmp_path, state):
+    torch.save({"generator_lora": peft_lora(state)}, tmp_path / "longlive_lora.pt")
+    with pytest.raises(CheckpointError, match=r"longlive_lora\.pt' is a LoRA.*pass it as the LoRA"):
+        load_backbone(tmp_path / "longlive_lora.pt")
+
+
+class RunsCode:
+    def __init__(self, marker):
+        self.marker = marker
+
     def __reduce__(self):
-        return (print, ("this would run code",))
+        return (os.mkdir, (str(self.marker),))
 
 
-def test_a_pickle_that_needs_code_execution_is_refused(tmp_path):
-    with open(tmp_path / "evil.pt", "wb") as fh:
-        pickle.dump({"generator": Evil()}, fh)
-    with pytest.raises(CheckpointError, match="code execution"):
+def test_a_pickle_that_needs_code_execution_is_refused_without_running_it(tmp_path):
+    marker = tmp_path / "code_ran"
+    torch.save({"generator": {"model.patch_embedding.weight": RunsCode(marker)}}, tmp_path / "evil.pt")
+    with pytest.raises(CheckpointError, match=r"evil\.pt' is a pickle that needs Python code execution.*refusing"):
         load_backbone(tmp_path / "evil.pt")
+    assert not marker.exists()
 
 
-def test_dim_not_multiple_of_128_needs_explicit_heads(tmp_path, state):
-    save_file(state, str(tmp_path / "tiny.safetensors"))
-    with pytest.raises(CheckpointError, match="num-heads"):
+@pytest.mark.filterwarnings("ignore:Detected pickle protocol")
+def test_a_plain_pickle_with_code_is_refused_too(tmp_path):
+    with open(tmp_path / "old.pth", "wb") as fh:
+        pickle.dump({"generator": RunsCode(tmp_path / "code_ran")}, fh)
+    with pytest.raises(CheckpointError, match=r"old\.pth'"):
+        load_backbone(tmp_path / "old.pth")
+    assert not (tmp_path / "code_ran").exists()
+
+
+def test_ema_only_checkpoint_with_ema_off_asks_to_turn_it_on(tmp_path, state):
+    torch.save({"generator_ema": prefixed(state, "model.")}, tmp_path / "ema_only.pt")
+    with pytest.raises(CheckpointError, match=r"ema_only\.pt' holds only EMA weights.*use_ema"):
+        load_backbone(tmp_path / "ema_only.pt", use_ema=False)
+
+
+def test_dim_not_a_multiple_of_128_needs_explicit_heads(tmp_path):
+    sd = random_state(0, WanConfig(dim=64, ffn_dim=128, num_layers=1, num_heads=2, text_dim=32, freq_dim=32))
+    save_file(sd, str(tmp_path / "tiny.safetensors"))
+    with pytest.raises(CheckpointError, match=r"tiny\.safetensors' has dim 64.*num_heads"):
         load_backbone(tmp_path / "tiny.safetensors")
+    assert load_backbone(tmp_path / "tiny.safetensors", num_heads=2).config.num_heads == 2

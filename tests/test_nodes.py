@@ -1,0 +1,242 @@
+"""The ComfyUI nodes without ComfyUI: inputs/outputs, LATENT normalisation, cancellation, caching
+safety, and the example workflows against the node definitions."""
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from conftest import GOLDEN
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def import_pack():
+    """Import the repository as ComfyUI does: a package named after its folder (here a fixed name)."""
+    name = "comfyui_longlive_rag_under_test"
+    if name in sys.modules:
+        return sys.modules[name]
+    spec = importlib.util.spec_from_file_location(name, ROOT / "__init__.py", submodule_search_locations=[str(ROOT)])
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+PACK = import_pack()
+N = PACK.NODE_CLASS_MAPPINGS
+bridge = sys.modules[f"{PACK.__name__}.nodes.bridge"]
+latent_format = sys.modules[f"{PACK.__name__}.core.latent_format"]
+
+
+@pytest.fixture
+def models_dir(tmp_path, monkeypatch):
+    for kind in ("diffusion_models", "loras", "retrieval_encoders"):
+        (tmp_path / kind).mkdir()
+    (tmp_path / "diffusion_models" / "tiny.safetensors").symlink_to(GOLDEN / "wan_tiny_t2v_bare.safetensors")
+    (tmp_path / "retrieval_encoders" / "ae_latent_mem.pt").symlink_to(GOLDEN / "ae.pt")
+    monkeypatch.setenv("LONGLIVE_RAG_MODELS", str(tmp_path))
+    return tmp_path
+
+
+def conditioning():
+    return [[load_file(str(GOLDEN / "inputs.safetensors"))["prompt_embeds"], {"pooled_output": None}]]
+
+
+def load(models_dir):
+    backbone, info = N["LongLiveRAG_LoadBackbone"]().load("tiny.safetensors", "none", 1.0, "float32", "cpu",
+                                                          "offload after sampling", num_heads=2)
+    return backbone, info
+
+
+def sample(backbone, retrieval=None, length=189, seed=42):
+    # 189 video frames = 48 latent frames; 96x64 px = 8x12 latents
+    return N["LongLiveRAG_ARBlockSampler"]().sample(backbone, conditioning(), 96, 64, length, seed, 1, 12, 3,
+                                                    "1000,750,500,250", 5.0, retrieval)
+
+
+def rag_retrieval(encoder_name="ae_latent_mem.pt", pool=None):
+    (enc,) = N["LongLiveRAG_LoadLatentEncoder"]().load(encoder_name)
+    return N["LongLiveRAG_RetrieveContext"]().build(enc, 6, 5, "cosine", pool)[0]
+
+
+def test_every_node_documents_itself_and_every_input():
+    assert len(N) >= 7
+    for name, cls in N.items():
+        assert cls.DESCRIPTION and cls.CATEGORY.startswith("LongLive-RAG"), name
+        assert hasattr(cls, cls.FUNCTION) and len(cls.RETURN_TYPES) >= 1, name
+        for section in cls.INPUT_TYPES().values():
+            for inp, spec in section.items():
+                assert len(spec) > 1 and spec[1].get("tooltip"), f"{name}.{inp} has no tooltip"
+    assert set(PACK.NODE_DISPLAY_NAME_MAPPINGS) == set(N)
+
+
+def test_load_backbone_lists_files_and_reports_the_family(models_dir):
+    assert "tiny.safetensors" in N["LongLiveRAG_LoadBackbone"].INPUT_TYPES()["required"]["backbone"][0]
+    backbone, info = load(models_dir)
+    assert backbone.backbone.config.num_layers == 2 and "Wan2.1" in info and "2 layers" in info
+
+
+def test_sampler_with_retrieval_reproduces_the_golden_case_through_latent_normalisation(models_dir):
+    backbone, _ = load(models_dir)
+    latent, log = sample(backbone, rag_retrieval())
+    raw = latent["samples"]
+    assert raw.shape == (1, 16, 48, 8, 12)
+    ref = load_file(str(GOLDEN / "outputs.safetensors"))["latents_bcthw"]
+    model_space = latent_format.to_model_space(raw)
+    assert ((model_space - ref).norm() / ref.norm()) < 1e-4          # raw = model·std + mean, exactly invertible
+    golden_log = json.loads((GOLDEN / "memory_log.json").read_text())
+    assert [r["pool_indices"] for r in log.records] == [g["selected_pool_indices"][0] for g in golden_log]
+    assert log.mode == "rag" and log.num_frames == 48
+
+
+def test_unconnected_retrieval_is_the_native_window(models_dir):
+    backbone, _ = load(models_dir)
+    latent, log = sample(backbone, None, length=49)
+    assert log.mode == "native" and log.records == ()
+    assert latent["samples"].shape[2] == 15                        # 13 latent frames rounded up to 5 blocks
+
+
+def test_latent_normalisation_round_trip():
+    z = torch.randn(2, 16, 5, 4, 6, dtype=torch.float64)
+    assert torch.allclose(latent_format.to_raw_space(latent_format.to_model_space(z)), z)
+    assert latent_format.video_frames_to_latent_frames(477) == 120
+    assert latent_format.latent_frames_to_video_frames(120) == 477
+
+
+def test_outputs_are_not_mutated_by_a_later_run(models_dir):
+    backbone, _ = load(models_dir)
+    weights = {k: v.clone() for k, v in backbone.backbone.model.state_dict().items()}
+    retrieval = rag_retrieval()
+    first, log1 = sample(backbone, retrieval, length=97)
+    kept = first["samples"].clone()
+    second, log2 = sample(backbone, retrieval, length=97, seed=7)
+    assert torch.equal(first["samples"], kept) and not torch.equal(second["samples"], kept)
+    assert all(torch.equal(v, weights[k]) for k, v in backbone.backbone.model.state_dict().items())
+    assert isinstance(log1.records, tuple) and log1 != log2
+
+
+def test_cancel_stops_within_a_block_and_frees_the_pool(models_dir, monkeypatch, tmp_path):
+    backbone, _ = load(models_dir)
+    pool = N["LongLiveRAG_HistoryPool"]().build("host (RAM)", 0, "kv (exact)", "")[0]
+    disk_pool = type(pool)("host", 0.0001, "kv", str(tmp_path / "pool"))   # spills to disk at once
+    calls = []
+
+    class Interrupted(Exception):
+        pass
+
+    def interrupt():
+        calls.append(1)
+        if len(calls) == 8:
+            raise Interrupted
+
+    monkeypatch.setattr(bridge, "check_interrupted", interrupt)
+    with pytest.raises(Interrupted):
+        sample(backbone, rag_retrieval(pool=disk_pool))
+    assert len(calls) == 8                                   # checked after every block, stopped at block 8
+    assert not list((tmp_path / "pool").rglob("*.bin"))      # pool files removed
+
+
+def test_history_pool_node_validates_and_builds_settings():
+    node = N["LongLiveRAG_HistoryPool"]()
+    (settings,) = node.build("device (GPU)", 2048, "kv-half (approximate)", "")
+    assert (settings.location, settings.budget_mb, settings.storage) == ("device", 2048, "kv-half")
+    with pytest.raises(ValueError, match="disk"):
+        node.build("disk", 100, "kv (exact)", "")
+
+
+def test_bad_sampler_inputs_fail_clearly(models_dir):
+    backbone, _ = load(models_dir)
+    sampler = N["LongLiveRAG_ARBlockSampler"]()
+    with pytest.raises(ValueError, match="multiples of 16"):
+        sampler.sample(backbone, conditioning(), 100, 64, 17, 0, 1, 12, 3, "1000,750,500,250", 5.0)
+    with pytest.raises(ValueError, match="CLIPLoader type 'wan'"):
+        sampler.sample(backbone, [[torch.zeros(1, 77, 768), {}]], 96, 64, 17, 0, 1, 12, 3, "1000", 5.0)
+    with pytest.raises(ValueError, match="local_attn_size"):
+        sampler.sample(backbone, conditioning(), 96, 64, 17, 0, 1, 8, 3, "1000", 5.0, rag_retrieval())
+    with pytest.raises(ValueError, match="steps"):
+        sampler.sample(backbone, conditioning(), 96, 64, 17, 0, 1, 12, 3, "1000,abc", 5.0)
+
+
+def test_decode_without_the_wan_vae_uses_the_vae_and_returns_frames():
+    class FakeVAE:
+        def decode(self, z):   # ComfyUI VAE.decode: [B, T_video, H, W, 3]
+            b, _, t, h, w = z.shape
+            return torch.rand(b, 4 * (t - 1) + 1, 8 * h, 8 * w, 3)
+
+    (images,) = N["LongLiveRAG_Decode"]().decode(FakeVAE(), {"samples": torch.zeros(1, 16, 5, 4, 6)}, 2)
+    assert images.shape == (17, 32, 48, 3)
+    with pytest.raises(ValueError, match="Wan2.1 video latent"):
+        N["LongLiveRAG_Decode"]().decode(FakeVAE(), {"samples": torch.zeros(1, 4, 8, 8)}, 2)
+
+
+def test_retrieval_map_is_an_image(models_dir):
+    backbone, _ = load(models_dir)
+    _, log = sample(backbone, rag_retrieval("avg_pool (no file)"), length=97)
+    (img,) = N["LongLiveRAG_RetrievalMap"]().plot(log, 600, 400)
+    assert img.shape == (1, 400, 600, 3) and 0 <= img.min() and img.max() <= 1 and img.std() > 0.01
+
+
+def test_load_prompt_embeds_gives_conditioning(tmp_path):
+    from safetensors.torch import save_file
+    save_file({"prompt_embeds": torch.ones(1, 7, 64)}, str(tmp_path / "e.safetensors"))
+    (cond,) = N["LongLiveRAG_LoadPromptEmbeds"]().load(str(tmp_path / "e.safetensors"))
+    assert cond[0][0].shape == (1, 7, 64) and isinstance(cond[0][1], dict)
+
+
+# ------------------------------------------------------------------------------------------ workflows
+def load_builder():
+    spec = importlib.util.spec_from_file_location("workflow_build", ROOT / "workflows" / "build.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+WORKFLOWS = sorted((ROOT / "workflows").glob("*.json"))
+
+
+def test_workflow_files_are_up_to_date_with_the_nodes():
+    built = load_builder().build()
+    assert sorted(built) == [p.name for p in WORKFLOWS]
+    for p in WORKFLOWS:
+        assert json.loads(p.read_text()) == built[p.name], f"{p.name} is stale: run python workflows/build.py"
+
+
+@pytest.mark.parametrize("path", WORKFLOWS, ids=lambda p: p.name)
+def test_workflows_use_known_nodes_valid_widgets_and_consistent_links(path):
+    builder = load_builder()
+    wf = json.loads(path.read_text())
+    specs = dict(builder.CORE)
+    specs.update({k: builder.node_spec(v) for k, v in N.items()})
+    by_id = {n["id"]: n for n in wf["nodes"]}
+    for node in wf["nodes"]:
+        assert node["type"] in specs, f"unknown node type {node['type']}"
+        if node["type"] in N:
+            inputs = N[node["type"]].INPUT_TYPES()
+            widgets = [(k, v) for s in ("required", "optional") for k, v in inputs.get(s, {}).items()
+                       if isinstance(v[0], list) or v[0] in builder.WIDGET_TYPES]
+            values = [v for v in node["widgets_values"] if v not in ("fixed", "randomize")] \
+                if node["type"] != "LongLiveRAG_ARBlockSampler" else \
+                node["widgets_values"][:4] + node["widgets_values"][5:]
+            assert len(values) == len(widgets), node["type"]
+            for (name, spec), value in zip(widgets, values):
+                if isinstance(spec[0], list):
+                    if name in ("backbone", "lora", "encoder"):
+                        continue   # file lists depend on the user's model folders
+                    assert value in spec[0], f"{node['type']}.{name}={value!r}"
+                elif spec[0] in ("INT", "FLOAT"):
+                    opts = spec[1]
+                    assert opts.get("min", -1e18) <= value <= opts.get("max", 1e18), f"{node['type']}.{name}"
+    for lid, src, so, dst, di, kind in wf["links"]:
+        assert by_id[src]["outputs"][so]["type"] == kind == by_id[dst]["inputs"][di]["type"]
+        assert lid in by_id[src]["outputs"][so]["links"] and by_id[dst]["inputs"][di]["link"] == lid
+
+
+def test_workflows_name_the_published_checkpoint_files():
+    text = "".join(p.read_text() for p in WORKFLOWS)
+    for name in ("self_forcing.pt", "causal_forcing.pt", "longlive_base.pt", "longlive_lora.pt", "ae_latent_mem.pt",
+                 "umt5_xxl_fp8_e4m3fn_scaled.safetensors", "wan_2.1_vae.safetensors"):
+        assert name in text
