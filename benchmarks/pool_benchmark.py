@@ -69,6 +69,23 @@ def run_once(size, mode, frames, location, budget, storage, device, dtype, pool_
     return out
 
 
+def real_frame_bytes() -> int:
+    """Bytes per pooled frame at the real size (30 layers, 1560 tokens, 12×128, bf16), measured by the
+    pool's own accounting on one synthetic frame, and what 30 s / 60 s / 120 s at 16 fps keep."""
+    layers, tokens, heads, d = 30, 1560, 12, 128
+    k = [torch.randn(1, tokens, heads, d, dtype=torch.bfloat16) for _ in range(layers)]
+    latent = torch.randn(1, 16, 60, 104, dtype=torch.bfloat16)
+    print(f"{'storage':10} {'bytes/frame':>12} {'MiB/frame':>10} {'30 s GiB':>9} {'60 s GiB':>9} {'120 s GiB':>10}")
+    for storage in ("kv", "kv-half", "latent"):
+        pool = HistoryPool(storage=storage)
+        pool.append(k, k, latent=latent)
+        per = pool.bytes_per_frame
+        pooled = [s * 16 // 4 - 12 for s in (30, 60, 120)]   # latent frames − window
+        print(f"{storage:10} {per:12d} {per / 2**20:10.3f} " + " ".join(f"{n * per / 2**30:9.2f}" for n in pooled))
+        pool.close()
+    return 0
+
+
 def worker(spec: dict) -> dict:
     device = torch.device(spec.pop("device"))
     dtype = getattr(torch, spec.pop("dtype"))
@@ -90,11 +107,15 @@ def main() -> int:
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "pool_benchmark.json"))
     ap.add_argument("--pool-dir", default=None)
+    ap.add_argument("--real-frame", action="store_true",
+                    help="only measure the pool's bytes per frame at the real Wan 1.3B size, 480x832 (one synthetic frame per storage)")
     ap.add_argument("--worker", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.worker:
         print(json.dumps(worker(json.loads(args.worker))))
         return 0
+    if args.real_frame:
+        return real_frame_bytes()
     device = torch.device(args.device)
     dtype = "bfloat16" if device.type == "cuda" else "float32"
     sizes = args.sizes.split(",") if args.sizes else ["tiny", "medium"] + (["real"] if device.type == "cuda" else [])

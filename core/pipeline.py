@@ -121,7 +121,7 @@ def generate(model: WanTransformer, prompt_embeds: torch.Tensor, num_frames: int
         pool.recompute = lambda lat: recompute_kv(model, text, lat, cfg.context_noise)
 
         def on_evict(frame: int, ks: list[torch.Tensor], vs: list[torch.Tensor]) -> None:
-            pool.append(ks, vs, latent=output[:, frame])
+            pool.append(ks, vs, latent=output[:, frame].to(dtype))  # lossless: x0 was in dtype
     else:
         pool = None
     cache = KVCache(policy, model.cfg.num_layers, b, (h // p[1], w // p[2]), model.cfg.num_heads,
