@@ -24,9 +24,11 @@ def register_model_folders() -> None:
     fp = _folder_paths()
     if fp is None:
         return
-    if ENCODER_FOLDER not in fp.folder_names_and_paths:
-        fp.folder_names_and_paths[ENCODER_FOLDER] = ([os.path.join(fp.models_dir, ENCODER_FOLDER)],
-                                                     set(ENCODER_EXTENSIONS))
+    default = os.path.join(fp.models_dir, ENCODER_FOLDER)
+    paths, extensions = fp.folder_names_and_paths.get(ENCODER_FOLDER, ([], set()))
+    # extra_model_paths.yaml may have declared the folder already (without extensions)
+    fp.folder_names_and_paths[ENCODER_FOLDER] = (paths + [default] * (default not in paths),
+                                                 set(extensions) | ENCODER_EXTENSIONS)
 
 
 def _fallback_dirs(kind: str) -> list[Path]:

@@ -1,0 +1,162 @@
+"""The pack inside a real ComfyUI: nodes registered, templates listed, every example workflow executed
+with tiny checkpoints written under the workflows' real file names.
+
+Runs only when COMFYUI_PATH points to a ComfyUI checkout (COMFYUI_PYTHON: its Python, default this one;
+the `comfy` command of comfy-cli must be on PATH or in COMFY_CLI). The Wan umT5-XXL text encoder
+cannot be made tiny (ComfyUI builds it from a fixed config), so each workflow's CLIPLoader +
+CLIPTextEncode pair is swapped for this pack's Load Prompt Embeds node; everything else runs as shipped.
+"""
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import save_file
+
+from conftest import GOLDEN
+
+ROOT = Path(__file__).resolve().parents[1]
+COMFY = os.environ.get("COMFYUI_PATH")
+pytestmark = pytest.mark.skipif(not COMFY, reason="set COMFYUI_PATH to a ComfyUI checkout to run this test")
+PY = os.environ.get("COMFYUI_PYTHON", sys.executable)
+WORKFLOWS = sorted((ROOT / "workflows").glob("*.json"))
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def write_models(base: Path) -> None:
+    """Tiny checkpoints in the released formats, under the names the workflows use."""
+    from core.encoder import EncoderConfig, RetrievalEncoder
+    from core.model import WanConfig, WanTransformer
+    m = base / "models"
+    for d in ("diffusion_models", "loras", "retrieval_encoders", "vae", "text_encoders"):
+        (m / d).mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(0)
+    model = WanTransformer(WanConfig(dim=128, ffn_dim=256, num_layers=2, num_heads=1, text_dim=64))
+    with torch.no_grad():
+        for p in model.parameters():
+            p.normal_(0, 0.05)
+    sd = model.state_dict()
+    torch.save({"generator_ema": {f"model._fsdp_wrapped_module.{k}": v for k, v in sd.items()},
+                "generator": {f"model.{k}": v for k, v in sd.items()}}, m / "diffusion_models" / "self_forcing.pt")
+    torch.save({"generator": {f"model.{k}": v for k, v in sd.items()}}, m / "diffusion_models" / "causal_forcing.pt")
+    torch.save({"generator": {f"model.{k}": v for k, v in sd.items()}}, m / "diffusion_models" / "longlive_base.pt")
+    lora = {}
+    for k, w in sd.items():
+        if k.startswith("blocks.") and k.endswith(".weight") and w.dim() == 2:
+            mod = k[: -len(".weight")]
+            lora[f"base_model.model.{mod}.lora_A.weight"] = torch.randn(4, w.shape[1]) * 0.01
+            lora[f"base_model.model.{mod}.lora_B.weight"] = torch.randn(w.shape[0], 4) * 0.01
+    torch.save({"generator_lora": lora}, m / "loras" / "longlive_lora.pt")
+    cfg = EncoderConfig(spatial_h=8, spatial_w=12, latent_dim=16, hidden_dims=[8, 16])
+    torch.save({"model": RetrievalEncoder(cfg).state_dict(), "config": cfg.__dict__},
+               m / "retrieval_encoders" / "ae_latent_mem.pt")
+    # ComfyUI's Wan2.1 VAE has a fixed size; random weights with its real key names (fp16, ~250 MB)
+    code = ("import sys, torch; comfy, out = sys.argv[1:]; sys.argv = sys.argv[:1] + ['--cpu']; "
+            "sys.path.insert(0, comfy); import comfy.options; comfy.options.enable_args_parsing(); "
+            "from comfy.ldm.wan.vae import WanVAE; "
+            "from safetensors.torch import save_file; torch.manual_seed(0); "
+            "v = WanVAE(dim=96, z_dim=16, dim_mult=[1, 2, 4, 4], num_res_blocks=2, attn_scales=[], "
+            "temperal_downsample=[False, True, True], dropout=0.0); "
+            "sd = {k: (torch.randn(t.shape) / max(1, t[0].numel()) ** 0.5 if t.dim() > 1 else "
+            "torch.ones(t.shape) if k.endswith('gamma') else torch.zeros(t.shape)) for k, t in v.state_dict().items()}; "
+            "save_file({k: t.half().contiguous() for k, t in sd.items()}, out)")  # ComfyUI leaves weights uninitialised
+    subprocess.run([PY, "-c", code, COMFY, str(m / "vae" / "wan_2.1_vae.safetensors")], check=True, cwd=COMFY)
+    (base / "input").mkdir(exist_ok=True)
+    emb = torch.randn(1, 20, 64, generator=torch.Generator().manual_seed(4))
+    save_file({"prompt_embeds": torch.cat([emb, torch.zeros(1, 492, 64)], 1)}, str(base / "input" / "prompt.safetensors"))
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    base = tmp_path_factory.mktemp("comfy")
+    write_models(base)
+    (base / "custom_nodes").mkdir()
+    (base / "custom_nodes" / "ComfyUI-LongLive-RAG").symlink_to(ROOT)
+    port = free_port()
+    log = open(base / "server.log", "w")
+    proc = subprocess.Popen([PY, "main.py", "--cpu", "--disable-auto-launch", "--listen", "127.0.0.1", "--port",
+                             str(port), "--base-directory", str(base)], cwd=COMFY, stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    for _ in range(240):
+        try:
+            urllib.request.urlopen(url + "/object_info", timeout=5)
+            break
+        except OSError:
+            if proc.poll() is not None:
+                raise RuntimeError((base / "server.log").read_text()[-3000:])
+            time.sleep(0.5)
+    yield {"url": url, "port": port, "base": base, "proc": proc}
+    proc.terminate()
+    proc.wait(timeout=30)
+    log.close()
+
+
+def get(server, path):
+    with urllib.request.urlopen(server["url"] + path, timeout=30) as r:
+        return json.loads(r.read())
+
+
+def test_every_pack_node_is_registered_with_its_inputs(server):
+    info = get(server, "/object_info")
+    from test_nodes import N
+    for name, cls in N.items():
+        assert name in info, f"{name} missing from /object_info"
+        assert set(info[name]["input"]["required"]) == set(cls.INPUT_TYPES()["required"])
+    assert "self_forcing.pt" in info["LongLiveRAG_LoadBackbone"]["input"]["required"]["backbone"][0]
+    assert "ae_latent_mem.pt" in info["LongLiveRAG_LoadLatentEncoder"]["input"]["required"]["encoder"][0]
+
+
+def test_the_workflows_are_listed_as_templates(server):
+    templates = get(server, "/api/workflow_templates")
+    assert sorted(templates["ComfyUI-LongLive-RAG"]) == sorted(p.stem for p in WORKFLOWS)
+
+
+def for_test(wf: dict, embeds: Path) -> dict:
+    """Swap CLIPLoader + CLIPTextEncode for Load Prompt Embeds; make the video tiny."""
+    wf = json.loads(json.dumps(wf))
+    nodes = {n["id"]: n for n in wf["nodes"]}
+    loader = next(n for n in wf["nodes"] if n["type"] == "CLIPLoader")
+    text = next(n for n in wf["nodes"] if n["type"] == "CLIPTextEncode")
+    wf["links"] = [l for l in wf["links"] if l[1] != loader["id"]]
+    wf["nodes"] = [n for n in wf["nodes"] if n["id"] != loader["id"]]
+    text.update(type="LongLiveRAG_LoadPromptEmbeds", inputs=[], widgets_values=[str(embeds)],
+                properties={"Node name for S&R": "LongLiveRAG_LoadPromptEmbeds"})
+    text["outputs"][0]["name"] = "conditioning"
+    for n in wf["nodes"]:
+        if n["type"] == "LongLiveRAG_ARBlockSampler":
+            n["widgets_values"][:3] = [48, 32, 81]           # 6x4 latents, 21 latent frames: block 18 retrieves
+        if n["type"] == "LongLiveRAG_Decode":
+            n["widgets_values"] = [4]
+    return wf
+
+
+@pytest.mark.parametrize("path", WORKFLOWS, ids=lambda p: p.stem)
+def test_workflow_runs_in_comfyui(server, path, tmp_path):
+    wf = for_test(json.loads(path.read_text()), server["base"] / "input" / "prompt.safetensors")
+    f = tmp_path / path.name
+    f.write_text(json.dumps(wf))
+    before = set((server["base"] / "output").rglob("*")) if (server["base"] / "output").exists() else set()
+    comfy = os.environ.get("COMFY_CLI") or shutil.which("comfy") or str(Path(PY).with_name("comfy"))
+    t0 = time.time()
+    proc = subprocess.run([comfy, "--skip-prompt", "--workspace", COMFY, "run", "--workflow", str(f), "--wait",
+                           "--host", "127.0.0.1", "--port", str(server["port"]), "--where", "local", "--no-watch",
+                           "--timeout", "900"], capture_output=True, text=True, timeout=1200)
+    elapsed = time.time() - t0
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    new = set((server["base"] / "output").rglob("*")) - before
+    videos = [p for p in new if p.suffix == ".mp4"]
+    maps = [p for p in new if p.suffix == ".png" and "retrieval_map" in p.name]
+    assert videos and maps, f"outputs: {sorted(map(str, new))}\n{proc.stdout[-1500:]}"
+    print(f"{path.name}: {elapsed:.1f} s -> {[p.name for p in videos + maps]}")
