@@ -100,20 +100,24 @@ def scan_corpus(folder: str | Path) -> tuple[list[Path], tuple[int, int, int]]:
     if not folder.is_dir():
         raise FileNotFoundError(f"training data folder '{folder}' does not exist; build one with "
                                 "`python -m core build-corpus`")
-    files = sorted(folder.glob("*.safetensors"))
+    files = sorted(folder.glob("*.safetensors")) + sorted(folder.glob("*.pt"))
     if not files:
-        raise ValueError(f"training data folder '{folder}' has no *.safetensors files with 'latents' [T, 16, H, W]")
+        raise ValueError(f"training data folder '{folder}' has no *.safetensors (key 'latents') or *.pt files "
+                         "with latents [T, 16, H, W]")
     shape = None
     for f in files:
         try:
-            with safe_open(str(f), "pt") as fh:
-                if "latents" not in fh.keys():
-                    raise ValueError(f"corpus file '{f}' has no 'latents' tensor (found {list(fh.keys())[:4]})")
-                s = tuple(fh.get_slice("latents").get_shape())
+            if f.suffix == ".pt":
+                s = tuple(read_latents(f).shape)
+            else:
+                with safe_open(str(f), "pt") as fh:
+                    if "latents" not in fh.keys():
+                        raise ValueError(f"corpus file '{f}' has no 'latents' tensor (found {list(fh.keys())[:4]})")
+                    s = tuple(fh.get_slice("latents").get_shape())
         except ValueError:
             raise
         except Exception as exc:
-            raise ValueError(f"corpus file '{f}' is not readable safetensors ({exc})") from exc
+            raise ValueError(f"corpus file '{f}' is not readable ({exc})") from exc
         if len(s) != 4:
             raise ValueError(f"corpus file '{f}': 'latents' has shape {list(s)}; expected [T, C, H, W]")
         if shape is None:
@@ -122,6 +126,18 @@ def scan_corpus(folder: str | Path) -> tuple[list[Path], tuple[int, int, int]]:
             raise ValueError(f"corpus file '{f}' has frames {list(s[1:])} but '{files[0].name}' has {list(shape)}; "
                              "all videos of a corpus must share channels and size")
     return files, shape
+
+
+def read_latents(path: Path) -> torch.Tensor:
+    """[T, C, H, W] from ``latents`` in a safetensors file, or a .pt tensor (the published toy datasets)."""
+    if path.suffix != ".pt":
+        return load_file(str(path))["latents"]
+    obj = torch.load(path, map_location="cpu", weights_only=True)
+    if isinstance(obj, dict) and "latents" in obj:
+        obj = obj["latents"]
+    if not torch.is_tensor(obj):
+        raise ValueError(f"corpus file '{path}' holds a {type(obj).__name__}; expected a latents tensor [T, C, H, W]")
+    return obj
 
 
 class ChunkDataset(torch.utils.data.Dataset):
@@ -138,7 +154,7 @@ class ChunkDataset(torch.utils.data.Dataset):
     def __getitem__(self, i):
         f = self.files[i % len(self.files)]
         if f not in self.cache:
-            self.cache[f] = load_file(str(f))["latents"].float()
+            self.cache[f] = read_latents(f).float()
         x = self.cache[f]
         start = self.rng.randint(0, max(0, x.shape[0] - self.seq_len))
         chunk = x[start:start + self.seq_len]

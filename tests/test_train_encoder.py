@@ -66,6 +66,17 @@ def test_training_lowers_the_loss_writes_checkpoints_and_resumes(tmp_path):
     assert torch.load(more.last_path, weights_only=True)["epoch"] == 8
 
 
+def test_published_pt_corpus_files_are_read_too(tmp_path):
+    data = tmp_path / "toy"
+    data.mkdir()
+    torch.save(torch.randn(10, 16, 8, 12), data / "latent_000001.pt")
+    torch.save(torch.randn(12, 16, 8, 12), data / "latent_000002.pt")
+    files, shape = scan_corpus(data)
+    assert len(files) == 2 and shape == (16, 8, 12)
+    res = train(tiny_cfg(data, tmp_path / "run", epochs=1, val_split=0.0))
+    assert res.last_path.exists()
+
+
 def test_yaml_config_is_overridden_by_the_command_line(tmp_path):
     yml = tmp_path / "c.yaml"
     yml.write_text("epochs: 3\nbatch_size: 16\nlatent_dim: 32\ndata: somewhere\n")
