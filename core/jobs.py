@@ -92,8 +92,9 @@ def text_to_video(args) -> int:
                            encoder=encoder if mode == "rag" else None, pool=pool)
         finally:
             pool.close()
-        video = vae.decode(res.latents.to(device))[0]                       # [3, Tv, H, W] in [0, 1]
-        write_mp4(stem.with_suffix(".mp4"), video.permute(1, 2, 3, 0).float().cpu().numpy(), fps=VIDEO_FPS)
+        # streamed: decoded pieces go straight into the mp4, the whole video is never held at once
+        pieces = (c[0].permute(1, 2, 3, 0) for c in vae.iter_decode(res.latents.to(device)))
+        write_mp4(stem.with_suffix(".mp4"), pieces, fps=VIDEO_FPS)
         if mode == "rag":
             save_json(stem.with_suffix(".retrieval.json"), {"prompt": prompt, "seed": args.seed + index,
                                                              "blocks": res.retrieval_log})

@@ -160,3 +160,32 @@ def test_workflow_runs_in_comfyui(server, path, tmp_path):
     maps = [p for p in new if p.suffix == ".png" and "retrieval_map" in p.name]
     assert videos and maps, f"outputs: {sorted(map(str, new))}\n{proc.stdout[-1500:]}"
     print(f"{path.name}: {elapsed:.1f} s -> {[p.name for p in videos + maps]}")
+
+
+DECODE_CHECK = r"""
+import importlib.util, sys, torch
+comfy_dir, root, vae_path = sys.argv[1:4]
+sys.argv = sys.argv[:1] + ["--cpu"]
+sys.path.insert(0, comfy_dir)
+import comfy.options; comfy.options.enable_args_parsing()
+import comfy.sd, comfy.utils
+spec = importlib.util.spec_from_file_location("llrag_pack", root + "/__init__.py", submodule_search_locations=[root])
+pack = importlib.util.module_from_spec(spec); sys.modules["llrag_pack"] = pack; spec.loader.exec_module(pack)
+from llrag_pack.nodes.decode import decode_video
+vae = comfy.sd.VAE(sd=comfy.utils.load_torch_file(vae_path))
+z = torch.randn(1, 16, 7, 4, 6, generator=torch.Generator().manual_seed(0))
+whole = vae.decode(z).reshape(-1, 32, 48, 3)
+for chunk in (1, 3, 7):
+    got = decode_video(vae, z, chunk)
+    assert got.shape == whole.shape == (25, 32, 48, 3), (got.shape, whole.shape)
+    print(chunk, float((got - whole).abs().max()))
+"""
+
+
+def test_chunked_decode_equals_comfyui_whole_video_decode(server):
+    proc = subprocess.run([PY, "-c", DECODE_CHECK, COMFY, str(ROOT),
+                           str(server["base"] / "models" / "vae" / "wan_2.1_vae.safetensors")],
+                          capture_output=True, text=True, cwd=COMFY, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    diffs = [float(line.split()[1]) for line in proc.stdout.strip().splitlines()]
+    assert len(diffs) == 3 and max(diffs) < 1e-5, proc.stdout

@@ -1,0 +1,173 @@
+"""The Wan2.1 VAE: both on-disk layouts, model-space input, seamless chunked decoding, clear errors.
+
+A tiny AutoencoderKLWan (base_dim 4, the real Wan2.1 block structure) saved under the real names:
+diffusers' ``vae/`` folder and Wan's ``Wan2.1_VAE.pth`` (names written out below from Wan's module
+tree, so the loader's conversion is checked, not reused).
+"""
+import re
+import socket
+
+import pytest
+import torch
+from safetensors.torch import save_file
+
+from core.latent_format import latent_frames_to_video_frames, to_model_space, to_raw_space
+from core.text_encoder import MissingModelFiles
+from core.vae import WanVAE, load_vae
+
+BASE_DIM = 4
+_RESNET = {"norm1.gamma": "residual.0.gamma", "conv1.weight": "residual.2.weight", "conv1.bias": "residual.2.bias",
+           "norm2.gamma": "residual.3.gamma", "conv2.weight": "residual.6.weight", "conv2.bias": "residual.6.bias",
+           "conv_shortcut.weight": "shortcut.weight", "conv_shortcut.bias": "shortcut.bias"}
+
+
+def wan_name(key: str) -> str:
+    """diffusers AutoencoderKLWan name → the name in Wan's Wan2.1_VAE.pth (WanVAE_ module tree)."""
+    if m := re.fullmatch(r"(post_quant_conv|quant_conv)\.(\w+)", key):
+        return {"quant_conv": "conv1", "post_quant_conv": "conv2"}[m.group(1)] + "." + m.group(2)
+    side, rest = key.split(".", 1)
+    if m := re.fullmatch(r"mid_block\.resnets\.(\d)\.(.+)", rest):
+        rest = f"middle.{2 * int(m.group(1))}.{_RESNET[m.group(2)]}"
+    elif m := re.fullmatch(r"mid_block\.attentions\.0\.(.+)", rest):
+        rest = f"middle.1.{m.group(1)}"
+    elif m := re.fullmatch(r"down_blocks\.(\d+)\.(.+)", rest):
+        rest = f"downsamples.{m.group(1)}.{_RESNET.get(m.group(2), m.group(2))}"
+    elif m := re.fullmatch(r"up_blocks\.(\d)\.resnets\.(\d)\.(.+)", rest):   # 3 resnets + 1 resample per level
+        rest = f"upsamples.{4 * int(m.group(1)) + int(m.group(2))}.{_RESNET[m.group(3)]}"
+    elif m := re.fullmatch(r"up_blocks\.(\d)\.upsamplers\.0\.(.+)", rest):
+        rest = f"upsamples.{4 * int(m.group(1)) + 3}.{m.group(2)}"
+    else:
+        rest = {"conv_in.weight": "conv1.weight", "conv_in.bias": "conv1.bias", "norm_out.gamma": "head.0.gamma",
+                "conv_out.weight": "head.2.weight", "conv_out.bias": "head.2.bias"}[rest]
+    return f"{side}.{rest}"
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """Tiny tensors gain nothing from intra-op threads, and lose a lot when the cores are busy."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory) -> dict:
+    from diffusers import AutoencoderKLWan
+    root = tmp_path_factory.mktemp("vae")
+    torch.manual_seed(0)
+    model = AutoencoderKLWan(base_dim=BASE_DIM, z_dim=16).eval()
+    with torch.no_grad():
+        for p in model.parameters():
+            p.normal_(0, 0.3)
+    model.save_pretrained(str(root / "diffusers" / "vae"))
+    wan_sd = {wan_name(k): v for k, v in model.state_dict().items()}
+    assert len(wan_sd) == len(model.state_dict())
+    (root / "wan").mkdir()
+    torch.save(wan_sd, root / "wan" / "Wan2.1_VAE.pth")
+    return {"root": root, "model": model, "wan_sd": wan_sd,
+            "z": torch.randn(1, 16, 5, 3, 4, generator=torch.Generator().manual_seed(2))}
+
+
+@pytest.fixture(scope="module")
+def vae(tiny) -> WanVAE:
+    return load_vae(tiny["root"] / "wan" / "Wan2.1_VAE.pth")
+
+
+def test_wan_and_diffusers_layouts_decode_identically(tiny, vae):
+    hf = load_vae(tiny["root"] / "diffusers")
+    assert hf.source.name == "vae" and vae.source.name == "Wan2.1_VAE.pth"
+    torch.testing.assert_close(vae.decode(tiny["z"]), hf.decode(tiny["z"]), rtol=0, atol=1e-6)
+
+
+def test_decode_takes_model_space_latents_and_matches_diffusers_whole_video_decode(tiny, vae):
+    z_model = tiny["z"]
+    with torch.no_grad():
+        ref = tiny["model"].decode(to_raw_space(z_model)).sample          # [-1, 1], raw latents in
+    torch.testing.assert_close(vae.decode(z_model), (ref + 1) / 2, rtol=0, atol=1e-5)
+
+
+def test_decoded_video_has_4t_minus_3_frames_8x_size_in_unit_range_on_cpu(tiny, vae):
+    video = vae.decode(tiny["z"])
+    b, _, t, h, w = tiny["z"].shape
+    assert video.shape == (b, 3, latent_frames_to_video_frames(t), 8 * h, 8 * w) == (1, 3, 17, 24, 32)
+    assert video.device.type == "cpu" and video.dtype == torch.float32
+    assert video.min() >= 0 and video.max() <= 1 and video.std() > 0.05
+
+
+@pytest.mark.parametrize("split", [[1, 1, 1, 1, 1], [3, 2], [2, 3], [1, 4]])
+def test_streamed_chunks_join_without_seams(tiny, vae, split):
+    whole = vae.decode(tiny["z"])
+    stream, pieces, start = vae.stream(), [], 0
+    for n in split:
+        pieces.append(stream.push(tiny["z"][:, :, start:start + n]))
+        start += n
+    assert [p.shape[2] for p in pieces] == [1 + 4 * (split[0] - 1)] + [4 * n for n in split[1:]]
+    assert torch.equal(torch.cat(pieces, dim=2), whole)
+
+
+def test_iter_decode_yields_cpu_pieces_that_make_the_whole_video(tiny, vae):
+    pieces = list(vae.iter_decode(tiny["z"], chunk_frames=2))
+    assert len(pieces) == 3 and all(p.device.type == "cpu" for p in pieces)
+    assert torch.equal(torch.cat(pieces, dim=2), vae.decode(tiny["z"]))
+
+
+def test_batch_items_decode_independently(tiny, vae):
+    z2 = torch.cat([tiny["z"], tiny["z"].flip(2)])
+    both = vae.decode(z2)
+    torch.testing.assert_close(both[1:], vae.decode(tiny["z"].flip(2)), rtol=0, atol=1e-5)
+
+
+def test_encode_returns_model_space_latents(tiny, vae):
+    video = torch.rand(1, 3, 9, 24, 32, generator=torch.Generator().manual_seed(3))
+    z = vae.encode(video)
+    assert z.shape == (1, 16, 3, 3, 4)
+    with torch.no_grad():
+        raw = tiny["model"].encode(video * 2 - 1).latent_dist.mode()
+    torch.testing.assert_close(z, to_model_space(raw), rtol=0, atol=1e-5)
+
+
+def test_every_path_form_finds_the_weights(tiny, tmp_path):
+    root = tiny["root"]
+    comfy = tmp_path / "wan_2.1_vae.safetensors"          # ComfyUI keeps Wan's names in safetensors
+    save_file({k: v.contiguous() for k, v in tiny["wan_sd"].items()}, str(comfy))
+    expected = load_vae(root / "wan").decode(tiny["z"])
+    for path in (root / "wan" / "Wan2.1_VAE.pth", root / "diffusers" / "vae", comfy):
+        torch.testing.assert_close(load_vae(path).decode(tiny["z"]), expected, rtol=0, atol=1e-6)
+
+
+def test_missing_vae_lists_the_files_and_download_commands(tmp_path):
+    with pytest.raises(MissingModelFiles) as err:
+        load_vae(tmp_path)
+    assert err.value.missing == [tmp_path / "Wan2.1_VAE.pth", tmp_path / "vae/config.json",
+                                 tmp_path / "vae/diffusion_pytorch_model.safetensors"]
+    msg = str(err.value)
+    assert "hf download Wan-AI/Wan2.1-T2V-1.3B Wan2.1_VAE.pth" in msg
+    assert "hf download Wan-AI/Wan2.1-T2V-1.3B-Diffusers --include 'vae/*'" in msg
+    with pytest.raises(MissingModelFiles) as err:
+        load_vae(tmp_path / "Wan2.1_VAE.pth")
+    assert err.value.missing == [tmp_path / "Wan2.1_VAE.pth"]
+
+
+def test_a_foreign_or_incomplete_file_is_a_clear_error(tiny, tmp_path):
+    torch.save({"first_stage_model.encoder.down.0.weight": torch.zeros(1)}, tmp_path / "a.pth")
+    with pytest.raises(ValueError, match="neither Wan's nor diffusers'"):
+        load_vae(tmp_path / "a.pth")
+    partial = {k: v for k, v in tiny["wan_sd"].items() if not k.startswith("decoder.upsamples.3.")}
+    torch.save(partial, tmp_path / "b.pth")
+    with pytest.raises(ValueError, match="missing tensors .*up_blocks.0.upsamplers"):
+        load_vae(tmp_path / "b.pth")
+
+
+def test_loading_never_uses_the_network(tiny, monkeypatch):
+    def refuse(*args, **kwargs):
+        raise AssertionError("network access while loading a local model")
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+    load_vae(tiny["root"] / "diffusers" / "vae")
+    load_vae(tiny["root"] / "wan")
+
+
+def test_decoded_chunks_stream_into_an_mp4(tiny, vae, tmp_path):
+    from core.video_io import read_video, write_mp4
+    chunks = (c[0].permute(1, 2, 3, 0) for c in vae.iter_decode(tiny["z"], chunk_frames=3))
+    assert read_video(write_mp4(tmp_path / "v.mp4", chunks)).shape == (17, 24, 32, 3)
