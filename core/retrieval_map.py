@@ -46,6 +46,9 @@ def render_retrieval_map(log: list[dict], num_frames: int, sink: int = 1, window
         ax.plot([0, span], [0, span], color="#999999", lw=0.8, ls="--")
         ax.set_xlim(-0.5, span + 0.5)
         ax.set_ylim(-0.5, span + 0.5)
+        from matplotlib.ticker import MaxNLocator
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.yaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_xlabel("block (first latent frame)")
         ax.set_ylabel("retrieved latent frame")
         ax.set_title(title)
