@@ -72,3 +72,22 @@ def test_wrong_text_dim_is_explained(tmp_path):
                    "--embeds", emb, "--frames", 3, "--latent-size", "8x12", "--device", "cpu",
                    "--out", tmp_path / "o.safetensors", check=False)
     assert proc.returncode == 2 and "text_dim 4096 but the backbone expects 64" in proc.stderr
+
+
+def test_corpus_then_training_then_generation_with_the_trained_encoder(tmp_path):
+    """build-corpus → train-encoder → generate --encoder, all from the command line."""
+    emb = tmp_path / "emb.safetensors"
+    save_file({"prompt_embeds": torch.randn(3, 10, 64, generator=torch.Generator().manual_seed(1))}, str(emb))
+    backbone = GOLDEN / "wan_tiny_t2v_bare.safetensors"
+    run_cli("build-corpus", "--backbone", backbone, "--num-heads", 2, "--embeds", emb, "--frames", 12,
+            "--latent-size", "8x12", "--device", "cpu", "--out", tmp_path / "corpus")
+    files = sorted((tmp_path / "corpus").glob("*.safetensors"))
+    assert [f.name for f in files] == ["emb_000.safetensors", "emb_001.safetensors", "emb_002.safetensors"]
+    assert load_file(str(files[0]))["latents"].shape == (12, 16, 8, 12)
+    run_cli("train-encoder", "--data", tmp_path / "corpus", "--out", tmp_path / "enc", "--epochs", 2,
+            "--batch-size", 2, "--latent-dim", 16, "--hidden-dims", 8, 16, "--device", "cpu")
+    log = tmp_path / "log.json"
+    run_cli("generate", "--backbone", backbone, "--num-heads", 2, "--embeds", GOLDEN / "inputs.safetensors",
+            "--frames", 27, "--latent-size", "8x12", "--device", "cpu",
+            "--encoder", tmp_path / "enc" / "encoder_best.pt", "--out", tmp_path / "o.safetensors", "--log", log)
+    assert len(json.loads(log.read_text())) > 0
