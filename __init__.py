@@ -1,7 +1,9 @@
 """ComfyUI-LongLive-RAG: retrieval-augmented long video generation for ComfyUI.
 
-ComfyUI imports this package from custom_nodes/; everything inside uses relative imports.
+ComfyUI imports this folder as a package from custom_nodes/; everything inside uses relative imports.
 """
-from .nodes import NODE_CLASS_MAPPINGS, NODE_DISPLAY_NAME_MAPPINGS
+if __package__:  # imported as a package (ComfyUI). Tools that load this file on its own (e.g. pytest
+    # collecting the checkout as a directory whose name is not an identifier) get an empty module.
+    from .nodes import NODE_CLASS_MAPPINGS, NODE_DISPLAY_NAME_MAPPINGS
 
-__all__ = ["NODE_CLASS_MAPPINGS", "NODE_DISPLAY_NAME_MAPPINGS"]
+    __all__ = ["NODE_CLASS_MAPPINGS", "NODE_DISPLAY_NAME_MAPPINGS"]
