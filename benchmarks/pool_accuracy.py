@@ -1,0 +1,83 @@
+"""How far the compact history-pool storages move results, on the golden case (tests/data/golden).
+
+    python benchmarks/pool_accuracy.py
+
+For kv-half and latent storage it reports (1) the relative L2 error of the retrieved K/V, with the
+pool fed the exact run's evicted frames, for every retrieval the exact run made, and (2) the
+relative L2 error of the final latents of a full run with that storage versus exact storage.
+"""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import torch  # noqa: E402
+from safetensors.torch import load_file  # noqa: E402
+
+from core.encoder import load_encoder  # noqa: E402
+from core.history_pool import HistoryPool  # noqa: E402
+from core.model import WanConfig, WanTransformer  # noqa: E402
+from core.pipeline import GenerationConfig, generate, recompute_kv  # noqa: E402
+
+GOLDEN = ROOT / "tests" / "data" / "golden"
+
+
+class RecordingPool(HistoryPool):
+    """Exact pool that also keeps what it was given, to replay into other storages."""
+
+    def __init__(self):
+        super().__init__()
+        self.frames = []
+
+    def append(self, k, v, latent=None):
+        self.frames.append(([t.clone() for t in k], [t.clone() for t in v], latent.clone()))
+        super().append(k, v, latent)
+
+
+def rel(a, b):
+    return ((a.double() - b.double()).norm() / b.double().norm()).item()
+
+
+def main() -> int:
+    arch = json.loads((GOLDEN / "case.json").read_text())["arch"]
+    model = WanTransformer(WanConfig(dim=arch["dim"], ffn_dim=arch["ffn_dim"], num_layers=arch["num_layers"],
+                                     num_heads=arch["num_heads"], text_dim=arch["text_dim"]))
+    model.load_state_dict(load_file(str(GOLDEN / "wan_tiny_t2v_bare.safetensors")))
+    model.eval()
+    emb = load_file(str(GOLDEN / "inputs.safetensors"))["prompt_embeds"]
+    enc = load_encoder(GOLDEN / "ae.pt")
+    for dtype in (torch.float32, torch.bfloat16):
+        print(f"\n== compute dtype {str(dtype).replace('torch.', '')} ==")
+        report(model.to(dtype), emb, enc, dtype)
+    return 0
+
+
+def report(model, emb, enc, dtype) -> None:
+    exact_pool = RecordingPool()
+    exact = generate(model, emb, 48, (8, 12), 42, GenerationConfig(), encoder=enc, pool=exact_pool)
+    text = model.encode_text(emb.to(dtype))
+    print(f"{'storage':8} {'bytes/frame':>11} {'retrieved K rel.err':>20} {'retrieved V rel.err':>20} "
+          f"{'latents rel.err':>16}")
+    for storage in ("kv", "kv-half", "latent"):
+        pool = HistoryPool(storage=storage)
+        pool.recompute = lambda lat: recompute_kv(model, text, lat, 0.0)
+        for k, v, lat in exact_pool.frames:
+            pool.append(k, v, lat)
+        ek, ev = [], []
+        for rec in exact.retrieval_log:
+            idx = torch.tensor([rec["pool_indices"]])
+            k0, v0 = exact_pool.gather(idx, torch.device("cpu"), dtype)
+            k1, v1 = pool.gather(idx, torch.device("cpu"), dtype)
+            ek.append(rel(k1, k0))
+            ev.append(rel(v1, v0))
+        run = generate(model, emb, 48, (8, 12), 42, GenerationConfig(), encoder=enc, pool=HistoryPool(storage=storage))
+        print(f"{storage:8} {pool.bytes_per_frame:11d} {max(ek):20.3e} {max(ev):20.3e} "
+              f"{rel(run.latents, exact.latents):16.3e}   (K/V: max over {len(ek)} retrievals)")
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
