@@ -7,8 +7,8 @@ import numpy as np
 
 
 def render_retrieval_map(log: list[dict], num_frames: int, sink: int = 1, window: int = 12,
-                         title: str = "LongLive-RAG retrieval map", size_px: tuple[int, int] = (900, 620)
-                         ) -> np.ndarray:
+                         title: str = "LongLive-RAG retrieval map", size_px: tuple[int, int] = (900, 620),
+                         frames_per_block: int = 3) -> np.ndarray:
     """log: records with ``query_frame``, ``global_frames``, ``similarities`` (flat lists = batch 1;
     nested = batch, sample 0 is drawn). Returns an RGB image uint8 [H, W, 3].
 
@@ -32,8 +32,9 @@ def render_retrieval_map(log: list[dict], num_frames: int, sink: int = 1, window
     try:
         span = max(num_frames, 1)
         q = np.arange(0, span + 1)
-        ax.fill_between(q, np.maximum(q - window + sink, sink), q, color="#dddddd", step="post",
-                        label=f"sliding window ({window} frames)")
+        # past frames a block at q still sees in the plain window: [q + F − (L − S), q)
+        ax.fill_between(q, np.maximum(q + frames_per_block - (window - sink), sink), q, color="#dddddd",
+                        step="post", label=f"sliding window ({window} frames)")
         if sink:
             ax.axhspan(-0.5, sink - 0.5, color="#f4d6a0", label=f"sink ({sink})")
         if xs:
