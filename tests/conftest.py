@@ -45,3 +45,12 @@ def tiny_model(seed: int = 0, layers: int = 2, dim: int = 64, heads: int = 2, te
         for p in model.parameters():
             p.normal_(0, 0.05) if p.dim() > 1 else p.normal_(0, 0.02)
     return model.eval().requires_grad_(False)
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """Tiny tensors gain nothing from intra-op threads, and lose a lot when the cores are busy."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
