@@ -240,3 +240,36 @@ def test_workflows_name_the_published_checkpoint_files():
     for name in ("self_forcing.pt", "causal_forcing.pt", "longlive_base.pt", "longlive_lora.pt", "ae_latent_mem.pt",
                  "umt5_xxl_fp8_e4m3fn_scaled.safetensors", "wan_2.1_vae.safetensors"):
         assert name in text
+
+
+def test_progress_bar_advances_per_block_with_a_latent_preview(models_dir, monkeypatch):
+    """With ComfyUI present, each block updates ComfyUI's ProgressBar with a preview of its newest frame."""
+    import types
+    calls, previews = [], []
+
+    class ProgressBar:
+        def __init__(self, total):
+            self.total = total
+
+        def update_absolute(self, value, total=None, preview=None):
+            calls.append((value, total, preview))
+
+    class Previewer:
+        def decode_latent_to_preview_image(self, fmt, x0):
+            previews.append(tuple(x0.shape))
+            return (fmt, "image", 512)
+
+    fake = {"comfy": types.ModuleType("comfy"), "comfy.utils": types.ModuleType("comfy.utils"),
+            "comfy.latent_formats": types.ModuleType("comfy.latent_formats"),
+            "latent_preview": types.ModuleType("latent_preview")}
+    fake["comfy.utils"].ProgressBar = ProgressBar
+    fake["comfy"].utils, fake["comfy"].latent_formats = fake["comfy.utils"], fake["comfy.latent_formats"]
+    fake["comfy.latent_formats"].Wan21 = object
+    fake["latent_preview"].get_previewer = lambda device, fmt: Previewer()
+    for name, module in fake.items():
+        monkeypatch.setitem(sys.modules, name, module)
+    backbone, _ = load(models_dir)
+    sample(backbone, None, length=37)                        # 10 latent frames → 4 blocks
+    assert [(v, t) for v, t, _ in calls] == [(1, 4), (2, 4), (3, 4), (4, 4)]
+    assert all(p == ("JPEG", "image", 512) for *_, p in calls)
+    assert previews == [(1, 16, 1, 8, 12)] * 4               # newest latent frame of each block
