@@ -102,7 +102,7 @@ class Graph:
     def to_json(self, title):
         return {"last_node_id": len(self.nodes), "last_link_id": len(self.links), "nodes": self.nodes,
                 "links": self.links, "groups": [], "config": {},
-                "extra": {"ds": {"scale": 0.8, "offset": [0, 0]}, "info": {"title": title}}, "version": 0.4}
+                "extra": {"ds": {"scale": 0.7, "offset": [60, 80]}, "info": {"title": title}}, "version": 0.4}
 
 
 def text_to_video(specs, backbone, lora, title, frames=477):
