@@ -81,6 +81,18 @@ def offload_device() -> torch.device:
         return torch.device("cpu")
 
 
+def make_room(bytes_needed: int, device: torch.device) -> None:
+    """Ask ComfyUI to unload its own models (e.g. the text encoder) until ``bytes_needed`` fit on device;
+    our backbone is not managed by ComfyUI, so it would not do this by itself."""
+    if device.type != "cuda":
+        return
+    try:
+        import comfy.model_management as mm
+    except ImportError:
+        return
+    mm.free_memory(bytes_needed, device)
+
+
 def empty_cache() -> None:
     try:
         import comfy.model_management as mm

@@ -176,6 +176,7 @@ class ARBlockSampler:
         cfg.policy().check(frames_per_block)
         embeds = conditioning_embeds(positive, backbone.backbone.config.text_dim)
         frames = latent_frames_for(length, frames_per_block)
+        bridge.make_room(needed_bytes(backbone, cfg, height // 8, width // 8, embeds.shape[0]), backbone.device)
         model = backbone.backbone.model.to(backbone.device)
         encoder = retrieval.encoder.model if retrieval else None
         if encoder is not None:
@@ -218,3 +219,14 @@ def conditioning_embeds(positive, text_dim: int) -> torch.Tensor:
     return emb.detach().float().cpu()
 
 
+
+
+def needed_bytes(backbone: BackboneHandle, cfg: GenerationConfig, h: int, w: int, batch: int) -> int:
+    """Device memory for one run: weights + K/V cache + retrieved buffer + ~25% working space."""
+    c = backbone.backbone.config
+    itemsize = torch.finfo(backbone.dtype).bits // 8
+    weights = sum(p.numel() for p in backbone.backbone.model.parameters()) * itemsize
+    tokens = (h // c.patch_size[1]) * (w // c.patch_size[2])
+    per_frame = 2 * c.num_layers * batch * tokens * c.dim * itemsize
+    cache = per_frame * (cfg.local_attn_size + (cfg.memory_size if cfg.mode == "rag" else 0))
+    return int(1.25 * (weights + cache))

@@ -273,3 +273,21 @@ def test_progress_bar_advances_per_block_with_a_latent_preview(models_dir, monke
     assert [(v, t) for v, t, _ in calls] == [(1, 4), (2, 4), (3, 4), (4, 4)]
     assert all(p == ("JPEG", "image", 512) for *_, p in calls)
     assert previews == [(1, 16, 1, 8, 12)] * 4               # newest latent frame of each block
+
+
+def test_vram_estimate_for_the_real_model_at_480p():
+    sampling = sys.modules[f"{PACK.__name__}.nodes.sampling"]
+    loaders = sys.modules[f"{PACK.__name__}.nodes.loaders"]
+    core_model = sys.modules[f"{PACK.__name__}.core.model"]
+    pipeline = sys.modules[f"{PACK.__name__}.core.pipeline"]
+    cfg = core_model.WanConfig(dim=1536, ffn_dim=8960, num_layers=30, num_heads=12)
+    with torch.device("meta"):
+        model = core_model.WanTransformer(cfg)
+    handle = loaders.BackboneHandle(type("B", (), {"config": cfg, "model": model})(), torch.device("cuda"),
+                                    torch.bfloat16, True)
+    native = sampling.needed_bytes(handle, pipeline.GenerationConfig(mode="native"), 60, 104, 1)
+    rag = sampling.needed_bytes(handle, pipeline.GenerationConfig(mode="rag"), 60, 104, 1)
+    per_frame = 2 * 30 * 1560 * 1536 * 2
+    params = 1_418_996_800                                           # the real 1.3B key set's total
+    assert native == int(1.25 * (params * 2 + 12 * per_frame))       # ~7.9 GB: weights + 12-frame cache
+    assert abs(rag - native - 1.25 * 6 * per_frame) < 2              # + the 6 retrieved frames' K/V
