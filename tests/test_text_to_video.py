@@ -13,27 +13,20 @@ from safetensors.torch import save_file
 from core.model import WanConfig, WanTransformer
 from core.video_io import read_video
 from test_text_encoder import WORDS, build_tokenizer, save_diffusers_layout, wan_state_dict
-from test_vae import BASE_DIM, wan_name
+from test_vae import write_tiny_vae
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
 def assets(tmp_path_factory):
-    from diffusers import AutoencoderKLWan
     root = tmp_path_factory.mktemp("t2v")
     vocab = 3 + len(WORDS) + 27
     sd = wan_state_dict(vocab)
     build_tokenizer(root / "wan" / "google" / "umt5-xxl")
     torch.save({k: v.to(torch.bfloat16) for k, v in sd.items()}, root / "wan" / "models_t5_umt5-xxl-enc-bf16.pth")
     save_diffusers_layout({k: v.to(torch.bfloat16).float() for k, v in sd.items()}, vocab, root / "diffusers")
-    torch.manual_seed(0)
-    vae = AutoencoderKLWan(base_dim=BASE_DIM, z_dim=16).eval()
-    with torch.no_grad():
-        for p in vae.parameters():
-            p.normal_(0, 0.3)
-    vae.save_pretrained(str(root / "diffusers" / "vae"))
-    torch.save({wan_name(k): v for k, v in vae.state_dict().items()}, root / "wan" / "Wan2.1_VAE.pth")
+    write_tiny_vae(root)
     torch.manual_seed(1)
     model = WanTransformer(WanConfig(dim=64, ffn_dim=128, num_layers=2, num_heads=2, text_dim=32, freq_dim=32))
     with torch.no_grad():

@@ -45,10 +45,9 @@ def wan_name(key: str) -> str:
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
-@pytest.fixture(scope="module")
-def tiny(tmp_path_factory) -> dict:
+def write_tiny_vae(root):
+    """A random tiny AutoencoderKLWan saved as root/diffusers/vae/ and root/wan/Wan2.1_VAE.pth."""
     from diffusers import AutoencoderKLWan
-    root = tmp_path_factory.mktemp("vae")
     torch.manual_seed(0)
     model = AutoencoderKLWan(base_dim=BASE_DIM, z_dim=16).eval()
     with torch.no_grad():
@@ -56,9 +55,16 @@ def tiny(tmp_path_factory) -> dict:
             p.normal_(0, 0.3)
     model.save_pretrained(str(root / "diffusers" / "vae"))
     wan_sd = {wan_name(k): v for k, v in model.state_dict().items()}
-    assert len(wan_sd) == len(model.state_dict())
-    (root / "wan").mkdir()
+    (root / "wan").mkdir(exist_ok=True)
     torch.save(wan_sd, root / "wan" / "Wan2.1_VAE.pth")
+    return model, wan_sd
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory) -> dict:
+    root = tmp_path_factory.mktemp("vae")
+    model, wan_sd = write_tiny_vae(root)
+    assert len(wan_sd) == len(model.state_dict())
     return {"root": root, "model": model, "wan_sd": wan_sd,
             "z": torch.randn(1, 16, 5, 3, 4, generator=torch.Generator().manual_seed(2))}
 
