@@ -2,23 +2,24 @@
 
 Python API (shared by the ComfyUI nodes and ``python -m core``)::
 
-    from core import load_backbone, load_encoder, generate, GenerationConfig
+    from core import load_backbone, load_encoder, generate, SamplingConfig, RetrievalConfig
     backbone = load_backbone("causal_forcing.pt", dtype=torch.bfloat16, device="cuda")
     encoder = load_encoder("ae_latent_mem.pt", device="cuda")          # or None for avg_pool
     result = generate(backbone.model, prompt_embeds, num_frames=120, latent_hw=(60, 104), seed=0,
-                      config=GenerationConfig(mode="rag"), encoder=encoder)
+                      config=SamplingConfig(retrieval=RetrievalConfig(top_k=6)), encoder=encoder)
     result.latents        # [B, 16, T, H, W], model-normalised latent space
     result.retrieval_log  # one record per block that retrieved
 """
+from .config import PoolConfig, RetrievalConfig, SamplingConfig
 from .checkpoint import Backbone, CheckpointError, load_backbone
 from .encoder import EncoderConfig, RetrievalEncoder, load_encoder
 from .history_pool import HistoryPool
 from .kv_cache import CachePolicy, KVCache
 from .model import WanConfig, WanTransformer
-from .pipeline import BlockUpdate, GenerationConfig, GenerationResult, generate, initial_noise
+from .pipeline import BlockUpdate, GenerationResult, generate, initial_noise
 
 __all__ = [
     "Backbone", "CheckpointError", "load_backbone", "EncoderConfig", "RetrievalEncoder", "load_encoder",
-    "HistoryPool", "CachePolicy", "KVCache", "WanConfig", "WanTransformer", "BlockUpdate", "GenerationConfig",
+    "HistoryPool", "CachePolicy", "KVCache", "WanConfig", "WanTransformer", "BlockUpdate", "PoolConfig", "RetrievalConfig", "SamplingConfig",
     "GenerationResult", "generate", "initial_noise",
 ]

@@ -26,8 +26,8 @@ from typing import Callable, Sequence
 
 import torch
 
-STORAGES = ("kv", "kv-half", "latent")
-TIERS = ("device", "host", "disk")
+from .config import PoolConfig
+
 
 # (latents [B, n, C, H, W]) -> (k, v) each [layers, B, n·tokens, heads, d] before RoPE
 Recompute = Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
@@ -43,20 +43,6 @@ class Tier:
         return self.budget_bytes is None or self.used_bytes + nbytes <= self.budget_bytes
 
 
-def tiers_from(first: str, budget_mb: float | None) -> list[Tier]:
-    """The tier list for ``--pool first --pool-budget-mb N``: ``first`` (budgeted), then the slower ones."""
-    if first not in TIERS:
-        raise ValueError(f"pool location '{first}' is unknown; use one of {TIERS}")
-    order = TIERS[TIERS.index(first):]
-    budget = None if budget_mb is None else int(budget_mb * 2**20)
-    if budget is not None and budget < 0:
-        raise ValueError(f"pool budget {budget_mb} MB must be ≥ 0")
-    if budget is not None and order == ("disk",):
-        raise ValueError("a budget for the disk tier is not supported: disk is the last tier; "
-                         "choose --pool host or device with --pool-budget-mb to spill to disk")
-    return [Tier(kind, budget if i == 0 else None) for i, kind in enumerate(order)]
-
-
 class _Entry:
     """One stored frame: tensors (or file paths) with their tier and quantisation scales."""
     __slots__ = ("tier", "payload", "scales", "nbytes")
@@ -66,17 +52,20 @@ class _Entry:
 
 
 class HistoryPool:
-    def __init__(self, tiers: Sequence[Tier] | None = None, storage: str = "kv",
-                 compute_device: str | torch.device = "cpu", directory: str | Path | None = None):
-        if storage not in STORAGES:
-            raise ValueError(f"pool storage '{storage}' is unknown; use one of {STORAGES}")
-        self.tiers = list(tiers) if tiers is not None else [Tier("host")]
-        self.storage = storage
+    def __init__(self, config: PoolConfig | None = None, compute_device: str | torch.device = "cpu",
+                 recompute: Recompute | None = None):
+        """``recompute`` turns stored latents back into K/V; the ``latent`` storage needs it."""
+        self.config = config = config if config is not None else PoolConfig()
+        if config.storage == "latent" and recompute is None:
+            raise ValueError("latent pool storage needs a recompute function (generate() passes it)")
+        budget = config.budget_bytes
+        self.tiers = [Tier(kind, budget if i == 0 else None) for i, kind in enumerate(config.tier_kinds)]
+        self.storage = config.storage
         self.compute_device = torch.device(compute_device)
-        self._dir_root = Path(directory) if directory is not None else None
+        self._dir_root = Path(config.directory) if config.directory is not None else None
         self._dir: Path | None = None
         self._entries: list[_Entry] = []
-        self.recompute: Recompute | None = None
+        self.recompute = recompute
         self.peak_bytes = 0
 
     # ------------------------------------------------------------------ bookkeeping
@@ -181,8 +170,6 @@ class HistoryPool:
         if self.storage == "latent":
             lat = torch.stack([torch.stack([self._entries[i].payload[0][bi] for i in row])
                                for bi, row in enumerate(indices.tolist())])           # [B, n, C, H, W]
-            if self.recompute is None:
-                raise RuntimeError("latent pool storage needs a recompute function (set by the sampler)")
             return self.recompute(lat.to(device))
         ks, vs = [], []
         for bi, row in enumerate(indices.tolist()):

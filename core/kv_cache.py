@@ -26,7 +26,7 @@ from .rope import apply_rope, rope_table
 class CachePolicy:
     window: int = 12          # L: cache capacity in frames
     sink: int = 1             # S: first frames kept forever
-    retrieved: int = 0        # K: retrieved frames per block (0 = plain sliding window)
+    top_k: int = 0            # K: retrieved frames per block (0 = plain sliding window)
     relative_rope: bool = False
 
     @classmethod
@@ -34,23 +34,23 @@ class CachePolicy:
         return cls(window, sink, 0, False)
 
     @classmethod
-    def retrieval(cls, window: int = 12, sink: int = 1, k: int = 6) -> "CachePolicy":
-        return cls(window, sink, k, True)
+    def retrieval(cls, window: int = 12, sink: int = 1, top_k: int = 6) -> "CachePolicy":
+        return cls(window, sink, top_k, True)
 
     @property
     def local_frames(self) -> int:
         """The window budget: frames of the cache (current block included) attended besides sink and retrieved."""
-        return self.window - self.sink - self.retrieved
+        return self.window - self.sink - self.top_k
 
     def check(self, frames_per_block: int) -> None:
-        if self.sink < 0 or self.retrieved < 0 or frames_per_block < 1:
-            raise ValueError(f"sink ({self.sink}), memory size ({self.retrieved}) and frames per block "
+        if self.sink < 0 or self.top_k < 0 or frames_per_block < 1:
+            raise ValueError(f"sink ({self.sink}), top_k ({self.top_k}) and frames per block "
                              f"({frames_per_block}) must be ≥ 0, ≥ 0 and ≥ 1")
         if self.local_frames < frames_per_block:
             raise ValueError(
                 f"local attention window {self.window} leaves {self.local_frames} local frames after sink "
-                f"{self.sink} and memory size {self.retrieved}, fewer than the {frames_per_block} frames of a "
-                f"block; use local_attn_size ≥ {self.sink + self.retrieved + frames_per_block}")
+                f"{self.sink} and top_k {self.top_k}, fewer than the {frames_per_block} frames of a "
+                f"block; use a window (local_attn_size) ≥ {self.sink + self.top_k + frames_per_block}")
 
 
 class KVCache:

@@ -40,3 +40,30 @@ def video_frames_to_latent_frames(video_frames: int) -> int:
 
 def latent_frames_to_video_frames(latent_frames: int) -> int:
     return 4 * (latent_frames - 1) + 1
+
+
+VAE_STRIDE = 8      # Wan2.1 VAE: 8× spatial, 4× temporal compression
+VIDEO_FPS = 16
+
+
+def latent_frames_for_video(video_frames: int, frames_per_block: int) -> int:
+    """Video frames → latent frames ((n − 1)/4 + 1), rounded up to whole blocks."""
+    latent = video_frames_to_latent_frames(video_frames)
+    return -(-latent // frames_per_block) * frames_per_block
+
+
+def latent_frames_for_seconds(seconds: float, frames_per_block: int) -> int:
+    """Latent frames for a duration at 16 fps (4 video frames per latent frame), in whole blocks (≥ 1)."""
+    if seconds <= 0:
+        raise ValueError(f"length {seconds} s must be > 0")
+    blocks = max(1, round(seconds * VIDEO_FPS / 4 / frames_per_block))
+    return blocks * frames_per_block
+
+
+def latent_size_for_video(width: int, height: int, patch: int = 2) -> tuple[int, int]:
+    """Video width × height → latent (H, W); both must be multiples of the VAE stride × the patch (16)."""
+    step = VAE_STRIDE * patch
+    if width <= 0 or height <= 0 or width % step or height % step:
+        raise ValueError(f"width {width} and height {height} must be positive multiples of {step} "
+                         f"(e.g. {max(step, width - width % step)}x{max(step, height - height % step)})")
+    return height // VAE_STRIDE, width // VAE_STRIDE

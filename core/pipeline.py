@@ -1,4 +1,10 @@
-"""The retrieval-augmented AR block loop (SPEC §4) and its reproducibility contract (§9)."""
+"""The AR block loop: retrieval (optional) → denoising steps → descriptors → context pass, per block.
+
+Reproducibility: all noise comes from one CPU generator seeded with the user's seed; the first
+draw is the whole video's initial noise [B, C, T, H, W], then one draw per re-noise in loop
+order, each cast to the compute dtype and moved to the device after drawing. Same seed, same
+video on any device.
+"""
 from __future__ import annotations
 
 import time
@@ -7,38 +13,15 @@ from typing import Callable, Sequence
 
 import torch
 
+from .attention import attention
+from .config import SamplingConfig, check_latent_size
 from .encoder import RetrievalEncoder
 from .history_pool import HistoryPool
-from .kv_cache import CachePolicy, KVCache
-from .attention import attention
+from .kv_cache import KVCache
 from .model import TextContext, WanTransformer
+from .retrieval import RetrievalChoice, log_record, make_describer, select_frames
 from .rope import apply_rope, rope_table
-from .retrieval import log_record, make_describer, select_frames
 from .schedule import FlowMatchSchedule
-
-MODES = ("rag", "native")
-
-
-@dataclass
-class GenerationConfig:
-    """Sampling settings; defaults are the published LongLive-RAG configs."""
-    mode: str = "rag"                 # "rag": [sink ‖ retrieved ‖ local]; "native": sliding window
-    frames_per_block: int = 3
-    local_attn_size: int = 12         # L, cache capacity in latent frames
-    sink_size: int = 1                # S
-    memory_size: int = 6              # K, retrieved frames per block (rag)
-    recent_exclude: int = 5           # R, most recently evicted frames never retrieved
-    steps: Sequence[int] = (1000, 750, 500, 250)
-    warp_steps: bool = True
-    shift: float = 5.0
-    context_noise: float = 0.0
-
-    def policy(self) -> CachePolicy:
-        if self.mode not in MODES:
-            raise ValueError(f"mode '{self.mode}' is unknown; use one of {MODES}")
-        if self.mode == "native":
-            return CachePolicy.native(self.local_attn_size, self.sink_size)
-        return CachePolicy.retrieval(self.local_attn_size, self.sink_size, self.memory_size)
 
 
 @dataclass
@@ -59,11 +42,13 @@ class GenerationResult:
     descriptors: torch.Tensor | None = None   # [B, T, D] float32
     timings: list[dict] = field(default_factory=list)
     pool_bytes_per_frame: int = 0
+    pool_peak_bytes: int = 0
+    pool_usage: dict = field(default_factory=dict)   # bytes/frames per tier at the end of the run
     peak_memory_mb: float = 0.0               # CUDA: max allocated; CPU: process peak RSS
 
 
 def initial_noise(seed: int, shape: Sequence[int]) -> tuple[torch.Tensor, torch.Generator]:
-    """SPEC §9: one CPU generator; the first draw is the whole video's noise [B, C, T, H, W], float32."""
+    """One CPU generator; its first draw is the whole video's noise [B, C, T, H, W], float32."""
     g = torch.Generator("cpu").manual_seed(int(seed))
     return torch.randn(tuple(shape), generator=g, dtype=torch.float32), g
 
@@ -75,114 +60,154 @@ def peak_memory_mb(device: torch.device) -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
 
 
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
+class _Clock:
+    """Per-block phase times; synchronises CUDA only when timings were asked for."""
+
+    def __init__(self, device: torch.device, detailed: bool):
+        self.device, self.detailed = device, detailed
+        self.marks: list[float] = []
+
+    def mark(self) -> None:
+        if self.detailed and self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+        self.marks.append(time.perf_counter())
+
+    def timing(self, block: int) -> dict:
+        m, self.marks = self.marks, []
+        out = {"block": block, "total_s": m[-1] - m[0]}
+        if self.detailed:
+            out.update(retrieval_s=m[1] - m[0], denoise_s=m[2] - m[1], context_s=m[3] - m[2])
+        return out
+
+
+class _BlockLoop:
+    """The state of one run (cache, pool, noise, descriptors) and its per-block steps."""
+
+    def __init__(self, model: WanTransformer, prompt_embeds: torch.Tensor, num_frames: int,
+                 latent_hw: tuple[int, int], seed: int, cfg: SamplingConfig, encoder: RetrievalEncoder | None):
+        param = next(model.parameters())
+        self.model, self.cfg = model, cfg
+        self.device, self.dtype = param.device, param.dtype
+        self.b, self.c = prompt_embeds.shape[0], model.cfg.in_dim
+        self.hw = latent_hw
+        self.nf = cfg.frames_per_block
+        self.num_blocks = num_frames // self.nf
+        self.schedule = FlowMatchSchedule(cfg.shift)
+        self.timesteps = self.schedule.denoising_timesteps(cfg.steps, cfg.warp_steps)
+        noise, self.generator = initial_noise(seed, (self.b, self.c, num_frames, *latent_hw))
+        self.noise = noise.permute(0, 2, 1, 3, 4)                       # [B, T, C, H, W]
+        self.text = model.encode_text(prompt_embeds.to(device=self.device, dtype=self.dtype))
+        self.output = torch.zeros(self.b, num_frames, self.c, *latent_hw, dtype=torch.float32)
+        self.describe = make_describer(encoder)
+        self.descriptors: torch.Tensor | None = None                    # [B, T, D]
+        self.pool = self._make_pool()
+        p = model.cfg.patch_size
+        self.cache = KVCache(cfg.policy, model.cfg.num_layers, self.b, (latent_hw[0] // p[1], latent_hw[1] // p[2]),
+                             model.cfg.num_heads, model.cfg.head_dim, self.dtype, self.device,
+                             self._evict if self.pool is not None else None)
+
+    def _make_pool(self) -> HistoryPool | None:
+        if self.cfg.retrieval is None:
+            return None
+        return HistoryPool(self.cfg.retrieval.pool, self.device,
+                           recompute=lambda lat: recompute_kv(self.model, self.text, lat, self.cfg.context_noise))
+
+    def _evict(self, frame: int, ks: list[torch.Tensor], vs: list[torch.Tensor]) -> None:
+        self.pool.append(ks, vs, latent=self.output[:, frame].to(self.dtype))   # lossless: x0 was in dtype
+
+    def _forward(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        """x [B, F, C, H, W] at timesteps t [B, F] → x0, same layout."""
+        flow = self.model(x.permute(0, 2, 1, 3, 4), t, self.text, self.cache).permute(0, 2, 1, 3, 4)
+        return self.schedule.x0_from_flow(flow.flatten(0, 1), x.flatten(0, 1), t.flatten()).unflatten(0, (self.b, self.nf))
+
+    def _timestep(self, value: float) -> torch.Tensor:
+        return torch.full((self.b, self.nf), float(value), device=self.device, dtype=torch.float32)
+
+    def retrieve(self, start: int) -> RetrievalChoice | None:
+        """Make room for the block and, in the retrieval regime, attach its retrieved frames."""
+        choice = None
+        r = self.cfg.retrieval
+        if r is not None and self.descriptors is not None:
+            choice = select_frames(self.descriptors, start, len(self.pool), self.cfg.sink, r.recent_exclude, r.top_k)
+        self.cache.begin_block(start, self.nf)
+        if choice is not None:
+            self.cache.set_retrieved(*self.pool.gather(choice.pool_indices, self.device, self.dtype))
+        return choice
+
+    def denoise(self, start: int) -> torch.Tensor:
+        """The block's denoising steps → x0 [B, F, C, H, W] in the compute dtype."""
+        x = self.noise[:, start:start + self.nf].to(device=self.device, dtype=self.dtype)
+        b, nf, c, (h, w) = self.b, self.nf, self.c, self.hw
+        for i, ts in enumerate(self.timesteps):
+            x0 = self._forward(x, self._timestep(ts))
+            if i + 1 < len(self.timesteps):
+                fresh = torch.randn((b * nf, c, h, w), generator=self.generator, dtype=torch.float32)
+                t_next = torch.full((b * nf,), float(self.timesteps[i + 1]), device=self.device, dtype=torch.float32)
+                x = self.schedule.add_noise(x0.flatten(0, 1), fresh.to(device=self.device, dtype=self.dtype),
+                                            t_next).unflatten(0, (b, nf))
+        return x0
+
+    def commit(self, start: int, x0: torch.Tensor) -> None:
+        """Keep the block's x0 and its frames' descriptors, then write its clean K/V (context pass)."""
+        self.output[:, start:start + self.nf] = x0.float().cpu()
+        desc = self.describe(x0.flatten(0, 1)).float().unflatten(0, (self.b, self.nf))
+        if self.descriptors is None:
+            self.descriptors = torch.zeros(self.b, self.output.shape[1], desc.shape[-1], dtype=torch.float32,
+                                           device=desc.device)
+        self.descriptors[:, start:start + self.nf] = desc
+
+    def context_pass(self, x0: torch.Tensor) -> None:
+        self._forward(x0, self._timestep(self.cfg.context_noise))
+
+    def close(self) -> None:
+        if self.pool is not None:
+            self.pool.close()
 
 
 @torch.no_grad()
 def generate(model: WanTransformer, prompt_embeds: torch.Tensor, num_frames: int, latent_hw: tuple[int, int],
-             seed: int, config: GenerationConfig | None = None, encoder: RetrievalEncoder | None = None,
-             pool: HistoryPool | None = None,
-             callback: Callable[[BlockUpdate], None] | None = None) -> GenerationResult:
+             seed: int, config: SamplingConfig | None = None, encoder: RetrievalEncoder | None = None,
+             callback: Callable[[BlockUpdate], None] | None = None, timings: bool = False) -> GenerationResult:
     """Generate ``num_frames`` latent frames of ``latent_hw`` for each prompt.
 
-    prompt_embeds [B, L, text_dim]; the model's parameters decide device and compute dtype.
-    Returns latents [B, 16, T, H, W] in the model's normalised space. ``callback`` runs after
-    every block (raise from it to stop; the partial state is dropped).
+    prompt_embeds [B, L, text_dim]; the model's parameters decide device and compute dtype. The
+    history pool is built from ``config.retrieval.pool``, used and closed here; its figures are in
+    the result. Returns latents [B, 16, T, H, W] in the model's normalised space. ``callback`` runs
+    after every block (raise from it to stop; the partial state is dropped). ``timings``: per-phase
+    times (synchronises CUDA at each phase; off, only each block's total is measured).
     """
-    cfg = config or GenerationConfig()
-    policy = cfg.policy()
-    policy.check(cfg.frames_per_block)
-    nf = cfg.frames_per_block
-    if num_frames <= 0 or num_frames % nf:
-        raise ValueError(f"frames={num_frames} latent frames must be a positive multiple of the block size {nf}")
-    h, w = latent_hw
-    p = model.cfg.patch_size
-    if h % p[1] or w % p[2]:
-        raise ValueError(f"latent size {h}x{w} must be divisible by the patch size {p[1]}x{p[2]}")
-    param = next(model.parameters())
-    device, dtype = param.device, param.dtype
-    b = prompt_embeds.shape[0]
-    c = model.cfg.in_dim
-
-    schedule = FlowMatchSchedule(cfg.shift)
-    timesteps = schedule.denoising_timesteps(cfg.steps, cfg.warp_steps)
-    noise, g = initial_noise(seed, (b, c, num_frames, h, w))
-    noise_btchw = noise.permute(0, 2, 1, 3, 4)
-
-    text = model.encode_text(prompt_embeds.to(device=device, dtype=dtype))
-    output = torch.zeros(b, num_frames, c, h, w, dtype=torch.float32)
-    on_evict = None
-    if policy.retrieved > 0:
-        pool = pool if pool is not None else HistoryPool(compute_device=device)
-        if len(pool):
-            raise ValueError("the history pool already holds frames of another video; pass a fresh HistoryPool")
-        pool.recompute = lambda lat: recompute_kv(model, text, lat, cfg.context_noise)
-
-        def on_evict(frame: int, ks: list[torch.Tensor], vs: list[torch.Tensor]) -> None:
-            pool.append(ks, vs, latent=output[:, frame].to(dtype))  # lossless: x0 was in dtype
-    else:
-        pool = None
-    cache = KVCache(policy, model.cfg.num_layers, b, (h // p[1], w // p[2]), model.cfg.num_heads,
-                    model.cfg.head_dim, dtype, device, on_evict)
-    describe = make_describer(encoder)
-    descriptors: torch.Tensor | None = None
-    result = GenerationResult(output)
-    num_blocks = num_frames // nf
-
-    def run(x_bfchw: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        flow = model(x_bfchw.permute(0, 2, 1, 3, 4), t, text, cache).permute(0, 2, 1, 3, 4)
-        return schedule.x0_from_flow(flow.flatten(0, 1), x_bfchw.flatten(0, 1),
-                                     t.flatten()).unflatten(0, (b, nf))
-
-    for blk in range(num_blocks):
-        start = blk * nf
-        _sync(device)
-        t0 = time.perf_counter()
-        choice = None
-        if policy.retrieved > 0 and descriptors is not None:
-            choice = select_frames(descriptors, start, len(pool), policy.sink, cfg.recent_exclude, policy.retrieved)
-        cache.begin_block(start, nf)
-        if choice is not None:
-            cache.set_retrieved(*pool.gather(choice.pool_indices, device, dtype))
-        _sync(device)
-        t1 = time.perf_counter()
-
-        x = noise_btchw[:, start:start + nf].to(device=device, dtype=dtype)
-        for i, ts in enumerate(timesteps):
-            t = torch.full((b, nf), float(ts), device=device, dtype=torch.float32)
-            x0 = run(x, t)
-            if i + 1 < len(timesteps):
-                fresh = torch.randn((b * nf, c, h, w), generator=g, dtype=torch.float32).to(device=device, dtype=dtype)
-                t_next = torch.full((b * nf,), float(timesteps[i + 1]), device=device, dtype=torch.float32)
-                x = schedule.add_noise(x0.flatten(0, 1), fresh, t_next).unflatten(0, (b, nf))
-        _sync(device)
-        t2 = time.perf_counter()
-
-        output[:, start:start + nf] = x0.float().cpu()
-        desc = describe(x0.flatten(0, 1)).float().unflatten(0, (b, nf))
-        if descriptors is None:
-            descriptors = torch.zeros(b, num_frames, desc.shape[-1], dtype=torch.float32, device=desc.device)
-        descriptors[:, start:start + nf] = desc
-
-        run(x0, torch.full((b, nf), float(cfg.context_noise), device=device, dtype=torch.float32))
-        _sync(device)
-        t3 = time.perf_counter()
-
-        record = log_record(blk, start, choice, policy.sink) if choice is not None else None
-        if record is not None:
-            result.retrieval_log.append(record)
-        timing = {"block": blk, "retrieval_s": t1 - t0, "denoise_s": t2 - t1, "context_s": t3 - t2,
-                  "total_s": t3 - t0}
-        result.timings.append(timing)
-        if callback is not None:
-            callback(BlockUpdate(blk, num_blocks, start, x0, record, timing))
-
-    result.latents = output.permute(0, 2, 1, 3, 4).contiguous()
-    result.descriptors = descriptors.cpu() if descriptors is not None else None
-    result.pool_bytes_per_frame = pool.bytes_per_frame if pool is not None else 0
-    result.peak_memory_mb = peak_memory_mb(device)
+    cfg = config if config is not None else SamplingConfig()
+    cfg.check_frames(num_frames)
+    latent_hw = check_latent_size(latent_hw, model.cfg.patch_size[1:])
+    loop = _BlockLoop(model, prompt_embeds, num_frames, latent_hw, seed, cfg, encoder)
+    result = GenerationResult(loop.output)
+    clock = _Clock(loop.device, timings)
+    try:
+        for blk in range(loop.num_blocks):
+            start = blk * loop.nf
+            clock.mark()
+            choice = loop.retrieve(start)
+            clock.mark()
+            x0 = loop.denoise(start)
+            clock.mark()
+            loop.commit(start, x0)
+            loop.context_pass(x0)
+            clock.mark()
+            record = log_record(blk, start, choice, cfg.sink) if choice is not None else None
+            if record is not None:
+                result.retrieval_log.append(record)
+            timing = clock.timing(blk)
+            result.timings.append(timing)
+            if callback is not None:
+                callback(BlockUpdate(blk, loop.num_blocks, start, x0, record, timing))
+        if loop.pool is not None:
+            result.pool_bytes_per_frame, result.pool_peak_bytes = loop.pool.bytes_per_frame, loop.pool.peak_bytes
+            result.pool_usage = loop.pool.usage()
+    finally:
+        loop.close()
+    result.latents = loop.output.permute(0, 2, 1, 3, 4).contiguous()
+    result.descriptors = loop.descriptors.cpu() if loop.descriptors is not None else None
+    result.peak_memory_mb = peak_memory_mb(loop.device)
     return result
 
 

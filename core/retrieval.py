@@ -30,7 +30,7 @@ class RetrievalChoice:
 
 
 def select_frames(descriptors: torch.Tensor, num_generated: int, num_evicted: int, sink: int,
-                  recent_exclude: int, k: int) -> RetrievalChoice | None:
+                  recent_exclude: int, top_k: int) -> RetrievalChoice | None:
     """Choose the block's retrieved frames.
 
     descriptors [B, T, D]: one per generated frame (rows ≥ num_generated unused).
@@ -38,14 +38,14 @@ def select_frames(descriptors: torch.Tensor, num_generated: int, num_evicted: in
     query = the last generated frame's descriptor. None when nothing is eligible.
     """
     eligible = max(num_evicted - recent_exclude, 0)
-    if eligible == 0 or num_generated == 0 or k <= 0:
+    if eligible == 0 or num_generated == 0 or top_k <= 0:
         return None
     keys = descriptors[:, sink:sink + eligible]
     query = descriptors[:, num_generated - 1:num_generated]
     q = query / (query.norm(dim=-1, keepdim=True) + 1e-8)
     kn = keys / (keys.norm(dim=-1, keepdim=True) + 1e-8)
     sims = torch.bmm(kn, q.transpose(1, 2)).squeeze(-1)
-    top, idx = torch.topk(sims, k=min(k, eligible), dim=-1)
+    top, idx = torch.topk(sims, k=min(top_k, eligible), dim=-1)
     return RetrievalChoice(idx, top, num_evicted)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
@@ -93,6 +94,46 @@ def make_room(bytes_needed: int, device: torch.device) -> None:
     mm.free_memory(bytes_needed, device)
 
 
+@contextmanager
+def models_on_device(models: list, device: torch.device, bytes_needed: int, offload: bool):
+    """Move ``models`` (None entries skipped) to ``device`` after asking ComfyUI for ``bytes_needed``;
+    yield them; afterwards move them back to ComfyUI's offload device when ``offload`` and free the cache."""
+    make_room(bytes_needed, device)
+    moved = [m.to(device) if m is not None else None for m in models]
+    try:
+        yield moved
+    finally:
+        if offload:
+            for m in moved:
+                if m is not None:
+                    m.to(offload_device())
+        empty_cache()
+
+
+def input_directory() -> str | None:
+    """ComfyUI's input folder (relative node paths resolve there), or None without ComfyUI."""
+    fp = _folder_paths()
+    return fp.get_input_directory() if fp is not None else None
+
+
+def wan_streaming_decoder(vae):
+    """(first_stage_model, count_conv3d) when ``vae`` is ComfyUI's causal Wan2.1 VAE, else None."""
+    fsm = getattr(vae, "first_stage_model", None)
+    if fsm is None or not all(hasattr(fsm, a) for a in ("decoder", "conv2")):
+        return None
+    try:
+        from comfy.ldm.wan.vae import WanVAE, count_conv3d
+    except ImportError:
+        return None
+    return (fsm, count_conv3d) if isinstance(fsm, WanVAE) else None
+
+
+def load_vae_for_decode(vae, latent_shape: tuple) -> None:
+    """Ask ComfyUI to load the VAE on its device with room to decode a latent chunk of ``latent_shape``."""
+    import comfy.model_management as mm
+    mm.load_models_gpu([vae.patcher], memory_required=vae.memory_used_decode(latent_shape, vae.vae_dtype))
+
+
 def empty_cache() -> None:
     try:
         import comfy.model_management as mm
@@ -133,3 +174,8 @@ class Progress:
         if self.previewer is not None and x0_model_space is not None:
             preview = self.previewer.decode_latent_to_preview_image("JPEG", x0_model_space[:1, :, -1:].float())
         self.bar.update_absolute(done, self.total, preview)
+
+    def on_block(self, update) -> None:
+        """``generate`` callback: advance, show the block's newest frame, stop if the user cancelled."""
+        self.update(update.block + 1, update.x0.permute(0, 2, 1, 3, 4))
+        check_interrupted()

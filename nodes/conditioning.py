@@ -4,6 +4,7 @@ from __future__ import annotations
 import os
 
 from ..core.io import load_prompt_embeds
+from . import bridge
 
 
 class LoadPromptEmbeds:
@@ -21,10 +22,6 @@ class LoadPromptEmbeds:
                                                  "tooltip": "Absolute path, or relative to ComfyUI's input folder."})}}
 
     def load(self, path):
-        if not os.path.isabs(path):
-            try:
-                import folder_paths
-                path = os.path.join(folder_paths.get_input_directory(), path)
-            except ImportError:
-                pass
+        if not os.path.isabs(path) and bridge.input_directory() is not None:
+            path = os.path.join(bridge.input_directory(), path)
         return ([[load_prompt_embeds(path), {}]],)

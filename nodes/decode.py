@@ -9,18 +9,6 @@ from . import bridge
 from .sampling import RetrievalLog
 
 
-def _wan_streaming_parts(vae):
-    """(first_stage_model, count_conv3d) when the VAE is ComfyUI's causal Wan2.1 VAE, else None."""
-    fsm = getattr(vae, "first_stage_model", None)
-    if fsm is None or not all(hasattr(fsm, a) for a in ("decoder", "conv2")):
-        return None
-    try:
-        from comfy.ldm.wan.vae import WanVAE, count_conv3d
-    except ImportError:
-        return None
-    return (fsm, count_conv3d) if isinstance(fsm, WanVAE) else None
-
-
 @torch.inference_mode()
 def decode_video(vae, samples: torch.Tensor, chunk_frames: int) -> torch.Tensor:
     """Raw Wan latents [B, 16, T, H, W] → IMAGE [B·T_video, 8H, 8W, 3] on the CPU.
@@ -29,15 +17,14 @@ def decode_video(vae, samples: torch.Tensor, chunk_frames: int) -> torch.Tensor:
     temporal cache across chunks (so chunk borders are exact, not blended) and moving every
     decoded chunk to the CPU: the GPU never holds the whole video.
     """
-    parts = _wan_streaming_parts(vae)
+    parts = bridge.wan_streaming_decoder(vae)
     if parts is None:
         images = vae.decode(samples)
         return images.reshape(-1, *images.shape[-3:]).cpu()
     fsm, count_conv3d = parts
-    import comfy.model_management as mm
     b, _, t, h, w = samples.shape
     chunk = max(1, chunk_frames)
-    mm.load_models_gpu([vae.patcher], memory_required=vae.memory_used_decode((1, 16, chunk, h, w), vae.vae_dtype))
+    bridge.load_vae_for_decode(vae, (1, 16, chunk, h, w))
     videos = []
     for bi in range(b):
         cache = [None] * count_conv3d(fsm.decoder)

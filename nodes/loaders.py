@@ -6,12 +6,13 @@ from dataclasses import dataclass
 import torch
 
 from ..core.checkpoint import Backbone, load_backbone
+from ..core.config import DTYPES as CORE_DTYPES, default_dtype
 from ..core.encoder import RetrievalEncoder, load_encoder
 from . import bridge
 
 CATEGORY = "LongLive-RAG/loaders"
 AVG_POOL = "avg_pool (no file)"
-DTYPES = {"auto": None, "bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}
+DTYPES = {"auto": None, **CORE_DTYPES}
 
 
 @dataclass
@@ -28,14 +29,6 @@ class EncoderHandle:
     """LLRAG_ENCODER: the retrieval encoder, or None for avg_pool descriptors."""
     name: str
     model: RetrievalEncoder | None
-
-
-def resolve_dtype(choice: str, device: torch.device) -> torch.dtype:
-    if DTYPES[choice] is not None:
-        return DTYPES[choice]
-    if device.type == "cuda":
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    return torch.float32
 
 
 class LoadBackbone:
@@ -72,7 +65,7 @@ class LoadBackbone:
 
     def load(self, backbone, lora, lora_strength, weight_dtype, device, offload, num_heads=0):
         dev = bridge.compute_device() if device == "auto" else torch.device("cpu")
-        dtype = resolve_dtype(weight_dtype, dev)
+        dtype = DTYPES[weight_dtype] or default_dtype(dev)
         lora_path = None if lora == "none" else bridge.model_path("loras", lora)
         bb = load_backbone(bridge.model_path("diffusion_models", backbone), lora=lora_path, lora_strength=lora_strength,
                            num_heads=num_heads or None, dtype=dtype, device="cpu")

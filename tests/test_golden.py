@@ -6,7 +6,8 @@ import torch
 from safetensors.torch import load_file
 
 from core.encoder import load_encoder
-from core.pipeline import GenerationConfig, generate
+from core.config import RetrievalConfig, SamplingConfig
+from core.pipeline import generate
 
 from conftest import DATA, GOLDEN
 
@@ -19,12 +20,19 @@ def rel_err(a, b):
 def rag_ae_result(golden_model, golden_inputs):
     case = json.loads((GOLDEN / "case.json").read_text())
     kw = case["pipeline_config"]["model_kwargs"]
-    cfg = GenerationConfig(mode="rag", local_attn_size=kw["local_attn_size"], sink_size=kw["sink_size"],
-                           memory_size=kw["memory_size"], recent_exclude=kw["recent_exclude"],
-                           steps=case["pipeline_config"]["denoising_step_list"], shift=kw["timestep_shift"])
+    cfg = config_from_case(case)
     b, c, t, h, w = case["latent_shape_bcthw"]
     return generate(golden_model, golden_inputs["prompt_embeds"], t, (h, w), case["seeds"]["noise"], cfg,
                     encoder=load_encoder(GOLDEN / "ae.pt"))
+
+
+def config_from_case(case: dict) -> SamplingConfig:
+    """The published config's keys → our one config (memory_size is K = top_k; 0/absent = native)."""
+    kw = case["pipeline_config"]["model_kwargs"]
+    k = kw.get("memory_size", 0)
+    retrieval = RetrievalConfig(top_k=k, recent_exclude=kw.get("recent_exclude", 5)) if k > 0 else None
+    return SamplingConfig(window=kw["local_attn_size"], sink=kw["sink_size"], shift=kw["timestep_shift"],
+                          steps=case["pipeline_config"]["denoising_step_list"], retrieval=retrieval)
 
 
 def test_initial_noise_follows_the_rng_contract(golden_inputs):
@@ -64,11 +72,7 @@ EXTRA = DATA / "golden_extra"
 def run_extra_case(name, model, golden_inputs):
     case = json.loads((EXTRA / name / "case.json").read_text())
     kw = case["pipeline_config"]["model_kwargs"]
-    rag = kw.get("memory_size", 0) > 0
-    cfg = GenerationConfig(mode="rag" if rag else "native", local_attn_size=kw["local_attn_size"],
-                           sink_size=kw["sink_size"], memory_size=kw.get("memory_size", 6),
-                           recent_exclude=kw.get("recent_exclude", 5), shift=kw["timestep_shift"],
-                           steps=case["pipeline_config"]["denoising_step_list"])
+    cfg = config_from_case(case)
     emb = golden_inputs["prompt_embeds"]
     if (EXTRA / name / "inputs.safetensors").exists():
         emb = load_file(str(EXTRA / name / "inputs.safetensors"))["prompt_embeds"]

@@ -79,7 +79,7 @@ def test_native_keys_are_stored_after_rope_at_absolute_positions(captured):
 
 
 def test_retrieval_local_part_is_window_minus_sink_minus_k_even_before_anything_is_retrieved(captured):
-    cache = make_cache(CachePolicy.retrieval(window=12, sink=1, k=6), HistoryPool())
+    cache = make_cache(CachePolicy.retrieval(window=12, sink=1, top_k=6), HistoryPool())
     for start in range(0, 9, 3):
         run_block(cache, start)
     seen = [attended_frames(c) for c in captured]
@@ -88,7 +88,7 @@ def test_retrieval_local_part_is_window_minus_sink_minus_k_even_before_anything_
 
 def test_evicted_frames_enter_the_pool_in_order_as_copies():
     pool = HistoryPool()
-    cache = make_cache(CachePolicy.retrieval(window=12, sink=1, k=6), pool)
+    cache = make_cache(CachePolicy.retrieval(window=12, sink=1, top_k=6), pool)
     for start in range(0, 15, 3):
         run_block(cache, start)
     assert len(pool) == 3                          # frames 1, 2, 3 left when block 12..14 started
@@ -118,7 +118,7 @@ def test_repeated_forwards_of_a_block_reuse_its_slots(captured):
 
 def test_retrieval_rope_is_relative_to_the_cache_and_retrieved_frames_sit_at_position_zero(captured):
     pool = HistoryPool()
-    cache = make_cache(CachePolicy.retrieval(window=12, sink=1, k=6), pool)
+    cache = make_cache(CachePolicy.retrieval(window=12, sink=1, top_k=6), pool)
     for start in range(0, 18, 3):
         run_block(cache, start)
     cache.begin_block(18, 3)

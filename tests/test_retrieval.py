@@ -10,7 +10,7 @@ def descriptors(rows):
 
 def test_nothing_is_retrieved_while_every_evicted_frame_is_recent():
     d = torch.randn(1, 12, 4)
-    assert select_frames(d, 12, num_evicted=5, sink=1, recent_exclude=5, k=6) is None
+    assert select_frames(d, 12, num_evicted=5, sink=1, recent_exclude=5, top_k=6) is None
 
 
 def test_recency_guard_keeps_only_the_oldest_entries_eligible():
@@ -20,7 +20,7 @@ def test_recency_guard_keeps_only_the_oldest_entries_eligible():
     d[0, 9] = torch.tensor([0.0, 1.0])       # query = last generated frame
     d[0, 6] = torch.tensor([0.0, 1.0])       # most similar, but recent
     d[0, 2] = torch.tensor([0.1, 1.0])
-    choice = select_frames(d, 10, num_evicted=7, sink=1, recent_exclude=5, k=6)
+    choice = select_frames(d, 10, num_evicted=7, sink=1, recent_exclude=5, top_k=6)
     assert choice.pool_indices.tolist() == [[1, 0]]            # k = min(K, eligible)
     assert choice.similarities[0, 0] > choice.similarities[0, 1]
 

@@ -1,0 +1,140 @@
+"""The run's settings, built once and passed down unchanged: sampling, retrieval, history pool.
+
+The CLI, the ComfyUI nodes and the benchmarks each turn their inputs into these objects; the
+constructors are the only place the settings are checked, and nothing below re-derives them.
+Defaults are the published LongLive-RAG configurations.
+
+One name per concept:
+  ``top_k``           K, past frames retrieved per block (CLI ``--top-k``; ``--memory-size`` is an alias)
+  ``window``          L, KV cache capacity in latent frames (CLI ``--local-attn-size``)
+  ``sink``            S, first frames never evicted (CLI ``--sink-size``)
+  ``recent_exclude``  R, most recently evicted frames never retrieved
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Sequence
+
+import torch
+
+from .kv_cache import CachePolicy
+
+MODES = ("rag", "native")
+POOL_LOCATIONS = ("device", "host", "disk")      # tiers, fastest first; a full tier spills to the next
+POOL_STORAGES = ("kv", "kv-half", "latent")
+DEFAULT_STEPS = (1000, 750, 500, 250)
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+def parse_steps(text: str) -> tuple[int, ...]:
+    """'1000,750,500,250' → (1000, 750, 500, 250); a clear error for anything else."""
+    try:
+        steps = tuple(int(s) for s in str(text).replace(" ", "").split(",") if s)
+    except ValueError:
+        raise ValueError(f"steps '{text}' must be comma-separated integers such as 1000,750,500,250") from None
+    if not steps:
+        raise ValueError("steps must list at least one timestep, e.g. 1000,750,500,250")
+    return steps
+
+
+def default_dtype(device: torch.device) -> torch.dtype:
+    """Compute dtype when none is asked for: bfloat16 on CUDA (float16 where bf16 is unsupported), float32 on CPU."""
+    if device.type == "cuda":
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    return torch.float32
+
+
+@dataclass(frozen=True)
+class PoolConfig:
+    """Where the K/V of frames that leave the window are kept (retrieval only).
+
+    ``location``: the first tier (``device`` GPU memory, ``host`` RAM, ``disk`` files); ``budget_mb``
+    caps it (None = unlimited), frames beyond it spill to the slower tiers. ``storage``: ``kv`` exact,
+    ``kv-half`` and ``latent`` approximate (see history_pool.py). ``directory``: the disk tier's folder.
+    """
+    location: str = "host"
+    budget_mb: float | None = None
+    storage: str = "kv"
+    directory: str | None = None
+
+    def __post_init__(self):
+        if self.location not in POOL_LOCATIONS:
+            raise ValueError(f"pool location '{self.location}' is unknown; use one of {POOL_LOCATIONS}")
+        if self.storage not in POOL_STORAGES:
+            raise ValueError(f"pool storage '{self.storage}' is unknown; use one of {POOL_STORAGES}")
+        if self.budget_mb is not None and self.budget_mb < 0:
+            raise ValueError(f"pool budget {self.budget_mb} MB must be ≥ 0")
+        if self.budget_mb is not None and self.location == "disk":
+            raise ValueError("a budget for the disk tier is not supported: disk is the last tier; "
+                             "choose pool location host or device with a budget to spill to disk")
+
+    @property
+    def tier_kinds(self) -> tuple[str, ...]:
+        """The tiers in the order they are filled: the chosen location, then every slower one."""
+        return POOL_LOCATIONS[POOL_LOCATIONS.index(self.location):]
+
+    @property
+    def budget_bytes(self) -> int | None:
+        return None if self.budget_mb is None else int(self.budget_mb * 2**20)
+
+
+@dataclass(frozen=True)
+class RetrievalConfig:
+    """LongLive-RAG retrieval: before each block, the ``top_k`` most similar past frames join the context."""
+    top_k: int = 6
+    recent_exclude: int = 5
+    pool: PoolConfig = field(default_factory=PoolConfig)
+
+    def __post_init__(self):
+        if self.top_k < 1:
+            raise ValueError(f"top_k {self.top_k} must be ≥ 1 (for no retrieval, run the native sliding window)")
+        if self.recent_exclude < 0:
+            raise ValueError(f"recent_exclude {self.recent_exclude} must be ≥ 0")
+
+
+@dataclass(frozen=True)
+class SamplingConfig:
+    """How the AR loop runs. ``retrieval`` None = the native sliding window (the published baseline)."""
+    frames_per_block: int = 3
+    window: int = 12
+    sink: int = 1
+    steps: tuple[int, ...] = DEFAULT_STEPS
+    warp_steps: bool = True
+    shift: float = 5.0
+    context_noise: float = 0.0
+    retrieval: RetrievalConfig | None = field(default_factory=RetrievalConfig)
+    policy: CachePolicy = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self):
+        object.__setattr__(self, "steps", tuple(int(s) for s in self.steps))
+        if not self.steps:
+            raise ValueError("steps must list at least one timestep, e.g. 1000,750,500,250")
+        if self.frames_per_block < 1:
+            raise ValueError(f"frames per block {self.frames_per_block} must be ≥ 1")
+        if self.shift <= 0:
+            raise ValueError(f"shift {self.shift} must be > 0")
+        k = self.retrieval.top_k if self.retrieval is not None else 0
+        policy = CachePolicy(self.window, self.sink, k, relative_rope=self.retrieval is not None)
+        policy.check(self.frames_per_block)
+        object.__setattr__(self, "policy", policy)
+
+    @property
+    def mode(self) -> str:
+        return "native" if self.retrieval is None else "rag"
+
+    def check_frames(self, num_frames: int) -> None:
+        """Raise when ``num_frames`` latent frames are not whole blocks."""
+        if num_frames <= 0 or num_frames % self.frames_per_block:
+            raise ValueError(f"frames={num_frames}: latent frames must be a positive multiple of the block size "
+                             f"{self.frames_per_block} (e.g. {max(1, round(max(num_frames, 1) / self.frames_per_block)) * self.frames_per_block})")
+
+
+def check_latent_size(latent_hw: Sequence[int], patch_hw: Sequence[int] = (2, 2)) -> tuple[int, int]:
+    """(H, W) of the latent: positive and divisible by the backbone's spatial patch."""
+    h, w = (int(x) for x in latent_hw)
+    if h <= 0 or w <= 0:
+        raise ValueError(f"latent size {h}x{w} must be positive (60x104 is a 480x832 video)")
+    if h % patch_hw[0] or w % patch_hw[1]:
+        raise ValueError(f"latent size {h}x{w} must be divisible by the patch size {patch_hw[0]}x{patch_hw[1]} "
+                         f"(e.g. {h - h % patch_hw[0] or patch_hw[0]}x{w - w % patch_hw[1] or patch_hw[1]})")
+    return h, w
