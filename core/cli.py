@@ -1,171 +1,157 @@
-"""``python -m core <command>``: the headless entry points (thin wrappers over the Python API).
+"""``python -m core <command>``: argument parsing, then one call into the job layer (core/jobs.py).
 
   generate      prompt embeddings → latents (+ retrieval log, timings), or
                 prompts → mp4 + retrieval log + retrieval map per video (needs text encoder and VAE)
   build-corpus  clean latents of a frozen backbone: the retrieval encoder's training data
   train-encoder train the retrieval encoder
   demo          the whole pipeline on a tiny random backbone (no downloads)
+
+Everything that can be checked without the models (frames, latent size, output paths, settings)
+is checked before anything is loaded. Bad input: one line on stderr, exit code 2, nothing written.
+Ctrl-C: one line, exit code 130, nothing half-written.
 """
 from __future__ import annotations
 
 import argparse
 import sys
 
-import torch
+from . import demo, jobs, train_encoder
+from .config import DTYPES, MODES, POOL_LOCATIONS, POOL_STORAGES, PoolConfig, RetrievalConfig, SamplingConfig, \
+    check_latent_size, parse_steps
+from .io import check_output_dir, check_output_file
+from .latent_format import latent_frames_for_seconds
 
-DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+DEFAULTS = SamplingConfig()
+DEFAULT_RETRIEVAL = RetrievalConfig()
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with a one-line error (the full usage of ``generate`` is 20 lines long)."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def _arg(parse):
+    """An argparse type from a parser that raises ValueError (the message is shown as is)."""
+    def convert(text):
+        try:
+            return parse(text)
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+    convert.__name__ = parse.__name__
+    return convert
 
 
 def parse_size(text: str) -> tuple[int, int]:
     try:
         h, w = (int(x) for x in text.lower().split("x"))
     except ValueError:
-        raise argparse.ArgumentTypeError(f"latent size '{text}' must look like HxW, e.g. 60x104") from None
-    return h, w
+        raise ValueError(f"latent size '{text}' must look like HxW, e.g. 60x104") from None
+    return check_latent_size((h, w))
 
 
-def parse_steps(text: str) -> tuple[int, ...]:
-    try:
-        return tuple(int(x) for x in text.split(","))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"steps '{text}' must be comma-separated integers, e.g. 1000,750,500,250") from None
-
-
-def add_generation_options(p: argparse.ArgumentParser, default_mode: str = "rag", modes=("rag", "native")) -> None:
+def add_generation_options(p: argparse.ArgumentParser, default_mode: str = "rag", modes=MODES) -> None:
     """Options shared by every command that runs the AR loop (defaults = the published configs)."""
     g = p.add_argument_group("backbone")
     g.add_argument("--backbone", required=True, help="Self-Forcing / Causal-Forcing / LongLive .pt, Wan .safetensors or diffusers folder")
     g.add_argument("--lora", help="LongLive LoRA (longlive_lora.pt), merged at load")
     g.add_argument("--lora-strength", type=float, default=1.0)
-    g.add_argument("--num-heads", type=int, help="attention heads (default dim/128)")
+    g.add_argument("--num-heads", type=int, help="attention heads (default: from the file, else dim/128)")
     g.add_argument("--no-ema", action="store_true", help="Self-Forcing: use 'generator' instead of 'generator_ema'")
-    g.add_argument("--dtype", choices=sorted(DTYPES), default=None, help="compute dtype (default float32 on CPU, bfloat16 on CUDA)")
+    g.add_argument("--dtype", choices=sorted(DTYPES), default=None,
+                   help="compute dtype (default float32 on CPU, bfloat16 on CUDA, float16 where bf16 is unsupported)")
     g.add_argument("--device", default=None, help="cpu or cuda[:N] (default cuda if available; cuda:LOCAL_RANK under torchrun)")
     s = p.add_argument_group("sampling")
     s.add_argument("--mode", choices=modes, default=default_mode, help="rag: retrieval; native: sliding window")
     s.add_argument("--encoder", default="avg_pool", help="retrieval encoder checkpoint (ae_latent_mem.pt) or avg_pool")
-    s.add_argument("--memory-size", type=int, default=6, help="K: frames retrieved per block")
-    s.add_argument("--recent-exclude", type=int, default=5, help="R: most recently evicted frames never retrieved")
-    s.add_argument("--sink-size", type=int, default=1)
-    s.add_argument("--local-attn-size", type=int, default=12, help="KV cache window in latent frames")
-    s.add_argument("--frames-per-block", type=int, default=3)
-    s.add_argument("--steps", type=parse_steps, default=(1000, 750, 500, 250))
-    s.add_argument("--shift", type=float, default=5.0)
-    s.add_argument("--context-noise", type=float, default=0.0)
-    s.add_argument("--latent-size", type=parse_size, default=(60, 104), help="HxW of the latent (60x104 = 480x832 video)")
+    s.add_argument("--top-k", "--memory-size", dest="top_k", type=int, default=DEFAULT_RETRIEVAL.top_k,
+                   help="K: past frames retrieved per block (--memory-size is the published name)")
+    s.add_argument("--recent-exclude", type=int, default=DEFAULT_RETRIEVAL.recent_exclude,
+                   help="R: most recently evicted frames never retrieved")
+    s.add_argument("--sink-size", type=int, default=DEFAULTS.sink, help="S: first latent frames kept forever")
+    s.add_argument("--local-attn-size", type=int, default=DEFAULTS.window, help="L: KV cache window in latent frames")
+    s.add_argument("--frames-per-block", type=int, default=DEFAULTS.frames_per_block)
+    s.add_argument("--steps", type=_arg(parse_steps), default=DEFAULTS.steps)
+    s.add_argument("--shift", type=float, default=DEFAULTS.shift)
+    s.add_argument("--context-noise", type=float, default=DEFAULTS.context_noise)
+    s.add_argument("--latent-size", type=_arg(parse_size), default=(60, 104), help="HxW of the latent (60x104 = 480x832 video)")
     s.add_argument("--seed", type=int, default=0, help="noise seed (prompt i of a list uses seed + i)")
     m = p.add_argument_group("history pool (rag mode)")
-    m.add_argument("--pool", choices=("host", "device", "disk"), default="host",
+    m.add_argument("--pool", choices=POOL_LOCATIONS, default="host",
                    help="where evicted frames' K/V live first (host RAM is the published behaviour)")
     m.add_argument("--pool-budget-mb", type=float, default=None,
                    help="memory budget of that first location; frames beyond it spill to the next (device→host→disk)")
-    m.add_argument("--pool-dir", default=None, help="folder for the disk pool's files (default: system temp)")
-    m.add_argument("--pool-storage", choices=("kv", "kv-half", "latent"), default="kv",
+    m.add_argument("--pool-dir", default=None, help="folder for the disk pool's file (default: system temp)")
+    m.add_argument("--pool-storage", choices=POOL_STORAGES, default="kv",
                    help="kv: exact (default); kv-half: half the bytes (approximate); "
                         "latent: store latents, recompute K/V on retrieval (approximate, smallest)")
 
 
-def generation_config(args):
-    from .pipeline import GenerationConfig
-    return GenerationConfig(mode=args.mode, frames_per_block=args.frames_per_block,
-                            local_attn_size=args.local_attn_size, sink_size=args.sink_size,
-                            memory_size=args.memory_size, recent_exclude=args.recent_exclude, steps=args.steps,
-                            shift=args.shift, context_noise=args.context_noise)
+def sampling_config(args, mode: str) -> SamplingConfig:
+    """The one config of a run, from the options (validated here, once)."""
+    retrieval = None
+    if mode == "rag":
+        pool = PoolConfig(args.pool, args.pool_budget_mb, args.pool_storage, args.pool_dir)
+        retrieval = RetrievalConfig(args.top_k, args.recent_exclude, pool)
+    return SamplingConfig(frames_per_block=args.frames_per_block, window=args.local_attn_size, sink=args.sink_size,
+                          steps=args.steps, shift=args.shift, context_noise=args.context_noise, retrieval=retrieval)
 
 
-def resolve_device(args, rank=None) -> tuple[torch.device, torch.dtype]:
-    from .distributed import current_rank
-    device = (rank or current_rank()).device(args.device)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError("--device cuda was asked for but torch sees no CUDA device; use --device cpu")
-    dtype = DTYPES[args.dtype] if args.dtype else (torch.bfloat16 if device.type == "cuda" else torch.float32)
-    return device, dtype
+def model_spec(args) -> jobs.ModelSpec:
+    return jobs.ModelSpec(args.backbone, lora=args.lora, lora_strength=args.lora_strength, num_heads=args.num_heads,
+                          use_ema=not args.no_ema, encoder=args.encoder, device=args.device, dtype=args.dtype)
 
 
-def make_pool(args, device: torch.device):
-    from .history_pool import HistoryPool, tiers_from
-    return HistoryPool(tiers_from(args.pool, args.pool_budget_mb), storage=args.pool_storage,
-                       compute_device=device, directory=args.pool_dir)
-
-
-def load_models(args, device: torch.device, dtype: torch.dtype, need_encoder: bool | None = None):
-    """(backbone, encoder or None) as the generation options ask."""
-    from .checkpoint import load_backbone
-    from .encoder import load_encoder
-    backbone = load_backbone(args.backbone, lora=args.lora, lora_strength=args.lora_strength,
-                             num_heads=args.num_heads, dtype=dtype, device=device, use_ema=not args.no_ema)
-    encoder = None
-    if need_encoder is None:
-        need_encoder = args.mode in ("rag", "both")
-    if need_encoder and args.encoder != "avg_pool":
-        encoder = load_encoder(args.encoder, device=device)
-    return backbone, encoder
-
-
-def cmd_generate(args) -> int:
+def cmd_generate(args, progress: jobs.Progress) -> int:
+    modes = ["native", "rag"] if args.mode == "both" else [args.mode]
+    configs = {m: sampling_config(args, m) for m in modes}
+    first = configs[modes[0]]
+    frames = args.frames
+    if args.seconds is not None:
+        frames = latent_frames_for_seconds(args.seconds, first.frames_per_block)
+    if frames is None:
+        raise ValueError("give the length with --frames (latent frames) or --seconds")
+    first.check_frames(frames)
     if args.embeds is None:
         missing = [o for o, v in (("--text-encoder", args.text_encoder), ("--vae", args.vae),
                                   ("--out-dir", args.out_dir)) if v is None]
         if missing:
             raise ValueError(f"generating from text needs {', '.join(missing)}")
-        from .jobs import text_to_video
-        return text_to_video(args)
-    from .io import load_prompt_embeds, save_json, save_tensors
-    from .pipeline import generate
-    if args.out is None or args.frames is None or args.mode == "both":
-        raise ValueError("generating from --embeds needs --out and --frames, and one --mode (rag or native)")
-    cfg = generation_config(args)
-    cfg.policy().check(cfg.frames_per_block)  # fail on bad settings before loading anything
-    device, dtype = resolve_device(args)
-    backbone, encoder = load_models(args, device, dtype)
-    embeds = load_prompt_embeds(args.embeds, backbone.config.text_dim)
-    print(f"backbone: {backbone.info.preset} ({backbone.info.format}), {backbone.config.num_layers} layers, "
-          f"dim {backbone.config.dim}; mode {args.mode}, encoder {args.encoder if args.mode == 'rag' else '-'}",
-          file=sys.stderr)
-
-    def progress(u):
-        print(f"block {u.block + 1}/{u.num_blocks} {u.timing['total_s']:.2f}s", file=sys.stderr)
-
-    pool = make_pool(args, device)
-    try:
-        result = generate(backbone.model, embeds, args.frames, args.latent_size, args.seed, cfg, encoder=encoder,
-                          pool=pool, callback=progress)
-    finally:
-        pool.close()
-    save_tensors(args.out, {"latents": result.latents},
-                 metadata={"layout": "[B,16,T,H,W] model-normalised", "seed": str(args.seed), "mode": args.mode})
-    if args.log:
-        save_json(args.log, result.retrieval_log)
-    if args.timings:
-        save_json(args.timings, {"blocks": result.timings, "peak_memory_mb": result.peak_memory_mb,
-                                 "pool_bytes_per_frame": result.pool_bytes_per_frame,
-                                 "pool_peak_bytes": pool.peak_bytes})
-    print(f"wrote {args.out}", file=sys.stderr)
-    return 0
+        check_output_dir(args.out_dir, "--out-dir")
+        job = jobs.VideoJob(tuple(jobs.read_prompts(args.prompt, args.prompts)), frames, args.latent_size, args.seed,
+                            args.text_encoder, args.vae, args.out_dir, args.overwrite)
+        return jobs.text_to_video(model_spec(args), configs, job, progress)
+    if args.out is None or args.mode == "both":
+        raise ValueError("generating from --embeds needs --out and one --mode (rag or native)")
+    for path, what in ((args.out, "--out"), (args.log, "--log"), (args.timings, "--timings")):
+        if path is not None:
+            check_output_file(path, what)
+    job = jobs.LatentJob(args.embeds, frames, args.latent_size, args.seed, args.out, args.log, args.timings)
+    return jobs.generate_latents(model_spec(args), first, job, progress)
 
 
-def cmd_build_corpus(args) -> int:
-    from .jobs import build_corpus
+def cmd_build_corpus(args, progress: jobs.Progress) -> int:
     if not args.embeds and not (args.prompts and args.text_encoder):
         raise ValueError("build-corpus needs --embeds FILE... or --prompts FILE with --text-encoder DIR")
-    return build_corpus(args)
+    cfg = sampling_config(args, args.mode)
+    cfg.check_frames(args.frames)
+    check_output_dir(args.out, "--out")
+    job = jobs.CorpusJob(args.out, args.frames, args.latent_size, args.seed, tuple(args.embeds or ()),
+                         args.prompts, args.text_encoder)
+    return jobs.build_corpus(model_spec(args), cfg, job, progress)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    from . import demo
-    parser = argparse.ArgumentParser(prog="python -m core", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    sub = parser.add_subparsers(dest="command", required=True)
-
+def _add_generate(sub) -> None:
     gen = sub.add_parser("generate", help="generate latents from prompt embeddings, or videos from prompts")
-    add_generation_options(gen, modes=("rag", "native", "both"))
+    add_generation_options(gen, modes=(*MODES, "both"))
     src = gen.add_mutually_exclusive_group(required=True)
     src.add_argument("--embeds", help="safetensors with 'prompt_embeds' [B, L, text_dim] (writes latents)")
     src.add_argument("--prompt", help="one text prompt (writes a video)")
     src.add_argument("--prompts", help="text file, one prompt per line (sharded across torchrun processes)")
     length = gen.add_mutually_exclusive_group()
     length.add_argument("--frames", type=int, help="latent frames (multiple of the block size)")
-    length.add_argument("--seconds", type=float, help="video length at 16 fps (text mode)")
+    length.add_argument("--seconds", type=float, help="video length at 16 fps")
     gen.add_argument("--out", help="--embeds: output .safetensors ('latents' [B,16,T,H,W])")
     gen.add_argument("--log", help="--embeds: retrieval log .json")
     gen.add_argument("--timings", help="--embeds: per-block timings and peak memory .json")
@@ -175,6 +161,8 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--overwrite", action="store_true", help="text mode: redo videos that already exist")
     gen.set_defaults(func=cmd_generate)
 
+
+def _add_build_corpus(sub) -> None:
     corpus = sub.add_parser("build-corpus", help="save a frozen backbone's clean latents (encoder training data)")
     add_generation_options(corpus, default_mode="native")
     src = corpus.add_mutually_exclusive_group(required=True)
@@ -185,19 +173,31 @@ def build_parser() -> argparse.ArgumentParser:
     corpus.add_argument("--out", required=True, help="output folder, one <name>.safetensors ('latents' [T,16,H,W]) per video")
     corpus.set_defaults(func=cmd_build_corpus)
 
-    try:
-        from . import train_encoder
-        train_encoder.add_cli(sub)
-    except ImportError:
-        pass
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="python -m core", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    _add_generate(sub)
+    _add_build_corpus(sub)
+    train_encoder.add_cli(sub)
     demo.add_cli(sub)
     return parser
 
 
+def _interrupted(progress: jobs.Progress) -> str:
+    where = f" of {progress.current}" if progress.current else ""
+    kept = f"; finished outputs kept: {len(progress.finished)}" if progress.finished else ""
+    return f"interrupted after block {progress.blocks_done}{where}; nothing half-written{kept}"
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    progress = jobs.Progress()
     try:
-        return args.func(args)
-    except (ValueError, FileNotFoundError) as exc:
+        return args.func(args, progress)
+    except KeyboardInterrupt:
+        print(_interrupted(progress), file=sys.stderr)
+        return 130
+    except (ValueError, OSError) as exc:       # CheckpointError is a ValueError; FileNotFoundError an OSError
         print(f"error: {exc}", file=sys.stderr)
         return 2

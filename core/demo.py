@@ -8,6 +8,8 @@ the pictures are noise-like: this demonstrates the plumbing, not the method's qu
 from __future__ import annotations
 
 import argparse
+import json
+import shlex
 import sys
 import time
 from pathlib import Path
@@ -15,14 +17,16 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .config import RetrievalConfig, SamplingConfig
 from .encoder import EncoderConfig, RetrievalEncoder, load_encoder
-from .io import atomic_path, save_json, save_tensors
+from .io import atomic_path, check_output_dir, save_json, save_tensors
 from .model import WanConfig, WanTransformer
-from .pipeline import GenerationConfig, generate
+from .pipeline import generate
 from .retrieval_map import render_retrieval_map
 
 DEMO_CONFIG = WanConfig(dim=128, ffn_dim=256, num_layers=2, num_heads=2, text_dim=64)
 LATENT_HW = (8, 12)
+MODES = {"native": SamplingConfig(retrieval=None), "rag": SamplingConfig(retrieval=RetrievalConfig())}
 
 
 def latent_preview(latents: torch.Tensor, scale: int = 24) -> np.ndarray:
@@ -56,8 +60,10 @@ def write_demo_checkpoints(folder: Path, seed: int = 0) -> tuple[Path, Path]:
             p.normal_(0, 0.05) if p.dim() > 1 else p.normal_(0, 0.02)
     folder.mkdir(parents=True, exist_ok=True)
     backbone = folder / "demo_wan_tiny.safetensors"
+    # the head count travels in the file's metadata (it changes no weight shape, so it cannot be inferred)
+    meta = {"config": json.dumps({"num_heads": DEMO_CONFIG.num_heads, "dim": DEMO_CONFIG.dim})}
     with atomic_path(backbone) as tmp:
-        save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(tmp))
+        save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(tmp), metadata=meta)
     cfg = EncoderConfig(spatial_h=LATENT_HW[0], spatial_w=LATENT_HW[1], latent_dim=64, hidden_dims=[16, 32, 64])
     enc = RetrievalEncoder(cfg)
     encoder = folder / "demo_encoder.pt"
@@ -66,36 +72,56 @@ def write_demo_checkpoints(folder: Path, seed: int = 0) -> tuple[Path, Path]:
     return backbone, encoder
 
 
-def run_demo(out: Path, frames: int = 48, seed: int = 0) -> dict:
-    from .checkpoint import load_backbone
-    from .video_io import write_mp4, write_png
-    out.mkdir(parents=True, exist_ok=True)
-    t0 = time.perf_counter()
-    backbone_path, encoder_path = write_demo_checkpoints(out / "models")
-    backbone = load_backbone(backbone_path, num_heads=DEMO_CONFIG.num_heads)
-    encoder = load_encoder(encoder_path)
-    embeds = torch.randn(1, 20, DEMO_CONFIG.text_dim, generator=torch.Generator().manual_seed(seed + 1))
-    results = {}
-    for mode in ("native", "rag"):
-        print(f"[demo] {mode}: {frames} latent frames ...", file=sys.stderr)
-        results[mode] = generate(backbone.model, embeds, frames, LATENT_HW, seed, GenerationConfig(mode=mode),
-                                 encoder=encoder if mode == "rag" else None)
-        save_tensors(out / f"latents_{mode}.safetensors", {"latents": results[mode].latents})
-    log = results["rag"].retrieval_log
-    save_json(out / "retrieval_log.json", log)
-    write_png(out / "retrieval_map.png", render_retrieval_map(log, frames, title="demo (random tiny backbone)"))
+def reproduce_command(out: Path, frames: int, seed: int) -> str:
+    """The one ``generate`` command that recomputes the demo's retrieval run from its files."""
+    models = out / "models"
+    args = ["python", "-m", "core", "generate", "--backbone", models / "demo_wan_tiny.safetensors",
+            "--encoder", models / "demo_encoder.pt", "--embeds", out / "prompt_embeds.safetensors",
+            "--frames", frames, "--latent-size", f"{LATENT_HW[0]}x{LATENT_HW[1]}", "--seed", seed, "--device", "cpu",
+            "--out", out / "latents_rag_again.safetensors", "--log", out / "retrieval_log_again.json"]
+    return " ".join(shlex.quote(str(a)) for a in args)
+
+
+def _preview(results: dict, out: Path) -> None:
+    from .video_io import write_mp4
     left = _label(latent_preview(results["native"].latents[0]), "native window")
     right = _label(latent_preview(results["rag"].latents[0]), "LongLive-RAG")
     video = np.concatenate([left, right], axis=2).repeat(4, axis=0)   # ~4 video frames per latent frame
     write_mp4(out / "preview_native_vs_rag.mp4", video, fps=16)
+
+
+def run_demo(out: Path, frames: int = 48, seed: int = 0) -> dict:
+    from .checkpoint import load_backbone
+    from .video_io import write_png
+    MODES["rag"].check_frames(frames)
+    check_output_dir(out, "--out")
+    t0 = time.perf_counter()
+    backbone_path, encoder_path = write_demo_checkpoints(out / "models")
+    backbone = load_backbone(backbone_path)
+    encoder = load_encoder(encoder_path)
+    embeds = torch.randn(1, 20, DEMO_CONFIG.text_dim, generator=torch.Generator().manual_seed(seed + 1))
+    save_tensors(out / "prompt_embeds.safetensors", {"prompt_embeds": embeds})
+    results = {}
+    for mode, cfg in MODES.items():
+        print(f"[demo] {mode}: {frames} latent frames ...", file=sys.stderr)
+        results[mode] = generate(backbone.model, embeds, frames, LATENT_HW, seed, cfg,
+                                 encoder=encoder if cfg.retrieval is not None else None)
+        save_tensors(out / f"latents_{mode}.safetensors", {"latents": results[mode].latents})
+    log = results["rag"].retrieval_log
+    save_json(out / "retrieval_log.json", log)
+    write_png(out / "retrieval_map.png", render_retrieval_map(log, frames, title="demo (random tiny backbone)"))
+    _preview(results, out)
+    command = reproduce_command(out, frames, seed)
     (out / "README.txt").write_text(
         "LongLive-RAG pipeline demo — tiny RANDOM backbone and encoder, no real model.\n"
         "preview_native_vs_rag.mp4: latents shown as colours (no VAE), native window left, retrieval right.\n"
         "retrieval_map.png / retrieval_log.json: which past frame each block retrieved.\n"
-        "latents_*.safetensors: [B,16,T,H,W] model-space latents.\n")
+        "latents_*.safetensors: [B,16,T,H,W] model-space latents; prompt_embeds.safetensors: the prompt used.\n"
+        f"Recompute the retrieval run headless (same latents as latents_rag.safetensors):\n  {command}\n")
     summary = {"seconds": round(time.perf_counter() - t0, 2), "retrieving_blocks": len(log),
-               "outputs": sorted(p.name for p in out.iterdir())}
+               "outputs": sorted(p.name for p in out.iterdir()), "command": command}
     print(f"[demo] done in {summary['seconds']} s -> {out}", file=sys.stderr)
+    print(f"[demo] recompute the retrieval run with:\n{command}", file=sys.stderr)
     return summary
 
 
@@ -104,4 +130,4 @@ def add_cli(sub) -> None:
     p.add_argument("--out", default="demo_out", help="output folder")
     p.add_argument("--frames", type=int, default=48, help="latent frames (multiple of 3)")
     p.add_argument("--seed", type=int, default=0)
-    p.set_defaults(func=lambda a: (run_demo(Path(a.out), a.frames, a.seed), 0)[1])
+    p.set_defaults(func=lambda args, progress: (run_demo(Path(args.out), args.frames, args.seed), 0)[1])

@@ -1,29 +1,112 @@
-"""Prompt-list jobs: text → video (``generate --prompt/--prompts``) and the encoder's training
-corpus (``build-corpus``). Both shard their list across ``torchrun`` processes and skip outputs
-that already exist, so an interrupted or repeated run resumes where it stopped."""
+"""The headless jobs behind ``python -m core``: they take config objects, never an argparse namespace.
+
+``generate_latents``  prompt embeddings → latents (+ retrieval log, timings)
+``text_to_video``     prompts → one mp4 per prompt and mode (+ retrieval log and map)
+``build_corpus``      a frozen backbone's clean latents: the retrieval encoder's training data
+
+The prompt-list jobs shard their list across ``torchrun`` processes and skip outputs that already
+exist, so an interrupted or repeated run resumes where it stopped. Every output is written
+atomically: an interrupted job leaves nothing half-written.
+"""
 from __future__ import annotations
 
 import re
 import sys
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 import torch
 
-from .distributed import barrier, current_rank, init_process_group, shard
+from .config import DTYPES, SamplingConfig, default_dtype
+from .distributed import Rank, barrier, current_rank, init_process_group, shard
 from .io import load_prompt_embeds, save_json, save_tensors
-from .pipeline import generate
-
-VIDEO_FPS = 16
-
-
-def latent_frames_for_seconds(seconds: float, frames_per_block: int = 3) -> int:
-    """Latent frames for a duration at 16 fps (4 video frames per latent frame), in whole blocks."""
-    if seconds <= 0:
-        raise ValueError(f"--seconds {seconds} must be > 0")
-    blocks = max(1, round(seconds * VIDEO_FPS / 4 / frames_per_block))
-    return blocks * frames_per_block
+from .latent_format import VIDEO_FPS
+from .pipeline import BlockUpdate, generate
 
 
+@dataclass(frozen=True)
+class ModelSpec:
+    """Which weights to load: the backbone (+ LoRA) and the retrieval encoder (``avg_pool`` = no file)."""
+    backbone: str
+    lora: str | None = None
+    lora_strength: float = 1.0
+    num_heads: int | None = None
+    use_ema: bool = True
+    encoder: str = "avg_pool"
+    device: str | None = None        # None: cuda if present (cuda:LOCAL_RANK under torchrun), else cpu
+    dtype: str | None = None         # None: default_dtype(device)
+
+    def __post_init__(self):
+        if self.dtype is not None and self.dtype not in DTYPES:
+            raise ValueError(f"dtype '{self.dtype}' is unknown; use one of {sorted(DTYPES)}")
+
+    def resolve(self, rank: Rank) -> tuple[torch.device, torch.dtype]:
+        device = rank.device(self.device)
+        if device.type == "cuda" and not torch.cuda.is_available():
+            raise ValueError("--device cuda was asked for but torch sees no CUDA device; use --device cpu")
+        return device, DTYPES[self.dtype] if self.dtype else default_dtype(device)
+
+
+@dataclass
+class Progress:
+    """What has been done so far (read by the CLI when the user interrupts)."""
+    blocks_done: int = 0
+    current: str = ""
+    finished: list[str] = field(default_factory=list)
+    report: Callable[[str], None] = lambda line: print(line, file=sys.stderr)
+
+    def on_block(self, update: BlockUpdate) -> None:
+        self.blocks_done = update.block + 1
+        where = f"{self.current}: " if self.current else ""
+        self.report(f"{where}block {update.block + 1}/{update.num_blocks} {update.timing['total_s']:.2f}s")
+
+
+def load_models(spec: ModelSpec, device: torch.device, dtype: torch.dtype, need_encoder: bool):
+    """(backbone, encoder or None)."""
+    from .checkpoint import load_backbone
+    from .encoder import load_encoder
+    backbone = load_backbone(spec.backbone, lora=spec.lora, lora_strength=spec.lora_strength,
+                             num_heads=spec.num_heads, dtype=dtype, device=device, use_ema=spec.use_ema)
+    encoder = load_encoder(spec.encoder, device=device) if need_encoder and spec.encoder != "avg_pool" else None
+    return backbone, encoder
+
+
+# ------------------------------------------------------------------------------------ latents
+@dataclass(frozen=True)
+class LatentJob:
+    embeds: str
+    frames: int
+    latent_hw: tuple[int, int]
+    seed: int
+    out: str
+    log: str | None = None
+    timings: str | None = None
+
+
+def generate_latents(spec: ModelSpec, cfg: SamplingConfig, job: LatentJob, progress: Progress) -> int:
+    """``generate --embeds``: latents [B, 16, T, H, W] (model space) in ``job.out``."""
+    device, dtype = spec.resolve(current_rank())
+    backbone, encoder = load_models(spec, device, dtype, need_encoder=cfg.retrieval is not None)
+    embeds = load_prompt_embeds(job.embeds, backbone.config.text_dim)
+    progress.report(f"backbone: {backbone.info.preset} ({backbone.info.format}), {backbone.config.num_layers} "
+                    f"layers, dim {backbone.config.dim}; mode {cfg.mode}, encoder "
+                    f"{spec.encoder if cfg.retrieval is not None else '-'}")
+    result = generate(backbone.model, embeds, job.frames, job.latent_hw, job.seed, cfg, encoder=encoder,
+                      callback=progress.on_block, timings=job.timings is not None)
+    save_tensors(job.out, {"latents": result.latents},
+                 metadata={"layout": "[B,16,T,H,W] model-normalised", "seed": str(job.seed), "mode": cfg.mode})
+    if job.log:
+        save_json(job.log, result.retrieval_log)
+    if job.timings:
+        save_json(job.timings, {"blocks": result.timings, "peak_memory_mb": result.peak_memory_mb,
+                                "pool_bytes_per_frame": result.pool_bytes_per_frame,
+                                "pool_peak_bytes": result.pool_peak_bytes, "pool_usage": result.pool_usage})
+    progress.report(f"wrote {job.out}")
+    return 0
+
+
+# ------------------------------------------------------------------------------------ prompt lists
 def read_prompts(prompt: str | None, prompts_file: str | None) -> list[str]:
     if prompt is not None:
         return [prompt]
@@ -42,10 +125,10 @@ def output_stem(index: int, prompt: str) -> str:
     return f"{index:04d}_{slug or 'prompt'}"
 
 
-def _encode_prompts(args, prompts: list[str], device, dtype) -> list[torch.Tensor]:
+def encode_prompts(text_encoder: str, prompts: list[str], device, dtype) -> list[torch.Tensor]:
     """Embeddings [1, 512, dim] per prompt on CPU; the text encoder is freed afterwards."""
     from .text_encoder import load_text_encoder
-    te = load_text_encoder(args.text_encoder, device=device, dtype=dtype)
+    te = load_text_encoder(text_encoder, device=device, dtype=dtype)
     out = [te.encode([p]).float().cpu() for p in prompts]
     del te
     if device.type == "cuda":
@@ -53,88 +136,109 @@ def _encode_prompts(args, prompts: list[str], device, dtype) -> list[torch.Tenso
     return out
 
 
-def text_to_video(args) -> int:
-    """``generate --prompt/--prompts``: one mp4 per prompt and mode, plus retrieval log and map (rag)."""
-    from .cli import generation_config, load_models, resolve_device, make_pool
+@dataclass(frozen=True)
+class VideoJob:
+    prompts: tuple[str, ...]
+    frames: int
+    latent_hw: tuple[int, int]
+    seed: int                      # prompt i uses seed + i
+    text_encoder: str
+    vae: str
+    out_dir: str
+    overwrite: bool = False
+
+
+def _pending_videos(job: VideoJob, modes: dict[str, SamplingConfig], rank: Rank, progress: Progress):
+    work = []
+    for index, prompt in shard(list(job.prompts), rank):
+        for mode in modes:
+            stem = Path(job.out_dir) / f"{output_stem(index, prompt)}_{mode}"
+            if stem.with_suffix(".mp4").exists() and not job.overwrite:
+                progress.report(f"skip {stem.name}.mp4 (exists)")
+                continue
+            work.append((index, prompt, mode, stem))
+    return work
+
+
+def text_to_video(spec: ModelSpec, modes: dict[str, SamplingConfig], job: VideoJob, progress: Progress) -> int:
+    """One mp4 per prompt and mode (``modes``: name → config), plus retrieval log and map per retrieval run."""
     from .retrieval_map import render_retrieval_map
     from .vae import load_vae
     from .video_io import write_mp4, write_png
-
     rank = current_rank()
-    prompts = read_prompts(args.prompt, args.prompts)
-    frames = latent_frames_for_seconds(args.seconds, args.frames_per_block) if args.seconds else args.frames
-    if frames is None:
-        raise ValueError("give the length with --frames (latent frames) or --seconds")
-    modes = ["native", "rag"] if args.mode == "both" else [args.mode]
-    out_dir = Path(args.out_dir)
-    work = []
-    for index, prompt in shard(prompts, rank):
-        for mode in modes:
-            stem = out_dir / f"{output_stem(index, prompt)}_{mode}"
-            if stem.with_suffix(".mp4").exists() and not args.overwrite:
-                print(f"skip {stem.name}.mp4 (exists)", file=sys.stderr)
-                continue
-            work.append((index, prompt, mode, stem))
+    work = _pending_videos(job, modes, rank, progress)
     if not work:
         return 0
-    device, dtype = resolve_device(args, rank)
+    device, dtype = spec.resolve(rank)
     init_process_group(rank, device)
-    embeds = dict(zip(sorted({i for i, *_ in work}),
-                      _encode_prompts(args, [prompts[i] for i in sorted({i for i, *_ in work})], device, dtype)))
-    vae = load_vae(args.vae, device=device, dtype=dtype)
-    backbone, encoder = load_models(args, device, dtype, need_encoder="rag" in modes)
+    indices = sorted({i for i, *_ in work})
+    embeds = dict(zip(indices, encode_prompts(job.text_encoder, [job.prompts[i] for i in indices], device, dtype)))
+    vae = load_vae(job.vae, device=device, dtype=dtype)
+    backbone, encoder = load_models(spec, device, dtype, any(c.retrieval is not None for c in modes.values()))
     for index, prompt, mode, stem in work:
-        args.mode = mode
-        cfg = generation_config(args)
-        pool = make_pool(args, device)
-        try:
-            res = generate(backbone.model, embeds[index], frames, args.latent_size, args.seed + index, cfg,
-                           encoder=encoder if mode == "rag" else None, pool=pool)
-        finally:
-            pool.close()
+        cfg = modes[mode]
+        progress.current = stem.name
+        res = generate(backbone.model, embeds[index], job.frames, job.latent_hw, job.seed + index, cfg,
+                       encoder=encoder if cfg.retrieval is not None else None, callback=progress.on_block)
         # streamed: decoded pieces go straight into the mp4, the whole video is never held at once
         pieces = (c[0].permute(1, 2, 3, 0) for c in vae.iter_decode(res.latents.to(device)))
         write_mp4(stem.with_suffix(".mp4"), pieces, fps=VIDEO_FPS)
-        if mode == "rag":
-            save_json(stem.with_suffix(".retrieval.json"), {"prompt": prompt, "seed": args.seed + index,
+        if cfg.retrieval is not None:
+            save_json(stem.with_suffix(".retrieval.json"), {"prompt": prompt, "seed": job.seed + index,
                                                              "blocks": res.retrieval_log})
             write_png(stem.with_suffix(".retrieval_map.png"),
-                      render_retrieval_map(res.retrieval_log, frames, cfg.sink_size, cfg.local_attn_size,
-                                           title=prompt[:60]))
-        print(f"[rank {rank.rank}] wrote {stem.name}.mp4", file=sys.stderr)
+                      render_retrieval_map(res.retrieval_log, job.frames, cfg.sink, cfg.window, title=prompt[:60]))
+        progress.finished.append(f"{stem.name}.mp4")
+        progress.report(f"[rank {rank.rank}] wrote {stem.name}.mp4")
     barrier(rank)
     return 0
 
 
-def build_corpus(args) -> int:
-    """Clean latents of a frozen backbone, one ``latents`` [T, 16, H, W] file per video."""
-    from .cli import generation_config, load_models, resolve_device
-    rank = current_rank()
-    if args.embeds:
-        items = []   # (name, embeds [1, L, D])
-        for path in args.embeds:
+# ------------------------------------------------------------------------------------ corpus
+@dataclass(frozen=True)
+class CorpusJob:
+    out: str
+    frames: int
+    latent_hw: tuple[int, int]
+    seed: int                              # item i uses seed + i
+    embeds: tuple[str, ...] = ()           # prompt-embedding files (one video per row), or
+    prompts: str | None = None             # a prompt list encoded with
+    text_encoder: str | None = None
+
+
+def _corpus_items(job: CorpusJob) -> list[tuple[str, object]]:
+    """(name, embeddings [1, L, D]) per video for embedding files; (name, prompt) for a prompt list."""
+    if job.embeds:
+        items = []
+        for path in job.embeds:
             emb = load_prompt_embeds(path)
             items += [(f"{Path(path).stem}_{b:03d}", emb[b:b + 1]) for b in range(emb.shape[0])]
-        names = [n for n, _ in items]
-    else:
-        prompts = read_prompts(None, args.prompts)
-        names = [output_stem(i, p) for i, p in enumerate(prompts)]
-        items = list(zip(names, prompts))
-    out_dir = Path(args.out)
-    mine = [(i, item) for i, item in shard(items, rank) if not (out_dir / f"{item[0]}.safetensors").exists()]
+        return items
+    prompts = read_prompts(None, job.prompts)
+    return [(output_stem(i, p), p) for i, p in enumerate(prompts)]
+
+
+def build_corpus(spec: ModelSpec, cfg: SamplingConfig, job: CorpusJob, progress: Progress) -> int:
+    """Clean latents of a frozen backbone, one ``latents`` [T, 16, H, W] file per video."""
+    rank = current_rank()
+    out_dir = Path(job.out)
+    mine = [(i, item) for i, item in shard(_corpus_items(job), rank)
+            if not (out_dir / f"{item[0]}.safetensors").exists()]
     if not mine:
         return 0
-    device, dtype = resolve_device(args, rank)
+    device, dtype = spec.resolve(rank)
     init_process_group(rank, device)
-    if not args.embeds:
-        encoded = _encode_prompts(args, [p for _, (_, p) in mine], device, dtype)
+    if not job.embeds:
+        encoded = encode_prompts(job.text_encoder, [p for _, (_, p) in mine], device, dtype)
         mine = [(i, (name, e)) for (i, (name, _)), e in zip(mine, encoded)]
-    backbone, encoder = load_models(args, device, dtype)
-    cfg = generation_config(args)
+    backbone, encoder = load_models(spec, device, dtype, need_encoder=cfg.retrieval is not None)
     for i, (name, emb) in mine:
-        res = generate(backbone.model, emb, args.frames, args.latent_size, args.seed + i, cfg, encoder=encoder)
+        progress.current = name
+        res = generate(backbone.model, emb, job.frames, job.latent_hw, job.seed + i, cfg, encoder=encoder,
+                       callback=progress.on_block)
         save_tensors(out_dir / f"{name}.safetensors", {"latents": res.latents[0].permute(1, 0, 2, 3)},
-                     metadata={"layout": "[T,16,H,W] model-normalised", "seed": str(args.seed + i)})
-        print(f"[rank {rank.rank}] {name}: {args.frames} frames", file=sys.stderr)
+                     metadata={"layout": "[T,16,H,W] model-normalised", "seed": str(job.seed + i)})
+        progress.finished.append(f"{name}.safetensors")
+        progress.report(f"[rank {rank.rank}] {name}: {job.frames} frames")
     barrier(rank)
     return 0

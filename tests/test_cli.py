@@ -1,7 +1,10 @@
 """``python -m core generate`` end to end, as a user runs it from a checkout."""
 import json
+import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -53,7 +56,7 @@ def test_native_mode_writes_no_retrievals(tmp_path, embeds):
 
 @pytest.mark.parametrize("args, message", [
     (["--frames", 10], "multiple of the block size"),
-    (["--frames", 24, "--local-attn-size", 8], "local_attn_size"),
+    (["--frames", 24, "--local-attn-size", 8], "window (local_attn_size) ≥ 10"),
     (["--frames", 24, "--backbone", "nope.pt"], "nope.pt' does not exist"),
 ])
 def test_bad_input_exits_2_with_a_message_and_writes_nothing(tmp_path, embeds, args, message):
@@ -63,6 +66,84 @@ def test_bad_input_exits_2_with_a_message_and_writes_nothing(tmp_path, embeds, a
     proc = run_cli(*base, *args, check=False)
     assert proc.returncode == 2 and message in proc.stderr
     assert not out.exists() and not list(tmp_path.glob("*.part*"))
+
+
+def _blocked_output(tmp_path):
+    blocker = tmp_path / "a_file"
+    blocker.write_text("x")
+    return blocker / "out.safetensors"
+
+
+def _read_only_output(tmp_path):
+    if os.geteuid() == 0:          # root writes through file modes; /proc refuses everyone
+        return Path("/proc/out.safetensors")
+    folder = tmp_path / "ro"
+    folder.mkdir()
+    folder.chmod(0o555)
+    return folder / "out.safetensors"
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--frames", 25], "frames=25: latent frames must be a positive multiple of the block size 3"),
+    (["--latent-size", "7x9"], "latent size 7x9 must be divisible by the patch size 2x2"),
+    (["--latent-size", "0x0"], "latent size 0x0 must be positive"),
+    (["--latent-size", "big"], "must look like HxW"),
+    (["--out", _blocked_output], "is a file, not a folder"),
+    (["--out", _read_only_output], "is not writable"),
+    (["--log", _blocked_output], "is a file, not a folder"),
+])
+def test_bad_input_is_refused_before_the_backbone_is_loaded(tmp_path, embeds, args, message):
+    """The backbone path does not exist: had anything been loaded first, that would be the error."""
+    args = [a(tmp_path) if callable(a) else a for a in args]
+    base = {"--frames": 24, "--latent-size": "8x12", "--out": tmp_path / "x.safetensors"}
+    base.update(zip(args[::2], args[1::2]))
+    flat = [str(x) for kv in base.items() for x in kv]
+    proc = run_cli("generate", "--backbone", tmp_path / "never_loaded.pt", "--embeds", embeds, "--device", "cpu",
+                   *flat, check=False)
+    assert proc.returncode == 2, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert message in proc.stderr and "never_loaded" not in proc.stderr
+    assert len(lines) == 1 and "Traceback" not in proc.stderr
+    assert not list(tmp_path.glob("**/*.safetensors")) and not list(tmp_path.glob("**/*.part*"))
+
+
+def test_demo_into_an_unwritable_folder_is_one_line_and_exit_2(tmp_path):
+    proc = run_cli("demo", "--out", _blocked_output(tmp_path), check=False)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert proc.stderr.strip().splitlines() == [proc.stderr.strip()] and "is a file, not a folder" in proc.stderr
+
+
+def test_ctrl_c_prints_one_line_exits_130_and_writes_nothing(tmp_path, embeds):
+    out = tmp_path / "long.safetensors"
+    cmd = [sys.executable, "-m", "core", "generate", "--backbone", GOLDEN / "wan_tiny_t2v_bare.safetensors",
+           "--embeds", embeds, "--frames", 600, "--latent-size", "8x12", "--device", "cpu", "--out", out,
+           "--log", tmp_path / "log.json"]
+    proc = subprocess.Popen(list(map(str, cmd)), cwd=ROOT, stderr=subprocess.PIPE, text=True)
+    seen = []
+    while not any(line.startswith("block 3/") for line in seen):
+        line = proc.stderr.readline()
+        assert line, "".join(seen)
+        seen.append(line)
+    proc.send_signal(signal.SIGINT)
+    rest = proc.stderr.read()
+    assert proc.wait(timeout=60) == 130
+    tail = [line for line in rest.splitlines() if not line.startswith("block")]
+    assert len(tail) == 1 and tail[0].startswith("interrupted after block ") and "nothing half-written" in tail[0]
+    assert int(tail[0].split()[3].rstrip(";")) >= 3
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_the_demo_prints_a_command_that_reproduces_its_retrieval_run(tmp_path):
+    out = tmp_path / "demo"
+    proc = run_cli("demo", "--out", out, "--frames", 24)
+    command = proc.stderr.strip().splitlines()[-1]
+    assert command.startswith("python -m core generate ") and "--num-heads" not in command
+    argv = command.split()[3:]
+    run_cli(*argv)
+    again = load_file(str(out / "latents_rag_again.safetensors"))["latents"]
+    assert torch.equal(again, load_file(str(out / "latents_rag.safetensors"))["latents"])
+    assert json.loads((out / "retrieval_log_again.json").read_text()) == \
+        json.loads((out / "retrieval_log.json").read_text())
 
 
 def test_wrong_text_dim_is_explained(tmp_path):
