@@ -60,7 +60,7 @@ def sample(backbone, retrieval=None, length=189, seed=42):
 
 def rag_retrieval(encoder_name="ae_latent_mem.pt", pool=None):
     (enc,) = N["LongLiveRAG_LoadLatentEncoder"]().load(encoder_name)
-    return N["LongLiveRAG_RetrieveContext"]().build(enc, 6, 5, "cosine", pool)[0]
+    return N["LongLiveRAG_RetrieveContext"]().build(enc, 6, 5, pool)[0]
 
 
 def test_every_node_documents_itself_and_every_input():
@@ -137,7 +137,7 @@ def test_cancel_stops_within_a_block_and_frees_the_pool(models_dir, monkeypatch,
     with pytest.raises(Interrupted):
         sample(backbone, rag_retrieval(pool=disk_pool))
     assert len(calls) == 8                                   # checked after every block, stopped at block 8
-    assert not list((tmp_path / "pool").rglob("*.bin"))      # pool files removed
+    assert list((tmp_path / "pool").rglob("*")) == []       # pool files removed
 
 
 def test_history_pool_node_validates_and_builds_settings():
@@ -173,11 +173,18 @@ def test_decode_without_the_wan_vae_uses_the_vae_and_returns_frames():
         N["LongLiveRAG_Decode"]().decode(FakeVAE(), {"samples": torch.zeros(1, 4, 8, 8)}, 2)
 
 
-def test_retrieval_map_is_an_image(models_dir):
+def test_retrieval_map_is_the_rendered_log_as_an_image(models_dir):
+    render = sys.modules[f"{PACK.__name__}.core.retrieval_map"].render_retrieval_map
     backbone, _ = load(models_dir)
     _, log = sample(backbone, rag_retrieval("avg_pool (no file)"), length=97)
+    assert len(log.records) > 0
     (img,) = N["LongLiveRAG_RetrievalMap"]().plot(log, 600, 400)
-    assert img.shape == (1, 400, 600, 3) and 0 <= img.min() and img.max() <= 1 and img.std() > 0.01
+    expected = render(list(log.records), log.num_frames, log.sink, log.window,
+                      title="LongLive-RAG retrieval map", size_px=(600, 400))
+    assert img.shape == (1, 400, 600, 3) and img.dtype == torch.float32
+    assert torch.equal((img[0] * 255).round().to(torch.uint8), torch.from_numpy(expected))
+    empty = render([], log.num_frames, log.sink, log.window, title="LongLive-RAG retrieval map", size_px=(600, 400))
+    assert (torch.from_numpy(expected).float() - torch.from_numpy(empty).float()).abs().sum() > 0  # the points
 
 
 def test_load_prompt_embeds_gives_conditioning(tmp_path):
@@ -276,17 +283,14 @@ def test_progress_bar_advances_per_block_with_a_latent_preview(models_dir, monke
 
 
 def test_vram_estimate_for_the_real_model_at_480p():
-    sampling = sys.modules[f"{PACK.__name__}.nodes.sampling"]
-    loaders = sys.modules[f"{PACK.__name__}.nodes.loaders"]
-    core_model = sys.modules[f"{PACK.__name__}.core.model"]
-    pipeline = sys.modules[f"{PACK.__name__}.core.pipeline"]
-    cfg = core_model.WanConfig(dim=1536, ffn_dim=8960, num_layers=30, num_heads=12)
+    from core.budget import device_bytes_needed
+    from core.config import SamplingConfig
+    from core.model import WanConfig, WanTransformer
+    cfg = WanConfig(dim=1536, ffn_dim=8960, num_layers=30, num_heads=12)
     with torch.device("meta"):
-        model = core_model.WanTransformer(cfg)
-    handle = loaders.BackboneHandle(type("B", (), {"config": cfg, "model": model})(), torch.device("cuda"),
-                                    torch.bfloat16, True)
-    native = sampling.needed_bytes(handle, pipeline.GenerationConfig(mode="native"), 60, 104, 1)
-    rag = sampling.needed_bytes(handle, pipeline.GenerationConfig(mode="rag"), 60, 104, 1)
+        model = WanTransformer(cfg)
+    native = device_bytes_needed(model, SamplingConfig(retrieval=None), (60, 104), 1, torch.bfloat16)
+    rag = device_bytes_needed(model, SamplingConfig(), (60, 104), 1, torch.bfloat16)
     per_frame = 2 * 30 * 1560 * 1536 * 2
     params = 1_418_996_800                                           # the real 1.3B key set's total
     assert native == int(1.25 * (params * 2 + 12 * per_frame))       # ~7.9 GB: weights + 12-frame cache
