@@ -18,24 +18,36 @@ sys.path.insert(0, str(ROOT))
 import torch  # noqa: E402
 from safetensors.torch import load_file  # noqa: E402
 
+from core import pipeline  # noqa: E402
+from core.config import PoolConfig, RetrievalConfig, SamplingConfig  # noqa: E402
 from core.encoder import load_encoder  # noqa: E402
 from core.history_pool import HistoryPool  # noqa: E402
 from core.model import WanConfig, WanTransformer  # noqa: E402
-from core.pipeline import GenerationConfig, generate, recompute_kv  # noqa: E402
+from core.pipeline import generate, recompute_kv  # noqa: E402
 
 GOLDEN = ROOT / "tests" / "data" / "golden"
 
 
 class RecordingPool(HistoryPool):
-    """Exact pool that also keeps what it was given, to replay into other storages."""
+    """Exact pool that also keeps what it was given, to replay into other storages (installed in
+    core.pipeline for one run by ``recording``; the last instance is kept in ``RecordingPool.last``)."""
+    last = None
 
-    def __init__(self):
-        super().__init__()
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
         self.frames = []
+        RecordingPool.last = self
 
     def append(self, k, v, latent=None):
         self.frames.append(([t.clone() for t in k], [t.clone() for t in v], latent.clone()))
         super().append(k, v, latent)
+
+    def close(self):   # keep the entries for gather() after the run
+        pass
+
+
+def with_storage(storage: str) -> SamplingConfig:
+    return SamplingConfig(retrieval=RetrievalConfig(pool=PoolConfig(storage=storage)))
 
 
 def rel(a, b):
@@ -57,14 +69,17 @@ def main() -> int:
 
 
 def report(model, emb, enc, dtype) -> None:
-    exact_pool = RecordingPool()
-    exact = generate(model, emb, 48, (8, 12), 42, GenerationConfig(), encoder=enc, pool=exact_pool)
+    pipeline.HistoryPool = RecordingPool
+    try:
+        exact = generate(model, emb, 48, (8, 12), 42, with_storage("kv"), encoder=enc)
+    finally:
+        pipeline.HistoryPool = HistoryPool
+    exact_pool = RecordingPool.last
     text = model.encode_text(emb.to(dtype))
     print(f"{'storage':8} {'bytes/frame':>11} {'retrieved K rel.err':>20} {'retrieved V rel.err':>20} "
           f"{'latents rel.err':>16}")
     for storage in ("kv", "kv-half", "latent"):
-        pool = HistoryPool(storage=storage)
-        pool.recompute = lambda lat: recompute_kv(model, text, lat, 0.0)
+        pool = HistoryPool(PoolConfig(storage=storage), recompute=lambda lat: recompute_kv(model, text, lat, 0.0))
         for k, v, lat in exact_pool.frames:
             pool.append(k, v, lat)
         ek, ev = [], []
@@ -74,7 +89,7 @@ def report(model, emb, enc, dtype) -> None:
             k1, v1 = pool.gather(idx, torch.device("cpu"), dtype)
             ek.append(rel(k1, k0))
             ev.append(rel(v1, v0))
-        run = generate(model, emb, 48, (8, 12), 42, GenerationConfig(), encoder=enc, pool=HistoryPool(storage=storage))
+        run = generate(model, emb, 48, (8, 12), 42, with_storage(storage), encoder=enc)
         print(f"{storage:8} {pool.bytes_per_frame:11d} {max(ek):20.3e} {max(ev):20.3e} "
               f"{rel(run.latents, exact.latents):16.3e}   (K/V: max over {len(ek)} retrievals)")
 

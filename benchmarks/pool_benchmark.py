@@ -22,9 +22,10 @@ sys.path.insert(0, str(ROOT))  # benchmarks run from a checkout, like `python -m
 
 import torch  # noqa: E402
 
-from core.history_pool import HistoryPool, tiers_from  # noqa: E402
+from core.config import PoolConfig, RetrievalConfig, SamplingConfig  # noqa: E402
+from core.history_pool import HistoryPool  # noqa: E402
 from core.model import WanConfig, WanTransformer  # noqa: E402
-from core.pipeline import GenerationConfig, generate  # noqa: E402
+from core.pipeline import generate  # noqa: E402
 
 SIZES = {
     #        dim, ffn, layers, heads, text_dim, latent HxW
@@ -55,17 +56,18 @@ def build(size: str, device: torch.device, dtype: torch.dtype) -> tuple[WanTrans
 def run_once(size, mode, frames, location, budget, storage, device, dtype, pool_dir=None):
     model, hw, text_dim = build(size, device, dtype)
     emb = torch.randn(1, 32, text_dim)
-    pool = HistoryPool(tiers_from(location, budget), storage=storage, compute_device=device, directory=pool_dir)
+    pool = PoolConfig(location, budget, storage, pool_dir)
+    cfg = SamplingConfig(retrieval=RetrievalConfig(pool=pool) if mode == "rag" else None)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
-    res = generate(model, emb, frames, hw, 0, GenerationConfig(mode=mode), pool=pool)
+    res = generate(model, emb, frames, hw, 0, cfg, timings=True)
     steady = [t["total_s"] for t in res.timings[6:]] or [t["total_s"] for t in res.timings]
     out = {"size": size, "mode": mode, "frames": frames, "location": location, "budget_mb": budget,
            "storage": storage, "block_s_median": statistics.median(steady),
            "retrieval_s_median": statistics.median(t["retrieval_s"] for t in res.timings[6:] or res.timings),
-           "peak_memory_mb": res.peak_memory_mb, "pool_bytes_per_frame": pool.bytes_per_frame,
-           "pool_peak_bytes": pool.peak_bytes, "pool_frames": len(pool)}
-    pool.close()
+           "peak_memory_mb": res.peak_memory_mb, "pool_bytes_per_frame": res.pool_bytes_per_frame,
+           "pool_peak_bytes": res.pool_peak_bytes,
+           "pool_frames": sum(t["frames"] for t in res.pool_usage.values())}
     return out
 
 
@@ -77,7 +79,7 @@ def real_frame_bytes() -> int:
     latent = torch.randn(1, 16, 60, 104, dtype=torch.bfloat16)
     print(f"{'storage':10} {'bytes/frame':>12} {'MiB/frame':>10} {'30 s GiB':>9} {'60 s GiB':>9} {'120 s GiB':>10}")
     for storage in ("kv", "kv-half", "latent"):
-        pool = HistoryPool(storage=storage)
+        pool = HistoryPool(PoolConfig(storage=storage), recompute=lambda lat: (lat, lat))  # never called here
         pool.append(k, k, latent=latent)
         per = pool.bytes_per_frame
         pooled = [s * 16 // 4 - 12 for s in (30, 60, 120)]   # latent frames − window
