@@ -1,4 +1,4 @@
-"""Retrieval-encoder training (SPEC §7): losses as specified, the published data split, learning,
+"""Retrieval-encoder training: the Window Temporal Delta losses, the published data split, learning,
 checkpoints that load here and the published way, resume, config precedence, bad data, DDP."""
 import dataclasses
 import math
@@ -16,8 +16,10 @@ from safetensors.torch import save_file
 
 from core.cli import main as cli_main
 from core.encoder import EncoderConfig, RetrievalEncoder, load_encoder
-from core.train_encoder import (ChunkDataset, TrainConfig, config_from, delta_loss, losses, scan_corpus,
-                                smooth_loss, split_files, train)
+from core.corpus import ChunkDataset, scan_corpus, split_files
+from core.train_config import TrainConfig
+from core.train_encoder import config_from, train
+from core.train_losses import delta_loss, losses, smooth_loss
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -2,7 +2,8 @@
 
 A tiny AutoencoderKLWan (base_dim 4, the real Wan2.1 block structure) saved under the real names:
 diffusers' ``vae/`` folder and Wan's ``Wan2.1_VAE.pth`` (names written out below from Wan's module
-tree, so the loader's conversion is checked, not reused).
+tree, so the loader's conversion is checked, not reused). References are built by hand from the
+written model itself and the latent statistics in its diffusers config, never from ``core``.
 """
 import re
 import socket
@@ -11,7 +12,7 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from core.latent_format import latent_frames_to_video_frames, to_model_space, to_raw_space
+from core.latent_format import latent_frames_to_video_frames
 from core.text_encoder import MissingModelFiles
 from core.vae import WanVAE, load_vae
 
@@ -60,11 +61,24 @@ def write_tiny_vae(root):
     return model, wan_sd
 
 
+# Every way to point at the weights → the path load_vae should report as its source.
+PATH_FORMS = {
+    "wan .pth": ("wan/Wan2.1_VAE.pth", "wan/Wan2.1_VAE.pth"),
+    "folder with the wan .pth": ("wan", "wan/Wan2.1_VAE.pth"),
+    "diffusers vae/ folder": ("diffusers/vae", "diffusers/vae"),
+    "folder with a diffusers vae/": ("diffusers", "diffusers/vae"),
+    "ComfyUI safetensors (wan names)": ("wan_2.1_vae.safetensors", "wan_2.1_vae.safetensors"),
+    "safetensors with diffusers names": ("diffusers_names.safetensors", "diffusers_names.safetensors"),
+}
+
+
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory) -> dict:
     root = tmp_path_factory.mktemp("vae")
     model, wan_sd = write_tiny_vae(root)
     assert len(wan_sd) == len(model.state_dict())
+    save_file({k: v.contiguous() for k, v in wan_sd.items()}, str(root / "wan_2.1_vae.safetensors"))
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(root / "diffusers_names.safetensors"))
     return {"root": root, "model": model, "wan_sd": wan_sd,
             "z": torch.randn(1, 16, 5, 3, 4, generator=torch.Generator().manual_seed(2))}
 
@@ -74,17 +88,68 @@ def vae(tiny) -> WanVAE:
     return load_vae(tiny["root"] / "wan" / "Wan2.1_VAE.pth")
 
 
-def test_wan_and_diffusers_layouts_decode_identically(tiny, vae):
-    hf = load_vae(tiny["root"] / "diffusers")
-    assert hf.source.name == "vae" and vae.source.name == "Wan2.1_VAE.pth"
-    torch.testing.assert_close(vae.decode(tiny["z"]), hf.decode(tiny["z"]), rtol=0, atol=1e-6)
+def latent_stats(model) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-channel (mean, std) [1, 16, 1, 1, 1] of raw Wan2.1 latents, from the diffusers config."""
+    view = (1, -1, 1, 1, 1)
+    return (torch.tensor(model.config.latents_mean).view(view), torch.tensor(model.config.latents_std).view(view))
 
 
-def test_decode_takes_model_space_latents_and_matches_diffusers_whole_video_decode(tiny, vae):
-    z_model = tiny["z"]
+def reference_decode(model, z_model: torch.Tensor) -> torch.Tensor:
+    """The written model's own whole-video decode of model-space latents, in [0, 1]."""
+    mean, std = latent_stats(model)
     with torch.no_grad():
-        ref = tiny["model"].decode(to_raw_space(z_model)).sample          # [-1, 1], raw latents in
-    torch.testing.assert_close(vae.decode(z_model), (ref + 1) / 2, rtol=0, atol=1e-5)
+        video = model.decode(z_model * std + mean).sample
+    return (video.clamp(-1, 1) + 1) / 2
+
+
+def assert_weights_equal(loaded: dict, written: dict, dtype: torch.dtype = torch.float32) -> None:
+    assert sorted(loaded) == sorted(written)
+    for k, v in written.items():
+        assert loaded[k].shape == v.shape and loaded[k].dtype == dtype, k
+        assert torch.equal(loaded[k], v.to(dtype)), k
+
+
+@pytest.mark.parametrize("form", PATH_FORMS)
+def test_every_path_form_loads_the_written_weights_key_by_key(tiny, form):
+    path, source = PATH_FORMS[form]
+    loaded = load_vae(tiny["root"] / path)
+    assert loaded.source == tiny["root"] / source
+    assert loaded.device == torch.device("cpu") and loaded.dtype == torch.float32     # the defaults
+    assert_weights_equal(loaded.model.state_dict(), tiny["model"].state_dict())
+
+
+@pytest.mark.parametrize("form", ["wan .pth", "diffusers vae/ folder", "ComfyUI safetensors (wan names)"])
+def test_decode_of_a_known_latent_equals_the_written_models_decode(tiny, form):
+    loaded = load_vae(tiny["root"] / PATH_FORMS[form][0])
+    want = reference_decode(tiny["model"], tiny["z"])
+    assert want.std() > 0.05                                       # a real picture, not a constant
+    torch.testing.assert_close(loaded.decode(tiny["z"]), want, rtol=0, atol=1e-5)
+
+
+CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+
+
+@pytest.mark.parametrize("layout", ["wan/Wan2.1_VAE.pth", "diffusers/vae"])
+@pytest.mark.parametrize("device, dtype", [
+    ("cpu", torch.bfloat16),
+    (torch.device("cpu"), torch.float64),
+    ("meta", torch.float16),               # a device other than the CPU on machines without a GPU
+    pytest.param("cuda", torch.bfloat16, marks=CUDA),
+])
+def test_load_puts_every_weight_on_the_device_and_dtype_asked_for(tiny, layout, device, dtype):
+    loaded = load_vae(tiny["root"] / layout, device=device, dtype=dtype)
+    device = torch.device(device)
+    assert loaded.device.type == device.type and loaded.dtype == dtype
+    state = loaded.model.state_dict()
+    assert all(v.device.type == device.type and v.dtype == dtype for v in state.values())
+    if device.type != "meta":
+        assert_weights_equal({k: v.cpu() for k, v in state.items()}, tiny["model"].state_dict(), dtype)
+
+
+def test_a_bfloat16_vae_still_returns_float32_cpu_video_close_to_the_reference(tiny):
+    video = load_vae(tiny["root"] / "wan", dtype=torch.bfloat16).decode(tiny["z"])
+    assert video.dtype == torch.float32 and video.device.type == "cpu"
+    torch.testing.assert_close(video, reference_decode(tiny["model"], tiny["z"]), rtol=0, atol=0.05)
 
 
 def test_decoded_video_has_4t_minus_3_frames_8x_size_in_unit_range_on_cpu(tiny, vae):
@@ -115,25 +180,18 @@ def test_iter_decode_yields_cpu_pieces_that_make_the_whole_video(tiny, vae):
 def test_batch_items_decode_independently(tiny, vae):
     z2 = torch.cat([tiny["z"], tiny["z"].flip(2)])
     both = vae.decode(z2)
+    torch.testing.assert_close(both[:1], vae.decode(tiny["z"]), rtol=0, atol=1e-5)
     torch.testing.assert_close(both[1:], vae.decode(tiny["z"].flip(2)), rtol=0, atol=1e-5)
 
 
 def test_encode_returns_model_space_latents(tiny, vae):
     video = torch.rand(1, 3, 9, 24, 32, generator=torch.Generator().manual_seed(3))
     z = vae.encode(video)
-    assert z.shape == (1, 16, 3, 3, 4)
+    assert z.shape == (1, 16, 3, 3, 4) and z.dtype == torch.float32
+    mean, std = latent_stats(tiny["model"])
     with torch.no_grad():
         raw = tiny["model"].encode(video * 2 - 1).latent_dist.mode()
-    torch.testing.assert_close(z, to_model_space(raw), rtol=0, atol=1e-5)
-
-
-def test_every_path_form_finds_the_weights(tiny, tmp_path):
-    root = tiny["root"]
-    comfy = tmp_path / "wan_2.1_vae.safetensors"          # ComfyUI keeps Wan's names in safetensors
-    save_file({k: v.contiguous() for k, v in tiny["wan_sd"].items()}, str(comfy))
-    expected = load_vae(root / "wan").decode(tiny["z"])
-    for path in (root / "wan" / "Wan2.1_VAE.pth", root / "diffusers" / "vae", comfy):
-        torch.testing.assert_close(load_vae(path).decode(tiny["z"]), expected, rtol=0, atol=1e-6)
+    torch.testing.assert_close(z, (raw - mean) / std, rtol=0, atol=1e-5)
 
 
 def test_missing_vae_lists_the_files_and_download_commands(tmp_path):
@@ -159,15 +217,36 @@ def test_a_foreign_or_incomplete_file_is_a_clear_error(tiny, tmp_path):
         load_vae(tmp_path / "b.pth")
 
 
+def test_a_damaged_file_is_a_clear_error(tmp_path):
+    (tmp_path / "Wan2.1_VAE.pth").write_bytes(b"truncated download")
+    with pytest.raises(ValueError, match=r"Wan2\.1_VAE\.pth' could not be read .*download"):
+        load_vae(tmp_path / "Wan2.1_VAE.pth")
+
+
+def test_a_vae_without_16_latent_channels_is_refused(tmp_path):
+    from diffusers import AutoencoderKLWan
+    other = AutoencoderKLWan(base_dim=BASE_DIM, z_dim=4)
+    save_file({k: v.contiguous() for k, v in other.state_dict().items()}, str(tmp_path / "z4.safetensors"))
+    with pytest.raises(ValueError, match=r"z4\.safetensors' has z_dim 4 .*16 latent channels"):
+        load_vae(tmp_path / "z4.safetensors")
+
+
 def test_loading_never_uses_the_network(tiny, monkeypatch):
     def refuse(*args, **kwargs):
         raise AssertionError("network access while loading a local model")
     monkeypatch.setattr(socket.socket, "connect", refuse)
-    load_vae(tiny["root"] / "diffusers" / "vae")
-    load_vae(tiny["root"] / "wan")
+    with socket.socket() as s, pytest.raises(AssertionError, match="network access"):
+        s.connect(("127.0.0.1", 9))                                # the guard is in force
+    for path in (tiny["root"] / "diffusers" / "vae", tiny["root"] / "wan"):
+        assert_weights_equal(load_vae(path).model.state_dict(), tiny["model"].state_dict())
 
 
 def test_decoded_chunks_stream_into_an_mp4(tiny, vae, tmp_path):
     from core.video_io import read_video, write_mp4
     chunks = (c[0].permute(1, 2, 3, 0) for c in vae.iter_decode(tiny["z"], chunk_frames=3))
-    assert read_video(write_mp4(tmp_path / "v.mp4", chunks)).shape == (17, 24, 32, 3)
+    frames = read_video(write_mp4(tmp_path / "v.mp4", chunks))
+    assert frames.shape == (17, 24, 32, 3)
+    got, want = torch.from_numpy(frames).float() / 255, vae.decode(tiny["z"])[0].permute(1, 2, 3, 0)
+    # H.264 (yuv420) blurs this noise-like tiny video, but keeps each frame's colour and the picture
+    assert (got.mean((1, 2)) - want.mean((1, 2))).abs().max() < 0.02
+    assert torch.corrcoef(torch.stack([got.flatten(), want.flatten()]))[0, 1] > 0.85
