@@ -12,6 +12,8 @@ from pathlib import Path
 
 import torch
 
+from .checkpoint.reader import read_weights
+
 
 def _latents_shape(path: Path) -> tuple[int, ...]:
     if path.suffix == ".pt":
@@ -26,10 +28,7 @@ def _latents_shape(path: Path) -> tuple[int, ...]:
 
 def _load_pt(path: Path) -> torch.Tensor:
     """The published corpus format: a bare tensor [T, C, H, W] (or {"latents": tensor}), memory-mapped."""
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-    except Exception:  # legacy (non-zip) files cannot be memory-mapped; a real problem re-raises below
-        obj = torch.load(path, map_location="cpu", weights_only=True)
+    obj = read_weights(path, "corpus file", mmap=True).content   # mmap: only the frames used are read
     if isinstance(obj, dict) and "latents" in obj:
         obj = obj["latents"]
     if not torch.is_tensor(obj):

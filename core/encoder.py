@@ -15,6 +15,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from .checkpoint.reader import read_weights
+
 
 @dataclass
 class EncoderConfig:
@@ -123,11 +125,7 @@ def load_encoder(path: str | Path, device: str | torch.device = "cpu") -> Retrie
     if not path.is_file():
         raise FileNotFoundError(f"retrieval encoder '{path}' does not exist; pass the path of ae_latent_mem.pt "
                                 "(or a train-encoder checkpoint), or use avg_pool")
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # truncated / not a torch file / unsafe pickle
-        raise ValueError(f"retrieval encoder '{path}' could not be read as a torch checkpoint ({exc}); "
-                         "expected a file written by torch.save with keys 'model' and 'config'") from exc
+    ckpt = read_weights(path, "retrieval encoder").content   # CheckpointError (a ValueError) names the problem
     if not isinstance(ckpt, dict) or "model" not in ckpt or "config" not in ckpt:
         found = sorted(ckpt)[:8] if isinstance(ckpt, dict) else type(ckpt).__name__
         raise ValueError(f"retrieval encoder '{path}' has top-level {found}; expected a dict with 'model' "

@@ -23,6 +23,8 @@ from pathlib import Path
 
 import torch
 
+from .checkpoint.reader import read_state_dict
+
 TEXT_LEN = 512
 WAN_T5_FILE = "models_t5_umt5-xxl-enc-bf16.pth"
 WAN_TOKENIZER_DIR = "google/umt5-xxl"
@@ -161,19 +163,8 @@ def _umt5_config_from_wan(state: dict[str, torch.Tensor], path: Path):
 
 def _load_wan_t5(pth: Path, device, dtype):
     from transformers import UMT5EncoderModel
-    try:
-        try:   # mmap: the bf16 XXL file is ~11 GB; tensors are read as they are converted
-            state = torch.load(str(pth), map_location="cpu", weights_only=True, mmap=True)
-        except RuntimeError as exc:
-            if "mmap" not in str(exc):
-                raise
-            state = torch.load(str(pth), map_location="cpu", weights_only=True)   # legacy (non-zip) file
-    except Exception as exc:
-        raise ValueError(f"text encoder '{pth}' could not be read as a torch state dict ({type(exc).__name__}: "
-                         f"{exc}); the file is damaged or not Wan's {WAN_T5_FILE} — download it again") from exc
-    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
-        raise ValueError(f"text encoder '{pth}' does not hold a flat state dict of tensors; expected Wan's "
-                         f"{WAN_T5_FILE}")
+    # mmap: the bf16 XXL file is ~11 GB; tensors are read as they are converted
+    state = read_state_dict(pth, "text encoder", mmap=True, expected=f"Wan's {WAN_T5_FILE}")
     renamed = wan_t5_to_transformers(state, pth)   # fails first on foreign names
     config = _umt5_config_from_wan(state, pth)
     converted = {k: v.to(device=device, dtype=dtype) for k, v in renamed.items()}

@@ -21,6 +21,7 @@ from typing import Iterator
 
 import torch
 
+from .checkpoint.reader import read_state_dict
 from .latent_format import WAN21_MEAN, to_model_space, to_raw_space
 from .text_encoder import MissingModelFiles
 
@@ -75,19 +76,7 @@ def resolve_vae_path(path: str | Path) -> tuple[str, Path]:
 
 
 def _read_state_dict(path: Path) -> dict[str, torch.Tensor]:
-    try:
-        if path.suffix == ".safetensors":
-            from safetensors.torch import load_file
-            state = load_file(str(path))
-        else:
-            state = torch.load(str(path), map_location="cpu", weights_only=True)
-    except Exception as exc:
-        raise ValueError(f"VAE '{path}' could not be read ({type(exc).__name__}: {exc}); the file is damaged or "
-                         f"not a state dict — download {WAN_VAE_FILE} again") from exc
-    if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
-        state = state["state_dict"]
-    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
-        raise ValueError(f"VAE '{path}' does not hold a flat state dict of tensors; expected {WAN_VAE_FILE}")
+    state = read_state_dict(path, "VAE", containers=("state_dict",), expected=f"the Wan2.1 VAE ({WAN_VAE_FILE})")
     for prefix in _PREFIXES:
         if state and all(k.startswith(prefix) for k in state):
             state = {k[len(prefix):]: v for k, v in state.items()}
