@@ -8,7 +8,6 @@ the pictures are noise-like: this demonstrates the plumbing, not the method's qu
 from __future__ import annotations
 
 import argparse
-import json
 import shlex
 import sys
 import time
@@ -52,7 +51,7 @@ def _label(frames: np.ndarray, text: str) -> np.ndarray:
 
 def write_demo_checkpoints(folder: Path, seed: int = 0) -> tuple[Path, Path]:
     """A tiny random backbone (bare Wan names, safetensors) and retrieval encoder (released .pt format)."""
-    from safetensors.torch import save_file
+    from .checkpoint import save_backbone_safetensors
     torch.manual_seed(seed)
     model = WanTransformer(DEMO_CONFIG)
     with torch.no_grad():
@@ -61,9 +60,7 @@ def write_demo_checkpoints(folder: Path, seed: int = 0) -> tuple[Path, Path]:
     folder.mkdir(parents=True, exist_ok=True)
     backbone = folder / "demo_wan_tiny.safetensors"
     # the head count travels in the file's metadata (it changes no weight shape, so it cannot be inferred)
-    meta = {"config": json.dumps({"num_heads": DEMO_CONFIG.num_heads, "dim": DEMO_CONFIG.dim})}
-    with atomic_path(backbone) as tmp:
-        save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(tmp), metadata=meta)
+    save_backbone_safetensors(model, backbone, DEMO_CONFIG)
     cfg = EncoderConfig(spatial_h=LATENT_HW[0], spatial_w=LATENT_HW[1], latent_dim=64, hidden_dims=[16, 32, 64])
     enc = RetrievalEncoder(cfg)
     encoder = folder / "demo_encoder.pt"

@@ -17,6 +17,7 @@ from typing import Callable
 import torch
 import torch.nn as nn
 
+from .checkpoint.reader import read_weights
 from .encoder import EncoderConfig, ResBlock, RetrievalEncoder
 from .io import atomic_path
 from .train_config import TrainConfig
@@ -68,10 +69,7 @@ def read_resume(path: str, enc_cfg: EncoderConfig) -> dict:
     if not p.is_file():
         raise FileNotFoundError(f"--resume checkpoint '{p}' does not exist; pass OUT/encoder_last.pt of an "
                                 "earlier run")
-    try:
-        ckpt = torch.load(p, map_location="cpu", weights_only=True)
-    except Exception as exc:
-        raise ValueError(f"--resume checkpoint '{p}' could not be read as a torch checkpoint ({exc})") from exc
+    ckpt = read_weights(p, "--resume checkpoint").content
     if not isinstance(ckpt, dict) or "model" not in ckpt or "config" not in ckpt:
         raise ValueError(f"--resume checkpoint '{p}' is not a retrieval-encoder checkpoint; expected a dict with "
                          "'model', 'config' (and 'optimizer', 'epoch' to continue training)")

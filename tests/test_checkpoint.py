@@ -542,9 +542,7 @@ def test_one_load_reads_and_checks_each_file_once(tmp_path, state, monkeypatch, 
 def test_torch_load_is_called_only_by_the_one_reader():
     core = Path(__file__).resolve().parents[1] / "core"
     users = {str(p.relative_to(core)) for p in core.rglob("*.py") if "torch.load(" in p.read_text()}
-    # train_state.py (read_resume, --resume checkpoints) is owned by the training code; it routes through
-    # read_weights there, then leaves this exception.
-    assert users - {"train_state.py"} == {"checkpoint/reader.py"}
+    assert users == {"checkpoint/reader.py"}
 
 
 def test_every_loader_refuses_a_pickle_that_runs_code(tmp_path):

@@ -8,7 +8,8 @@ import torch
 from safetensors.torch import save_file
 
 from core.distributed import Rank, shard
-from core.jobs import latent_frames_for_seconds, output_stem, read_prompts
+from core.jobs import output_stem, read_prompts
+from core.latent_format import latent_frames_for_seconds
 
 from conftest import GOLDEN
 
@@ -28,9 +29,9 @@ def test_output_names_are_deterministic_and_safe():
 
 
 def test_seconds_become_whole_blocks_of_latent_frames():
-    assert latent_frames_for_seconds(30) == 120
-    assert latent_frames_for_seconds(60) == 240
-    assert latent_frames_for_seconds(0.1) == 3
+    assert latent_frames_for_seconds(30, 3) == 120
+    assert latent_frames_for_seconds(60, 3) == 240
+    assert latent_frames_for_seconds(0.1, 3) == 3
 
 
 def test_prompt_list_errors(tmp_path):

@@ -28,7 +28,7 @@ def test_recency_guard_keeps_only_the_oldest_entries_eligible():
 def test_top_k_is_by_cosine_in_descending_order_per_sample():
     g = torch.Generator().manual_seed(0)
     d = torch.randn(2, 20, 8, generator=g)
-    choice = select_frames(d, 20, num_evicted=15, sink=1, recent_exclude=5, k=3)
+    choice = select_frames(d, 20, num_evicted=15, sink=1, recent_exclude=5, top_k=3)
     for b in range(2):
         keys = d[b, 1:11]
         sims = torch.nn.functional.cosine_similarity(keys, d[b, 19:20], dim=-1)
@@ -42,7 +42,7 @@ def test_avg_pool_descriptor_is_the_spatial_mean():
 
 
 def test_log_record_is_flat_for_batch_one_and_names_global_frames():
-    choice = select_frames(torch.randn(1, 12, 4), 12, num_evicted=8, sink=1, recent_exclude=5, k=2)
+    choice = select_frames(torch.randn(1, 12, 4), 12, num_evicted=8, sink=1, recent_exclude=5, top_k=2)
     rec = log_record(4, 12, choice, sink=1)
     assert set(rec) >= {"block", "query_frame", "pool_indices", "global_frames", "similarities"}
     assert rec["global_frames"] == [i + 1 for i in rec["pool_indices"]]
