@@ -18,7 +18,7 @@ def captured(monkeypatch):
     calls = []
 
     def fake_attention(q, k, v):
-        calls.append((q, k, v))
+        calls.append((q.clone(), k.clone(), v.clone()))   # k/v may be views of buffers the cache reuses
         return q
 
     monkeypatch.setattr(kv_cache_mod, "attention", fake_attention)
@@ -51,11 +51,12 @@ def make_cache(policy, pool=None):
 
 
 def pool_v(pool, i):
-    return pool._load(pool._entries[i])[1]
+    """Pool entry i's V [layers, B, tokens, heads, D]."""
+    return pool.gather(torch.tensor([[i]]), torch.device("cpu"), torch.float64)[1]
 
 
 def pool_k(pool, i):
-    return pool._load(pool._entries[i])[0]
+    return pool.gather(torch.tensor([[i]]), torch.device("cpu"), torch.float64)[0]
 
 
 def test_native_window_attends_sink_and_every_cached_frame(captured):
@@ -109,7 +110,7 @@ def test_native_window_keeps_no_pool():
 
 def test_repeated_forwards_of_a_block_reuse_its_slots(captured):
     pool = HistoryPool()
-    cache = make_cache(CachePolicy.retrieval(window=6, sink=1, k=2), pool)
+    cache = make_cache(CachePolicy.retrieval(window=6, sink=1, top_k=2), pool)
     for start in range(0, 9, 3):
         run_block(cache, start, forwards=5)
     assert cache.filled == 6 and len(pool) == 3
