@@ -10,6 +10,15 @@ native    : keys stored after RoPE at absolute frame positions; attention contex
 retrieval : keys stored before RoPE; each forward re-applies RoPE at positions relative to
             the cache (slot index), retrieved frames at position 0; attention context =
             [sink ‖ retrieved ‖ local] with local = the last (window − sink − K) slots.
+
+Attention always reads one contiguous K and one V tensor (no per-forward concatenation). In the
+native regime that is the window itself: sink and every other cached frame are one run of slots
+whose keys are already rotated. Otherwise each layer keeps a context buffer [sink | retrieved |
+local] of rotated keys and values. Only the current block's slots change between the forwards of
+a block, so everything before them is rotated and copied once per block and layer (at the layer's
+first forward); a forward rotates and writes just the block's own keys, at its queries' positions.
+Memory: those buffers hold window frames of K and V per layer (the retrieved frames live in them),
+so the retrieval regime keeps twice the window's K/V; the native regime keeps no copy.
 """
 from __future__ import annotations
 
@@ -19,7 +28,7 @@ from typing import Callable
 import torch
 
 from .attention import attention
-from .rope import apply_rope, rope_table
+from .rope import apply_rope, compute_dtype, rope_table
 
 
 @dataclass(frozen=True)
@@ -74,10 +83,13 @@ class KVCache:
         self.block_start = -1      # global index of the current block's first frame
         self.block_slot = 0        # its first slot
         self.block_frames = 0
-        self._q_table = None
-        self._ctx_table = None
-        self._ctx_slots: list[tuple[int, int]] = []
-        self._retrieved: tuple[torch.Tensor, torch.Tensor] | None = None
+        self._q_table = None       # rotations of the block's queries (and its own keys), compute dtype
+        self._tables: dict[tuple[int, int], torch.Tensor] = {}
+        self._sink = self._local = (0, 0)   # attended slot ranges [a, b)
+        self._retrieved = 0        # frames retrieved for the current block
+        self._ctx_k: list[torch.Tensor] = []   # per-layer context buffers, allocated on first use
+        self._ctx_v: list[torch.Tensor] = []
+        self._stale = [True] * num_layers      # context part before the block not yet filled this block
 
     # ------------------------------------------------------------------ block set-up
     def begin_block(self, start_frame: int, num_frames: int) -> None:
@@ -85,61 +97,120 @@ class KVCache:
         same block (denoising steps, context pass) keeps the slots."""
         if start_frame == self.block_start:
             return
-        p, t = self.policy, self.tokens
-        overflow = self.filled + num_frames - p.window
+        overflow = self.filled + num_frames - self.policy.window
         if overflow > 0:
-            lo, hi = p.sink * t, (p.sink + overflow) * t
-            if self.on_evict is not None:
-                for f in range(overflow):
-                    a, b = lo + f * t, lo + (f + 1) * t
-                    self.on_evict(self.oldest + f, [k[:, a:b] for k in self.k], [v[:, a:b] for v in self.v])
-            self.oldest += overflow
-            end = self.filled * t
-            for buf in (*self.k, *self.v):
-                buf[:, lo:end - (hi - lo)] = buf[:, hi:end].clone()
-            self.filled -= overflow
+            self._evict(overflow)
         self.block_start, self.block_slot, self.block_frames = start_frame, self.filled, num_frames
         self.filled += num_frames
-        self._retrieved = None
+        self._retrieved = 0
         self._prepare_positions()
+
+    def _evict(self, overflow: int) -> None:
+        """Hand the ``overflow`` oldest non-sink frames to on_evict, shift the rest left over them."""
+        p, t = self.policy, self.tokens
+        lo, step, end = p.sink * t, overflow * t, self.filled * t
+        if self.on_evict is not None:
+            for f in range(overflow):
+                a, b = lo + f * t, lo + (f + 1) * t
+                self.on_evict(self.oldest + f, [k[:, a:b] for k in self.k], [v[:, a:b] for v in self.v])
+        self.oldest += overflow
+        for buf in (*self.k, *self.v):
+            # chunks of ``step`` tokens, oldest first: a chunk's source starts where its destination
+            # ends, so nothing is overwritten before it is read (no temporary copy of the window)
+            for a in range(lo, end - step, step):
+                n = min(step, end - step - a)
+                buf[:, a:a + n] = buf[:, a + step:a + step + n]
+        self.filled -= overflow
 
     def _prepare_positions(self) -> None:
         p = self.policy
-        h, w = self.grid_hw
-        dev = self.k[0].device
-        block = torch.arange(self.block_frames, device=dev)
-        sink_end = min(p.sink, self.filled)
-        local_start = max(p.sink, self.filled - p.local_frames)
-        self._ctx_slots = [(0, sink_end), (local_start, self.filled)]
-        if p.relative_rope:
-            self._q_table = rope_table(block + self.block_slot, h, w, self.head_dim)
-            slots = torch.cat([torch.arange(a, b, device=dev) for a, b in self._ctx_slots])
-            self._ctx_table = rope_table(slots, h, w, self.head_dim)
-        else:
-            self._q_table = rope_table(block + self.block_start, h, w, self.head_dim)
+        self._sink = (0, min(p.sink, self.filled))
+        self._local = (max(p.sink, self.filled - p.local_frames), self.filled)
+        base = self.block_slot if p.relative_rope else self.block_start
+        self._q_table = self._table(torch.arange(base, base + self.block_frames))
+        self._tables: dict[tuple[int, int], torch.Tensor] = {}   # slot range → rotations, kept for the block
+        self._stale = [True] * len(self.k)
+
+    def _table(self, frame_positions: torch.Tensor) -> torch.Tensor:
+        dev, h, w = self.k[0].device, *self.grid_hw
+        table = rope_table(frame_positions.to(dev), h, w, self.head_dim)
+        return table.to(compute_dtype(self.k[0].dtype))
 
     def set_retrieved(self, k: torch.Tensor, v: torch.Tensor) -> None:
         """Retrieved frames' pre-RoPE K and V [layers, B, n·tokens, heads, d] for the current block.
-        Their RoPE (temporal position 0) is applied once here and reused by every forward."""
+        Their RoPE (temporal position 0) is applied once here, straight into every layer's context."""
         n = k.shape[2] // self.tokens
-        h, w = self.grid_hw
-        table = rope_table(torch.zeros(n, dtype=torch.long, device=k.device), h, w, self.head_dim)
-        self._retrieved = (torch.stack([apply_rope(kl, table) for kl in k]), v)
+        frames = self._sink[1] + n + self._local[1] - self._local[0]
+        if frames > self.policy.window:
+            raise ValueError(f"{n} retrieved frames do not fit the attention context: sink, retrieved and "
+                             f"local frames make {frames} > window {self.policy.window}; retrieve at most "
+                             f"top_k = {self.policy.top_k} frames")
+        self._retrieved = n
+        self._allocate_context()
+        table = self._table(torch.zeros(n, dtype=torch.long))
+        a, b = self._sink[1] * self.tokens, (self._sink[1] + n) * self.tokens
+        for layer in range(len(self.k)):
+            apply_rope(k[layer], table, out=self._ctx_k[layer][:, a:b])
+            self._ctx_v[layer][:, a:b] = v[layer]
+        self._stale = [True] * len(self.k)
+
+    def _allocate_context(self) -> None:
+        if not self._ctx_k:
+            self._ctx_k = [torch.empty_like(k) for k in self.k]
+            self._ctx_v = [torch.empty_like(v) for v in self.v]
 
     # ------------------------------------------------------------------ per-layer attention
     def attend(self, layer: int, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
         """Write this block's K/V into its slots, then attend over the policy's context."""
+        self.write(layer, k, v)
+        t, n = self.tokens, k.shape[1]
+        if not self.policy.relative_rope and not self._retrieved and self._sink[1] == self._local[0]:
+            ks, vs = self.k[layer][:, :self.filled * t], self.v[layer][:, :self.filled * t]
+        else:
+            ks, vs = self._context(layer)
+            # the block's keys sit at its queries' positions in both regimes
+            if self.policy.relative_rope:
+                apply_rope(k, self._q_table, out=ks[:, -n:])
+            else:
+                ks[:, -n:] = self.k[layer][:, self.block_slot * t:self.filled * t]
+            vs[:, -n:] = v
+        return attention(apply_rope(q, self._q_table), ks, vs)
+
+    def write(self, layer: int, k: torch.Tensor, v: torch.Tensor) -> None:
+        """Write this block's K/V into its slots (K rotated in the native regime, raw in the retrieval
+        regime) without attending: a pass that only fills the cache calls this alone."""
         t = self.tokens
         a, b = self.block_slot * t, (self.block_slot + self.block_frames) * t
-        rel = self.policy.relative_rope
-        self.k[layer][:, a:b] = k if rel else apply_rope(k, self._q_table)
+        if self.policy.relative_rope:
+            self.k[layer][:, a:b] = k
+        else:
+            apply_rope(k, self._q_table, out=self.k[layer][:, a:b])
         self.v[layer][:, a:b] = v
-        ks = [self.k[layer][:, s * t:e * t] for s, e in self._ctx_slots]
-        vs = [self.v[layer][:, s * t:e * t] for s, e in self._ctx_slots]
-        if rel:
-            roped = apply_rope(torch.cat(ks, 1), self._ctx_table)
-            ks = [roped[:, : ks[0].shape[1]], roped[:, ks[0].shape[1]:]]
-        if self._retrieved is not None:
-            ks.insert(1, self._retrieved[0][layer])
-            vs.insert(1, self._retrieved[1][layer])
-        return attention(apply_rope(q, self._q_table), torch.cat(ks, 1), torch.cat(vs, 1))
+
+    def _context(self, layer: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """This layer's [sink | retrieved | local] K (rotated) and V, views of its context buffers; the
+        part before the current block is filled at the layer's first forward of the block."""
+        (s0, s1), (l0, l1), t = self._sink, self._local, self.tokens
+        self._allocate_context()
+        n = (s1 - s0 + self._retrieved + l1 - l0) * t
+        ks, vs = self._ctx_k[layer][:, :n], self._ctx_v[layer][:, :n]
+        if self._stale[layer]:
+            self._stale[layer] = False
+            local_at = (s1 - s0 + self._retrieved) * t
+            for dst, (a, b) in ((0, (s0, s1)), (local_at, (l0, self.block_slot))):
+                if b > a:
+                    self._fill(layer, dst, a, b)
+        return ks, vs
+
+    def _fill(self, layer: int, dst: int, a: int, b: int) -> None:
+        """Copy slots [a, b) to the context at token ``dst``, keys rotated at their slot positions (retrieval
+        regime; native keys are stored rotated)."""
+        t = self.tokens
+        src, out = self.k[layer][:, a * t:b * t], self._ctx_k[layer][:, dst:dst + (b - a) * t]
+        if self.policy.relative_rope:
+            if (a, b) not in self._tables:
+                self._tables[a, b] = self._table(torch.arange(a, b))
+            apply_rope(src, self._tables[a, b], out=out)
+        else:
+            out.copy_(src)
+        self._ctx_v[layer][:, dst:dst + (b - a) * t] = self.v[layer][:, a * t:b * t]

@@ -12,6 +12,7 @@ from typing import Protocol
 
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 from einops import rearrange
 
 from .attention import attention
@@ -49,6 +50,15 @@ class AttentionContext(Protocol):
         """q/k/v [B, F·tokens, heads, head_dim] before RoPE → attention output, same layout."""
 
 
+class CacheWriter(Protocol):
+    """What ``WanTransformer.write_cache`` needs: an AttentionContext that can also store K/V alone."""
+
+    def attend(self, layer: int, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor: ...
+
+    def write(self, layer: int, k: torch.Tensor, v: torch.Tensor) -> None:
+        """k/v [B, F·tokens, heads, head_dim] before RoPE → stored for later forwards; nothing attended."""
+
+
 class RMSNorm(nn.Module):
     def __init__(self, dim: int, eps: float):
         super().__init__()
@@ -63,6 +73,20 @@ class RMSNorm(nn.Module):
 class LayerNorm(nn.LayerNorm):
     def forward(self, x):
         return super().forward(x).type_as(x)
+
+
+class GELUTanh(nn.Module):
+    """GELU, tanh approximation (Wan's FFN activation), computed on CPU as x·sigmoid(2u), u = √(2/π)(x + 0.044715x³).
+
+    The same function as 0.5·x·(1 + tanh u): torch's CPU tanh kernel made F.gelu twice as slow as this,
+    and this form is closer to the float64 value. Other devices and half precision keep F.gelu (one
+    fused kernel; it computes half precision in float32 internally).
+    """
+
+    def forward(self, x):
+        if x.device.type != "cpu" or x.dtype not in (torch.float32, torch.float64):
+            return F.gelu(x, approximate="tanh")
+        return torch.addcmul(x, x * x, x, value=0.044715).mul_(2 * math.sqrt(2 / math.pi)).sigmoid_().mul_(x)
 
 
 def sinusoidal_embedding(dim: int, t: torch.Tensor) -> torch.Tensor:
@@ -81,17 +105,25 @@ class SelfAttention(nn.Module):
         self.norm_q, self.norm_k = RMSNorm(cfg.dim, cfg.eps), RMSNorm(cfg.dim, cfg.eps)
 
     def forward(self, x, grid: tuple[int, int, int], ctx: AttentionContext | None):
+        return self.o(self.attend(*self.qkv(x), grid, ctx).flatten(2))
+
+    def qkv(self, x) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """x [B, S, dim] → q, k (normed, before RoPE), v [B, S, heads, head_dim]."""
         b, s, _ = x.shape
-        q = self.norm_q(self.q(x)).view(b, s, self.heads, -1)
-        k = self.norm_k(self.k(x)).view(b, s, self.heads, -1)
-        v = self.v(x).view(b, s, self.heads, -1)
-        if ctx is None:
-            f, h, w = grid
-            table = rope_table(torch.arange(f, device=x.device), h, w, q.shape[-1])
-            out = attention(apply_rope(q, table), apply_rope(k, table), v)
-        else:
-            out = ctx.attend(self.layer, q, k, v)
-        return self.o(out.flatten(2))
+        return (self.norm_q(self.q(x)).view(b, s, self.heads, -1), *self.kv(x))
+
+    def attend(self, q, k, v, grid: tuple[int, int, int], ctx: AttentionContext | None) -> torch.Tensor:
+        """Attention output [B, S, heads, head_dim]: through ``ctx``, or over the frames themselves."""
+        if ctx is not None:
+            return ctx.attend(self.layer, q, k, v)
+        f, h, w = grid
+        table = rope_table(torch.arange(f, device=q.device), h, w, q.shape[-1])
+        return attention(apply_rope(q, table), apply_rope(k, table), v)
+
+    def kv(self, x) -> tuple[torch.Tensor, torch.Tensor]:
+        """x [B, S, dim] → k (normed, before RoPE), v [B, S, heads, head_dim]."""
+        b, s, _ = x.shape
+        return self.norm_k(self.k(x)).view(b, s, self.heads, -1), self.v(x).view(b, s, self.heads, -1)
 
 
 class CrossAttention(nn.Module):
@@ -120,24 +152,37 @@ class Block(nn.Module):
         self.norm3 = LayerNorm(cfg.dim, eps=cfg.eps, elementwise_affine=True)
         self.cross_attn = CrossAttention(cfg)
         self.norm2 = LayerNorm(cfg.dim, eps=cfg.eps, elementwise_affine=False)
-        self.ffn = nn.Sequential(nn.Linear(cfg.dim, cfg.ffn_dim), nn.GELU(approximate="tanh"),
-                                 nn.Linear(cfg.ffn_dim, cfg.dim))
+        self.ffn = nn.Sequential(nn.Linear(cfg.dim, cfg.ffn_dim), GELUTanh(), nn.Linear(cfg.ffn_dim, cfg.dim))
         self.modulation = nn.Parameter(torch.zeros(1, 6, cfg.dim))
 
     def forward(self, x, e, grid, text_kv, ctx):
         """x [B, F·T, dim]; e [B, F, 6, dim] (per-frame modulation)."""
-        f = e.shape[1]
         e = (self.modulation.unsqueeze(1) + e).chunk(6, dim=2)
+        attn = self.self_attn.attend(*self._qkv(x, e[0], e[1]), grid, ctx)
+        return self._after_attention(x, attn, e, text_kv)
 
-        def modulate(h, shift, scale):
-            return (h.unflatten(1, (f, -1)) * (1 + scale) + shift).flatten(1, 2)
+    def write_kv(self, x, e, ctx: CacheWriter) -> None:
+        """Only the self-attention K/V of x, handed to ``ctx.write`` (same arithmetic as ``forward``)."""
+        e = (self.modulation.unsqueeze(1) + e).chunk(6, dim=2)
+        ctx.write(self.self_attn.layer, *self._qkv(x, e[0], e[1])[1:])
 
-        def gate(h, g):
-            return (h.unflatten(1, (f, -1)) * g).flatten(1, 2)
+    # The two cache-free halves of a layer (what ``WanTransformer.compile_blocks`` compiles).
+    def _qkv(self, x, shift, scale):
+        return self.self_attn.qkv(_modulate(self.norm1(x), shift, scale))
 
-        x = x + gate(self.self_attn(modulate(self.norm1(x), e[0], e[1]), grid, ctx), e[2])
+    def _after_attention(self, x, attn, e, text_kv):
+        x = x + _gate(self.self_attn.o(attn.flatten(2)), e[2])
         x = x + self.cross_attn(self.norm3(x), text_kv)
-        return x + gate(self.ffn(modulate(self.norm2(x), e[3], e[4])), e[5])
+        return x + _gate(self.ffn(_modulate(self.norm2(x), e[3], e[4])), e[5])
+
+
+def _modulate(h, shift, scale):
+    """h [B, F·T, dim] with per-frame shift/scale [B, F, 1, dim]."""
+    return (h.unflatten(1, (shift.shape[1], -1)) * (1 + scale) + shift).flatten(1, 2)
+
+
+def _gate(h, g):
+    return (h.unflatten(1, (g.shape[1], -1)) * g).flatten(1, 2)
 
 
 class Head(nn.Module):
@@ -191,16 +236,41 @@ class WanTransformer(nn.Module):
     def forward(self, x: torch.Tensor, t: torch.Tensor, text: TextContext,
                 ctx: AttentionContext | None = None) -> torch.Tensor:
         """x [B, C, F, H, W] noisy latents, t [B, F] timesteps (0..1000) → flow [B, C_out, F, H, W]."""
-        b = x.shape[0]
-        x = self.patch_embedding(x)
-        grid = tuple(x.shape[2:])
-        x = x.flatten(2).transpose(1, 2)
-        e = self.time_embedding(sinusoidal_embedding(self.cfg.freq_dim, t.flatten()).type_as(x))
-        e0 = self.time_projection(e).unflatten(1, (6, self.cfg.dim)).unflatten(0, t.shape)
+        x, e, e0, grid = self._embed(x, t)
         for blk, kv in zip(self.blocks, text.kv):
             x = blk(x, e0, grid, kv, ctx)
         x = self.head(x, e.unflatten(0, t.shape).unsqueeze(2))
-        return self.unpatchify(x, grid, b)
+        return self.unpatchify(x, grid, t.shape[0])
+
+    def compile_blocks(self, **options) -> "WanTransformer":
+        """torch.compile each layer's two cache-free halves (norms, modulation, projections, cross-attention,
+        FFN); the cache and RoPE bookkeeping stay eager. ``options`` go to torch.compile. Returns self.
+
+        Pays on CUDA (fuses the element-wise chains into few kernels); on CPU see benchmarks/compile_check.py.
+        """
+        for blk in self.blocks:
+            blk._qkv = torch.compile(blk._qkv, **options)
+            blk._after_attention = torch.compile(blk._after_attention, **options)
+        return self
+
+    def write_cache(self, x: torch.Tensor, t: torch.Tensor, text: TextContext, ctx: CacheWriter) -> None:
+        """The K/V ``forward`` would hand to ``ctx`` for every layer, and nothing else (the AR loop's
+        context pass): the last layer stops after its K/V projections and the head is skipped,
+        since nothing reads the output. x [B, C, F, H, W], t [B, F] as in ``forward``."""
+        x, _, e0, grid = self._embed(x, t)
+        *layers, last = self.blocks
+        for blk, kv in zip(layers, text.kv):
+            x = blk(x, e0, grid, kv, ctx)
+        last.write_kv(x, e0, ctx)
+
+    def _embed(self, x: torch.Tensor, t: torch.Tensor):
+        """Patch and time embeddings → tokens [B, F·H'·W', dim], e [B·F, dim], e0 [B, F, 6, dim], grid (F, H', W')."""
+        x = self.patch_embedding(x)
+        grid = tuple(x.shape[2:])
+        x = x.flatten(2).transpose(1, 2).contiguous()   # else every residual add keeps the transposed layout and every norm copies it
+        e = self.time_embedding(sinusoidal_embedding(self.cfg.freq_dim, t.flatten()).type_as(x))
+        e0 = self.time_projection(e).unflatten(1, (6, self.cfg.dim)).unflatten(0, t.shape)
+        return x, e, e0, grid
 
     def unpatchify(self, x: torch.Tensor, grid, b: int) -> torch.Tensor:
         """[B, F, H'·W', p·q·r·C] → [B, C, F·p, H'·q, W'·r]."""

@@ -14,6 +14,7 @@ class FlowMatchSchedule:
         s = torch.linspace(1.0, 0.0, num_train_steps + 1)[:-1]
         self.sigmas = shift * s / (1 + (shift - 1) * s)
         self.timesteps = self.sigmas * num_train_steps
+        self._converted: dict[tuple[torch.device, torch.dtype], tuple[torch.Tensor, torch.Tensor]] = {}
 
     def denoising_timesteps(self, steps: Sequence[int], warp: bool = True) -> torch.Tensor:
         """The per-step timesteps [S] (float32). Warped: grid timestep at index N − step."""
@@ -27,9 +28,17 @@ class FlowMatchSchedule:
 
     def _sigma(self, t: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
         """Grid sigma nearest to each timestep, t [N] → [N, 1, 1, 1]."""
-        grid_t = self.timesteps.to(device=t.device, dtype=dtype)
+        grid_t, grid_s = self._grids(t.device, dtype)
         idx = torch.argmin((grid_t.unsqueeze(0) - t.to(dtype).unsqueeze(1)).abs(), dim=1)
-        return self.sigmas.to(device=t.device, dtype=dtype)[idx].reshape(-1, 1, 1, 1)
+        return grid_s[idx].reshape(-1, 1, 1, 1)
+
+    def _grids(self, device: torch.device, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+        """(timesteps, sigmas) on ``device`` in ``dtype``, converted once (every forward looks them up)."""
+        key = (device, dtype)
+        if key not in self._converted:
+            self._converted[key] = (self.timesteps.to(device=device, dtype=dtype),
+                                    self.sigmas.to(device=device, dtype=dtype))
+        return self._converted[key]
 
     def x0_from_flow(self, flow: torch.Tensor, xt: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         """x0 = x_t − sigma_t·flow in float64; flow/xt [N, C, H, W], t [N] → x0 in flow's dtype."""

@@ -1,0 +1,202 @@
+"""One command for the first CUDA machine: correctness and speed figures in one JSON report.
+
+    python benchmarks/gpu_check.py                       # everything (about 10 min on one GPU)
+    python benchmarks/gpu_check.py --frames 30 --skip-tests   # quicker
+
+With CUDA:
+  1. the CUDA tests: every test whose id contains "cuda" (they are skipped on CPU-only machines);
+  2. bf16 vs fp32 on the golden retrieval case (tests/data/golden, retrieval encoder): relative error
+     of the latents between the two, and of each to the published float32 outputs; whether the
+     retrieval picks the same frames. Expected: bf16 vs fp32 ≤ 0.1 (the same bound tests/test_pipeline.py
+     uses on a tiny model). bf16 rounds every activation to 8 bits of mantissa (unit roundoff
+     2^-8 ≈ 4e-3); 2 layers x 80 forwards compound that to about 1e-2, and the AR loop feeds each
+     block's output back through the cache, so the error grows block by block. A retrieval pick can
+     flip where two candidates' similarities are within ~1e-3 (the golden case's smallest top-k
+     margin is 1.1e-3): then the videos diverge more and the report says so (``same_selection``);
+  3. native vs retrieval per block at the real size (Wan 1.3B shape, random weights, bf16,
+     480x832 → 60x104 latents, ``--frames`` latent frames = 30 s at 16 fps by default) with the pool on
+     device / host / disk: ms per block after the cache is full, its ratio to the floor (benchmarks/floor.py,
+     measured after every block on this GPU), peak VRAM, and the bytes the pool moves host→device per block
+     (what its gather reads from the host and disk tiers).
+Writes benchmarks/results/gpu_check.json. Without CUDA it runs the CPU self-check (the FLOP counter
+against a hand count, the report writer round trip), prints one line and exits 0.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from floor import (ROOT, STEADY_FROM_FRAME, BlockShape, FloorProbe, block_flops, context_pass_writes_only,  # noqa: E402
+                   random_model)
+
+import torch  # noqa: E402
+
+from core.model import WanConfig  # noqa: E402
+
+REAL = WanConfig(dim=1536, ffn_dim=8960, num_layers=30, num_heads=12)
+REAL_HW = (60, 104)
+REAL_FRAMES = 120          # 30 s at 16 fps: 480 video frames → 120 latent frames (4x temporal compression)
+BF16_TOLERANCE = 0.1
+
+
+# ---------------------------------------------------------------------------------------- report
+def write_report(report: dict, path: Path) -> Path:
+    """The report as JSON with what produced it (torch, device, host); returns the path."""
+    meta = {"torch": torch.__version__, "python": platform.python_version(), "host": platform.node(),
+            "cuda_device": torch.cuda.get_device_name() if torch.cuda.is_available() else None,
+            "time": time.strftime("%Y-%m-%d %H:%M:%S")}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"meta": meta, **report}, indent=1, default=str))
+    return path
+
+
+def self_check() -> dict:
+    """CPU-only checks of this script's own machinery; raises AssertionError when one fails."""
+    cfg = WanConfig(dim=64, ffn_dim=128, num_layers=2, num_heads=2)
+    s = BlockShape(cfg, tokens=6, frames_per_block=3, context_frames=4, forwards=5)
+    n, lk, d = 18, 24, 64   # query tokens, key tokens, dim
+    per_layer = 2 * n * d * d * 6 + 2 * n * d * 128 * 2 + 4 * n * lk * d + 4 * n * 512 * d
+    want = per_layer * cfg.num_layers * s.forwards
+    got = block_flops(s)
+    assert got["total"] == want, f"FLOP counter: {got['total']} != hand count {want}"
+    assert got["matmul"] + got["sdpa"] == got["total"]
+    probe = FloorProbe(s, repeats=1).measure()
+    assert probe["floor_s"] > 0 and probe["essential_floor_s"] < probe["floor_s"]
+    with tempfile.TemporaryDirectory() as tmp:
+        path = write_report({"self_check": {"flops": got}}, Path(tmp) / "r.json")
+        back = json.loads(path.read_text())
+    assert back["self_check"]["flops"] == got and "torch" in back["meta"]
+    return {"flops": got, "floor_s": probe["floor_s"]}
+
+
+# ---------------------------------------------------------------------------------------- CUDA parts
+def cuda_tests() -> dict:
+    cmd = [sys.executable, "-m", "pytest", "-q", "-k", "cuda", "tests/"]
+    res = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
+    tail = res.stdout.strip().splitlines()[-1:] if res.stdout.strip() else [res.stderr.strip()[-500:]]
+    return {"command": " ".join(cmd), "returncode": res.returncode, "summary": tail}
+
+
+def bf16_vs_fp32() -> dict:
+    """The golden retrieval case on CUDA in float32 and bfloat16."""
+    sys.path.insert(0, str(ROOT / "tests"))
+    from conftest import GOLDEN, golden_config
+    from safetensors.torch import load_file
+    from test_golden import config_from_case, rel_err
+
+    from core.encoder import load_encoder
+    from core.model import WanTransformer
+    from core.pipeline import generate
+
+    case = json.loads((GOLDEN / "case.json").read_text())
+    inputs = load_file(str(GOLDEN / "inputs.safetensors"))
+    ref = load_file(str(GOLDEN / "outputs.safetensors"))["latents_bcthw"]
+    b, c, t, h, w = case["latent_shape_bcthw"]
+    runs = {}
+    for name, dtype in (("fp32", torch.float32), ("bf16", torch.bfloat16)):
+        model = WanTransformer(golden_config())
+        model.load_state_dict(load_file(str(GOLDEN / "wan_tiny_t2v_bare.safetensors")))
+        model = model.to("cuda", dtype).eval().requires_grad_(False)
+        runs[name] = generate(model, inputs["prompt_embeds"], t, (h, w), case["seeds"]["noise"],
+                              config_from_case(case), encoder=load_encoder(GOLDEN / "ae.pt", "cuda"))
+    diff = rel_err(runs["bf16"].latents, runs["fp32"].latents)
+    same = [r["pool_indices"] for r in runs["bf16"].retrieval_log] == [r["pool_indices"] for r in runs["fp32"].retrieval_log]
+    return {"bf16_vs_fp32": diff, "fp32_vs_published": rel_err(runs["fp32"].latents, ref),
+            "bf16_vs_published": rel_err(runs["bf16"].latents, ref), "same_selection": same,
+            "tolerance": BF16_TOLERANCE, "ok": diff <= BF16_TOLERANCE}
+
+
+class _H2DCounter:
+    """Counts the bytes the history pool's gather brings onto the GPU when the pool lives on the host or
+    disk (without a budget nothing spills, so a device pool moves nothing)."""
+
+    def __init__(self, location: str | None):
+        from core.history_pool import HistoryPool
+        self.cls, self.original, self.bytes = HistoryPool, HistoryPool.gather, 0
+        self.counting = location in ("host", "disk")
+
+    def __enter__(self):
+        counter = self
+
+        def gather(pool, indices, device, dtype):
+            out = counter.original(pool, indices, device, dtype)
+            if counter.counting:
+                counter.bytes += sum(x.numel() * x.element_size() for x in out)
+            return out
+
+        self.cls.gather = gather
+        return self
+
+    def __exit__(self, *exc):
+        self.cls.gather = self.original
+
+
+def real_size_run(model, regime: str, location: str, frames: int, probe: FloorProbe) -> dict:
+    from core.config import PoolConfig, RetrievalConfig, SamplingConfig
+    from core.pipeline import generate
+
+    cfg = (SamplingConfig(retrieval=None) if regime == "native"
+           else SamplingConfig(retrieval=RetrievalConfig(pool=PoolConfig(location=location))))
+    emb = torch.randn(1, 512, REAL.text_dim, generator=torch.Generator().manual_seed(0))
+    torch.cuda.empty_cache()
+    torch.cuda.reset_peak_memory_stats()
+    with _H2DCounter(location if regime != "native" else None) as h2d:
+        res = generate(model, emb, frames, REAL_HW, 0, cfg, timings=True, callback=probe)
+    steady = [t for t in res.timings if t["block"] * cfg.frames_per_block >= STEADY_FROM_FRAME] or res.timings
+    ratios = [t["total_s"] / probe.floors[t["block"]] for t in steady]
+    return {"regime": regime, "pool": location if regime != "native" else None, "frames": frames,
+            "ms_per_block": 1e3 * statistics.median(t["total_s"] for t in steady),
+            "ratio_to_floor": statistics.median(ratios), "peak_vram_mb": torch.cuda.max_memory_allocated() / 2**20,
+            "h2d_bytes_per_block": h2d.bytes / len(res.timings), "pool_peak_bytes": res.pool_peak_bytes}
+
+
+def real_size(frames: int) -> list[dict]:
+    model = random_model(REAL, dtype=torch.bfloat16, device="cuda")
+    tokens = (REAL_HW[0] // 2) * (REAL_HW[1] // 2)
+    probe = FloorProbe(BlockShape(REAL, tokens), dtype=torch.bfloat16, device="cuda")
+    out = []
+    for regime, location in (("native", None), ("retrieval", "device"), ("retrieval", "host"), ("retrieval", "disk")):
+        r = real_size_run(model, regime, location, frames, probe)
+        print(f"  {regime:9} pool {str(r['pool']):6} {r['ms_per_block']:8.1f} ms/block  {r['ratio_to_floor']:.2f}x floor  "
+              f"peak VRAM {r['peak_vram_mb']:8.0f} MB  H2D {r['h2d_bytes_per_block'] / 2**20:7.1f} MB/block", flush=True)
+        out.append(r)
+    return out
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--frames", type=int, default=REAL_FRAMES, help="latent frames of the real-size runs")
+    ap.add_argument("--skip-tests", action="store_true")
+    ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "gpu_check.json")
+    args = ap.parse_args()
+    check = self_check()
+    if not torch.cuda.is_available():
+        print(f"no CUDA device: ran the CPU self-check only (FLOP counter and report writer OK, "
+              f"{check['flops']['total']} FLOPs on the check shape)")
+        return 0
+    report = {"self_check": check, "context_pass": context_pass_writes_only()}
+    if not args.skip_tests:
+        report["cuda_tests"] = cuda_tests()
+        print(f"CUDA tests: {report['cuda_tests']['summary']}", flush=True)
+    report["bf16"] = bf16_vs_fp32()
+    print(f"golden case bf16 vs fp32: {report['bf16']['bf16_vs_fp32']:.2e} (≤ {BF16_TOLERANCE} expected), "
+          f"same retrieval picks: {report['bf16']['same_selection']}", flush=True)
+    print(f"real size, {args.frames} latent frames of {REAL_HW[0]}x{REAL_HW[1]}, bf16:")
+    report["real_size"] = real_size(args.frames)
+    print(f"wrote {write_report(report, args.out)}")
+    ok = report["bf16"]["ok"] and report.get("cuda_tests", {}).get("returncode", 0) in (0, 5)
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("TQDM_DISABLE", "1")
+    raise SystemExit(main())
