@@ -1,18 +1,19 @@
 """Does ``model.compile_blocks()`` (torch.compile of each layer's cache-free halves) pay on this machine?
 
-    python benchmarks/compile_check.py [--rounds 2] [--threads 2] [--device cpu]
+    python benchmarks/compile_check.py [--rounds 3] [--threads 2] [--device cpu]
 
-Medium size, both regimes, eager and compiled models interleaved in one process (the compiled
-one warmed up first, its compile time reported separately); per block after the cache is full,
-each block's ratio to the floor measured right after it. Also the relative difference of the
-compiled run's latents to the eager run's (same seed). Writes benchmarks/results/compile_check.json.
+Medium size, both regimes; the eager model and each compiled variant (``--variants``: torch.compile
+keyword arguments as JSON; default: torch.compile's defaults, and inductor's weight freezing) run
+interleaved in one process, the order rotating every round. Compiled models are warmed up first
+(compile time reported). Per block after the cache is full, each block's ratio to the floor
+measured right after it; the relative difference of each variant's latents to eager's (same seed).
+Writes benchmarks/results/compile_check.json.
 """
 from __future__ import annotations
 
 import argparse
 import json
 import os
-import statistics
 import sys
 import time
 from pathlib import Path
@@ -26,42 +27,55 @@ import torch  # noqa: E402
 from core.config import SamplingConfig  # noqa: E402
 from core.pipeline import generate  # noqa: E402
 
+VARIANTS = {"default": {}, "freezing": {"options": {"freezing": True}}}
+
+
+def build(variants: dict, device: str) -> tuple[dict, dict]:
+    """name → model (eager first), and each compiled one's warm-up seconds and latents difference to eager."""
+    models = {"eager": random_model(MEDIUM, device=device)}
+    ref = generate(models["eager"], prompt(), 12, MEDIUM_HW, 0, SamplingConfig()).latents
+    info = {}
+    for name, kwargs in variants.items():
+        models[name] = random_model(MEDIUM, device=device).compile_blocks(**kwargs)
+        t0 = time.perf_counter()
+        out = generate(models[name], prompt(), 12, MEDIUM_HW, 0, SamplingConfig()).latents   # both regimes' shapes
+        generate(models[name], prompt(), 12, MEDIUM_HW, 0, SamplingConfig(retrieval=None))
+        info[name] = {"kwargs": kwargs, "compile_s": time.perf_counter() - t0,
+                      "rel_diff": ((out - ref).norm() / ref.norm()).item()}
+        print(f"{name:10} torch.compile(**{json.dumps(kwargs)}): warm-up {info[name]['compile_s']:.0f} s, "
+              f"latents vs eager rel diff {info[name]['rel_diff']:.1e}", flush=True)
+    return models, info
+
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--rounds", type=int, default=2)
+    ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--device", default="cpu")
+    ap.add_argument("--variants", default=json.dumps(VARIANTS), help="JSON: name → torch.compile kwargs")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
-    context_pass = context_pass_writes_only()
-    eager = random_model(MEDIUM, device=args.device)
-    compiled = random_model(MEDIUM, device=args.device).compile_blocks()
-    t0 = time.perf_counter()
-    warm = generate(compiled, prompt(), 12, MEDIUM_HW, 0, SamplingConfig())   # both regimes' shapes
-    generate(compiled, prompt(), 12, MEDIUM_HW, 0, SamplingConfig(retrieval=None))
-    compile_s = time.perf_counter() - t0
-    ref = generate(eager, prompt(), 12, MEDIUM_HW, 0, SamplingConfig())
-    diff = ((warm.latents - ref.latents).norm() / ref.latents.norm()).item()
-    print(f"context pass: {context_pass}; compile + first runs {compile_s:.0f} s; "
-          f"compiled vs eager latents rel diff {diff:.1e}")
+    print(f"context pass: {context_pass_writes_only()}; {args.threads} threads")
+    models, info = build(json.loads(args.variants), args.device)
     probe = FloorProbe(medium_shape(), device=args.device)
-    runs = {(regime, kind): [] for regime in ("native", "retrieval") for kind in ("eager", "compiled")}
+    names = list(models)
+    ratios = {(regime, n): [] for regime in ("native", "retrieval") for n in names}
     load = [os.getloadavg()[0]]
     for rnd in range(args.rounds):
+        order = names[rnd % len(names):] + names[:rnd % len(names)]   # rotate who goes first
         for regime in ("native", "retrieval"):
-            kinds = ("eager", "compiled") if rnd % 2 == 0 else ("compiled", "eager")
-            for kind in kinds:
-                model = eager if kind == "eager" else compiled
-                runs[regime, kind].append(run_regime(model, regime, probe))
+            for n in order:
+                ratios[regime, n] += run_regime(models[n], regime, probe)["ratios"]
                 load.append(os.getloadavg()[0])
-    report = {"compile_s": compile_s, "rel_diff": diff, "threads": args.threads, "load": load, "regimes": {}}
+    report = {"variants": info, "threads": args.threads, "load": load, "ratios": {}}
     for regime in ("native", "retrieval"):
-        e = [r for run in runs[regime, "eager"] for r in run["ratios"]]
-        c = [r for run in runs[regime, "compiled"] for r in run["ratios"]]
-        gain = [a / b for a, b in zip(e, c)]
-        report["regimes"][regime] = {"eager_ratio": e, "compiled_ratio": c, "gain": gain}
-        print(f"{regime:10} ratio to floor: eager {spread(e)}  compiled {spread(c)}  eager/compiled {spread(gain)}")
+        line = []
+        for n in names:
+            r = ratios[regime, n]
+            report["ratios"][f"{regime}/{n}"] = r
+            gain = [e / c for e, c in zip(ratios[regime, "eager"], r)]
+            line.append(f"{n} {spread(r)}" + ("" if n == "eager" else f" (eager/{n} {spread(gain)})"))
+        print(f"{regime:10} ratio to floor: " + "; ".join(line))
     print(f"load average (1 min) during the runs: {spread(load)}")
     path = ROOT / "benchmarks" / "results" / "compile_check.json"
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -27,6 +27,8 @@ figures are medians over all paired blocks with [min–max] as the noise stateme
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
 import json
 import os
 import statistics
@@ -141,8 +143,8 @@ def run_published(pipe, probe: FloorProbe, frames: int = MEDIUM_FRAMES) -> dict:
     torch.manual_seed(0)   # the published loop re-noises from the global generator
     clock = _BlockClock(probe)
     hook = pipe.generator.register_forward_hook(clock, with_kwargs=True)
-    try:
-        with torch.no_grad():
+    try:   # the published loop prints its cache policy and a progress bar: keep the table readable
+        with torch.no_grad(), contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
             clock.start = time.perf_counter()
             pipe.inference(noise, ["benchmark"], return_latents=True, skip_vae_decode=True)
     finally:
@@ -167,7 +169,8 @@ def main() -> int:
     ours_model = random_model(MEDIUM)
     probe = FloorProbe(medium_shape())
     regimes = args.regimes.split(",")
-    pubs = {r: published_pipeline(r, state) for r in regimes}
+    with contextlib.redirect_stdout(io.StringIO()):
+        pubs = {r: published_pipeline(r, state) for r in regimes}
     results = {r: {"ours": [], "published": []} for r in regimes}
     load = [os.getloadavg()[0]]
     print(f"context pass (ours): {context_pass}; {args.threads} threads; {args.rounds} rounds")
