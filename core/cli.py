@@ -62,6 +62,9 @@ def add_generation_options(p: argparse.ArgumentParser, default_mode: str = "rag"
     g.add_argument("--dtype", choices=sorted(DTYPES), default=None,
                    help="compute dtype (default float32 on CPU, bfloat16 on CUDA, float16 where bf16 is unsupported)")
     g.add_argument("--device", default=None, help="cpu or cuda[:N] (default cuda if available; cuda:LOCAL_RANK under torchrun)")
+    g.add_argument("--compile", action="store_true",
+                   help="torch.compile the layers (GPU: fuses the element-wise work; costs a warm-up of a minute or "
+                        "more; on CPU it does not pay, see README)")
     s = p.add_argument_group("sampling")
     s.add_argument("--mode", choices=modes, default=default_mode, help="rag: retrieval; native: sliding window")
     s.add_argument("--encoder", default="avg_pool", help="retrieval encoder checkpoint (ae_latent_mem.pt) or avg_pool")
@@ -86,6 +89,9 @@ def add_generation_options(p: argparse.ArgumentParser, default_mode: str = "rag"
     m.add_argument("--pool-storage", choices=POOL_STORAGES, default="kv",
                    help="kv: exact (default); kv-half: half the bytes (approximate); "
                         "latent: store latents, recompute K/V on retrieval (approximate, smallest)")
+    m.add_argument("--no-prefetch", action="store_true",
+                   help="read each block's retrieved frames at its start instead of during the previous block's "
+                        "context pass (same output; for measuring)")
 
 
 def sampling_config(args, mode: str) -> SamplingConfig:
@@ -93,14 +99,15 @@ def sampling_config(args, mode: str) -> SamplingConfig:
     retrieval = None
     if mode == "rag":
         pool = PoolConfig(args.pool, args.pool_budget_mb, args.pool_storage, args.pool_dir)
-        retrieval = RetrievalConfig(args.top_k, args.recent_exclude, pool)
+        retrieval = RetrievalConfig(args.top_k, args.recent_exclude, pool, prefetch=not args.no_prefetch)
     return SamplingConfig(frames_per_block=args.frames_per_block, window=args.local_attn_size, sink=args.sink_size,
                           steps=args.steps, shift=args.shift, context_noise=args.context_noise, retrieval=retrieval)
 
 
 def model_spec(args) -> jobs.ModelSpec:
     return jobs.ModelSpec(args.backbone, lora=args.lora, lora_strength=args.lora_strength, num_heads=args.num_heads,
-                          use_ema=not args.no_ema, encoder=args.encoder, device=args.device, dtype=args.dtype)
+                          use_ema=not args.no_ema, encoder=args.encoder, device=args.device, dtype=args.dtype,
+                          compile=args.compile)
 
 
 def cmd_generate(args, progress: jobs.Progress) -> int:

@@ -84,6 +84,9 @@ class RetrievalConfig:
     top_k: int = 6
     recent_exclude: int = 5
     pool: PoolConfig = field(default_factory=PoolConfig)
+    # choose and read the next block's frames while the current block's context pass runs (a reader
+    # thread; on CUDA a side stream); the same frames and values as reading them at the block's start
+    prefetch: bool = True
 
     def __post_init__(self):
         if self.top_k < 1:
