@@ -78,3 +78,17 @@ def test_a_failed_read_surfaces_at_the_block_that_needed_it(golden_model, golden
     monkeypatch.setattr(prefetch_mod.Prefetcher, "_read", broken)
     with pytest.raises(OSError, match="disk gone"):
         run(golden_model, golden_inputs, encoder, PoolConfig(), prefetch=True)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA (run by benchmarks/gpu_check.py)")
+@pytest.mark.parametrize("location", ["host", "disk"])
+def test_cuda_side_stream_reads_give_the_serial_output(golden_model, golden_inputs, tmp_path, location):
+    model = golden_model.to("cuda")
+    try:
+        enc = load_encoder(GOLDEN / "ae.pt", "cuda")
+        pool = PoolConfig(location, directory=str(tmp_path))
+        serial = run(model, golden_inputs, enc, pool, prefetch=False)
+        ahead = run(model, golden_inputs, enc, pool, prefetch=True)
+        assert torch.equal(ahead.latents, serial.latents) and ahead.retrieval_log == serial.retrieval_log
+    finally:
+        golden_model.to("cpu")
