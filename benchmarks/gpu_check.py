@@ -146,7 +146,7 @@ def real_size_run(model, regime: str, location: str, frames: int, probe: FloorPr
     from core.pipeline import generate
 
     cfg = (SamplingConfig(retrieval=None) if regime == "native"
-           else SamplingConfig(retrieval=RetrievalConfig(pool=PoolConfig(location=location), prefetch=prefetch)))
+           else SamplingConfig(retrieval=RetrievalConfig(pool=PoolConfig(location=location), prefetch="on" if prefetch else "off")))
     emb = torch.randn(1, 512, REAL.text_dim, generator=torch.Generator().manual_seed(0))
     torch.cuda.empty_cache()
     torch.cuda.reset_peak_memory_stats()

@@ -16,7 +16,7 @@ import argparse
 import sys
 
 from . import demo, jobs, train_encoder
-from .config import DTYPES, MODES, POOL_LOCATIONS, POOL_STORAGES, PoolConfig, RetrievalConfig, SamplingConfig, \
+from .config import DTYPES, MODES, POOL_LOCATIONS, POOL_STORAGES, PREFETCH, PoolConfig, RetrievalConfig, SamplingConfig, \
     check_latent_size, parse_steps
 from .io import check_output_dir, check_output_file
 from .latent_format import latent_frames_for_seconds
@@ -89,9 +89,9 @@ def add_generation_options(p: argparse.ArgumentParser, default_mode: str = "rag"
     m.add_argument("--pool-storage", choices=POOL_STORAGES, default="kv",
                    help="kv: exact (default); kv-half: half the bytes (approximate); "
                         "latent: store latents, recompute K/V on retrieval (approximate, smallest)")
-    m.add_argument("--no-prefetch", action="store_true",
-                   help="read each block's retrieved frames at its start instead of during the previous block's "
-                        "context pass (same output; for measuring)")
+    m.add_argument("--prefetch", choices=PREFETCH, default=DEFAULT_RETRIEVAL.prefetch,
+                   help="read each block's retrieved frames during the previous block's context pass (same output); "
+                        "auto: on a GPU only (on a CPU the read competes with the compute)")
 
 
 def sampling_config(args, mode: str) -> SamplingConfig:
@@ -99,7 +99,7 @@ def sampling_config(args, mode: str) -> SamplingConfig:
     retrieval = None
     if mode == "rag":
         pool = PoolConfig(args.pool, args.pool_budget_mb, args.pool_storage, args.pool_dir)
-        retrieval = RetrievalConfig(args.top_k, args.recent_exclude, pool, prefetch=not args.no_prefetch)
+        retrieval = RetrievalConfig(args.top_k, args.recent_exclude, pool, prefetch=args.prefetch)
     return SamplingConfig(frames_per_block=args.frames_per_block, window=args.local_attn_size, sink=args.sink_size,
                           steps=args.steps, shift=args.shift, context_noise=args.context_noise, retrieval=retrieval)
 

@@ -103,7 +103,7 @@ class _BlockLoop:
         self.descriptors: torch.Tensor | None = None                    # [B, T, D]
         self.pool = self._make_pool()
         self.prefetcher = None
-        if self.pool is not None and cfg.retrieval.prefetch and self.pool.storage != "latent":
+        if self.pool is not None and cfg.retrieval.prefetches(self.device):
             self.prefetcher = Prefetcher(self.pool, self.device, self.dtype)
         p = model.cfg.patch_size
         self.cache = KVCache(cfg.policy, model.cfg.num_layers, self.b, (latent_hw[0] // p[1], latent_hw[1] // p[2]),

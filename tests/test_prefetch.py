@@ -39,7 +39,7 @@ class Spy:
 
 
 def run(model, inputs, encoder, pool, prefetch, recent_exclude=5, frames=48):
-    cfg = SamplingConfig(retrieval=RetrievalConfig(recent_exclude=recent_exclude, pool=pool, prefetch=prefetch))
+    cfg = SamplingConfig(retrieval=RetrievalConfig(recent_exclude=recent_exclude, pool=pool, prefetch="on" if prefetch else "off"))
     return generate(model, inputs["prompt_embeds"], frames, (8, 12), 42, cfg, encoder=encoder)
 
 
