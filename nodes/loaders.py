@@ -62,8 +62,8 @@ class LoadBackbone:
             "num_heads": ("INT", {"default": 0, "min": 0, "max": 64,
                                   "tooltip": "Attention heads; 0 = dim/128 (12 for Wan 1.3B). Only tiny test models need this."}),
             "compile": ("BOOLEAN", {"default": False,
-                                    "tooltip": "torch.compile the layers. On a GPU it fuses the element-wise work (the first "
-                                               "run compiles for a minute or more); on a CPU it does not pay."}),
+                                    "tooltip": "torch.compile the layers: fuses the element-wise work after a first run "
+                                               "that compiles (on a CPU measured 1.06-1.09x faster)."}),
         }}
 
     def load(self, backbone, lora, lora_strength, weight_dtype, device, offload, num_heads=0, compile=False):
