@@ -62,6 +62,13 @@ class CachePolicy:
                 f"block; use a window (local_attn_size) ≥ {self.sink + self.top_k + frames_per_block}")
 
 
+def _heads_first(shape, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    """A zeroed [B, tokens, heads, d] tensor stored as [B, heads, tokens, d]: each head's keys are contiguous,
+    the layout the attention kernel reads fastest (the cache is written a block at a time, read every forward)."""
+    b, n, h, d = shape
+    return torch.zeros((b, h, n, d), dtype=dtype, device=device).transpose(1, 2)
+
+
 class KVCache:
     """Per-layer K/V [B, window·tokens, heads, head_dim] plus the frame bookkeeping shared by all layers."""
 
@@ -77,8 +84,8 @@ class KVCache:
         self.on_evict = on_evict
         self.oldest = policy.sink  # global index of the oldest non-sink frame in the cache
         shape = (batch, policy.window * self.tokens, heads, head_dim)
-        self.k = [torch.zeros(shape, dtype=dtype, device=device) for _ in range(num_layers)]
-        self.v = [torch.zeros(shape, dtype=dtype, device=device) for _ in range(num_layers)]
+        self.k = [_heads_first(shape, dtype, device) for _ in range(num_layers)]
+        self.v = [_heads_first(shape, dtype, device) for _ in range(num_layers)]
         self.filled = 0            # frames in the cache
         self.block_start = -1      # global index of the current block's first frame
         self.block_slot = 0        # its first slot
@@ -156,8 +163,8 @@ class KVCache:
 
     def _allocate_context(self) -> None:
         if not self._ctx_k:
-            self._ctx_k = [torch.empty_like(k) for k in self.k]
-            self._ctx_v = [torch.empty_like(v) for v in self.v]
+            self._ctx_k = [_heads_first(k.shape, k.dtype, k.device) for k in self.k]
+            self._ctx_v = [_heads_first(v.shape, v.dtype, v.device) for v in self.v]
 
     # ------------------------------------------------------------------ per-layer attention
     def attend(self, layer: int, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
