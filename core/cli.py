@@ -20,6 +20,7 @@ from .config import DTYPES, MODES, POOL_LOCATIONS, POOL_STORAGES, PREFETCH, Pool
     check_latent_size, parse_steps
 from .io import check_output_dir, check_output_file
 from .latent_format import latent_frames_for_seconds
+from .noise import NOISE_CONTRACTS
 
 DEFAULTS = SamplingConfig()
 DEFAULT_RETRIEVAL = RetrievalConfig()
@@ -80,6 +81,10 @@ def add_generation_options(p: argparse.ArgumentParser, default_mode: str = "rag"
     s.add_argument("--context-noise", type=float, default=DEFAULTS.context_noise)
     s.add_argument("--latent-size", type=_arg(parse_size), default=(60, 104), help="HxW of the latent (60x104 = 480x832 video)")
     s.add_argument("--seed", type=int, default=0, help="noise seed (prompt i of a list uses seed + i)")
+    s.add_argument("--noise-contract", choices=NOISE_CONTRACTS, default=DEFAULTS.noise,
+                   help="per-block: block k's noise depends only on (seed, k), so a run's first seconds equal the "
+                        "shorter run and resume/extend are exact; reference: the published code's draws (the "
+                        "golden cases). The same seed gives different videos under the two")
     m = p.add_argument_group("history pool (rag mode)")
     m.add_argument("--pool", choices=POOL_LOCATIONS, default="host",
                    help="where evicted frames' K/V live first (host RAM is the published behaviour)")
@@ -101,7 +106,8 @@ def sampling_config(args, mode: str) -> SamplingConfig:
         pool = PoolConfig(args.pool, args.pool_budget_mb, args.pool_storage, args.pool_dir)
         retrieval = RetrievalConfig(args.top_k, args.recent_exclude, pool, prefetch=args.prefetch)
     return SamplingConfig(frames_per_block=args.frames_per_block, window=args.local_attn_size, sink=args.sink_size,
-                          steps=args.steps, shift=args.shift, context_noise=args.context_noise, retrieval=retrieval)
+                          steps=args.steps, shift=args.shift, context_noise=args.context_noise, retrieval=retrieval,
+                          noise=args.noise_contract)
 
 
 def model_spec(args) -> jobs.ModelSpec:

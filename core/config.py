@@ -18,6 +18,7 @@ from typing import Sequence
 import torch
 
 from .kv_cache import CachePolicy
+from .noise import NOISE_CONTRACTS
 
 MODES = ("rag", "native")
 POOL_LOCATIONS = ("device", "host", "disk")      # tiers, fastest first; a full tier spills to the next
@@ -115,6 +116,7 @@ class SamplingConfig:
     shift: float = 5.0
     context_noise: float = 0.0
     retrieval: RetrievalConfig | None = field(default_factory=RetrievalConfig)
+    noise: str = "per-block"        # core/noise.py: "per-block" (prefix-stable) or "reference" (the published one)
     policy: CachePolicy = field(init=False, repr=False, compare=False)
 
     def __post_init__(self):
@@ -125,6 +127,8 @@ class SamplingConfig:
             raise ValueError(f"frames per block {self.frames_per_block} must be ≥ 1")
         if self.shift <= 0:
             raise ValueError(f"shift {self.shift} must be > 0")
+        if self.noise not in NOISE_CONTRACTS:
+            raise ValueError(f"noise contract '{self.noise}' is unknown; use one of {NOISE_CONTRACTS}")
         k = self.retrieval.top_k if self.retrieval is not None else 0
         policy = CachePolicy(self.window, self.sink, k, relative_rope=self.retrieval is not None)
         policy.check(self.frames_per_block)
@@ -134,11 +138,25 @@ class SamplingConfig:
     def mode(self) -> str:
         return "native" if self.retrieval is None else "rag"
 
-    def check_frames(self, num_frames: int) -> None:
-        """Raise when ``num_frames`` latent frames are not whole blocks."""
-        if num_frames <= 0 or num_frames % self.frames_per_block:
-            raise ValueError(f"frames={num_frames}: latent frames must be a positive multiple of the block size "
-                             f"{self.frames_per_block} (e.g. {max(1, round(max(num_frames, 1) / self.frames_per_block)) * self.frames_per_block})")
+    def check_frames(self, num_frames: int, prefix: int = 0) -> None:
+        """Raise unless ``num_frames`` latent frames, of which the first ``prefix`` are given, are whole
+        blocks after the prefix's remainder (see ``blocks``)."""
+        nf, r = self.frames_per_block, prefix % self.frames_per_block
+        if prefix < 0 or (prefix and prefix >= num_frames):
+            raise ValueError(f"frames={num_frames}: the start already holds {prefix} latent frames; ask for more "
+                             f"than that (e.g. {prefix + nf})")
+        if num_frames <= 0 or (num_frames - r) % nf:
+            fix = r + max(1, round(max(num_frames - r, 1) / nf)) * nf
+            given = f" after a start of {prefix} frames" if prefix else ""
+            raise ValueError(f"frames={num_frames}: latent frames{given} must be {'a positive multiple' if not r else f'{r} plus a multiple'} "
+                             f"of the block size {nf} (e.g. {fix})")
+
+    def blocks(self, num_frames: int, prefix: int = 0) -> list[tuple[int, int]]:
+        """(start frame, frames) of every block. A start whose length is not whole blocks gives a first,
+        shorter block of its remainder (an image: one frame); the blocks after it are full."""
+        self.check_frames(num_frames, prefix)
+        r = prefix % self.frames_per_block
+        return ([(0, r)] if r else []) + [(s, self.frames_per_block) for s in range(r, num_frames, self.frames_per_block)]
 
 
 def check_latent_size(latent_hw: Sequence[int], patch_hw: Sequence[int] = (2, 2)) -> tuple[int, int]:

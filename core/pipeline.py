@@ -19,6 +19,7 @@ from .encoder import RetrievalEncoder
 from .history_pool import HistoryPool
 from .kv_cache import KVCache
 from .model import TextContext, WanTransformer
+from .noise import NoiseSource, initial_noise  # noqa: F401  (initial_noise: the reference contract's first draw)
 from .prefetch import Prefetcher
 from .retrieval import RetrievalChoice, log_record, make_describer, select_frames
 from .rope import apply_rope, rope_table
@@ -34,6 +35,7 @@ class BlockUpdate:
     x0: torch.Tensor
     retrieval: dict | None
     timing: dict
+    replayed: bool = False                # a given (start) block, not generated
 
 
 @dataclass
@@ -48,10 +50,20 @@ class GenerationResult:
     peak_memory_mb: float = 0.0               # CUDA: max allocated; CPU: process peak RSS
 
 
-def initial_noise(seed: int, shape: Sequence[int]) -> tuple[torch.Tensor, torch.Generator]:
-    """One CPU generator; its first draw is the whole video's noise [B, C, T, H, W], float32."""
-    g = torch.Generator("cpu").manual_seed(int(seed))
-    return torch.randn(tuple(shape), generator=g, dtype=torch.float32), g
+def check_prefix(prefix: torch.Tensor, batch: int, channels: int, latent_hw: tuple[int, int]) -> torch.Tensor:
+    """A start [B, C, P, H, W] in the model's latent space, checked against the run → float32 CPU."""
+    if prefix.dim() != 5:
+        raise ValueError(f"start latents have shape {list(prefix.shape)}; expected [B, C, frames, H, W]")
+    b, c, _, h, w = prefix.shape
+    if c != channels:
+        extra = " (48 channels: Wan2.2's VAE; encode with the Wan2.1 VAE)" if c == 48 else ""
+        raise ValueError(f"start latents have {c} channels{extra}; this backbone takes {channels}")
+    if (h, w) != tuple(latent_hw):
+        raise ValueError(f"start latents are {h}x{w}; the run is {latent_hw[0]}x{latent_hw[1]} "
+                         f"(set the size to the start's: {w * 8}x{h * 8} px, latent {h}x{w})")
+    if b != batch:
+        raise ValueError(f"start latents hold {b} videos; the run has {batch} prompts")
+    return prefix.detach().to(device="cpu", dtype=torch.float32)
 
 
 def peak_memory_mb(device: torch.device) -> float:
@@ -91,12 +103,9 @@ class _BlockLoop:
         self.device, self.dtype = param.device, param.dtype
         self.b, self.c = prompt_embeds.shape[0], model.cfg.in_dim
         self.hw = latent_hw
-        self.nf = cfg.frames_per_block
-        self.num_blocks = num_frames // self.nf
         self.schedule = FlowMatchSchedule(cfg.shift)
         self.timesteps = self.schedule.denoising_timesteps(cfg.steps, cfg.warp_steps)
-        noise, self.generator = initial_noise(seed, (self.b, self.c, num_frames, *latent_hw))
-        self.noise = noise.permute(0, 2, 1, 3, 4)                       # [B, T, C, H, W]
+        self.noise = NoiseSource(cfg.noise, seed, (self.b, self.c, num_frames, *latent_hw), len(self.timesteps))
         self.text = model.encode_text(prompt_embeds.to(device=self.device, dtype=self.dtype))
         self.output = torch.zeros(self.b, num_frames, self.c, *latent_hw, dtype=torch.float32)
         self.describe = make_describer(encoder)
@@ -122,12 +131,12 @@ class _BlockLoop:
     def _forward(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         """x [B, F, C, H, W] at timesteps t [B, F] → x0, same layout."""
         flow = self.model(x.permute(0, 2, 1, 3, 4), t, self.text, self.cache).permute(0, 2, 1, 3, 4)
-        return self.schedule.x0_from_flow(flow.flatten(0, 1), x.flatten(0, 1), t.flatten()).unflatten(0, (self.b, self.nf))
+        return self.schedule.x0_from_flow(flow.flatten(0, 1), x.flatten(0, 1), t.flatten()).unflatten(0, x.shape[:2])
 
-    def _timestep(self, value: float) -> torch.Tensor:
-        return torch.full((self.b, self.nf), float(value), device=self.device, dtype=torch.float32)
+    def _timestep(self, value: float, frames: int) -> torch.Tensor:
+        return torch.full((self.b, frames), float(value), device=self.device, dtype=torch.float32)
 
-    def retrieve(self, start: int) -> RetrievalChoice | None:
+    def retrieve(self, start: int, frames: int) -> RetrievalChoice | None:
         """Make room for the block and, in the retrieval regime, attach its retrieved frames (read
         ahead by ``prefetch``, or chosen and read now). The choice sees the pool as it is before the
         block's start evicts: the frames that start evicts are never among them."""
@@ -139,7 +148,7 @@ class _BlockLoop:
         if choice is not None and choice.num_evicted != len(self.pool):
             raise RuntimeError(f"retrieval for frame {start} was chosen from {choice.num_evicted} pool frames; "
                                f"the pool holds {len(self.pool)}")
-        self.cache.begin_block(start, self.nf)
+        self.cache.begin_block(start, frames)
         if ahead is not None:
             self.cache.set_retrieved(ahead[1], ahead[2])
         elif choice is not None:
@@ -150,37 +159,44 @@ class _BlockLoop:
         """Choose the frames of the block starting at ``start`` now (its query, this block's last
         descriptor, exists; the pool changes only at that block's start) and start reading them."""
         r = self.cfg.retrieval
-        if self.prefetcher is None or start >= self.output.shape[1] or self.descriptors is None:
+        if self.prefetcher is None or self.descriptors is None:
             return
         choice = select_frames(self.descriptors, start, len(self.pool), self.cfg.sink, r.recent_exclude, r.top_k)
         if choice is not None:
             self.prefetcher.start(start, choice)
 
-    def denoise(self, start: int) -> torch.Tensor:
+    def denoise(self, block: int, start: int, frames: int) -> torch.Tensor:
         """The block's denoising steps → x0 [B, F, C, H, W] in the compute dtype."""
-        x = self.noise[:, start:start + self.nf].to(device=self.device, dtype=self.dtype)
-        b, nf, c, (h, w) = self.b, self.nf, self.c, self.hw
+        x = self.noise.block_noise(block, start, frames).to(device=self.device, dtype=self.dtype)
         for i, ts in enumerate(self.timesteps):
-            x0 = self._forward(x, self._timestep(ts))
+            x0 = self._forward(x, self._timestep(ts, frames))
             if i + 1 < len(self.timesteps):
-                fresh = torch.randn((b * nf, c, h, w), generator=self.generator, dtype=torch.float32)
-                t_next = torch.full((b * nf,), float(self.timesteps[i + 1]), device=self.device, dtype=torch.float32)
+                fresh = self.noise.renoise(frames)
+                t_next = torch.full((self.b * frames,), float(self.timesteps[i + 1]), device=self.device,
+                                    dtype=torch.float32)
                 x = self.schedule.add_noise(x0.flatten(0, 1), fresh.to(device=self.device, dtype=self.dtype),
-                                            t_next).unflatten(0, (b, nf))
+                                            t_next).unflatten(0, (self.b, frames))
         return x0
+
+    def replay(self, block: int, start: int, frames: int) -> torch.Tensor:
+        """A given block (the start of the video): its clean latents as x0, in the compute dtype."""
+        self.noise.skip_block(block, start, frames)
+        return self.output[:, start:start + frames].to(device=self.device, dtype=self.dtype)
 
     def commit(self, start: int, x0: torch.Tensor) -> None:
         """Keep the block's x0 and its frames' descriptors, then write its clean K/V (context pass)."""
-        self.output[:, start:start + self.nf] = x0.float().cpu()
-        desc = self.describe(x0.flatten(0, 1)).float().unflatten(0, (self.b, self.nf))
+        frames = x0.shape[1]
+        self.output[:, start:start + frames] = x0.float().cpu()
+        desc = self.describe(x0.flatten(0, 1)).float().unflatten(0, (self.b, frames))
         if self.descriptors is None:
             self.descriptors = torch.zeros(self.b, self.output.shape[1], desc.shape[-1], dtype=torch.float32,
                                            device=desc.device)
-        self.descriptors[:, start:start + self.nf] = desc
+        self.descriptors[:, start:start + frames] = desc
 
     def context_pass(self, x0: torch.Tensor) -> None:
         """The block's clean K/V into the cache (the last layer's output and the head are skipped)."""
-        self.model.write_cache(x0.permute(0, 2, 1, 3, 4), self._timestep(self.cfg.context_noise), self.text, self.cache)
+        self.model.write_cache(x0.permute(0, 2, 1, 3, 4), self._timestep(self.cfg.context_noise, x0.shape[1]),
+                               self.text, self.cache)
 
     def close(self) -> None:
         if self.prefetcher is not None:
@@ -192,7 +208,8 @@ class _BlockLoop:
 @torch.no_grad()
 def generate(model: WanTransformer, prompt_embeds: torch.Tensor, num_frames: int, latent_hw: tuple[int, int],
              seed: int, config: SamplingConfig | None = None, encoder: RetrievalEncoder | None = None,
-             callback: Callable[[BlockUpdate], None] | None = None, timings: bool = False) -> GenerationResult:
+             callback: Callable[[BlockUpdate], None] | None = None, timings: bool = False,
+             prefix: torch.Tensor | None = None) -> GenerationResult:
     """Generate ``num_frames`` latent frames of ``latent_hw`` for each prompt.
 
     prompt_embeds [B, L, text_dim]; the model's parameters decide device and compute dtype. The
@@ -200,23 +217,31 @@ def generate(model: WanTransformer, prompt_embeds: torch.Tensor, num_frames: int
     the result. Returns latents [B, 16, T, H, W] in the model's normalised space. ``callback`` runs
     after every block (raise from it to stop; the partial state is dropped). ``timings``: per-phase
     times (synchronises CUDA at each phase; off, only each block's total is measured).
+
+    ``prefix`` [B, C, P, H, W] (model space): the video's first P frames, given. Their blocks are
+    replayed — retrieval, descriptors and context pass as if generated, no denoising — and the rest is
+    generated (``SamplingConfig.blocks``: a P that is not whole blocks makes a shorter first block).
+    For latents this engine made, the replayed state and retrieval log are those of the original run.
     """
     cfg = config if config is not None else SamplingConfig()
-    cfg.check_frames(num_frames)
+    given = prefix.shape[2] if prefix is not None else 0
+    blocks = cfg.blocks(num_frames, given)
     latent_hw = check_latent_size(latent_hw, model.cfg.patch_size[1:])
     loop = _BlockLoop(model, prompt_embeds, num_frames, latent_hw, seed, cfg, encoder)
+    if prefix is not None:
+        loop.output[:, :given] = check_prefix(prefix, loop.b, loop.c, latent_hw).permute(0, 2, 1, 3, 4)
     result = GenerationResult(loop.output)
     clock = _Clock(loop.device, timings)
     try:
-        for blk in range(loop.num_blocks):
-            start = blk * loop.nf
+        for blk, (start, frames) in enumerate(blocks):
             clock.mark()
-            choice = loop.retrieve(start)
+            choice = loop.retrieve(start, frames)
             clock.mark()
-            x0 = loop.denoise(start)
+            x0 = loop.replay(blk, start, frames) if start + frames <= given else loop.denoise(blk, start, frames)
             clock.mark()
             loop.commit(start, x0)
-            loop.prefetch(start + loop.nf)
+            if blk + 1 < len(blocks):
+                loop.prefetch(blocks[blk + 1][0])
             loop.context_pass(x0)
             clock.mark()
             record = log_record(blk, start, choice, cfg.sink) if choice is not None else None
@@ -225,7 +250,7 @@ def generate(model: WanTransformer, prompt_embeds: torch.Tensor, num_frames: int
             timing = clock.timing(blk)
             result.timings.append(timing)
             if callback is not None:
-                callback(BlockUpdate(blk, loop.num_blocks, start, x0, record, timing))
+                callback(BlockUpdate(blk, len(blocks), start, x0, record, timing, replayed=start + frames <= given))
         if loop.pool is not None:
             result.pool_bytes_per_frame, result.pool_peak_bytes = loop.pool.bytes_per_frame, loop.pool.peak_bytes
             result.pool_usage = loop.pool.usage()

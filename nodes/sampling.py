@@ -7,6 +7,7 @@ import torch
 
 from ..core.budget import device_bytes_needed
 from ..core.config import PoolConfig, RetrievalConfig, SamplingConfig, parse_steps
+from ..core.noise import NOISE_CONTRACTS
 from ..core.latent_format import latent_frames_for_video, latent_size_for_video, to_raw_space
 from ..core.pipeline import generate
 from . import bridge
@@ -132,12 +133,18 @@ class ARBlockSampler:
                                 "tooltip": "Flow-matching timestep shift (published: 5.0)."}),
         }, "optional": {
             "retrieval": ("LLRAG_RETRIEVAL", {"tooltip": "From Retrieve Context. Unconnected = native sliding window."}),
+            "noise_contract": (list(NOISE_CONTRACTS), {
+                "default": DEFAULT_SAMPLING.noise,
+                "tooltip": "per-block: each block's noise depends only on the seed and the block, so a longer run "
+                           "begins exactly like a shorter one with the same seed. reference: the published code's "
+                           "noise (reproduces its outputs). The same seed gives different videos under the two."}),
         }}
 
     def sample(self, backbone: BackboneHandle, positive, width, height, length, seed, sink_size, local_attn_size,
-               frames_per_block, steps, shift, retrieval: RetrievalInput | None = None):
+               frames_per_block, steps, shift, retrieval: RetrievalInput | None = None, noise_contract="per-block"):
         cfg = SamplingConfig(frames_per_block=frames_per_block, window=local_attn_size, sink=sink_size,
-                             steps=parse_steps(steps), shift=shift, retrieval=retrieval.config if retrieval else None)
+                             steps=parse_steps(steps), shift=shift, retrieval=retrieval.config if retrieval else None,
+                             noise=noise_contract)
         latent_hw = latent_size_for_video(width, height)
         embeds = conditioning_embeds(positive, backbone.backbone.config.text_dim)
         frames = latent_frames_for_video(length, frames_per_block)

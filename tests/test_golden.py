@@ -32,7 +32,7 @@ def config_from_case(case: dict) -> SamplingConfig:
     k = kw.get("memory_size", 0)
     retrieval = RetrievalConfig(top_k=k, recent_exclude=kw.get("recent_exclude", 5)) if k > 0 else None
     return SamplingConfig(window=kw["local_attn_size"], sink=kw["sink_size"], shift=kw["timestep_shift"],
-                          steps=case["pipeline_config"]["denoising_step_list"], retrieval=retrieval)
+                          steps=case["pipeline_config"]["denoising_step_list"], retrieval=retrieval, noise="reference")
 
 
 def test_initial_noise_follows_the_rng_contract(golden_inputs):
