@@ -125,7 +125,11 @@ def cmd_generate(args, progress: jobs.Progress) -> int:
         frames = latent_frames_for_seconds(args.seconds, first.frames_per_block)
     if frames is None:
         raise ValueError("give the length with --frames (latent frames) or --seconds")
-    first.check_frames(frames)
+    if args.continue_from is None and args.resume is None:
+        first.check_frames(frames)      # with a start, checked against its length once it is read
+    if args.embeds is None and (args.continue_from or args.resume):
+        raise ValueError("--continue-from and --resume work with --embeds (latents out); for a video, generate the "
+                         "latents with --embeds and decode them")
     if args.embeds is None:
         missing = [o for o, v in (("--text-encoder", args.text_encoder), ("--vae", args.vae),
                                   ("--out-dir", args.out_dir)) if v is None]
@@ -140,7 +144,8 @@ def cmd_generate(args, progress: jobs.Progress) -> int:
     for path, what in ((args.out, "--out"), (args.log, "--log"), (args.timings, "--timings")):
         if path is not None:
             check_output_file(path, what)
-    job = jobs.LatentJob(args.embeds, frames, args.latent_size, args.seed, args.out, args.log, args.timings)
+    job = jobs.LatentJob(args.embeds, frames, args.latent_size, args.seed, args.out, args.log, args.timings,
+                         start=args.continue_from, resume=args.resume)
     return jobs.generate_latents(model_spec(args), first, job, progress)
 
 
@@ -165,6 +170,11 @@ def _add_generate(sub) -> None:
     length = gen.add_mutually_exclusive_group()
     length.add_argument("--frames", type=int, help="latent frames (multiple of the block size)")
     length.add_argument("--seconds", type=float, help="video length at 16 fps")
+    start = gen.add_mutually_exclusive_group()
+    start.add_argument("--continue-from", metavar="LATENTS", help="begin the video with these latents (this tool's "
+                       "output or any [B,16,T,H,W] model-space latents); --frames is the new total")
+    start.add_argument("--resume", metavar="PARTIAL", help="finish a stopped run from its OUT.partial.safetensors "
+                       "(same command otherwise); exact")
     gen.add_argument("--out", help="--embeds: output .safetensors ('latents' [B,16,T,H,W])")
     gen.add_argument("--log", help="--embeds: retrieval log .json")
     gen.add_argument("--timings", help="--embeds: per-block timings and peak memory .json")

@@ -23,6 +23,7 @@ from .distributed import Rank, barrier, current_rank, init_process_group, shard
 from .io import load_prompt_embeds, save_json, save_tensors
 from .latent_format import VIDEO_FPS
 from .pipeline import BlockUpdate, generate
+from .resume import BlockCollector, partial_path, read_partial, read_start, run_identity, write_partial
 
 
 @dataclass(frozen=True)
@@ -85,26 +86,45 @@ class LatentJob:
     out: str
     log: str | None = None
     timings: str | None = None
+    start: str | None = None       # --continue-from: latents the video begins with
+    resume: str | None = None      # --resume: a stopped run's .partial file
 
 
 def generate_latents(spec: ModelSpec, cfg: SamplingConfig, job: LatentJob, progress: Progress) -> int:
-    """``generate --embeds``: latents [B, 16, T, H, W] (model space) in ``job.out``."""
+    """``generate --embeds``: latents [B, 16, T, H, W] (model space) in ``job.out``. A run that stops
+    after finishing blocks keeps them in ``<out>.partial.safetensors`` (see core/resume.py)."""
     device, dtype = spec.resolve(current_rank())
+    embeds = load_prompt_embeds(job.embeds)
+    identity = run_identity(spec.backbone, embeds, job.seed, job.frames, job.latent_hw, cfg, spec.lora)
+    start = read_partial(job.resume, identity) if job.resume else read_start(job.start) if job.start else None
+    if start is not None:
+        cfg.check_frames(job.frames, start.shape[2])
     backbone, encoder = load_models(spec, device, dtype, need_encoder=cfg.retrieval is not None)
     embeds = load_prompt_embeds(job.embeds, backbone.config.text_dim)
     progress.report(f"backbone: {backbone.info.preset} ({backbone.info.format}), {backbone.config.num_layers} "
                     f"layers, dim {backbone.config.dim}; mode {cfg.mode}, encoder "
-                    f"{spec.encoder if cfg.retrieval is not None else '-'}")
-    result = generate(backbone.model, embeds, job.frames, job.latent_hw, job.seed, cfg, encoder=encoder,
-                      callback=progress.on_block, timings=job.timings is not None)
+                    f"{spec.encoder if cfg.retrieval is not None else '-'}"
+                    + (f"; starting from {start.shape[2]} given frames" if start is not None else ""))
+    collector = BlockCollector(progress.on_block)
+    try:
+        result = generate(backbone.model, embeds, job.frames, job.latent_hw, job.seed, cfg, encoder=encoder,
+                          callback=collector, timings=job.timings is not None, prefix=start)
+    except BaseException:
+        if collector.frames_done > (start.shape[2] if start is not None else 0):
+            kept = write_partial(job.out, collector, identity)
+            progress.report(f"kept the {collector.frames_done} finished latent frames in {kept}; "
+                            f"finish with the same command plus --resume {kept}")
+        raise
     save_tensors(job.out, {"latents": result.latents},
-                 metadata={"layout": "[B,16,T,H,W] model-normalised", "seed": str(job.seed), "mode": cfg.mode})
+                 metadata={"layout": "[B,16,T,H,W] model-normalised", "seed": str(job.seed), "mode": cfg.mode,
+                           "noise_contract": cfg.noise})
     if job.log:
         save_json(job.log, result.retrieval_log)
     if job.timings:
         save_json(job.timings, {"blocks": result.timings, "peak_memory_mb": result.peak_memory_mb,
                                 "pool_bytes_per_frame": result.pool_bytes_per_frame,
                                 "pool_peak_bytes": result.pool_peak_bytes, "pool_usage": result.pool_usage})
+    partial_path(job.out).unlink(missing_ok=True)
     progress.report(f"wrote {job.out}")
     return 0
 

@@ -113,24 +113,56 @@ def test_demo_into_an_unwritable_folder_is_one_line_and_exit_2(tmp_path):
     assert proc.stderr.strip().splitlines() == [proc.stderr.strip()] and "is a file, not a folder" in proc.stderr
 
 
-def test_ctrl_c_prints_one_line_exits_130_and_writes_nothing(tmp_path, embeds):
-    out = tmp_path / "long.safetensors"
-    cmd = [sys.executable, "-m", "core", "generate", "--backbone", GOLDEN / "wan_tiny_t2v_bare.safetensors",
-           "--embeds", embeds, "--frames", 600, "--latent-size", "8x12", "--device", "cpu", "--out", out,
-           "--log", tmp_path / "log.json"]
+def _interrupt_after_block(cmd, block: int) -> tuple[int, list[str]]:
     proc = subprocess.Popen(list(map(str, cmd)), cwd=ROOT, stderr=subprocess.PIPE, text=True)
     seen = []
-    while not any(line.startswith("block 3/") for line in seen):
+    while not any(line.startswith(f"block {block}/") for line in seen):
         line = proc.stderr.readline()
         assert line, "".join(seen)
         seen.append(line)
     proc.send_signal(signal.SIGINT)
     rest = proc.stderr.read()
-    assert proc.wait(timeout=60) == 130
-    tail = [line for line in rest.splitlines() if not line.startswith("block")]
-    assert len(tail) == 1 and tail[0].startswith("interrupted after block ") and "nothing half-written" in tail[0]
-    assert int(tail[0].split()[3].rstrip(";")) >= 3
-    assert list(tmp_path.iterdir()) == []
+    return proc.wait(timeout=60), [line for line in rest.splitlines() if not line.startswith("block")]
+
+
+def test_ctrl_c_keeps_the_finished_blocks_and_resume_finishes_the_run_exactly(tmp_path, embeds):
+    common = ["--backbone", GOLDEN / "wan_tiny_t2v_bare.safetensors", "--embeds", embeds, "--frames", 600,
+              "--latent-size", "8x12", "--device", "cpu", "--seed", 3]
+    ref_dir = tmp_path / "ref"
+    ref_dir.mkdir()
+    run_cli("generate", *common, "--out", ref_dir / "long.safetensors", "--log", ref_dir / "log.json")
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    out, log = run_dir / "long.safetensors", run_dir / "log.json"
+    code, tail = _interrupt_after_block([sys.executable, "-m", "core", "generate", *common, "--out", out, "--log", log], 3)
+    assert code == 130
+    partial = run_dir / "long.partial.safetensors"
+    assert len(tail) == 2 and tail[0].startswith("kept the ") and f"--resume {partial}" in tail[0]
+    assert tail[1].startswith("interrupted after block ") and "nothing half-written" in tail[1]
+    assert sorted(p.name for p in run_dir.iterdir()) == [partial.name]      # no half-written output
+    done = load_file(str(partial))["latents"]
+    assert done.shape[2] >= 9 and done.shape[2] % 3 == 0
+    # a different seed may not resume it
+    bad = run_cli("generate", *common[:-1], 4, "--out", out, "--resume", partial, check=False)
+    assert bad.returncode == 2 and "seed: 3 (partial) vs 4 (now)" in bad.stderr and not out.exists()
+    run_cli("generate", *common, "--out", out, "--log", log, "--resume", partial)
+    assert torch.equal(load_file(str(out))["latents"], load_file(str(ref_dir / "long.safetensors"))["latents"])
+    assert json.loads(log.read_text()) == json.loads((ref_dir / "log.json").read_text())
+    assert not partial.exists()
+
+
+def test_continue_from_extends_a_finished_video_exactly(tmp_path, embeds):
+    common = ["--backbone", GOLDEN / "wan_tiny_t2v_bare.safetensors", "--embeds", embeds, "--latent-size", "8x12",
+              "--device", "cpu", "--seed", 5]
+    run_cli("generate", *common, "--frames", 30, "--out", tmp_path / "long.safetensors")
+    run_cli("generate", *common, "--frames", 15, "--out", tmp_path / "short.safetensors")
+    run_cli("generate", *common, "--frames", 30, "--out", tmp_path / "ext.safetensors",
+            "--continue-from", tmp_path / "short.safetensors")
+    assert torch.equal(load_file(str(tmp_path / "ext.safetensors"))["latents"],
+                       load_file(str(tmp_path / "long.safetensors"))["latents"])
+    bad = run_cli("generate", *common, "--frames", 12, "--out", tmp_path / "x.safetensors",
+                  "--continue-from", tmp_path / "long.safetensors", check=False)
+    assert bad.returncode == 2 and "already holds 30 latent frames" in bad.stderr
 
 
 def test_the_demo_prints_a_command_that_reproduces_its_retrieval_run(tmp_path):
