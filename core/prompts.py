@@ -172,34 +172,48 @@ class PromptSchedule:
         return self.segments[0].embeds.shape[0]
 
     def fire_frames(self, frames_per_block: int, num_frames: int | None = None) -> list[int]:
-        """The block start where each segment begins (segment 0: 0). With ``num_frames``, a segment that
-        would begin at or past the end of the video is an error naming it."""
-        fires = [0]
-        for seg in self.segments[1:]:
-            block = -(-seg.start // frames_per_block) * frames_per_block
-            fires.append(max(block, fires[-1] + frames_per_block))       # one switch per block
-            if num_frames is not None and fires[-1] >= num_frames:
-                raise ValueError(
-                    f"{seg.label or 'a prompt'} would begin at latent frame {fires[-1]} "
-                    f"({frame_to_seconds(fires[-1]):g} s), at or past the end of the video ({num_frames} latent "
-                    f"frames, {frame_to_seconds(num_frames):g} s); make the video longer or move it earlier")
-        return fires
+        return fire_frames([seg.start for seg in self.segments], frames_per_block, num_frames,
+                           [seg.label for seg in self.segments])
 
     def timeline(self, frames_per_block: int) -> list[str]:
-        """One line per segment: the frame asked for and the block where it begins, rounding shown."""
-        lines = []
-        for seg, fire in zip(self.segments, self.fire_frames(frames_per_block)):
-            asked = f"frame {seg.start} ({frame_to_seconds(seg.start):g} s)"
-            if fire == seg.start:
-                where = f"begins at block {fire // frames_per_block} = {asked}"
-            elif fire == -(-seg.start // frames_per_block) * frames_per_block:
-                where = (f"asks for {asked}, inside a block: begins at the next block start, block "
-                         f"{fire // frames_per_block} = frame {fire} ({frame_to_seconds(fire):g} s)")
-            else:
-                where = (f"asks for {asked}: that block already switches (one switch per block), begins at "
-                         f"block {fire // frames_per_block} = frame {fire} ({frame_to_seconds(fire):g} s)")
-            lines.append(f"{seg.label}: {where}")
-        return lines
+        return timeline([seg.start for seg in self.segments], [seg.label for seg in self.segments], frames_per_block)
+
+
+def _block_start(frame: int, frames_per_block: int) -> int:
+    return -(-frame // frames_per_block) * frames_per_block
+
+
+def fire_frames(starts: list[int], frames_per_block: int, num_frames: int | None = None,
+                labels: list[str] | None = None) -> list[int]:
+    """The block start where each prompt begins, from the frames asked for (``starts[0]`` = 0): the first
+    block start ≥ the frame, one switch per block. With ``num_frames``, a prompt that would begin at or
+    past the end of the video is an error naming it (``labels``)."""
+    fires = [0]
+    for i, start in enumerate(starts[1:], start=1):
+        fires.append(max(_block_start(start, frames_per_block), fires[-1] + frames_per_block))
+        if num_frames is not None and fires[-1] >= num_frames:
+            label = labels[i] if labels else f"prompt {i}"
+            raise ValueError(
+                f"{label} would begin at latent frame {fires[-1]} ({frame_to_seconds(fires[-1]):g} s), at or past "
+                f"the end of the video ({num_frames} latent frames, {frame_to_seconds(num_frames):g} s); make the "
+                "video longer or move it earlier")
+    return fires
+
+
+def timeline(starts: list[int], labels: list[str], frames_per_block: int) -> list[str]:
+    """One line per prompt: the frame asked for and the block where it begins, rounding shown."""
+    lines = []
+    for start, label, fire in zip(starts, labels, fire_frames(starts, frames_per_block)):
+        asked = f"frame {start} ({frame_to_seconds(start):g} s)"
+        block = f"block {fire // frames_per_block} = frame {fire} ({frame_to_seconds(fire):g} s)"
+        if fire == start:
+            where = f"begins at block {fire // frames_per_block} = {asked}"
+        elif fire == _block_start(start, frames_per_block):
+            where = f"asks for {asked}, inside a block: rounded up to the next block start, {block}"
+        else:
+            where = f"asks for {asked}, but that block already switches (one switch per block): begins at {block}"
+        lines.append(f"{label}: {where}")
+    return lines
 
 
 def as_schedule(prompts: torch.Tensor | PromptSchedule) -> PromptSchedule:
