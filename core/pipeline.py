@@ -96,7 +96,7 @@ class _BlockLoop:
         self.hw = latent_hw
         self.nf = cfg.frames_per_block
         self.fires = self.prompts.fire_frames(self.nf, num_frames)       # block start of each segment
-        self.segment, self.retrievable_from, self.switches = 0, 0, []
+        self.segment, self.switches = 0, []
         self.num_blocks = num_frames // self.nf
         self.schedule = FlowMatchSchedule(cfg.shift)
         self.timesteps = self.schedule.denoising_timesteps(cfg.steps, cfg.warp_steps)
@@ -123,14 +123,19 @@ class _BlockLoop:
         self.segment += 1
         self.text = self._encode(self.segment)
         sw = self.cfg.switch
-        if sw.retrieval_scope == "segment":
-            self.retrievable_from = start
         plan = None
         if sw.mode == "recache":
             plan = recache(self.model, self.cache, self.text, self.output, start, sw.global_sink, self.cfg.context_noise)
         seg = self.prompts.segments[self.segment]
         self.switches.append({"segment": self.segment, "asked_frame": seg.start, "block_start": start,
                               "label": seg.label, "recache": plan.record() if plan is not None else None})
+
+    def retrievable_from(self, start: int) -> int:
+        """The first global frame the block at ``start`` may retrieve: 0, or with retrieval scope ``segment``
+        the first frame of its prompt's segment (known ahead: the schedule fixes every switch block)."""
+        if self.cfg.switch.retrieval_scope != "segment":
+            return 0
+        return max(f for f in self.fires if f <= start)
 
     def _make_pool(self) -> HistoryPool | None:
         if self.cfg.retrieval is None:
@@ -155,7 +160,7 @@ class _BlockLoop:
         r = self.cfg.retrieval
         if r is not None and self.descriptors is not None:
             choice = select_frames(self.descriptors, start, len(self.pool), self.cfg.sink, r.recent_exclude, r.top_k,
-                                   first_frame=self.retrievable_from)
+                                   first_frame=self.retrievable_from(start))
         self.cache.begin_block(start, self.nf)
         if choice is not None:
             self.cache.set_retrieved(*self.pool.gather(choice.pool_indices, self.device, self.dtype))
