@@ -17,7 +17,8 @@ With CUDA:
      480x832 → 60x104 latents, ``--frames`` latent frames = 30 s at 16 fps by default) with the pool on
      device / host / disk: ms per block after the cache is full, its ratio to the floor (benchmarks/floor.py,
      measured after every block on this GPU), peak VRAM, and the bytes the pool moves host→device per block
-     (what its gather reads from the host and disk tiers).
+     (what its gather reads from the host and disk tiers); host and disk pools each with the next block's
+     frames read during the context pass (overlap, the default) and at the block's start (serial).
 Writes benchmarks/results/gpu_check.json. Without CUDA it runs the CPU self-check (the FLOP counter
 against a hand count, the report writer round trip), prints one line and exits 0.
 """
@@ -140,12 +141,12 @@ class _H2DCounter:
         self.cls.gather = self.original
 
 
-def real_size_run(model, regime: str, location: str, frames: int, probe: FloorProbe) -> dict:
+def real_size_run(model, regime: str, location: str, frames: int, probe: FloorProbe, prefetch: bool = True) -> dict:
     from core.config import PoolConfig, RetrievalConfig, SamplingConfig
     from core.pipeline import generate
 
     cfg = (SamplingConfig(retrieval=None) if regime == "native"
-           else SamplingConfig(retrieval=RetrievalConfig(pool=PoolConfig(location=location))))
+           else SamplingConfig(retrieval=RetrievalConfig(pool=PoolConfig(location=location), prefetch="on" if prefetch else "off")))
     emb = torch.randn(1, 512, REAL.text_dim, generator=torch.Generator().manual_seed(0))
     torch.cuda.empty_cache()
     torch.cuda.reset_peak_memory_stats()
@@ -154,6 +155,7 @@ def real_size_run(model, regime: str, location: str, frames: int, probe: FloorPr
     steady = [t for t in res.timings if t["block"] * cfg.frames_per_block >= STEADY_FROM_FRAME] or res.timings
     ratios = [t["total_s"] / probe.floors[t["block"]] for t in steady]
     return {"regime": regime, "pool": location if regime != "native" else None, "frames": frames,
+            "overlap": prefetch if regime != "native" else None,
             "ms_per_block": 1e3 * statistics.median(t["total_s"] for t in steady),
             "ratio_to_floor": statistics.median(ratios), "peak_vram_mb": torch.cuda.max_memory_allocated() / 2**20,
             "h2d_bytes_per_block": h2d.bytes / len(res.timings), "pool_peak_bytes": res.pool_peak_bytes}
@@ -164,9 +166,12 @@ def real_size(frames: int) -> list[dict]:
     tokens = (REAL_HW[0] // 2) * (REAL_HW[1] // 2)
     probe = FloorProbe(BlockShape(REAL, tokens), dtype=torch.bfloat16, device="cuda")
     out = []
-    for regime, location in (("native", None), ("retrieval", "device"), ("retrieval", "host"), ("retrieval", "disk")):
-        r = real_size_run(model, regime, location, frames, probe)
-        print(f"  {regime:9} pool {str(r['pool']):6} {r['ms_per_block']:8.1f} ms/block  {r['ratio_to_floor']:.2f}x floor  "
+    runs = [("native", None, True), ("retrieval", "device", True)]
+    runs += [("retrieval", loc, overlap) for loc in ("host", "disk") for overlap in (True, False)]
+    for regime, location, overlap in runs:
+        r = real_size_run(model, regime, location, frames, probe, prefetch=overlap)
+        label = "" if regime == "native" else (" overlap" if overlap else " serial ")
+        print(f"  {regime:9} pool {str(r['pool']):6}{label} {r['ms_per_block']:8.1f} ms/block  {r['ratio_to_floor']:.2f}x floor  "
               f"peak VRAM {r['peak_vram_mb']:8.0f} MB  H2D {r['h2d_bytes_per_block'] / 2**20:7.1f} MB/block", flush=True)
         out.append(r)
     return out

@@ -12,3 +12,8 @@ def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor
     """
     out = F.scaled_dot_product_attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2))
     return out.transpose(1, 2)
+
+
+def attention_heads_first(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    """``attention`` with k/v already [B, heads, Lk, d] (e.g. the prompt's, laid out once) → [B, Lq, heads, d]."""
+    return F.scaled_dot_product_attention(q.transpose(1, 2), k, v).transpose(1, 2)

@@ -17,8 +17,8 @@ import argparse
 import sys
 
 from . import demo, jobs, train_encoder
-from .config import DTYPES, MODES, POOL_LOCATIONS, POOL_STORAGES, RETRIEVAL_SCOPES, SWITCH_MODES, PoolConfig, \
-    RetrievalConfig, SamplingConfig, SwitchConfig, check_latent_size, parse_steps
+from .config import DTYPES, MODES, POOL_LOCATIONS, POOL_STORAGES, PREFETCH, RETRIEVAL_SCOPES, SWITCH_MODES, \
+    PoolConfig, RetrievalConfig, SamplingConfig, SwitchConfig, check_latent_size, parse_steps
 from .io import check_output_dir, check_output_file, load_prompt_schedule
 from .prompts import fire_frames, read_schedule_file, timeline
 from .latent_format import latent_frames_for_seconds
@@ -65,6 +65,9 @@ def add_generation_options(p: argparse.ArgumentParser, default_mode: str = "rag"
     g.add_argument("--dtype", choices=sorted(DTYPES), default=None,
                    help="compute dtype (default float32 on CPU, bfloat16 on CUDA, float16 where bf16 is unsupported)")
     g.add_argument("--device", default=None, help="cpu or cuda[:N] (default cuda if available; cuda:LOCAL_RANK under torchrun)")
+    g.add_argument("--compile", action="store_true",
+                   help="torch.compile the layers (GPU: fuses the element-wise work; costs a warm-up of a minute or "
+                        "more; on CPU it does not pay, see README)")
     s = p.add_argument_group("sampling")
     s.add_argument("--mode", choices=modes, default=default_mode, help="rag: retrieval; native: sliding window")
     s.add_argument("--encoder", default="avg_pool", help="retrieval encoder checkpoint (ae_latent_mem.pt) or avg_pool")
@@ -89,6 +92,9 @@ def add_generation_options(p: argparse.ArgumentParser, default_mode: str = "rag"
     m.add_argument("--pool-storage", choices=POOL_STORAGES, default="kv",
                    help="kv: exact (default); kv-half: half the bytes (approximate); "
                         "latent: store latents, recompute K/V on retrieval (approximate, smallest)")
+    m.add_argument("--prefetch", choices=PREFETCH, default=DEFAULT_RETRIEVAL.prefetch,
+                   help="read each block's retrieved frames during the previous block's context pass (same output); "
+                        "auto: on a GPU only (on a CPU the read competes with the compute)")
     w = p.add_argument_group("prompt switches (a prompt schedule)")
     w.add_argument("--switch", choices=SWITCH_MODES, default=DEFAULT_SWITCH.mode,
                    help="recache: re-encode the cached window under the new prompt (LongLive); "
@@ -105,7 +111,7 @@ def sampling_config(args, mode: str) -> SamplingConfig:
     retrieval = None
     if mode == "rag":
         pool = PoolConfig(args.pool, args.pool_budget_mb, args.pool_storage, args.pool_dir)
-        retrieval = RetrievalConfig(args.top_k, args.recent_exclude, pool)
+        retrieval = RetrievalConfig(args.top_k, args.recent_exclude, pool, prefetch=args.prefetch)
     return SamplingConfig(frames_per_block=args.frames_per_block, window=args.local_attn_size, sink=args.sink_size,
                           steps=args.steps, shift=args.shift, context_noise=args.context_noise, retrieval=retrieval,
                           switch=SwitchConfig(args.switch, args.global_sink, args.retrieval_scope))
@@ -113,7 +119,8 @@ def sampling_config(args, mode: str) -> SamplingConfig:
 
 def model_spec(args) -> jobs.ModelSpec:
     return jobs.ModelSpec(args.backbone, lora=args.lora, lora_strength=args.lora_strength, num_heads=args.num_heads,
-                          use_ema=not args.no_ema, encoder=args.encoder, device=args.device, dtype=args.dtype)
+                          use_ema=not args.no_ema, encoder=args.encoder, device=args.device, dtype=args.dtype,
+                          compile=args.compile)
 
 
 def cmd_generate(args, progress: jobs.Progress) -> int:

@@ -22,6 +22,7 @@ from .kv_cache import CachePolicy
 
 MODES = ("rag", "native")
 POOL_LOCATIONS = ("device", "host", "disk")      # tiers, fastest first; a full tier spills to the next
+PREFETCH = ("auto", "on", "off")
 POOL_STORAGES = ("kv", "kv-half", "latent")
 DEFAULT_STEPS = (1000, 750, 500, 250)
 SWITCH_MODES = ("recache", "none")
@@ -87,12 +88,23 @@ class RetrievalConfig:
     top_k: int = 6
     recent_exclude: int = 5
     pool: PoolConfig = field(default_factory=PoolConfig)
+    # read the next block's frames while the current block's context pass runs (a reader thread; on CUDA
+    # a side stream): same frames, same values. auto = on CUDA only: on a CPU the reader's copies compete
+    # with the compute for the same cores (measured slower, see README "Speed")
+    prefetch: str = "auto"
 
     def __post_init__(self):
         if self.top_k < 1:
             raise ValueError(f"top_k {self.top_k} must be ≥ 1 (for no retrieval, run the native sliding window)")
         if self.recent_exclude < 0:
             raise ValueError(f"recent_exclude {self.recent_exclude} must be ≥ 0")
+        if self.prefetch not in PREFETCH:
+            raise ValueError(f"prefetch '{self.prefetch}' is unknown; use one of {PREFETCH}")
+
+    def prefetches(self, device: torch.device) -> bool:
+        """Whether a run on ``device`` reads ahead (never with the latent storage: its K/V need the model)."""
+        on = self.prefetch == "on" or (self.prefetch == "auto" and device.type == "cuda")
+        return on and self.pool.storage != "latent"
 
 
 @dataclass(frozen=True)

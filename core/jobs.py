@@ -39,6 +39,7 @@ class ModelSpec:
     encoder: str = "avg_pool"
     device: str | None = None        # None: cuda if present (cuda:LOCAL_RANK under torchrun), else cpu
     dtype: str | None = None         # None: default_dtype(device)
+    compile: bool = False            # torch.compile each layer's cache-free halves (WanTransformer.compile_blocks)
 
     def __post_init__(self):
         if self.dtype is not None and self.dtype not in DTYPES:
@@ -71,6 +72,8 @@ def load_models(spec: ModelSpec, device: torch.device, dtype: torch.dtype, need_
     from .encoder import load_encoder
     backbone = load_backbone(spec.backbone, lora=spec.lora, lora_strength=spec.lora_strength,
                              num_heads=spec.num_heads, dtype=dtype, device=device, use_ema=spec.use_ema)
+    if spec.compile:
+        backbone.model.compile_blocks()
     encoder = load_encoder(spec.encoder, device=device) if need_encoder and spec.encoder != "avg_pool" else None
     return backbone, encoder
 

@@ -19,6 +19,7 @@ from .encoder import RetrievalEncoder
 from .history_pool import HistoryPool
 from .kv_cache import KVCache
 from .model import TextContext, WanTransformer
+from .prefetch import Prefetcher
 from .prompts import PromptSchedule, as_schedule
 from .recache import recache
 from .retrieval import RetrievalChoice, log_record, make_describer, select_frames
@@ -107,6 +108,9 @@ class _BlockLoop:
         self.describe = make_describer(encoder)
         self.descriptors: torch.Tensor | None = None                    # [B, T, D]
         self.pool = self._make_pool()
+        self.prefetcher = None
+        if self.pool is not None and cfg.retrieval.prefetches(self.device):
+            self.prefetcher = Prefetcher(self.pool, self.device, self.dtype)
         p = model.cfg.patch_size
         self.cache = KVCache(cfg.policy, model.cfg.num_layers, self.b, (latent_hw[0] // p[1], latent_hw[1] // p[2]),
                              model.cfg.num_heads, model.cfg.head_dim, self.dtype, self.device,
@@ -155,16 +159,35 @@ class _BlockLoop:
         return torch.full((self.b, self.nf), float(value), device=self.device, dtype=torch.float32)
 
     def retrieve(self, start: int) -> RetrievalChoice | None:
-        """Make room for the block and, in the retrieval regime, attach its retrieved frames."""
-        choice = None
+        """Make room for the block and, in the retrieval regime, attach its retrieved frames (read
+        ahead by ``prefetch``, or chosen and read now). The choice sees the pool as it is before the
+        block's start evicts: the frames that start evicts are never among them."""
+        ahead = self.prefetcher.take(start) if self.prefetcher is not None else None
+        choice = ahead[0] if ahead is not None else None
         r = self.cfg.retrieval
-        if r is not None and self.descriptors is not None:
+        if ahead is None and r is not None and self.descriptors is not None:
             choice = select_frames(self.descriptors, start, len(self.pool), self.cfg.sink, r.recent_exclude, r.top_k,
                                    first_frame=self.retrievable_from(start))
+        if choice is not None and choice.num_evicted != len(self.pool):
+            raise RuntimeError(f"retrieval for frame {start} was chosen from {choice.num_evicted} pool frames; "
+                               f"the pool holds {len(self.pool)}")
         self.cache.begin_block(start, self.nf)
-        if choice is not None:
+        if ahead is not None:
+            self.cache.set_retrieved(ahead[1], ahead[2])
+        elif choice is not None:
             self.cache.set_retrieved(*self.pool.gather(choice.pool_indices, self.device, self.dtype))
         return choice
+
+    def prefetch(self, start: int) -> None:
+        """Choose the frames of the block starting at ``start`` now (its query, this block's last
+        descriptor, exists; the pool changes only at that block's start) and start reading them."""
+        r = self.cfg.retrieval
+        if self.prefetcher is None or start >= self.output.shape[1] or self.descriptors is None:
+            return
+        choice = select_frames(self.descriptors, start, len(self.pool), self.cfg.sink, r.recent_exclude, r.top_k,
+                               first_frame=self.retrievable_from(start))
+        if choice is not None:
+            self.prefetcher.start(start, choice)
 
     def denoise(self, start: int) -> torch.Tensor:
         """The block's denoising steps → x0 [B, F, C, H, W] in the compute dtype."""
@@ -189,9 +212,12 @@ class _BlockLoop:
         self.descriptors[:, start:start + self.nf] = desc
 
     def context_pass(self, x0: torch.Tensor) -> None:
-        self._forward(x0, self._timestep(self.cfg.context_noise))
+        """The block's clean K/V into the cache (the last layer's output and the head are skipped)."""
+        self.model.write_cache(x0.permute(0, 2, 1, 3, 4), self._timestep(self.cfg.context_noise), self.text, self.cache)
 
     def close(self) -> None:
+        if self.prefetcher is not None:
+            self.prefetcher.close()
         if self.pool is not None:
             self.pool.close()
 
@@ -225,6 +251,7 @@ def generate(model: WanTransformer, prompt_embeds: torch.Tensor | PromptSchedule
             x0 = loop.denoise(start)
             clock.mark()
             loop.commit(start, x0)
+            loop.prefetch(start + loop.nf)
             loop.context_pass(x0)
             clock.mark()
             record = log_record(blk, start, choice, cfg.sink, loop.segment) if choice is not None else None

@@ -172,3 +172,20 @@ def test_corpus_then_training_then_generation_with_the_trained_encoder(tmp_path)
             "--frames", 27, "--latent-size", "8x12", "--device", "cpu",
             "--encoder", tmp_path / "enc" / "encoder_best.pt", "--out", tmp_path / "o.safetensors", "--log", log)
     assert len(json.loads(log.read_text())) > 0
+
+
+def test_compile_and_prefetch_reach_the_run(monkeypatch):
+    from core import cli, jobs
+    from core.checkpoint import loader
+    args = cli.build_parser().parse_args(["generate", "--backbone", str(GOLDEN / "wan_tiny_t2v_bare.safetensors"),
+                                          "--num-heads", "2", "--frames", "12", "--compile", "--prefetch", "off",
+                                          "--embeds", "e.safetensors"])
+    assert cli.sampling_config(args, "rag").retrieval.prefetch == "off"
+    default = cli.sampling_config(cli.build_parser().parse_args(["generate", "--backbone", "x", "--prompt", "p"]), "rag")
+    assert default.retrieval.prefetch == "auto"
+    assert default.retrieval.prefetches(torch.device("cuda")) and not default.retrieval.prefetches(torch.device("cpu"))
+    spec = cli.model_spec(args)
+    compiled = []
+    monkeypatch.setattr(loader.WanTransformer, "compile_blocks", lambda self, **kw: compiled.append(self) or self)
+    model, _ = jobs.load_models(spec, torch.device("cpu"), torch.float32, need_encoder=False)
+    assert compiled == [model.model]

@@ -296,3 +296,14 @@ def test_vram_estimate_for_the_real_model_at_480p():
     params = 1_418_996_800                                           # the real 1.3B key set's total
     assert native == int(1.25 * (params * 2 + 12 * per_frame))       # ~7.9 GB: weights + 12-frame cache
     assert abs(rag - native - 1.25 * 6 * per_frame) < 2              # + the 6 retrieved frames' K/V
+
+
+def test_load_backbone_compile_option_compiles_the_layers(models_dir, monkeypatch):
+    compiled = []
+    model_cls = sys.modules[PACK.__name__ + ".core.model"].WanTransformer   # the pack's own class
+    monkeypatch.setattr(model_cls, "compile_blocks", lambda self, **kw: compiled.append(self) or self)
+    load(models_dir)
+    assert compiled == []                           # off by default
+    backbone, info = N["LongLiveRAG_LoadBackbone"]().load("tiny.safetensors", "none", 1.0, "float32", "cpu",
+                                                          "offload after sampling", num_heads=2, compile=True)
+    assert compiled == [backbone.backbone.model] and info.endswith("; compiled")

@@ -126,3 +126,13 @@ def test_compiled_blocks_give_the_eager_result(one_thread):
     eager = model(x, t, text, caches[0])
     compiled = tiny_model().compile_blocks()(x, t, text, caches[1])
     assert torch.allclose(compiled, eager, rtol=1e-4, atol=1e-5)
+
+
+def test_fused_rms_norm_matches_the_written_out_formula():
+    from core.model import RMSNorm
+    norm = RMSNorm(64, 1e-6)
+    norm.weight.data = torch.randn(64, generator=torch.Generator().manual_seed(0))
+    x = torch.randn(2, 50, 64, generator=torch.Generator().manual_seed(1)) * 3
+    want = (x.double() * torch.rsqrt(x.double().pow(2).mean(-1, keepdim=True) + 1e-6) * norm.weight.double())
+    torch.testing.assert_close(norm(x).double(), want, rtol=1e-6, atol=1e-6)
+    torch.testing.assert_close(norm(x.bfloat16()).double(), want, rtol=2e-2, atol=2e-2)   # the written-out path

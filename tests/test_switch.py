@@ -211,3 +211,16 @@ def test_the_retrieval_map_marks_the_switches(model):
     assert plain.shape == marked.shape and (plain != marked).any()
     red = (marked[..., 0] > 150) & (marked[..., 1] < 90) & (marked[..., 2] < 90)
     assert red.sum() > 50
+
+
+def test_prefetching_retrieval_does_not_change_a_story(model):
+    # the pool is untouched by a switch, so frames read ahead of a switch block are the ones read at it
+    from core.config import PoolConfig
+    prompts = schedule((0, P0), (33, P1), (51, P2))
+    runs = []
+    for prefetch in ("off", "on"):
+        cfg = SamplingConfig(retrieval=RetrievalConfig(6, pool=PoolConfig(), prefetch=prefetch),
+                             switch=SwitchConfig("recache", True, "all"))
+        runs.append(generate(model, prompts, 72, HW, 3, cfg))
+    assert torch.equal(runs[0].latents, runs[1].latents)
+    assert runs[0].retrieval_log == runs[1].retrieval_log and runs[0].retrieval_log
