@@ -138,6 +138,49 @@ def test_recached_layer0_keys_are_each_frames_own_keys_at_the_regimes_positions(
     assert torch.allclose(got, want, atol=1e-5)
 
 
+@pytest.fixture(scope="module")
+def sharp_model(one_thread):
+    """The tiny model with larger q/k norms: attention far from uniform, so RoPE positions and key sets show."""
+    m = tiny_model()
+    with torch.no_grad():
+        for blk in m.blocks:
+            blk.self_attn.norm_q.weight.fill_(4.0)
+            blk.self_attn.norm_k.weight.fill_(4.0)
+    return m
+
+
+@pytest.mark.parametrize("global_sink", [True, False])
+def test_retrieval_recache_attends_kept_sink_and_every_reencoded_key_at_slot_positions(sharp_model, monkeypatch,
+                                                                                        global_sink):
+    # the retrieval regime's definition (docs/ARCHITECTURE.md) written out by hand for a 2-layer model: layer 0
+    # attends [kept sink rotated at its slots ‖ re-encoded keys rotated at their slots], no mask; layer 1's raw K
+    # must be what the cache holds afterwards
+    from core.attention import attention
+    from core.rope import apply_rope, rope_table
+    seen, res = cache_around_switch(sharp_model, monkeypatch, schedule((0, P0), (24, P1)), 36, mode="rag",
+                                    global_sink=global_sink, sink=2, top_k=3)
+    rec, loop, t = res.switches[0]["recache"], seen["loop"], seen["tokens"]
+    keep = len(rec["kept_slots"])
+    assert keep == (2 if global_sink else 0)
+    table = lambda pos: rope_table(torch.tensor(pos), 2, 3, sharp_model.cfg.head_dim)
+    x = loop.output[:, rec["frames"]].permute(0, 2, 1, 3, 4)
+    tokens, _, e0, _ = sharp_model._embed(x, torch.zeros(x.shape[0], x.shape[2]))
+    first, second = sharp_model.blocks
+    e = (first.modulation.unsqueeze(1) + e0).chunk(6, dim=2)
+    q, k, v = first._qkv(tokens, e[0], e[1])
+    keys = apply_rope(k, table(rec["rope_positions"]))
+    if keep:
+        keys = torch.cat([apply_rope(seen["before"][0][0][:, :keep * t], table(list(range(keep)))), keys], 1)
+        v = torch.cat([seen["before"][1][0][:, :keep * t], v], 1)
+    out = attention(apply_rope(q, table(rec["rope_positions"])), keys, v)
+    tokens = first._after_attention(tokens, out, e, loop.text.kv[0])
+    e = (second.modulation.unsqueeze(1) + e0).chunk(6, dim=2)
+    want = second._qkv(tokens, e[0], e[1])[1]
+    got = seen["after"][0][1][:, keep * t:]
+    assert ((got - want).norm() / want.norm()) < 1e-6
+    assert torch.equal(seen["after"][0][1][:, :keep * t], seen["before"][0][1][:, :keep * t])
+
+
 def test_the_pool_keeps_what_it_holds(model, monkeypatch):
     snaps = []
     original = _BlockLoop.switch
