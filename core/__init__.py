@@ -9,17 +9,22 @@ Python API (shared by the ComfyUI nodes and ``python -m core``)::
                       config=SamplingConfig(retrieval=RetrievalConfig(top_k=6)), encoder=encoder)
     result.latents        # [B, 16, T, H, W], model-normalised latent space
     result.retrieval_log  # one record per block that retrieved
+
+A story (prompts that change over time): pass a ``PromptSchedule`` instead of ``prompt_embeds``;
+``SamplingConfig(switch=SwitchConfig(...))`` says what a switch does; ``result.switches`` says where
+each prompt began.
 """
-from .config import PoolConfig, RetrievalConfig, SamplingConfig
+from .config import PoolConfig, RetrievalConfig, SamplingConfig, SwitchConfig
 from .checkpoint import Backbone, CheckpointError, load_backbone
 from .encoder import EncoderConfig, RetrievalEncoder, load_encoder
 from .history_pool import HistoryPool
 from .kv_cache import CachePolicy, KVCache
 from .model import WanConfig, WanTransformer
 from .pipeline import BlockUpdate, GenerationResult, generate, initial_noise
+from .prompts import PromptSchedule, Segment
 
 __all__ = [
     "Backbone", "CheckpointError", "load_backbone", "EncoderConfig", "RetrievalEncoder", "load_encoder",
     "HistoryPool", "CachePolicy", "KVCache", "WanConfig", "WanTransformer", "BlockUpdate", "PoolConfig", "RetrievalConfig", "SamplingConfig",
-    "GenerationResult", "generate", "initial_noise",
+    "GenerationResult", "generate", "initial_noise", "SwitchConfig", "PromptSchedule", "Segment",
 ]

@@ -1,7 +1,8 @@
 """``python -m core <command>``: argument parsing, then one call into the job layer (core/jobs.py).
 
   generate      prompt embeddings → latents (+ retrieval log, timings), or
-                prompts → mp4 + retrieval log + retrieval map per video (needs text encoder and VAE)
+                prompts → mp4 + retrieval log + retrieval map per video (needs text encoder and VAE), or
+                a prompt schedule (timed prompts, one story) → mp4 per mode
   build-corpus  clean latents of a frozen backbone: the retrieval encoder's training data
   train-encoder train the retrieval encoder
   demo          the whole pipeline on a tiny random backbone (no downloads)
@@ -16,14 +17,16 @@ import argparse
 import sys
 
 from . import demo, jobs, train_encoder
-from .config import DTYPES, MODES, POOL_LOCATIONS, POOL_STORAGES, PREFETCH, PoolConfig, RetrievalConfig, SamplingConfig, \
-    check_latent_size, parse_steps
-from .io import check_output_dir, check_output_file
+from .config import DTYPES, MODES, POOL_LOCATIONS, POOL_STORAGES, PREFETCH, RETRIEVAL_SCOPES, SWITCH_MODES, \
+    PoolConfig, RetrievalConfig, SamplingConfig, SwitchConfig, check_latent_size, parse_steps
+from .io import check_output_dir, check_output_file, load_prompt_schedule
+from .prompts import fire_frames, read_schedule_file, timeline
 from .latent_format import latent_frames_for_seconds
 from .noise import NOISE_CONTRACTS
 
 DEFAULTS = SamplingConfig()
 DEFAULT_RETRIEVAL = RetrievalConfig()
+DEFAULT_SWITCH = SwitchConfig()
 
 
 class _Parser(argparse.ArgumentParser):
@@ -97,6 +100,15 @@ def add_generation_options(p: argparse.ArgumentParser, default_mode: str = "rag"
     m.add_argument("--prefetch", choices=PREFETCH, default=DEFAULT_RETRIEVAL.prefetch,
                    help="read each block's retrieved frames during the previous block's context pass (same output); "
                         "auto: on a GPU only (on a CPU the read competes with the compute)")
+    w = p.add_argument_group("prompt switches (a prompt schedule)")
+    w.add_argument("--switch", choices=SWITCH_MODES, default=DEFAULT_SWITCH.mode,
+                   help="recache: re-encode the cached window under the new prompt (LongLive); "
+                        "none: only the cross-attention prompt changes")
+    w.add_argument("--global-sink", action=argparse.BooleanOptionalAction, default=DEFAULT_SWITCH.global_sink,
+                   help="a re-cache keeps the sink frames' K/V once the window has filled (LongLive's global_sink)")
+    w.add_argument("--retrieval-scope", choices=RETRIEVAL_SCOPES, default=DEFAULT_SWITCH.retrieval_scope,
+                   help="rag mode: all past frames stay retrievable after a switch, or only the current "
+                        "prompt's (segment)")
 
 
 def sampling_config(args, mode: str) -> SamplingConfig:
@@ -107,7 +119,8 @@ def sampling_config(args, mode: str) -> SamplingConfig:
         retrieval = RetrievalConfig(args.top_k, args.recent_exclude, pool, prefetch=args.prefetch)
     return SamplingConfig(frames_per_block=args.frames_per_block, window=args.local_attn_size, sink=args.sink_size,
                           steps=args.steps, shift=args.shift, context_noise=args.context_noise, retrieval=retrieval,
-                          noise=args.noise_contract)
+                          noise=args.noise_contract,
+                          switch=SwitchConfig(args.switch, args.global_sink, args.retrieval_scope))
 
 
 def model_spec(args) -> jobs.ModelSpec:
@@ -136,6 +149,12 @@ def cmd_generate(args, progress: jobs.Progress) -> int:
         if missing:
             raise ValueError(f"generating from text needs {', '.join(missing)}")
         check_output_dir(args.out_dir, "--out-dir")
+        if args.prompt_schedule is not None:
+            timed = read_schedule_file(args.prompt_schedule)
+            show_timeline([p.frame for p in timed], [p.describe() for p in timed], first, frames, progress)
+            job = jobs.StoryJob(tuple(timed), frames, args.latent_size, args.seed, args.text_encoder, args.vae,
+                                args.out_dir, args.overwrite)
+            return jobs.story_to_video(model_spec(args), configs, job, progress)
         job = jobs.VideoJob(tuple(jobs.read_prompts(args.prompt, args.prompts)), frames, args.latent_size, args.seed,
                             args.text_encoder, args.vae, args.out_dir, args.overwrite)
         return jobs.text_to_video(model_spec(args), configs, job, progress)
@@ -144,9 +163,20 @@ def cmd_generate(args, progress: jobs.Progress) -> int:
     for path, what in ((args.out, "--out"), (args.log, "--log"), (args.timings, "--timings")):
         if path is not None:
             check_output_file(path, what)
+    segments = load_prompt_schedule(args.embeds).segments
+    show_timeline([s.start for s in segments], [s.label for s in segments], first, frames, progress)
     job = jobs.LatentJob(args.embeds, frames, args.latent_size, args.seed, args.out, args.log, args.timings,
                          start=args.continue_from, resume=args.resume)
     return jobs.generate_latents(model_spec(args), first, job, progress)
+
+
+def show_timeline(starts: list[int], labels: list[str], cfg: SamplingConfig, frames: int,
+                  progress: jobs.Progress) -> None:
+    """Check that every prompt begins before the end; print where each begins (rounding shown)."""
+    fire_frames(starts, cfg.frames_per_block, frames, labels)
+    if len(starts) > 1:
+        for line in timeline(starts, labels, cfg.frames_per_block):
+            progress.report(line)
 
 
 def cmd_build_corpus(args, progress: jobs.Progress) -> int:
@@ -164,9 +194,13 @@ def _add_generate(sub) -> None:
     gen = sub.add_parser("generate", help="generate latents from prompt embeddings, or videos from prompts")
     add_generation_options(gen, modes=(*MODES, "both"))
     src = gen.add_mutually_exclusive_group(required=True)
-    src.add_argument("--embeds", help="safetensors with 'prompt_embeds' [B, L, text_dim] (writes latents)")
+    src.add_argument("--embeds", help="safetensors with 'prompt_embeds' [B, L, text_dim] (writes latents); a schedule "
+                                      "adds 'prompt_embeds_1', 'prompt_embeds_2', … and 'switch_frames' (int64 [S−1])")
     src.add_argument("--prompt", help="one text prompt (writes a video)")
     src.add_argument("--prompts", help="text file, one prompt per line (sharded across torchrun processes)")
+    src.add_argument("--prompt-schedule", help="a story: text file of timed prompts, one per line, '0s: a fox ...' / "
+                                               "'12s: ...' (seconds) or '48f: ...' (latent frames), or a .json list "
+                                               "of {\"time\", \"prompt\"}; one video per mode")
     length = gen.add_mutually_exclusive_group()
     length.add_argument("--frames", type=int, help="latent frames (multiple of the block size)")
     length.add_argument("--seconds", type=float, help="video length at 16 fps")

@@ -9,6 +9,7 @@ One name per concept:
   ``window``          L, KV cache capacity in latent frames (CLI ``--local-attn-size``)
   ``sink``            S, first frames never evicted (CLI ``--sink-size``)
   ``recent_exclude``  R, most recently evicted frames never retrieved
+  ``switch``          what happens when a prompt schedule switches prompt (``SwitchConfig``)
 """
 from __future__ import annotations
 
@@ -25,6 +26,8 @@ POOL_LOCATIONS = ("device", "host", "disk")      # tiers, fastest first; a full 
 PREFETCH = ("auto", "on", "off")
 POOL_STORAGES = ("kv", "kv-half", "latent")
 DEFAULT_STEPS = (1000, 750, 500, 250)
+SWITCH_MODES = ("recache", "none")
+RETRIEVAL_SCOPES = ("all", "segment")
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
@@ -106,6 +109,27 @@ class RetrievalConfig:
 
 
 @dataclass(frozen=True)
+class SwitchConfig:
+    """What a prompt switch does (a schedule of one prompt never switches; see core/recache.py).
+
+    ``mode``: ``recache`` (LongLive: the cached window is re-encoded under the new prompt) or ``none``
+    (only the cross-attention prompt changes). ``global_sink``: a re-cache after the window has filled
+    keeps the sink's K/V (LongLive's ``global_sink``). ``retrieval_scope`` (retrieval regime only):
+    ``all`` past frames stay retrievable, or only those of the current ``segment`` (generated under
+    the current prompt).
+    """
+    mode: str = "recache"
+    global_sink: bool = True
+    retrieval_scope: str = "all"
+
+    def __post_init__(self):
+        if self.mode not in SWITCH_MODES:
+            raise ValueError(f"switch '{self.mode}' is unknown; use one of {SWITCH_MODES}")
+        if self.retrieval_scope not in RETRIEVAL_SCOPES:
+            raise ValueError(f"retrieval scope '{self.retrieval_scope}' is unknown; use one of {RETRIEVAL_SCOPES}")
+
+
+@dataclass(frozen=True)
 class SamplingConfig:
     """How the AR loop runs. ``retrieval`` None = the native sliding window (the published baseline)."""
     frames_per_block: int = 3
@@ -117,6 +141,7 @@ class SamplingConfig:
     context_noise: float = 0.0
     retrieval: RetrievalConfig | None = field(default_factory=RetrievalConfig)
     noise: str = "per-block"        # core/noise.py: "per-block" (prefix-stable) or "reference" (the published one)
+    switch: SwitchConfig = field(default_factory=SwitchConfig)
     policy: CachePolicy = field(init=False, repr=False, compare=False)
 
     def __post_init__(self):

@@ -97,3 +97,34 @@ def load_prompt_embeds(path: str | Path, text_dim: int | None = None) -> torch.T
                          f"{text_dim} (umT5-XXL embeddings are 4096 wide); encode the prompt with the Wan2.1 "
                          "text encoder")
     return emb.float()
+
+
+def load_prompt_schedule(path: str | Path, text_dim: int | None = None):
+    """A prompt-embedding file as a PromptSchedule: ``prompt_embeds`` [B, L, text_dim] is segment 0; the file
+    may add ``prompt_embeds_1``, ``prompt_embeds_2``, … (same B and text_dim) and ``switch_frames`` (int64
+    [S−1]: the latent frame where segment s ≥ 1 is asked to begin, LongLive's ``switch_frame_indices``)."""
+    from .prompts import PromptSchedule, Segment
+    first = load_prompt_embeds(path, text_dim)
+    tensors = load_file(str(path))
+    extra = sorted((int(k.rsplit("_", 1)[1]), k) for k in tensors
+                   if k.startswith("prompt_embeds_") and k.rsplit("_", 1)[1].isdigit())
+    if [i for i, _ in extra] != list(range(1, len(extra) + 1)):
+        raise ValueError(f"prompt embeddings '{path}' hold {[k for _, k in extra]}; number the extra prompts "
+                         "prompt_embeds_1, prompt_embeds_2, … without gaps")
+    switches = tensors.get("switch_frames")
+    if switches is None and not extra:
+        return PromptSchedule.single(first)
+    if switches is None or switches.dim() != 1 or switches.is_floating_point() or len(switches) != len(extra):
+        found = "no 'switch_frames'" if switches is None else f"'switch_frames' {switches.dtype} {list(switches.shape)}"
+        raise ValueError(f"prompt embeddings '{path}' hold {len(extra)} extra prompt(s) and {found}; save "
+                         f"'switch_frames' as int64 [{len(extra)}], the latent frame where each extra prompt begins")
+    segments = [Segment(0, first, "prompt_embeds")]
+    for (i, key), frame in zip(extra, switches.tolist()):
+        emb = tensors[key].float()
+        if emb.dim() == 2:
+            emb = emb.unsqueeze(0)
+        if frame < 1:
+            raise ValueError(f"prompt embeddings '{path}': switch_frames[{i - 1}] = {frame} ({key}); a switch "
+                             "frame must be ≥ 1 (prompt_embeds itself starts at frame 0)")
+        segments.append(Segment(int(frame), emb, f"switch_frames[{i - 1}] = {frame} ({key})"))
+    return PromptSchedule(tuple(segments))

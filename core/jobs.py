@@ -2,6 +2,7 @@
 
 ``generate_latents``  prompt embeddings → latents (+ retrieval log, timings)
 ``text_to_video``     prompts → one mp4 per prompt and mode (+ retrieval log and map)
+``story_to_video``    a prompt schedule → one mp4 per mode (+ retrieval log and map with the switches)
 ``build_corpus``      a frozen backbone's clean latents: the retrieval encoder's training data
 
 The prompt-list jobs shard their list across ``torchrun`` processes and skip outputs that already
@@ -10,6 +11,7 @@ atomically: an interrupted job leaves nothing half-written.
 """
 from __future__ import annotations
 
+import json
 import re
 import sys
 from dataclasses import dataclass, field
@@ -20,9 +22,10 @@ import torch
 
 from .config import DTYPES, SamplingConfig, default_dtype
 from .distributed import Rank, barrier, current_rank, init_process_group, shard
-from .io import load_prompt_embeds, save_json, save_tensors
+from .io import load_prompt_embeds, load_prompt_schedule, save_json, save_tensors
 from .latent_format import VIDEO_FPS
-from .pipeline import BlockUpdate, generate
+from .pipeline import BlockUpdate, GenerationResult, generate
+from .prompts import TimedPrompt, schedule_from_timed
 from .resume import BlockCollector, partial_path, read_partial, read_start, run_identity, write_partial
 
 
@@ -91,16 +94,17 @@ class LatentJob:
 
 
 def generate_latents(spec: ModelSpec, cfg: SamplingConfig, job: LatentJob, progress: Progress) -> int:
-    """``generate --embeds``: latents [B, 16, T, H, W] (model space) in ``job.out``. A run that stops
-    after finishing blocks keeps them in ``<out>.partial.safetensors`` (see core/resume.py)."""
+    """``generate --embeds``: latents [B, 16, T, H, W] (model space) in ``job.out``. The file may hold a
+    prompt schedule (core/io.py ``load_prompt_schedule``). A run that stops after finishing blocks keeps
+    them in ``<out>.partial.safetensors`` (see core/resume.py)."""
     device, dtype = spec.resolve(current_rank())
-    embeds = load_prompt_embeds(job.embeds)
-    identity = run_identity(spec.backbone, embeds, job.seed, job.frames, job.latent_hw, cfg, spec.lora)
+    identity = run_identity(spec.backbone, load_prompt_schedule(job.embeds), job.seed, job.frames, job.latent_hw,
+                            cfg, spec.lora)
     start = read_partial(job.resume, identity) if job.resume else read_start(job.start) if job.start else None
     if start is not None:
         cfg.check_frames(job.frames, start.shape[2])
     backbone, encoder = load_models(spec, device, dtype, need_encoder=cfg.retrieval is not None)
-    embeds = load_prompt_embeds(job.embeds, backbone.config.text_dim)
+    embeds = load_prompt_schedule(job.embeds, backbone.config.text_dim)
     progress.report(f"backbone: {backbone.info.preset} ({backbone.info.format}), {backbone.config.num_layers} "
                     f"layers, dim {backbone.config.dim}; mode {cfg.mode}, encoder "
                     f"{spec.encoder if cfg.retrieval is not None else '-'}"
@@ -117,7 +121,7 @@ def generate_latents(spec: ModelSpec, cfg: SamplingConfig, job: LatentJob, progr
         raise
     save_tensors(job.out, {"latents": result.latents},
                  metadata={"layout": "[B,16,T,H,W] model-normalised", "seed": str(job.seed), "mode": cfg.mode,
-                           "noise_contract": cfg.noise})
+                           "noise_contract": cfg.noise, "switches": json.dumps(result.switches)})
     if job.log:
         save_json(job.log, result.retrieval_log)
     if job.timings:
@@ -185,9 +189,7 @@ def _pending_videos(job: VideoJob, modes: dict[str, SamplingConfig], rank: Rank,
 
 def text_to_video(spec: ModelSpec, modes: dict[str, SamplingConfig], job: VideoJob, progress: Progress) -> int:
     """One mp4 per prompt and mode (``modes``: name → config), plus retrieval log and map per retrieval run."""
-    from .retrieval_map import render_retrieval_map
     from .vae import load_vae
-    from .video_io import write_mp4, write_png
     rank = current_rank()
     work = _pending_videos(job, modes, rank, progress)
     if not work:
@@ -203,17 +205,65 @@ def text_to_video(spec: ModelSpec, modes: dict[str, SamplingConfig], job: VideoJ
         progress.current = stem.name
         res = generate(backbone.model, embeds[index], job.frames, job.latent_hw, job.seed + index, cfg,
                        encoder=encoder if cfg.retrieval is not None else None, callback=progress.on_block)
-        # streamed: decoded pieces go straight into the mp4, the whole video is never held at once
-        pieces = (c[0].permute(1, 2, 3, 0) for c in vae.iter_decode(res.latents.to(device)))
-        write_mp4(stem.with_suffix(".mp4"), pieces, fps=VIDEO_FPS)
-        if cfg.retrieval is not None:
-            save_json(stem.with_suffix(".retrieval.json"), {"prompt": prompt, "seed": job.seed + index,
-                                                             "blocks": res.retrieval_log})
-            write_png(stem.with_suffix(".retrieval_map.png"),
-                      render_retrieval_map(res.retrieval_log, job.frames, cfg.sink, cfg.window, title=prompt[:60]))
-        progress.finished.append(f"{stem.name}.mp4")
+        write_outputs(vae, res, stem, cfg, {"prompt": prompt, "seed": job.seed + index}, progress)
         progress.report(f"[rank {rank.rank}] wrote {stem.name}.mp4")
     barrier(rank)
+    return 0
+
+
+def write_outputs(vae, res: GenerationResult, stem: Path, cfg: SamplingConfig, about: dict, progress: Progress) -> None:
+    """``stem``.mp4 and, for a retrieval run, ``stem``.retrieval.json (``about`` + switches + blocks) and
+    ``stem``.retrieval_map.png (switches marked)."""
+    from .retrieval_map import render_retrieval_map
+    from .video_io import write_mp4, write_png
+    # streamed: decoded pieces go straight into the mp4, the whole video is never held at once
+    pieces = (c[0].permute(1, 2, 3, 0) for c in vae.iter_decode(res.latents.to(vae.device)))
+    frames = res.latents.shape[2]
+    write_mp4(stem.with_suffix(".mp4"), pieces, fps=VIDEO_FPS)
+    if cfg.retrieval is not None:
+        save_json(stem.with_suffix(".retrieval.json"), {**about, "switches": res.switches, "blocks": res.retrieval_log})
+        title = str(about.get("prompt", ""))[:60]
+        write_png(stem.with_suffix(".retrieval_map.png"),
+                  render_retrieval_map(res.retrieval_log, frames, cfg.sink, cfg.window, title=title,
+                                       switches=res.switches))
+    progress.finished.append(f"{stem.name}.mp4")
+
+
+@dataclass(frozen=True)
+class StoryJob:
+    schedule: tuple[TimedPrompt, ...]   # parsed and checked (core/prompts.py)
+    frames: int
+    latent_hw: tuple[int, int]
+    seed: int
+    text_encoder: str
+    vae: str
+    out_dir: str
+    overwrite: bool = False
+
+
+def story_to_video(spec: ModelSpec, modes: dict[str, SamplingConfig], job: StoryJob, progress: Progress) -> int:
+    """One mp4 per mode of the whole schedule (same seed in every mode), named story_<first prompt>_<mode>."""
+    from .vae import load_vae
+    rank = current_rank()
+    base = Path(job.out_dir) / output_stem(0, job.schedule[0].text).replace("0000_", "story_", 1)
+    work = [m for m in modes if job.overwrite or not Path(f"{base}_{m}.mp4").exists()]
+    for m in set(modes) - set(work):
+        progress.report(f"skip {base.name}_{m}.mp4 (exists)")
+    if not work or rank.rank != 0:       # one video: only the first process works
+        return 0
+    device, dtype = spec.resolve(rank)
+    schedule = schedule_from_timed(list(job.schedule),
+                                   encode_prompts(job.text_encoder, [p.text for p in job.schedule], device, dtype))
+    vae = load_vae(job.vae, device=device, dtype=dtype)
+    backbone, encoder = load_models(spec, device, dtype, any(modes[m].retrieval is not None for m in work))
+    for mode in work:
+        cfg, stem = modes[mode], Path(f"{base}_{mode}")
+        progress.current = stem.name
+        res = generate(backbone.model, schedule, job.frames, job.latent_hw, job.seed, cfg,
+                       encoder=encoder if cfg.retrieval is not None else None, callback=progress.on_block)
+        write_outputs(vae, res, stem, cfg, {"prompt": job.schedule[0].text, "seed": job.seed,
+                                            "schedule": schedule.timeline(cfg.frames_per_block)}, progress)
+        progress.report(f"wrote {stem.name}.mp4")
     return 0
 
 

@@ -21,6 +21,8 @@ from .kv_cache import KVCache
 from .model import TextContext, WanTransformer
 from .noise import NoiseSource, initial_noise  # noqa: F401  (initial_noise: the reference contract's first draw)
 from .prefetch import Prefetcher
+from .prompts import PromptSchedule, as_schedule
+from .recache import recache
 from .retrieval import RetrievalChoice, log_record, make_describer, select_frames
 from .rope import apply_rope, rope_table
 from .schedule import FlowMatchSchedule
@@ -48,6 +50,7 @@ class GenerationResult:
     pool_peak_bytes: int = 0
     pool_usage: dict = field(default_factory=dict)   # bytes/frames per tier at the end of the run
     peak_memory_mb: float = 0.0               # CUDA: max allocated; CPU: process peak RSS
+    switches: list[dict] = field(default_factory=list)   # one record per prompt switch (_BlockLoop.switch)
 
 
 def check_prefix(prefix: torch.Tensor, batch: int, channels: int, latent_hw: tuple[int, int]) -> torch.Tensor:
@@ -96,17 +99,20 @@ class _Clock:
 class _BlockLoop:
     """The state of one run (cache, pool, noise, descriptors) and its per-block steps."""
 
-    def __init__(self, model: WanTransformer, prompt_embeds: torch.Tensor, num_frames: int,
+    def __init__(self, model: WanTransformer, prompt_embeds: torch.Tensor | PromptSchedule, num_frames: int,
                  latent_hw: tuple[int, int], seed: int, cfg: SamplingConfig, encoder: RetrievalEncoder | None):
         param = next(model.parameters())
         self.model, self.cfg = model, cfg
         self.device, self.dtype = param.device, param.dtype
-        self.b, self.c = prompt_embeds.shape[0], model.cfg.in_dim
+        self.prompts = as_schedule(prompt_embeds)
+        self.b, self.c = self.prompts.batch, model.cfg.in_dim
         self.hw = latent_hw
+        self.fires = self.prompts.fire_frames(cfg.frames_per_block, num_frames)   # block start of each segment
+        self.segment, self.switches = 0, []
         self.schedule = FlowMatchSchedule(cfg.shift)
         self.timesteps = self.schedule.denoising_timesteps(cfg.steps, cfg.warp_steps)
         self.noise = NoiseSource(cfg.noise, seed, (self.b, self.c, num_frames, *latent_hw), len(self.timesteps))
-        self.text = model.encode_text(prompt_embeds.to(device=self.device, dtype=self.dtype))
+        self.text = self._encode(0)
         self.output = torch.zeros(self.b, num_frames, self.c, *latent_hw, dtype=torch.float32)
         self.describe = make_describer(encoder)
         self.descriptors: torch.Tensor | None = None                    # [B, T, D]
@@ -118,6 +124,31 @@ class _BlockLoop:
         self.cache = KVCache(cfg.policy, model.cfg.num_layers, self.b, (latent_hw[0] // p[1], latent_hw[1] // p[2]),
                              model.cfg.num_heads, model.cfg.head_dim, self.dtype, self.device,
                              self._evict if self.pool is not None else None)
+
+    def _encode(self, segment: int) -> TextContext:
+        return self.model.encode_text(self.prompts.segments[segment].embeds.to(device=self.device, dtype=self.dtype))
+
+    def switch(self, start: int) -> None:
+        """Before the block at ``start``: when a segment begins there, its prompt replaces the current one
+        and, with switch ``recache``, the cached window is re-encoded under it (core/recache.py)."""
+        if self.segment + 1 >= len(self.fires) or self.fires[self.segment + 1] != start:
+            return
+        self.segment += 1
+        self.text = self._encode(self.segment)
+        sw = self.cfg.switch
+        plan = None
+        if sw.mode == "recache":
+            plan = recache(self.model, self.cache, self.text, self.output, start, sw.global_sink, self.cfg.context_noise)
+        seg = self.prompts.segments[self.segment]
+        self.switches.append({"segment": self.segment, "asked_frame": seg.start, "block_start": start,
+                              "label": seg.label, "recache": plan.record() if plan is not None else None})
+
+    def retrievable_from(self, start: int) -> int:
+        """The first global frame the block at ``start`` may retrieve: 0, or with retrieval scope ``segment``
+        the first frame of its prompt's segment (known ahead: the schedule fixes every switch block)."""
+        if self.cfg.switch.retrieval_scope != "segment":
+            return 0
+        return max(f for f in self.fires if f <= start)
 
     def _make_pool(self) -> HistoryPool | None:
         if self.cfg.retrieval is None:
@@ -144,7 +175,8 @@ class _BlockLoop:
         choice = ahead[0] if ahead is not None else None
         r = self.cfg.retrieval
         if ahead is None and r is not None and self.descriptors is not None:
-            choice = select_frames(self.descriptors, start, len(self.pool), self.cfg.sink, r.recent_exclude, r.top_k)
+            choice = select_frames(self.descriptors, start, len(self.pool), self.cfg.sink, r.recent_exclude, r.top_k,
+                                   first_frame=self.retrievable_from(start))
         if choice is not None and choice.num_evicted != len(self.pool):
             raise RuntimeError(f"retrieval for frame {start} was chosen from {choice.num_evicted} pool frames; "
                                f"the pool holds {len(self.pool)}")
@@ -161,7 +193,8 @@ class _BlockLoop:
         r = self.cfg.retrieval
         if self.prefetcher is None or self.descriptors is None:
             return
-        choice = select_frames(self.descriptors, start, len(self.pool), self.cfg.sink, r.recent_exclude, r.top_k)
+        choice = select_frames(self.descriptors, start, len(self.pool), self.cfg.sink, r.recent_exclude, r.top_k,
+                               first_frame=self.retrievable_from(start))
         if choice is not None:
             self.prefetcher.start(start, choice)
 
@@ -206,13 +239,14 @@ class _BlockLoop:
 
 
 @torch.no_grad()
-def generate(model: WanTransformer, prompt_embeds: torch.Tensor, num_frames: int, latent_hw: tuple[int, int],
+def generate(model: WanTransformer, prompt_embeds: torch.Tensor | PromptSchedule, num_frames: int, latent_hw: tuple[int, int],
              seed: int, config: SamplingConfig | None = None, encoder: RetrievalEncoder | None = None,
              callback: Callable[[BlockUpdate], None] | None = None, timings: bool = False,
              prefix: torch.Tensor | None = None) -> GenerationResult:
     """Generate ``num_frames`` latent frames of ``latent_hw`` for each prompt.
 
-    prompt_embeds [B, L, text_dim]; the model's parameters decide device and compute dtype. The
+    prompt_embeds [B, L, text_dim], or a PromptSchedule (core/prompts.py: prompts that change over time;
+    ``config.switch`` says what a switch does; one entry = a single prompt); the model's parameters decide device and compute dtype. The
     history pool is built from ``config.retrieval.pool``, used and closed here; its figures are in
     the result. Returns latents [B, 16, T, H, W] in the model's normalised space. ``callback`` runs
     after every block (raise from it to stop; the partial state is dropped). ``timings``: per-phase
@@ -228,6 +262,9 @@ def generate(model: WanTransformer, prompt_embeds: torch.Tensor, num_frames: int
     blocks = cfg.blocks(num_frames, given)
     latent_hw = check_latent_size(latent_hw, model.cfg.patch_size[1:])
     loop = _BlockLoop(model, prompt_embeds, num_frames, latent_hw, seed, cfg, encoder)
+    if given % cfg.frames_per_block and len(loop.fires) > 1:
+        raise ValueError(f"a start of {given} latent frames (not whole blocks of {cfg.frames_per_block}) cannot be "
+                         "combined with a prompt schedule yet; trim the start to whole blocks or use one prompt")
     if prefix is not None:
         loop.output[:, :given] = check_prefix(prefix, loop.b, loop.c, latent_hw).permute(0, 2, 1, 3, 4)
     result = GenerationResult(loop.output)
@@ -235,6 +272,7 @@ def generate(model: WanTransformer, prompt_embeds: torch.Tensor, num_frames: int
     try:
         for blk, (start, frames) in enumerate(blocks):
             clock.mark()
+            loop.switch(start)
             choice = loop.retrieve(start, frames)
             clock.mark()
             x0 = loop.replay(blk, start, frames) if start + frames <= given else loop.denoise(blk, start, frames)
@@ -244,7 +282,7 @@ def generate(model: WanTransformer, prompt_embeds: torch.Tensor, num_frames: int
                 loop.prefetch(blocks[blk + 1][0])
             loop.context_pass(x0)
             clock.mark()
-            record = log_record(blk, start, choice, cfg.sink) if choice is not None else None
+            record = log_record(blk, start, choice, cfg.sink, loop.segment) if choice is not None else None
             if record is not None:
                 result.retrieval_log.append(record)
             timing = clock.timing(blk)
@@ -259,6 +297,7 @@ def generate(model: WanTransformer, prompt_embeds: torch.Tensor, num_frames: int
     result.latents = loop.output.permute(0, 2, 1, 3, 4).contiguous()
     result.descriptors = loop.descriptors.cpu() if loop.descriptors is not None else None
     result.peak_memory_mb = peak_memory_mb(loop.device)
+    result.switches = loop.switches
     return result
 
 

@@ -27,9 +27,19 @@ def partial_path(out: str | Path) -> Path:
     return out.with_name(out.name.removesuffix(".safetensors") + PARTIAL_SUFFIX)
 
 
-def run_identity(backbone: str, embeds: torch.Tensor, seed: int, frames: int, latent_hw, cfg: SamplingConfig,
+def _prompt_digest(prompts) -> str:
+    """SHA-256 (16 hex digits) of the prompt embeddings: a tensor, or a schedule's segments and starts."""
+    h = hashlib.sha256()
+    for start, emb in ([(0, prompts)] if torch.is_tensor(prompts) else [(s.start, s.embeds) for s in prompts.segments]):
+        h.update(str(start).encode())
+        h.update(emb.float().contiguous().numpy().tobytes())
+    return h.hexdigest()[:16]
+
+
+def run_identity(backbone: str, embeds, seed: int, frames: int, latent_hw, cfg: SamplingConfig,
                  lora: str | None = None) -> dict:
-    """What a resumed run must share with the stopped one (plain JSON values)."""
+    """What a resumed run must share with the stopped one (plain JSON values); ``embeds`` a prompt
+    tensor or a PromptSchedule."""
     settings = asdict(cfg)
     settings.pop("policy", None)
     if settings.get("retrieval"):
@@ -37,7 +47,7 @@ def run_identity(backbone: str, embeds: torch.Tensor, seed: int, frames: int, la
         settings["retrieval"]["pool_storage"] = pool["storage"]      # where the pool lives changes nothing
         settings["retrieval"].pop("prefetch", None)
     ident = {"backbone": str(Path(backbone).resolve()), "lora": str(Path(lora).resolve()) if lora else None,
-             "prompt_embeds_sha256": hashlib.sha256(embeds.float().contiguous().numpy().tobytes()).hexdigest()[:16],
+             "prompt_embeds_sha256": _prompt_digest(embeds),
              "seed": int(seed), "latent_hw": list(latent_hw), "settings": settings}
     if cfg.noise == "reference":
         ident["frames"] = int(frames)       # the reference contract's noise depends on the video's length

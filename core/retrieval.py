@@ -30,32 +30,36 @@ class RetrievalChoice:
 
 
 def select_frames(descriptors: torch.Tensor, num_generated: int, num_evicted: int, sink: int,
-                  recent_exclude: int, top_k: int) -> RetrievalChoice | None:
+                  recent_exclude: int, top_k: int, first_frame: int = 0) -> RetrievalChoice | None:
     """Choose the block's retrieved frames.
 
     descriptors [B, T, D]: one per generated frame (rows ≥ num_generated unused).
-    Eligible = the first (num_evicted − recent_exclude) pool entries (global frames sink + i);
-    query = the last generated frame's descriptor. None when nothing is eligible.
+    Eligible = the first (num_evicted − recent_exclude) pool entries (global frames sink + i), minus
+    those before global frame ``first_frame`` (retrieval scope ``segment``: the current prompt's first
+    frame); query = the last generated frame's descriptor. None when nothing is eligible.
     """
     eligible = max(num_evicted - recent_exclude, 0)
-    if eligible == 0 or num_generated == 0 or top_k <= 0:
+    lo = min(max(first_frame - sink, 0), eligible)       # pool entries before the scope
+    if eligible - lo == 0 or num_generated == 0 or top_k <= 0:
         return None
-    keys = descriptors[:, sink:sink + eligible]
+    keys = descriptors[:, sink + lo:sink + eligible]
     query = descriptors[:, num_generated - 1:num_generated]
     q = query / (query.norm(dim=-1, keepdim=True) + 1e-8)
     kn = keys / (keys.norm(dim=-1, keepdim=True) + 1e-8)
     sims = torch.bmm(kn, q.transpose(1, 2)).squeeze(-1)
-    top, idx = torch.topk(sims, k=min(top_k, eligible), dim=-1)
-    return RetrievalChoice(idx, top, num_evicted)
+    top, idx = torch.topk(sims, k=min(top_k, eligible - lo), dim=-1)
+    return RetrievalChoice(idx + lo, top, num_evicted)
 
 
-def log_record(block: int, query_frame: int, choice: RetrievalChoice, sink: int) -> dict:
-    """The user-facing log entry of one retrieving block (batch 1: flat lists)."""
+def log_record(block: int, query_frame: int, choice: RetrievalChoice, sink: int, segment: int = 0) -> dict:
+    """The user-facing log entry of one retrieving block (batch 1: flat lists); ``segment`` = the prompt
+    schedule's segment the block belongs to."""
     idx, sims = choice.pool_indices.cpu(), choice.similarities.float().cpu()
     flat = idx.shape[0] == 1
     pick = (lambda x: x[0]) if flat else (lambda x: x)
     return {
         "block": block,
+        "segment": segment,
         "query_frame": query_frame,
         "num_evicted": choice.num_evicted,
         "pool_indices": pick(idx.tolist()),

@@ -8,12 +8,14 @@ import numpy as np
 
 def render_retrieval_map(log: list[dict], num_frames: int, sink: int = 1, window: int = 12,
                          title: str = "LongLive-RAG retrieval map", size_px: tuple[int, int] = (900, 620),
-                         frames_per_block: int = 3) -> np.ndarray:
+                         frames_per_block: int = 3, switches: list[dict] = ()) -> np.ndarray:
     """log: records with ``query_frame``, ``global_frames``, ``similarities`` (flat lists = batch 1;
     nested = batch, sample 0 is drawn). Returns an RGB image uint8 [H, W, 3].
 
     x = the block's first frame, y = the retrieved frame, colour = cosine similarity; the shaded
     band is the sliding window (what native attention still sees), the line at the bottom the sink.
+    ``switches`` (GenerationResult.switches: ``block_start``, ``segment``): a vertical line where each
+    prompt of a schedule begins.
     """
     import matplotlib
     matplotlib.use("Agg", force=False)
@@ -45,6 +47,11 @@ def render_retrieval_map(log: list[dict], num_frames: int, sink: int = 1, window
             ax.text(0.5, 0.5, "no block retrieved\n(video shorter than window + recency guard)",
                     ha="center", va="center", transform=ax.transAxes)
         ax.plot([0, span], [0, span], color="#999999", lw=0.8, ls="--")
+        for i, sw in enumerate(switches):
+            ax.axvline(sw["block_start"] - 0.5, color="#c0392b", lw=1.2, ls=":",
+                       label="prompt switch" if i == 0 else None)
+            ax.text(sw["block_start"], span, f" prompt {sw['segment']}", color="#c0392b", fontsize=8,
+                    va="top", ha="left")
         ax.set_xlim(-0.5, span + 0.5)
         ax.set_ylim(-0.5, span + 0.5)
         from matplotlib.ticker import MaxNLocator

@@ -4,6 +4,7 @@ from .conditioning import LoadPromptEmbeds
 from .decode import Decode, RetrievalMap
 from .loaders import LoadBackbone, LoadLatentEncoder
 from .sampling import ARBlockSampler, HistoryPoolNode, RetrieveContext
+from .schedule import PromptScheduleNode
 
 bridge.register_model_folders()
 
@@ -16,6 +17,7 @@ NODE_CLASS_MAPPINGS = {
     "LongLiveRAG_Decode": Decode,
     "LongLiveRAG_RetrievalMap": RetrievalMap,
     "LongLiveRAG_LoadPromptEmbeds": LoadPromptEmbeds,
+    "LongLiveRAG_PromptSchedule": PromptScheduleNode,
 }
 
 NODE_DISPLAY_NAME_MAPPINGS = {
@@ -27,4 +29,5 @@ NODE_DISPLAY_NAME_MAPPINGS = {
     "LongLiveRAG_Decode": "Decode Long Video (LongLive-RAG)",
     "LongLiveRAG_RetrievalMap": "Retrieval Map (LongLive-RAG)",
     "LongLiveRAG_LoadPromptEmbeds": "Load Prompt Embeds (LongLive-RAG)",
+    "LongLiveRAG_PromptSchedule": "Prompt Schedule (LongLive-RAG)",
 }

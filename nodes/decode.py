@@ -70,7 +70,7 @@ class Decode:
 class RetrievalMap:
     DESCRIPTION = ("Plots the retrieval log: for each block (x), the past frames it retrieved (y), coloured by "
                    "cosine similarity, with the sliding window shaded. Points far below the band are memories "
-                   "the plain window had forgotten.")
+                   "the plain window had forgotten. Dotted red lines: where each prompt of a Prompt Schedule begins.")
     CATEGORY = "LongLive-RAG"
     FUNCTION = "plot"
     RETURN_TYPES = ("IMAGE",)
@@ -87,5 +87,6 @@ class RetrievalMap:
     def plot(self, retrieval_log: RetrievalLog, width, height):
         title = "LongLive-RAG retrieval map" if retrieval_log.mode == "rag" else "native window (no retrieval)"
         img = render_retrieval_map(list(retrieval_log.records), retrieval_log.num_frames, retrieval_log.sink,
-                                   retrieval_log.window, title=title, size_px=(width, height))
+                                   retrieval_log.window, title=title, size_px=(width, height),
+                                   switches=list(getattr(retrieval_log, "switches", ())))
         return (torch.from_numpy(np.ascontiguousarray(img)).float().div(255.0).unsqueeze(0),)

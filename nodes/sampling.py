@@ -6,12 +6,14 @@ from dataclasses import dataclass
 import torch
 
 from ..core.budget import device_bytes_needed
-from ..core.config import PoolConfig, RetrievalConfig, SamplingConfig, parse_steps
+from ..core.config import PoolConfig, RetrievalConfig, SamplingConfig, SwitchConfig, parse_steps
 from ..core.noise import NOISE_CONTRACTS
 from ..core.latent_format import latent_frames_for_video, latent_size_for_video, to_raw_space
 from ..core.pipeline import generate
+from ..core.prompts import PromptSchedule
 from . import bridge
 from .loaders import BackboneHandle, EncoderHandle
+from .schedule import ScheduleInput
 
 CATEGORY = "LongLive-RAG/sampling"
 LOCATIONS = {"host (RAM)": "host", "device (GPU)": "device", "disk": "disk"}
@@ -35,6 +37,7 @@ class RetrievalLog:
     sink: int
     window: int
     mode: str
+    switches: tuple = ()           # GenerationResult.switches: where each prompt of a schedule began
 
 
 class HistoryPoolNode:
@@ -108,8 +111,9 @@ class ARBlockSampler:
     def INPUT_TYPES(cls):
         return {"required": {
             "backbone": ("LLRAG_BACKBONE", {"tooltip": "From Load Backbone."}),
-            "positive": ("CONDITIONING", {"tooltip": "Prompt from CLIPTextEncode with the Wan umT5 text encoder "
-                                                     "(CLIPLoader type 'wan', umt5_xxl)."}),
+            "positive": ("CONDITIONING,LLRAG_SCHEDULE", {
+                "tooltip": "Prompt from CLIPTextEncode with the Wan umT5 text encoder (CLIPLoader type 'wan', "
+                           "umt5_xxl), or a Prompt Schedule (timed prompts: one story; its switch settings apply)."}),
             "width": ("INT", {"default": 832, "min": 32, "max": 4096, "step": 16,
                               "tooltip": "Multiple of 16. The backbones were trained at 832×480."}),
             "height": ("INT", {"default": 480, "min": 32, "max": 4096, "step": 16, "tooltip": "Multiple of 16."}),
@@ -142,20 +146,34 @@ class ARBlockSampler:
 
     def sample(self, backbone: BackboneHandle, positive, width, height, length, seed, sink_size, local_attn_size,
                frames_per_block, steps, shift, retrieval: RetrievalInput | None = None, noise_contract="per-block"):
+        prompts, switch = prompt_input(positive, backbone.backbone.config.text_dim)
         cfg = SamplingConfig(frames_per_block=frames_per_block, window=local_attn_size, sink=sink_size,
                              steps=parse_steps(steps), shift=shift, retrieval=retrieval.config if retrieval else None,
-                             noise=noise_contract)
+                             switch=switch, noise=noise_contract)
         latent_hw = latent_size_for_video(width, height)
-        embeds = conditioning_embeds(positive, backbone.backbone.config.text_dim)
         frames = latent_frames_for_video(length, frames_per_block)
+        if isinstance(prompts, PromptSchedule):
+            prompts.fire_frames(frames_per_block, frames)      # every line begins before the end (names the line)
         encoder = retrieval.encoder.model if retrieval else None
-        need = device_bytes_needed(backbone.backbone.model, cfg, latent_hw, embeds.shape[0], backbone.dtype)
+        batch = prompts.batch if isinstance(prompts, PromptSchedule) else prompts.shape[0]
+        need = device_bytes_needed(backbone.backbone.model, cfg, latent_hw, batch, backbone.dtype)
         progress = bridge.Progress(frames // frames_per_block)
         with bridge.models_on_device([backbone.backbone.model, encoder], backbone.device, need,
                                      offload=backbone.offload) as (model, _):
-            res = generate(model, embeds, frames, latent_hw, seed, cfg, encoder=encoder, callback=progress.on_block)
-        log = RetrievalLog(tuple(res.retrieval_log), frames, cfg.sink, cfg.window, cfg.mode)
+            res = generate(model, prompts, frames, latent_hw, seed, cfg, encoder=encoder, callback=progress.on_block)
+        log = RetrievalLog(tuple(res.retrieval_log), frames, cfg.sink, cfg.window, cfg.mode, tuple(res.switches))
         return {"samples": to_raw_space(res.latents)}, log
+
+
+def prompt_input(positive, text_dim: int) -> tuple[torch.Tensor | PromptSchedule, SwitchConfig]:
+    """The sampler's 'positive': a Prompt Schedule (with its switch settings) or a CONDITIONING."""
+    if isinstance(positive, ScheduleInput):
+        width = positive.schedule.segments[0].embeds.shape[-1]
+        if width != text_dim:
+            raise ValueError(f"the Prompt Schedule's prompts are {width} wide but the backbone expects {text_dim}: "
+                             "give the schedule node the Wan text encoder (CLIPLoader type 'wan', umt5_xxl)")
+        return positive.schedule, positive.switch
+    return conditioning_embeds(positive, text_dim), SwitchConfig()
 
 
 def conditioning_embeds(positive, text_dim: int) -> torch.Tensor:

@@ -4,7 +4,9 @@ with tiny checkpoints written under the workflows' real file names.
 Runs only when COMFYUI_PATH points to a ComfyUI checkout (COMFYUI_PYTHON: its Python, default this one;
 the `comfy` command of comfy-cli must be on PATH or in COMFY_CLI). The Wan umT5-XXL text encoder
 cannot be made tiny (ComfyUI builds it from a fixed config), so each workflow's CLIPLoader +
-CLIPTextEncode pair is swapped for this pack's Load Prompt Embeds node; everything else runs as shipped.
+CLIPTextEncode pair is swapped for this pack's Load Prompt Embeds node, and in the story workflows the
+CLIPLoader feeding the Prompt Schedule node is swapped for a test-only node (written into the test's
+custom_nodes) whose CLIP has the two methods CLIPTextEncode uses; everything else runs as shipped.
 """
 import json
 import os
@@ -78,12 +80,48 @@ def write_models(base: Path) -> None:
     save_file({"prompt_embeds": torch.cat([emb, torch.zeros(1, 492, 64)], 1)}, str(base / "input" / "prompt.safetensors"))
 
 
+TINY_CLIP_NODE = """
+import torch
+
+
+class TinyWanCLIP:
+    # a stand-in for ComfyUI's CLIP with what CLIPTextEncode uses; tokens under umT5's key, 64-wide embeddings
+    def tokenize(self, text):
+        return {"umt5xxl": [[(ord(c), 1.0) for c in text]]}
+
+    def encode_from_tokens_scheduled(self, tokens):
+        text = "".join(chr(t) for t, _ in tokens["umt5xxl"][0])
+        g = torch.Generator().manual_seed(sum(map(ord, text)))
+        emb = torch.cat([torch.randn(1, 20, 64, generator=g), torch.zeros(1, 492, 64)], 1)
+        return [[emb, {"pooled_output": None}]]
+
+
+class LoadTinyWanCLIP:
+    RETURN_TYPES = ("CLIP",)
+    FUNCTION = "load"
+    CATEGORY = "testing"
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {}}
+
+    def load(self):
+        return (TinyWanCLIP(),)
+
+
+NODE_CLASS_MAPPINGS = {"LLRAGTest_TinyWanCLIP": LoadTinyWanCLIP}
+"""
+STORY = "0s: a red fox in the snow\n1.5s: the fox at a frozen lake\n3.5s: the ice cracks"   # blocks 0, 6, 15
+
+
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     base = tmp_path_factory.mktemp("comfy")
     write_models(base)
     (base / "custom_nodes").mkdir()
     (base / "custom_nodes" / "ComfyUI-LongLive-RAG").symlink_to(ROOT)
+    (base / "custom_nodes" / "llrag_test_clip").mkdir()
+    (base / "custom_nodes" / "llrag_test_clip" / "__init__.py").write_text(TINY_CLIP_NODE)
     port = free_port()
     log = open(base / "server.log", "w")
     proc = subprocess.Popen([PY, "main.py", "--cpu", "--disable-auto-launch", "--listen", "127.0.0.1", "--port",
@@ -124,16 +162,22 @@ def test_the_workflows_are_listed_as_templates(server):
 
 
 def for_test(wf: dict, embeds: Path) -> dict:
-    """Swap CLIPLoader + CLIPTextEncode for Load Prompt Embeds; make the video tiny."""
+    """Swap CLIPLoader + CLIPTextEncode for Load Prompt Embeds, or (stories) CLIPLoader for the tiny test CLIP
+    and the schedule for one that fits the tiny video; make the video tiny."""
     wf = json.loads(json.dumps(wf))
-    nodes = {n["id"]: n for n in wf["nodes"]}
     loader = next(n for n in wf["nodes"] if n["type"] == "CLIPLoader")
-    text = next(n for n in wf["nodes"] if n["type"] == "CLIPTextEncode")
-    wf["links"] = [l for l in wf["links"] if l[1] != loader["id"]]
-    wf["nodes"] = [n for n in wf["nodes"] if n["id"] != loader["id"]]
-    text.update(type="LongLiveRAG_LoadPromptEmbeds", inputs=[], widgets_values=[str(embeds)],
-                properties={"Node name for S&R": "LongLiveRAG_LoadPromptEmbeds"})
-    text["outputs"][0]["name"] = "conditioning"
+    story = next((n for n in wf["nodes"] if n["type"] == "LongLiveRAG_PromptSchedule"), None)
+    if story is not None:
+        loader.update(type="LLRAGTest_TinyWanCLIP", widgets_values=[],
+                      properties={"Node name for S&R": "LLRAGTest_TinyWanCLIP"})
+        story["widgets_values"][0] = STORY
+    else:
+        text = next(n for n in wf["nodes"] if n["type"] == "CLIPTextEncode")
+        wf["links"] = [l for l in wf["links"] if l[1] != loader["id"]]
+        wf["nodes"] = [n for n in wf["nodes"] if n["id"] != loader["id"]]
+        text.update(type="LongLiveRAG_LoadPromptEmbeds", inputs=[], widgets_values=[str(embeds)],
+                    properties={"Node name for S&R": "LongLiveRAG_LoadPromptEmbeds"})
+        text["outputs"][0]["name"] = "conditioning"
     for n in wf["nodes"]:
         if n["type"] == "LongLiveRAG_ARBlockSampler":
             n["widgets_values"][:3] = [48, 32, 81]           # 6x4 latents, 21 latent frames: block 18 retrieves
@@ -159,6 +203,11 @@ def test_workflow_runs_in_comfyui(server, path, tmp_path):
     videos = [p for p in new if p.suffix == ".mp4"]
     maps = [p for p in new if p.suffix == ".png" and "retrieval_map" in p.name]
     assert videos and maps, f"outputs: {sorted(map(str, new))}\n{proc.stdout[-1500:]}"
+    if any(n["type"] == "LongLiveRAG_PromptSchedule" for n in wf["nodes"]):
+        shown = [t for item in get(server, "/history").values() for out in item.get("outputs", {}).values()
+                 for t in out.get("text", [])]
+        assert any("Prompt Schedule line 3 '3.5s: the ice cracks': asks for frame 14 (3.5 s), inside a block: "
+                   "rounded up to the next block start, block 5 = frame 15" in t for t in shown), shown
     print(f"{path.name}: {elapsed:.1f} s -> {[p.name for p in videos + maps]}")
 
 

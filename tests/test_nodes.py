@@ -238,7 +238,8 @@ def test_workflows_use_known_nodes_valid_widgets_and_consistent_links(path):
                     opts = spec[1]
                     assert opts.get("min", -1e18) <= value <= opts.get("max", 1e18), f"{node['type']}.{name}"
     for lid, src, so, dst, di, kind in wf["links"]:
-        assert by_id[src]["outputs"][so]["type"] == kind == by_id[dst]["inputs"][di]["type"]
+        accepted = by_id[dst]["inputs"][di]["type"].split(",")      # "A,B": either; "*": anything
+        assert by_id[src]["outputs"][so]["type"] == kind and (kind in accepted or accepted == ["*"])
         assert lid in by_id[src]["outputs"][so]["links"] and by_id[dst]["inputs"][di]["link"] == lid
 
 

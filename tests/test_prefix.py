@@ -105,3 +105,19 @@ def test_a_start_that_does_not_fit_is_refused_with_the_reason(golden_model, gold
     with pytest.raises(ValueError, match=message.replace("(", r"\(").replace(")", r"\)")):
         generate(golden_model, golden_inputs["prompt_embeds"], frames, (8, 12), 0, SamplingConfig(retrieval=None),
                  prefix=torch.zeros(shape))
+
+
+@pytest.mark.parametrize("regime", REGIMES)
+def test_a_story_resumes_exactly_across_its_switches(golden_model, golden_inputs, encoder, regime):
+    """The replay re-caches at the switches the original run re-cached at, so the state is the same."""
+    from core.prompts import PromptSchedule, Segment
+    p0 = golden_inputs["prompt_embeds"]
+    p1 = torch.randn(p0.shape, generator=torch.Generator().manual_seed(9))
+    story = PromptSchedule((Segment(0, p0), Segment(13, p1)))
+    cfg = REGIMES[regime]
+    ref = generate(golden_model, story, 36, (8, 12), 7, cfg, encoder=encoder)
+    assert ref.switches and ref.switches[0]["block_start"] == 15
+    for done in (12, 18, 27):     # before, right after and well after the switch
+        res = generate(golden_model, story, 36, (8, 12), 7, cfg, encoder=encoder, prefix=ref.latents[:, :, :done])
+        assert torch.equal(res.latents, ref.latents) and res.retrieval_log == ref.retrieval_log
+        assert res.switches == ref.switches

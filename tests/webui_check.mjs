@@ -26,11 +26,19 @@ for (const f of files) {
     const dialogs = [...document.querySelectorAll('.p-dialog, [role=dialog]')].map(d => d.innerText.slice(0, 300));
     const missing = dialogs.filter(t => /missing|not found/i.test(t));
     const titles = nodes.map(n => n.title);
-    return { count: nodes.length, unregistered, missing, titles };
+    // every link survived loading and joins types the UI accepts (e.g. LLRAG_SCHEDULE into "CONDITIONING,LLRAG_SCHEDULE")
+    const g = window.app.graph;
+    const links = [...(g.links instanceof Map ? g.links.values() : Object.values(g.links))].filter(Boolean);
+    const invalid = links.filter(l => {
+      const o = g.getNodeById(l.origin_id)?.outputs?.[l.origin_slot], i = g.getNodeById(l.target_id)?.inputs?.[l.target_slot];
+      return !o || !i || !window.LiteGraph.isValidConnection(o.type, i.type);
+    }).map(l => l.id);
+    return { count: nodes.length, unregistered, missing, titles, links: links.length, invalid };
   });
   const name = f.split('/').pop().replace('.json', '');
   await page.screenshot({ path: `/tmp/webui_me/${name}.png` });
-  console.log(JSON.stringify({ workflow: name, nodes: res.count, unregistered: res.unregistered, missing_dialog: res.missing }));
+  console.log(JSON.stringify({ workflow: name, nodes: res.count, unregistered: res.unregistered, missing_dialog: res.missing,
+                               links: `${res.links}/${wf.links.length}`, invalid_links: res.invalid }));
   // dismiss dialogs
   for (const b of await page.$$('.p-dialog-close-button, button[aria-label=Close]')) { try { await b.click(); } catch {} }
 }

@@ -34,6 +34,7 @@ CORE = {
                      ("spacing_width", "INT", 8), ("spacing_color", "COMBO", "white"), ("image2", "IMAGE", None)],
                     [("IMAGE", "IMAGE")]),
     "SaveImage": ([("images", "IMAGE", None), ("filename_prefix", "STRING", "LongLiveRAG/retrieval_map")], []),
+    "PreviewAny": ([("source", "*", None)], []),
 }
 WIDGET_TYPES = {"INT", "FLOAT", "STRING", "BOOLEAN", "COMBO"}
 
@@ -105,11 +106,28 @@ class Graph:
                 "extra": {"ds": {"scale": 0.7, "offset": [60, 80]}, "info": {"title": title}}, "version": 0.4}
 
 
-def text_to_video(specs, backbone, lora, title, frames=477):
-    g = Graph(specs)
+def add_prompt(g: Graph, story: bool) -> tuple[int, str]:
+    """CLIPLoader + CLIPTextEncode, or + Prompt Schedule (its timeline shown by Preview as Text, added last
+    by ``show_timeline``): (node, output) for the sampler's 'positive'."""
     clip = g.add("CLIPLoader", (0, 0), size=(320, 110))
+    if story:
+        sched = g.add("LongLiveRAG_PromptSchedule", (0, 160), size=(380, 260), title="Prompt Schedule (the story)")
+        g.link(clip, "CLIP", sched, "clip")
+        return sched, "schedule"
     text = g.add("CLIPTextEncode", (0, 160), size=(380, 200))
     g.link(clip, "CLIP", text, "clip")
+    return text, "CONDITIONING"
+
+
+def show_timeline(g: Graph, prompt: tuple[int, str], story: bool, pos) -> None:
+    if story:
+        preview = g.add("PreviewAny", pos, size=(420, 160), title="Where each prompt begins")
+        g.link(prompt[0], "timeline", preview, "source")
+
+
+def text_to_video(specs, backbone, lora, title, frames=477, story=False):
+    g = Graph(specs)
+    text = add_prompt(g, story)
     bb = g.add("LongLiveRAG_LoadBackbone", (0, 420), {"backbone": backbone, "lora": lora}, size=(380, 220))
     enc = g.add("LongLiveRAG_LoadLatentEncoder", (420, 0), {"encoder": ENCODER}, size=(340, 80))
     pool = g.add("LongLiveRAG_HistoryPool", (420, 130), size=(340, 160))
@@ -118,7 +136,7 @@ def text_to_video(specs, backbone, lora, title, frames=477):
     g.link(pool, "pool", ret, "pool")
     sampler = g.add("LongLiveRAG_ARBlockSampler", (800, 0), {"length": frames}, size=(360, 380))
     g.link(bb, "backbone", sampler, "backbone")
-    g.link(text, "CONDITIONING", sampler, "positive")
+    g.link(*text, sampler, "positive")
     g.link(ret, "retrieval", sampler, "retrieval")
     vae = g.add("VAELoader", (800, 440), size=(320, 80))
     dec = g.add("LongLiveRAG_Decode", (1200, 0), size=(320, 120))
@@ -126,21 +144,23 @@ def text_to_video(specs, backbone, lora, title, frames=477):
     g.link(sampler, "latent", dec, "samples")
     video = g.add("CreateVideo", (1200, 170), size=(260, 80))
     g.link(dec, "images", video, "images")
-    save = g.add("SaveVideo", (1560, 0), size=(420, 420))
+    prefix = {"filename_prefix": "video/LongLiveRAG_story"} if story else {}
+    save = g.add("SaveVideo", (1560, 0), prefix, size=(420, 420))
     g.link(video, "VIDEO", save, "video")
     rmap = g.add("LongLiveRAG_RetrievalMap", (1200, 300), size=(320, 110))
     g.link(sampler, "retrieval_log", rmap, "retrieval_log")
     img = g.add("SaveImage", (1200, 460), size=(420, 380))
     g.link(rmap, "image", img, "images")
+    show_timeline(g, text, story, (0, 680))
     return g.to_json(title)
 
 
-def ab_compare(specs, frames=477):
+def ab_compare(specs, frames=477, story=False, backbone="causal_forcing.pt", lora=None,
+               title="A/B: native window vs LongLive-RAG"):
     g = Graph(specs)
-    clip = g.add("CLIPLoader", (0, 0), size=(320, 110))
-    text = g.add("CLIPTextEncode", (0, 160), size=(380, 200))
-    g.link(clip, "CLIP", text, "clip")
-    bb = g.add("LongLiveRAG_LoadBackbone", (0, 420), {"backbone": "causal_forcing.pt"}, size=(380, 220))
+    text = add_prompt(g, story)
+    widgets = {"backbone": backbone, **({"lora": lora} if lora else {})}
+    bb = g.add("LongLiveRAG_LoadBackbone", (0, 420), widgets, size=(380, 220))
     enc = g.add("LongLiveRAG_LoadLatentEncoder", (420, 0), {"encoder": ENCODER}, size=(340, 80))
     ret = g.add("LongLiveRAG_RetrieveContext", (420, 130), size=(340, 160))
     g.link(enc, "encoder", ret, "encoder")
@@ -150,7 +170,7 @@ def ab_compare(specs, frames=477):
                 title="B: LongLive-RAG (same seed)")
     for s in (native, rag):
         g.link(bb, "backbone", s, "backbone")
-        g.link(text, "CONDITIONING", s, "positive")
+        g.link(*text, s, "positive")
     g.link(ret, "retrieval", rag, "retrieval")
     vae = g.add("VAELoader", (420, 340), size=(320, 80))
     decs = []
@@ -164,13 +184,15 @@ def ab_compare(specs, frames=477):
     g.link(decs[1], "images", stitch, "image2")
     video = g.add("CreateVideo", (1560, 200), size=(260, 80))
     g.link(stitch, "IMAGE", video, "images")
-    save = g.add("SaveVideo", (1900, 0), {"filename_prefix": "video/LongLiveRAG_AB"}, size=(420, 420))
+    prefix = "video/LongLiveRAG_story_AB" if story else "video/LongLiveRAG_AB"
+    save = g.add("SaveVideo", (1900, 0), {"filename_prefix": prefix}, size=(420, 420))
     g.link(video, "VIDEO", save, "video")
     rmap = g.add("LongLiveRAG_RetrievalMap", (1560, 340), size=(320, 110))
     g.link(rag, "retrieval_log", rmap, "retrieval_log")
     img = g.add("SaveImage", (1900, 460), size=(420, 380))
     g.link(rmap, "image", img, "images")
-    return g.to_json("A/B: native window vs LongLive-RAG")
+    show_timeline(g, text, story, (0, 680))
+    return g.to_json(title)
 
 
 def build() -> dict[str, dict]:
@@ -184,6 +206,12 @@ def build() -> dict[str, dict]:
         "longlive_rag_longlive_t2v.json": text_to_video(specs, "longlive_base.pt", "longlive_lora.pt",
                                                         "LongLive (base + LoRA) + LongLive-RAG: text to long video"),
         "longlive_rag_ab_native_vs_retrieval.json": ab_compare(specs),
+        "longlive_rag_longlive_story.json": text_to_video(
+            specs, "longlive_base.pt", "longlive_lora.pt",
+            "LongLive story: timed prompts with KV re-cache + LongLive-RAG", story=True),
+        "longlive_rag_story_ab_native_vs_retrieval.json": ab_compare(
+            specs, story=True, backbone="longlive_base.pt", lora="longlive_lora.pt",
+            title="Story A/B: native window vs LongLive-RAG (same schedule, same seed)"),
     }
 
 

@@ -1,0 +1,120 @@
+"""Prompt schedules as a user writes them: the text and JSON forms, where each prompt begins, and the
+one-line errors (core/prompts.py, core/io.py load_prompt_schedule)."""
+import pytest
+import torch
+from safetensors.torch import save_file
+
+from core.io import load_prompt_schedule
+from core.prompts import PromptSchedule, Segment, fire_frames, parse_schedule_json, parse_schedule_text, \
+    read_schedule_file, timeline
+
+STORY = """# a fox's morning
+0s: a red fox trots through a snowy birch forest
+10s: the fox stops at the edge of a frozen lake
+
+60f: the ice cracks under its paws
+"""
+
+
+def test_text_schedule_reads_seconds_and_latent_frames():
+    timed = parse_schedule_text(STORY)
+    assert [(p.frame, p.text) for p in timed] == [(0, "a red fox trots through a snowy birch forest"),
+                                                  (40, "the fox stops at the edge of a frozen lake"),
+                                                  (60, "the ice cracks under its paws")]
+    assert [p.where for p in timed] == ["schedule line 2", "schedule line 3", "schedule line 5"]
+
+
+def test_seconds_become_the_first_latent_frame_at_or_after_them():
+    assert [p.frame for p in parse_schedule_text("0s: a\n0.3s: b\n2.5s: c")] == [0, 2, 10]
+    assert parse_schedule_text("0s: a\n11f: d: with a colon")[1].text == "d: with a colon"
+
+
+def test_json_schedule_is_the_same_schedule():
+    data = [{"time": "0s", "prompt": "a red fox trots through a snowy birch forest"},
+            {"time": 10, "prompt": "the fox stops at the edge of a frozen lake"},
+            {"time": "60f", "prompt": "the ice cracks under its paws"}]
+    assert [(p.frame, p.text) for p in parse_schedule_json(data)] == \
+           [(p.frame, p.text) for p in parse_schedule_text(STORY)]
+
+
+def test_a_schedule_file_is_read_by_its_suffix(tmp_path):
+    (tmp_path / "story.txt").write_text(STORY)
+    (tmp_path / "story.json").write_text('[{"time": "0s", "prompt": "a"}, {"time": "3s", "prompt": "b"}]')
+    assert [p.frame for p in read_schedule_file(tmp_path / "story.txt")] == [0, 40, 60]
+    assert [p.frame for p in read_schedule_file(tmp_path / "story.json")] == [0, 12]
+    assert read_schedule_file(tmp_path / "story.txt")[1].where == "story.txt line 3"
+
+
+@pytest.mark.parametrize("text, message", [
+    ("0s: a\n12s: b\n10s: c", "line 3 '10s: c' asks for latent frame 40, not after schedule line 2"),
+    ("0s: a\n12s: b\n12s: c", "times must increase"),
+    ("0s: a\n12s:", "line 2 '12s:' has no prompt after the time"),
+    ("0s: a\nthe fox stops", "line 2 'the fox stops' does not parse; write '<time>: <prompt>'"),
+    ("0s: a\n12 s: b", "line 2 '12 s: b' does not parse"),
+    ("0s: a\n12m: b", "does not parse"),
+    ("0s: a\n1.5f: b", "time '1.5f' does not parse"),
+    ("5s: a", "the first prompt must start at 0s"),
+    ("# nothing\n\n", "holds no prompt"),
+])
+def test_bad_schedule_lines_give_one_clear_line_naming_the_line_and_the_fix(text, message):
+    with pytest.raises(ValueError) as err:
+        parse_schedule_text(text)
+    assert message in str(err.value) and "\n" not in str(err.value)
+
+
+def test_a_switch_fires_at_the_next_block_start_and_once_per_block():
+    assert fire_frames([0, 15, 27], 3) == [0, 15, 27]
+    assert fire_frames([0, 13, 20], 3) == [0, 15, 21]            # inside a block: rounded up
+    assert fire_frames([0, 12, 25, 26], 3) == [0, 12, 27, 30]    # two in one block: the second one block later
+
+
+def test_the_timeline_shows_the_rounding():
+    lines = timeline([0, 40, 60], ["a", "b", "c"], 3)
+    assert lines[0] == "a: begins at block 0 = frame 0 (0 s)"
+    assert lines[1] == ("b: asks for frame 40 (10 s), inside a block: rounded up to the next block start, "
+                        "block 14 = frame 42 (10.5 s)")
+    assert lines[2] == "c: begins at block 20 = frame 60 (15 s)"
+    assert "already switches" in timeline([0, 25, 26], ["a", "b", "c"], 3)[2]
+
+
+def test_a_prompt_beginning_at_or_past_the_end_is_an_error_naming_it():
+    with pytest.raises(ValueError, match="line 3 would begin at latent frame 60 .* at or past the end of the video "
+                                         r"\(60 latent frames, 15 s\); make the video longer"):
+        fire_frames([0, 40, 58], 3, 60, ["line 1", "line 2", "line 3"])
+    assert fire_frames([0, 40, 57], 3, 60) == [0, 42, 57]
+
+
+def test_schedule_segments_must_agree_on_batch_and_width():
+    a = torch.zeros(1, 5, 8)
+    with pytest.raises(ValueError, match="text_dim = 8"):
+        PromptSchedule((Segment(0, a), Segment(6, torch.zeros(1, 5, 4), "line 2")))
+    with pytest.raises(ValueError, match="starts must increase"):
+        PromptSchedule((Segment(0, a), Segment(6, a), Segment(6, a)))
+    with pytest.raises(ValueError, match="first prompt must start at frame 0"):
+        PromptSchedule((Segment(3, a),))
+
+
+def test_an_embeddings_file_holds_a_schedule(tmp_path):
+    e = torch.randn(3, 1, 7, 8)
+    save_file({"prompt_embeds": e[0], "prompt_embeds_1": e[1], "prompt_embeds_2": e[2],
+               "switch_frames": torch.tensor([15, 27])}, str(tmp_path / "s.safetensors"))
+    sched = load_prompt_schedule(tmp_path / "s.safetensors", text_dim=8)
+    assert [s.start for s in sched.segments] == [0, 15, 27]
+    assert torch.equal(sched.segments[2].embeds, e[2])
+    save_file({"prompt_embeds": e[0]}, str(tmp_path / "one.safetensors"))
+    assert len(load_prompt_schedule(tmp_path / "one.safetensors").segments) == 1
+
+
+@pytest.mark.parametrize("tensors, message", [
+    ({"prompt_embeds_1": torch.zeros(1, 7, 8)}, "no 'switch_frames'; save 'switch_frames' as int64 [1]"),
+    ({"prompt_embeds_1": torch.zeros(1, 7, 8), "switch_frames": torch.tensor([1.5])}, "torch.float32"),
+    ({"prompt_embeds_2": torch.zeros(1, 7, 8), "switch_frames": torch.tensor([3])}, "without gaps"),
+    ({"prompt_embeds_1": torch.zeros(1, 7, 8), "switch_frames": torch.tensor([0])}, "must be ≥ 1"),
+    ({"prompt_embeds_1": torch.zeros(1, 7, 8), "prompt_embeds_2": torch.zeros(1, 7, 8),
+      "switch_frames": torch.tensor([9, 6])}, "switch_frames[1] = 6 (prompt_embeds_2) starts at latent frame 6"),
+])
+def test_bad_schedule_files_name_what_to_fix(tmp_path, tensors, message):
+    save_file({"prompt_embeds": torch.zeros(1, 7, 8), **tensors}, str(tmp_path / "bad.safetensors"))
+    with pytest.raises(ValueError) as err:
+        load_prompt_schedule(tmp_path / "bad.safetensors")
+    assert message in str(err.value)

@@ -1,0 +1,143 @@
+"""The Prompt Schedule node with a stand-in CLIP (the two calls CLIPTextEncode makes, recorded), and the AR Block
+Sampler taking a schedule in place of a CONDITIONING."""
+import pytest
+import torch
+
+from test_nodes import N, conditioning, load, models_dir  # noqa: F401  (fixture)
+
+STORY = "0s: a red fox in the snow\n# a comment\n1.5s: the fox at a frozen lake\n12f: the ice cracks"
+
+
+class FakeCLIP:
+    """What CLIPTextEncode uses of a CLIP: tokenize(text) → {name: tokens}, encode_from_tokens_scheduled(tokens) →
+    CONDITIONING. Embeddings [1, 512, width] depend on the text only; every call is recorded."""
+
+    def __init__(self, key="umt5xxl", width=64):
+        self.key, self.width, self.calls = key, width, []
+
+    def tokenize(self, text):
+        self.calls.append(("tokenize", text))
+        return {self.key: [[(ord(c), 1.0) for c in text]]}
+
+    def encode_from_tokens_scheduled(self, tokens):
+        text = "".join(chr(t) for t, _ in tokens[self.key][0])
+        self.calls.append(("encode", text))
+        g = torch.Generator().manual_seed(sum(map(ord, text)))
+        emb = torch.cat([torch.randn(1, 12, self.width, generator=g), torch.zeros(1, 500, self.width)], 1)
+        return [[emb, {"pooled_output": None}]]
+
+
+def build(clip, text=STORY, switch="recache", global_sink=True, scope="all", node=None):
+    node = node or N["LongLiveRAG_PromptSchedule"]()
+    out = node.build(clip, text, switch, global_sink, scope)
+    return node, out["result"][0], out["result"][1], out["ui"]
+
+
+def encoded(clip):
+    return [text for kind, text in clip.calls if kind == "encode"]
+
+
+def test_each_line_is_encoded_the_way_clip_text_encode_does_it():
+    clip = FakeCLIP()
+    _, sched, _, _ = build(clip)
+    assert clip.calls == [("tokenize", "a red fox in the snow"), ("encode", "a red fox in the snow"),
+                          ("tokenize", "the fox at a frozen lake"), ("encode", "the fox at a frozen lake"),
+                          ("tokenize", "the ice cracks"), ("encode", "the ice cracks")]
+    segs = sched.schedule.segments
+    assert [s.start for s in segs] == [0, 6, 12]
+    assert torch.equal(segs[1].embeds, FakeCLIP().encode_from_tokens_scheduled(
+        FakeCLIP().tokenize("the fox at a frozen lake"))[0][0])
+
+
+def test_the_output_shows_where_each_line_begins_after_rounding():
+    _, sched, timeline, ui = build(FakeCLIP(), "0s: a\n1.25s: b\n4.5s: c")
+    assert ui == {"text": [timeline]} and sched.timeline == timeline
+    lines = timeline.splitlines()
+    assert lines[1] == ("Prompt Schedule line 2 '1.25s: b': asks for frame 5 (1.25 s), inside a block: rounded up to "
+                        "the next block start, block 2 = frame 6 (1.5 s)")
+    assert lines[2] == "Prompt Schedule line 3 '4.5s: c': begins at block 6 = frame 18 (4.5 s)"
+
+
+def test_requeueing_with_one_changed_line_encodes_only_that_line():
+    clip = FakeCLIP()
+    node, first, _, _ = build(clip)
+    clip.calls.clear()
+    _, second, _, _ = build(clip, STORY.replace("the ice cracks", "the ice holds"), node=node)
+    assert encoded(clip) == ["the ice holds"]
+    assert torch.equal(first.schedule.segments[0].embeds, second.schedule.segments[0].embeds)
+    clip.calls.clear()
+    build(clip, "0s: a red fox in the snow\n3s: the ice holds", node=node)   # retimed lines are not re-encoded
+    assert encoded(clip) == []
+
+
+def test_another_text_encoder_encodes_everything_again():
+    node, _, _, _ = build(FakeCLIP())
+    other = FakeCLIP()
+    build(other, node=node)
+    assert len(encoded(other)) == 3
+
+
+def test_a_text_encoder_that_is_not_umt5_is_refused_naming_the_line():
+    with pytest.raises(ValueError) as err:
+        build(FakeCLIP(key="t5xxl"))
+    assert str(err.value) == ("Prompt Schedule line 1 '0s: a red fox in the snow': the connected text encoder is not "
+                              "Wan's umT5-XXL (its tokenizer gives ['t5xxl']); load umt5_xxl with CLIPLoader type 'wan'")
+
+
+@pytest.mark.parametrize("text, message", [
+    ("0s: a\n5s: b\n3s: c", "Prompt Schedule line 3 '3s: c' asks for latent frame 12, not after"),
+    ("0s: a\n5s:", "Prompt Schedule line 2 '5s:' has no prompt"),
+    ("0s: a\nfive seconds: b", "Prompt Schedule line 2 'five seconds: b' does not parse"),
+])
+def test_bad_lines_are_refused_naming_the_line(text, message):
+    clip = FakeCLIP()
+    with pytest.raises(ValueError, match=message):
+        build(clip, text)
+
+
+def sample(backbone, positive, length=93, retrieval=None):
+    # 93 video frames = 24 latent frames; 96x64 px = 8x12 latents
+    return N["LongLiveRAG_ARBlockSampler"]().sample(backbone, positive, 96, 64, length, 42, 1, 12, 3,
+                                                    "1000,750,500,250", 5.0, retrieval)
+
+
+def test_the_sampler_takes_a_schedule_in_place_of_a_conditioning(models_dir):  # noqa: F811
+    backbone, _ = load(models_dir)
+    cond = conditioning()
+    clip = FakeCLIP()
+    clip.encode_from_tokens_scheduled = lambda tokens: cond          # every line: the same prompt as `cond`
+    _, same, _, _ = build(clip, "0s: a\n2s: b\n4s: c", switch="none")
+    plain_latent, _ = sample(backbone, cond)
+    sched_latent, log = sample(backbone, same)
+    assert torch.equal(plain_latent["samples"], sched_latent["samples"])
+    assert [s["block_start"] for s in log.switches] == [9, 18]
+    _, recached, _, _ = build(clip, "0s: a\n2s: b\n4s: c")          # the switch setting travels with the schedule
+    assert not torch.equal(sample(backbone, recached)[0]["samples"], plain_latent["samples"])
+
+
+def test_a_story_with_retrieval_marks_its_switches_on_the_retrieval_map(models_dir):  # noqa: F811
+    backbone, _ = load(models_dir)
+    (enc,) = N["LongLiveRAG_LoadLatentEncoder"]().load("ae_latent_mem.pt")
+    retrieval = N["LongLiveRAG_RetrieveContext"]().build(enc, 6, 5, None)[0]
+    _, sched, _, _ = build(FakeCLIP(), "0s: a fox\n5s: a lake\n9s: the ice", scope="segment")
+    latent, log = sample(backbone, sched, length=189, retrieval=retrieval)       # 48 latent frames
+    assert latent["samples"].shape == (1, 16, 48, 8, 12)
+    assert [s["block_start"] for s in log.switches] == [21, 36]
+    starts = {0: 0, 1: 21, 2: 36}
+    assert log.records and all(min(r["global_frames"]) >= starts[r["segment"]] for r in log.records)
+    (img,) = N["LongLiveRAG_RetrievalMap"]().plot(log, 600, 400)
+    assert img.shape == (1, 400, 600, 3)
+
+
+def test_a_line_that_begins_after_the_video_ends_is_refused_naming_it(models_dir):  # noqa: F811
+    backbone, _ = load(models_dir)
+    _, sched, _, _ = build(FakeCLIP(), "0s: a\n2s: b\n30s: c")
+    with pytest.raises(ValueError, match="Prompt Schedule line 3 '30s: c' would begin at latent frame 120"):
+        sample(backbone, sched)
+
+
+def test_a_schedule_encoded_for_another_backbone_is_refused(models_dir):  # noqa: F811
+    backbone, _ = load(models_dir)
+    _, sched, _, _ = build(FakeCLIP(width=4096), "0s: a")
+    with pytest.raises(ValueError, match="4096 wide but the backbone expects 64"):
+        sample(backbone, sched)
