@@ -46,10 +46,13 @@ VAE_STRIDE = 8      # Wan2.1 VAE: 8× spatial, 4× temporal compression
 VIDEO_FPS = 16
 
 
-def latent_frames_for_video(video_frames: int, frames_per_block: int) -> int:
-    """Video frames → latent frames ((n − 1)/4 + 1), rounded up to whole blocks."""
+def latent_frames_for_video(video_frames: int, frames_per_block: int, start: int = 0) -> int:
+    """Video frames → latent frames ((n − 1)/4 + 1), rounded up to whole blocks; after a start of
+    ``start`` latent frames, rounded up to the start's remainder (start mod frames_per_block, its
+    shorter first block: ``SamplingConfig.blocks``) plus whole blocks."""
     latent = video_frames_to_latent_frames(video_frames)
-    return -(-latent // frames_per_block) * frames_per_block
+    r = start % frames_per_block
+    return r + -(-max(latent - r, 0) // frames_per_block) * frames_per_block
 
 
 def latent_frames_for_seconds(seconds: float, frames_per_block: int) -> int:

@@ -1,6 +1,7 @@
 """History Pool, Retrieve Context and AR Block Sampler."""
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 
 import torch
@@ -8,14 +9,17 @@ import torch
 from ..core.budget import device_bytes_needed
 from ..core.config import PoolConfig, RetrievalConfig, SamplingConfig, SwitchConfig, parse_steps
 from ..core.noise import NOISE_CONTRACTS
-from ..core.latent_format import latent_frames_for_video, latent_size_for_video, to_raw_space
+from ..core.latent_format import latent_size_for_video
 from ..core.pipeline import generate
 from ..core.prompts import PromptSchedule
+from ..core.resume import BlockCollector
 from . import bridge
 from .loaders import BackboneHandle, EncoderHandle
 from .schedule import ScheduleInput
+from .start import MEMO, describe, frames_for_length, output_latent, run_key, start_latents
 
 CATEGORY = "LongLive-RAG/sampling"
+LOG = logging.getLogger(__name__)
 LOCATIONS = {"host (RAM)": "host", "device (GPU)": "device", "disk": "disk"}
 STORAGES = {"kv (exact)": "kv", "kv-half (approximate)": "kv-half", "latent (approximate, smallest)": "latent"}
 DEFAULT_RETRIEVAL = RetrievalConfig()
@@ -99,13 +103,18 @@ class RetrieveContext:
 
 class ARBlockSampler:
     DESCRIPTION = ("Generates a long video block by block with the backbone's KV cache (sink + sliding window), "
-                   "optionally with LongLive-RAG retrieval. Outputs a Wan LATENT for VAE Decode / LongLive-RAG "
-                   "Decode and the retrieval log. Same seed → same video on any device.")
+                   "optionally with LongLive-RAG retrieval, from noise or from a 'start' (an image, a clip, a "
+                   "previous sampler's video). Outputs a Wan LATENT for VAE Decode / LongLive-RAG Decode and the "
+                   "retrieval log. Same seed → same video on any device. After a Cancel, queueing the same graph "
+                   "again (only 'length' may change) continues where it stopped; a longer length extends the "
+                   "last run by replaying its frames.")
     CATEGORY = CATEGORY
     FUNCTION = "sample"
-    RETURN_TYPES = ("LATENT", "LLRAG_LOG")
-    RETURN_NAMES = ("latent", "retrieval_log")
-    OUTPUT_TOOLTIPS = ("Wan2.1 video latent [B,16,T,H/8,W/8].", "Which past frames each block retrieved.")
+    RETURN_TYPES = ("LATENT", "LLRAG_LOG", "STRING")
+    RETURN_NAMES = ("latent", "retrieval_log", "info")
+    OUTPUT_TOOLTIPS = ("Wan2.1 video latent [B,16,T,H/8,W/8]: the whole video, the start included.",
+                       "Which past frames each block retrieved.",
+                       "Frames made, any rounding of the length, and whether the run continued an earlier one.")
 
     @classmethod
     def INPUT_TYPES(cls):
@@ -142,27 +151,48 @@ class ARBlockSampler:
                 "tooltip": "per-block: each block's noise depends only on the seed and the block, so a longer run "
                            "begins exactly like a shorter one with the same seed. reference: the published code's "
                            "noise (reproduces its outputs). The same seed gives different videos under the two."}),
+            "start": ("LATENT", {
+                "tooltip": "Optional: the video begins with these frames (kept as given) and continues from them. "
+                           "VAE Encode with the Wan2.1 VAE of an image (1 latent frame) or a clip ((frames-1)/4+1), "
+                           "at this width x height, or a previous AR Block Sampler's latent (same seed: the longer "
+                           "video that sampler would have made). 'length' is the total, start included."}),
         }}
 
     def sample(self, backbone: BackboneHandle, positive, width, height, length, seed, sink_size, local_attn_size,
-               frames_per_block, steps, shift, retrieval: RetrievalInput | None = None, noise_contract="per-block"):
+               frames_per_block, steps, shift, retrieval: RetrievalInput | None = None, noise_contract="per-block",
+               start=None):
         prompts, switch = prompt_input(positive, backbone.backbone.config.text_dim)
         cfg = SamplingConfig(frames_per_block=frames_per_block, window=local_attn_size, sink=sink_size,
                              steps=parse_steps(steps), shift=shift, retrieval=retrieval.config if retrieval else None,
                              switch=switch, noise=noise_contract)
         latent_hw = latent_size_for_video(width, height)
-        frames = latent_frames_for_video(length, frames_per_block)
+        given = start_latents(start, latent_hw, backbone.backbone.config.in_dim) if start is not None else None
+        p = given.frames if given is not None else 0
+        frames = frames_for_length(length, frames_per_block, p)
         if isinstance(prompts, PromptSchedule):
             prompts.fire_frames(frames_per_block, frames)      # every line begins before the end (names the line)
         encoder = retrieval.encoder.model if retrieval else None
         batch = prompts.batch if isinstance(prompts, PromptSchedule) else prompts.shape[0]
         need = device_bytes_needed(backbone.backbone.model, cfg, latent_hw, batch, backbone.dtype)
-        progress = bridge.Progress(frames // frames_per_block)
-        with bridge.models_on_device([backbone.backbone.model, encoder], backbone.device, need,
-                                     offload=backbone.offload) as (model, _):
-            res = generate(model, prompts, frames, latent_hw, seed, cfg, encoder=encoder, callback=progress.on_block)
+        models = (backbone.backbone.model, encoder)
+        key = run_key(backbone, retrieval.encoder.name if retrieval else None, prompts, seed, frames, latent_hw, cfg,
+                      given)
+        continued = MEMO.prefix(key, models, frames, p, frames_per_block)
+        prefix = continued.latents if continued is not None else given.model if given is not None else None
+        progress = bridge.Progress(len(cfg.blocks(frames, p)))
+        collector = BlockCollector(progress.on_block)
+        try:
+            with bridge.models_on_device(list(models), backbone.device, need, offload=backbone.offload) as (model, _):
+                res = generate(model, prompts, frames, latent_hw, seed, cfg, encoder=encoder, callback=collector,
+                               prefix=prefix)
+        except BaseException:
+            MEMO.keep(key, models, collector.blocks, p, stopped=True)
+            raise
+        MEMO.keep(key, models, collector.blocks, p, stopped=False)
         log = RetrievalLog(tuple(res.retrieval_log), frames, cfg.sink, cfg.window, cfg.mode, tuple(res.switches))
-        return {"samples": to_raw_space(res.latents)}, log
+        info = describe(length, frames, frames_per_block, given, continued)
+        LOG.info("AR Block Sampler: %s", info.replace("\n", "; "))
+        return {"ui": {"text": [info]}, "result": (output_latent(res.latents, given), log, info)}
 
 
 def prompt_input(positive, text_dim: int) -> tuple[torch.Tensor | PromptSchedule, SwitchConfig]:

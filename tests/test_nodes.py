@@ -54,8 +54,9 @@ def load(models_dir):
 
 def sample(backbone, retrieval=None, length=189, seed=42, noise="reference"):
     # 189 video frames = 48 latent frames; 96x64 px = 8x12 latents; the golden cases' noise contract
-    return N["LongLiveRAG_ARBlockSampler"]().sample(backbone, conditioning(), 96, 64, length, seed, 1, 12, 3,
-                                                    "1000,750,500,250", 5.0, retrieval, noise_contract=noise)
+    out = N["LongLiveRAG_ARBlockSampler"]().sample(backbone, conditioning(), 96, 64, length, seed, 1, 12, 3,
+                                                   "1000,750,500,250", 5.0, retrieval, noise_contract=noise)
+    return out["result"][:2]                                   # (latent, retrieval_log); [2] is the info text
 
 
 def rag_retrieval(encoder_name="ae_latent_mem.pt", pool=None):

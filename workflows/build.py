@@ -35,7 +35,13 @@ CORE = {
                     [("IMAGE", "IMAGE")]),
     "SaveImage": ([("images", "IMAGE", None), ("filename_prefix", "STRING", "LongLiveRAG/retrieval_map")], []),
     "PreviewAny": ([("source", "*", None)], []),
+    "LoadImage": ([("image", "COMBO", "example.png"), ("upload", "COMBO", "image")], [("IMAGE", "IMAGE"), ("MASK", "MASK")]),
+    "ImageScale": ([("image", "IMAGE", None), ("upscale_method", "COMBO", "lanczos"), ("width", "INT", 832),
+                    ("height", "INT", 480), ("crop", "COMBO", "center")], [("IMAGE", "IMAGE")]),
+    "VAEEncode": ([("pixels", "IMAGE", None), ("vae", "VAE", None)], [("LATENT", "LATENT")]),
 }
+IMAGE_PROMPT = ("The scene in the picture comes to life: the camera slowly pushes in as the light shifts and the "
+                "subject moves naturally, one continuous shot, cinematic, highly detailed")
 WIDGET_TYPES = {"INT", "FLOAT", "STRING", "BOOLEAN", "COMBO"}
 
 
@@ -125,33 +131,96 @@ def show_timeline(g: Graph, prompt: tuple[int, str], story: bool, pos) -> None:
         g.link(prompt[0], "timeline", preview, "source")
 
 
-def text_to_video(specs, backbone, lora, title, frames=477, story=False):
-    g = Graph(specs)
-    text = add_prompt(g, story)
-    bb = g.add("LongLiveRAG_LoadBackbone", (0, 420), {"backbone": backbone, "lora": lora}, size=(380, 220))
+def show_info(g: Graph, sampler: int, pos, title="What the sampler did") -> None:
+    """Preview as Text of the sampler's info: rounding of the length, a start, a continued run."""
+    preview = g.add("PreviewAny", pos, size=(420, 140), title=title)
+    g.link(sampler, "info", preview, "source")
+
+
+def add_retrieval(g: Graph) -> int:
+    """Load Latent Encoder + History Pool → Retrieve Context (its node)."""
     enc = g.add("LongLiveRAG_LoadLatentEncoder", (420, 0), {"encoder": ENCODER}, size=(340, 80))
     pool = g.add("LongLiveRAG_HistoryPool", (420, 130), size=(340, 160))
     ret = g.add("LongLiveRAG_RetrieveContext", (420, 340), size=(340, 160))
     g.link(enc, "encoder", ret, "encoder")
     g.link(pool, "pool", ret, "pool")
+    return ret
+
+
+def add_outputs(g: Graph, sampler: int, vae: int, x: int, prefix: str) -> None:
+    """Decode → CreateVideo → SaveVideo, and Retrieval Map → SaveImage, right of ``x``."""
+    dec = g.add("LongLiveRAG_Decode", (x, 0), size=(320, 120))
+    g.link(vae, "VAE", dec, "vae")
+    g.link(sampler, "latent", dec, "samples")
+    video = g.add("CreateVideo", (x, 170), size=(260, 80))
+    g.link(dec, "images", video, "images")
+    save = g.add("SaveVideo", (x + 360, 0), {"filename_prefix": prefix}, size=(420, 420))
+    g.link(video, "VIDEO", save, "video")
+    rmap = g.add("LongLiveRAG_RetrievalMap", (x, 300), size=(320, 110))
+    g.link(sampler, "retrieval_log", rmap, "retrieval_log")
+    img = g.add("SaveImage", (x, 460), size=(420, 380))
+    g.link(rmap, "image", img, "images")
+
+
+def image_to_video(specs, backbone="self_forcing.pt", frames=477):
+    """LoadImage → Upscale Image (to the sampler's size) → VAE Encode (Wan2.1 VAE) → the sampler's start."""
+    g = Graph(specs)
+    clip = g.add("CLIPLoader", (0, 0), size=(320, 110))
+    text = g.add("CLIPTextEncode", (0, 160), {"text": IMAGE_PROMPT}, size=(380, 200))
+    g.link(clip, "CLIP", text, "clip")
+    bb = g.add("LongLiveRAG_LoadBackbone", (0, 420), {"backbone": backbone}, size=(380, 220))
+    image = g.add("LoadImage", (0, 680), size=(320, 320), title="Start image")
+    scale = g.add("ImageScale", (0, 1040), size=(320, 130), title="Scale to the sampler's width x height")
+    g.link(image, "IMAGE", scale, "image")
+    ret = add_retrieval(g)
+    vae = g.add("VAELoader", (420, 560), size=(320, 80))
+    enc = g.add("VAEEncode", (420, 680), size=(240, 60))
+    g.link(scale, "IMAGE", enc, "pixels")
+    g.link(vae, "VAE", enc, "vae")
+    sampler = g.add("LongLiveRAG_ARBlockSampler", (800, 0), {"length": frames}, size=(360, 400))
+    g.link(bb, "backbone", sampler, "backbone")
+    g.link(text, "CONDITIONING", sampler, "positive")
+    g.link(ret, "retrieval", sampler, "retrieval")
+    g.link(enc, "LATENT", sampler, "start")
+    add_outputs(g, sampler, vae, 1200, "video/LongLiveRAG_i2v")
+    show_info(g, sampler, (800, 460))
+    return g.to_json("Image to long video: Self-Forcing + LongLive-RAG, starting from a picture")
+
+
+def extend_video(specs, backbone="self_forcing.pt", first=161, total=477):
+    """Two samplers chained, same seed: the second starts from the first's whole video and extends it."""
+    g = Graph(specs)
+    text = add_prompt(g, story=False)
+    bb = g.add("LongLiveRAG_LoadBackbone", (0, 420), {"backbone": backbone}, size=(380, 220))
+    ret = add_retrieval(g)
+    short = g.add("LongLiveRAG_ARBlockSampler", (800, 0), {"length": first}, size=(360, 400),
+                  title="1: the first 10 s")
+    longer = g.add("LongLiveRAG_ARBlockSampler", (800, 460), {"length": total}, size=(360, 400),
+                   title="2: extended to 30 s (same seed)")
+    for s in (short, longer):
+        g.link(bb, "backbone", s, "backbone")
+        g.link(*text, s, "positive")
+        g.link(ret, "retrieval", s, "retrieval")
+    g.link(short, "latent", longer, "start")
+    vae = g.add("VAELoader", (420, 560), size=(320, 80))
+    add_outputs(g, longer, vae, 1200, "video/LongLiveRAG_extended")
+    show_info(g, longer, (800, 920))
+    return g.to_json("Extend a video: 10 s, then the same video continued to 30 s")
+
+
+def text_to_video(specs, backbone, lora, title, frames=477, story=False):
+    g = Graph(specs)
+    text = add_prompt(g, story)
+    bb = g.add("LongLiveRAG_LoadBackbone", (0, 420), {"backbone": backbone, "lora": lora}, size=(380, 220))
+    ret = add_retrieval(g)
     sampler = g.add("LongLiveRAG_ARBlockSampler", (800, 0), {"length": frames}, size=(360, 380))
     g.link(bb, "backbone", sampler, "backbone")
     g.link(*text, sampler, "positive")
     g.link(ret, "retrieval", sampler, "retrieval")
     vae = g.add("VAELoader", (800, 440), size=(320, 80))
-    dec = g.add("LongLiveRAG_Decode", (1200, 0), size=(320, 120))
-    g.link(vae, "VAE", dec, "vae")
-    g.link(sampler, "latent", dec, "samples")
-    video = g.add("CreateVideo", (1200, 170), size=(260, 80))
-    g.link(dec, "images", video, "images")
-    prefix = {"filename_prefix": "video/LongLiveRAG_story"} if story else {}
-    save = g.add("SaveVideo", (1560, 0), prefix, size=(420, 420))
-    g.link(video, "VIDEO", save, "video")
-    rmap = g.add("LongLiveRAG_RetrievalMap", (1200, 300), size=(320, 110))
-    g.link(sampler, "retrieval_log", rmap, "retrieval_log")
-    img = g.add("SaveImage", (1200, 460), size=(420, 380))
-    g.link(rmap, "image", img, "images")
+    add_outputs(g, sampler, vae, 1200, "video/LongLiveRAG_story" if story else "video/LongLiveRAG")
     show_timeline(g, text, story, (0, 680))
+    show_info(g, sampler, (800, 560))
     return g.to_json(title)
 
 
@@ -212,6 +281,8 @@ def build() -> dict[str, dict]:
         "longlive_rag_story_ab_native_vs_retrieval.json": ab_compare(
             specs, story=True, backbone="longlive_base.pt", lora="longlive_lora.pt",
             title="Story A/B: native window vs LongLive-RAG (same schedule, same seed)"),
+        "longlive_rag_image_to_video.json": image_to_video(specs),
+        "longlive_rag_extend_video.json": extend_video(specs),
     }
 
 

@@ -1,0 +1,174 @@
+"""The AR Block Sampler's start (a LATENT the video begins with) and its continue memo.
+
+Start: VAE Encode (Wan2.1 VAE) of an image or a clip, or an AR Block Sampler's output; checked
+against the run with errors that name the widget to change. The sampler's own output carries its
+model-space latents beside the raw ones (``ModelSpace``) because raw → model space is not bit-exact
+in float32: a chained sampler replays exactly what was generated.
+
+Continue memo: ComfyUI's Cancel raises out of the sampler, so a cancelled run returns nothing. The
+finished blocks of the last run (one entry) are kept under the run's identity — everything that
+changes the result except the length — and the next run with that identity starts from them: a
+cancelled run continues where it stopped, a finished one is extended by replaying its frames instead
+of regenerating them. Exact under the per-block noise contract; under the reference contract the
+identity includes the length (its noise depends on it), so only the same length continues.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import weakref
+from dataclasses import dataclass
+
+import torch
+
+from ..core.config import SamplingConfig
+from ..core.latent_format import (VAE_STRIDE, VIDEO_FPS, latent_frames_for_video, latent_frames_to_video_frames,
+                                  to_model_space, to_raw_space)
+from ..core.resume import run_identity
+
+
+@dataclass(frozen=True)
+class ModelSpace:
+    """Stored in our LATENT under ``MODEL_SPACE_KEY``: the model-space latents of exactly ``raw``."""
+    raw: torch.Tensor          # the LATENT's "samples" tensor (checked by identity)
+    model: torch.Tensor        # [B, 16, T, H, W] model-normalised
+
+
+MODEL_SPACE_KEY = "llrag_model_space"
+
+
+@dataclass(frozen=True)
+class Start:
+    raw: torch.Tensor          # [B, 16, P, H, W] raw VAE space, float32 CPU: copied back into the output
+    model: torch.Tensor        # the same frames in model space: the prefix
+
+    @property
+    def frames(self) -> int:
+        return self.raw.shape[2]
+
+
+def start_latents(start, latent_hw: tuple[int, int], channels: int) -> Start:
+    """The sampler's 'start' LATENT, checked against the run (channels, size) → raw and model space."""
+    samples = start.get("samples") if isinstance(start, dict) else None
+    if not torch.is_tensor(samples):
+        raise ValueError("start must be a LATENT: VAE Encode (Wan2.1 VAE) of an image or a clip, or an "
+                         "AR Block Sampler's latent output")
+    if samples.dim() != 5:
+        raise ValueError(f"start is a latent of shape {list(samples.shape)}, not a video latent [B, 16, frames, H, W]: "
+                         "encode the image or clip with VAE Encode and the Wan2.1 VAE (wan_2.1_vae.safetensors)")
+    _, c, _, h, w = samples.shape
+    if c != channels:
+        vae = "the Wan2.2 VAE" if c == 48 else "another model's VAE"
+        raise ValueError(f"start has {c} channels ({vae}); this backbone takes {channels}: load "
+                         "wan_2.1_vae.safetensors in the VAELoader that feeds VAE Encode")
+    if (h, w) != tuple(latent_hw):
+        want_w, want_h = latent_hw[1] * VAE_STRIDE, latent_hw[0] * VAE_STRIDE
+        raise ValueError(f"start is {w * VAE_STRIDE}x{h * VAE_STRIDE} px (latent {h}x{w}) but the sampler makes "
+                         f"{want_w}x{want_h}: set width {w * VAE_STRIDE} and height {h * VAE_STRIDE}, or scale the "
+                         f"image/clip to {want_w}x{want_h} (Upscale Image, crop center) before VAE Encode")
+    carried = start.get(MODEL_SPACE_KEY)
+    raw = samples.detach().to(device="cpu", dtype=torch.float32)
+    if isinstance(carried, ModelSpace) and carried.raw is samples:
+        return Start(raw, carried.model)
+    return Start(raw, to_model_space(raw))
+
+
+def frames_for_length(length: int, frames_per_block: int, start: int) -> int:
+    """Latent frames for ``length`` video frames after a start of ``start`` latent frames (rounded up:
+    core/latent_format.py); a start that already fills the length is refused naming the length to set."""
+    frames = latent_frames_for_video(length, frames_per_block, start)
+    if start and frames <= start:
+        raise ValueError(f"the start already holds {start} latent frames ({latent_frames_to_video_frames(start)} "
+                         f"video frames) and length {length} asks for no more: set length to at least "
+                         f"{latent_frames_to_video_frames(start + frames_per_block)}")
+    return frames
+
+
+def run_key(backbone, encoder_name: str | None, prompts, seed: int, frames: int, latent_hw, cfg: SamplingConfig,
+            start: Start | None) -> str:
+    """Everything that changes the result except the length (core/resume.py ``run_identity``; under the
+    reference contract the length too), plus the start's values, the LoRA strength, dtype and device."""
+    info = backbone.backbone.info
+    ident = run_identity(info.path, prompts, seed, frames, latent_hw, cfg, info.lora_path)
+    ident.update(lora_strength=info.lora_strength, dtype=str(backbone.dtype), device=str(backbone.device),
+                 encoder=encoder_name, start=_digest(start.raw) if start is not None else None)
+    return json.dumps(ident, sort_keys=True)
+
+
+def _digest(t: torch.Tensor) -> str:
+    h = hashlib.sha256(str(list(t.shape)).encode())
+    h.update(t.contiguous().numpy().tobytes())
+    return h.hexdigest()[:16]
+
+
+@dataclass
+class Continued:
+    latents: torch.Tensor      # [B, 16, M, H, W] model space: the prefix this run starts from
+    stopped: bool              # the run it comes from stopped (cancelled or failed) before its end
+
+
+class ContinueMemo:
+    """The finished blocks of the last run (one entry), for the next run with the same key."""
+
+    def __init__(self):
+        self.clear()
+
+    def clear(self) -> None:
+        self.key, self.refs, self.latents, self.stopped = None, (), None, False
+
+    def _holds(self, key: str, models) -> bool:
+        return (self.latents is not None and key == self.key and len(models) == len(self.refs)
+                and all((r() if r is not None else None) is m for r, m in zip(self.refs, models)))
+
+    def prefix(self, key: str, models, frames: int, given: int, frames_per_block: int) -> Continued | None:
+        """The kept frames to start from (at most ``frames`` − one block, so the run still generates its
+        last block; block-aligned since the kept run has the same start), or None."""
+        if not self._holds(key, models):
+            return None
+        use = min(self.latents.shape[2], frames - frames_per_block)
+        if use <= given:
+            return None
+        return Continued(self.latents[:, :, :use], self.stopped and use == self.latents.shape[2])
+
+    def keep(self, key: str, models, blocks: list[torch.Tensor], given: int, stopped: bool) -> None:
+        """After a run (finished or stopped): its finished blocks x0 [B, F, C, H, W], when they hold more
+        than the start and, for the same run, more than is kept already."""
+        done = sum(b.shape[1] for b in blocks)
+        if done <= given or (self._holds(key, models) and done <= self.latents.shape[2]):
+            return
+        self.clear()                      # the old entry goes first: one entry in memory at a time
+        self.key, self.stopped = key, stopped
+        self.refs = tuple(weakref.ref(m) if m is not None else None for m in models)
+        self.latents = torch.cat(blocks, 1).permute(0, 2, 1, 3, 4).contiguous()
+
+
+MEMO = ContinueMemo()
+
+
+def output_latent(model_space: torch.Tensor, start: Start | None) -> dict:
+    """The sampler's LATENT: raw [B, 16, T, H, W] with the start's raw frames copied back as given, and
+    the model-space latents for a chained sampler."""
+    raw = to_raw_space(model_space)
+    if start is not None:
+        raw[:, :, :start.frames] = start.raw
+    return {"samples": raw, MODEL_SPACE_KEY: ModelSpace(raw, model_space)}
+
+
+def describe(length: int, frames: int, frames_per_block: int, start: Start | None, continued: Continued | None) -> str:
+    """The sampler's info: what it made, any rounding of the length, where it started and continued from."""
+    video = latent_frames_to_video_frames(frames)
+    lines = [f"{frames} latent frames = {video} video frames ({video / VIDEO_FPS:.2f} s at {VIDEO_FPS} fps)"]
+    if start is not None:
+        kind = "an image" if start.frames == 1 else f"{latent_frames_to_video_frames(start.frames)} video frames"
+        lines.append(f"starts from the given {start.frames} latent frames ({kind}), kept as given")
+    if video != length:
+        after = (f"the start's {start.frames % frames_per_block} frame(s) then " if start is not None
+                 and start.frames % frames_per_block else "")
+        lines.append(f"length {length} rounded up to {video} video frames ({after}whole blocks of "
+                     f"{frames_per_block} latent frames)")
+    if continued is not None:
+        m = continued.latents.shape[2]
+        what = "the run that stopped (cancelled or failed)" if continued.stopped else "the previous run"
+        lines.append(f"continued from {what} of this graph: its first {m} latent frames "
+                     f"({latent_frames_to_video_frames(m)} video frames) replayed, not regenerated")
+    return "\n".join(lines)
