@@ -162,8 +162,8 @@ def describe(length: int, frames: int, frames_per_block: int, start: Start | Non
         kind = "an image" if start.frames == 1 else f"{latent_frames_to_video_frames(start.frames)} video frames"
         lines.append(f"starts from the given {start.frames} latent frames ({kind}), kept as given")
     if video != length:
-        after = (f"the start's {start.frames % frames_per_block} frame(s) then " if start is not None
-                 and start.frames % frames_per_block else "")
+        r = start.frames % frames_per_block if start is not None else 0
+        after = f"a first block of the start's {r} latent frame{'s' * (r > 1)}, then " if r else ""
         lines.append(f"length {length} rounded up to {video} video frames ({after}whole blocks of "
                      f"{frames_per_block} latent frames)")
     if continued is not None:
