@@ -78,6 +78,9 @@ def write_models(base: Path) -> None:
     (base / "input").mkdir(exist_ok=True)
     emb = torch.randn(1, 20, 64, generator=torch.Generator().manual_seed(4))
     save_file({"prompt_embeds": torch.cat([emb, torch.zeros(1, 492, 64)], 1)}, str(base / "input" / "prompt.safetensors"))
+    from PIL import Image                 # the image workflow's LoadImage default
+    pixels = torch.rand(64, 96, 3, generator=torch.Generator().manual_seed(5)).mul(255).byte().numpy()
+    Image.fromarray(pixels).save(base / "input" / "example.png")
 
 
 TINY_CLIP_NODE = """
@@ -178,12 +181,31 @@ def for_test(wf: dict, embeds: Path) -> dict:
         text.update(type="LongLiveRAG_LoadPromptEmbeds", inputs=[], widgets_values=[str(embeds)],
                     properties={"Node name for S&R": "LongLiveRAG_LoadPromptEmbeds"})
         text["outputs"][0]["name"] = "conditioning"
+    by_id = {n["id"]: n for n in wf["nodes"]}
+    feeds_a_start = {l[1] for l in wf["links"] if by_id[l[3]]["inputs"][l[4]]["name"] == "start"}
     for n in wf["nodes"]:
         if n["type"] == "LongLiveRAG_ARBlockSampler":
-            n["widgets_values"][:3] = [48, 32, 81]           # 6x4 latents, 21 latent frames: block 18 retrieves
+            # 6x4 latents, 21 latent frames: block 18 retrieves; a sampler that starts another one: 12 frames
+            n["widgets_values"][:3] = [48, 32, 41 if n["id"] in feeds_a_start else 81]
+        if n["type"] == "ImageScale":
+            n["widgets_values"][1:3] = [48, 32]
         if n["type"] == "LongLiveRAG_Decode":
             n["widgets_values"] = [4]
     return wf
+
+
+SAMPLER_INFO = {   # what each workflow's sampler says about its start (shown by Preview as Text)
+    "longlive_rag_image_to_video": ["starts from the given 1 latent frames (an image), kept as given",
+                                    "length 81 rounded up to 85 video frames (a first block of the start's 1 latent "
+                                    "frame, then whole blocks of 3 latent frames)"],
+    "longlive_rag_extend_video": ["21 latent frames = 81 video frames",
+                                  "starts from the given 12 latent frames (45 video frames), kept as given"],
+}
+
+
+def shown_texts(server) -> list[str]:
+    return [t for item in get(server, "/history").values() for out in item.get("outputs", {}).values()
+            for t in out.get("text", [])]
 
 
 @pytest.mark.parametrize("path", WORKFLOWS, ids=lambda p: p.stem)
@@ -203,12 +225,85 @@ def test_workflow_runs_in_comfyui(server, path, tmp_path):
     videos = [p for p in new if p.suffix == ".mp4"]
     maps = [p for p in new if p.suffix == ".png" and "retrieval_map" in p.name]
     assert videos and maps, f"outputs: {sorted(map(str, new))}\n{proc.stdout[-1500:]}"
+    shown = shown_texts(server)
+    for line in SAMPLER_INFO.get(path.stem, []):
+        assert any(line in t for t in shown), (line, shown)
     if any(n["type"] == "LongLiveRAG_PromptSchedule" for n in wf["nodes"]):
-        shown = [t for item in get(server, "/history").values() for out in item.get("outputs", {}).values()
-                 for t in out.get("text", [])]
         assert any("Prompt Schedule line 3 '3.5s: the ice cracks': asks for frame 14 (3.5 s), inside a block: "
                    "rounded up to the next block start, block 5 = frame 15" in t for t in shown), shown
     print(f"{path.name}: {elapsed:.1f} s -> {[p.name for p in videos + maps]}")
+
+
+def post(server, path, body=None):
+    req = urllib.request.Request(server["url"] + path, data=json.dumps(body or {}).encode(),
+                                 headers={"Content-Type": "application/json"}, method="POST")
+    with urllib.request.urlopen(req, timeout=30) as r:
+        text = r.read()
+    return json.loads(text) if text.strip() else None
+
+
+def wait_for(server, prompt_id, timeout=600) -> dict:
+    for _ in range(int(timeout / 0.25)):
+        entry = get(server, f"/history/{prompt_id}").get(prompt_id)
+        if entry and entry.get("status", {}).get("completed") is not None:
+            return entry
+        time.sleep(0.25)
+    raise TimeoutError(f"prompt {prompt_id} did not finish in {timeout} s")
+
+
+CANCEL_AFTER = r"""
+import json, sys, urllib.request, uuid, websocket
+host, prompt, blocks = sys.argv[1], json.loads(sys.argv[2]), int(sys.argv[3])
+client = str(uuid.uuid4())
+ws = websocket.create_connection(f"ws://{host}/ws?clientId={client}", timeout=600)
+def post(path, body):
+    req = urllib.request.Request(f"http://{host}{path}", data=json.dumps(body).encode(), method="POST",
+                                 headers={"Content-Type": "application/json"})
+    return urllib.request.urlopen(req, timeout=30).read()
+prompt_id = json.loads(post("/prompt", {"prompt": prompt, "client_id": client}))["prompt_id"]
+while True:
+    msg = ws.recv()
+    if isinstance(msg, str):
+        m = json.loads(msg)
+        if m["type"] == "progress" and m["data"].get("prompt_id") == prompt_id and m["data"]["value"] >= blocks:
+            post("/interrupt", {})
+            print(prompt_id, m["data"]["value"], m["data"]["max"])
+            break
+"""
+
+
+def test_cancel_then_queue_again_continues_where_the_run_stopped(server):
+    """Cancel (POST /interrupt, as the Cancel button) after some blocks, queue the same graph again: the
+    sampler continues from the cancelled run's finished blocks (its info says so) and completes."""
+    embeds = str(server["base"] / "input" / "prompt.safetensors")
+    prompt = {
+        "1": {"class_type": "LongLiveRAG_LoadPromptEmbeds", "inputs": {"path": embeds}},
+        "2": {"class_type": "LongLiveRAG_LoadBackbone", "inputs": {
+            "backbone": "causal_forcing.pt", "lora": "none", "lora_strength": 1.0, "weight_dtype": "auto",
+            "device": "auto", "offload": "offload after sampling"}},
+        "3": {"class_type": "LongLiveRAG_ARBlockSampler", "inputs": {
+            "backbone": ["2", 0], "positive": ["1", 0], "width": 48, "height": 32, "length": 2397, "seed": 11,
+            "sink_size": 1, "local_attn_size": 12, "frames_per_block": 3, "steps": "1000,750,500,250",
+            "shift": 5.0}},
+        "4": {"class_type": "PreviewAny", "inputs": {"source": ["3", 2]}},
+    }
+    host = f"127.0.0.1:{server['port']}"
+    proc = subprocess.run([PY, "-c", CANCEL_AFTER, host, json.dumps(prompt), "5"], capture_output=True, text=True,
+                          timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    first, seen, total = proc.stdout.split()
+    assert int(seen) >= 5 and int(total) == 200                  # 600 latent frames = 200 blocks
+    stopped = wait_for(server, first)
+    assert stopped["status"]["status_str"] == "error", stopped["status"]
+    assert any(m[0] == "execution_interrupted" for m in stopped["status"]["messages"]), stopped["status"]
+    second = wait_for(server, post(server, "/prompt", {"prompt": prompt})["prompt_id"])
+    assert second["status"]["status_str"] == "success", second["status"]
+    info = second["outputs"]["4"]["text"][0]
+    assert info.startswith("600 latent frames = 2397 video frames") and "rounded" not in info, info
+    assert "continued from the run that stopped (cancelled or failed) of this graph: its first" in info, info
+    done = int(info.split("its first ")[1].split()[0])
+    assert 15 <= done < 600, info
+    print(f"cancelled after block {seen}; the next queue continued from {done} latent frames")
 
 
 DECODE_CHECK = r"""

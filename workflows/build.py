@@ -133,7 +133,7 @@ def show_timeline(g: Graph, prompt: tuple[int, str], story: bool, pos) -> None:
 
 def show_info(g: Graph, sampler: int, pos, title="What the sampler did") -> None:
     """Preview as Text of the sampler's info: rounding of the length, a start, a continued run."""
-    preview = g.add("PreviewAny", pos, size=(420, 140), title=title)
+    preview = g.add("PreviewAny", pos, size=(380, 140), title=title)
     g.link(sampler, "info", preview, "source")
 
 
@@ -169,8 +169,8 @@ def image_to_video(specs, backbone="self_forcing.pt", frames=477):
     text = g.add("CLIPTextEncode", (0, 160), {"text": IMAGE_PROMPT}, size=(380, 200))
     g.link(clip, "CLIP", text, "clip")
     bb = g.add("LongLiveRAG_LoadBackbone", (0, 420), {"backbone": backbone}, size=(380, 220))
-    image = g.add("LoadImage", (0, 680), size=(320, 320), title="Start image")
-    scale = g.add("ImageScale", (0, 1040), size=(320, 130), title="Scale to the sampler's width x height")
+    image = g.add("LoadImage", (0, 720), size=(320, 320), title="Start image")
+    scale = g.add("ImageScale", (0, 1090), size=(320, 130), title="Scale to the sampler's width x height")
     g.link(image, "IMAGE", scale, "image")
     ret = add_retrieval(g)
     vae = g.add("VAELoader", (420, 560), size=(320, 80))
