@@ -186,9 +186,9 @@ class ARBlockSampler:
                 res = generate(model, prompts, frames, latent_hw, seed, cfg, encoder=encoder, callback=collector,
                                prefix=prefix)
         except BaseException:
-            MEMO.keep(key, models, collector.blocks, p, stopped=True)
+            MEMO.keep(key, models, collector.latents() if collector.blocks else None, p, stopped=True)
             raise
-        MEMO.keep(key, models, collector.blocks, p, stopped=False)
+        MEMO.keep(key, models, res.latents, p, stopped=False)     # shared with the output, not a copy
         log = RetrievalLog(tuple(res.retrieval_log), frames, cfg.sink, cfg.window, cfg.mode, tuple(res.switches))
         info = describe(length, frames, frames_per_block, given, continued)
         LOG.info("AR Block Sampler: %s", info.replace("\n", "; "))

@@ -130,16 +130,15 @@ class ContinueMemo:
             return None
         return Continued(self.latents[:, :, :use], self.stopped and use == self.latents.shape[2])
 
-    def keep(self, key: str, models, blocks: list[torch.Tensor], given: int, stopped: bool) -> None:
-        """After a run (finished or stopped): its finished blocks x0 [B, F, C, H, W], when they hold more
-        than the start and, for the same run, more than is kept already."""
-        done = sum(b.shape[1] for b in blocks)
+    def keep(self, key: str, models, latents: torch.Tensor | None, given: int, stopped: bool) -> None:
+        """After a run (finished or stopped): its finished frames [B, 16, M, H, W] (model space), when they
+        hold more than the start and, for the same run, more than is kept already."""
+        done = latents.shape[2] if latents is not None else 0
         if done <= given or (self._holds(key, models) and done <= self.latents.shape[2]):
             return
         self.clear()                      # the old entry goes first: one entry in memory at a time
-        self.key, self.stopped = key, stopped
+        self.key, self.stopped, self.latents = key, stopped, latents
         self.refs = tuple(weakref.ref(m) if m is not None else None for m in models)
-        self.latents = torch.cat(blocks, 1).permute(0, 2, 1, 3, 4).contiguous()
 
 
 MEMO = ContinueMemo()
