@@ -23,6 +23,7 @@ from .io import check_output_dir, check_output_file, load_prompt_schedule
 from .prompts import fire_frames, read_schedule_file, timeline
 from .latent_format import latent_frames_for_seconds
 from .noise import NOISE_CONTRACTS
+from .starts import Start
 
 DEFAULTS = SamplingConfig()
 DEFAULT_RETRIEVAL = RetrievalConfig()
@@ -133,16 +134,21 @@ def cmd_generate(args, progress: jobs.Progress) -> int:
     modes = ["native", "rag"] if args.mode == "both" else [args.mode]
     configs = {m: sampling_config(args, m) for m in modes}
     first = configs[modes[0]]
+    start = Start(args.continue_from, args.image, args.video)
+    if args.embeds is not None and (args.image or args.video):
+        raise ValueError("--image and --video need the VAE of a text run (--prompt ... --vae ...); with --embeds "
+                         "start from latents: --continue-from")
+    given = start.check(args.latent_size) if args.resume is None else 0
     frames = args.frames
-    if args.seconds is not None:
-        frames = latent_frames_for_seconds(args.seconds, first.frames_per_block)
+    if args.seconds is not None:        # whole blocks after the start's remainder (an image: 1 + 3k frames)
+        frames = latent_frames_for_seconds(args.seconds, first.frames_per_block) + given % first.frames_per_block
     if frames is None:
         raise ValueError("give the length with --frames (latent frames) or --seconds")
-    if args.continue_from is None and args.resume is None:
-        first.check_frames(frames)      # with a start, checked against its length once it is read
-    if args.embeds is None and (args.continue_from or args.resume):
-        raise ValueError("--continue-from and --resume work with --embeds (latents out); for a video, generate the "
-                         "latents with --embeds and decode them")
+    if args.resume is None:
+        first.check_frames(frames, given)     # before any model is loaded
+    if args.embeds is None and args.resume:
+        raise ValueError("--resume is for --embeds runs; a stopped video run is picked up by running the same "
+                         "command again")
     if args.embeds is None:
         missing = [o for o, v in (("--text-encoder", args.text_encoder), ("--vae", args.vae),
                                   ("--out-dir", args.out_dir)) if v is None]
@@ -153,10 +159,10 @@ def cmd_generate(args, progress: jobs.Progress) -> int:
             timed = read_schedule_file(args.prompt_schedule)
             show_timeline([p.frame for p in timed], [p.describe() for p in timed], first, frames, progress)
             job = jobs.StoryJob(tuple(timed), frames, args.latent_size, args.seed, args.text_encoder, args.vae,
-                                args.out_dir, args.overwrite)
+                                args.out_dir, args.overwrite, start)
             return jobs.story_to_video(model_spec(args), configs, job, progress)
         job = jobs.VideoJob(tuple(jobs.read_prompts(args.prompt, args.prompts)), frames, args.latent_size, args.seed,
-                            args.text_encoder, args.vae, args.out_dir, args.overwrite)
+                            args.text_encoder, args.vae, args.out_dir, args.overwrite, start)
         return jobs.text_to_video(model_spec(args), configs, job, progress)
     if args.out is None or args.mode == "both":
         raise ValueError("generating from --embeds needs --out and one --mode (rag or native)")
@@ -204,11 +210,14 @@ def _add_generate(sub) -> None:
     length = gen.add_mutually_exclusive_group()
     length.add_argument("--frames", type=int, help="latent frames (multiple of the block size)")
     length.add_argument("--seconds", type=float, help="video length at 16 fps")
-    start = gen.add_mutually_exclusive_group()
-    start.add_argument("--continue-from", metavar="LATENTS", help="begin the video with these latents (this tool's "
-                       "output or any [B,16,T,H,W] model-space latents); --frames is the new total")
-    start.add_argument("--resume", metavar="PARTIAL", help="finish a stopped run from its OUT.partial.safetensors "
-                       "(same command otherwise); exact")
+    start = gen.add_argument_group("starting from something (--frames / --seconds is the whole video's length)")
+    one = start.add_mutually_exclusive_group()
+    one.add_argument("--continue-from", metavar="LATENTS", help="begin with these latents (this tool's output or any "
+                     "[B,16,T,H,W] model-space latents): extend a video")
+    one.add_argument("--image", metavar="FILE", help="text mode: begin with this image (one latent frame; its size is the video's)")
+    one.add_argument("--video", metavar="FILE", help="text mode: begin with this clip (its first 4k+1 frames)")
+    start.add_argument("--resume", metavar="PARTIAL", help="--embeds: finish a stopped run from its OUT.partial.safetensors "
+                       "(the same command plus this); exact")
     gen.add_argument("--out", help="--embeds: output .safetensors ('latents' [B,16,T,H,W])")
     gen.add_argument("--log", help="--embeds: retrieval log .json")
     gen.add_argument("--timings", help="--embeds: per-block timings and peak memory .json")

@@ -21,20 +21,12 @@ from .encoder import EncoderConfig, RetrievalEncoder, load_encoder
 from .io import atomic_path, check_output_dir, save_json, save_tensors
 from .model import WanConfig, WanTransformer
 from .pipeline import generate
+from .demo_preview import summary, summary_lines, three_panels
 from .retrieval_map import render_retrieval_map
 
 DEMO_CONFIG = WanConfig(dim=128, ffn_dim=256, num_layers=2, num_heads=2, text_dim=64)
 LATENT_HW = (8, 12)
 MODES = {"native": SamplingConfig(retrieval=None), "rag": SamplingConfig(retrieval=RetrievalConfig())}
-
-
-def latent_preview(latents: torch.Tensor, scale: int = 24) -> np.ndarray:
-    """A rough RGB view of model-space latents [16, T, H, W] → uint8 [T, H·scale, W·scale, 3]
-    (channel groups averaged and squashed; no VAE involved)."""
-    groups = latents[:15].float().reshape(3, 5, *latents.shape[1:]).mean(1)   # channels 0-4 R, 5-9 G, 10-14 B
-    rgb = torch.sigmoid(groups * 1.5).permute(1, 2, 3, 0)                      # [T, H, W, 3]
-    rgb = rgb.repeat_interleave(scale, 1).repeat_interleave(scale, 2)
-    return (rgb * 255).round().to(torch.uint8).numpy()
 
 
 def _label(frames: np.ndarray, text: str) -> np.ndarray:
@@ -79,12 +71,16 @@ def reproduce_command(out: Path, frames: int, seed: int) -> str:
     return " ".join(shlex.quote(str(a)) for a in args)
 
 
-def _preview(results: dict, out: Path) -> None:
+def _preview(results: dict, out: Path) -> dict:
+    """preview_native_vs_rag.mp4 (native | retrieval | difference, with the difference curve) and the
+    summary in numbers (also summary.json)."""
     from .video_io import write_mp4
-    left = _label(latent_preview(results["native"].latents[0]), "native window")
-    right = _label(latent_preview(results["rag"].latents[0]), "LongLive-RAG")
-    video = np.concatenate([left, right], axis=2).repeat(4, axis=0)   # ~4 video frames per latent frame
+    native, rag, log = results["native"].latents[0], results["rag"].latents[0], results["rag"].retrieval_log
+    video = three_panels(native, rag, log, _label).repeat(4, axis=0)   # ~4 video frames per latent frame
     write_mp4(out / "preview_native_vs_rag.mp4", video, fps=16)
+    numbers = summary(native, rag, log)
+    save_json(out / "summary.json", numbers)
+    return numbers
 
 
 def run_demo(out: Path, frames: int = 48, seed: int = 0) -> dict:
@@ -107,19 +103,23 @@ def run_demo(out: Path, frames: int = 48, seed: int = 0) -> dict:
     log = results["rag"].retrieval_log
     save_json(out / "retrieval_log.json", log)
     write_png(out / "retrieval_map.png", render_retrieval_map(log, frames, title="demo (random tiny backbone)"))
-    _preview(results, out)
+    numbers = _preview(results, out)
     command = reproduce_command(out, frames, seed)
     (out / "README.txt").write_text(
         "LongLive-RAG pipeline demo — tiny RANDOM backbone and encoder, no real model.\n"
-        "preview_native_vs_rag.mp4: latents shown as colours (no VAE), native window left, retrieval right.\n"
+        "preview_native_vs_rag.mp4: latents shown as colours (no VAE): native window | retrieval | where they\n"
+        "  differ (heat map, scaled to the largest difference), with each frame's difference as a curve below.\n"
+        "summary.json: what retrieval changed and where it reached back to, in numbers.\n"
         "retrieval_map.png / retrieval_log.json: which past frame each block retrieved.\n"
         "latents_*.safetensors: [B,16,T,H,W] model-space latents; prompt_embeds.safetensors: the prompt used.\n"
         f"Recompute the retrieval run headless (same latents as latents_rag.safetensors):\n  {command}\n")
-    summary = {"seconds": round(time.perf_counter() - t0, 2), "retrieving_blocks": len(log),
+    report = {"seconds": round(time.perf_counter() - t0, 2), "retrieving_blocks": len(log), "summary": numbers,
                "outputs": sorted(p.name for p in out.iterdir()), "command": command}
-    print(f"[demo] done in {summary['seconds']} s -> {out}", file=sys.stderr)
+    for line in summary_lines(numbers):
+        print(f"[demo] {line}", file=sys.stderr)
+    print(f"[demo] done in {report['seconds']} s -> {out}", file=sys.stderr)
     print(f"[demo] recompute the retrieval run with:\n{command}", file=sys.stderr)
-    return summary
+    return report
 
 
 def add_cli(sub) -> None:

@@ -26,7 +26,8 @@ from .io import load_prompt_embeds, load_prompt_schedule, save_json, save_tensor
 from .latent_format import VIDEO_FPS
 from .pipeline import BlockUpdate, GenerationResult, generate
 from .prompts import TimedPrompt, schedule_from_timed
-from .resume import BlockCollector, partial_path, read_partial, read_start, run_identity, write_partial
+from .starts import Start
+from .resume import keeping_partial, partial_path, read_partial, read_start, run_identity
 
 
 @dataclass(frozen=True)
@@ -109,16 +110,10 @@ def generate_latents(spec: ModelSpec, cfg: SamplingConfig, job: LatentJob, progr
                     f"layers, dim {backbone.config.dim}; mode {cfg.mode}, encoder "
                     f"{spec.encoder if cfg.retrieval is not None else '-'}"
                     + (f"; starting from {start.shape[2]} given frames" if start is not None else ""))
-    collector = BlockCollector(progress.on_block)
-    try:
+    given = start.shape[2] if start is not None else 0
+    with keeping_partial(job.out, identity, given, progress.on_block, progress.report) as collector:
         result = generate(backbone.model, embeds, job.frames, job.latent_hw, job.seed, cfg, encoder=encoder,
                           callback=collector, timings=job.timings is not None, prefix=start)
-    except BaseException:
-        if collector.frames_done > (start.shape[2] if start is not None else 0):
-            kept = write_partial(job.out, collector, identity)
-            progress.report(f"kept the {collector.frames_done} finished latent frames in {kept}; "
-                            f"finish with the same command plus --resume {kept}")
-        raise
     save_tensors(job.out, {"latents": result.latents},
                  metadata={"layout": "[B,16,T,H,W] model-normalised", "seed": str(job.seed), "mode": cfg.mode,
                            "noise_contract": cfg.noise, "switches": json.dumps(result.switches)})
@@ -173,6 +168,7 @@ class VideoJob:
     vae: str
     out_dir: str
     overwrite: bool = False
+    start: Start = Start()
 
 
 def _pending_videos(job: VideoJob, modes: dict[str, SamplingConfig], rank: Rank, progress: Progress):
@@ -200,15 +196,35 @@ def text_to_video(spec: ModelSpec, modes: dict[str, SamplingConfig], job: VideoJ
     embeds = dict(zip(indices, encode_prompts(job.text_encoder, [job.prompts[i] for i in indices], device, dtype)))
     vae = load_vae(job.vae, device=device, dtype=dtype)
     backbone, encoder = load_models(spec, device, dtype, any(c.retrieval is not None for c in modes.values()))
+    start = job.start.load(vae, job.latent_hw)
     for index, prompt, mode, stem in work:
         cfg = modes[mode]
-        progress.current = stem.name
-        res = generate(backbone.model, embeds[index], job.frames, job.latent_hw, job.seed + index, cfg,
-                       encoder=encoder if cfg.retrieval is not None else None, callback=progress.on_block)
+        res = _resumable(spec, backbone.model, embeds[index], job, job.seed + index, cfg, encoder, start, stem, progress)
         write_outputs(vae, res, stem, cfg, {"prompt": prompt, "seed": job.seed + index}, progress)
         progress.report(f"[rank {rank.rank}] wrote {stem.name}.mp4")
     barrier(rank)
     return 0
+
+
+def _resumable(spec: ModelSpec, model, prompts, job, seed: int, cfg: SamplingConfig, encoder, start, stem: Path,
+               progress: Progress) -> GenerationResult:
+    """One video's generate call; a stopped run leaves ``stem``.partial.safetensors, which the same command
+    picks up (and --overwrite discards)."""
+    progress.current = stem.name
+    identity = run_identity(spec.backbone, prompts, seed, job.frames, job.latent_hw, cfg, spec.lora)
+    partial = partial_path(stem.with_suffix(".safetensors"))
+    if partial.exists() and job.overwrite:
+        partial.unlink()
+    elif partial.exists():
+        start = read_partial(partial, identity)
+        progress.report(f"{stem.name}: resuming from the {start.shape[2]} frames in {partial.name}")
+    given = start.shape[2] if start is not None else 0
+    with keeping_partial(stem.with_suffix(".safetensors"), identity, given, progress.on_block, progress.report,
+                         auto=True) as collector:
+        res = generate(model, prompts, job.frames, job.latent_hw, seed, cfg, encoder=encoder if cfg.retrieval else None,
+                       callback=collector, prefix=start)
+    partial.unlink(missing_ok=True)
+    return res
 
 
 def write_outputs(vae, res: GenerationResult, stem: Path, cfg: SamplingConfig, about: dict, progress: Progress) -> None:
@@ -239,6 +255,7 @@ class StoryJob:
     vae: str
     out_dir: str
     overwrite: bool = False
+    start: Start = Start()
 
 
 def story_to_video(spec: ModelSpec, modes: dict[str, SamplingConfig], job: StoryJob, progress: Progress) -> int:
@@ -256,11 +273,10 @@ def story_to_video(spec: ModelSpec, modes: dict[str, SamplingConfig], job: Story
                                    encode_prompts(job.text_encoder, [p.text for p in job.schedule], device, dtype))
     vae = load_vae(job.vae, device=device, dtype=dtype)
     backbone, encoder = load_models(spec, device, dtype, any(modes[m].retrieval is not None for m in work))
+    start = job.start.load(vae, job.latent_hw)
     for mode in work:
         cfg, stem = modes[mode], Path(f"{base}_{mode}")
-        progress.current = stem.name
-        res = generate(backbone.model, schedule, job.frames, job.latent_hw, job.seed, cfg,
-                       encoder=encoder if cfg.retrieval is not None else None, callback=progress.on_block)
+        res = _resumable(spec, backbone.model, schedule, job, job.seed, cfg, encoder, start, stem, progress)
         write_outputs(vae, res, stem, cfg, {"prompt": job.schedule[0].text, "seed": job.seed,
                                             "schedule": schedule.timeline(cfg.frames_per_block)}, progress)
         progress.report(f"wrote {stem.name}.mp4")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from contextlib import contextmanager
 from dataclasses import asdict
 from pathlib import Path
 
@@ -74,6 +75,22 @@ class BlockCollector:
         return torch.cat(self.blocks, 1).permute(0, 2, 1, 3, 4).contiguous()
 
 
+@contextmanager
+def keeping_partial(out: str | Path, identity: dict, given: int, then, report, auto: bool = False):
+    """Yield a BlockCollector to pass as ``generate``'s callback; if the run stops after finishing blocks
+    beyond the ``given`` start frames, write them to ``out``'s .partial file and say how to finish
+    (``auto``: the same command picks it up by itself)."""
+    collector = BlockCollector(then)
+    try:
+        yield collector
+    except BaseException:
+        if collector.frames_done > given:
+            kept = write_partial(out, collector, identity)
+            how = "run the same command again to finish it" if auto else f"finish with the same command plus --resume {kept}"
+            report(f"kept the {collector.frames_done} finished latent frames in {kept}; {how}")
+        raise
+
+
 def write_partial(out: str | Path, collector: BlockCollector, identity: dict) -> Path:
     path = partial_path(out)
     save_tensors(path, {"latents": collector.latents()},
@@ -93,7 +110,7 @@ def read_partial(path: str | Path, identity: dict) -> torch.Tensor:
              for k in sorted(set(stored) | set(now)) if stored.get(k) != now.get(k)]
     if diffs:
         raise ValueError(f"'{path}' was written by a different run; {'; '.join(diffs)}. Resume with the "
-                         "stopped run's options, or start fresh without --resume")
+                         "stopped run's options, or start fresh (without --resume; for videos: --overwrite)")
     return latents
 
 

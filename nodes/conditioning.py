@@ -15,6 +15,7 @@ class LoadPromptEmbeds:
     FUNCTION = "load"
     RETURN_TYPES = ("CONDITIONING",)
     RETURN_NAMES = ("conditioning",)
+    OUTPUT_TOOLTIPS = ("The prompt embeddings as CONDITIONING, for the AR Block Sampler's 'positive'.",)
 
     @classmethod
     def INPUT_TYPES(cls):

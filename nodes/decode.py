@@ -75,6 +75,7 @@ class RetrievalMap:
     FUNCTION = "plot"
     RETURN_TYPES = ("IMAGE",)
     RETURN_NAMES = ("image",)
+    OUTPUT_TOOLTIPS = ("The retrieval map as one image; connect to Save Image or Preview Image.",)
 
     @classmethod
     def INPUT_TYPES(cls):

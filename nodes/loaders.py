@@ -45,7 +45,7 @@ class LoadBackbone:
     def INPUT_TYPES(cls):
         return {"required": {
             "backbone": (bridge.list_models("diffusion_models"), {
-                "tooltip": "self_forcing_dmd.pt, causal_forcing.pt, longlive_base.pt or a Wan2.1 T2V 1.3B causal "
+                "tooltip": "self_forcing.pt, causal_forcing.pt, longlive_base.pt or a Wan2.1 T2V 1.3B causal "
                            ".safetensors in models/diffusion_models."}),
             "lora": (["none"] + bridge.list_models("loras"), {
                 "tooltip": "LongLive only: longlive_lora.pt from models/loras (rank 256). 'none' for Self-Forcing / Causal-Forcing."}),

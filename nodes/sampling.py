@@ -52,6 +52,7 @@ class HistoryPoolNode:
     FUNCTION = "build"
     RETURN_TYPES = ("LLRAG_POOL",)
     RETURN_NAMES = ("pool",)
+    OUTPUT_TOOLTIPS = ("History Pool settings for Retrieve Context's 'pool' input.",)
 
     @classmethod
     def INPUT_TYPES(cls):
@@ -82,6 +83,7 @@ class RetrieveContext:
     FUNCTION = "build"
     RETURN_TYPES = ("LLRAG_RETRIEVAL",)
     RETURN_NAMES = ("retrieval",)
+    OUTPUT_TOOLTIPS = ("For the AR Block Sampler's 'retrieval' input.",)
 
     @classmethod
     def INPUT_TYPES(cls):

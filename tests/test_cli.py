@@ -126,8 +126,10 @@ def _interrupt_after_block(cmd, block: int) -> tuple[int, list[str]]:
 
 
 def test_ctrl_c_keeps_the_finished_blocks_and_resume_finishes_the_run_exactly(tmp_path, embeds):
-    common = ["--backbone", GOLDEN / "wan_tiny_t2v_bare.safetensors", "--embeds", embeds, "--frames", 600,
-              "--latent-size", "8x12", "--device", "cpu", "--seed", 3]
+    # 100 blocks of 16x24 (~50 ms each on one thread): the run outlasts the parent's reaction to "block 3"
+    # by seconds even on a busy machine
+    common = ["--backbone", GOLDEN / "wan_tiny_t2v_bare.safetensors", "--embeds", embeds, "--frames", 300,
+              "--latent-size", "16x24", "--device", "cpu", "--seed", 3]
     ref_dir = tmp_path / "ref"
     ref_dir.mkdir()
     run_cli("generate", *common, "--out", ref_dir / "long.safetensors", "--log", ref_dir / "log.json")
@@ -135,7 +137,7 @@ def test_ctrl_c_keeps_the_finished_blocks_and_resume_finishes_the_run_exactly(tm
     run_dir.mkdir()
     out, log = run_dir / "long.safetensors", run_dir / "log.json"
     code, tail = _interrupt_after_block([sys.executable, "-m", "core", "generate", *common, "--out", out, "--log", log], 3)
-    assert code == 130
+    assert code == 130, f"the run ended with {code} before the interrupt reached it: {tail}"
     partial = run_dir / "long.partial.safetensors"
     assert len(tail) == 2 and tail[0].startswith("kept the ") and f"--resume {partial}" in tail[0]
     assert tail[1].startswith("interrupted after block ") and "nothing half-written" in tail[1]

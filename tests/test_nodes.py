@@ -221,6 +221,8 @@ def test_workflows_use_known_nodes_valid_widgets_and_consistent_links(path):
     specs.update({k: builder.node_spec(v) for k, v in N.items()})
     by_id = {n["id"]: n for n in wf["nodes"]}
     for node in wf["nodes"]:
+        if node["type"] == "MarkdownNote":       # a web-UI-only note (no backend node)
+            continue
         assert node["type"] in specs, f"unknown node type {node['type']}"
         if node["type"] in N:
             inputs = N[node["type"]].INPUT_TYPES()
@@ -249,6 +251,33 @@ def test_workflows_name_the_published_checkpoint_files():
     for name in ("self_forcing.pt", "causal_forcing.pt", "longlive_base.pt", "longlive_lora.pt", "ae_latent_mem.pt",
                  "umt5_xxl_fp8_e4m3fn_scaled.safetensors", "wan_2.1_vae.safetensors"):
         assert name in text
+
+
+@pytest.mark.parametrize("path", WORKFLOWS, ids=lambda p: p.name)
+def test_workflows_carry_template_metadata_like_official_templates(path):
+    meta = load_builder().decorate.__globals__      # workflows/template_meta.py
+    wf = json.loads(path.read_text())
+    loaders = [n for n in wf["nodes"] if n["type"] in meta["LOADERS"]]
+    assert loaders
+    used = []
+    for node in loaders:
+        names = [v for v in node["widgets_values"] if isinstance(v, str) and v.endswith((".pt", ".safetensors"))]
+        models = node["properties"]["models"]
+        assert [m["name"] for m in models] == names and names, node["type"]
+        for m in models:
+            url, folder = meta["MODEL_FILES"][m["name"]]
+            assert m["url"] == url and m["url"].startswith("https://huggingface.co/") and m["url"].endswith(m["name"])
+            assert m["directory"] == folder
+        used += names
+    notes = [n for n in wf["nodes"] if n["type"] == "MarkdownNote"]
+    assert len(notes) == 1
+    text = notes[0]["widgets_values"][0]
+    assert all(f"`{name}`" in text for name in used) and "Change first" in text and "Expect" in text
+    titles = [g["title"] for g in wf["groups"]]
+    assert titles[0] == "Models" and "Sampling" in titles and "Output" in titles
+    # left to right: every link goes from a column to the same or a later one
+    col = {n["id"]: n["pos"][0] for n in wf["nodes"]}
+    assert all(col[src] <= col[dst] for _, src, _, dst, _, _ in wf["links"])
 
 
 def test_progress_bar_advances_per_block_with_a_latent_preview(models_dir, monkeypatch):
