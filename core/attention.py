@@ -14,6 +14,8 @@ def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor
     return out.transpose(1, 2)
 
 
-def attention_heads_first(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-    """``attention`` with k/v already [B, heads, Lk, d] (e.g. the prompt's, laid out once) → [B, Lq, heads, d]."""
-    return F.scaled_dot_product_attention(q.transpose(1, 2), k, v).transpose(1, 2)
+def attention_heads_first(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
+                          bias: torch.Tensor | None = None) -> torch.Tensor:
+    """``attention`` with k/v already [B, heads, Lk, d] (e.g. the prompt's, laid out once) and an optional
+    additive logit bias broadcastable to [B, heads, Lq, Lk] → [B, Lq, heads, d]."""
+    return F.scaled_dot_product_attention(q.transpose(1, 2), k, v, attn_mask=bias).transpose(1, 2)

@@ -325,7 +325,7 @@ def recompute_kv(model: WanTransformer, text: TextContext, latents: torch.Tensor
     b, n, c, h, w = latents.shape
     param = next(model.parameters())
     x = latents.to(device=param.device, dtype=param.dtype).reshape(b * n, c, 1, h, w)
-    rep = TextContext([(k.repeat_interleave(n, 0), v.repeat_interleave(n, 0)) for k, v in text.kv])
+    rep = TextContext([(k.repeat_interleave(n, 0), v.repeat_interleave(n, 0), *rest) for k, v, *rest in text.kv])
     p = model.cfg.patch_size
     ctx = _CaptureKV((h // p[1], w // p[2]), model.cfg.head_dim, param.device)
     model(x, torch.full((b * n, 1), float(t), device=param.device), rep, ctx)

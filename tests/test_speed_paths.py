@@ -136,3 +136,22 @@ def test_fused_rms_norm_matches_the_written_out_formula():
     want = (x.double() * torch.rsqrt(x.double().pow(2).mean(-1, keepdim=True) + 1e-6) * norm.weight.double())
     torch.testing.assert_close(norm(x).double(), want, rtol=1e-6, atol=1e-6)
     torch.testing.assert_close(norm(x.bfloat16()).double(), want, rtol=2e-2, atol=2e-2)   # the written-out path
+
+
+def test_merged_prompt_padding_gives_the_attention_over_every_padded_row():
+    """Trailing identical rows (the padding) kept once with a log-count logit bias: the same attention."""
+    from core.attention import attention_heads_first
+    from core.model import merge_padding
+    g = torch.Generator().manual_seed(0)
+    rows = torch.cat([torch.randn(2, 7, 8, generator=g), torch.zeros(2, 57, 8)], 1)
+    rows[1, 7:9] = torch.randn(2, 8, generator=g)          # sample 1's prompt is 2 tokens longer
+    kept, bias = merge_padding(rows)
+    assert kept.shape[1] == 10 and bias[0, 0, 0, -1].item() == pytest.approx(torch.log(torch.tensor(55.0)).item())
+    assert (bias[..., :-1] == 0).all()
+    proj_k, proj_v = torch.randn(8, 16, generator=g, dtype=torch.float64), torch.randn(8, 16, generator=g, dtype=torch.float64)
+    q = torch.randn(2, 5, 2, 8, generator=g, dtype=torch.float64)
+    heads = lambda x: x.unflatten(-1, (2, 8)).transpose(1, 2)       # [B, L, 16] -> [B, 2, L, 8]
+    full = attention_heads_first(q, heads(rows.double() @ proj_k), heads(rows.double() @ proj_v))
+    merged = attention_heads_first(q, heads(kept.double() @ proj_k), heads(kept.double() @ proj_v), bias.double())
+    torch.testing.assert_close(merged, full, rtol=1e-7, atol=1e-7)   # the bias is float32
+    assert merge_padding(torch.randn(1, 6, 8, generator=g))[1] is None    # no padding: nothing merged
