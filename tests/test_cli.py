@@ -114,7 +114,10 @@ def test_demo_into_an_unwritable_folder_is_one_line_and_exit_2(tmp_path):
 
 
 def _interrupt_after_block(cmd, block: int) -> tuple[int, list[str]]:
-    proc = subprocess.Popen(list(map(str, cmd)), cwd=ROOT, stderr=subprocess.PIPE, text=True)
+    # SIGINT back to its default in the child: a test run started in the background (e.g. `cmd &` in a
+    # script) inherits SIGINT ignored, and Python then never turns it into KeyboardInterrupt
+    proc = subprocess.Popen(list(map(str, cmd)), cwd=ROOT, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     seen = []
     while not any(line.startswith(f"block {block}/") for line in seen):
         line = proc.stderr.readline()
