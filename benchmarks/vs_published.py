@@ -4,17 +4,19 @@
     git --git-dir=<bare clone of github.com/qixinhu11/LongLive-RAG> archive 973884a | tar -x -C /tmp/llrag_published
     python benchmarks/vs_published.py --published /tmp/llrag_published [--rounds 3]
 
-The script applies ``benchmarks/published_cpu.patch`` to that copy once (``patch -p1``; a marker
-file records it). The patch changes only what CPU needs to import and run the published loop:
-  - utils/memory.py, wan/modules/t5.py: ``torch.cuda.current_device()`` at import → CPU when no CUDA
-  - wan/__init__.py: skip WanI2V/WanT2V (bidirectional pipelines, import torchvision; unused here)
-  - wan/modules/attention.py: the SDPA fallback keeps the model's dtype (its bf16 cast is meant for
-    flash-attn on CUDA; on a float32 model it fails at the output projection)
-  - pipeline/causal_inference.py: layers, heads, head_dim and tokens per frame from the model and the
-    latent size instead of the hard-coded 1.3B values (30, 12, 128, 1560)
-At run time (not in the copy): a stand-in ``easydict`` module (not installed here; a dict with
-attribute access), ``CausalWanModel.from_pretrained`` builds the medium architecture and loads the
-weights, a stand-in text encoder returns the prompt embedding, VAE decoding is skipped.
+The copy is used as extracted (its files are never edited); what CPU needs is patched at run time, here:
+  - ``torch.cuda.current_device()`` is read at import by utils/memory.py and wan/modules/t5.py: it answers
+    0 while the published modules import (a device object, never used on CPU)
+  - wan/__init__.py imports WanI2V/WanT2V (bidirectional pipelines that need torchvision; unused here):
+    empty stand-in modules are registered for them
+  - ``attention`` in the causal models and ``flash_attention`` in wan/modules/model.py (flash-attn, or an
+    SDPA fallback that casts to bf16) are replaced in those module namespaces by unmasked SDPA in the
+    model's dtype (the causal loop passes no sequence lengths; any would raise)
+  - the pipeline's hard-coded 1.3B sizes (30 layers, 12 heads x 128, 1560 tokens per frame) are set from
+    the model and the latent size; its K/V caches are re-made at the model's heads x head_dim
+  - a stand-in ``easydict`` module (a dict with attribute access), ``CausalWanModel.from_pretrained``
+    building the medium architecture and loading the weights, a stand-in text encoder returning the
+    prompt embedding; VAE decoding is skipped.
 
 Both implementations load the same random weights (floor.random_state_dict, bare Wan names, strict)
 and the same prompt embedding; 60 latent frames of 16x24; float32; CPU. Per block after the cache
@@ -32,7 +34,6 @@ import io
 import json
 import os
 import statistics
-import subprocess
 import sys
 import time
 import types
@@ -45,22 +46,55 @@ from floor import (MEDIUM, MEDIUM_FRAMES, MEDIUM_HW, ROOT, STEADY_FROM_FRAME, Fl
 
 import torch  # noqa: E402
 
-PATCH = Path(__file__).resolve().parent / "published_cpu.patch"
-MARKER = ".llrag_cpu_patch_applied"
-
-
 def prepare(published: Path) -> None:
-    """Apply the CPU patch to the extracted copy (once) and make its packages importable."""
+    """Make the extracted copy importable on CPU (run-time patches only; see the module docstring)."""
     if not (published / "pipeline" / "causal_inference.py").exists():
         raise SystemExit(f"{published} does not hold the published code (pipeline/causal_inference.py missing); "
-                         f"extract it first: git --git-dir=<clone> archive HEAD | tar -x -C {published}")
-    if not (published / MARKER).exists():
-        subprocess.run(["patch", "-p1", "-d", str(published), "-i", str(PATCH)], check=True)
-        (published / MARKER).write_text(PATCH.read_text())
+                         f"extract it first: git --git-dir=<clone> archive 973884a | tar -x -C {published}")
     easydict = types.ModuleType("easydict")
     easydict.EasyDict = AttrDict
     sys.modules.setdefault("easydict", easydict)
+    for name, cls in (("wan.image2video", "WanI2V"), ("wan.text2video", "WanT2V")):
+        stub = types.ModuleType(name)
+        setattr(stub, cls, None)
+        sys.modules.setdefault(name, stub)
     sys.path.insert(0, str(published))
+    current_device = torch.cuda.current_device
+    torch.cuda.current_device = lambda: 0
+    try:
+        import pipeline.causal_inference  # noqa: F401  (imports utils.memory and wan.modules.t5)
+        import wan.modules.causal_model as native_mod
+        import wan.modules.causal_model_latentmem as rag_mod
+        import wan.modules.model as base_mod      # cross-attention, inherited by the causal models
+    finally:
+        torch.cuda.current_device = current_device
+    native_mod.attention = rag_mod.attention = base_mod.flash_attention = _sdpa
+
+
+def _sdpa(q, k, v, q_lens=None, k_lens=None, dropout_p=0.0, causal=False, **_):
+    """The published ``attention`` / ``flash_attention`` ([B, L, heads, d] in and out) as unmasked SDPA in q's dtype."""
+    if q_lens is not None or k_lens is not None:
+        raise NotImplementedError("variable-length attention is not used by the causal loop")
+    out = torch.nn.functional.scaled_dot_product_attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2),
+                                                           dropout_p=dropout_p, is_causal=causal)
+    return out.transpose(1, 2).contiguous()
+
+
+def _fit_sizes(pipe, model) -> None:
+    """The pipeline's hard-coded 1.3B sizes → the model's; its caches re-made at heads x head_dim."""
+    heads, head_dim = model.num_heads, model.dim // model.num_heads
+    pipe.num_transformer_blocks = len(model.blocks)
+    pipe.frame_seq_length = (MEDIUM_HW[0] // 2) * (MEDIUM_HW[1] // 2)
+
+    def resized(make, attr):
+        def run(*args, **kwargs):
+            make(*args, **kwargs)
+            for entry in getattr(pipe, attr):
+                for key in ("k", "v"):
+                    entry[key] = entry[key].new_zeros(*entry[key].shape[:2], heads, head_dim)
+        return run
+    pipe._initialize_kv_cache = resized(pipe._initialize_kv_cache, "kv_cache1")
+    pipe._initialize_crossattn_cache = resized(pipe._initialize_crossattn_cache, "crossattn_cache")
 
 
 class AttrDict(dict):
@@ -117,8 +151,10 @@ def published_pipeline(regime: str, state: dict):
             cls.from_pretrained = saved
     args = AttrDict(model_kwargs=kwargs, denoising_step_list=[1000, 750, 500, 250], warp_denoising_step=True,
                     num_frame_per_block=3, context_noise=0)
-    return CausalInferencePipeline(args, torch.device("cpu"), generator=generator,
+    pipe = CausalInferencePipeline(args, torch.device("cpu"), generator=generator,
                                    text_encoder=_Text(prompt(MEDIUM)), vae=object())
+    _fit_sizes(pipe, generator.model)
+    return pipe
 
 
 class _BlockClock:
