@@ -16,13 +16,14 @@ Format (ComfyUI frontend: ``nodeDefs.<id>.inputs.<input>.name`` etc.; categories
 """
 from __future__ import annotations
 
-import importlib.util
 import json
 import sys
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
+sys.path.insert(0, str(ROOT / "tools"))
+from load_pack import load_pack  # noqa: E402
 
 
 def node_strings(cls, display_name: str) -> dict:
@@ -53,12 +54,7 @@ def dump(content: dict) -> str:
 
 def pack_module():
     """The pack, imported as a package (as ComfyUI does)."""
-    spec = importlib.util.spec_from_file_location("comfyui_longlive_rag", ROOT / "__init__.py",
-                                                  submodule_search_locations=[str(ROOT)])
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
+    return load_pack()
 
 
 def main() -> None:

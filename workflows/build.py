@@ -7,13 +7,14 @@ links never drift from the nodes. Core ComfyUI nodes used here are described in 
 """
 from __future__ import annotations
 
-import importlib.util
 import json
 import sys
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
+sys.path.insert(0, str(ROOT / "tools"))
+from load_pack import load_pack  # noqa: E402
 sys.path.insert(0, str(HERE))
 from template_meta import decorate  # noqa: E402
 
@@ -49,12 +50,7 @@ WIDGET_TYPES = {"INT", "FLOAT", "STRING", "BOOLEAN", "COMBO"}
 
 def pack_nodes():
     """The pack's NODE_CLASS_MAPPINGS, imported as a package (as ComfyUI does)."""
-    spec = importlib.util.spec_from_file_location("comfyui_longlive_rag", ROOT / "__init__.py",
-                                                  submodule_search_locations=[str(ROOT)])
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module.NODE_CLASS_MAPPINGS
+    return load_pack().NODE_CLASS_MAPPINGS
 
 
 def node_spec(cls):
