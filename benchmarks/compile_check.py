@@ -19,8 +19,8 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from floor import (MEDIUM, MEDIUM_HW, ROOT, FloorProbe, context_pass_writes_only, medium_shape, prompt,  # noqa: E402
-                   random_model, run_regime, spread)
+from floor import (MEDIUM, MEDIUM_HW, FloorProbe, context_pass_writes_only, medium_shape, prompt,  # noqa: E402
+                   random_model, run_regime, spread, write_result)
 
 import torch  # noqa: E402
 
@@ -77,10 +77,7 @@ def main() -> int:
             line.append(f"{n} {spread(r)}" + ("" if n == "eager" else f" (eager/{n} {spread(gain)})"))
         print(f"{regime:10} ratio to floor: " + "; ".join(line))
     print(f"load average (1 min) during the runs: {spread(load)}")
-    path = ROOT / "benchmarks" / "results" / "compile_check.json"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(report, indent=1))
-    print(f"wrote {path}")
+    write_result("compile_check", report)
     return 0
 
 

@@ -210,6 +210,16 @@ def prompt(cfg: WanConfig = MEDIUM, rows: int = PROMPT_ROWS, seed: int = 1) -> t
     return emb
 
 
+def write_result(name: str, report: dict) -> Path:
+    """benchmarks/results/<name>.json (the folder is made if needed); prints and returns the path."""
+    import json
+    path = ROOT / "benchmarks" / "results" / f"{name}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(report, indent=1, default=str))
+    print(f"wrote {path}")
+    return path
+
+
 def steady_blocks(timings: list[dict], frames_per_block: int = 3) -> list[dict]:
     """The per-block timings of blocks that start at STEADY_FROM_FRAME or later (full context)."""
     return [t for t in timings if t["block"] * frames_per_block >= STEADY_FROM_FRAME]

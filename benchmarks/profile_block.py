@@ -16,14 +16,14 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 import statistics
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from floor import (MEDIUM, MEDIUM_FRAMES, MEDIUM_HW, ROOT, STEADY_FROM_FRAME,  # noqa: E402
-                   context_pass_writes_only, measure_floor, medium_shape, prompt, random_model, steady_blocks)
+from floor import (MEDIUM, MEDIUM_FRAMES, MEDIUM_HW, STEADY_FROM_FRAME,  # noqa: E402
+                   context_pass_writes_only, measure_floor, medium_shape, prompt, random_model, steady_blocks,
+                   write_result)
 
 import torch  # noqa: E402
 from torch.profiler import ProfilerActivity, profile, record_function  # noqa: E402
@@ -137,10 +137,7 @@ def main() -> int:
     out["floor_ms"] = 1e3 * statistics.mean([floor["floor_s"], floor_after])
     out["floor_drift"] = floor_after / floor["floor_s"]
     print_table(out)
-    path = ROOT / "benchmarks" / "results" / f"profile_block{'_' + args.tag if args.tag else ''}.json"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(out, indent=1, default=str))
-    print(f"wrote {path}")
+    write_result(f"profile_block{'_' + args.tag if args.tag else ''}", out)
     return 0
 
 

@@ -12,14 +12,13 @@ benchmarks/results/replay_cost.json.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from floor import MEDIUM, MEDIUM_HW, MEDIUM_FRAMES, ROOT, prompt, random_model  # noqa: E402
+from floor import MEDIUM, MEDIUM_HW, MEDIUM_FRAMES, prompt, random_model, write_result  # noqa: E402
 
 import torch  # noqa: E402
 
@@ -63,10 +62,7 @@ def main() -> int:
         print(f"{name:10} generated {g:7.1f} ms/block  replayed {r:6.1f} ms/block  replayed/generated {q:.3f} "
               f"[{min(ratios[name]):.3f}–{max(ratios[name]):.3f}] (medians over {len(ratios[name])} blocks)")
     print(f"load average (1 min): {statistics.median(load):.2f}")
-    path = ROOT / "benchmarks" / "results" / "replay_cost.json"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(report, indent=1))
-    print(f"wrote {path}")
+    write_result("replay_cost", report)
     return 0
 
 

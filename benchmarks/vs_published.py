@@ -31,7 +31,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import io
-import json
 import os
 import statistics
 import sys
@@ -40,9 +39,9 @@ import types
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from floor import (MEDIUM, MEDIUM_FRAMES, MEDIUM_HW, ROOT, STEADY_FROM_FRAME, FloorProbe,  # noqa: E402
+from floor import (MEDIUM, MEDIUM_FRAMES, MEDIUM_HW, STEADY_FROM_FRAME, FloorProbe,  # noqa: E402
                    context_pass_writes_only, medium_shape, prompt, random_model, random_state_dict, run_regime,
-                   spread)
+                   spread, write_result)
 
 import torch  # noqa: E402
 
@@ -222,10 +221,7 @@ def main() -> int:
     report.update(threads=args.threads, rounds=args.rounds, context_pass=context_pass, load_average=load,
                   command=" ".join([Path(sys.executable).name] + sys.argv))
     print(f"load average (1 min) during the runs: {spread(load)}")
-    path = ROOT / "benchmarks" / "results" / "vs_published.json"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(report, indent=1))
-    print(f"wrote {path}")
+    write_result("vs_published", report)
     return 0
 
 
