@@ -46,10 +46,11 @@ class Start:
 
     def check(self, latent_hw: tuple[int, int]) -> int:
         """Latent frames of the start (0: none), after checking an image's or clip's size against the run."""
-        if self.image is not None or self.video is not None:
-            self._check_size(_read_image(self.image).shape[1:3] if self.image else _read_clip(self.video).shape[1:3],
-                             latent_hw)
-        return self.frames()
+        if self.image is None and self.video is None:
+            return self.frames()
+        frames = _read_image(self.image) if self.image is not None else _read_clip(self.video)   # read once
+        self._check_size(frames.shape[1:3], latent_hw)
+        return (len(frames) - 1) // 4 + 1
 
     def _check_size(self, hw, latent_hw) -> None:
         h, w = latent_hw[0] * VAE_STRIDE, latent_hw[1] * VAE_STRIDE
