@@ -135,6 +135,10 @@ def test_a_stopped_video_run_is_finished_by_the_same_command(assets, tmp_path, m
     assert cli.main([*args, "--out-dir", str(out)]) == 0
     assert not partial.exists()
     name = "0000_a_red_cat_runs_in_the_snow_rag"
-    assert (read_video(out / f"{name}.mp4") == read_video(tmp_path / "ref" / f"{name}.mp4")).all()
+    # exact: every block's retrieval (frames and similarities, computed from the latents) equals the
+    # uninterrupted run's; the mp4s agree up to the video encoder (x264 output was seen to vary by a
+    # few levels in one of many runs under load), far below what a wrong resume changes
     assert (json.loads((out / f"{name}.retrieval.json").read_text())
             == json.loads((tmp_path / "ref" / f"{name}.retrieval.json").read_text()))
+    got, want = (read_video(d / f"{name}.mp4").astype(float) for d in (out, tmp_path / "ref"))
+    assert got.shape == want.shape and abs(got - want).mean() < 0.5
