@@ -188,7 +188,10 @@ def text_to_video(spec: ModelSpec, modes: dict[str, SamplingConfig], job: VideoJ
     from .vae import load_vae
     rank = current_rank()
     work = _pending_videos(job, modes, rank, progress)
+    mine = [Path(job.out_dir) / output_stem(i, p) for i, p in shard(list(job.prompts), rank)]
     if not work:
+        for base in mine:
+            write_comparison(base, list(modes), False, progress)
         return 0
     device, dtype = spec.resolve(rank)
     init_process_group(rank, device)
@@ -202,8 +205,22 @@ def text_to_video(spec: ModelSpec, modes: dict[str, SamplingConfig], job: VideoJ
         res = _resumable(spec, backbone.model, embeds[index], job, job.seed + index, cfg, encoder, start, stem, progress)
         write_outputs(vae, res, stem, cfg, {"prompt": prompt, "seed": job.seed + index}, progress)
         progress.report(f"[rank {rank.rank}] wrote {stem.name}.mp4")
+    for base in mine:
+        write_comparison(base, list(modes), job.overwrite, progress)
     barrier(rank)
     return 0
+
+
+def write_comparison(base: Path, modes: list[str], overwrite: bool, progress: Progress) -> None:
+    """With several modes: ``base``_grid.mp4, every mode's video side by side under its name (same prompt,
+    same seed). Written once all of them exist; kept if present unless ``overwrite``."""
+    from .video_grid import write_grid_mp4
+    grid = Path(f"{base}_grid.mp4")
+    if len(modes) < 2 or (grid.exists() and not overwrite):
+        return
+    write_grid_mp4(grid, [Path(f"{base}_{m}.mp4") for m in modes], modes, fps=VIDEO_FPS)
+    progress.finished.append(grid.name)
+    progress.report(f"wrote {grid.name}")
 
 
 def _resumable(spec: ModelSpec, model, prompts, job, seed: int, cfg: SamplingConfig, encoder, start, stem: Path,
@@ -266,7 +283,10 @@ def story_to_video(spec: ModelSpec, modes: dict[str, SamplingConfig], job: Story
     work = [m for m in modes if job.overwrite or not Path(f"{base}_{m}.mp4").exists()]
     for m in set(modes) - set(work):
         progress.report(f"skip {base.name}_{m}.mp4 (exists)")
-    if not work or rank.rank != 0:       # one video: only the first process works
+    if rank.rank != 0:                   # one video: only the first process works
+        return 0
+    if not work:
+        write_comparison(base, list(modes), False, progress)
         return 0
     device, dtype = spec.resolve(rank)
     schedule = schedule_from_timed(list(job.schedule),
@@ -280,6 +300,7 @@ def story_to_video(spec: ModelSpec, modes: dict[str, SamplingConfig], job: Story
         write_outputs(vae, res, stem, cfg, {"prompt": job.schedule[0].text, "seed": job.seed,
                                             "schedule": schedule.timeline(cfg.frames_per_block)}, progress)
         progress.report(f"wrote {stem.name}.mp4")
+    write_comparison(base, list(modes), job.overwrite, progress)
     return 0
 
 

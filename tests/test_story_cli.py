@@ -107,7 +107,8 @@ def test_prompt_schedule_makes_one_story_per_mode(assets, tmp_path):  # noqa: F8
                    "--out-dir", out)
     stem = "story_a_red_cat_runs_in_the_snow"
     assert sorted(p.name for p in out.iterdir()) == sorted(
-        [f"{stem}_native.mp4", f"{stem}_rag.mp4", f"{stem}_rag.retrieval.json", f"{stem}_rag.retrieval_map.png"])
+        [f"{stem}_native.mp4", f"{stem}_rag.mp4", f"{stem}_rag.retrieval.json", f"{stem}_rag.retrieval_map.png",
+         f"{stem}_grid.mp4"])
     assert "story.txt line 3 '3.5s: a dog barks': asks for frame 14 (3.5 s), inside a block: rounded up" in proc.stderr
     log = json.loads((out / f"{stem}_rag.retrieval.json").read_text())
     assert [(s["segment"], s["block_start"]) for s in log["switches"]] == [(1, 9), (2, 15)]

@@ -6,11 +6,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from safetensors.torch import save_file
 
 from core.model import WanConfig, WanTransformer
+from core.video_grid import GAP, LABEL_H
 from core.video_io import read_video
 from test_text_encoder import WORDS, build_tokenizer, save_diffusers_layout, wan_state_dict
 from test_vae import write_tiny_vae
@@ -54,9 +56,20 @@ def test_prompt_to_video_writes_mp4_log_and_map_for_both_modes(assets, tmp_path)
     run(assets, out, "wan")
     stem = "0000_a_red_cat_runs_in_the_snow"
     assert sorted(p.name for p in out.iterdir()) == sorted(
-        [f"{stem}_native.mp4", f"{stem}_rag.mp4", f"{stem}_rag.retrieval.json", f"{stem}_rag.retrieval_map.png"])
+        [f"{stem}_native.mp4", f"{stem}_rag.mp4", f"{stem}_rag.retrieval.json", f"{stem}_rag.retrieval_map.png",
+         f"{stem}_grid.mp4"])
     video = read_video(out / f"{stem}_rag.mp4")
     assert video.shape == (4 * 20 + 1, 32, 48, 3) and video.std() > 1
+    # the comparison grid: both runs side by side, each under its label strip
+    grid = read_video(out / f"{stem}_grid.mp4").astype(float)
+    assert grid.shape == (4 * 20 + 1, LABEL_H + 32, 2 * 48 + GAP, 3)
+    native = read_video(out / f"{stem}_native.mp4").astype(float)
+    # (the random tiny VAE's video is noise-like: a second H.264 pass moves it by a few levels)
+    assert abs(grid[:, LABEL_H:, :48] - native).mean() < 8 and abs(grid[:, LABEL_H:, 48 + GAP:] - video).mean() < 8
+    assert grid[:, :LABEL_H].max() > 200 and np.median(grid[:, :LABEL_H]) < 10
+    (out / f"{stem}_grid.mp4").unlink()            # a rerun with every video present still writes a missing grid
+    run(assets, out, "wan")
+    assert (out / f"{stem}_grid.mp4").exists()
     log = json.loads((out / f"{stem}_rag.retrieval.json").read_text())
     assert log["prompt"] == "a red cat runs in the snow" and log["blocks"][0]["query_frame"] == 18
     # both layouts of the same weights make the same video
