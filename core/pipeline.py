@@ -50,6 +50,7 @@ class GenerationResult:
     pool_peak_bytes: int = 0
     pool_usage: dict = field(default_factory=dict)   # bytes/frames per tier at the end of the run
     peak_memory_mb: float = 0.0               # CUDA: max allocated; CPU: process peak RSS
+    cache_bytes: int = 0                      # the attention cache's tensors at the end (KV, context buffers, …)
     switches: list[dict] = field(default_factory=list)   # one record per prompt switch (_BlockLoop.switch)
 
 
@@ -67,6 +68,25 @@ def check_prefix(prefix: torch.Tensor, batch: int, channels: int, latent_hw: tup
     if b != batch:
         raise ValueError(f"start latents hold {b} videos; the run has {batch} prompts")
     return prefix.detach().to(device="cpu", dtype=torch.float32)
+
+
+def tensor_bytes(obj) -> int:
+    """Bytes of every tensor an object holds in its attributes (directly or in lists/tuples/dicts), each
+    storage counted once: what the attention cache keeps, whatever its strategy stores."""
+    seen, total = set(), 0
+    stack = list(vars(obj).values())
+    while stack:
+        x = stack.pop()
+        if isinstance(x, torch.Tensor):
+            key = (x.untyped_storage().data_ptr(), x.device)
+            if key not in seen:
+                seen.add(key)
+                total += x.untyped_storage().nbytes()
+        elif isinstance(x, (list, tuple)):
+            stack.extend(x)
+        elif isinstance(x, dict):
+            stack.extend(x.values())
+    return total
 
 
 def peak_memory_mb(device: torch.device) -> float:
@@ -292,6 +312,7 @@ def generate(model: WanTransformer, prompt_embeds: torch.Tensor | PromptSchedule
         if loop.pool is not None:
             result.pool_bytes_per_frame, result.pool_peak_bytes = loop.pool.bytes_per_frame, loop.pool.peak_bytes
             result.pool_usage = loop.pool.usage()
+        result.cache_bytes = tensor_bytes(loop.cache)
     finally:
         loop.close()
     result.latents = loop.output.permute(0, 2, 1, 3, 4).contiguous()

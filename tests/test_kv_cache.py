@@ -142,3 +142,20 @@ def test_retrieval_rope_is_relative_to_the_cache_and_retrieved_frames_sit_at_pos
 def test_a_window_too_small_for_a_block_is_refused(window, sink, k):
     with pytest.raises(ValueError, match="local_attn_size"):
         CachePolicy(window, sink, k, k > 0).check(3)
+
+
+def test_cache_bytes_count_what_the_cache_holds():
+    """GenerationResult.cache_bytes: window frames of K and V per layer (native); the retrieval regime adds
+    its context buffers of the same size (kv_cache.py: twice the window's K/V)."""
+    from core.config import SamplingConfig
+    from core.model import WanConfig, WanTransformer
+    from core.pipeline import generate
+    torch.manual_seed(0)
+    model = WanTransformer(WanConfig(dim=128, ffn_dim=256, num_layers=2, num_heads=2, text_dim=64)).eval()
+    prompt = torch.randn(1, 512, 64)
+    window_kv = 2 * 2 * 12 * (4 * 6) * 128 * 4            # layers · (K, V) · frames · tokens · dim · fp32
+    native = generate(model, prompt, 21, (8, 12), 0, SamplingConfig(retrieval=None))
+    # plus the block's RoPE tables (a few %)
+    assert window_kv < native.cache_bytes < 1.05 * window_kv
+    rag = generate(model, prompt, 21, (8, 12), 0, SamplingConfig())
+    assert 2 * window_kv < rag.cache_bytes < 2.1 * window_kv
