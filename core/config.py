@@ -170,8 +170,8 @@ class SamplingConfig:
         spec = self._resolve_strategy()
         k = self.retrieval.top_k if self.retrieval is not None else 0
         policy = CachePolicy(self.window, self.sink, k, relative_rope=spec.relative_rope)
+        spec.check(policy, self.frames_per_block, self.params)     # the strategy's own needs, named first
         policy.check(self.frames_per_block)
-        spec.check(policy, self.frames_per_block, self.params)
         object.__setattr__(self, "policy", policy)
 
     def _resolve_strategy(self):
