@@ -40,8 +40,10 @@ class DeepForcingParams:
 
 
 def participation(queries: torch.Tensor, keys: torch.Tensor) -> torch.Tensor:
-    """Σ over query tokens and heads of q·k: queries [B, m, heads, d], keys [B, n, heads, d] → [B, n]."""
-    return torch.einsum("bhd,bnhd->bn", queries.sum(dim=1), keys)
+    """Σ over query tokens and heads of q·k: queries [B, m, heads, d], keys [B, n, heads, d] → [B, n], in float32
+    at least (a half-precision sum over thousands of tokens would blur the ranking)."""
+    dtype = torch.promote_types(keys.dtype, torch.float32)
+    return torch.einsum("bhd,bnhd->bn", queries.to(dtype).sum(dim=1), keys.to(dtype))
 
 
 def top_tokens(scores: torch.Tensor, count: int) -> torch.Tensor:
@@ -92,7 +94,7 @@ class DeepForcing(Strategy):
             if compressed:                           # the tokens kept last time come first
                 f, sp = torch.cat([self.kept_frames[layer], f], 1), torch.cat([self.spatial[layer], sp], 1)
             keys = apply_rope(k[:, s * t:end * t], self.slot_table(cache, layer, s, end))
-            keep = top_tokens(participation(self._queries[layer].to(keys.dtype), keys), c * t)
+            keep = top_tokens(participation(self._queries[layer], keys), c * t)
             for buf in (k, v):
                 src = buf[:, s * t:end * t]
                 buf[:, s * t:(s + c) * t] = src.gather(1, keep[:, :, None, None].expand(-1, -1, *src.shape[2:]))
