@@ -10,11 +10,15 @@ Python API (shared by the ComfyUI nodes and ``python -m core``)::
     result.latents        # [B, 16, T, H, W], model-normalised latent space
     result.retrieval_log  # one record per block that retrieved
 
+Another long-context strategy over the same cache and model (native, rag, infinity-rope, memrope,
+deep-forcing; its published window and sink unless given): ``config=strategy_config("memrope")``;
+``core.strategies.describe(name)`` has its defaults, trade-offs and reference.
+
 A story (prompts that change over time): pass a ``PromptSchedule`` instead of ``prompt_embeds``;
 ``SamplingConfig(switch=SwitchConfig(...))`` says what a switch does; ``result.switches`` says where
 each prompt began.
 """
-from .config import PoolConfig, RetrievalConfig, SamplingConfig, SwitchConfig
+from .config import STRATEGIES, PoolConfig, RetrievalConfig, SamplingConfig, SwitchConfig, strategy_config
 from .checkpoint import Backbone, CheckpointError, load_backbone
 from .encoder import EncoderConfig, RetrievalEncoder, load_encoder
 from .history_pool import HistoryPool
@@ -26,5 +30,6 @@ from .prompts import PromptSchedule, Segment
 __all__ = [
     "Backbone", "CheckpointError", "load_backbone", "EncoderConfig", "RetrievalEncoder", "load_encoder",
     "HistoryPool", "CachePolicy", "KVCache", "WanConfig", "WanTransformer", "BlockUpdate", "PoolConfig", "RetrievalConfig", "SamplingConfig",
-    "GenerationResult", "generate", "initial_noise", "SwitchConfig", "PromptSchedule", "Segment",
+    "GenerationResult", "generate", "initial_noise", "SwitchConfig", "PromptSchedule", "Segment", "STRATEGIES",
+    "strategy_config",
 ]

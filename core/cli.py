@@ -17,8 +17,10 @@ import argparse
 import sys
 
 from . import demo, jobs, train_encoder
-from .config import DTYPES, MODES, POOL_LOCATIONS, POOL_STORAGES, PREFETCH, RETRIEVAL_SCOPES, SWITCH_MODES, \
-    PoolConfig, RetrievalConfig, SamplingConfig, SwitchConfig, check_latent_size, parse_steps
+from .config import DTYPES, MODES, POOL_LOCATIONS, POOL_STORAGES, PREFETCH, RETRIEVAL_SCOPES, STRATEGIES, \
+    SWITCH_MODES, PoolConfig, RetrievalConfig, SamplingConfig, SwitchConfig, check_latent_size, parse_steps, \
+    strategy_config
+from .strategies import SPECS
 from .io import check_output_dir, check_output_file, load_prompt_schedule
 from .prompts import fire_frames, read_schedule_file, timeline
 from .latent_format import latent_frames_for_seconds
@@ -56,6 +58,12 @@ def parse_size(text: str) -> tuple[int, int]:
     return check_latent_size((h, w))
 
 
+def _strategy_help() -> str:
+    lines = [f"{s.name} ({s.title}, window {s.window}, sink {s.sink}): {s.summary}" for s in SPECS.values()]
+    return "long-context strategy (its published window and sink unless --local-attn-size/--sink-size are given): " \
+        + "; ".join(lines)
+
+
 def add_generation_options(p: argparse.ArgumentParser, default_mode: str = "rag", modes=MODES) -> None:
     """Options shared by every command that runs the AR loop (defaults = the published configs)."""
     g = p.add_argument_group("backbone")
@@ -71,14 +79,20 @@ def add_generation_options(p: argparse.ArgumentParser, default_mode: str = "rag"
                    help="torch.compile the layers: fuses the element-wise work after a first run that compiles "
                         "(measured on CPU: 1.06-1.09x faster; see README, Speed)")
     s = p.add_argument_group("sampling")
-    s.add_argument("--mode", choices=modes, default=default_mode, help="rag: retrieval; native: sliding window")
+    s.add_argument("--strategy", choices=STRATEGIES, default=None, help=_strategy_help())
+    s.add_argument("--mode", choices=modes, default=None,
+                   help=f"the original strategies by their old name: rag (retrieval) or native (sliding window)"
+                        f"{', or both' if 'both' in modes else ''}; same as --strategy (default {default_mode})")
+    p.set_defaults(default_mode=default_mode)
     s.add_argument("--encoder", default="avg_pool", help="retrieval encoder checkpoint (ae_latent_mem.pt) or avg_pool")
     s.add_argument("--top-k", "--memory-size", dest="top_k", type=int, default=DEFAULT_RETRIEVAL.top_k,
                    help="K: past frames retrieved per block (--memory-size is the published name)")
     s.add_argument("--recent-exclude", type=int, default=DEFAULT_RETRIEVAL.recent_exclude,
                    help="R: most recently evicted frames never retrieved")
-    s.add_argument("--sink-size", type=int, default=DEFAULTS.sink, help="S: first latent frames kept forever")
-    s.add_argument("--local-attn-size", type=int, default=DEFAULTS.window, help="L: KV cache window in latent frames")
+    s.add_argument("--sink-size", type=int, default=None,
+                   help="S: first latent frames kept forever (default: the strategy's; rag/native 1)")
+    s.add_argument("--local-attn-size", type=int, default=None,
+                   help="L: KV cache window in latent frames (default: the strategy's; rag/native 12)")
     s.add_argument("--frames-per-block", type=int, default=DEFAULTS.frames_per_block)
     s.add_argument("--steps", type=_arg(parse_steps), default=DEFAULTS.steps)
     s.add_argument("--shift", type=float, default=DEFAULTS.shift)
@@ -102,9 +116,10 @@ def add_generation_options(p: argparse.ArgumentParser, default_mode: str = "rag"
                    help="read each block's retrieved frames during the previous block's context pass (same output); "
                         "auto: on a GPU only (on a CPU the read competes with the compute)")
     w = p.add_argument_group("prompt switches (a prompt schedule)")
-    w.add_argument("--switch", choices=SWITCH_MODES, default=DEFAULT_SWITCH.mode,
-                   help="recache: re-encode the cached window under the new prompt (LongLive); "
-                        "none: only the cross-attention prompt changes")
+    w.add_argument("--switch", choices=SWITCH_MODES, default=None,
+                   help="recache: re-encode the cached window under the new prompt (LongLive; default of rag/native); "
+                        "none: only the cross-attention prompt changes (default of memrope, deep-forcing); "
+                        "flush: infinity-rope's KV flush, + a RoPE cut into prompts marked '#' (its default)")
     w.add_argument("--global-sink", action=argparse.BooleanOptionalAction, default=DEFAULT_SWITCH.global_sink,
                    help="a re-cache keeps the sink frames' K/V once the window has filled (LongLive's global_sink)")
     w.add_argument("--retrieval-scope", choices=RETRIEVAL_SCOPES, default=DEFAULT_SWITCH.retrieval_scope,
@@ -112,16 +127,26 @@ def add_generation_options(p: argparse.ArgumentParser, default_mode: str = "rag"
                         "prompt's (segment)")
 
 
-def sampling_config(args, mode: str) -> SamplingConfig:
-    """The one config of a run, from the options (validated here, once)."""
+def strategy_names(args) -> list[str]:
+    """The strategies to run: --strategy, or --mode (rag, native, or both of them), or the command's default."""
+    if args.strategy is not None and args.mode is not None and args.mode != args.strategy:
+        raise ValueError(f"--strategy {args.strategy} and --mode {args.mode} disagree; give one of them")
+    name = args.strategy or args.mode or args.default_mode
+    return ["native", "rag"] if name == "both" else [name]
+
+
+def sampling_config(args, name: str) -> SamplingConfig:
+    """The one config of a run with strategy ``name``, from the options (validated here, once): the strategy's
+    published defaults for whatever the options leave unset."""
     retrieval = None
-    if mode == "rag":
+    if name == "rag":
         pool = PoolConfig(args.pool, args.pool_budget_mb, args.pool_storage, args.pool_dir)
         retrieval = RetrievalConfig(args.top_k, args.recent_exclude, pool, prefetch=args.prefetch)
-    return SamplingConfig(frames_per_block=args.frames_per_block, window=args.local_attn_size, sink=args.sink_size,
-                          steps=args.steps, shift=args.shift, context_noise=args.context_noise, retrieval=retrieval,
-                          noise=args.noise_contract,
-                          switch=SwitchConfig(args.switch, args.global_sink, args.retrieval_scope))
+    switch = SwitchConfig(args.switch or SPECS[name].switch, args.global_sink, args.retrieval_scope)
+    return strategy_config(name, window=args.local_attn_size, sink=args.sink_size,
+                           frames_per_block=args.frames_per_block, steps=args.steps, shift=args.shift,
+                           context_noise=args.context_noise, retrieval=retrieval, noise=args.noise_contract,
+                           switch=switch)
 
 
 def model_spec(args) -> jobs.ModelSpec:
@@ -131,7 +156,7 @@ def model_spec(args) -> jobs.ModelSpec:
 
 
 def cmd_generate(args, progress: jobs.Progress) -> int:
-    modes = ["native", "rag"] if args.mode == "both" else [args.mode]
+    modes = strategy_names(args)
     configs = {m: sampling_config(args, m) for m in modes}
     first = configs[modes[0]]
     start = Start(args.continue_from, args.image, args.video)
@@ -164,8 +189,9 @@ def cmd_generate(args, progress: jobs.Progress) -> int:
         job = jobs.VideoJob(tuple(jobs.read_prompts(args.prompt, args.prompts)), frames, args.latent_size, args.seed,
                             args.text_encoder, args.vae, args.out_dir, args.overwrite, start)
         return jobs.text_to_video(model_spec(args), configs, job, progress)
-    if args.out is None or args.mode == "both":
-        raise ValueError("generating from --embeds needs --out and one --mode (rag or native)")
+    if args.out is None or len(modes) > 1:
+        raise ValueError("generating from --embeds needs --out and one strategy (--strategy NAME, or --mode rag / "
+                         "native)")
     for path, what in ((args.out, "--out"), (args.log, "--log"), (args.timings, "--timings")):
         if path is not None:
             check_output_file(path, what)
@@ -188,7 +214,7 @@ def show_timeline(starts: list[int], labels: list[str], cfg: SamplingConfig, fra
 def cmd_build_corpus(args, progress: jobs.Progress) -> int:
     if not args.embeds and not (args.prompts and args.text_encoder):
         raise ValueError("build-corpus needs --embeds FILE... or --prompts FILE with --text-encoder DIR")
-    cfg = sampling_config(args, args.mode)
+    cfg = sampling_config(args, strategy_names(args)[0])
     cfg.check_frames(args.frames)
     check_output_dir(args.out, "--out")
     job = jobs.CorpusJob(args.out, args.frames, args.latent_size, args.seed, tuple(args.embeds or ()),

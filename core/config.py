@@ -1,10 +1,12 @@
-"""The run's settings, built once and passed down unchanged: sampling, retrieval, history pool.
+"""The run's settings, built once and passed down unchanged: strategy, sampling, retrieval, history pool.
 
 The CLI, the ComfyUI nodes and the benchmarks each turn their inputs into these objects; the
 constructors are the only place the settings are checked, and nothing below re-derives them.
 Defaults are the published LongLive-RAG configurations.
 
 One name per concept:
+  ``strategy``        the long-context strategy: native, rag, infinity-rope, memrope, deep-forcing
+                      (core/strategies; CLI ``--strategy``, ``--mode rag|native`` are the same names)
   ``top_k``           K, past frames retrieved per block (CLI ``--top-k``; ``--memory-size`` is an alias)
   ``window``          L, KV cache capacity in latent frames (CLI ``--local-attn-size``)
   ``sink``            S, first frames never evicted (CLI ``--sink-size``)
@@ -20,13 +22,14 @@ import torch
 
 from .kv_cache import CachePolicy
 from .noise import NOISE_CONTRACTS
+from .strategies import NAMES as STRATEGIES, get_spec
 
-MODES = ("rag", "native")
+MODES = ("rag", "native")          # the original two strategies (``--mode``); every strategy: STRATEGIES
 POOL_LOCATIONS = ("device", "host", "disk")      # tiers, fastest first; a full tier spills to the next
 PREFETCH = ("auto", "on", "off")
 POOL_STORAGES = ("kv", "kv-half", "latent")
 DEFAULT_STEPS = (1000, 750, 500, 250)
-SWITCH_MODES = ("recache", "none")
+SWITCH_MODES = ("recache", "none", "flush")
 RETRIEVAL_SCOPES = ("all", "segment")
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
@@ -112,8 +115,9 @@ class RetrievalConfig:
 class SwitchConfig:
     """What a prompt switch does (a schedule of one prompt never switches; see core/recache.py).
 
-    ``mode``: ``recache`` (LongLive: the cached window is re-encoded under the new prompt) or ``none``
-    (only the cross-attention prompt changes). ``global_sink``: a re-cache after the window has filled
+    ``mode``: ``recache`` (LongLive: the cached window is re-encoded under the new prompt), ``none``
+    (only the cross-attention prompt changes) or ``flush`` (∞-RoPE: the cache is cut to sink + 2 frames;
+    a prompt marked as a cut also moves the boundary block's RoPE time). ``global_sink``: a re-cache after the window has filled
     keeps the sink's K/V (LongLive's ``global_sink``). ``retrieval_scope`` (retrieval regime only):
     ``all`` past frames stay retrievable, or only those of the current ``segment`` (generated under
     the current prompt).
@@ -131,18 +135,27 @@ class SwitchConfig:
 
 @dataclass(frozen=True)
 class SamplingConfig:
-    """How the AR loop runs. ``retrieval`` None = the native sliding window (the published baseline)."""
+    """How the AR loop runs.
+
+    ``strategy``: the long-context strategy by name (core/strategies/registry.py); None = ``rag`` when
+    ``retrieval`` is set, else ``native``. ``window``, ``sink`` and ``switch`` None = the strategy's published
+    defaults. ``retrieval`` is read by ``rag`` only (other strategies drop the default one).
+    ``strategy_options``: the strategy's own settings by name (e.g. MemRoPE's ``alpha_long``).
+    """
     frames_per_block: int = 3
-    window: int = 12
-    sink: int = 1
+    window: int | None = None
+    sink: int | None = None
     steps: tuple[int, ...] = DEFAULT_STEPS
     warp_steps: bool = True
     shift: float = 5.0
     context_noise: float = 0.0
     retrieval: RetrievalConfig | None = field(default_factory=RetrievalConfig)
     noise: str = "per-block"        # core/noise.py: "per-block" (prefix-stable) or "reference" (the published one)
-    switch: SwitchConfig = field(default_factory=SwitchConfig)
+    switch: SwitchConfig | None = None
+    strategy: str | None = None
+    strategy_options: tuple[tuple[str, float], ...] = ()
     policy: CachePolicy = field(init=False, repr=False, compare=False)
+    params: object = field(init=False, repr=False, compare=False)    # the strategy's settings, resolved
 
     def __post_init__(self):
         object.__setattr__(self, "steps", tuple(int(s) for s in self.steps))
@@ -154,14 +167,46 @@ class SamplingConfig:
             raise ValueError(f"shift {self.shift} must be > 0")
         if self.noise not in NOISE_CONTRACTS:
             raise ValueError(f"noise contract '{self.noise}' is unknown; use one of {NOISE_CONTRACTS}")
+        spec = self._resolve_strategy()
         k = self.retrieval.top_k if self.retrieval is not None else 0
-        policy = CachePolicy(self.window, self.sink, k, relative_rope=self.retrieval is not None)
+        policy = CachePolicy(self.window, self.sink, k, relative_rope=spec.relative_rope)
+        spec.check(policy, self.frames_per_block, self.params)     # the strategy's own needs, named first
         policy.check(self.frames_per_block)
         object.__setattr__(self, "policy", policy)
 
+    def _resolve_strategy(self):
+        """Fill the strategy's name and defaults (window, sink, switch, options); check they fit together."""
+        name = self.strategy if self.strategy is not None else "rag" if self.retrieval is not None else "native"
+        spec = get_spec(name)
+        set_ = lambda key, value: object.__setattr__(self, key, value)   # noqa: E731 (frozen dataclass)
+        set_("strategy", name)
+        if spec.top_k and self.retrieval is None:
+            set_("retrieval", RetrievalConfig(top_k=spec.top_k))
+        elif not spec.top_k and self.retrieval is not None:
+            if self.retrieval != RetrievalConfig():
+                raise ValueError(f"retrieval settings ({self.retrieval}) apply to strategy 'rag' only; "
+                                 f"strategy '{name}' retrieves nothing: drop them or choose rag")
+            set_("retrieval", None)
+        options = dict(self.strategy_options)
+        set_("strategy_options", tuple(sorted(options.items())))
+        set_("params", spec.resolve_params(options))
+        set_("window", spec.window if self.window is None else int(self.window))
+        set_("sink", spec.sink if self.sink is None else int(self.sink))
+        if self.switch is None:
+            set_("switch", SwitchConfig(spec.switch))
+        if self.switch.mode not in spec.switches:
+            raise ValueError(f"switch '{self.switch.mode}' does not apply to strategy '{name}'; use one of "
+                             f"{', '.join(spec.switches)}" + _SWITCH_WHY.get(self.switch.mode, ""))
+        return spec
+
+    def make_strategy(self):
+        """A fresh strategy object for one run (its hooks and per-video state; core/strategies/base.py)."""
+        return get_spec(self.strategy).make(self.params)
+
     @property
     def mode(self) -> str:
-        return "native" if self.retrieval is None else "rag"
+        """The strategy's name (``rag`` / ``native`` for the original two)."""
+        return self.strategy
 
     def check_frames(self, num_frames: int, prefix: int = 0) -> None:
         """Raise unless ``num_frames`` latent frames, of which the first ``prefix`` are given, are whole
@@ -182,6 +227,20 @@ class SamplingConfig:
         self.check_frames(num_frames, prefix)
         r = prefix % self.frames_per_block
         return ([(0, r)] if r else []) + [(s, self.frames_per_block) for s in range(r, num_frames, self.frames_per_block)]
+
+
+_SWITCH_WHY = {"recache": " (a re-cache re-encodes each slot from the frame it holds; this strategy's slots hold "
+                          "memory or compressed tokens, not whole frames)",
+               "flush": " (the KV flush is infinity-rope's prompt boundary)"}
+
+
+def strategy_config(name: str, *, window: int | None = None, sink: int | None = None, options=None,
+                    **fields) -> SamplingConfig:
+    """The one config of a run with strategy ``name``: its published defaults, with ``window``/``sink`` (None
+    = the strategy's), ``options`` (the strategy's own settings, name → value) and any other SamplingConfig
+    field (``steps``, ``noise``, ``retrieval`` for rag, ``switch``…) overridden."""
+    return SamplingConfig(strategy=name, window=window, sink=sink, strategy_options=tuple((options or {}).items()),
+                          **fields)
 
 
 def check_latent_size(latent_hw: Sequence[int], patch_hw: Sequence[int] = (2, 2)) -> tuple[int, int]:

@@ -101,8 +101,9 @@ def load_prompt_embeds(path: str | Path, text_dim: int | None = None) -> torch.T
 
 def load_prompt_schedule(path: str | Path, text_dim: int | None = None):
     """A prompt-embedding file as a PromptSchedule: ``prompt_embeds`` [B, L, text_dim] is segment 0; the file
-    may add ``prompt_embeds_1``, ``prompt_embeds_2``, … (same B and text_dim) and ``switch_frames`` (int64
-    [S−1]: the latent frame where segment s ≥ 1 is asked to begin, LongLive's ``switch_frame_indices``)."""
+    may add ``prompt_embeds_1``, ``prompt_embeds_2``, … (same B and text_dim), ``switch_frames`` (int64
+    [S−1]: the latent frame where segment s ≥ 1 is asked to begin, LongLive's ``switch_frame_indices``) and
+    ``switch_cuts`` (int or bool [S−1], optional: 1 = the switch into segment s is a hard cut)."""
     from .prompts import PromptSchedule, Segment
     first = load_prompt_embeds(path, text_dim)
     tensors = load_file(str(path))
@@ -118,13 +119,18 @@ def load_prompt_schedule(path: str | Path, text_dim: int | None = None):
         found = "no 'switch_frames'" if switches is None else f"'switch_frames' {switches.dtype} {list(switches.shape)}"
         raise ValueError(f"prompt embeddings '{path}' hold {len(extra)} extra prompt(s) and {found}; save "
                          f"'switch_frames' as int64 [{len(extra)}], the latent frame where each extra prompt begins")
+    cuts = tensors.get("switch_cuts")
+    if cuts is not None and (cuts.dim() != 1 or len(cuts) != len(extra) or cuts.is_floating_point()):
+        raise ValueError(f"prompt embeddings '{path}': 'switch_cuts' is {cuts.dtype} {list(cuts.shape)}; save it as "
+                         f"int64 or bool [{len(extra)}] (1 = that switch is a hard cut) or leave it out")
+    cuts = [bool(c) for c in cuts.tolist()] if cuts is not None else [False] * len(extra)
     segments = [Segment(0, first, "prompt_embeds")]
-    for (i, key), frame in zip(extra, switches.tolist()):
+    for (i, key), frame, cut in zip(extra, switches.tolist(), cuts):
         emb = tensors[key].float()
         if emb.dim() == 2:
             emb = emb.unsqueeze(0)
         if frame < 1:
             raise ValueError(f"prompt embeddings '{path}': switch_frames[{i - 1}] = {frame} ({key}); a switch "
                              "frame must be ≥ 1 (prompt_embeds itself starts at frame 0)")
-        segments.append(Segment(int(frame), emb, f"switch_frames[{i - 1}] = {frame} ({key})"))
+        segments.append(Segment(int(frame), emb, f"switch_frames[{i - 1}] = {frame} ({key})", cut))
     return PromptSchedule(tuple(segments))

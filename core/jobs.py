@@ -1,8 +1,10 @@
 """The headless jobs behind ``python -m core``: they take config objects, never an argparse namespace.
 
 ``generate_latents``  prompt embeddings → latents (+ retrieval log, timings)
-``text_to_video``     prompts → one mp4 per prompt and mode (+ retrieval log and map)
-``story_to_video``    a prompt schedule → one mp4 per mode (+ retrieval log and map with the switches)
+``text_to_video``     prompts → one mp4 per prompt and strategy (+ retrieval log and map)
+``story_to_video``    a prompt schedule → one mp4 per strategy (+ retrieval log and map with the switches)
+
+A "mode" below is a strategy name (core/strategies: native, rag, infinity-rope, memrope, deep-forcing).
 ``build_corpus``      a frozen backbone's clean latents: the retrieval encoder's training data
 
 The prompt-list jobs shard their list across ``torchrun`` processes and skip outputs that already
@@ -107,7 +109,7 @@ def generate_latents(spec: ModelSpec, cfg: SamplingConfig, job: LatentJob, progr
     backbone, encoder = load_models(spec, device, dtype, need_encoder=cfg.retrieval is not None)
     embeds = load_prompt_schedule(job.embeds, backbone.config.text_dim)
     progress.report(f"backbone: {backbone.info.preset} ({backbone.info.format}), {backbone.config.num_layers} "
-                    f"layers, dim {backbone.config.dim}; mode {cfg.mode}, encoder "
+                    f"layers, dim {backbone.config.dim}; strategy {cfg.strategy}, encoder "
                     f"{spec.encoder if cfg.retrieval is not None else '-'}"
                     + (f"; starting from {start.shape[2]} given frames" if start is not None else ""))
     given = start.shape[2] if start is not None else 0
@@ -116,6 +118,7 @@ def generate_latents(spec: ModelSpec, cfg: SamplingConfig, job: LatentJob, progr
                           callback=collector, timings=job.timings is not None, prefix=start)
     save_tensors(job.out, {"latents": result.latents},
                  metadata={"layout": "[B,16,T,H,W] model-normalised", "seed": str(job.seed), "mode": cfg.mode,
+                           "strategy": cfg.strategy, "window": str(cfg.window), "sink": str(cfg.sink),
                            "noise_contract": cfg.noise, "switches": json.dumps(result.switches)})
     if job.log:
         save_json(job.log, result.retrieval_log)

@@ -19,6 +19,10 @@ a block, so everything before them is rotated and copied once per block and laye
 first forward); a forward rotates and writes just the block's own keys, at its queries' positions.
 Memory: those buffers hold window frames of K and V per layer (the retrieved frames live in them),
 so the retrieval regime keeps twice the window's K/V; the native regime keeps no copy.
+
+What happens when a block does not fit, where the block's queries sit in RoPE time and how a slot run
+is rotated are the ``strategy``'s hooks (core/strategies/base.py); the default is the sliding window
+above. ∞-RoPE, MemRoPE and Deep Forcing are other strategies over this same cache.
 """
 from __future__ import annotations
 
@@ -29,6 +33,7 @@ import torch
 
 from .attention import attention
 from .rope import apply_rope, compute_dtype, rope_table
+from .strategies.base import Strategy
 
 
 @dataclass(frozen=True)
@@ -74,10 +79,14 @@ class KVCache:
 
     def __init__(self, policy: CachePolicy, num_layers: int, batch: int, grid_hw: tuple[int, int],
                  heads: int, head_dim: int, dtype: torch.dtype, device: torch.device,
-                 on_evict: Callable[[int, list[torch.Tensor], list[torch.Tensor]], None] | None = None):
+                 on_evict: Callable[[int, list[torch.Tensor], list[torch.Tensor]], None] | None = None,
+                 strategy: Strategy | None = None):
         """``on_evict(global_frame, k_per_layer, v_per_layer)`` receives each frame leaving the window
-        (views of the cache, valid only during the call)."""
+        (views of the cache, valid only during the call). ``strategy``: the long-context strategy's hooks
+        (one object per run; default the sliding window)."""
         self.policy = policy
+        self.strategy = strategy if strategy is not None else Strategy()
+        self._observe = self.strategy.observe if self.strategy.observes_queries else None
         self.grid_hw = grid_hw
         self.tokens = grid_hw[0] * grid_hw[1]
         self.head_dim = head_dim
@@ -90,6 +99,7 @@ class KVCache:
         self.block_start = -1      # global index of the current block's first frame
         self.block_slot = 0        # its first slot
         self.block_frames = 0
+        self.query_base = 0        # RoPE time of the block's first query frame
         self._q_table = None       # rotations of the block's queries (and its own keys), compute dtype
         self._tables: dict[tuple[int, int], torch.Tensor] = {}
         self._sink = self._local = (0, 0)   # attended slot ranges [a, b)
@@ -106,21 +116,26 @@ class KVCache:
             return
         overflow = self.filled + num_frames - self.policy.window
         if overflow > 0:
-            self._evict(overflow)
+            self.strategy.evict(self, overflow)
         self.block_start, self.block_slot, self.block_frames = start_frame, self.filled, num_frames
         self.filled += num_frames
         self._retrieved = 0
         self._prepare_positions()
 
-    def _evict(self, overflow: int) -> None:
+    def evict_oldest(self, overflow: int) -> None:
         """Hand the ``overflow`` oldest non-sink frames to on_evict, shift the rest left over them."""
-        p, t = self.policy, self.tokens
-        lo, step, end = p.sink * t, overflow * t, self.filled * t
+        lo, t = self.policy.sink * self.tokens, self.tokens
         if self.on_evict is not None:
             for f in range(overflow):
                 a, b = lo + f * t, lo + (f + 1) * t
                 self.on_evict(self.oldest + f, [k[:, a:b] for k in self.k], [v[:, a:b] for v in self.v])
         self.oldest += overflow
+        self.shift_out(self.policy.sink, overflow)
+
+    def shift_out(self, first_slot: int, overflow: int) -> None:
+        """Drop slots [first_slot, first_slot + overflow): the slots after them shift left over them."""
+        t = self.tokens
+        lo, step, end = first_slot * t, overflow * t, self.filled * t
         for buf in (*self.k, *self.v):
             # chunks of ``step`` tokens, oldest first: a chunk's source starts where its destination
             # ends, so nothing is overwritten before it is read (no temporary copy of the window)
@@ -133,7 +148,7 @@ class KVCache:
         p = self.policy
         self._sink = (0, min(p.sink, self.filled))
         self._local = (max(p.sink, self.filled - p.local_frames), self.filled)
-        base = self.block_slot if p.relative_rope else self.block_start
+        base = self.query_base = self.strategy.query_position(self)   # RoPE time of the block's first frame
         self._q_table = self._table(torch.arange(base, base + self.block_frames))
         self._tables: dict[tuple[int, int], torch.Tensor] = {}   # slot range → rotations, kept for the block
         self._stale = [True] * len(self.k)
@@ -142,6 +157,12 @@ class KVCache:
         dev, h, w = self.k[0].device, *self.grid_hw
         table = rope_table(frame_positions.to(dev), h, w, self.head_dim)
         return table.to(compute_dtype(self.k[0].dtype))
+
+    def slot_rotations(self, a: int, b: int) -> torch.Tensor:
+        """Rotations of slots [a, b), each at its index (kept for the block: every layer reads them)."""
+        if (a, b) not in self._tables:
+            self._tables[a, b] = self._table(torch.arange(a, b))
+        return self._tables[a, b]
 
     def set_retrieved(self, k: torch.Tensor, v: torch.Tensor) -> None:
         """Retrieved frames' pre-RoPE K and V [layers, B, n·tokens, heads, d] for the current block.
@@ -181,7 +202,10 @@ class KVCache:
             else:
                 ks[:, -n:] = self.k[layer][:, self.block_slot * t:self.filled * t]
             vs[:, -n:] = v
-        return attention(apply_rope(q, self._q_table), ks, vs)
+        q = apply_rope(q, self._q_table)
+        if self._observe is not None:
+            self._observe(self, layer, q)
+        return attention(q, ks, vs)
 
     def write(self, layer: int, k: torch.Tensor, v: torch.Tensor) -> None:
         """Write this block's K/V into its slots (K rotated in the native regime, raw in the retrieval
@@ -215,9 +239,7 @@ class KVCache:
         t = self.tokens
         src, out = self.k[layer][:, a * t:b * t], self._ctx_k[layer][:, dst:dst + (b - a) * t]
         if self.policy.relative_rope:
-            if (a, b) not in self._tables:
-                self._tables[a, b] = self._table(torch.arange(a, b))
-            apply_rope(src, self._tables[a, b], out=out)
+            apply_rope(src, self.strategy.slot_table(self, layer, a, b), out=out)
         else:
             out.copy_(src)
         self._ctx_v[layer][:, dst:dst + (b - a) * t] = self.v[layer][:, a * t:b * t]

@@ -143,25 +143,29 @@ class _BlockLoop:
         p = model.cfg.patch_size
         self.cache = KVCache(cfg.policy, model.cfg.num_layers, self.b, (latent_hw[0] // p[1], latent_hw[1] // p[2]),
                              model.cfg.num_heads, model.cfg.head_dim, self.dtype, self.device,
-                             self._evict if self.pool is not None else None)
+                             self._evict if self.pool is not None else None, strategy=cfg.make_strategy())
 
     def _encode(self, segment: int) -> TextContext:
         return self.model.encode_text(self.prompts.segments[segment].embeds.to(device=self.device, dtype=self.dtype))
 
     def switch(self, start: int) -> None:
         """Before the block at ``start``: when a segment begins there, its prompt replaces the current one
-        and, with switch ``recache``, the cached window is re-encoded under it (core/recache.py)."""
+        and, with switch ``recache``, the cached window is re-encoded under it (core/recache.py); with
+        ``flush`` the strategy flushes the cache (∞-RoPE; a segment marked as a cut also cuts RoPE time)."""
         if self.segment + 1 >= len(self.fires) or self.fires[self.segment + 1] != start:
             return
         self.segment += 1
         self.text = self._encode(self.segment)
         sw = self.cfg.switch
-        plan = None
+        plan, flush = None, None
+        seg = self.prompts.segments[self.segment]
         if sw.mode == "recache":
             plan = recache(self.model, self.cache, self.text, self.output, start, sw.global_sink, self.cfg.context_noise)
-        seg = self.prompts.segments[self.segment]
+        elif sw.mode == "flush":
+            flush = self.cache.strategy.flush(self.cache, seg.cut)
         self.switches.append({"segment": self.segment, "asked_frame": seg.start, "block_start": start,
-                              "label": seg.label, "recache": plan.record() if plan is not None else None})
+                              "label": seg.label, "cut": seg.cut, "recache": plan.record() if plan is not None else None,
+                              "flush": flush})
 
     def retrievable_from(self, start: int) -> int:
         """The first global frame the block at ``start`` may retrieve: 0, or with retrieval scope ``segment``
@@ -247,9 +251,13 @@ class _BlockLoop:
         self.descriptors[:, start:start + frames] = desc
 
     def context_pass(self, x0: torch.Tensor) -> None:
-        """The block's clean K/V into the cache (the last layer's output and the head are skipped)."""
-        self.model.write_cache(x0.permute(0, 2, 1, 3, 4), self._timestep(self.cfg.context_noise, x0.shape[1]),
-                               self.text, self.cache)
+        """The block's clean K/V into the cache (the last layer's output and the head are skipped, unless the
+        strategy reads the block's queries at every layer: Deep Forcing scores history with them)."""
+        x, t = x0.permute(0, 2, 1, 3, 4), self._timestep(self.cfg.context_noise, x0.shape[1])
+        if self.cache.strategy.observes_queries:
+            self.model(x, t, self.text, self.cache)
+        else:
+            self.model.write_cache(x, t, self.text, self.cache)
 
     def close(self) -> None:
         if self.prefetcher is not None:

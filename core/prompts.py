@@ -15,6 +15,10 @@ Text form (CLI ``--prompt-schedule``, the Prompt Schedule node), one prompt per 
 ``Ns`` = N seconds of video (16 fps; 4 latent frames per second, so latent frame ⌈4·N⌉), ``Nf`` =
 latent frame N. Blank lines and lines starting with ``#`` are skipped. JSON form: a list of
 ``{"time": "12s", "prompt": "..."}`` (a bare number is seconds).
+
+A prompt can be marked as a hard cut, a new scene rather than a continuation: a ``#`` right after its
+time (``24s#: a lighthouse at night``), or ``"cut": true`` in JSON. Strategies that define a cut read it
+(infinity-rope: a RoPE cut at that switch); the others ignore it.
 """
 from __future__ import annotations
 
@@ -30,18 +34,19 @@ from .latent_format import VIDEO_FPS
 
 LATENT_FRAMES_PER_SECOND = VIDEO_FPS / 4      # Wan's VAE packs 4 video frames into one latent frame
 SYNTAX = "'<time>: <prompt>' with the time in seconds (12s) or latent frames (48f)"
-_LINE = re.compile(r"^(?P<time>\S+?)\s*:\s*(?P<prompt>.*)$")
+_LINE = re.compile(r"^(?P<time>\S+?)(?P<cut>#?)\s*:\s*(?P<prompt>.*)$")
 _TIME = re.compile(r"^(?P<value>\d+(?:\.\d*)?|\.\d+)(?P<unit>[sf])$")
 
 
 @dataclass(frozen=True)
 class TimedPrompt:
     """One line of a schedule: where it is (``where``, for messages), its time as written, the latent
-    frame it asks for and its prompt text."""
+    frame it asks for, its prompt text and whether it starts with a hard cut."""
     where: str
     time: str
     frame: int
     text: str
+    cut: bool = False
 
     def describe(self) -> str:
         short = self.text if len(self.text) <= 40 else self.text[:37] + "..."
@@ -79,7 +84,7 @@ def parse_schedule_text(text: str, source: str = "schedule") -> list[TimedPrompt
         m = _LINE.match(line)
         if m is None or _TIME.match(m["time"].lower()) is None:
             raise ValueError(f"{where} '{line[:50]}' does not parse; write {SYNTAX}, e.g. '12s: the fox stops'")
-        out.append(TimedPrompt(where, m["time"], parse_time(m["time"], where), m["prompt"].strip()))
+        out.append(TimedPrompt(where, m["time"], parse_time(m["time"], where), m["prompt"].strip(), m["cut"] == "#"))
     return check_timed(out, source)
 
 
@@ -94,7 +99,10 @@ def parse_schedule_json(data, source: str = "schedule") -> list[TimedPrompt]:
             raise ValueError(f"{where} is {json.dumps(item)[:60]}; write {{\"time\": \"12s\", \"prompt\": \"...\"}}")
         time = item["time"]
         time = f"{time}s" if isinstance(time, (int, float)) and not isinstance(time, bool) else str(time)
-        out.append(TimedPrompt(where, time, parse_time(time, where), str(item["prompt"]).strip()))
+        cut = item.get("cut", False)
+        if not isinstance(cut, bool):
+            raise ValueError(f"{where}: \"cut\" is {json.dumps(cut)}; write true or false")
+        out.append(TimedPrompt(where, time, parse_time(time, where), str(item["prompt"]).strip(), cut))
     return check_timed(out, source)
 
 
@@ -121,6 +129,9 @@ def check_timed(prompts: list[TimedPrompt], source: str = "schedule") -> list[Ti
         if not p.text:
             raise ValueError(f"{p.where} '{p.time}:' has no prompt after the time; write the prompt after the "
                              f"colon, e.g. '{p.time}: the fox stops', or delete the line")
+        if i == 0 and p.cut:
+            raise ValueError(f"{p.describe()}: the first prompt cannot start with a cut (there is nothing before "
+                             "it); remove its #")
         if i == 0 and p.frame != 0:
             raise ValueError(f"{p.describe()}: the first prompt must start at 0s (or 0f); change its time to 0s "
                              "or add a line '0s: ...' before it")
@@ -134,11 +145,12 @@ def check_timed(prompts: list[TimedPrompt], source: str = "schedule") -> list[Ti
 
 @dataclass(frozen=True)
 class Segment:
-    """One prompt of a schedule: the latent frame it was asked for, its embeddings [B, L, text_dim]
-    and where it came from (for messages and records)."""
+    """One prompt of a schedule: the latent frame it was asked for, its embeddings [B, L, text_dim],
+    where it came from (for messages and records) and whether the switch into it is a hard cut."""
     start: int
     embeds: torch.Tensor
     label: str = ""
+    cut: bool = False
 
 
 @dataclass(frozen=True)
@@ -223,4 +235,4 @@ def as_schedule(prompts: torch.Tensor | PromptSchedule) -> PromptSchedule:
 
 def schedule_from_timed(timed: list[TimedPrompt], embeds: list[torch.Tensor]) -> PromptSchedule:
     """Timed prompts and their embeddings (same order) → a schedule; labels name each line."""
-    return PromptSchedule(tuple(Segment(p.frame, e, p.describe()) for p, e in zip(timed, embeds)))
+    return PromptSchedule(tuple(Segment(p.frame, e, p.describe(), p.cut) for p, e in zip(timed, embeds)))

@@ -1,0 +1,75 @@
+"""MemRoPE (YoungRaeKimm/MemRoPE, commit b89bf5b; arXiv 2603.12513) as a cache strategy.
+
+Cache of ``window`` frames (12 in the published configs) = [sink 3 | long 1 | short 1 | recent | current
+block], K stored before RoPE and rotated at every forward with temporal position = slot index (this
+cache's relative regime, no retrieval); every forward attends the whole cache. Memory stays constant
+for any video length: frames that leave are folded into two memory tokens instead of kept.
+
+Fold, at the first forward of every block that does not fit (the cache is full from block 4 on at the
+published sizes): the ``overflow`` frames right after the memory slots leave (the oldest recent
+frames: global frames s−7…s−5 for a block starting at s), the rest shifts left. Their mean m over all
+their tokens, per batch, head and channel, is folded into the memory slots, K and V alike:
+first fold: long = short = m (frames 3 and 4, which sat in the memory slots until then, are dropped
+unfolded); later: long ← α_long·m + (1 − α_long)·long, short ← α_short·m + (1 − α_short)·short
+(α 0.01 and 0.1). Each memory slot is one frame's worth of tokens holding its one vector repeated.
+The published Self-Forcing and LongLive (+ LoRA) configs share this policy; ``use_block_rope`` and
+``recent_size`` of those configs are stored there but never read.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .base import Strategy
+
+MEMORY_FRAMES = 2      # long, short
+
+
+@dataclass(frozen=True)
+class MemRopeParams:
+    alpha_long: float = 0.01
+    alpha_short: float = 0.1
+
+
+class MemRope(Strategy):
+    def __init__(self, params: MemRopeParams):
+        self.params = params
+        self.folds: list[dict] = []      # per fold: block start, global frames folded
+
+    def evict(self, cache, overflow: int) -> None:
+        s, t = cache.policy.sink, cache.tokens
+        first = s + MEMORY_FRAMES
+        lo, hi = first * t, (first + overflow) * t
+        for buf in (*cache.k, *cache.v):
+            self._fold(buf, buf[:, lo:hi].mean(dim=1, keepdim=True), s * t, t)
+        # slots first… hold consecutive frames that end where the new block starts
+        start = cache.block_start + cache.block_frames
+        oldest = start - (cache.filled - first)
+        self.folds.append({"block_start": start, "frames": list(range(oldest, oldest + overflow))})
+        cache.shift_out(first, overflow)
+
+    def _fold(self, buf, m, long_at: int, t: int) -> None:
+        """Memory slots of ``buf`` [B, L, heads, d] (long at ``long_at``, short after it) ← fold of m [B, 1, heads, d]."""
+        long_, short = buf[:, long_at:long_at + t], buf[:, long_at + t:long_at + 2 * t]
+        if not self.folds:
+            new_long = new_short = m
+        else:
+            a, b = self.params.alpha_long, self.params.alpha_short
+            new_long = a * m + (1 - a) * long_[:, :1]
+            new_short = b * m + (1 - b) * short[:, :1]
+        long_.copy_(new_long.expand_as(long_))
+        short.copy_(new_short.expand_as(short))
+
+
+def check(policy, frames_per_block: int, params: MemRopeParams) -> None:
+    """sink + long + short + the frames a block evicts must fit the window."""
+    need = policy.sink + MEMORY_FRAMES + frames_per_block
+    if policy.window < need:
+        raise ValueError(
+            f"memrope's cache holds sink {policy.sink} + memory {MEMORY_FRAMES} (long, short) + recent frames + "
+            f"the current block of {frames_per_block}: at least {need} frames, but the window is {policy.window}; "
+            f"use a window (local_attn_size) ≥ {need} (published: 12 = sink 3 | memory 2 | recent 4 | current 3) "
+            f"or a smaller sink")
+    for name in ("alpha_long", "alpha_short"):
+        a = getattr(params, name)
+        if not 0 < a <= 1:
+            raise ValueError(f"memrope {name} {a} must be in (0, 1] (published: long 0.01, short 0.1)")
