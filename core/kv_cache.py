@@ -147,7 +147,8 @@ class KVCache:
     def _prepare_positions(self) -> None:
         p = self.policy
         self._sink = (0, min(p.sink, self.filled))
-        self._local = (max(p.sink, self.filled - p.local_frames), self.filled)
+        # while the sink is still filling (sink > frames so far) there is no local part: the sink holds them all
+        self._local = (min(max(p.sink, self.filled - p.local_frames), self.filled), self.filled)
         base = self.query_base = self.strategy.query_position(self)   # RoPE time of the block's first frame
         self._q_table = self._table(torch.arange(base, base + self.block_frames))
         self._tables: dict[tuple[int, int], torch.Tensor] = {}   # slot range → rotations, kept for the block

@@ -159,3 +159,18 @@ def test_cache_bytes_count_what_the_cache_holds():
     assert window_kv < native.cache_bytes < 1.05 * window_kv
     rag = generate(model, prompt, 21, (8, 12), 0, SamplingConfig())
     assert 2 * window_kv < rag.cache_bytes < 2.1 * window_kv
+
+
+@pytest.mark.parametrize("strategy", ["native", "infinity-rope", "deep-forcing"])
+def test_a_sink_larger_than_the_first_blocks(strategy):
+    """Until the first eviction the sink size changes nothing (every cached frame is attended either way),
+    also while the sink is still filling — Deep Forcing's deep sink of 10 frames is 4 blocks."""
+    from core.config import strategy_config
+    from core.model import WanConfig, WanTransformer
+    from core.pipeline import generate
+    torch.manual_seed(0)
+    model = WanTransformer(WanConfig(dim=128, ffn_dim=256, num_layers=2, num_heads=2, text_dim=64)).eval()
+    prompt = torch.randn(1, 512, 64)
+    runs = [generate(model, prompt, 21, (8, 12), 0, strategy_config(strategy, window=21, sink=sink)).latents
+            for sink in (1, 10)]
+    assert torch.equal(runs[0], runs[1])
