@@ -79,7 +79,9 @@ def add_generation_options(p: argparse.ArgumentParser, default_mode: str = "rag"
                    help="torch.compile the layers: fuses the element-wise work after a first run that compiles "
                         "(measured on CPU: 1.06-1.09x faster; see README, Speed)")
     s = p.add_argument_group("sampling")
-    s.add_argument("--strategy", choices=STRATEGIES, default=None, help=_strategy_help())
+    s.add_argument("--strategy", type=_arg(parse_strategies), default=None, metavar="NAME[,NAME…]|all",
+                   help=_strategy_help() + ". Several names (or all): one video per strategy, same prompt and seed, "
+                        "and <name>_grid.mp4 with them side by side")
     s.add_argument("--mode", choices=modes, default=None,
                    help=f"the original strategies by their old name: rag (retrieval) or native (sliding window)"
                         f"{', or both' if 'both' in modes else ''}; same as --strategy (default {default_mode})")
@@ -127,11 +129,25 @@ def add_generation_options(p: argparse.ArgumentParser, default_mode: str = "rag"
                         "prompt's (segment)")
 
 
+def parse_strategies(text: str) -> tuple[str, ...]:
+    """'memrope' / 'native,rag' / 'all' → the strategy names (every name checked; unknown → the list)."""
+    names = STRATEGIES if text.strip() == "all" else tuple(n.strip() for n in text.split(",") if n.strip())
+    for n in names:
+        if n not in STRATEGIES:
+            raise ValueError(f"invalid choice: '{n}' (choose from {', '.join(STRATEGIES)}, or all)")
+    if not names or len(set(names)) != len(names):
+        raise ValueError(f"--strategy '{text}' must name each strategy once (e.g. native,memrope or all)")
+    return names
+
+
 def strategy_names(args) -> list[str]:
-    """The strategies to run: --strategy, or --mode (rag, native, or both of them), or the command's default."""
-    if args.strategy is not None and args.mode is not None and args.mode != args.strategy:
-        raise ValueError(f"--strategy {args.strategy} and --mode {args.mode} disagree; give one of them")
-    name = args.strategy or args.mode or args.default_mode
+    """The strategies to run: --strategy (one, several or all), or --mode (rag, native, or both of them), or the
+    command's default."""
+    if args.strategy is not None and args.mode is not None and args.mode != ",".join(args.strategy):
+        raise ValueError(f"--strategy {','.join(args.strategy)} and --mode {args.mode} disagree; give one of them")
+    if args.strategy is not None:
+        return list(args.strategy)
+    name = args.mode or args.default_mode
     return ["native", "rag"] if name == "both" else [name]
 
 
@@ -214,7 +230,10 @@ def show_timeline(starts: list[int], labels: list[str], cfg: SamplingConfig, fra
 def cmd_build_corpus(args, progress: jobs.Progress) -> int:
     if not args.embeds and not (args.prompts and args.text_encoder):
         raise ValueError("build-corpus needs --embeds FILE... or --prompts FILE with --text-encoder DIR")
-    cfg = sampling_config(args, strategy_names(args)[0])
+    names = strategy_names(args)
+    if len(names) > 1:
+        raise ValueError(f"build-corpus runs one strategy; --strategy names {len(names)} ({', '.join(names)})")
+    cfg = sampling_config(args, names[0])
     cfg.check_frames(args.frames)
     check_output_dir(args.out, "--out")
     job = jobs.CorpusJob(args.out, args.frames, args.latent_size, args.seed, tuple(args.embeds or ()),

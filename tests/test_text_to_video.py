@@ -45,6 +45,8 @@ def run(assets, out, layout, *extra, check=True):
            "--latent-size", "4x6", "--mode", "both", "--backbone", str(assets / "causal_forcing_tiny.safetensors"),
            "--num-heads", "2", "--text-encoder", str(te), "--vae", str(vae), "--device", "cpu", "--out-dir", str(out),
            *extra]
+    if "--strategy" in extra:
+        cmd.remove("--mode"), cmd.remove("both")
     env = dict(os.environ, HF_HUB_OFFLINE="1")
     proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, env=env, timeout=600)
     assert not check or proc.returncode == 0, proc.stderr[-3000:]
@@ -78,6 +80,22 @@ def test_prompt_to_video_writes_mp4_log_and_map_for_both_modes(assets, tmp_path)
     assert json.loads((out2 / f"{stem}_rag.retrieval.json").read_text()) == log
     other = read_video(out2 / f"{stem}_rag.mp4").astype(float)
     assert abs(other - video.astype(float)).mean() < 2.0
+
+
+def test_every_strategy_on_one_prompt_and_seed_with_the_grid(assets, tmp_path):
+    """--strategy all: one video per strategy (each with its published window and sink) and the grid of all five."""
+    out = tmp_path / "all"
+    run(assets, out, "wan", "--strategy", "all", "--frames", "27")
+    stem = "0000_a_red_cat_runs_in_the_snow"
+    names = ["native", "rag", "infinity-rope", "memrope", "deep-forcing"]
+    videos = {n: read_video(out / f"{stem}_{n}.mp4").astype(float) for n in names}
+    assert all(v.shape == (4 * 26 + 1, 32, 48, 3) for v in videos.values())
+    # same prompt and seed; once the caches differ (evictions from frame 12 on, 6 for ∞-RoPE) so do the videos
+    assert abs(videos["native"][-20:] - videos["memrope"][-20:]).mean() > 0.5
+    grid = read_video(out / f"{stem}_grid.mp4")
+    assert grid.shape == (4 * 26 + 1, 2 * (LABEL_H + 32) + GAP, 3 * 48 + 2 * GAP, 3)
+    proc = run(assets, out, "wan", "--strategy", "native,nope", check=False)
+    assert proc.returncode == 2 and "invalid choice: 'nope' (choose from native, rag, infinity-rope" in proc.stderr
 
 
 def test_existing_videos_are_skipped(assets, tmp_path):
