@@ -2,7 +2,7 @@
 
     python locales/build.py        # from the repository root
 
-English lives in the node classes (display names, DESCRIPTION, tooltips, OUTPUT_TOOLTIPS); the en files
+English lives in the nodes' V3 schemas (display names, descriptions, input and output tooltips); the en files
 only mirror it in ComfyUI's i18n format, so a translator sees every string there is. Other languages
 (locales/zh/) are written by hand against them. tests/test_node_docs.py fails when the en files are
 stale and when a translation lacks an entry for any node, input, output or category.
@@ -23,43 +23,31 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path.insert(0, str(ROOT / "tools"))
-from load_pack import load_pack  # noqa: E402
+from load_pack import load_pack, pack_nodes  # noqa: E402
 
 
-def node_strings(cls, display_name: str) -> dict:
-    """The translatable strings of one node class (the only place that reads the node API)."""
-    inputs = {}
-    types = cls.INPUT_TYPES()
-    for section in ("required", "optional"):
-        for name, spec in types.get(section, {}).items():
-            options = spec[1] if len(spec) > 1 else {}
-            inputs[name] = {"name": name, "tooltip": options.get("tooltip", "")}
-    names = getattr(cls, "RETURN_NAMES", None) or cls.RETURN_TYPES
-    tooltips = getattr(cls, "OUTPUT_TOOLTIPS", None) or ()
-    outputs = {str(i): {"name": name, "tooltip": tooltips[i] if i < len(tooltips) else ""}
-               for i, name in enumerate(names)}
-    return {"display_name": display_name, "description": cls.DESCRIPTION, "inputs": inputs, "outputs": outputs}
+def node_strings(schema) -> dict:
+    """The translatable strings of one node's V3 schema (``io.Schema``; the only place that reads it)."""
+    inputs = {i.id: {"name": i.id, "tooltip": i.tooltip or ""} for i in schema.inputs}
+    outputs = {str(n): {"name": o.display_name, "tooltip": o.tooltip or ""} for n, o in enumerate(schema.outputs)}
+    return {"display_name": schema.display_name or schema.node_id, "description": schema.description,
+            "inputs": inputs, "outputs": outputs}
 
 
-def build(mappings: dict, display_names: dict) -> dict[str, dict]:
-    """{path under locales/: content} of the English files."""
-    node_defs = {node_id: node_strings(cls, display_names.get(node_id, node_id)) for node_id, cls in mappings.items()}
-    segments = sorted({seg for cls in mappings.values() for seg in cls.CATEGORY.split("/")})
-    return {"en/nodeDefs.json": node_defs, "en/main.json": {"nodeCategories": {s: s for s in segments}}}
+def build(nodes: dict) -> dict[str, dict]:
+    """{path under locales/: content} of the English files, from {node id: node class}."""
+    schemas = {node_id: cls.GET_SCHEMA() for node_id, cls in nodes.items()}
+    segments = sorted({seg for schema in schemas.values() for seg in schema.category.split("/")})
+    return {"en/nodeDefs.json": {node_id: node_strings(schema) for node_id, schema in schemas.items()},
+            "en/main.json": {"nodeCategories": {s: s for s in segments}}}
 
 
 def dump(content: dict) -> str:
     return json.dumps(content, indent=2, ensure_ascii=False) + "\n"
 
 
-def pack_module():
-    """The pack, imported as a package (as ComfyUI does)."""
-    return load_pack()
-
-
 def main() -> None:
-    pack = pack_module()
-    for rel, content in build(pack.NODE_CLASS_MAPPINGS, pack.NODE_DISPLAY_NAME_MAPPINGS).items():
+    for rel, content in build(pack_nodes(load_pack())).items():
         path = HERE / rel
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(dump(content), encoding="utf-8")

@@ -1,33 +1,23 @@
-"""ComfyUI nodes of LongLive-RAG: thin adapters over ``core``."""
+"""ComfyUI nodes of LongLive-RAG: thin adapters over ``core``, on ComfyUI's V3 schema (``comfy_api.latest``)."""
 from . import bridge
+from .bridge import ComfyExtension, io
 from .conditioning import LoadPromptEmbeds
 from .decode import Decode, RetrievalMap
 from .loaders import LoadBackbone, LoadLatentEncoder
 from .sampling import ARBlockSampler, HistoryPoolNode, RetrieveContext
 from .schedule import PromptScheduleNode
 
-bridge.register_model_folders()
+NODES: list[type[io.ComfyNode]] = [LoadBackbone, LoadLatentEncoder, HistoryPoolNode, RetrieveContext, ARBlockSampler,
+                                   Decode, RetrievalMap, LoadPromptEmbeds, PromptScheduleNode]
 
-NODE_CLASS_MAPPINGS = {
-    "LongLiveRAG_LoadBackbone": LoadBackbone,
-    "LongLiveRAG_LoadLatentEncoder": LoadLatentEncoder,
-    "LongLiveRAG_HistoryPool": HistoryPoolNode,
-    "LongLiveRAG_RetrieveContext": RetrieveContext,
-    "LongLiveRAG_ARBlockSampler": ARBlockSampler,
-    "LongLiveRAG_Decode": Decode,
-    "LongLiveRAG_RetrievalMap": RetrievalMap,
-    "LongLiveRAG_LoadPromptEmbeds": LoadPromptEmbeds,
-    "LongLiveRAG_PromptSchedule": PromptScheduleNode,
-}
 
-NODE_DISPLAY_NAME_MAPPINGS = {
-    "LongLiveRAG_LoadBackbone": "Load Backbone (LongLive-RAG)",
-    "LongLiveRAG_LoadLatentEncoder": "Load Latent Encoder (LongLive-RAG)",
-    "LongLiveRAG_HistoryPool": "History Pool (LongLive-RAG)",
-    "LongLiveRAG_RetrieveContext": "Retrieve Context (LongLive-RAG)",
-    "LongLiveRAG_ARBlockSampler": "AR Block Sampler (LongLive-RAG)",
-    "LongLiveRAG_Decode": "Decode Long Video (LongLive-RAG)",
-    "LongLiveRAG_RetrievalMap": "Retrieval Map (LongLive-RAG)",
-    "LongLiveRAG_LoadPromptEmbeds": "Load Prompt Embeds (LongLive-RAG)",
-    "LongLiveRAG_PromptSchedule": "Prompt Schedule (LongLive-RAG)",
-}
+class LongLiveRAGExtension(ComfyExtension):
+    async def get_node_list(self) -> list[type[io.ComfyNode]]:
+        return list(NODES)
+
+
+async def comfy_entrypoint() -> LongLiveRAGExtension:
+    """What ComfyUI calls when it loads the pack. The model folder is registered here, before any node's schema
+    lists its files (ComfyUI does not call ``ComfyExtension.on_load``)."""
+    bridge.register_model_folders()
+    return LongLiveRAGExtension()

@@ -1,5 +1,8 @@
-"""Everything this pack needs from ComfyUI, imported lazily with a fallback so the nodes also run
-(and are tested) without ComfyUI: model folders, progress + preview, cancellation, devices."""
+"""Everything this pack needs from ComfyUI. The V3 node API (``comfy_api.latest``: ``io``, ``ui``,
+``ComfyExtension``) is imported here for every node module; without ComfyUI the tests and the locale and
+workflow builders provide it (tests/comfy_standin, see tools/load_pack.py). The rest is imported lazily with
+a fallback so the nodes also run (and are tested) without ComfyUI: model folders, progress + preview,
+cancellation, devices."""
 from __future__ import annotations
 
 import os
@@ -7,6 +10,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import torch
+from comfy_api.latest import ComfyExtension, io, ui  # noqa: F401  (re-exported to the node modules)
 
 ENCODER_FOLDER = "retrieval_encoders"
 ENCODER_EXTENSIONS = {".pt", ".pth", ".safetensors"}

@@ -6,7 +6,8 @@ import torch
 
 from ..core.retrieval_map import render_retrieval_map
 from . import bridge
-from .sampling import RetrievalLog
+from .bridge import io
+from .sampling import RETRIEVAL_LOG, RetrievalLog
 
 
 @torch.inference_mode()
@@ -40,54 +41,56 @@ def decode_video(vae, samples: torch.Tensor, chunk_frames: int) -> torch.Tensor:
     return torch.cat(videos)
 
 
-class Decode:
-    DESCRIPTION = ("Decodes a long Wan video latent with the native VAE (VAELoader: wan_2.1_vae.safetensors) in "
-                   "temporal chunks: exact at chunk borders (the causal cache is carried over) and without holding "
-                   "the whole video on the GPU. IMAGE out → CreateVideo / SaveVideo / SaveWEBM (16 fps).")
-    CATEGORY = "LongLive-RAG"
-    FUNCTION = "decode"
-    RETURN_TYPES = ("IMAGE",)
-    RETURN_NAMES = ("images",)
-    OUTPUT_TOOLTIPS = ("Video frames [N, H, W, 3] in 0..1 (N = 4·(latent frames − 1) + 1 per video).",)
+class Decode(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="LongLiveRAG_Decode", display_name="Decode Long Video (LongLive-RAG)", category="LongLive-RAG",
+            description=("Decodes a long Wan video latent with the native VAE (VAELoader: wan_2.1_vae.safetensors) "
+                         "in temporal chunks: exact at chunk borders (the causal cache is carried over) and without "
+                         "holding the whole video on the GPU. IMAGE out → CreateVideo / SaveVideo / SaveWEBM "
+                         "(16 fps)."),
+            inputs=[
+                io.Vae.Input("vae", tooltip="Wan2.1 VAE from VAELoader (wan_2.1_vae.safetensors)."),
+                io.Latent.Input("samples", tooltip="Wan latent from AR Block Sampler."),
+                io.Int.Input("chunk_frames", default=8, min=1, max=256,
+                             tooltip="Latent frames per GPU chunk (8 ≈ 29 video frames). Smaller uses less VRAM; "
+                                     "the result is the same for any value."),
+            ],
+            outputs=[io.Image.Output(display_name="images", tooltip="Video frames [N, H, W, 3] in 0..1 (N = "
+                                                                     "4·(latent frames − 1) + 1 per video).")],
+        )
 
     @classmethod
-    def INPUT_TYPES(cls):
-        return {"required": {
-            "vae": ("VAE", {"tooltip": "Wan2.1 VAE from VAELoader (wan_2.1_vae.safetensors)."}),
-            "samples": ("LATENT", {"tooltip": "Wan latent from AR Block Sampler."}),
-            "chunk_frames": ("INT", {"default": 8, "min": 1, "max": 256,
-                                     "tooltip": "Latent frames per GPU chunk (8 ≈ 29 video frames). Smaller uses less VRAM; "
-                                                "the result is the same for any value."}),
-        }}
-
-    def decode(self, vae, samples, chunk_frames):
+    def execute(cls, vae, samples, chunk_frames) -> io.NodeOutput:
         z = samples["samples"]
         if z.dim() != 5 or z.shape[1] != 16:
             raise ValueError(f"samples must be a Wan2.1 video latent [B, 16, T, H, W]; got {list(z.shape)}")
-        return (decode_video(vae, z, chunk_frames),)
+        return io.NodeOutput(decode_video(vae, z, chunk_frames))
 
 
-class RetrievalMap:
-    DESCRIPTION = ("Plots the retrieval log: for each block (x), the past frames it retrieved (y), coloured by "
-                   "cosine similarity, with the sliding window shaded. Points far below the band are memories "
-                   "the plain window had forgotten. Dotted red lines: where each prompt of a Prompt Schedule begins.")
-    CATEGORY = "LongLive-RAG"
-    FUNCTION = "plot"
-    RETURN_TYPES = ("IMAGE",)
-    RETURN_NAMES = ("image",)
-    OUTPUT_TOOLTIPS = ("The retrieval map as one image; connect to Save Image or Preview Image.",)
+class RetrievalMap(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="LongLiveRAG_RetrievalMap", display_name="Retrieval Map (LongLive-RAG)", category="LongLive-RAG",
+            description=("Plots the retrieval log: for each block (x), the past frames it retrieved (y), coloured by "
+                         "cosine similarity, with the sliding window shaded. Points far below the band are memories "
+                         "the plain window had forgotten. Dotted red lines: where each prompt of a Prompt Schedule "
+                         "begins."),
+            inputs=[
+                RETRIEVAL_LOG.Input("retrieval_log", tooltip="From AR Block Sampler."),
+                io.Int.Input("width", default=900, min=300, max=4096, step=10, tooltip="Plot width in pixels."),
+                io.Int.Input("height", default=620, min=200, max=4096, step=10, tooltip="Plot height in pixels."),
+            ],
+            outputs=[io.Image.Output(display_name="image", tooltip="The retrieval map as one image; connect to Save "
+                                                                    "Image or Preview Image.")],
+        )
 
     @classmethod
-    def INPUT_TYPES(cls):
-        return {"required": {
-            "retrieval_log": ("LLRAG_LOG", {"tooltip": "From AR Block Sampler."}),
-            "width": ("INT", {"default": 900, "min": 300, "max": 4096, "step": 10, "tooltip": "Plot width in pixels."}),
-            "height": ("INT", {"default": 620, "min": 200, "max": 4096, "step": 10, "tooltip": "Plot height in pixels."}),
-        }}
-
-    def plot(self, retrieval_log: RetrievalLog, width, height):
+    def execute(cls, retrieval_log: RetrievalLog, width, height) -> io.NodeOutput:
         title = "LongLive-RAG retrieval map" if retrieval_log.mode == "rag" else "native window (no retrieval)"
         img = render_retrieval_map(list(retrieval_log.records), retrieval_log.num_frames, retrieval_log.sink,
                                    retrieval_log.window, title=title, size_px=(width, height),
                                    switches=list(getattr(retrieval_log, "switches", ())))
-        return (torch.from_numpy(np.ascontiguousarray(img)).float().div(255.0).unsqueeze(0),)
+        return io.NodeOutput(torch.from_numpy(np.ascontiguousarray(img)).float().div(255.0).unsqueeze(0))

@@ -14,8 +14,9 @@ from ..core.pipeline import generate
 from ..core.prompts import PromptSchedule
 from ..core.resume import BlockCollector
 from . import bridge
-from .loaders import BackboneHandle, EncoderHandle
-from .schedule import ScheduleInput
+from .bridge import io, ui
+from .loaders import BACKBONE, ENCODER, BackboneHandle, EncoderHandle
+from .schedule import SCHEDULE, ScheduleInput
 from .start import MEMO, describe, frames_for_length, output_latent, run_key, start_latents
 
 CATEGORY = "LongLive-RAG/sampling"
@@ -44,125 +45,95 @@ class RetrievalLog:
     switches: tuple = ()           # GenerationResult.switches: where each prompt of a schedule began
 
 
-class HistoryPoolNode:
-    DESCRIPTION = ("Where the K/V of frames that leave the sliding window are kept for retrieval. At 480p one "
-                   "frame costs ~274 MB (Wan 1.3B, bf16): a 30 s video keeps ~30 GB, 2 min ~128 GB. Give RAM or "
-                   "VRAM a budget and the rest spills to disk, or store compactly (approximate).")
-    CATEGORY = CATEGORY
-    FUNCTION = "build"
-    RETURN_TYPES = ("LLRAG_POOL",)
-    RETURN_NAMES = ("pool",)
-    OUTPUT_TOOLTIPS = ("History Pool settings for Retrieve Context's 'pool' input.",)
+POOL = io.Custom("LLRAG_POOL")                  # carries a core PoolConfig
+RETRIEVAL = io.Custom("LLRAG_RETRIEVAL")        # carries a RetrievalInput
+RETRIEVAL_LOG = io.Custom("LLRAG_LOG")          # carries a RetrievalLog
+
+
+class HistoryPoolNode(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="LongLiveRAG_HistoryPool", display_name="History Pool (LongLive-RAG)", category=CATEGORY,
+            description=("Where the K/V of frames that leave the sliding window are kept for retrieval. At 480p one "
+                         "frame costs ~274 MB (Wan 1.3B, bf16): a 30 s video keeps ~30 GB, 2 min ~128 GB. Give RAM "
+                         "or VRAM a budget and the rest spills to disk, or store compactly (approximate)."),
+            inputs=[
+                io.Combo.Input("location", options=list(LOCATIONS), default="host (RAM)",
+                               tooltip="First place for evicted frames: host RAM (the published behaviour), the GPU "
+                                       "(fastest, uses VRAM) or disk (memory-mapped files)."),
+                io.Int.Input("budget_mb", default=0, min=0, max=10**7, step=256,
+                             tooltip="Memory this location may use (MB); beyond it frames spill to the next "
+                                     "(GPU → RAM → disk). 0 = unlimited. Must be 0 for disk."),
+                io.Combo.Input("storage", options=list(STORAGES), default="kv (exact)",
+                               tooltip="kv: exact. kv-half: half the bytes, APPROXIMATE (slightly different video). "
+                                       "latent: ~0.2 MB per frame, K/V recomputed on retrieval without the frame's "
+                                       "original context — APPROXIMATE, and slower per retrieving block."),
+                io.String.Input("directory", default="",
+                                tooltip="Folder for the disk tier (empty = system temp). Files are deleted after the "
+                                        "run."),
+            ],
+            outputs=[POOL.Output(display_name="pool",
+                                 tooltip="History Pool settings for Retrieve Context's 'pool' input.")],
+        )
 
     @classmethod
-    def INPUT_TYPES(cls):
-        return {"required": {
-            "location": (list(LOCATIONS), {"default": "host (RAM)",
-                                           "tooltip": "First place for evicted frames: host RAM (the published behaviour), "
-                                                      "the GPU (fastest, uses VRAM) or disk (memory-mapped files)."}),
-            "budget_mb": ("INT", {"default": 0, "min": 0, "max": 10**7, "step": 256,
-                                  "tooltip": "Memory this location may use (MB); beyond it frames spill to the next "
-                                             "(GPU → RAM → disk). 0 = unlimited. Must be 0 for disk."}),
-            "storage": (list(STORAGES), {"default": "kv (exact)",
-                                         "tooltip": "kv: exact. kv-half: half the bytes, APPROXIMATE (slightly different video). "
-                                                    "latent: ~0.2 MB per frame, K/V recomputed on retrieval without the frame's "
-                                                    "original context — APPROXIMATE, and slower per retrieving block."}),
-            "directory": ("STRING", {"default": "",
-                                     "tooltip": "Folder for the disk tier (empty = system temp). Files are deleted after the run."}),
-        }}
-
-    def build(self, location, budget_mb, storage, directory):
-        return (PoolConfig(LOCATIONS[location], budget_mb or None, STORAGES[storage], directory or None),)
+    def execute(cls, location, budget_mb, storage, directory) -> io.NodeOutput:
+        return io.NodeOutput(PoolConfig(LOCATIONS[location], budget_mb or None, STORAGES[storage], directory or None))
 
 
-class RetrieveContext:
-    DESCRIPTION = ("Turns on LongLive-RAG retrieval: before each block, the top-K past frames most similar to the "
-                   "latest frame are added to the attention context. Leave the sampler's 'retrieval' input "
-                   "unconnected for the plain sliding window (the baseline).")
-    CATEGORY = CATEGORY
-    FUNCTION = "build"
-    RETURN_TYPES = ("LLRAG_RETRIEVAL",)
-    RETURN_NAMES = ("retrieval",)
-    OUTPUT_TOOLTIPS = ("For the AR Block Sampler's 'retrieval' input.",)
+class RetrieveContext(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="LongLiveRAG_RetrieveContext", display_name="Retrieve Context (LongLive-RAG)", category=CATEGORY,
+            description=("Turns on LongLive-RAG retrieval: before each block, the top-K past frames most similar to "
+                         "the latest frame are added to the attention context. Leave the sampler's 'retrieval' "
+                         "input unconnected for the plain sliding window (the baseline)."),
+            inputs=[
+                ENCODER.Input("encoder", tooltip="From Load Latent Encoder (retrieval encoder or avg_pool)."),
+                io.Int.Input("top_k", default=DEFAULT_RETRIEVAL.top_k, min=1, max=32,
+                             tooltip="K: past frames retrieved per block (published: 6). The local window shrinks "
+                                     "to window − sink − K frames; keep window ≥ sink + K + frames per block."),
+                io.Int.Input("recent_exclude", default=DEFAULT_RETRIEVAL.recent_exclude, min=0, max=64,
+                             tooltip="R: the most recently evicted frames are never retrieved (they sit next to the "
+                                     "window). Published: 5."),
+                POOL.Input("pool", optional=True, tooltip="History Pool settings; default: exact K/V in RAM."),
+            ],
+            outputs=[RETRIEVAL.Output(display_name="retrieval",
+                                      tooltip="For the AR Block Sampler's 'retrieval' input.")],
+        )
 
     @classmethod
-    def INPUT_TYPES(cls):
-        return {"required": {
-            "encoder": ("LLRAG_ENCODER", {"tooltip": "From Load Latent Encoder (retrieval encoder or avg_pool)."}),
-            "top_k": ("INT", {"default": DEFAULT_RETRIEVAL.top_k, "min": 1, "max": 32,
-                              "tooltip": "K: past frames retrieved per block (published: 6). The local window shrinks "
-                                         "to window − sink − K frames; keep window ≥ sink + K + frames per block."}),
-            "recent_exclude": ("INT", {"default": DEFAULT_RETRIEVAL.recent_exclude, "min": 0, "max": 64,
-                                       "tooltip": "R: the most recently evicted frames are never retrieved (they sit next "
-                                                  "to the window). Published: 5."}),
-        }, "optional": {
-            "pool": ("LLRAG_POOL", {"tooltip": "History Pool settings; default: exact K/V in RAM."}),
-        }}
-
-    def build(self, encoder, top_k, recent_exclude, pool=None):
-        return (RetrievalInput(encoder, RetrievalConfig(top_k, recent_exclude, pool or PoolConfig())),)
+    def execute(cls, encoder, top_k, recent_exclude, pool=None) -> io.NodeOutput:
+        return io.NodeOutput(RetrievalInput(encoder, RetrievalConfig(top_k, recent_exclude, pool or PoolConfig())))
 
 
-class ARBlockSampler:
-    DESCRIPTION = ("Generates a long video block by block with the backbone's KV cache (sink + sliding window), "
-                   "optionally with LongLive-RAG retrieval, from noise or from a 'start' (an image, a clip, a "
-                   "previous sampler's video). Outputs a Wan LATENT for VAE Decode / LongLive-RAG Decode and the "
-                   "retrieval log. Same seed → same video on any device. After a Cancel, queueing the same graph "
-                   "again (only 'length' may change) continues where it stopped; a longer length extends the "
-                   "last run by replaying its frames.")
-    CATEGORY = CATEGORY
-    FUNCTION = "sample"
-    RETURN_TYPES = ("LATENT", "LLRAG_LOG", "STRING")
-    RETURN_NAMES = ("latent", "retrieval_log", "info")
-    OUTPUT_TOOLTIPS = ("Wan2.1 video latent [B,16,T,H/8,W/8]: the whole video, the start included.",
-                       "Which past frames each block retrieved.",
-                       "Frames made, any rounding of the length, and whether the run continued an earlier one.")
+class ARBlockSampler(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="LongLiveRAG_ARBlockSampler", display_name="AR Block Sampler (LongLive-RAG)", category=CATEGORY,
+            description=("Generates a long video block by block with the backbone's KV cache (sink + sliding "
+                         "window), optionally with LongLive-RAG retrieval, from noise or from a 'start' (an image, a "
+                         "clip, a previous sampler's video). Outputs a Wan LATENT for VAE Decode / LongLive-RAG "
+                         "Decode and the retrieval log. Same seed → same video on any device. After a Cancel, "
+                         "queueing the same graph again (only 'length' may change) continues where it stopped; a "
+                         "longer length extends the last run by replaying its frames."),
+            inputs=sampler_inputs(),
+            outputs=[
+                io.Latent.Output(display_name="latent", tooltip="Wan2.1 video latent [B,16,T,H/8,W/8]: the whole "
+                                                                 "video, the start included."),
+                RETRIEVAL_LOG.Output(display_name="retrieval_log", tooltip="Which past frames each block retrieved."),
+                io.String.Output(display_name="info", tooltip="Frames made, any rounding of the length, and whether "
+                                                               "the run continued an earlier one."),
+            ],
+        )
 
     @classmethod
-    def INPUT_TYPES(cls):
-        return {"required": {
-            "backbone": ("LLRAG_BACKBONE", {"tooltip": "From Load Backbone."}),
-            "positive": ("CONDITIONING,LLRAG_SCHEDULE", {
-                "tooltip": "Prompt from CLIPTextEncode with the Wan umT5 text encoder (CLIPLoader type 'wan', "
-                           "umt5_xxl), or a Prompt Schedule (timed prompts: one story; its switch settings apply)."}),
-            "width": ("INT", {"default": 832, "min": 32, "max": 4096, "step": 16,
-                              "tooltip": "Multiple of 16. The backbones were trained at 832×480."}),
-            "height": ("INT", {"default": 480, "min": 32, "max": 4096, "step": 16, "tooltip": "Multiple of 16."}),
-            "length": ("INT", {"default": 477, "min": 1, "max": 100001, "step": 4,
-                               "tooltip": "Video frames at 16 fps. Wan packs 4 frames per latent frame plus the first: "
-                                          "use 4k+1; latent frames = (length−1)/4+1, rounded up to whole blocks. "
-                                          "477 = 120 latent frames ≈ 30 s; 957 ≈ 60 s; 1917 ≈ 2 min."}),
-            "seed": ("INT", {"default": 0, "min": 0, "max": 0xFFFFFFFFFFFFFFFF,
-                             "tooltip": "Noise seed; all noise comes from one CPU generator, so a seed gives the same "
-                                        "video on every device."}),
-            "sink_size": ("INT", {"default": DEFAULT_SAMPLING.sink, "min": 0, "max": 16,
-                                  "tooltip": "First latent frames kept in the cache forever. Must match the backbone's "
-                                             "training (1 for the published configs)."}),
-            "local_attn_size": ("INT", {"default": DEFAULT_SAMPLING.window, "min": 3, "max": 64,
-                                        "tooltip": "KV cache window in latent frames (published: 12)."}),
-            "frames_per_block": ("INT", {"default": DEFAULT_SAMPLING.frames_per_block, "min": 1, "max": 16,
-                                         "tooltip": "Latent frames per block; must match the backbone's training (3)."}),
-            "steps": ("STRING", {"default": ",".join(map(str, DEFAULT_SAMPLING.steps)),
-                                 "tooltip": "Denoising timesteps of the few-step backbones (warped on the shift-5 grid)."}),
-            "shift": ("FLOAT", {"default": DEFAULT_SAMPLING.shift, "min": 0.1, "max": 20.0, "step": 0.1,
-                                "tooltip": "Flow-matching timestep shift (published: 5.0)."}),
-        }, "optional": {
-            "retrieval": ("LLRAG_RETRIEVAL", {"tooltip": "From Retrieve Context. Unconnected = native sliding window."}),
-            "noise_contract": (list(NOISE_CONTRACTS), {
-                "default": DEFAULT_SAMPLING.noise,
-                "tooltip": "per-block: each block's noise depends only on the seed and the block, so a longer run "
-                           "begins exactly like a shorter one with the same seed. reference: the published code's "
-                           "noise (reproduces its outputs). The same seed gives different videos under the two."}),
-            "start": ("LATENT", {
-                "tooltip": "Optional: the video begins with these frames (kept as given) and continues from them. "
-                           "VAE Encode with the Wan2.1 VAE of an image (1 latent frame) or a clip ((frames-1)/4+1), "
-                           "at this width x height, or a previous AR Block Sampler's latent (same seed: the longer "
-                           "video that sampler would have made). 'length' is the total, start included."}),
-        }}
-
-    def sample(self, backbone: BackboneHandle, positive, width, height, length, seed, sink_size, local_attn_size,
-               frames_per_block, steps, shift, retrieval: RetrievalInput | None = None, noise_contract="per-block",
-               start=None):
+    def execute(cls, backbone: BackboneHandle, positive, width, height, length, seed, sink_size, local_attn_size,
+                frames_per_block, steps, shift, retrieval: RetrievalInput | None = None, noise_contract="per-block",
+                start=None) -> io.NodeOutput:
         prompts, switch = prompt_input(positive, backbone.backbone.config.text_dim)
         cfg = SamplingConfig(frames_per_block=frames_per_block, window=local_attn_size, sink=sink_size,
                              steps=parse_steps(steps), shift=shift, retrieval=retrieval.config if retrieval else None,
@@ -194,7 +165,53 @@ class ARBlockSampler:
         log = RetrievalLog(tuple(res.retrieval_log), frames, cfg.sink, cfg.window, cfg.mode, tuple(res.switches))
         info = describe(length, frames, frames_per_block, given, continued)
         LOG.info("AR Block Sampler: %s", info.replace("\n", "; "))
-        return {"ui": {"text": [info]}, "result": (output_latent(res.latents, given), log, info)}
+        return io.NodeOutput(output_latent(res.latents, given), log, info, ui=ui.PreviewText(info))
+
+
+def sampler_inputs() -> list:
+    """The AR Block Sampler's inputs: the run's size and cache, then the optional retrieval, noise and start."""
+    return [
+        BACKBONE.Input("backbone", tooltip="From Load Backbone."),
+        io.MultiType.Input("positive", types=[io.Conditioning, SCHEDULE],
+                           tooltip="Prompt from CLIPTextEncode with the Wan umT5 text encoder (CLIPLoader type "
+                                   "'wan', umt5_xxl), or a Prompt Schedule (timed prompts: one story; its switch "
+                                   "settings apply)."),
+        io.Int.Input("width", default=832, min=32, max=4096, step=16,
+                     tooltip="Multiple of 16. The backbones were trained at 832×480."),
+        io.Int.Input("height", default=480, min=32, max=4096, step=16, tooltip="Multiple of 16."),
+        io.Int.Input("length", default=477, min=1, max=100001, step=4,
+                     tooltip="Video frames at 16 fps. Wan packs 4 frames per latent frame plus the first: use 4k+1; "
+                             "latent frames = (length−1)/4+1, rounded up to whole blocks. 477 = 120 latent frames ≈ "
+                             "30 s; 957 ≈ 60 s; 1917 ≈ 2 min."),
+        io.Int.Input("seed", default=0, min=0, max=0xFFFFFFFFFFFFFFFF,
+                     tooltip="Noise seed; all noise comes from one CPU generator, so a seed gives the same video on "
+                             "every device."),
+        io.Int.Input("sink_size", default=DEFAULT_SAMPLING.sink, min=0, max=16,
+                     tooltip="First latent frames kept in the cache forever. Must match the backbone's training (1 "
+                             "for the published configs)."),
+        io.Int.Input("local_attn_size", default=DEFAULT_SAMPLING.window, min=3, max=64,
+                     tooltip="KV cache window in latent frames (published: 12)."),
+        io.Int.Input("frames_per_block", default=DEFAULT_SAMPLING.frames_per_block, min=1, max=16,
+                     tooltip="Latent frames per block; must match the backbone's training (3)."),
+        io.String.Input("steps", default=",".join(map(str, DEFAULT_SAMPLING.steps)),
+                        tooltip="Denoising timesteps of the few-step backbones (warped on the shift-5 grid)."),
+        io.Float.Input("shift", default=DEFAULT_SAMPLING.shift, min=0.1, max=20.0, step=0.1,
+                       tooltip="Flow-matching timestep shift (published: 5.0)."),
+        RETRIEVAL.Input("retrieval", optional=True,
+                        tooltip="From Retrieve Context. Unconnected = native sliding window."),
+        io.Combo.Input("noise_contract", options=list(NOISE_CONTRACTS), default=DEFAULT_SAMPLING.noise, optional=True,
+                       tooltip="per-block: each block's noise depends only on the seed and the block, so a longer run "
+                               "begins exactly like a shorter one with the same seed. reference: the published "
+                               "code's noise (reproduces its outputs). The same seed gives different videos under "
+                               "the two."),
+        io.Latent.Input("start", optional=True,
+                        tooltip="Optional: the video begins with these frames (kept as given) and continues from "
+                                "them. VAE Encode with the Wan2.1 VAE of an image (1 latent frame) or a clip "
+                                "((frames-1)/4+1), at this width x height, or a previous AR Block Sampler's latent "
+                                "(same seed: the longer video that sampler would have made). 'length' is the total, "
+                                "start included."),
+    ]
+
 
 
 def prompt_input(positive, text_dim: int) -> tuple[torch.Tensor | PromptSchedule, SwitchConfig]:

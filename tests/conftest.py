@@ -7,11 +7,19 @@ from pathlib import Path
 # 3.6 s on two with the other core busy). Subprocesses (CLI tests) inherit this.
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
+import sys  # noqa: E402
+
 import pytest  # noqa: E402
 import torch  # noqa: E402
-from safetensors.torch import load_file
+from safetensors.torch import load_file  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))
+from load_pack import ensure_comfy_api  # noqa: E402
 
 from core.model import WanConfig, WanTransformer  # noqa: E402
+
+# The nodes import comfy_api.latest: ComfyUI's own when it is importable, else tests/comfy_standin.
+ensure_comfy_api()
 
 DATA = Path(__file__).parent / "data"
 GOLDEN = DATA / "golden"

@@ -149,14 +149,34 @@ def get(server, path):
         return json.loads(r.read())
 
 
-def test_every_pack_node_is_registered_with_its_inputs(server):
+SCHEMA_FIELDS = ("tooltip", "default", "min", "max", "step", "options", "multiline")
+
+
+def test_every_pack_node_is_served_as_its_v3_schema_reads(server, monkeypatch):
+    """What this checkout reads from the nodes' V3 schemas (the builders of locales/ and workflows/, the tests;
+    without ComfyUI through tests/comfy_standin) is what the real ComfyUI serves: ids, names, categories,
+    descriptions, input types, defaults, limits, options, tooltips, outputs, hidden inputs."""
     info = get(server, "/object_info")
     from test_nodes import N
-    for name, cls in N.items():
-        assert name in info, f"{name} missing from /object_info"
-        assert set(info[name]["input"]["required"]) == set(cls.INPUT_TYPES()["required"])
-    assert "self_forcing.pt" in info["LongLiveRAG_LoadBackbone"]["input"]["required"]["backbone"][0]
-    assert "ae_latent_mem.pt" in info["LongLiveRAG_LoadLatentEncoder"]["input"]["required"]["encoder"][0]
+    monkeypatch.setenv("LONGLIVE_RAG_MODELS", str(server["base"] / "models"))    # the same model files listed
+    for node_id, cls in N.items():
+        schema, served = cls.GET_SCHEMA(), info[node_id]
+        assert (served["display_name"], served["category"], served["description"], served["output_node"]) == \
+            (schema.display_name, schema.category, schema.description, schema.is_output_node), node_id
+        order = served["input_order"]
+        assert order["required"] + order.get("optional", []) == [i.id for i in schema.inputs], node_id
+        assert sorted(served["input"].get("hidden", {})) == sorted(h.name for h in schema.hidden), node_id
+        for i in schema.inputs:
+            kind, options = served["input"]["optional" if i.optional else "required"][i.id]
+            assert kind == i.get_io_type(), (node_id, i.id)
+            for name in SCHEMA_FIELDS:
+                if getattr(i, name, None) is not None:
+                    assert options[name] == getattr(i, name), (node_id, i.id, name)
+        assert served["output"] == [o.io_type for o in schema.outputs], node_id
+        assert served["output_name"] == [o.display_name for o in schema.outputs], node_id
+        assert served["output_tooltips"] == [o.tooltip for o in schema.outputs], node_id
+    assert "self_forcing.pt" in info["LongLiveRAG_LoadBackbone"]["input"]["required"]["backbone"][1]["options"]
+    assert "ae_latent_mem.pt" in info["LongLiveRAG_LoadLatentEncoder"]["input"]["required"]["encoder"][1]["options"]
 
 
 def test_the_workflows_are_listed_as_templates(server):

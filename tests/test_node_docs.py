@@ -8,24 +8,26 @@ import sys
 from collections import Counter
 from pathlib import Path
 
+from load_pack import load_pack, pack_nodes
+
 ROOT = Path(__file__).resolve().parents[1]
 LOCALES = ROOT / "locales"
 CJK = re.compile(r"[\u4e00-\u9fff]")
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".gif", ".webp", ".svg"}
 
 
-def load(name: str, path: Path, package: bool = False):
+def load(name: str, path: Path):
     if name in sys.modules:
         return sys.modules[name]
-    spec = importlib.util.spec_from_file_location(name, path, submodule_search_locations=[str(ROOT)] if package else None)
+    spec = importlib.util.spec_from_file_location(name, path)
     module = importlib.util.module_from_spec(spec)
     sys.modules[name] = module
     spec.loader.exec_module(module)
     return module
 
 
-PACK = load("comfyui_longlive_rag_under_test", ROOT / "__init__.py", package=True)   # as tests/test_nodes.py
-N = PACK.NODE_CLASS_MAPPINGS
+PACK = load_pack("comfyui_longlive_rag_under_test")   # as tests/test_nodes.py
+N = pack_nodes(PACK)
 BUILD = load("locales_build", LOCALES / "build.py")
 DOCS = ROOT / PACK.WEB_DIRECTORY / "docs"
 
@@ -35,12 +37,11 @@ def read_json(rel: str) -> dict:
 
 
 def inputs_of(cls) -> list[str]:
-    types = cls.INPUT_TYPES()
-    return [name for section in ("required", "optional") for name in types.get(section, {})]
+    return [i.id for i in cls.GET_SCHEMA().inputs]
 
 
 def outputs_of(cls) -> list[str]:
-    return list(getattr(cls, "RETURN_NAMES", None) or cls.RETURN_TYPES)
+    return [o.display_name for o in cls.GET_SCHEMA().outputs]
 
 
 def pages() -> dict[str, Path]:
@@ -86,7 +87,7 @@ def test_help_pages_link_only_to_images_that_exist():
 
 
 def test_english_locale_is_generated_from_the_node_classes():
-    built = BUILD.build(N, PACK.NODE_DISPLAY_NAME_MAPPINGS)
+    built = BUILD.build(N)
     assert set(built) == {"en/nodeDefs.json", "en/main.json"}
     for rel, content in built.items():
         assert (LOCALES / rel).read_text(encoding="utf-8") == BUILD.dump(content), \
@@ -96,7 +97,7 @@ def test_english_locale_is_generated_from_the_node_classes():
 def test_every_output_has_an_english_tooltip():
     for node_id, entry in read_json("en/nodeDefs.json").items():
         for index, output in entry["outputs"].items():
-            assert output["tooltip"], f"{node_id} output {index} ({output['name']}) has no OUTPUT_TOOLTIPS entry"
+            assert output["tooltip"], f"{node_id} output {index} ({output['name']}) has no tooltip"
 
 
 def test_every_node_input_and_output_has_a_chinese_name_and_tooltip():
@@ -125,7 +126,7 @@ def test_chinese_tooltips_are_translations_not_copies():
 
 def test_every_category_has_a_chinese_name():
     en, zh = read_json("en/main.json")["nodeCategories"], read_json("zh/main.json")["nodeCategories"]
-    assert {seg for cls in N.values() for seg in cls.CATEGORY.split("/")} == set(en)
+    assert {seg for cls in N.values() for seg in cls.GET_SCHEMA().category.split("/")} == set(en)
     assert all(zh.get(seg) for seg in en), f"locales/zh/main.json lacks categories {set(en) - set(zh)}"
 
 

@@ -7,27 +7,14 @@ from pathlib import Path
 
 import pytest
 import torch
+from load_pack import load_pack, pack_nodes
 from safetensors.torch import load_file
 
 from conftest import GOLDEN
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def import_pack():
-    """Import the repository as ComfyUI does: a package named after its folder (here a fixed name)."""
-    name = "comfyui_longlive_rag_under_test"
-    if name in sys.modules:
-        return sys.modules[name]
-    spec = importlib.util.spec_from_file_location(name, ROOT / "__init__.py", submodule_search_locations=[str(ROOT)])
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-PACK = import_pack()
-N = PACK.NODE_CLASS_MAPPINGS
+PACK = load_pack("comfyui_longlive_rag_under_test")   # as ComfyUI imports it: a package (here a fixed name)
+N = pack_nodes(PACK)                                  # {node id: V3 node class}, through comfy_entrypoint
 bridge = sys.modules[f"{PACK.__name__}.nodes.bridge"]
 latent_format = sys.modules[f"{PACK.__name__}.core.latent_format"]
 
@@ -47,36 +34,52 @@ def conditioning():
 
 
 def load(models_dir):
-    backbone, info = N["LongLiveRAG_LoadBackbone"]().load("tiny.safetensors", "none", 1.0, "float32", "cpu",
-                                                          "offload after sampling", num_heads=2)
+    backbone, info = N["LongLiveRAG_LoadBackbone"].execute("tiny.safetensors", "none", 1.0, "float32", "cpu",
+                                                           "offload after sampling", num_heads=2).args
     return backbone, info
 
 
 def sample(backbone, retrieval=None, length=189, seed=42, noise="reference"):
     # 189 video frames = 48 latent frames; 96x64 px = 8x12 latents; the golden cases' noise contract
-    out = N["LongLiveRAG_ARBlockSampler"]().sample(backbone, conditioning(), 96, 64, length, seed, 1, 12, 3,
-                                                   "1000,750,500,250", 5.0, retrieval, noise_contract=noise)
-    return out["result"][:2]                                   # (latent, retrieval_log); [2] is the info text
+    out = N["LongLiveRAG_ARBlockSampler"].execute(backbone, conditioning(), 96, 64, length, seed, 1, 12, 3,
+                                                  "1000,750,500,250", 5.0, retrieval, noise_contract=noise)
+    return out.args[:2]                                        # (latent, retrieval_log); [2] is the info text
 
 
 def rag_retrieval(encoder_name="ae_latent_mem.pt", pool=None):
-    (enc,) = N["LongLiveRAG_LoadLatentEncoder"]().load(encoder_name)
-    return N["LongLiveRAG_RetrieveContext"]().build(enc, 6, 5, pool)[0]
+    (enc,) = N["LongLiveRAG_LoadLatentEncoder"].execute(encoder_name).args
+    return N["LongLiveRAG_RetrieveContext"].execute(enc, 6, 5, pool).args[0]
+
+
+NODE_IDS = ["LongLiveRAG_LoadBackbone", "LongLiveRAG_LoadLatentEncoder", "LongLiveRAG_HistoryPool",
+            "LongLiveRAG_RetrieveContext", "LongLiveRAG_ARBlockSampler", "LongLiveRAG_Decode",
+            "LongLiveRAG_RetrievalMap", "LongLiveRAG_LoadPromptEmbeds", "LongLiveRAG_PromptSchedule"]
+
+
+def schema(node_id):
+    return N[node_id].GET_SCHEMA()
+
+
+def test_the_pack_registers_its_nodes_through_comfy_entrypoint_under_their_saved_ids():
+    """ComfyUI takes NODE_CLASS_MAPPINGS over comfy_entrypoint when a pack has both: the pack has only the V3
+    entry point. The ids are the ones saved workflows name."""
+    assert "comfy_entrypoint" in PACK.__all__ and not hasattr(PACK, "NODE_CLASS_MAPPINGS")
+    assert list(N) == NODE_IDS
+    assert all(issubclass(cls, sys.modules["comfy_api.latest"].io.ComfyNode) for cls in N.values())
 
 
 def test_every_node_documents_itself_and_every_input():
-    assert len(N) >= 7
-    for name, cls in N.items():
-        assert cls.DESCRIPTION and cls.CATEGORY.startswith("LongLive-RAG"), name
-        assert hasattr(cls, cls.FUNCTION) and len(cls.RETURN_TYPES) >= 1, name
-        for section in cls.INPUT_TYPES().values():
-            for inp, spec in section.items():
-                assert len(spec) > 1 and spec[1].get("tooltip"), f"{name}.{inp} has no tooltip"
-    assert set(PACK.NODE_DISPLAY_NAME_MAPPINGS) == set(N)
+    for name in N:
+        s = schema(name)
+        assert s.display_name.endswith("(LongLive-RAG)") and s.description, name
+        assert s.category.startswith("LongLive-RAG") and s.outputs, name
+        assert not s.is_output_node, name
+        for item in s.inputs + s.outputs:
+            assert item.tooltip, f"{name}.{item.id} has no tooltip"
 
 
 def test_load_backbone_lists_files_and_reports_the_family(models_dir):
-    assert "tiny.safetensors" in N["LongLiveRAG_LoadBackbone"].INPUT_TYPES()["required"]["backbone"][0]
+    assert "tiny.safetensors" in schema("LongLiveRAG_LoadBackbone").inputs[0].options
     backbone, info = load(models_dir)
     assert backbone.backbone.config.num_layers == 2 and "Wan2.1" in info and "2 layers" in info
 
@@ -122,7 +125,7 @@ def test_outputs_are_not_mutated_by_a_later_run(models_dir):
 
 def test_cancel_stops_within_a_block_and_frees_the_pool(models_dir, monkeypatch, tmp_path):
     backbone, _ = load(models_dir)
-    pool = N["LongLiveRAG_HistoryPool"]().build("host (RAM)", 0, "kv (exact)", "")[0]
+    pool = N["LongLiveRAG_HistoryPool"].execute("host (RAM)", 0, "kv (exact)", "").args[0]
     disk_pool = type(pool)("host", 0.0001, "kv", str(tmp_path / "pool"))   # spills to disk at once
     calls = []
 
@@ -142,24 +145,24 @@ def test_cancel_stops_within_a_block_and_frees_the_pool(models_dir, monkeypatch,
 
 
 def test_history_pool_node_validates_and_builds_settings():
-    node = N["LongLiveRAG_HistoryPool"]()
-    (settings,) = node.build("device (GPU)", 2048, "kv-half (approximate)", "")
+    node = N["LongLiveRAG_HistoryPool"]
+    (settings,) = node.execute("device (GPU)", 2048, "kv-half (approximate)", "").args
     assert (settings.location, settings.budget_mb, settings.storage) == ("device", 2048, "kv-half")
     with pytest.raises(ValueError, match="disk"):
-        node.build("disk", 100, "kv (exact)", "")
+        node.execute("disk", 100, "kv (exact)", "")
 
 
 def test_bad_sampler_inputs_fail_clearly(models_dir):
     backbone, _ = load(models_dir)
-    sampler = N["LongLiveRAG_ARBlockSampler"]()
+    sampler = N["LongLiveRAG_ARBlockSampler"]
     with pytest.raises(ValueError, match="multiples of 16"):
-        sampler.sample(backbone, conditioning(), 100, 64, 17, 0, 1, 12, 3, "1000,750,500,250", 5.0)
+        sampler.execute(backbone, conditioning(), 100, 64, 17, 0, 1, 12, 3, "1000,750,500,250", 5.0)
     with pytest.raises(ValueError, match="CLIPLoader type 'wan'"):
-        sampler.sample(backbone, [[torch.zeros(1, 77, 768), {}]], 96, 64, 17, 0, 1, 12, 3, "1000", 5.0)
+        sampler.execute(backbone, [[torch.zeros(1, 77, 768), {}]], 96, 64, 17, 0, 1, 12, 3, "1000", 5.0)
     with pytest.raises(ValueError, match="local_attn_size"):
-        sampler.sample(backbone, conditioning(), 96, 64, 17, 0, 1, 8, 3, "1000", 5.0, rag_retrieval())
+        sampler.execute(backbone, conditioning(), 96, 64, 17, 0, 1, 8, 3, "1000", 5.0, rag_retrieval())
     with pytest.raises(ValueError, match="steps"):
-        sampler.sample(backbone, conditioning(), 96, 64, 17, 0, 1, 12, 3, "1000,abc", 5.0)
+        sampler.execute(backbone, conditioning(), 96, 64, 17, 0, 1, 12, 3, "1000,abc", 5.0)
 
 
 def test_decode_without_the_wan_vae_uses_the_vae_and_returns_frames():
@@ -168,10 +171,10 @@ def test_decode_without_the_wan_vae_uses_the_vae_and_returns_frames():
             b, _, t, h, w = z.shape
             return torch.rand(b, 4 * (t - 1) + 1, 8 * h, 8 * w, 3)
 
-    (images,) = N["LongLiveRAG_Decode"]().decode(FakeVAE(), {"samples": torch.zeros(1, 16, 5, 4, 6)}, 2)
+    (images,) = N["LongLiveRAG_Decode"].execute(FakeVAE(), {"samples": torch.zeros(1, 16, 5, 4, 6)}, 2).args
     assert images.shape == (17, 32, 48, 3)
     with pytest.raises(ValueError, match="Wan2.1 video latent"):
-        N["LongLiveRAG_Decode"]().decode(FakeVAE(), {"samples": torch.zeros(1, 4, 8, 8)}, 2)
+        N["LongLiveRAG_Decode"].execute(FakeVAE(), {"samples": torch.zeros(1, 4, 8, 8)}, 2)
 
 
 def test_retrieval_map_is_the_rendered_log_as_an_image(models_dir):
@@ -179,7 +182,7 @@ def test_retrieval_map_is_the_rendered_log_as_an_image(models_dir):
     backbone, _ = load(models_dir)
     _, log = sample(backbone, rag_retrieval("avg_pool (no file)"), length=97)
     assert len(log.records) > 0
-    (img,) = N["LongLiveRAG_RetrievalMap"]().plot(log, 600, 400)
+    (img,) = N["LongLiveRAG_RetrievalMap"].execute(log, 600, 400).args
     expected = render(list(log.records), log.num_frames, log.sink, log.window,
                       title="LongLive-RAG retrieval map", size_px=(600, 400))
     assert img.shape == (1, 400, 600, 3) and img.dtype == torch.float32
@@ -191,7 +194,7 @@ def test_retrieval_map_is_the_rendered_log_as_an_image(models_dir):
 def test_load_prompt_embeds_gives_conditioning(tmp_path):
     from safetensors.torch import save_file
     save_file({"prompt_embeds": torch.ones(1, 7, 64)}, str(tmp_path / "e.safetensors"))
-    (cond,) = N["LongLiveRAG_LoadPromptEmbeds"]().load(str(tmp_path / "e.safetensors"))
+    (cond,) = N["LongLiveRAG_LoadPromptEmbeds"].execute(str(tmp_path / "e.safetensors")).args
     assert cond[0][0].shape == (1, 7, 64) and isinstance(cond[0][1], dict)
 
 
@@ -225,21 +228,20 @@ def test_workflows_use_known_nodes_valid_widgets_and_consistent_links(path):
             continue
         assert node["type"] in specs, f"unknown node type {node['type']}"
         if node["type"] in N:
-            inputs = N[node["type"]].INPUT_TYPES()
-            widgets = [(k, v) for s in ("required", "optional") for k, v in inputs.get(s, {}).items()
-                       if isinstance(v[0], list) or v[0] in builder.WIDGET_TYPES]
+            widgets = [i for i in schema(node["type"]).inputs if i.get_io_type() in builder.WIDGET_TYPES]
             values = [v for v in node["widgets_values"] if v not in ("fixed", "randomize")] \
                 if node["type"] != "LongLiveRAG_ARBlockSampler" else \
                 node["widgets_values"][:4] + node["widgets_values"][5:]
             assert len(values) == len(widgets), node["type"]
-            for (name, spec), value in zip(widgets, values):
-                if isinstance(spec[0], list):
-                    if name in ("backbone", "lora", "encoder"):
+            for widget, value in zip(widgets, values):
+                if widget.get_io_type() == "COMBO":
+                    if widget.id in ("backbone", "lora", "encoder"):
                         continue   # file lists depend on the user's model folders
-                    assert value in spec[0], f"{node['type']}.{name}={value!r}"
-                elif spec[0] in ("INT", "FLOAT"):
-                    opts = spec[1]
-                    assert opts.get("min", -1e18) <= value <= opts.get("max", 1e18), f"{node['type']}.{name}"
+                    assert value in widget.options, f"{node['type']}.{widget.id}={value!r}"
+                elif widget.get_io_type() in ("INT", "FLOAT"):
+                    low = widget.min if widget.min is not None else -1e18
+                    high = widget.max if widget.max is not None else 1e18
+                    assert low <= value <= high, f"{node['type']}.{widget.id}"
     for lid, src, so, dst, di, kind in wf["links"]:
         accepted = by_id[dst]["inputs"][di]["type"].split(",")      # "A,B": either; "*": anything
         assert by_id[src]["outputs"][so]["type"] == kind and (kind in accepted or accepted == ["*"])
@@ -334,6 +336,6 @@ def test_load_backbone_compile_option_compiles_the_layers(models_dir, monkeypatc
     monkeypatch.setattr(model_cls, "compile_blocks", lambda self, **kw: compiled.append(self) or self)
     load(models_dir)
     assert compiled == []                           # off by default
-    backbone, info = N["LongLiveRAG_LoadBackbone"]().load("tiny.safetensors", "none", 1.0, "float32", "cpu",
-                                                          "offload after sampling", num_heads=2, compile=True)
+    backbone, info = N["LongLiveRAG_LoadBackbone"].execute("tiny.safetensors", "none", 1.0, "float32", "cpu",
+                                                           "offload after sampling", num_heads=2, compile=True).args
     assert compiled == [backbone.backbone.model] and info.endswith("; compiled")

@@ -1,9 +1,16 @@
 """The Prompt Schedule node with a stand-in CLIP (the two calls CLIPTextEncode makes, recorded), and the AR Block
 Sampler taking a schedule in place of a CONDITIONING."""
+import gc
+import itertools
+import sys
+
 import pytest
 import torch
 
-from test_nodes import N, conditioning, load, models_dir  # noqa: F401  (fixture)
+from test_nodes import PACK, N, conditioning, load, models_dir  # noqa: F401  (fixture)
+
+schedule_mod = sys.modules[f"{PACK.__name__}.nodes.schedule"]
+NODE_IDS = itertools.count(1)
 
 STORY = "0s: a red fox in the snow\n# a comment\n1.5s: the fox at a frozen lake\n12f: the ice cracks"
 
@@ -27,10 +34,17 @@ class FakeCLIP:
         return [[emb, {"pooled_output": None}]]
 
 
+def schedule_node(unique_id=None):
+    """The Prompt Schedule class as ComfyUI runs one node of a graph: a copy carrying the node's id (hidden input)."""
+    unique_id = unique_id or f"test-{next(NODE_IDS)}"
+    return N["LongLiveRAG_PromptSchedule"].PREPARE_CLASS_CLONE({"hidden_inputs": {"UNIQUE_ID": unique_id}})
+
+
 def build(clip, text=STORY, switch="recache", global_sink=True, scope="all", node=None):
-    node = node or N["LongLiveRAG_PromptSchedule"]()
-    out = node.build(clip, text, switch, global_sink, scope)
-    return node, out["result"][0], out["result"][1], out["ui"]
+    """(node, schedule, timeline, ui) of one run of ``node`` (default: a new node)."""
+    node = node or schedule_node()
+    out = node.execute(clip, text, switch, global_sink, scope)
+    return node, out.args[0], out.args[1], out.ui.as_dict()
 
 
 def encoded(clip):
@@ -51,7 +65,7 @@ def test_each_line_is_encoded_the_way_clip_text_encode_does_it():
 
 def test_the_output_shows_where_each_line_begins_after_rounding():
     _, sched, timeline, ui = build(FakeCLIP(), "0s: a\n1.25s: b\n4.5s: c")
-    assert ui == {"text": [timeline]} and sched.timeline == timeline
+    assert ui == {"text": (timeline,)} and sched.timeline == timeline
     lines = timeline.splitlines()
     assert lines[1] == ("Prompt Schedule line 2 '1.25s: b': asks for frame 5 (1.25 s), inside a block: rounded up to "
                         "the next block start, block 2 = frame 6 (1.5 s)")
@@ -77,6 +91,22 @@ def test_another_text_encoder_encodes_everything_again():
     assert len(encoded(other)) == 3
 
 
+def test_two_schedule_nodes_on_one_text_encoder_keep_their_own_lines():
+    clip = FakeCLIP()
+    first, _, _, _ = build(clip)
+    build(clip, "0s: a lake at night", node=schedule_node())
+    clip.calls.clear()
+    build(clip, node=first)
+    assert encoded(clip) == []
+
+
+def test_the_lines_of_a_text_encoder_that_is_gone_are_dropped():
+    node, _, _, _ = build(FakeCLIP())
+    gc.collect()
+    build(FakeCLIP(), "0s: a", node=schedule_node())
+    assert node.hidden.unique_id not in schedule_mod.LINES.entries
+
+
 def test_a_text_encoder_that_is_not_umt5_is_refused_naming_the_line():
     with pytest.raises(ValueError) as err:
         build(FakeCLIP(key="t5xxl"))
@@ -97,8 +127,8 @@ def test_bad_lines_are_refused_naming_the_line(text, message):
 
 def sample(backbone, positive, length=93, retrieval=None):
     # 93 video frames = 24 latent frames; 96x64 px = 8x12 latents
-    return N["LongLiveRAG_ARBlockSampler"]().sample(backbone, positive, 96, 64, length, 42, 1, 12, 3,
-                                                    "1000,750,500,250", 5.0, retrieval)["result"][:2]
+    return N["LongLiveRAG_ARBlockSampler"].execute(backbone, positive, 96, 64, length, 42, 1, 12, 3,
+                                                   "1000,750,500,250", 5.0, retrieval).args[:2]
 
 
 def test_the_sampler_takes_a_schedule_in_place_of_a_conditioning(models_dir):  # noqa: F811
@@ -117,15 +147,15 @@ def test_the_sampler_takes_a_schedule_in_place_of_a_conditioning(models_dir):  #
 
 def test_a_story_with_retrieval_marks_its_switches_on_the_retrieval_map(models_dir):  # noqa: F811
     backbone, _ = load(models_dir)
-    (enc,) = N["LongLiveRAG_LoadLatentEncoder"]().load("ae_latent_mem.pt")
-    retrieval = N["LongLiveRAG_RetrieveContext"]().build(enc, 6, 5, None)[0]
+    (enc,) = N["LongLiveRAG_LoadLatentEncoder"].execute("ae_latent_mem.pt").args
+    retrieval = N["LongLiveRAG_RetrieveContext"].execute(enc, 6, 5, None).args[0]
     _, sched, _, _ = build(FakeCLIP(), "0s: a fox\n5s: a lake\n9s: the ice", scope="segment")
     latent, log = sample(backbone, sched, length=189, retrieval=retrieval)       # 48 latent frames
     assert latent["samples"].shape == (1, 16, 48, 8, 12)
     assert [s["block_start"] for s in log.switches] == [21, 36]
     starts = {0: 0, 1: 21, 2: 36}
     assert log.records and all(min(r["global_frames"]) >= starts[r["segment"]] for r in log.records)
-    (img,) = N["LongLiveRAG_RetrievalMap"]().plot(log, 600, 400)
+    (img,) = N["LongLiveRAG_RetrievalMap"].execute(log, 600, 400).args
     assert img.shape == (1, 400, 600, 3)
 
 

@@ -23,11 +23,11 @@ def empty_memo():
 
 def sample(backbone, length, start=None, retrieval=None, seed=7, noise="per-block", width=96):
     """(latent, log, info) of one AR Block Sampler run at 96x64 px (8x12 latents)."""
-    out = N["LongLiveRAG_ARBlockSampler"]().sample(backbone, conditioning(), width, 64, length, seed, 1, 12, 3,
-                                                   "1000,750,500,250", 5.0, retrieval, noise_contract=noise,
-                                                   start=start)
-    assert out["ui"]["text"] == [out["result"][2]]
-    return out["result"]
+    out = N["LongLiveRAG_ARBlockSampler"].execute(backbone, conditioning(), width, 64, length, seed, 1, 12, 3,
+                                                  "1000,750,500,250", 5.0, retrieval, noise_contract=noise,
+                                                  start=start)
+    assert out.ui.as_dict() == {"text": (out.args[2],)}            # shown on the node
+    return out.args
 
 
 def raw_start(frames, channels=16, h=8, w=12, seed=3):
@@ -56,8 +56,8 @@ def test_a_start_latent_is_cores_prefix_and_is_kept_bit_exactly(models_dir, fram
 
 
 def test_the_start_is_copied_back_as_given_even_when_the_backbone_runs_in_bfloat16(models_dir):
-    backbone, _ = N["LongLiveRAG_LoadBackbone"]().load("tiny.safetensors", "none", 1.0, "bfloat16", "cpu",
-                                                       "offload after sampling", num_heads=2)
+    backbone, _ = N["LongLiveRAG_LoadBackbone"].execute("tiny.safetensors", "none", 1.0, "bfloat16", "cpu",
+                                                        "offload after sampling", num_heads=2).args
     start = raw_start(3)
     latent, _, _ = sample(backbone, 25, start)
     assert torch.equal(latent["samples"][:, :, :3], start["samples"])
@@ -174,8 +174,8 @@ def test_an_image_start_with_a_prompt_schedule_is_refused_by_core(models_dir):
     backbone, _ = load(models_dir)
     _, schedule, _, _ = build(FakeCLIP(), "0s: a\n2s: b")
     with pytest.raises(ValueError, match="cannot be combined with a prompt schedule"):
-        N["LongLiveRAG_ARBlockSampler"]().sample(backbone, schedule, 96, 64, 93, 7, 1, 12, 3, "1000,750,500,250",
-                                                 5.0, start=raw_start(1))
+        N["LongLiveRAG_ARBlockSampler"].execute(backbone, schedule, 96, 64, 93, 7, 1, 12, 3, "1000,750,500,250",
+                                                5.0, start=raw_start(1))
 
 
 def test_a_latent_whose_samples_were_replaced_is_read_from_its_samples(models_dir):

@@ -14,7 +14,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path.insert(0, str(ROOT / "tools"))
-from load_pack import load_pack  # noqa: E402
+from load_pack import load_pack, pack_nodes  # noqa: E402
 sys.path.insert(0, str(HERE))
 from template_meta import decorate  # noqa: E402
 
@@ -48,24 +48,17 @@ IMAGE_PROMPT = ("The scene in the picture comes to life: the camera slowly pushe
 WIDGET_TYPES = {"INT", "FLOAT", "STRING", "BOOLEAN", "COMBO"}
 
 
-def pack_nodes():
-    """The pack's NODE_CLASS_MAPPINGS, imported as a package (as ComfyUI does)."""
-    return load_pack().NODE_CLASS_MAPPINGS
-
-
 def node_spec(cls):
-    """(inputs, outputs) of one of our node classes in CORE's format."""
-    types = cls.INPUT_TYPES()
+    """(inputs, outputs) of one of our node classes in CORE's format, from its V3 schema."""
+    schema = cls.GET_SCHEMA()
     inputs = []
-    for section in ("required", "optional"):
-        for name, spec in types.get(section, {}).items():
-            kind = "COMBO" if isinstance(spec[0], list) else spec[0]
-            default = spec[1].get("default") if len(spec) > 1 else None
-            if kind == "COMBO" and default is None:
-                default = spec[0][0] if spec[0] else None
-            inputs.append((name, kind, default if kind in WIDGET_TYPES else None))
-    names = getattr(cls, "RETURN_NAMES", cls.RETURN_TYPES)
-    return inputs, list(zip(names, cls.RETURN_TYPES))
+    for i in schema.inputs:
+        kind = i.get_io_type()
+        default = getattr(i, "default", None)
+        if kind == "COMBO" and default is None:
+            default = i.options[0] if i.options else None
+        inputs.append((i.id, kind, default if kind in WIDGET_TYPES else None))
+    return inputs, [(o.display_name, o.io_type) for o in schema.outputs]
 
 
 class Graph:
@@ -269,7 +262,7 @@ def build() -> dict[str, dict]:
 
 def graphs() -> dict[str, dict]:
     specs = dict(CORE)
-    specs.update({name: node_spec(cls) for name, cls in pack_nodes().items()})
+    specs.update({name: node_spec(cls) for name, cls in pack_nodes(load_pack()).items()})
     return {
         "longlive_rag_self_forcing_t2v.json": text_to_video(specs, "self_forcing.pt", "none",
                                                             "Self-Forcing + LongLive-RAG: text to long video"),
