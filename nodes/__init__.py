@@ -6,9 +6,11 @@ from .decode import Decode, RetrievalMap
 from .loaders import LoadBackbone, LoadLatentEncoder
 from .sampling import ARBlockSampler, HistoryPoolNode, RetrieveContext
 from .schedule import PromptScheduleNode
+from .strategy import CompareGrid, ContextStrategy
 
 NODES: list[type[io.ComfyNode]] = [LoadBackbone, LoadLatentEncoder, HistoryPoolNode, RetrieveContext, ARBlockSampler,
-                                   Decode, RetrievalMap, LoadPromptEmbeds, PromptScheduleNode]
+                                   Decode, RetrievalMap, LoadPromptEmbeds, PromptScheduleNode, ContextStrategy,
+                                   CompareGrid]
 
 
 class LongLiveRAGExtension(ComfyExtension):

@@ -89,7 +89,8 @@ class RetrievalMap(io.ComfyNode):
 
     @classmethod
     def execute(cls, retrieval_log: RetrievalLog, width, height) -> io.NodeOutput:
-        title = "LongLive-RAG retrieval map" if retrieval_log.mode == "rag" else "native window (no retrieval)"
+        mode = retrieval_log.mode
+        title = "LongLive-RAG retrieval map" if mode == "rag" else f"{'native window' if mode == 'native' else mode} (no retrieval)"
         img = render_retrieval_map(list(retrieval_log.records), retrieval_log.num_frames, retrieval_log.sink,
                                    retrieval_log.window, title=title, size_px=(width, height),
                                    switches=list(getattr(retrieval_log, "switches", ())))

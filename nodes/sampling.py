@@ -17,6 +17,7 @@ from . import bridge
 from .bridge import io, ui
 from .loaders import BACKBONE, ENCODER, BackboneHandle, EncoderHandle
 from .schedule import SCHEDULE, ScheduleInput
+from .strategy import STRATEGY, StrategyInput, sampling_config, strategy_info
 from .start import MEMO, describe, frames_for_length, output_latent, run_key, start_latents
 
 CATEGORY = "LongLive-RAG/sampling"
@@ -133,11 +134,11 @@ class ARBlockSampler(io.ComfyNode):
     @classmethod
     def execute(cls, backbone: BackboneHandle, positive, width, height, length, seed, sink_size, local_attn_size,
                 frames_per_block, steps, shift, retrieval: RetrievalInput | None = None, noise_contract="per-block",
-                start=None) -> io.NodeOutput:
+                start=None, strategy: StrategyInput | None = None) -> io.NodeOutput:
         prompts, switch = prompt_input(positive, backbone.backbone.config.text_dim)
-        cfg = SamplingConfig(frames_per_block=frames_per_block, window=local_attn_size, sink=sink_size,
-                             steps=parse_steps(steps), shift=shift, retrieval=retrieval.config if retrieval else None,
-                             switch=switch, noise=noise_contract)
+        cfg = sampling_config(strategy, retrieval.config if retrieval else None, local_attn_size, sink_size, switch,
+                              frames_per_block=frames_per_block, steps=parse_steps(steps), shift=shift,
+                              noise=noise_contract)
         latent_hw = latent_size_for_video(width, height)
         given = start_latents(start, latent_hw, backbone.backbone.config.in_dim) if start is not None else None
         p = given.frames if given is not None else 0
@@ -163,7 +164,7 @@ class ARBlockSampler(io.ComfyNode):
             raise
         MEMO.keep(key, models, res.latents, p, stopped=False)     # shared with the output, not a copy
         log = RetrievalLog(tuple(res.retrieval_log), frames, cfg.sink, cfg.window, cfg.mode, tuple(res.switches))
-        info = describe(length, frames, frames_per_block, given, continued)
+        info = describe(length, frames, frames_per_block, given, continued) + "\n" + strategy_info(cfg)
         LOG.info("AR Block Sampler: %s", info.replace("\n", "; "))
         return io.NodeOutput(output_latent(res.latents, given), log, info, ui=ui.PreviewText(info))
 
@@ -210,6 +211,10 @@ def sampler_inputs() -> list:
                                 "((frames-1)/4+1), at this width x height, or a previous AR Block Sampler's latent "
                                 "(same seed: the longer video that sampler would have made). 'length' is the total, "
                                 "start included."),
+        STRATEGY.Input("strategy", optional=True,
+                       tooltip="From Context Strategy: ∞-RoPE, MemRoPE, Deep Forcing, rag or native with their "
+                               "published window and sink (these replace sink_size and local_attn_size). "
+                               "Unconnected = rag if Retrieve Context is connected, else native."),
     ]
 
 

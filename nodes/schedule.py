@@ -52,7 +52,10 @@ class PromptScheduleNode(io.ComfyNode):
                 io.Combo.Input("switch", options=list(SWITCH_MODES), default=DEFAULT_SWITCH.mode,
                                tooltip="recache (LongLive): at a switch the recent frames in the KV cache are "
                                        "re-encoded under the new prompt, so the scene follows it without a cut. none: "
-                                       "only the prompt changes."),
+                                       "only the prompt changes. flush (∞-RoPE): the cache is cut to the sink and the "
+                                       "last frames; a line written '10s#: …' also makes a hard scene cut. With a "
+                                       "Context Strategy connected to the sampler, recache here means the strategy's "
+                                       "own default (∞-RoPE flush, MemRoPE and Deep Forcing none)."),
                 io.Boolean.Input("global_sink", default=DEFAULT_SWITCH.global_sink,
                                  tooltip="A re-cache keeps the sink frames (the video's first frames) as they were, "
                                          "once the window has filled (LongLive's default)."),

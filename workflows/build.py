@@ -255,6 +255,51 @@ def ab_compare(specs, frames=477, story=False, backbone="causal_forcing.pt", lor
     return g.to_json(title)
 
 
+STRATEGY_RUNS = ("native", "rag", "infinity-rope", "memrope", "deep-forcing")
+
+
+def compare_strategies(specs, frames=477, backbone="self_forcing.pt"):
+    """One prompt, one seed, every long-context strategy: five samplers, decoded into one labelled grid, plus
+    the retrieval map of the rag run."""
+    g = Graph(specs)
+    text = add_prompt(g, story=False)
+    bb = g.add("LongLiveRAG_LoadBackbone", (0, 420), {"backbone": backbone}, size=(380, 220))
+    enc = g.add("LongLiveRAG_LoadLatentEncoder", (420, 0), {"encoder": ENCODER}, size=(340, 80))
+    vae = g.add("VAELoader", (420, 340), size=(320, 80))
+    decs, rag = [], None
+    for name in STRATEGY_RUNS:
+        if name == "rag":
+            ret = g.add("LongLiveRAG_RetrieveContext", (420, 130), size=(340, 160), title="rag: Retrieve Context")
+            g.link(enc, "encoder", ret, "encoder")
+        else:
+            strat = g.add("LongLiveRAG_ContextStrategy", (420, 130), {"strategy": name}, size=(340, 200),
+                          title=f"Context Strategy: {name}")
+        s = g.add("LongLiveRAG_ARBlockSampler", (800, 0), {"length": frames}, size=(360, 380), title=f"{name} (same seed)")
+        g.link(bb, "backbone", s, "backbone")
+        g.link(*text, s, "positive")
+        if name == "rag":
+            g.link(ret, "retrieval", s, "retrieval")
+            rag = s
+        else:
+            g.link(strat, "strategy", s, "strategy")
+        d = g.add("LongLiveRAG_Decode", (1200, 0), size=(320, 120), title=f"Decode {name}")
+        g.link(vae, "VAE", d, "vae")
+        g.link(s, "latent", d, "samples")
+        decs.append(d)
+    grid = g.add("LongLiveRAG_CompareGrid", (1560, 0), {"labels": "\n".join(STRATEGY_RUNS)}, size=(320, 260))
+    for i, d in enumerate(decs, 1):
+        g.link(d, "images", grid, f"images_{i}")
+    video = g.add("CreateVideo", (1560, 300), size=(260, 80))
+    g.link(grid, "images", video, "images")
+    save = g.add("SaveVideo", (1900, 0), {"filename_prefix": "video/LongLiveRAG_strategies"}, size=(420, 420))
+    g.link(video, "VIDEO", save, "video")
+    rmap = g.add("LongLiveRAG_RetrievalMap", (1560, 420), size=(320, 110))
+    g.link(rag, "retrieval_log", rmap, "retrieval_log")
+    img = g.add("SaveImage", (1900, 460), size=(420, 380))
+    g.link(rmap, "image", img, "images")
+    return g.to_json("Every long-context strategy side by side: one prompt, one seed, five memories")
+
+
 def build() -> dict[str, dict]:
     """Every shipped workflow, laid out and annotated like an official template (template_meta.py)."""
     return {name: decorate(wf, note_for(wf)) for name, wf in graphs().items()}
@@ -279,6 +324,7 @@ def graphs() -> dict[str, dict]:
             title="Story A/B: native window vs LongLive-RAG (same schedule, same seed)"),
         "longlive_rag_image_to_video.json": image_to_video(specs),
         "longlive_rag_extend_video.json": extend_video(specs),
+        "longlive_rag_compare_strategies.json": compare_strategies(specs),
     }
 
 
@@ -310,9 +356,22 @@ EXTEND = ("**{title}**\n\nSampler 1 makes the first 10 s; sampler 2 takes its la
           "instead of regenerating them.")
 
 
+COMPARE = ("**{title}**\n\nThe same prompt and seed five times, once per long-context strategy, each with its "
+           "published window and sink (set on its **Context Strategy** node): **native** sliding window (the "
+           "baseline), **rag** (LongLive-RAG retrieval; its retrieval map is saved too), **infinity-rope** (∞-RoPE: "
+           "block-relativistic RoPE, window 6), **memrope** (MemRoPE: evicted frames folded into two memory tokens) "
+           "and **deep-forcing** (Deep Forcing: deep sink + the history tokens recent frames attend to most; "
+           "implemented per its paper, no reference code). **Compare Grid** tiles the five decoded videos under their "
+           "names.\n\n" + MEMORY + " Only rag keeps a pool; the other four keep a fixed cache. Five videos are "
+           "rendered: five times the time (measured per strategy in the README).\n\n**Change first:** the prompt, "
+           "`length` on every sampler (the same on all five), the seed.")
+
+
 def note_for(wf: dict) -> str:
     title = wf["extra"]["info"]["title"]
     kinds = {n["type"] for n in wf["nodes"]}
+    if "LongLiveRAG_CompareGrid" in kinds:
+        return COMPARE.format(title=title)
     samplers = sum(n["type"] == "LongLiveRAG_ARBlockSampler" for n in wf["nodes"])
     story = "LongLiveRAG_PromptSchedule" in kinds
     if samplers > 1 and "ImageStitch" in kinds:

@@ -26,6 +26,7 @@ ROLE = {"CLIPLoader": "Models", "VAELoader": "Models", "LongLiveRAG_LoadBackbone
         "LongLiveRAG_LoadLatentEncoder": "Models", "CLIPTextEncode": "Prompt", "LongLiveRAG_PromptSchedule": "Prompt",
         "LongLiveRAG_LoadPromptEmbeds": "Prompt", "LoadImage": "Prompt", "ImageScale": "Prompt", "VAEEncode": "Prompt",
         "PreviewAny": "Prompt", "LongLiveRAG_HistoryPool": "Retrieval", "LongLiveRAG_RetrieveContext": "Retrieval",
+        "LongLiveRAG_ContextStrategy": "Retrieval",
         "LongLiveRAG_ARBlockSampler": "Sampling"}
 COLORS = {"Models": "#3f789e", "Prompt": "#8A8", "Retrieval": "#a1309b", "Sampling": "#b58b2a", "Output": "#88A"}
 COLUMN_W, GAP, TOP, PAD = 440, 30, 60, 20
@@ -66,7 +67,9 @@ def lay_out(wf: dict) -> None:
         y[col] += h + GAP + 30              # room for the title bar
         box = boxes.setdefault(col, [x, node["pos"][1], x + w, node["pos"][1] + h])
         box[2], box[3] = max(box[2], x + w), max(box[3], node["pos"][1] + h)
-    wf["groups"] = [{"title": col, "bounding": [b[0] - PAD, b[1] - PAD - 40, b[2] - b[0] + 2 * PAD, b[3] - b[1] + 2 * PAD + 40],
+    strategies = any(n["type"] == "LongLiveRAG_ContextStrategy" for n in wf["nodes"])
+    title = {"Retrieval": "Memory strategies"} if strategies else {}
+    wf["groups"] = [{"title": title.get(col, col), "bounding": [b[0] - PAD, b[1] - PAD - 40, b[2] - b[0] + 2 * PAD, b[3] - b[1] + 2 * PAD + 40],
                      "color": COLORS[col], "font_size": 24, "flags": {}}
                     for col in COLUMNS if (b := boxes.get(col))]
 
