@@ -130,11 +130,12 @@ class CompareGrid(io.ComfyNode):
             node_id="LongLiveRAG_CompareGrid", display_name="Compare Grid (LongLive-RAG)", category="LongLive-RAG",
             description=("Tiles up to six videos of the same size into one, each under its label: the same prompt "
                          "and seed under different strategies, side by side. Shorter videos hold their last frame."),
-            inputs=[*images,
+            inputs=[images[0],                   # required inputs first: ComfyUI lists them before optional ones
                     io.String.Input("labels", default="native\nrag\ninfinity-rope\nmemrope\ndeep-forcing", multiline=True,
                                     tooltip="One label per connected video, in input order (one per line)."),
                     io.Int.Input("columns", default=0, min=0, max=GRID_INPUTS,
-                                 tooltip="Videos per row; 0 = as square as possible.")],
+                                 tooltip="Videos per row; 0 = as square as possible."),
+                    *images[1:]],
             outputs=[io.Image.Output(display_name="images", tooltip="The grid video's frames → CreateVideo.")],
         )
 

@@ -251,6 +251,11 @@ def test_workflow_runs_in_comfyui(server, path, tmp_path):
     if any(n["type"] == "LongLiveRAG_PromptSchedule" for n in wf["nodes"]):
         assert any("Prompt Schedule line 3 '3.5s: the ice cracks': asks for frame 14 (3.5 s), inside a block: "
                    "rounded up to the next block start, block 5 = frame 15" in t for t in shown), shown
+    if any(n["type"] == "LongLiveRAG_CompareGrid" for n in wf["nodes"]):
+        from core.video_io import read_video
+        from core.video_grid import GAP, LABEL_H
+        grid = read_video(videos[0])            # five 48x32 videos under their labels, 3 + 2
+        assert grid.shape[1:3] == (2 * (LABEL_H + 32) + GAP, 3 * 48 + 2 * GAP), grid.shape
     print(f"{path.name}: {elapsed:.1f} s -> {[p.name for p in videos + maps]}")
 
 
