@@ -150,7 +150,9 @@ def _read(path: Path, lora, lora_strength: float, use_ema: bool) -> tuple[_Parse
     layout, n_lora = parsed.layout, 0
     if lora is not None:
         factors, alpha = read_lora(lora)
-        pairs = match_lora(factors, parsed.state, lora, alpha)
+        family = parsed.family
+        pairs = match_lora(factors, parsed.state, lora, alpha, backbone=f"a {family.name} backbone, "
+                           f"{family.describe(parsed.sizes)}", released=family.lora_file)
         merge_lora(parsed.state, pairs, lora_strength)
         layout, n_lora = "longlive", len(pairs)
     info = CheckpointInfo(path=str(path), format=layout, preset=preset_for(parsed.family, layout, path),
