@@ -19,6 +19,11 @@ a block, so everything before them is rotated and copied once per block and laye
 first forward); a forward rotates and writes just the block's own keys, at its queries' positions.
 Memory: those buffers hold window frames of K and V per layer (the retrieved frames live in them),
 so the retrieval regime keeps twice the window's K/V; the native regime keeps no copy.
+
+Shots (LongLive 2.0): ``rope_offset`` is added to the temporal position of the current block's queries
+and keys (cached keys keep theirs). ``pin`` marks the current block as a shot sink (native regime): it
+slides with the window until it sits right behind the sink, then it is kept like the sink (the
+evictions take the frames after it) until the next ``pin`` replaces it.
 """
 from __future__ import annotations
 
@@ -97,6 +102,8 @@ class KVCache:
         self._ctx_k: list[torch.Tensor] = []   # per-layer context buffers, allocated on first use
         self._ctx_v: list[torch.Tensor] = []
         self._stale = [True] * num_layers      # context part before the block not yet filled this block
+        self.rope_offset = 0.0     # added to the current block's temporal positions (shots)
+        self.pinned: tuple[int, int] | None = None   # (first slot, frames) of the shot sink
 
     # ------------------------------------------------------------------ block set-up
     def begin_block(self, start_frame: int, num_frames: int) -> None:
@@ -112,10 +119,21 @@ class KVCache:
         self._retrieved = 0
         self._prepare_positions()
 
+    def _kept(self) -> int:
+        """Frames at the front never evicted: the sink, plus the shot sink once it sits right behind it."""
+        sink = self.policy.sink
+        return sink + self.pinned[1] if self.pinned is not None and self.pinned[0] == sink else sink
+
+    def pin(self, frames: int) -> None:
+        """Make the current block's first ``frames`` frames the shot sink (replacing any earlier one)."""
+        if self.on_evict is not None or self.policy.relative_rope:
+            raise ValueError("a shot sink pins frames of the native sliding window; it cannot be used with retrieval")
+        self.pinned = (self.block_slot, min(frames, self.block_frames))
+
     def _evict(self, overflow: int) -> None:
-        """Hand the ``overflow`` oldest non-sink frames to on_evict, shift the rest left over them."""
-        p, t = self.policy, self.tokens
-        lo, step, end = p.sink * t, overflow * t, self.filled * t
+        """Hand the ``overflow`` oldest frames after the kept ones to on_evict, shift the rest left over them."""
+        t, kept = self.tokens, self._kept()
+        lo, step, end = kept * t, overflow * t, self.filled * t
         if self.on_evict is not None:
             for f in range(overflow):
                 a, b = lo + f * t, lo + (f + 1) * t
@@ -128,13 +146,18 @@ class KVCache:
                 n = min(step, end - step - a)
                 buf[:, a:a + n] = buf[:, a + step:a + step + n]
         self.filled -= overflow
+        if self.pinned is not None and self.pinned[0] >= kept:    # a shot sink not yet behind the sink slides
+            self.pinned = (self.pinned[0] - overflow, self.pinned[1])
 
     def _prepare_positions(self) -> None:
         p = self.policy
         self._sink = (0, min(p.sink, self.filled))
         self._local = (max(p.sink, self.filled - p.local_frames), self.filled)
         base = self.block_slot if p.relative_rope else self.block_start
-        self._q_table = self._table(torch.arange(base, base + self.block_frames))
+        positions = torch.arange(base, base + self.block_frames)
+        if self.rope_offset:
+            positions = positions.to(torch.float64) + self.rope_offset
+        self._q_table = self._table(positions)
         self._tables: dict[tuple[int, int], torch.Tensor] = {}   # slot range → rotations, kept for the block
         self._stale = [True] * len(self.k)
 
