@@ -77,6 +77,17 @@ def check_prefix(prefix: torch.Tensor, batch: int, channels: int, latent_hw: tup
     return prefix.detach().to(device="cpu", dtype=torch.float32)
 
 
+def check_encoder(encoder: RetrievalEncoder | None, channels: int) -> None:
+    """A retrieval encoder must be trained on latents of the backbone's kind (16 Wan2.1 / 48 Wan2.2 channels)."""
+    if encoder is None or encoder.cfg.in_channels == channels:
+        return
+    theirs, mine = format_for_channels(encoder.cfg.in_channels), format_for_channels(channels)
+    kind = lambda f, c: f"{c}-channel {f.name} latents" if f is not None else f"{c}-channel latents"   # noqa: E731
+    raise ValueError(f"the retrieval encoder was trained on {kind(theirs, encoder.cfg.in_channels)}; this backbone "
+                     f"makes {kind(mine, channels)}: train one for it (python -m core build-corpus with this "
+                     "backbone, then train-encoder) or use avg_pool descriptors")
+
+
 def peak_memory_mb(device: torch.device) -> float:
     if device.type == "cuda":
         return torch.cuda.max_memory_allocated(device) / 2**20
@@ -304,6 +315,7 @@ def generate(model: WanTransformer, prompt_embeds: torch.Tensor | PromptSchedule
     For latents this engine made, the replayed state and retrieval log are those of the original run.
     """
     cfg = config if config is not None else SamplingConfig()
+    check_encoder(encoder, model.cfg.in_dim)
     given = prefix.shape[2] if prefix is not None else 0
     blocks = cfg.blocks(num_frames, given)
     latent_hw = check_latent_size(latent_hw, model.cfg.patch_size[1:])

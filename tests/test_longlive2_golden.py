@@ -110,3 +110,32 @@ def test_cuts_move_the_rope_offset_and_are_recorded(results):
     nf = case["effective"]["num_frame_per_block"]
     assert [s["block_start"] // nf for s in cuts] == case["scene_cuts_at_blocks"]
     assert [s["rope_offset"] for s in cuts] == [8.0, 16.0]
+
+
+@pytest.mark.parametrize("name", ["longlive2_multishot_sink", "longlive2_multishot_nosink", "longlive2_t2v"])
+def test_evictions_and_shot_sink_follow_the_reference_trace(name, model):
+    """Per eviction: the block, the frames kept in front (sink, or sink + shot sink) and how many left;
+    per block: where the shot sink sits (the trace's pins, then sliding 24 → 16 → 8 with each roll)."""
+    from core.kv_cache import KVCache
+    trace = json.loads((CASES / name / "trace.json").read_text())
+    seen, pinned = [], []
+    original_evict, original_begin = KVCache._evict, KVCache.begin_block
+
+    def evict(cache, overflow):
+        seen.append((cache.block_start // 8 + 1, cache._kept(), overflow))
+        original_evict(cache, overflow)
+
+    def begin(cache, start, frames):
+        original_begin(cache, start, frames)
+        pinned.append(cache.pinned[0] if cache.pinned else None)
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(KVCache, "_evict", evict)
+        mp.setattr(KVCache, "begin_block", begin)
+        run_case(name, model)
+    want = [(e["block"], e["effective_sink_frames"], e["evicted_frames"]) for e in trace["evictions"]]
+    assert seen == want
+    if name == "longlive2_multishot_sink":
+        pins = {p["block"]: p["pinned_slot"] for p in trace["pins"]}
+        assert pins == {1: 8, 4: 24}
+        assert pinned == [None, None, 8, 8, 8, 16, 8, 8]   # seen at each block's start, after its roll
