@@ -260,7 +260,7 @@ class FamilyDefaults:
     latent_hw: tuple[int, int] = (60, 104)        # the published video size in latents (480x832 px)
 
     def sampling(self, retrieval: RetrievalConfig | None, switch: SwitchConfig | None = None,
-                 shot_sink: bool | None = None, **settings) -> SamplingConfig:
+                 shot_sink: bool | None = None, shot_rope_offset: float | None = None, **settings) -> SamplingConfig:
         """The run's config: ``settings`` (SamplingConfig fields; None = this family's value) over these
         defaults. ``switch`` None = SwitchConfig with this family's mode. The shot sink defaults to the
         family's in the native regime and to off with retrieval (it pins frames of the native window)."""
@@ -269,8 +269,9 @@ class FamilyDefaults:
                "shift": self.shift, "start_block": self.start_block}
         own.update({k: v for k, v in settings.items() if v is not None})
         sink = (self.shots.sink and retrieval is None) if shot_sink is None else shot_sink
+        offset = self.shots.rope_offset if shot_rope_offset is None else shot_rope_offset
         return SamplingConfig(retrieval=retrieval, switch=switch or SwitchConfig(self.switch),
-                              shots=ShotConfig(self.shots.rope_offset, sink), **own)
+                              shots=ShotConfig(offset, sink), **own)
 
     def describe(self) -> str:
         """One line: what runs unless told otherwise."""

@@ -216,6 +216,12 @@ def detect_preset(path: str | Path, lora: str | Path | None = None) -> str:
     return preset_for(parsed.family, "longlive" if lora is not None else parsed.layout, Path(path))
 
 
+def detect_family(path: str | Path) -> BackboneFamily:
+    """The family of a backbone file (its run defaults: ``.defaults``), reading safetensors headers only
+    (pickles are memory-mapped, not read). Raises CheckpointError for files that are not backbones."""
+    return _parse(Path(path), use_ema=True, shapes_only=True).family
+
+
 def is_backbone_checkpoint(path: str | Path) -> bool:
     """Whether a file is a complete backbone of a known family (safetensors: headers only); never raises."""
     try:
