@@ -245,13 +245,13 @@ def _add_generate(sub) -> None:
     start = gen.add_argument_group("starting from something (--frames / --seconds is the whole video's length)")
     one = start.add_mutually_exclusive_group()
     one.add_argument("--continue-from", metavar="LATENTS", help="begin with these latents (this tool's output or any "
-                     "[B,16,T,H,W] model-space latents): extend a video")
+                     "[B,C,T,H,W] model-space latents, C = 16 Wan2.1 / 48 Wan2.2): extend a video")
     one.add_argument("--image", metavar="FILE", help="text mode: begin with this image (one latent frame; its size is the "
                      "video's); LongLive 2.0 holds it clean inside the first block (image-to-video)")
     one.add_argument("--video", metavar="FILE", help="text mode: begin with this clip (its first 4k+1 frames)")
     start.add_argument("--resume", metavar="PARTIAL", help="--embeds: finish a stopped run from its OUT.partial.safetensors "
                        "(the same command plus this); exact")
-    gen.add_argument("--out", help="--embeds: output .safetensors ('latents' [B,16,T,H,W])")
+    gen.add_argument("--out", help="--embeds: output .safetensors ('latents' [B,C,T,H,W])")
     gen.add_argument("--log", help="--embeds: retrieval log .json")
     gen.add_argument("--timings", help="--embeds: per-block timings and peak memory .json")
     gen.add_argument("--text-encoder", help="text mode: Wan2.1 folder (models_t5_umt5-xxl-enc-bf16.pth + google/umt5-xxl) or diffusers folder")
@@ -270,7 +270,7 @@ def _add_build_corpus(sub) -> None:
     src.add_argument("--prompts", help="text file, one prompt per line (needs --text-encoder)")
     corpus.add_argument("--text-encoder", help="Wan2.1 text encoder folder (with --prompts)")
     corpus.add_argument("--frames", type=int, default=90, help="latent frames per video")
-    corpus.add_argument("--out", required=True, help="output folder, one <name>.safetensors ('latents' [T,16,H,W]) per video")
+    corpus.add_argument("--out", required=True, help="output folder, one <name>.safetensors ('latents' [T,C,H,W]) per video")
     corpus.set_defaults(func=cmd_build_corpus)
 
 

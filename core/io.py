@@ -102,7 +102,9 @@ def load_prompt_embeds(path: str | Path, text_dim: int | None = None) -> torch.T
 def load_prompt_schedule(path: str | Path, text_dim: int | None = None):
     """A prompt-embedding file as a PromptSchedule: ``prompt_embeds`` [B, L, text_dim] is segment 0; the file
     may add ``prompt_embeds_1``, ``prompt_embeds_2``, … (same B and text_dim) and ``switch_frames`` (int64
-    [S−1]: the latent frame where segment s ≥ 1 is asked to begin, LongLive's ``switch_frame_indices``)."""
+    [S−1]: the latent frame where segment s ≥ 1 is asked to begin, LongLive's ``switch_frame_indices``).
+    Shots: ``cuts`` (int64 [S−1], 1 = segment s begins a new shot) and ``prompt_embeds_<s>_cut`` (the
+    embeddings of the shot's first block, e.g. of "The scene transitions. " + its prompt)."""
     from .prompts import PromptSchedule, Segment
     first = load_prompt_embeds(path, text_dim)
     tensors = load_file(str(path))
@@ -118,13 +120,24 @@ def load_prompt_schedule(path: str | Path, text_dim: int | None = None):
         found = "no 'switch_frames'" if switches is None else f"'switch_frames' {switches.dtype} {list(switches.shape)}"
         raise ValueError(f"prompt embeddings '{path}' hold {len(extra)} extra prompt(s) and {found}; save "
                          f"'switch_frames' as int64 [{len(extra)}], the latent frame where each extra prompt begins")
+    cuts = tensors.get("cuts", torch.zeros(len(extra), dtype=torch.int64))
+    if cuts.dim() != 1 or cuts.is_floating_point() or len(cuts) != len(extra):
+        raise ValueError(f"prompt embeddings '{path}': 'cuts' is {cuts.dtype} {list(cuts.shape)}; save it as int64 "
+                         f"[{len(extra)}], 1 where an extra prompt begins a new shot")
     segments = [Segment(0, first, "prompt_embeds")]
-    for (i, key), frame in zip(extra, switches.tolist()):
-        emb = tensors[key].float()
-        if emb.dim() == 2:
-            emb = emb.unsqueeze(0)
+    for (i, key), frame, cut in zip(extra, switches.tolist(), cuts.tolist()):
+        emb, first_block = (_batched(tensors.get(k)) for k in (key, f"{key}_cut"))
         if frame < 1:
             raise ValueError(f"prompt embeddings '{path}': switch_frames[{i - 1}] = {frame} ({key}); a switch "
                              "frame must be ≥ 1 (prompt_embeds itself starts at frame 0)")
-        segments.append(Segment(int(frame), emb, f"switch_frames[{i - 1}] = {frame} ({key})"))
+        segments.append(Segment(int(frame), emb, f"switch_frames[{i - 1}] = {frame} ({key})", bool(cut),
+                                first_block if cut else None))
     return PromptSchedule(tuple(segments))
+
+
+def _batched(emb: torch.Tensor | None) -> torch.Tensor | None:
+    """[L, D] or [B, L, D] → float32 [B, L, D] (None stays None)."""
+    if emb is None:
+        return None
+    emb = emb.float()
+    return emb.unsqueeze(0) if emb.dim() == 2 else emb

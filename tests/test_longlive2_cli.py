@@ -158,3 +158,22 @@ def test_corpus_encoder_and_retrieval_on_48_channel_latents(tmp_path, capsys):
     assert rc == 0, capsys.readouterr().err
     log = json.loads((tmp_path / "log.json").read_text())
     assert log and all(len(r["pool_indices"][0]) <= 2 for r in log)
+
+
+@pytest.mark.parametrize("name, sink", [("longlive2_multishot_sink", []), ("longlive2_multishot_nosink", ["--no-multi-shot-sink"])])
+def test_an_embeds_file_with_cuts_reproduces_the_golden_multishot_cases(tmp_path, capsys, name, sink):
+    case = json.loads((GOLDEN / name / "case.json").read_text())
+    e = load_file(str(GOLDEN / name / "inputs.safetensors"))["prompt_embeds"]
+    rows = case["prompt_rows"]
+    row = lambda text: e[rows[text]:rows[text] + 1].contiguous()   # noqa: E731
+    save_file({"prompt_embeds": row("p0"), "prompt_embeds_1": row("p1"), "prompt_embeds_2": row("p2"),
+               "prompt_embeds_1_cut": row("The scene transitions. p1"), "prompt_embeds_2_cut": row("The scene transitions. p2"),
+               "switch_frames": torch.tensor([8, 32]), "cuts": torch.tensor([1, 1])}, str(tmp_path / "shots.safetensors"))
+    _, _, t, h, w = case["latent_shape_bcthw"]
+    rc = cli_main(["generate", "--embeds", str(tmp_path / "shots.safetensors"), "--backbone", str(MODEL / "generator.safetensors"),
+                   "--lora", str(MODEL / "lora.pt"), "--num-heads", "2", "--mode", "native", "--frames", str(t),
+                   "--latent-size", f"{h}x{w}", "--seed", str(case["seeds"]["noise"]), "--noise-contract", "reference",
+                   "--device", "cpu", "--out", str(tmp_path / "out.safetensors"), *sink])
+    assert rc == 0, capsys.readouterr().err
+    ref = load_file(str(GOLDEN / name / "outputs.safetensors"))["latents_bcthw"]
+    assert rel_err(load_file(str(tmp_path / "out.safetensors"))["latents"], ref) <= 1e-4

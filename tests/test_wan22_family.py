@@ -86,7 +86,7 @@ def test_fp8_variants_of_the_real_key_set_are_accepted_on_the_meta_device(keys_5
 # ------------------------------------------------------------------------------ file layouts
 def test_the_golden_longlive_2_generator_loads_with_its_architecture(golden_state):
     b = load_backbone(LL2 / "generator.safetensors", num_heads=2)
-    assert b.config == TINY
+    assert b.config == TINY and b.info.family == "Wan2.2 TI2V-5B" and b.defaults is WAN22_TI2V.defaults
     assert b.info.preset == "LongLive 2.0" and b.config.in_dim == 48      # the folder name says so
     for k, v in golden_state.items():
         assert torch.equal(b.model.state_dict()[k], v), k
@@ -246,3 +246,20 @@ def test_a_48_channel_file_with_16_output_channels_is_reported(tmp_path, golden_
     save_file(sd, str(tmp_path / "odd.safetensors"))
     with pytest.raises(CheckpointError, match=r"48 input / 16 output channels; expected 48 \(Wan2\.2 latents\)"):
         read_backbone(tmp_path / "odd.safetensors")
+
+
+def test_the_whole_load_of_a_real_size_longlive_2_pickle_and_lora_runs_on_the_meta_device(keys_5b, monkeypatch):
+    """model_bf16.pt-style pickle (meta tensors, the real 5B names under "generator" with "model.") and a rank-128
+    LoRA through every step of load_backbone: unwrap, names, family, sizes, key check, merge, build, fill."""
+    import core.checkpoint.loader as loader
+    from core.checkpoint.reader import WeightsFile
+    base = {"model." + k: v.to(torch.bfloat16) for k, v in meta_state(keys_5b["base_keys"]).items()}
+    pickle = {"generator": base, "checkpoint_format": "longlive_generator_merged_lora", "merged_lora": True}
+    lora = normalise_lora({"generator_lora": meta_state(keys_5b["longlive_lora_keys"])})
+    monkeypatch.setattr(loader, "read_weights", lambda path, *a, **k: WeightsFile(path, "torch_zip", pickle))
+    monkeypatch.setattr(loader, "read_lora", lambda path: lora)
+    b = load_backbone("generator_checkpoint.pt", lora="lora_checkpoint.pt", dtype=torch.bfloat16, device="meta")
+    assert (b.config.dim, b.config.num_layers, b.config.num_heads, b.config.in_dim) == (3072, 30, 24, 48)
+    assert b.info.preset == "LongLive 2.0" and b.info.lora_layers == 300 and b.info.family == "Wan2.2 TI2V-5B"
+    assert b.defaults.frames_per_block == 8 and b.defaults.sampler == "unipc"
+    assert sum(p.numel() for p in b.model.parameters()) == keys_5b["num_parameters"]
