@@ -83,7 +83,7 @@ def add_generation_options(p: argparse.ArgumentParser, default_mode: str = "rag"
                    help="L: KV cache window in latent frames " + FAMILY.format("12; LongLive 2.0: 32"))
     s.add_argument("--frames-per-block", type=int, help="latent frames per block " + FAMILY.format("3; LongLive 2.0: 8"))
     s.add_argument("--sampler", choices=SAMPLERS, help="renoise: x0 then fresh noise at each step (Self-Forcing, "
-                   "LongLive); unipc: a UniPC solver per block (LongLive 2.0) " + FAMILY.format("by family"))
+                   "LongLive); unipc: a UniPC solver per block " + FAMILY.format("renoise; LongLive 2.0: unipc"))
     s.add_argument("--steps", type=_arg(parse_steps), help="renoise sampler: the denoising timesteps (default 1000,750,500,250)")
     s.add_argument("--sampling-steps", type=int, help="unipc sampler: solver steps (default 4)")
     s.add_argument("--shift", type=float, help="timestep shift (default 5)")

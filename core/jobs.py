@@ -272,7 +272,9 @@ def story_to_video(spec: ModelSpec, modes: dict[str, SamplingConfig], job: Story
     if not work or rank.rank != 0:       # one video: only the first process works
         return 0
     device, dtype = spec.resolve(rank)
-    cuts = cut_texts(list(job.schedule))        # a shot's first block: the scene-cut prefix + its prompt
+    # a shot's first block: the scene-cut prefix + its prompt (families with shots; elsewhere a cut is a prompt change)
+    shots = any(c.shots.rope_offset or c.shots.sink for c in modes.values())
+    cuts = cut_texts(list(job.schedule)) if shots else {}
     texts = [p.text for p in job.schedule] + list(cuts.values())
     encoded = encode_prompts(job.text_encoder, texts, device, dtype)
     n = len(job.schedule)
