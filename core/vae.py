@@ -7,9 +7,9 @@ Runs as diffusers' ``AutoencoderKLWan``. Loads, never downloads:
 - Wan's original ``Wan2.1_VAE.pth`` (or ComfyUI's ``wan_2.1_vae.safetensors``, the same names):
   renamed with diffusers' own ``convert_wan_vae_to_diffusers``;
 - the diffusers layout: a ``vae/`` folder (config.json + diffusion_pytorch_model.safetensors),
-  or a single .safetensors file with diffusers names (Wan2.1 or Wan2.2, the sizes read from the weights).
-  The Wan2.2 VAE is read in this layout only (``Wan-AI/Wan2.2-TI2V-5B-Diffusers``, ``vae/``); its original
-  names (``Wan2.2_VAE.pth``, ComfyUI's ``wan2.2_vae.safetensors``) are refused with that download.
+  or a single .safetensors file with diffusers names (Wan2.1 or Wan2.2, the sizes read from the weights);
+- Wan2.2's original ``Wan2.2_VAE.pth`` (ComfyUI's ``wan2.2_vae.safetensors``, the same names): renamed
+  here (``wan22_vae_to_diffusers``).
 
 The decoder is causal in time with a feature cache (the last two frames of every causal conv), so a
 video is decoded one latent frame at a time — exactly as Wan and ``AutoencoderKLWan.decode`` do —
@@ -20,6 +20,7 @@ decoded block by block as the AR loop produces them, with no seams.
 from __future__ import annotations
 
 import inspect
+import re
 from pathlib import Path
 from typing import Iterator
 
@@ -33,6 +34,7 @@ WAN_VAE_FILE = "Wan2.1_VAE.pth"
 DIFFUSERS_VAE_WEIGHTS = "diffusion_pytorch_model.safetensors"
 WAN_REPO = "Wan-AI/Wan2.1-T2V-1.3B"
 DIFFUSERS_REPO = "Wan-AI/Wan2.1-T2V-1.3B-Diffusers"
+WAN22_REPO = "Wan-AI/Wan2.2-TI2V-5B"
 WAN22_DIFFUSERS_REPO = "Wan-AI/Wan2.2-TI2V-5B-Diffusers"
 _WAN22_PROBE = "decoder.upsamples.0.upsamples.0.residual.0.gamma"   # only Wan2.2's original names have it
 _WAN_PROBE = "decoder.middle.0.residual.0.gamma"          # a key only Wan's names have
@@ -52,7 +54,10 @@ def _missing(path: Path, missing: list[Path]) -> MissingModelFiles:
               f"      hf download {WAN_REPO} {WAN_VAE_FILE} --local-dir {folder}",
               f"  (b) diffusers folder {folder}/vae/ (config.json + {DIFFUSERS_VAE_WEIGHTS}):",
               f"      hf download {DIFFUSERS_REPO} --include 'vae/*' --local-dir {folder}",
-              "  (ComfyUI's models/vae/wan_2.1_vae.safetensors also works: pass the file itself.)"]
+              "  (ComfyUI's models/vae/wan_2.1_vae.safetensors also works: pass the file itself.)",
+              "Wan2.2 backbones (LongLive 2.0) need the Wan2.2 VAE instead: Wan2.2_VAE.pth "
+              f"(hf download {WAN22_REPO} Wan2.2_VAE.pth), ComfyUI's models/vae/wan2.2_vae.safetensors, or the "
+              f"diffusers vae/ folder of {WAN22_DIFFUSERS_REPO}."]
     return MissingModelFiles("\n".join(lines), missing)
 
 
@@ -111,13 +116,42 @@ def _architecture(state: dict[str, torch.Tensor], path: Path) -> dict:
     return arch
 
 
+# Wan2.2's original VAE names → AutoencoderKLWan's (the residual Wan2.2 layout). Per stage the original keeps
+# its resnets and the stage's resampler in one list (resnets 0..n−1, resampler n); diffusers splits them.
+_WAN22_RENAMES = [(re.compile(a), b) for a, b in (
+    (r"^conv1\.", "quant_conv."), (r"^conv2\.", "post_quant_conv."),
+    (r"^(encoder|decoder)\.conv1\.", r"\1.conv_in."),
+    (r"^(encoder|decoder)\.head\.0\.", r"\1.norm_out."), (r"^(encoder|decoder)\.head\.2\.", r"\1.conv_out."),
+    (r"^(encoder|decoder)\.middle\.0\.", r"\1.mid_block.resnets.0."),
+    (r"^(encoder|decoder)\.middle\.1\.", r"\1.mid_block.attentions.0."),
+    (r"^(encoder|decoder)\.middle\.2\.", r"\1.mid_block.resnets.1."),
+    (r"^encoder\.downsamples\.(\d+)\.downsamples\.(\d+)\.", r"encoder.down_blocks.\1.resnets.\2."),
+    (r"^decoder\.upsamples\.(\d+)\.upsamples\.(\d+)\.", r"decoder.up_blocks.\1.resnets.\2."),
+    (r"\.residual\.0\.", ".norm1."), (r"\.residual\.2\.", ".conv1."), (r"\.residual\.3\.", ".norm2."),
+    (r"\.residual\.6\.", ".conv2."), (r"\.shortcut\.", ".conv_shortcut."),
+)]
+_RESAMPLER = re.compile(r"^(encoder\.down_blocks|decoder\.up_blocks)\.(\d+)\.resnets\.(\d+)\.(resample|time_conv)")
+
+
+def wan22_vae_to_diffusers(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Wan2.2's original VAE names (``Wan2.2_VAE.pth``, ComfyUI's ``wan2.2_vae.safetensors``) → AutoencoderKLWan's."""
+    out = {}
+    for key, value in state.items():
+        for pattern, repl in _WAN22_RENAMES:
+            key = pattern.sub(repl, key)
+        m = _RESAMPLER.match(key)
+        if m is not None:
+            side = "downsampler" if m.group(1).startswith("encoder") else "upsampler"
+            key = f"{m.group(1)}.{m.group(2)}.{side}.{m.group(4)}" + key[m.end():]
+        out[key] = value
+    return out
+
+
 def _model_from_state_dict(state: dict[str, torch.Tensor], path: Path, device: torch.device, dtype: torch.dtype):
     from diffusers import AutoencoderKLWan
     if _WAN22_PROBE in state:
-        raise ValueError(f"VAE '{path}' is the Wan2.2 VAE in its original layout, which is read here only in the "
-                         f"diffusers layout: hf download {WAN22_DIFFUSERS_REPO} --include 'vae/*' --local-dir <dir>, "
-                         "then pass <dir>/vae")
-    if _WAN_PROBE in state:
+        state = wan22_vae_to_diffusers(state)
+    elif _WAN_PROBE in state:
         state = wan_vae_to_diffusers(state)
     elif _DIFFUSERS_PROBE not in state:
         raise ValueError(f"VAE '{path}' has neither Wan's nor diffusers' Wan VAE names (e.g. '{_WAN_PROBE}'); "
@@ -247,8 +281,9 @@ def load_vae(path: str | Path, device: str | torch.device = "cpu", dtype: torch.
         model = _model_from_state_dict(_read_state_dict(resolved), resolved, device, dtype)
     vae = WanVAE(model, resolved)
     if latent is not None and vae.latent != latent:
-        fix = (f"hf download {WAN22_DIFFUSERS_REPO} --include 'vae/*' (then pass its vae/ folder)" if latent is WAN22
-               else f"hf download {WAN_REPO} {WAN_VAE_FILE}")
+        fix = (f"ComfyUI's models/vae/wan2.2_vae.safetensors, or hf download {WAN22_REPO} Wan2.2_VAE.pth"
+               if latent is WAN22 else f"ComfyUI's models/vae/wan_2.1_vae.safetensors, or hf download {WAN_REPO} "
+               f"{WAN_VAE_FILE}")
         raise ValueError(f"VAE '{resolved}' is {vae.latent.vae} ({vae.latent.channels} latent channels) but the "
                          f"backbone works in {latent.name} latents ({latent.channels} channels): use {latent.vae}: "
                          f"{fix}")

@@ -126,7 +126,7 @@ def test_a_wan2_1_vae_for_the_5b_is_refused_naming_the_wan2_2_vae(assets, tmp_pa
     assert cli_main(args) == 2
     err = capsys.readouterr().err
     assert "is the Wan2.1 VAE (16 latent channels) but the backbone works in Wan2.2 latents" in err
-    assert "Wan-AI/Wan2.2-TI2V-5B-Diffusers" in err
+    assert "wan2.2_vae.safetensors" in err
 
 
 def test_a_story_with_a_cut_records_the_shot_and_its_offset(assets, tmp_path, offline, capsys):

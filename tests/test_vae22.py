@@ -61,16 +61,27 @@ def test_a_vae_of_the_other_kind_is_refused_naming_the_right_one(tiny22, tmp_pat
     root, _ = tiny22
     write_tiny_vae(tmp_path)
     with pytest.raises(ValueError, match=r"is the Wan2\.1 VAE \(16 latent channels\) but the backbone works in Wan2\.2 "
-                                         r"latents \(48 channels\): use the Wan2\.2 VAE: hf download "
-                                         r"Wan-AI/Wan2\.2-TI2V-5B-Diffusers"):
+                                         r"latents \(48 channels\): use the Wan2\.2 VAE: ComfyUI.s "
+                                         r"models/vae/wan2\.2_vae\.safetensors, or hf download Wan-AI/Wan2\.2-TI2V-5B "):
         load_vae(tmp_path / "diffusers" / "vae", latent=WAN22)
     with pytest.raises(ValueError, match=r"is the Wan2\.2 VAE \(48 latent channels\) but the backbone works in Wan2\.1"):
         load_vae(root / "vae22", latent=WAN21)
 
 
-def test_the_original_wan2_2_vae_names_are_refused_with_the_diffusers_download(tmp_path):
+def test_an_incomplete_wan2_2_vae_in_original_names_is_reported(tmp_path):
     save_file({"decoder.upsamples.0.upsamples.0.residual.0.gamma": torch.ones(4, 1, 1, 1)},
               str(tmp_path / "wan2.2_vae.safetensors"))
-    with pytest.raises(ValueError, match=r"Wan2\.2 VAE in its original layout.*hf download "
-                                         r"Wan-AI/Wan2\.2-TI2V-5B-Diffusers --include 'vae/\*'"):
+    with pytest.raises(ValueError, match=r"wan2\.2_vae\.safetensors' lacks 'encoder\.conv_in\.weight'; it is not a "
+                                         r"complete Wan VAE"):
         load_vae(tmp_path / "wan2.2_vae.safetensors")
+
+
+def test_the_original_wan2_2_vae_names_reproduce_the_published_vae():
+    """tests/data/wan22_vae_tiny: a tiny Wan2.2 VAE in Wan's own names and what Wan's own code made with it."""
+    from safetensors.torch import load_file
+    from conftest import DATA
+    folder = DATA / "wan22_vae_tiny"
+    io = load_file(str(folder / "io.safetensors"))
+    vae = load_vae(folder / "wan2.2_vae_tiny_fp16.safetensors", latent=WAN22)
+    assert (vae.decode(io["z_model"]) - io["video"]).abs().max() < 1e-5
+    assert (vae.encode(io["pixels"]) - io["z_encoded"]).abs().max() < 1e-5
