@@ -254,7 +254,7 @@ def _add_generate(sub) -> None:
     gen.add_argument("--out", help="--embeds: output .safetensors ('latents' [B,C,T,H,W])")
     gen.add_argument("--log", help="--embeds: retrieval log .json")
     gen.add_argument("--timings", help="--embeds: per-block timings and peak memory .json")
-    gen.add_argument("--text-encoder", help="text mode: Wan2.1 folder (models_t5_umt5-xxl-enc-bf16.pth + google/umt5-xxl) or diffusers folder")
+    gen.add_argument("--text-encoder", help="text mode: a Wan2.1 or Wan2.2 folder (models_t5_umt5-xxl-enc-bf16.pth + google/umt5-xxl) or diffusers folder")
     gen.add_argument("--vae", help="text mode: Wan2.1_VAE.pth or a diffusers vae/ folder (LongLive 2.0: the Wan2.2 VAE's "
                                    "diffusers vae/ folder)")
     gen.add_argument("--out-dir", help="text mode: folder for <index>_<prompt>_<mode>.mp4/.retrieval.json/.retrieval_map.png")
