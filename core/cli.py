@@ -17,9 +17,9 @@ import argparse
 import sys
 
 from . import demo, jobs, train_encoder
-from .config import DTYPES, MODES, POOL_LOCATIONS, POOL_STORAGES, PREFETCH, RETRIEVAL_SCOPES, STRATEGIES, \
-    SWITCH_MODES, PoolConfig, RetrievalConfig, SamplingConfig, SwitchConfig, check_latent_size, parse_steps, \
-    strategy_config
+from .config import DTYPES, MODES, POOL_LOCATIONS, POOL_STORAGES, PREFETCH, RETRIEVAL_SCOPES, SAMPLERS, STRATEGIES, \
+    SWITCH_MODES, FamilyDefaults, PoolConfig, RetrievalConfig, SamplingConfig, SwitchConfig, check_latent_size, \
+    parse_steps
 from .strategies import SPECS
 from .io import check_output_dir, check_output_file, load_prompt_schedule
 from .prompts import fire_frames, read_schedule_file, timeline
@@ -30,6 +30,7 @@ from .starts import Start
 DEFAULTS = SamplingConfig()
 DEFAULT_RETRIEVAL = RetrievalConfig()
 DEFAULT_SWITCH = SwitchConfig()
+FAMILY = "(default: the backbone family's: {})"
 
 
 class _Parser(argparse.ArgumentParser):
@@ -91,15 +92,20 @@ def add_generation_options(p: argparse.ArgumentParser, default_mode: str = "rag"
                    help="K: past frames retrieved per block (--memory-size is the published name)")
     s.add_argument("--recent-exclude", type=int, default=DEFAULT_RETRIEVAL.recent_exclude,
                    help="R: most recently evicted frames never retrieved")
-    s.add_argument("--sink-size", type=int, default=None,
-                   help="S: first latent frames kept forever (default: the strategy's; rag/native 1)")
-    s.add_argument("--local-attn-size", type=int, default=None,
-                   help="L: KV cache window in latent frames (default: the strategy's; rag/native 12)")
-    s.add_argument("--frames-per-block", type=int, default=DEFAULTS.frames_per_block)
-    s.add_argument("--steps", type=_arg(parse_steps), default=DEFAULTS.steps)
-    s.add_argument("--shift", type=float, default=DEFAULTS.shift)
+    s.add_argument("--sink-size", type=int, help="S: first latent frames kept forever (default: the strategy's; "
+                   "native/rag: the backbone family's: 1; LongLive 2.0: 8)")
+    s.add_argument("--local-attn-size", type=int,
+                   help="L: KV cache window in latent frames (default: the strategy's; native/rag: the backbone "
+                        "family's: 12; LongLive 2.0: 32)")
+    s.add_argument("--frames-per-block", type=int, help="latent frames per block " + FAMILY.format("3; LongLive 2.0: 8"))
+    s.add_argument("--sampler", choices=SAMPLERS, help="renoise: x0 then fresh noise at each step (Self-Forcing, "
+                   "LongLive); unipc: a UniPC solver per block " + FAMILY.format("renoise; LongLive 2.0: unipc"))
+    s.add_argument("--steps", type=_arg(parse_steps), help="renoise sampler: the denoising timesteps (default 1000,750,500,250)")
+    s.add_argument("--sampling-steps", type=int, help="unipc sampler: solver steps (default 4)")
+    s.add_argument("--shift", type=float, help="timestep shift (default 5)")
     s.add_argument("--context-noise", type=float, default=DEFAULTS.context_noise)
-    s.add_argument("--latent-size", type=_arg(parse_size), default=(60, 104), help="HxW of the latent (60x104 = 480x832 video)")
+    s.add_argument("--latent-size", type=_arg(parse_size),
+                   help="HxW of the latent " + FAMILY.format("60x104 = 480x832 px; LongLive 2.0: 44x80 = 704x1280 px"))
     s.add_argument("--seed", type=int, default=0, help="noise seed (prompt i of a list uses seed + i)")
     s.add_argument("--noise-contract", choices=NOISE_CONTRACTS, default=DEFAULTS.noise,
                    help="per-block: block k's noise depends only on (seed, k), so a run's first seconds equal the "
@@ -118,10 +124,15 @@ def add_generation_options(p: argparse.ArgumentParser, default_mode: str = "rag"
                    help="read each block's retrieved frames during the previous block's context pass (same output); "
                         "auto: on a GPU only (on a CPU the read competes with the compute)")
     w = p.add_argument_group("prompt switches (a prompt schedule)")
-    w.add_argument("--switch", choices=SWITCH_MODES, default=None,
-                   help="recache: re-encode the cached window under the new prompt (LongLive; default of rag/native); "
-                        "none: only the cross-attention prompt changes (default of memrope, deep-forcing); "
-                        "flush: infinity-rope's KV flush, + a RoPE cut into prompts marked '#' (its default)")
+    w.add_argument("--switch", choices=SWITCH_MODES,
+                   help="recache: re-encode the cached window under the new prompt (LongLive); none: only the "
+                        "cross-attention prompt changes (default of memrope, deep-forcing); flush: infinity-rope's KV "
+                        "flush, + a RoPE cut into prompts marked 'cut' (its default). Native/rag "
+                        + FAMILY.format("recache; LongLive 2.0: none"))
+    w.add_argument("--shot-rope-offset", type=float, help="a 'cut' prompt (new shot) moves the RoPE position of later "
+                   "frames by this many frames " + FAMILY.format("0; LongLive 2.0: 8"))
+    w.add_argument("--multi-shot-sink", action=argparse.BooleanOptionalAction, default=None,
+                   help="native mode: a new shot's first block is kept behind the sink " + FAMILY.format("LongLive 2.0: on"))
     w.add_argument("--global-sink", action=argparse.BooleanOptionalAction, default=DEFAULT_SWITCH.global_sink,
                    help="a re-cache keeps the sink frames' K/V once the window has filled (LongLive's global_sink)")
     w.add_argument("--retrieval-scope", choices=RETRIEVAL_SCOPES, default=DEFAULT_SWITCH.retrieval_scope,
@@ -151,18 +162,33 @@ def strategy_names(args) -> list[str]:
     return ["native", "rag"] if name == "both" else [name]
 
 
-def sampling_config(args, name: str) -> SamplingConfig:
-    """The one config of a run with strategy ``name``, from the options (validated here, once): the strategy's
-    published defaults for whatever the options leave unset."""
+def family_defaults(args, progress: jobs.Progress | None = None) -> FamilyDefaults:
+    """The run defaults of the backbone's family, read from the file's tensor names and shapes (no weights).
+    A file that cannot be identified gets the first family's; loading it later reports the problem."""
+    from .checkpoint import FAMILIES, CheckpointError, detect_family
+    try:
+        family = detect_family(args.backbone)
+    except (CheckpointError, OSError):
+        return FAMILIES[0].defaults
+    if progress is not None and family is not FAMILIES[0]:
+        progress.report(f"{family.name} backbone: {family.defaults.describe()} (unless set)")
+    return family.defaults
+
+
+def sampling_config(args, name: str, defaults: FamilyDefaults | None = None) -> SamplingConfig:
+    """The one config of a run with strategy ``name``, from the options (validated here, once) over the
+    backbone family's defaults (native, rag) or the strategy's published ones (the others)."""
+    defaults = defaults or FamilyDefaults()
     retrieval = None
     if name == "rag":
         pool = PoolConfig(args.pool, args.pool_budget_mb, args.pool_storage, args.pool_dir)
         retrieval = RetrievalConfig(args.top_k, args.recent_exclude, pool, prefetch=args.prefetch)
-    switch = SwitchConfig(args.switch or SPECS[name].switch, args.global_sink, args.retrieval_scope)
-    return strategy_config(name, window=args.local_attn_size, sink=args.sink_size,
-                           frames_per_block=args.frames_per_block, steps=args.steps, shift=args.shift,
-                           context_noise=args.context_noise, retrieval=retrieval, noise=args.noise_contract,
-                           switch=switch)
+    mode = args.switch or (defaults.switch if name in ("native", "rag") else SPECS[name].switch)
+    return defaults.sampling(retrieval, SwitchConfig(mode, args.global_sink, args.retrieval_scope),
+                             shot_sink=args.multi_shot_sink, shot_rope_offset=args.shot_rope_offset, strategy=name,
+                             frames_per_block=args.frames_per_block, window=args.local_attn_size, sink=args.sink_size,
+                             sampler=args.sampler, steps=args.steps, sampling_steps=args.sampling_steps,
+                             shift=args.shift, context_noise=args.context_noise, noise=args.noise_contract)
 
 
 def model_spec(args) -> jobs.ModelSpec:
@@ -172,17 +198,21 @@ def model_spec(args) -> jobs.ModelSpec:
 
 
 def cmd_generate(args, progress: jobs.Progress) -> int:
+    defaults = family_defaults(args, progress)
+    latent = defaults.latent
+    args.latent_size = args.latent_size or defaults.latent_hw
     modes = strategy_names(args)
-    configs = {m: sampling_config(args, m) for m in modes}
+    configs = {m: sampling_config(args, m, defaults) for m in modes}
     first = configs[modes[0]]
     start = Start(args.continue_from, args.image, args.video)
     if args.embeds is not None and (args.image or args.video):
         raise ValueError("--image and --video need the VAE of a text run (--prompt ... --vae ...); with --embeds "
                          "start from latents: --continue-from")
-    given = start.check(args.latent_size) if args.resume is None else 0
+    given = start.check(args.latent_size, latent.stride) if args.resume is None else 0
     frames = args.frames
     if args.seconds is not None:        # whole blocks after the start's remainder (an image: 1 + 3k frames)
-        frames = latent_frames_for_seconds(args.seconds, first.frames_per_block) + given % first.frames_per_block
+        frames = latent_frames_for_seconds(args.seconds, first.frames_per_block, latent.fps)
+        frames += given % first.frames_per_block if first.start_block == "short" else 0
     if frames is None:
         raise ValueError("give the length with --frames (latent frames) or --seconds")
     if args.resume is None:
@@ -197,13 +227,13 @@ def cmd_generate(args, progress: jobs.Progress) -> int:
             raise ValueError(f"generating from text needs {', '.join(missing)}")
         check_output_dir(args.out_dir, "--out-dir")
         if args.prompt_schedule is not None:
-            timed = read_schedule_file(args.prompt_schedule)
-            show_timeline([p.frame for p in timed], [p.describe() for p in timed], first, frames, progress)
+            timed = read_schedule_file(args.prompt_schedule, latent.fps)
+            show_timeline([p.frame for p in timed], [p.describe() for p in timed], first, frames, progress, latent.fps)
             job = jobs.StoryJob(tuple(timed), frames, args.latent_size, args.seed, args.text_encoder, args.vae,
-                                args.out_dir, args.overwrite, start)
+                                args.out_dir, args.overwrite, start, latent)
             return jobs.story_to_video(model_spec(args), configs, job, progress)
         job = jobs.VideoJob(tuple(jobs.read_prompts(args.prompt, args.prompts)), frames, args.latent_size, args.seed,
-                            args.text_encoder, args.vae, args.out_dir, args.overwrite, start)
+                            args.text_encoder, args.vae, args.out_dir, args.overwrite, start, latent)
         return jobs.text_to_video(model_spec(args), configs, job, progress)
     if args.out is None or len(modes) > 1:
         raise ValueError("generating from --embeds needs --out and one strategy (--strategy NAME, or --mode rag / "
@@ -212,28 +242,30 @@ def cmd_generate(args, progress: jobs.Progress) -> int:
         if path is not None:
             check_output_file(path, what)
     segments = load_prompt_schedule(args.embeds).segments
-    show_timeline([s.start for s in segments], [s.label for s in segments], first, frames, progress)
+    show_timeline([s.start for s in segments], [s.label for s in segments], first, frames, progress, latent.fps)
     job = jobs.LatentJob(args.embeds, frames, args.latent_size, args.seed, args.out, args.log, args.timings,
                          start=args.continue_from, resume=args.resume)
     return jobs.generate_latents(model_spec(args), first, job, progress)
 
 
 def show_timeline(starts: list[int], labels: list[str], cfg: SamplingConfig, frames: int,
-                  progress: jobs.Progress) -> None:
+                  progress: jobs.Progress, fps: int) -> None:
     """Check that every prompt begins before the end; print where each begins (rounding shown)."""
-    fire_frames(starts, cfg.frames_per_block, frames, labels)
+    fire_frames(starts, cfg.frames_per_block, frames, labels, fps)
     if len(starts) > 1:
-        for line in timeline(starts, labels, cfg.frames_per_block):
+        for line in timeline(starts, labels, cfg.frames_per_block, fps):
             progress.report(line)
 
 
 def cmd_build_corpus(args, progress: jobs.Progress) -> int:
     if not args.embeds and not (args.prompts and args.text_encoder):
         raise ValueError("build-corpus needs --embeds FILE... or --prompts FILE with --text-encoder DIR")
+    defaults = family_defaults(args, progress)
+    args.latent_size = args.latent_size or defaults.latent_hw
     names = strategy_names(args)
     if len(names) > 1:
         raise ValueError(f"build-corpus runs one strategy; --strategy names {len(names)} ({', '.join(names)})")
-    cfg = sampling_config(args, names[0])
+    cfg = sampling_config(args, names[0], defaults)
     cfg.check_frames(args.frames)
     check_output_dir(args.out, "--out")
     job = jobs.CorpusJob(args.out, args.frames, args.latent_size, args.seed, tuple(args.embeds or ()),
@@ -254,20 +286,22 @@ def _add_generate(sub) -> None:
                                                "of {\"time\", \"prompt\"}; one video per mode")
     length = gen.add_mutually_exclusive_group()
     length.add_argument("--frames", type=int, help="latent frames (multiple of the block size)")
-    length.add_argument("--seconds", type=float, help="video length at 16 fps")
+    length.add_argument("--seconds", type=float, help="video length (16 fps for Wan2.1 backbones, 24 for Wan2.2)")
     start = gen.add_argument_group("starting from something (--frames / --seconds is the whole video's length)")
     one = start.add_mutually_exclusive_group()
     one.add_argument("--continue-from", metavar="LATENTS", help="begin with these latents (this tool's output or any "
-                     "[B,16,T,H,W] model-space latents): extend a video")
-    one.add_argument("--image", metavar="FILE", help="text mode: begin with this image (one latent frame; its size is the video's)")
+                     "[B,C,T,H,W] model-space latents, C = 16 Wan2.1 / 48 Wan2.2): extend a video")
+    one.add_argument("--image", metavar="FILE", help="text mode: begin with this image (one latent frame; its size is the "
+                     "video's); LongLive 2.0 holds it clean inside the first block (image-to-video)")
     one.add_argument("--video", metavar="FILE", help="text mode: begin with this clip (its first 4k+1 frames)")
     start.add_argument("--resume", metavar="PARTIAL", help="--embeds: finish a stopped run from its OUT.partial.safetensors "
                        "(the same command plus this); exact")
-    gen.add_argument("--out", help="--embeds: output .safetensors ('latents' [B,16,T,H,W])")
+    gen.add_argument("--out", help="--embeds: output .safetensors ('latents' [B,C,T,H,W])")
     gen.add_argument("--log", help="--embeds: retrieval log .json")
     gen.add_argument("--timings", help="--embeds: per-block timings and peak memory .json")
-    gen.add_argument("--text-encoder", help="text mode: Wan2.1 folder (models_t5_umt5-xxl-enc-bf16.pth + google/umt5-xxl) or diffusers folder")
-    gen.add_argument("--vae", help="text mode: Wan2.1_VAE.pth or a diffusers vae/ folder")
+    gen.add_argument("--text-encoder", help="text mode: a Wan2.1 or Wan2.2 folder (models_t5_umt5-xxl-enc-bf16.pth + google/umt5-xxl) or diffusers folder")
+    gen.add_argument("--vae", help="text mode: Wan2.1_VAE.pth or a diffusers vae/ folder (LongLive 2.0: the Wan2.2 VAE's "
+                                   "diffusers vae/ folder)")
     gen.add_argument("--out-dir", help="text mode: folder for <index>_<prompt>_<mode>.mp4/.retrieval.json/.retrieval_map.png")
     gen.add_argument("--overwrite", action="store_true", help="text mode: redo videos that already exist")
     gen.set_defaults(func=cmd_generate)
@@ -281,7 +315,7 @@ def _add_build_corpus(sub) -> None:
     src.add_argument("--prompts", help="text file, one prompt per line (needs --text-encoder)")
     corpus.add_argument("--text-encoder", help="Wan2.1 text encoder folder (with --prompts)")
     corpus.add_argument("--frames", type=int, default=90, help="latent frames per video")
-    corpus.add_argument("--out", required=True, help="output folder, one <name>.safetensors ('latents' [T,16,H,W]) per video")
+    corpus.add_argument("--out", required=True, help="output folder, one <name>.safetensors ('latents' [T,C,H,W]) per video")
     corpus.set_defaults(func=cmd_build_corpus)
 
 

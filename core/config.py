@@ -12,6 +12,12 @@ One name per concept:
   ``sink``            S, first frames never evicted (CLI ``--sink-size``)
   ``recent_exclude``  R, most recently evicted frames never retrieved
   ``switch``          what happens when a prompt schedule switches prompt (``SwitchConfig``)
+  ``shots``           multi-shot video: what a cut does (``ShotConfig``)
+  ``sampler``         how a block is denoised: ``renoise`` (x0, then fresh noise at the next step:
+                      Self-Forcing, LongLive 1.0) or ``unipc`` (a UniPC solver per block: LongLive 2.0)
+
+A backbone family's published settings are one ``FamilyDefaults`` (core/checkpoint/families.py holds
+one per family); ``FamilyDefaults.sampling`` builds the run's ``SamplingConfig`` from them.
 """
 from __future__ import annotations
 
@@ -21,6 +27,7 @@ from typing import Sequence
 import torch
 
 from .kv_cache import CachePolicy
+from .latent_format import WAN21, LatentFormat
 from .noise import NOISE_CONTRACTS
 from .strategies import NAMES as STRATEGIES, get_spec
 
@@ -30,6 +37,8 @@ PREFETCH = ("auto", "on", "off")
 POOL_STORAGES = ("kv", "kv-half", "latent")
 DEFAULT_STEPS = (1000, 750, 500, 250)
 SWITCH_MODES = ("recache", "none", "flush")
+SAMPLERS = ("renoise", "unipc")
+START_BLOCKS = ("short", "clamp")
 RETRIEVAL_SCOPES = ("all", "segment")
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
@@ -134,6 +143,24 @@ class SwitchConfig:
 
 
 @dataclass(frozen=True)
+class ShotConfig:
+    """Multi-shot video (LongLive 2.0): a prompt-schedule segment marked as a cut begins a new shot.
+
+    ``rope_offset``: each cut moves the temporal RoPE position of the cut block and of every later block
+    by this many frames (cached keys keep theirs: a gap between shots; LongLive 2.0: 8; 0 = off).
+    ``sink``: the cut block's frames (at most ``sink`` of them) are pinned and slide with the window
+    until they sit right behind the sink, where they are kept like it until the next cut (a shot
+    sink; LongLive 2.0's ``multi_shot_sink``). The native regime only.
+    """
+    rope_offset: float = 0.0
+    sink: bool = False
+
+    def __post_init__(self):
+        if self.rope_offset < 0:
+            raise ValueError(f"shot RoPE offset {self.rope_offset} must be ≥ 0 (LongLive 2.0 uses 8)")
+
+
+@dataclass(frozen=True)
 class SamplingConfig:
     """How the AR loop runs.
 
@@ -154,6 +181,13 @@ class SamplingConfig:
     switch: SwitchConfig | None = None
     strategy: str | None = None
     strategy_options: tuple[tuple[str, float], ...] = ()
+    sampler: str = "renoise"        # "renoise" uses steps / warp_steps; "unipc" sampling_steps (core/unipc.py)
+    sampling_steps: int = 4
+    shots: ShotConfig = field(default_factory=ShotConfig)
+    # a start that is not whole blocks: "short" = its remainder is a shorter first block, replayed; "clamp" =
+    # blocks stay whole from frame 0 and the given frames are held clean at timestep 0 while the rest of
+    # their block is denoised (LongLive 2.0's independent_first_frame, image-to-video)
+    start_block: str = "short"
     policy: CachePolicy = field(init=False, repr=False, compare=False)
     params: object = field(init=False, repr=False, compare=False)    # the strategy's settings, resolved
 
@@ -167,7 +201,13 @@ class SamplingConfig:
             raise ValueError(f"shift {self.shift} must be > 0")
         if self.noise not in NOISE_CONTRACTS:
             raise ValueError(f"noise contract '{self.noise}' is unknown; use one of {NOISE_CONTRACTS}")
+        if self.sampler not in SAMPLERS or self.start_block not in START_BLOCKS:
+            raise ValueError(f"sampler '{self.sampler}' / start block '{self.start_block}' is unknown; use one of "
+                             f"{SAMPLERS} / {START_BLOCKS}")
+        if self.sampling_steps < 1:
+            raise ValueError(f"sampling steps {self.sampling_steps} must be ≥ 1 (LongLive 2.0 uses 4)")
         spec = self._resolve_strategy()
+        self._check_shot_sink()
         k = self.retrieval.top_k if self.retrieval is not None else 0
         policy = CachePolicy(self.window, self.sink, k, relative_rope=spec.relative_rope)
         spec.check(policy, self.frames_per_block, self.params)     # the strategy's own needs, named first
@@ -203,15 +243,31 @@ class SamplingConfig:
         """A fresh strategy object for one run (its hooks and per-video state; core/strategies/base.py)."""
         return get_spec(self.strategy).make(self.params)
 
+    def _check_shot_sink(self) -> None:
+        if not self.shots.sink:
+            return
+        if self.retrieval is not None:
+            raise ValueError("the multi-shot sink pins frames in the native sliding window; it cannot be combined "
+                             "with retrieval (mode rag): turn it off (--no-multi-shot-sink) or use mode native")
+        if self.sink < 1 or self.sink % self.frames_per_block or self.window % self.frames_per_block:
+            raise ValueError(f"the multi-shot sink needs a sink ({self.sink}) and a window ({self.window}) that are "
+                             f"whole blocks of {self.frames_per_block} frames (LongLive 2.0: sink 8, window 32); "
+                             "change them or turn the multi-shot sink off")
+
     @property
     def mode(self) -> str:
         """The strategy's name (``rag`` / ``native`` for the original two)."""
         return self.strategy
 
+    @property
+    def renoises_per_block(self) -> int:
+        """Fresh noise draws per generated block after its initial noise (the UniPC sampler draws none)."""
+        return len(self.steps) - 1 if self.sampler == "renoise" else 0
+
     def check_frames(self, num_frames: int, prefix: int = 0) -> None:
         """Raise unless ``num_frames`` latent frames, of which the first ``prefix`` are given, are whole
         blocks after the prefix's remainder (see ``blocks``)."""
-        nf, r = self.frames_per_block, prefix % self.frames_per_block
+        nf, r = self.frames_per_block, prefix % self.frames_per_block if self.start_block == "short" else 0
         if prefix < 0 or (prefix and prefix >= num_frames):
             raise ValueError(f"frames={num_frames}: the start already holds {prefix} latent frames; ask for more "
                              f"than that (e.g. {prefix + nf})")
@@ -223,9 +279,10 @@ class SamplingConfig:
 
     def blocks(self, num_frames: int, prefix: int = 0) -> list[tuple[int, int]]:
         """(start frame, frames) of every block. A start whose length is not whole blocks gives a first,
-        shorter block of its remainder (an image: one frame); the blocks after it are full."""
+        shorter block of its remainder (an image: one frame), the blocks after it full; with
+        ``start_block`` "clamp" every block is full and the given frames are held inside theirs."""
         self.check_frames(num_frames, prefix)
-        r = prefix % self.frames_per_block
+        r = prefix % self.frames_per_block if self.start_block == "short" else 0
         return ([(0, r)] if r else []) + [(s, self.frames_per_block) for s in range(r, num_frames, self.frames_per_block)]
 
 
@@ -241,6 +298,57 @@ def strategy_config(name: str, *, window: int | None = None, sink: int | None = 
     field (``steps``, ``noise``, ``retrieval`` for rag, ``switch``…) overridden."""
     return SamplingConfig(strategy=name, window=window, sink=sink, strategy_options=tuple((options or {}).items()),
                           **fields)
+
+
+@dataclass(frozen=True)
+class FamilyDefaults:
+    """A backbone family's published run settings: used for every setting the user leaves unset when a
+    checkpoint of the family is loaded (shown by the CLI and the nodes). Plain data; ``sampling`` builds
+    the run's config from it."""
+    latent: LatentFormat = WAN21                  # channels, VAE, spatial stride, video fps
+    frames_per_block: int = 3
+    window: int = 12
+    sink: int = 1
+    sampler: str = "renoise"
+    steps: tuple[int, ...] = DEFAULT_STEPS        # renoise sampler
+    sampling_steps: int = 4                       # unipc sampler
+    shift: float = 5.0
+    shots: ShotConfig = field(default_factory=ShotConfig)
+    switch: str = "recache"                       # what a prompt change does (SwitchConfig.mode)
+    start_block: str = "short"
+    latent_hw: tuple[int, int] = (60, 104)        # the published video size in latents (480x832 px)
+
+    def sampling(self, retrieval: RetrievalConfig | None, switch: SwitchConfig | None = None,
+                 shot_sink: bool | None = None, shot_rope_offset: float | None = None, **settings) -> SamplingConfig:
+        """The run's config: ``settings`` (SamplingConfig fields; None = this family's value) over these
+        defaults. ``switch`` None = SwitchConfig with this family's mode. The shot sink defaults to the
+        family's in the native regime and to off otherwise (it pins frames of the native window).
+
+        The family's window, sink and switch are those of its own sliding window (strategies native and
+        rag); another ``strategy`` keeps its published window, sink and switch unless they are given."""
+        strategy = settings.get("strategy")
+        own = {"frames_per_block": self.frames_per_block, "sampler": self.sampler, "steps": self.steps,
+               "sampling_steps": self.sampling_steps, "shift": self.shift, "start_block": self.start_block}
+        window_of_family = strategy in (None, "native", "rag")
+        if window_of_family:
+            own.update(window=self.window, sink=self.sink)
+            switch = switch or SwitchConfig(self.switch)
+        own.update({k: v for k, v in settings.items() if v is not None})
+        native = strategy in (None, "native") and retrieval is None
+        sink = (self.shots.sink and native) if shot_sink is None else shot_sink
+        offset = self.shots.rope_offset if shot_rope_offset is None else shot_rope_offset
+        return SamplingConfig(retrieval=retrieval, switch=switch, shots=ShotConfig(offset, sink), **own)
+
+    def describe(self) -> str:
+        """One line: what runs unless told otherwise."""
+        steps = (f"UniPC {self.sampling_steps} steps" if self.sampler == "unipc"
+                 else f"steps {','.join(map(str, self.steps))}")
+        shots = (f", shot RoPE offset {self.shots.rope_offset:g}" + (", multi-shot sink" if self.shots.sink else "")
+                 if self.shots.rope_offset or self.shots.sink else "")
+        h, w = self.latent_hw
+        return (f"blocks of {self.frames_per_block} frames, window {self.window}, sink {self.sink}, {steps}, "
+                f"shift {self.shift:g}{shots}; {self.latent.name} latents ({self.latent.channels} channels), "
+                f"{w * self.latent.stride}x{h * self.latent.stride} px at {self.latent.fps} fps")
 
 
 def check_latent_size(latent_hw: Sequence[int], patch_hw: Sequence[int] = (2, 2)) -> tuple[int, int]:

@@ -73,7 +73,7 @@ def scan_corpus(folder: str | Path) -> tuple[list[Path], tuple[int, int, int]]:
     files = sorted([*folder.glob("*.safetensors"), *folder.glob("*.pt")], key=lambda p: p.name)
     if not files:
         raise ValueError(f"training data folder '{folder}' has no *.safetensors (key 'latents') or *.pt files "
-                         "with latents [T, 16, H, W]; build one with `python -m core build-corpus`")
+                         "with latents [T, C, H, W] (C = 16 or 48); build one with `python -m core build-corpus`")
     shape = None
     for f in files:
         s = _checked_shape(f)

@@ -101,9 +101,11 @@ def load_prompt_embeds(path: str | Path, text_dim: int | None = None) -> torch.T
 
 def load_prompt_schedule(path: str | Path, text_dim: int | None = None):
     """A prompt-embedding file as a PromptSchedule: ``prompt_embeds`` [B, L, text_dim] is segment 0; the file
-    may add ``prompt_embeds_1``, ``prompt_embeds_2``, … (same B and text_dim), ``switch_frames`` (int64
-    [S−1]: the latent frame where segment s ≥ 1 is asked to begin, LongLive's ``switch_frame_indices``) and
-    ``switch_cuts`` (int or bool [S−1], optional: 1 = the switch into segment s is a hard cut)."""
+    may add ``prompt_embeds_1``, ``prompt_embeds_2``, … (same B and text_dim) and ``switch_frames`` (int64
+    [S−1]: the latent frame where segment s ≥ 1 is asked to begin, LongLive's ``switch_frame_indices``).
+    Cuts: ``cuts`` (int64 or bool [S−1], 1 = segment s begins with a hard cut: ∞-RoPE's RoPE cut, LongLive
+    2.0's new shot; ``switch_cuts`` is the same) and ``prompt_embeds_<s>_cut`` (shots: the embeddings of the
+    shot's first block, e.g. of "The scene transitions. " + its prompt)."""
     from .prompts import PromptSchedule, Segment
     first = load_prompt_embeds(path, text_dim)
     tensors = load_file(str(path))
@@ -119,18 +121,26 @@ def load_prompt_schedule(path: str | Path, text_dim: int | None = None):
         found = "no 'switch_frames'" if switches is None else f"'switch_frames' {switches.dtype} {list(switches.shape)}"
         raise ValueError(f"prompt embeddings '{path}' hold {len(extra)} extra prompt(s) and {found}; save "
                          f"'switch_frames' as int64 [{len(extra)}], the latent frame where each extra prompt begins")
-    cuts = tensors.get("switch_cuts")
-    if cuts is not None and (cuts.dim() != 1 or len(cuts) != len(extra) or cuts.is_floating_point()):
-        raise ValueError(f"prompt embeddings '{path}': 'switch_cuts' is {cuts.dtype} {list(cuts.shape)}; save it as "
-                         f"int64 or bool [{len(extra)}] (1 = that switch is a hard cut) or leave it out")
-    cuts = [bool(c) for c in cuts.tolist()] if cuts is not None else [False] * len(extra)
+    if "cuts" in tensors and "switch_cuts" in tensors:
+        raise ValueError(f"prompt embeddings '{path}' hold both 'cuts' and 'switch_cuts' (the same thing); keep one")
+    cuts = tensors.get("cuts", tensors.get("switch_cuts", torch.zeros(len(extra), dtype=torch.int64)))
+    if cuts.dim() != 1 or cuts.is_floating_point() or len(cuts) != len(extra):
+        raise ValueError(f"prompt embeddings '{path}': 'cuts' is {cuts.dtype} {list(cuts.shape)}; save it as int64 "
+                         f"or bool [{len(extra)}], 1 where an extra prompt begins with a hard cut (or leave it out)")
     segments = [Segment(0, first, "prompt_embeds")]
-    for (i, key), frame, cut in zip(extra, switches.tolist(), cuts):
-        emb = tensors[key].float()
-        if emb.dim() == 2:
-            emb = emb.unsqueeze(0)
+    for (i, key), frame, cut in zip(extra, switches.tolist(), cuts.tolist()):
+        emb, first_block = (_batched(tensors.get(k)) for k in (key, f"{key}_cut"))
         if frame < 1:
             raise ValueError(f"prompt embeddings '{path}': switch_frames[{i - 1}] = {frame} ({key}); a switch "
                              "frame must be ≥ 1 (prompt_embeds itself starts at frame 0)")
-        segments.append(Segment(int(frame), emb, f"switch_frames[{i - 1}] = {frame} ({key})", cut))
+        segments.append(Segment(int(frame), emb, f"switch_frames[{i - 1}] = {frame} ({key})", bool(cut),
+                                first_block if cut else None))
     return PromptSchedule(tuple(segments))
+
+
+def _batched(emb: torch.Tensor | None) -> torch.Tensor | None:
+    """[L, D] or [B, L, D] → float32 [B, L, D] (None stays None)."""
+    if emb is None:
+        return None
+    emb = emb.float()
+    return emb.unsqueeze(0) if emb.dim() == 2 else emb

@@ -25,9 +25,9 @@ import torch
 from .config import DTYPES, SamplingConfig, default_dtype
 from .distributed import Rank, barrier, current_rank, init_process_group, shard
 from .io import load_prompt_embeds, load_prompt_schedule, save_json, save_tensors
-from .latent_format import VIDEO_FPS
+from .latent_format import WAN21, LatentFormat
 from .pipeline import BlockUpdate, GenerationResult, generate
-from .prompts import TimedPrompt, schedule_from_timed
+from .prompts import TimedPrompt, cut_texts, schedule_from_timed
 from .starts import Start
 from .resume import keeping_partial, partial_path, read_partial, read_start, run_identity
 
@@ -97,7 +97,7 @@ class LatentJob:
 
 
 def generate_latents(spec: ModelSpec, cfg: SamplingConfig, job: LatentJob, progress: Progress) -> int:
-    """``generate --embeds``: latents [B, 16, T, H, W] (model space) in ``job.out``. The file may hold a
+    """``generate --embeds``: latents [B, C, T, H, W] (model space) in ``job.out``. The file may hold a
     prompt schedule (core/io.py ``load_prompt_schedule``). A run that stops after finishing blocks keeps
     them in ``<out>.partial.safetensors`` (see core/resume.py)."""
     device, dtype = spec.resolve(current_rank())
@@ -117,8 +117,8 @@ def generate_latents(spec: ModelSpec, cfg: SamplingConfig, job: LatentJob, progr
         result = generate(backbone.model, embeds, job.frames, job.latent_hw, job.seed, cfg, encoder=encoder,
                           callback=collector, timings=job.timings is not None, prefix=start)
     save_tensors(job.out, {"latents": result.latents},
-                 metadata={"layout": "[B,16,T,H,W] model-normalised", "seed": str(job.seed), "mode": cfg.mode,
-                           "strategy": cfg.strategy, "window": str(cfg.window), "sink": str(cfg.sink),
+                 metadata={"layout": f"[B,{result.latents.shape[1]},T,H,W] model-normalised", "seed": str(job.seed),
+                           "mode": cfg.mode, "strategy": cfg.strategy, "window": str(cfg.window), "sink": str(cfg.sink),
                            "noise_contract": cfg.noise, "switches": json.dumps(result.switches)})
     if job.log:
         save_json(job.log, result.retrieval_log)
@@ -172,6 +172,7 @@ class VideoJob:
     out_dir: str
     overwrite: bool = False
     start: Start = Start()
+    latent: LatentFormat = WAN21   # the backbone family's (its VAE, video size and fps)
 
 
 def _pending_videos(job: VideoJob, modes: dict[str, SamplingConfig], rank: Rank, progress: Progress):
@@ -194,13 +195,13 @@ def text_to_video(spec: ModelSpec, modes: dict[str, SamplingConfig], job: VideoJ
     mine = [Path(job.out_dir) / output_stem(i, p) for i, p in shard(list(job.prompts), rank)]
     if not work:
         for base in mine:
-            write_comparison(base, list(modes), False, progress)
+            write_comparison(base, list(modes), False, progress, job.latent.fps)
         return 0
     device, dtype = spec.resolve(rank)
     init_process_group(rank, device)
     indices = sorted({i for i, *_ in work})
     embeds = dict(zip(indices, encode_prompts(job.text_encoder, [job.prompts[i] for i in indices], device, dtype)))
-    vae = load_vae(job.vae, device=device, dtype=dtype)
+    vae = load_vae(job.vae, device=device, dtype=dtype, latent=job.latent)
     backbone, encoder = load_models(spec, device, dtype, any(c.retrieval is not None for c in modes.values()))
     start = job.start.load(vae, job.latent_hw)
     for index, prompt, mode, stem in work:
@@ -209,19 +210,19 @@ def text_to_video(spec: ModelSpec, modes: dict[str, SamplingConfig], job: VideoJ
         write_outputs(vae, res, stem, cfg, {"prompt": prompt, "seed": job.seed + index}, progress)
         progress.report(f"[rank {rank.rank}] wrote {stem.name}.mp4")
     for base in mine:
-        write_comparison(base, list(modes), job.overwrite, progress)
+        write_comparison(base, list(modes), job.overwrite, progress, job.latent.fps)
     barrier(rank)
     return 0
 
 
-def write_comparison(base: Path, modes: list[str], overwrite: bool, progress: Progress) -> None:
+def write_comparison(base: Path, modes: list[str], overwrite: bool, progress: Progress, fps: int) -> None:
     """With several modes: ``base``_grid.mp4, every mode's video side by side under its name (same prompt,
     same seed). Written once all of them exist; kept if present unless ``overwrite``."""
     from .video_grid import write_grid_mp4
     grid = Path(f"{base}_grid.mp4")
     if len(modes) < 2 or (grid.exists() and not overwrite):
         return
-    write_grid_mp4(grid, [Path(f"{base}_{m}.mp4") for m in modes], modes, fps=VIDEO_FPS)
+    write_grid_mp4(grid, [Path(f"{base}_{m}.mp4") for m in modes], modes, fps=fps)
     progress.finished.append(grid.name)
     progress.report(f"wrote {grid.name}")
 
@@ -255,7 +256,7 @@ def write_outputs(vae, res: GenerationResult, stem: Path, cfg: SamplingConfig, a
     # streamed: decoded pieces go straight into the mp4, the whole video is never held at once
     pieces = (c[0].permute(1, 2, 3, 0) for c in vae.iter_decode(res.latents.to(vae.device)))
     frames = res.latents.shape[2]
-    write_mp4(stem.with_suffix(".mp4"), pieces, fps=VIDEO_FPS)
+    write_mp4(stem.with_suffix(".mp4"), pieces, fps=vae.latent.fps)
     if cfg.retrieval is not None:
         save_json(stem.with_suffix(".retrieval.json"), {**about, "switches": res.switches, "blocks": res.retrieval_log})
         title = str(about.get("prompt", ""))[:60]
@@ -276,6 +277,7 @@ class StoryJob:
     out_dir: str
     overwrite: bool = False
     start: Start = Start()
+    latent: LatentFormat = WAN21
 
 
 def story_to_video(spec: ModelSpec, modes: dict[str, SamplingConfig], job: StoryJob, progress: Progress) -> int:
@@ -289,21 +291,27 @@ def story_to_video(spec: ModelSpec, modes: dict[str, SamplingConfig], job: Story
     if rank.rank != 0:                   # one video: only the first process works
         return 0
     if not work:
-        write_comparison(base, list(modes), False, progress)
+        write_comparison(base, list(modes), False, progress, job.latent.fps)
         return 0
     device, dtype = spec.resolve(rank)
-    schedule = schedule_from_timed(list(job.schedule),
-                                   encode_prompts(job.text_encoder, [p.text for p in job.schedule], device, dtype))
-    vae = load_vae(job.vae, device=device, dtype=dtype)
+    # a shot's first block: the scene-cut prefix + its prompt (families with shots; elsewhere a cut is a prompt change)
+    shots = any(c.shots.rope_offset or c.shots.sink for c in modes.values())
+    cuts = cut_texts(list(job.schedule)) if shots else {}
+    texts = [p.text for p in job.schedule] + list(cuts.values())
+    encoded = encode_prompts(job.text_encoder, texts, device, dtype)
+    n = len(job.schedule)
+    schedule = schedule_from_timed(list(job.schedule), encoded[:n], dict(zip(cuts, encoded[n:])))
+    vae = load_vae(job.vae, device=device, dtype=dtype, latent=job.latent)
     backbone, encoder = load_models(spec, device, dtype, any(modes[m].retrieval is not None for m in work))
     start = job.start.load(vae, job.latent_hw)
     for mode in work:
         cfg, stem = modes[mode], Path(f"{base}_{mode}")
         res = _resumable(spec, backbone.model, schedule, job, job.seed, cfg, encoder, start, stem, progress)
         write_outputs(vae, res, stem, cfg, {"prompt": job.schedule[0].text, "seed": job.seed,
-                                            "schedule": schedule.timeline(cfg.frames_per_block)}, progress)
+                                            "schedule": schedule.timeline(cfg.frames_per_block, job.latent.fps)},
+                      progress)
         progress.report(f"wrote {stem.name}.mp4")
-    write_comparison(base, list(modes), job.overwrite, progress)
+    write_comparison(base, list(modes), job.overwrite, progress, job.latent.fps)
     return 0
 
 
@@ -332,7 +340,7 @@ def _corpus_items(job: CorpusJob) -> list[tuple[str, object]]:
 
 
 def build_corpus(spec: ModelSpec, cfg: SamplingConfig, job: CorpusJob, progress: Progress) -> int:
-    """Clean latents of a frozen backbone, one ``latents`` [T, 16, H, W] file per video."""
+    """Clean latents of a frozen backbone, one ``latents`` [T, C, H, W] file per video (C: 16 Wan2.1, 48 Wan2.2)."""
     rank = current_rank()
     out_dir = Path(job.out)
     mine = [(i, item) for i, item in shard(_corpus_items(job), rank)
@@ -350,7 +358,7 @@ def build_corpus(spec: ModelSpec, cfg: SamplingConfig, job: CorpusJob, progress:
         res = generate(backbone.model, emb, job.frames, job.latent_hw, job.seed + i, cfg, encoder=encoder,
                        callback=progress.on_block)
         save_tensors(out_dir / f"{name}.safetensors", {"latents": res.latents[0].permute(1, 0, 2, 3)},
-                     metadata={"layout": "[T,16,H,W] model-normalised", "seed": str(job.seed + i)})
+                     metadata={"layout": f"[T,{res.latents.shape[1]},H,W] model-normalised", "seed": str(job.seed + i)})
         progress.finished.append(f"{name}.safetensors")
         progress.report(f"[rank {rank.rank}] {name}: {job.frames} frames")
     barrier(rank)

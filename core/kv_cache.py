@@ -23,6 +23,11 @@ so the retrieval regime keeps twice the window's K/V; the native regime keeps no
 What happens when a block does not fit, where the block's queries sit in RoPE time and how a slot run
 is rotated are the ``strategy``'s hooks (core/strategies/base.py); the default is the sliding window
 above. ∞-RoPE, MemRoPE and Deep Forcing are other strategies over this same cache.
+
+Shots (LongLive 2.0): ``rope_offset`` is added to the temporal position of the current block's queries
+and keys (cached keys keep theirs). ``pin`` marks the current block as a shot sink (native regime): it
+slides with the window until it sits right behind the sink, then it is kept like the sink (the
+evictions take the frames after it) until the next ``pin`` replaces it.
 """
 from __future__ import annotations
 
@@ -107,6 +112,8 @@ class KVCache:
         self._ctx_k: list[torch.Tensor] = []   # per-layer context buffers, allocated on first use
         self._ctx_v: list[torch.Tensor] = []
         self._stale = [True] * num_layers      # context part before the block not yet filled this block
+        self.rope_offset = 0.0     # added to the current block's temporal positions (shots)
+        self.pinned: tuple[int, int] | None = None   # (first slot, frames) of the shot sink
 
     # ------------------------------------------------------------------ block set-up
     def begin_block(self, start_frame: int, num_frames: int) -> None:
@@ -122,15 +129,30 @@ class KVCache:
         self._retrieved = 0
         self._prepare_positions()
 
+    def _kept(self) -> int:
+        """Frames at the front never evicted: the sink, plus the shot sink once it sits right behind it."""
+        sink = self.policy.sink
+        return sink + self.pinned[1] if self.pinned is not None and self.pinned[0] == sink else sink
+
+    def pin(self, frames: int) -> None:
+        """Make the current block's first ``frames`` frames the shot sink (replacing any earlier one)."""
+        if self.on_evict is not None or self.policy.relative_rope:
+            raise ValueError("a shot sink pins frames of the native sliding window; it cannot be used with retrieval")
+        self.pinned = (self.block_slot, min(frames, self.block_frames))
+
     def evict_oldest(self, overflow: int) -> None:
-        """Hand the ``overflow`` oldest non-sink frames to on_evict, shift the rest left over them."""
-        lo, t = self.policy.sink * self.tokens, self.tokens
+        """Hand the ``overflow`` oldest frames after the kept ones (sink, shot sink) to on_evict, shift the rest
+        left over them."""
+        t, kept = self.tokens, self._kept()
+        lo = kept * t
         if self.on_evict is not None:
             for f in range(overflow):
                 a, b = lo + f * t, lo + (f + 1) * t
                 self.on_evict(self.oldest + f, [k[:, a:b] for k in self.k], [v[:, a:b] for v in self.v])
         self.oldest += overflow
-        self.shift_out(self.policy.sink, overflow)
+        self.shift_out(kept, overflow)
+        if self.pinned is not None and self.pinned[0] >= kept:    # a shot sink not yet behind the sink slides
+            self.pinned = (self.pinned[0] - overflow, self.pinned[1])
 
     def shift_out(self, first_slot: int, overflow: int) -> None:
         """Drop slots [first_slot, first_slot + overflow): the slots after them shift left over them."""
@@ -150,7 +172,10 @@ class KVCache:
         # while the sink is still filling (sink > frames so far) there is no local part: the sink holds them all
         self._local = (min(max(p.sink, self.filled - p.local_frames), self.filled), self.filled)
         base = self.query_base = self.strategy.query_position(self)   # RoPE time of the block's first frame
-        self._q_table = self._table(torch.arange(base, base + self.block_frames))
+        positions = torch.arange(base, base + self.block_frames)
+        if self.rope_offset:
+            positions = positions.to(torch.float64) + self.rope_offset
+        self._q_table = self._table(positions)
         self._tables: dict[tuple[int, int], torch.Tensor] = {}   # slot range → rotations, kept for the block
         self._stale = [True] * len(self.k)
 

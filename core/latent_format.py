@@ -1,9 +1,17 @@
-"""Wan2.1 latent normalisation: raw VAE space (ComfyUI LATENT) ↔ the backbone's model space.
+"""Wan latent normalisation: raw VAE space (ComfyUI LATENT) ↔ the backbone's model space, per latent format.
 
 z_model = (z_raw − mean) / std per channel; the backbones and the retrieval encoder work in model
-space, ComfyUI's LATENT and VAE in raw space.
+space, ComfyUI's LATENT and VAE in raw space. Two formats, told apart by their channel count:
+
+- ``WAN21``: the Wan2.1 VAE, 16 channels, 8× spatial compression, 16 fps video (Wan2.1 T2V backbones);
+- ``WAN22``: the Wan2.2 VAE, 48 channels, 16× spatial compression, 24 fps video (Wan2.2-TI2V-5B,
+  LongLive 2.0). Values as ComfyUI's ``latent_formats.Wan22`` and the LongLive 2.0 VAE wrapper.
+
+Both compress time 4×: T_video = 4·(T_latent − 1) + 1.
 """
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import torch
 
@@ -11,24 +19,65 @@ WAN21_MEAN = (-0.7571, -0.7089, -0.9113, 0.1075, -0.1745, 0.9653, -0.1517, 1.550
               0.4134, -0.0715, 0.5517, -0.3632, -0.1922, -0.9497, 0.2503, -0.2921)
 WAN21_STD = (2.8184, 1.4541, 2.3275, 2.6558, 1.2196, 1.7708, 2.6052, 2.0743,
              3.2687, 2.1526, 2.8652, 1.5579, 1.6382, 1.1253, 2.8251, 1.9160)
+WAN22_MEAN = (-0.2289, -0.0052, -0.1323, -0.2339, -0.2799, 0.0174, 0.1838, 0.1557,
+              -0.1382, 0.0542, 0.2813, 0.0891, 0.1570, -0.0098, 0.0375, -0.1825,
+              -0.2246, -0.1207, -0.0698, 0.5109, 0.2665, -0.2108, -0.2158, 0.2502,
+              -0.2055, -0.0322, 0.1109, 0.1567, -0.0729, 0.0899, -0.2799, -0.1230,
+              -0.0313, -0.1649, 0.0117, 0.0723, -0.2839, -0.2083, -0.0520, 0.3748,
+              0.0152, 0.1957, 0.1433, -0.2944, 0.3573, -0.0548, -0.1681, -0.0667)
+WAN22_STD = (0.4765, 1.0364, 0.4514, 1.1677, 0.5313, 0.4990, 0.4818, 0.5013,
+             0.8158, 1.0344, 0.5894, 1.0901, 0.6885, 0.6165, 0.8454, 0.4978,
+             0.5759, 0.3523, 0.7135, 0.6804, 0.5833, 1.4146, 0.8986, 0.5659,
+             0.7069, 0.5338, 0.4889, 0.4917, 0.4069, 0.4999, 0.6866, 0.4093,
+             0.5709, 0.6065, 0.6415, 0.4944, 0.5726, 1.2042, 0.5458, 1.6887,
+             0.3971, 1.0600, 0.3943, 0.5537, 0.5444, 0.4089, 0.7468, 0.7744)
+
+
+@dataclass(frozen=True)
+class LatentFormat:
+    """One VAE's latent space: its channels, normalisation, compression and the video rate of its models."""
+    name: str                   # "Wan2.1" / "Wan2.2", in messages
+    vae: str                    # what encodes it, in messages: "the Wan2.1 VAE"
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    stride: int                 # spatial compression (video px per latent px)
+    fps: int                    # video frame rate of the backbones working in it
+
+    @property
+    def channels(self) -> int:
+        return len(self.mean)
+
+
+WAN21 = LatentFormat("Wan2.1", "the Wan2.1 VAE", WAN21_MEAN, WAN21_STD, stride=8, fps=16)
+WAN22 = LatentFormat("Wan2.2", "the Wan2.2 VAE", WAN22_MEAN, WAN22_STD, stride=16, fps=24)
+FORMATS = (WAN21, WAN22)
+
+VAE_STRIDE = WAN21.stride   # Wan2.1 VAE: 8× spatial, 4× temporal compression
+VIDEO_FPS = WAN21.fps
+
+
+def format_for_channels(channels: int) -> LatentFormat | None:
+    """The latent format with this many channels (16: Wan2.1, 48: Wan2.2), or None."""
+    return next((f for f in FORMATS if f.channels == channels), None)
 
 
 def _stats(z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    if z.dim() != 5 or z.shape[1] != len(WAN21_MEAN):
-        raise ValueError(f"expected Wan2.1 video latents [B, 16, T, H, W]; got {list(z.shape)}")
+    fmt = format_for_channels(z.shape[1]) if z.dim() == 5 else None
+    if fmt is None:
+        raise ValueError(f"expected Wan video latents [B, 16 or 48, T, H, W] (Wan2.1 / Wan2.2 VAE); got {list(z.shape)}")
     shape = (1, -1, 1, 1, 1)
-    return (torch.tensor(WAN21_MEAN, dtype=z.dtype, device=z.device).view(shape),
-            torch.tensor(WAN21_STD, dtype=z.dtype, device=z.device).view(shape))
+    return (torch.tensor(fmt.mean, dtype=z.dtype, device=z.device).view(shape),
+            torch.tensor(fmt.std, dtype=z.dtype, device=z.device).view(shape))
 
 
 def to_model_space(z_raw: torch.Tensor) -> torch.Tensor:
-    """[B, 16, T, H, W] raw VAE latents → model-normalised."""
+    """[B, C, T, H, W] raw VAE latents (C = 16 Wan2.1 or 48 Wan2.2) → model-normalised."""
     mean, std = _stats(z_raw)
     return (z_raw - mean) / std
 
 
 def to_raw_space(z_model: torch.Tensor) -> torch.Tensor:
-    """[B, 16, T, H, W] model-normalised → raw VAE latents (what VAE decoders and ComfyUI expect)."""
+    """[B, C, T, H, W] model-normalised (C = 16 or 48) → raw VAE latents (what VAE decoders and ComfyUI expect)."""
     mean, std = _stats(z_model)
     return z_model * std + mean
 
@@ -42,10 +91,6 @@ def latent_frames_to_video_frames(latent_frames: int) -> int:
     return 4 * (latent_frames - 1) + 1
 
 
-VAE_STRIDE = 8      # Wan2.1 VAE: 8× spatial, 4× temporal compression
-VIDEO_FPS = 16
-
-
 def latent_frames_for_video(video_frames: int, frames_per_block: int, start: int = 0) -> int:
     """Video frames → latent frames ((n − 1)/4 + 1), rounded up to whole blocks; after a start of
     ``start`` latent frames, rounded up to the start's remainder (start mod frames_per_block, its
@@ -55,18 +100,20 @@ def latent_frames_for_video(video_frames: int, frames_per_block: int, start: int
     return r + -(-max(latent - r, 0) // frames_per_block) * frames_per_block
 
 
-def latent_frames_for_seconds(seconds: float, frames_per_block: int) -> int:
-    """Latent frames for a duration at 16 fps (4 video frames per latent frame), in whole blocks (≥ 1)."""
+def latent_frames_for_seconds(seconds: float, frames_per_block: int, fps: int = VIDEO_FPS) -> int:
+    """Latent frames for a duration at ``fps`` (16: Wan2.1, 24: Wan2.2; 4 video frames per latent frame),
+    in whole blocks (≥ 1)."""
     if seconds <= 0:
         raise ValueError(f"length {seconds} s must be > 0")
-    blocks = max(1, round(seconds * VIDEO_FPS / 4 / frames_per_block))
+    blocks = max(1, round(seconds * fps / 4 / frames_per_block))
     return blocks * frames_per_block
 
 
-def latent_size_for_video(width: int, height: int, patch: int = 2) -> tuple[int, int]:
-    """Video width × height → latent (H, W); both must be multiples of the VAE stride × the patch (16)."""
-    step = VAE_STRIDE * patch
+def latent_size_for_video(width: int, height: int, patch: int = 2, stride: int = VAE_STRIDE) -> tuple[int, int]:
+    """Video width × height → latent (H, W); both must be multiples of the VAE stride × the patch
+    (Wan2.1: 8 × 2 = 16; Wan2.2: 16 × 2 = 32)."""
+    step = stride * patch
     if width <= 0 or height <= 0 or width % step or height % step:
         raise ValueError(f"width {width} and height {height} must be positive multiples of {step} "
                          f"(e.g. {max(step, width - width % step)}x{max(step, height - height % step)})")
-    return height // VAE_STRIDE, width // VAE_STRIDE
+    return height // stride, width // stride

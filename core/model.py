@@ -1,4 +1,6 @@
-"""The Wan2.1 text-to-video causal transformer (modules only: no I/O, no device policy).
+"""The Wan causal transformer (modules only: no I/O, no device policy). Wan2.1 T2V and Wan2.2 TI2V-5B
+(LongLive 2.0) are the same modules with other sizes: 48 latent channels in and out, dim 3072, 24 heads;
+timesteps per frame ([B, F]) and per-frame modulation in both.
 
 Self-attention does not know about caches: it hands its q/k/v to an ``AttentionContext``
 (see ``kv_cache.py``) which stores keys, applies RoPE and picks the attended frames.
@@ -21,7 +23,7 @@ from .rope import apply_rope, rope_table
 
 @dataclass(frozen=True)
 class WanConfig:
-    """Architecture of a Wan2.1 T2V transformer (inferred from weights by ``checkpoint.py``)."""
+    """Architecture of a Wan transformer (inferred from weights by ``core/checkpoint``)."""
     dim: int
     ffn_dim: int
     num_layers: int
@@ -238,7 +240,7 @@ class TextContext:
 
 
 class WanTransformer(nn.Module):
-    """Wan2.1 T2V transformer predicting flow (noise − x0) for a block of frames."""
+    """Wan transformer predicting flow (noise − x0) for a block of frames."""
 
     def __init__(self, cfg: WanConfig):
         super().__init__()

@@ -1,9 +1,12 @@
 """The AR block loop: retrieval (optional) → denoising steps → descriptors → context pass, per block.
 
-Reproducibility: all noise comes from one CPU generator seeded with the user's seed; the first
-draw is the whole video's initial noise [B, C, T, H, W], then one draw per re-noise in loop
-order, each cast to the compute dtype and moved to the device after drawing. Same seed, same
-video on any device.
+Denoising (``SamplingConfig.sampler``): ``renoise`` predicts x0 at each step and re-noises it to the next
+timestep (Self-Forcing, LongLive 1.0); ``unipc`` runs a fresh UniPC solver per block (LongLive 2.0,
+core/unipc.py). Shots (a prompt-schedule segment marked as a cut): the temporal RoPE offset grows, the
+cut block is conditioned on the segment's ``cut_embeds`` and, with a shot sink, pinned in the cache.
+
+Reproducibility: all noise comes from CPU generators seeded from the user's seed (core/noise.py), cast
+to the compute dtype and moved to the device after drawing. Same seed, same video on any device.
 """
 from __future__ import annotations
 
@@ -18,6 +21,7 @@ from .config import SamplingConfig, check_latent_size
 from .encoder import RetrievalEncoder
 from .history_pool import HistoryPool
 from .kv_cache import KVCache
+from .latent_format import format_for_channels
 from .model import TextContext, WanTransformer
 from .noise import NoiseSource, initial_noise  # noqa: F401  (initial_noise: the reference contract's first draw)
 from .prefetch import Prefetcher
@@ -26,6 +30,7 @@ from .recache import recache
 from .retrieval import RetrievalChoice, log_record, make_describer, select_frames
 from .rope import apply_rope, rope_table
 from .schedule import FlowMatchSchedule
+from .unipc import UniPCSolver
 
 
 @dataclass
@@ -59,12 +64,15 @@ def check_prefix(prefix: torch.Tensor, batch: int, channels: int, latent_hw: tup
     if prefix.dim() != 5:
         raise ValueError(f"start latents have shape {list(prefix.shape)}; expected [B, C, frames, H, W]")
     b, c, _, h, w = prefix.shape
+    mine, theirs = format_for_channels(channels), format_for_channels(c)
     if c != channels:
-        extra = " (48 channels: Wan2.2's VAE; encode with the Wan2.1 VAE)" if c == 48 else ""
-        raise ValueError(f"start latents have {c} channels{extra}; this backbone takes {channels}")
+        made = f" ({theirs.name} latents, made by {theirs.vae})" if theirs is not None else ""
+        wants = f"{mine.name} latents: encode the start with {mine.vae}" if mine is not None else "them"
+        raise ValueError(f"start latents have {c} channels{made}; this backbone takes {channels}-channel {wants}")
     if (h, w) != tuple(latent_hw):
+        stride = mine.stride if mine is not None else 8
         raise ValueError(f"start latents are {h}x{w}; the run is {latent_hw[0]}x{latent_hw[1]} "
-                         f"(set the size to the start's: {w * 8}x{h * 8} px, latent {h}x{w})")
+                         f"(set the size to the start's: {w * stride}x{h * stride} px, latent {h}x{w})")
     if b != batch:
         raise ValueError(f"start latents hold {b} videos; the run has {batch} prompts")
     return prefix.detach().to(device="cpu", dtype=torch.float32)
@@ -87,6 +95,17 @@ def tensor_bytes(obj) -> int:
         elif isinstance(x, dict):
             stack.extend(x.values())
     return total
+
+
+def check_encoder(encoder: RetrievalEncoder | None, channels: int) -> None:
+    """A retrieval encoder must be trained on latents of the backbone's kind (16 Wan2.1 / 48 Wan2.2 channels)."""
+    if encoder is None or encoder.cfg.in_channels == channels:
+        return
+    theirs, mine = format_for_channels(encoder.cfg.in_channels), format_for_channels(channels)
+    kind = lambda f, c: f"{c}-channel {f.name} latents" if f is not None else f"{c}-channel latents"   # noqa: E731
+    raise ValueError(f"the retrieval encoder was trained on {kind(theirs, encoder.cfg.in_channels)}; this backbone "
+                     f"makes {kind(mine, channels)}: train one for it (python -m core build-corpus with this "
+                     "backbone, then train-encoder) or use avg_pool descriptors")
 
 
 def peak_memory_mb(device: torch.device) -> float:
@@ -129,9 +148,10 @@ class _BlockLoop:
         self.hw = latent_hw
         self.fires = self.prompts.fire_frames(cfg.frames_per_block, num_frames)   # block start of each segment
         self.segment, self.switches = 0, []
+        self.shot, self.cut_block = 0, False      # cuts so far; whether the current block begins a shot
         self.schedule = FlowMatchSchedule(cfg.shift)
         self.timesteps = self.schedule.denoising_timesteps(cfg.steps, cfg.warp_steps)
-        self.noise = NoiseSource(cfg.noise, seed, (self.b, self.c, num_frames, *latent_hw), len(self.timesteps))
+        self.noise = NoiseSource(cfg.noise, seed, (self.b, self.c, num_frames, *latent_hw), cfg.renoises_per_block + 1)
         self.text = self._encode(0)
         self.output = torch.zeros(self.b, num_frames, self.c, *latent_hw, dtype=torch.float32)
         self.describe = make_describer(encoder)
@@ -145,17 +165,29 @@ class _BlockLoop:
                              model.cfg.num_heads, model.cfg.head_dim, self.dtype, self.device,
                              self._evict if self.pool is not None else None, strategy=cfg.make_strategy())
 
-    def _encode(self, segment: int) -> TextContext:
-        return self.model.encode_text(self.prompts.segments[segment].embeds.to(device=self.device, dtype=self.dtype))
+    def _encode(self, segment: int, cut: bool = False) -> TextContext:
+        seg = self.prompts.segments[segment]
+        embeds = seg.cut_embeds if cut and seg.cut_embeds is not None else seg.embeds
+        return self.model.encode_text(embeds.to(device=self.device, dtype=self.dtype))
 
     def switch(self, start: int) -> None:
         """Before the block at ``start``: when a segment begins there, its prompt replaces the current one
         and, with switch ``recache``, the cached window is re-encoded under it (core/recache.py); with
-        ``flush`` the strategy flushes the cache (∞-RoPE; a segment marked as a cut also cuts RoPE time)."""
+        ``flush`` the strategy flushes the cache (∞-RoPE; a segment marked as a cut also cuts RoPE time). A cut
+        on a family with shots (LongLive 2.0) moves the RoPE offset of this and every later block and
+        conditions this block on ``cut_embeds``."""
+        if self.cut_block:          # the shot's first block is done: the rest of the shot has the prompt itself
+            self.cut_block = False
+            if self.prompts.segments[self.segment].cut_embeds is not None:
+                self.text = self._encode(self.segment)
         if self.segment + 1 >= len(self.fires) or self.fires[self.segment + 1] != start:
             return
         self.segment += 1
-        self.text = self._encode(self.segment)
+        cut = self.prompts.segments[self.segment].cut
+        if cut:
+            self.shot, self.cut_block = self.shot + 1, True
+            self.cache.rope_offset = self.shot * self.cfg.shots.rope_offset
+        self.text = self._encode(self.segment, cut)
         sw = self.cfg.switch
         plan, flush = None, None
         seg = self.prompts.segments[self.segment]
@@ -165,7 +197,7 @@ class _BlockLoop:
             flush = self.cache.strategy.flush(self.cache, seg.cut)
         self.switches.append({"segment": self.segment, "asked_frame": seg.start, "block_start": start,
                               "label": seg.label, "cut": seg.cut, "recache": plan.record() if plan is not None else None,
-                              "flush": flush})
+                              "flush": flush, **({"rope_offset": self.cache.rope_offset} if cut else {})})
 
     def retrievable_from(self, start: int) -> int:
         """The first global frame the block at ``start`` may retrieve: 0, or with retrieval scope ``segment``
@@ -183,9 +215,13 @@ class _BlockLoop:
     def _evict(self, frame: int, ks: list[torch.Tensor], vs: list[torch.Tensor]) -> None:
         self.pool.append(ks, vs, latent=self.output[:, frame].to(self.dtype))   # lossless: x0 was in dtype
 
+    def _flow(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        """x [B, F, C, H, W] at timesteps t [B, F] → the model's flow, same layout."""
+        return self.model(x.permute(0, 2, 1, 3, 4), t, self.text, self.cache).permute(0, 2, 1, 3, 4)
+
     def _forward(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         """x [B, F, C, H, W] at timesteps t [B, F] → x0, same layout."""
-        flow = self.model(x.permute(0, 2, 1, 3, 4), t, self.text, self.cache).permute(0, 2, 1, 3, 4)
+        flow = self._flow(x, t)
         return self.schedule.x0_from_flow(flow.flatten(0, 1), x.flatten(0, 1), t.flatten()).unflatten(0, x.shape[:2])
 
     def _timestep(self, value: float, frames: int) -> torch.Tensor:
@@ -222,11 +258,17 @@ class _BlockLoop:
         if choice is not None:
             self.prefetcher.start(start, choice)
 
-    def denoise(self, block: int, start: int, frames: int) -> torch.Tensor:
-        """The block's denoising steps → x0 [B, F, C, H, W] in the compute dtype."""
+    def denoise(self, block: int, start: int, frames: int, given: int = 0) -> torch.Tensor:
+        """The block's denoising steps → x0 [B, F, C, H, W] in the compute dtype. Its first ``given`` frames
+        are the start's, held clean at timestep 0 throughout (``start_block`` "clamp": image-to-video)."""
+        clean = self.output[:, start:start + given].to(self.device) if given else None
+        if self.cfg.sampler == "unipc":
+            x = self.noise.block_noise(block, start, frames).to(self.device)
+            return self._unipc(x, frames, clean).to(self.dtype)
         x = self.noise.block_noise(block, start, frames).to(device=self.device, dtype=self.dtype)
         for i, ts in enumerate(self.timesteps):
-            x0 = self._forward(x, self._timestep(ts, frames))
+            x, t = _held(x, self._timestep(ts, frames), clean)
+            x0 = _held(self._forward(x, t), t, clean)[0]
             if i + 1 < len(self.timesteps):
                 fresh = self.noise.renoise(frames)
                 t_next = torch.full((self.b * frames,), float(self.timesteps[i + 1]), device=self.device,
@@ -234,6 +276,19 @@ class _BlockLoop:
                 x = self.schedule.add_noise(x0.flatten(0, 1), fresh.to(device=self.device, dtype=self.dtype),
                                             t_next).unflatten(0, (self.b, frames))
         return x0
+
+    def _unipc(self, x: torch.Tensor, frames: int, clean: torch.Tensor | None) -> torch.Tensor:
+        """LongLive 2.0's block: a fresh UniPC solver fed integer timesteps; x float32 → x0 float32."""
+        solver = UniPCSolver(self.cfg.sampling_steps, self.cfg.shift)
+        for ts in solver.timesteps.tolist():
+            x, t = _held(x, self._timestep(ts, frames), clean)
+            x = _held(solver.step(self._flow(x.to(self.dtype), t).float(), x), t, clean)[0]
+        return x
+
+    def end_block(self) -> None:
+        """After the context pass: a shot's first block becomes the shot sink (``shots.sink``)."""
+        if self.cut_block and self.cfg.shots.sink:
+            self.cache.pin(self.cfg.sink)
 
     def replay(self, block: int, start: int, frames: int) -> torch.Tensor:
         """A given block (the start of the video): its clean latents as x0, in the compute dtype."""
@@ -276,21 +331,27 @@ def generate(model: WanTransformer, prompt_embeds: torch.Tensor | PromptSchedule
     prompt_embeds [B, L, text_dim], or a PromptSchedule (core/prompts.py: prompts that change over time;
     ``config.switch`` says what a switch does; one entry = a single prompt); the model's parameters decide device and compute dtype. The
     history pool is built from ``config.retrieval.pool``, used and closed here; its figures are in
-    the result. Returns latents [B, 16, T, H, W] in the model's normalised space. ``callback`` runs
+    the result. Returns latents [B, C, T, H, W] (C = the model's channels: 16 Wan2.1, 48 Wan2.2) in the
+    model's normalised space. ``callback`` runs
     after every block (raise from it to stop; the partial state is dropped). ``timings``: per-phase
     times (synchronises CUDA at each phase; off, only each block's total is measured).
 
     ``prefix`` [B, C, P, H, W] (model space): the video's first P frames, given. Their blocks are
     replayed — retrieval, descriptors and context pass as if generated, no denoising — and the rest is
-    generated (``SamplingConfig.blocks``: a P that is not whole blocks makes a shorter first block).
+    generated (``SamplingConfig.blocks``: a P that is not whole blocks makes a shorter first block, or with
+    ``start_block`` "clamp" stays inside a whole block and is held clean while the rest of it is denoised).
     For latents this engine made, the replayed state and retrieval log are those of the original run.
     """
     cfg = config if config is not None else SamplingConfig()
+    check_encoder(encoder, model.cfg.in_dim)
     given = prefix.shape[2] if prefix is not None else 0
     blocks = cfg.blocks(num_frames, given)
     latent_hw = check_latent_size(latent_hw, model.cfg.patch_size[1:])
     loop = _BlockLoop(model, prompt_embeds, num_frames, latent_hw, seed, cfg, encoder)
-    if given % cfg.frames_per_block and len(loop.fires) > 1:
+    if cfg.shots.sink and blocks[0][1] != cfg.frames_per_block:
+        raise ValueError(f"the multi-shot sink needs whole blocks from frame 0; a start of {given} frames makes a "
+                         f"first block of {blocks[0][1]}: trim the start to whole blocks of {cfg.frames_per_block}")
+    if given % cfg.frames_per_block and len(loop.fires) > 1 and cfg.start_block == "short":
         raise ValueError(f"a start of {given} latent frames (not whole blocks of {cfg.frames_per_block}) cannot be "
                          "combined with a prompt schedule yet; trim the start to whole blocks or use one prompt")
     if prefix is not None:
@@ -303,12 +364,14 @@ def generate(model: WanTransformer, prompt_embeds: torch.Tensor | PromptSchedule
             loop.switch(start)
             choice = loop.retrieve(start, frames)
             clock.mark()
-            x0 = loop.replay(blk, start, frames) if start + frames <= given else loop.denoise(blk, start, frames)
+            x0 = loop.replay(blk, start, frames) if start + frames <= given else \
+                loop.denoise(blk, start, frames, max(given - start, 0))
             clock.mark()
             loop.commit(start, x0)
             if blk + 1 < len(blocks):
                 loop.prefetch(blocks[blk + 1][0])
             loop.context_pass(x0)
+            loop.end_block()
             clock.mark()
             record = log_record(blk, start, choice, cfg.sink, loop.segment) if choice is not None else None
             if record is not None:
@@ -328,6 +391,16 @@ def generate(model: WanTransformer, prompt_embeds: torch.Tensor | PromptSchedule
     result.peak_memory_mb = peak_memory_mb(loop.device)
     result.switches = loop.switches
     return result
+
+
+def _held(x: torch.Tensor, t: torch.Tensor, clean: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+    """x [B, F, C, H, W] and t [B, F] with the first frames set to ``clean`` and timestep 0 (None: unchanged)."""
+    if clean is None:
+        return x, t
+    n = clean.shape[1]
+    x, t = x.clone(), t.clone()
+    x[:, :n], t[:, :n] = clean.to(x.dtype), 0
+    return x, t
 
 
 class _CaptureKV:

@@ -31,9 +31,14 @@ def partial_path(out: str | Path) -> Path:
 def _prompt_digest(prompts) -> str:
     """SHA-256 (16 hex digits) of the prompt embeddings: a tensor, or a schedule's segments and starts."""
     h = hashlib.sha256()
-    for start, emb in ([(0, prompts)] if torch.is_tensor(prompts) else [(s.start, s.embeds) for s in prompts.segments]):
+    for seg in ([None] if torch.is_tensor(prompts) else prompts.segments):
+        start, emb = (0, prompts) if seg is None else (seg.start, seg.embeds)
         h.update(str(start).encode())
         h.update(emb.float().contiguous().numpy().tobytes())
+        if seg is not None and seg.cut:       # a cut and its first block's prompt change the video
+            h.update(b"cut")
+            if seg.cut_embeds is not None:
+                h.update(seg.cut_embeds.float().contiguous().numpy().tobytes())
     return h.hexdigest()[:16]
 
 

@@ -1,8 +1,8 @@
 """Where a text→video run begins: nothing, latents from a file, an image or a clip (encoded with the run's VAE).
 
 An image is one latent frame; a clip of n video frames is trimmed to the first 4k + 1 (k = ⌊(n − 1)/4⌋,
-what the Wan VAE encodes) and becomes k + 1 latent frames. Its size must be the run's (8× the latent
-size). The start's frames are replayed, then the rest is generated (core/pipeline.py ``generate``).
+what the Wan VAE encodes) and becomes k + 1 latent frames. Its size must be the run's (the VAE's stride
+× the latent size: 8× for Wan2.1, 16× for Wan2.2). The start's frames are replayed, then the rest is generated (core/pipeline.py ``generate``).
 """
 from __future__ import annotations
 
@@ -44,29 +44,30 @@ class Start:
             return (len(_read_clip(self.video)) - 1) // 4 + 1
         return 0
 
-    def check(self, latent_hw: tuple[int, int]) -> int:
-        """Latent frames of the start (0: none), after checking an image's or clip's size against the run."""
+    def check(self, latent_hw: tuple[int, int], stride: int = VAE_STRIDE) -> int:
+        """Latent frames of the start (0: none), after checking an image's or clip's size against the run
+        (``stride``: the VAE's spatial compression, 8 Wan2.1 / 16 Wan2.2)."""
         if self.image is None and self.video is None:
             return self.frames()
         frames = _read_image(self.image) if self.image is not None else _read_clip(self.video)   # read once
-        self._check_size(frames.shape[1:3], latent_hw)
+        self._check_size(frames.shape[1:3], latent_hw, stride)
         return (len(frames) - 1) // 4 + 1
 
-    def _check_size(self, hw, latent_hw) -> None:
-        h, w = latent_hw[0] * VAE_STRIDE, latent_hw[1] * VAE_STRIDE
+    def _check_size(self, hw, latent_hw, stride: int) -> None:
+        h, w = latent_hw[0] * stride, latent_hw[1] * stride
         if tuple(hw) != (h, w):
             raise ValueError(f"start '{self.image or self.video}' is {hw[1]}x{hw[0]} px; the run is {w}x{h} (latent "
                              f"{latent_hw[0]}x{latent_hw[1]}): resize it, or pass --latent-size "
-                             f"{hw[0] // VAE_STRIDE}x{hw[1] // VAE_STRIDE} if both sides are multiples of {VAE_STRIDE * 2}")
+                             f"{hw[0] // stride}x{hw[1] // stride} if both sides are multiples of {stride * 2}")
 
     def load(self, vae, latent_hw: tuple[int, int]) -> torch.Tensor | None:
-        """Model-space latents [1, 16, P, H, W] (files: as stored), or None."""
+        """Model-space latents [1, C, P, H, W] (files: as stored), or None."""
         if self.latents is not None:
             return read_start(self.latents)
         if self.image is None and self.video is None:
             return None
         frames = _read_image(self.image) if self.image is not None else _read_clip(self.video)
-        self._check_size(frames.shape[1:3], latent_hw)
+        self._check_size(frames.shape[1:3], latent_hw, vae.latent.stride)
         video = torch.from_numpy(frames).permute(3, 0, 1, 2).unsqueeze(0).float() / 255.0   # [1, 3, T, H, W]
         return vae.encode(video).float().cpu()
 
@@ -74,7 +75,7 @@ class Start:
 def _read_image(path: str) -> np.ndarray:
     from PIL import Image
     with Image.open(path) as im:
-        return np.asarray(im.convert("RGB"))[None]                                   # [1, H, W, 3]
+        return np.array(im.convert("RGB"))[None]                                     # [1, H, W, 3]
 
 
 def _read_clip(path: str) -> np.ndarray:

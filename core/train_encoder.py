@@ -107,7 +107,8 @@ def add_cli(sub) -> None:
                        description="Train the retrieval encoder (reconstruction + Window Temporal Delta + "
                                    "smoothness). Options not given come from --config, then the published defaults. "
                                    "Several processes: torchrun --nproc_per_node N -m core train-encoder ...")
-    p.add_argument("--data", help="folder of <video>.safetensors with 'latents' [T,16,H,W] (or published .pt files)")
+    p.add_argument("--data", help="folder of <video>.safetensors with 'latents' [T,C,H,W] (or published .pt files); "
+                   "the encoder takes their channels (16 Wan2.1, 48 Wan2.2)")
     p.add_argument("--out", help="output folder for encoder_last.pt, encoder_best.pt, encoder_epochNNNN.pt "
                                  "(default encoder_runs)")
     p.add_argument("--config", help="YAML with any of these options, underscores for dashes (the command line wins); "

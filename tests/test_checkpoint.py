@@ -336,7 +336,7 @@ def test_gguf_file_is_refused_with_an_alternative(tmp_path):
 ])
 def test_a_model_of_another_kind_is_not_mistaken_for_a_backbone(tmp_path, name, sd, family):
     save_file(sd, str(tmp_path / name))
-    with pytest.raises(CheckpointError, match=rf"{name}' is not a Wan2.1 text-to-video transformer.*{family}"):
+    with pytest.raises(CheckpointError, match=rf"{name}' is not a Wan2.1 text-to-video or Wan2.2 TI2V-5B transformer.*{family}"):
         load_backbone(tmp_path / name)
 
 
@@ -396,7 +396,9 @@ def test_a_lora_of_another_model_size_is_refused(tmp_path, state):
     save_file(state, str(tmp_path / "base.safetensors"))
     big = peft_lora(random_state(0, WanConfig(dim=256, ffn_dim=512, num_layers=2, num_heads=2, text_dim=64)))
     torch.save({"generator_lora": big}, tmp_path / "lora_14b.pt")
-    with pytest.raises(CheckpointError, match=r"lora_14b\.pt'.*do not fit the backbone weight.*another size"):
+    with pytest.raises(CheckpointError, match=r"lora_14b\.pt'.*do not fit the backbone weight.*\(a Wan2\.1 "
+                                              r"text-to-video backbone, dim \d+.*trained for a model of width 256 — "
+                                              r"use LongLive's longlive_lora\.pt"):
         load_backbone(tmp_path / "base.safetensors", lora=tmp_path / "lora_14b.pt")
 
 
@@ -566,17 +568,18 @@ def test_the_wan_key_template_matches_the_model_at_several_sizes():
         assert expected_shapes(cfg) == {k: tuple(v.shape) for k, v in model.state_dict().items()}
 
 
-def test_the_wan2_1_t2v_family_is_the_registered_one():
-    assert [f.name for f in FAMILIES] == ["Wan2.1 text-to-video"]
-    family = FAMILIES[0]
-    assert family.default_preset in family.presets and set(family.layout_presets.values()) <= set(family.presets)
+def test_the_wan2_1_t2v_and_wan2_2_ti2v_families_are_registered():
+    assert [f.name for f in FAMILIES] == ["Wan2.1 text-to-video", "Wan2.2 TI2V-5B"]
+    for family in FAMILIES:
+        assert family.default_preset in family.presets and set(family.layout_presets.values()) <= set(family.presets)
+        assert set(family.layout_defaults.values()) <= set(family.presets)
 
 
 @pytest.mark.parametrize("name, edit, message", [
     ("wan_vace_1.3B.safetensors", lambda sd: sd.update({"vace_blocks.0.after_proj.weight": torch.zeros(4, 4)}),
      r"is a Wan VACE \(control\) model"),
-    ("wan2.2_ti2v_5B.safetensors", lambda sd: sd.update({"patch_embedding.weight": torch.zeros(CFG.dim, 48, 1, 2, 2)}),
-     r"has 48 input channels: it is a Wan2\.2 TI2V model"),
+    ("wan2.1_i2v_480p_14B.safetensors", lambda sd: sd.update({"patch_embedding.weight": torch.zeros(CFG.dim, 36, 1, 2, 2)}),
+     r"is a Wan image-to-video model \(img_emb.\* keys / 36 input channels\)"),
 ])
 def test_other_wan_tasks_are_refused_by_name(tmp_path, state, name, edit, message):
     sd = dict(state)

@@ -94,7 +94,8 @@ def test_an_image_start_is_a_one_frame_first_block(golden_model, golden_inputs, 
 
 
 @pytest.mark.parametrize("shape, frames, message", [
-    ((1, 48, 3, 8, 12), 12, "48 channels: Wan2.2"),
+    ((1, 48, 3, 8, 12), 12, "48 channels (Wan2.2 latents, made by the Wan2.2 VAE); this backbone takes 16-channel "
+                            "Wan2.1 latents: encode the start with the Wan2.1 VAE"),
     ((1, 16, 3, 16, 12), 12, "are 16x12; the run is 8x12"),
     ((1, 16, 12, 8, 12), 12, "already holds 12 latent frames"),
     ((1, 16, 3, 8, 12), 13, "must be a positive multiple"),

@@ -102,7 +102,7 @@ def test_json_schedules_mark_cuts_with_a_flag():
 
 
 def test_the_first_prompt_cannot_be_a_cut():
-    with pytest.raises(ValueError, match="the first prompt cannot start with a cut"):
+    with pytest.raises(ValueError, match="the first prompt begins the video, not a new scene or shot"):
         parse_schedule_text("0s#: a fox")
 
 

@@ -221,7 +221,7 @@ def test_segment_scope_retrieves_fewer_frames_and_keeps_the_local_window(model, 
         keys.setdefault(current[-1], set()).add(k.shape[1])
         return real_attention(q, k, v)
     monkeypatch.setattr(core.kv_cache, "attention", attention)
-    monkeypatch.setattr(_BlockLoop, "denoise", lambda loop, block, start, frames: current.append(start)
+    monkeypatch.setattr(_BlockLoop, "denoise", lambda loop, block, start, frames, given=0: current.append(start)
                         or real_denoise(loop, block, start, frames))
     res = run(model, schedule((0, P0), (33, P1)), frames=60, scope="segment")
     retrieved = {rec["query_frame"]: len(rec["global_frames"]) for rec in res.retrieval_log}

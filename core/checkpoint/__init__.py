@@ -14,19 +14,21 @@ One concept per module:
 - ``wan_names``  — Wan key naming: prefixes and wrappers, diffusers → Wan, scaled-fp8 dequantisation;
 - ``lora``       — LoRA reading, matching to backbone weights and merging;
 - ``family``     — what a backbone family is to the loader, and the checks every family gets;
-- ``families``   — the registry (today: ``wan21_t2v``, the Wan2.1 T2V family and its presets);
+- ``wan_arch``   — the Wan transformer's sizes and tensor names, shared by the Wan families;
+- ``families``   — the registry: ``wan21_t2v`` (Wan2.1 T2V: Self-Forcing, Causal-Forcing, LongLive) and
+                   ``wan22_ti2v`` (Wan2.2 TI2V-5B: LongLive 2.0), each with its presets and run defaults;
 - ``loader``     — one pass per load, ``load_backbone`` and friends.
 """
 from .families import FAMILIES, describe_foreign, identify
 from .family import BackboneFamily, Refusal
 from .lora import match_lora, merge_lora, normalise_lora, read_lora
-from .loader import (Backbone, CheckpointInfo, detect_preset, infer_config, is_backbone_checkpoint, load_backbone,
+from .loader import (Backbone, CheckpointInfo, detect_family, detect_preset, infer_config, is_backbone_checkpoint, load_backbone,
                      read_backbone, save_backbone_safetensors, validate_backbone)
 from .reader import CheckpointError, WeightsFile, is_state_dict, read_state_dict, read_weights
-from .wan21_t2v import WanSizes, expected_shapes
+from .wan_arch import WanSizes, expected_shapes
 from .wan_names import diffusers_to_wan, normalise_names
 
-__all__ = ["Backbone", "BackboneFamily", "CheckpointError", "CheckpointInfo", "FAMILIES", "Refusal", "WanSizes",
+__all__ = ["Backbone", "BackboneFamily", "CheckpointError", "CheckpointInfo", "FAMILIES", "Refusal", "WanSizes", "detect_family",
            "WeightsFile", "describe_foreign", "detect_preset", "diffusers_to_wan", "expected_shapes", "identify",
            "infer_config", "is_backbone_checkpoint", "is_state_dict", "load_backbone", "match_lora", "merge_lora",
            "normalise_lora", "normalise_names", "read_backbone", "read_lora", "read_state_dict", "read_weights",

@@ -8,8 +8,9 @@ from __future__ import annotations
 from .family import BackboneFamily, State, refusal
 from .reader import CheckpointError
 from .wan21_t2v import WAN21_T2V
+from .wan22_ti2v import WAN22_TI2V
 
-FAMILIES: tuple[BackboneFamily, ...] = (WAN21_T2V,)
+FAMILIES: tuple[BackboneFamily, ...] = (WAN21_T2V, WAN22_TI2V)
 
 # Markers of models people pick by mistake, so the error can say what the file is instead.
 _FOREIGN = (("double_blocks.", "a Flux-family image model"), ("joint_blocks.", "a Stable Diffusion 3 model"),

@@ -14,6 +14,7 @@ from typing import Any, Callable, Mapping
 
 import torch
 
+from ..config import FamilyDefaults
 from .reader import CheckpointError
 
 State = Mapping[str, torch.Tensor]
@@ -22,8 +23,9 @@ State = Mapping[str, torch.Tensor]
 @dataclass(frozen=True)
 class Refusal:
     """A neighbouring model that shares the family's names but cannot run here, refused by name."""
-    applies: Callable[[State], bool]    # sees bare names and shapes (meta tensors are fine)
+    applies: Callable[[State, Path], bool]  # sees bare names and shapes (meta tensors are fine) and the path
     found: Callable[[State], str]       # what the file is, e.g. "is a Wan VACE (control) model (vace_* keys)"
+    fix: str = ""                       # the fix, when it is not the family's ``pick``
 
 
 @dataclass(frozen=True)
@@ -42,6 +44,8 @@ class BackboneFamily:
     head_dim: int | None                        # documented head size: num_heads = dim / head_dim
     make_config: Callable[[Any, int], Any]      # sizes + head count → model config (may raise ValueError)
     build: Callable[[Any], torch.nn.Module]     # model config → module (called on the meta device)
+    defaults: FamilyDefaults                    # how its backbones run unless told otherwise (published configs)
+    lora_file: str                              # the LoRA released for it, for errors
     presets: tuple[str, ...]                    # the backbone names users know, e.g. "Self-Forcing"
     layout_presets: Mapping[str, str]           # file layout → preset, when the layout proves it
     name_hints: tuple[tuple[str, str], ...]     # (file-name fragment, preset)
@@ -52,9 +56,9 @@ class BackboneFamily:
 def refusal(family: BackboneFamily, state: State, path) -> CheckpointError | None:
     """The error for a model of a neighbouring task, or None."""
     for r in family.refusals:
-        if r.applies(state):
+        if r.applies(state, Path(path)):
             return CheckpointError(f"backbone '{path}' {r.found(state)}, which is not supported: this node pack "
-                                   f"runs {family.name} backbones ({', '.join(family.presets)}); {family.pick}")
+                                   f"runs {family.name} backbones ({', '.join(family.presets)}); {r.fix or family.pick}")
     return None
 
 

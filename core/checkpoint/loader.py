@@ -12,11 +12,12 @@ head size; never from a guess. ``save_backbone_safetensors`` writes a file that 
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, is_dataclass
+from dataclasses import asdict, dataclass, field, is_dataclass
 from pathlib import Path
 
 import torch
 
+from ..config import FamilyDefaults
 from ..io import save_tensors
 from ..model import WanConfig, WanTransformer
 from .families import expected_any, identify
@@ -41,6 +42,7 @@ class CheckpointInfo:
     dtype: str                  # stored dtype(s) of the weights, dominant first, e.g. "float8_e4m3fn+float32"
     lora_layers: int = 0        # weights the LoRA changed
     num_heads: int | None = None  # head count stated by the file (config.json / metadata), if any
+    family: str = ""            # the backbone family's name, e.g. "Wan2.2 TI2V-5B"
 
 
 @dataclass
@@ -48,6 +50,7 @@ class Backbone:
     model: WanTransformer       # eval mode, requires_grad False, in the requested dtype and device
     config: WanConfig
     info: CheckpointInfo
+    defaults: FamilyDefaults = field(default_factory=FamilyDefaults)   # the family's published run settings
 
 
 @dataclass
@@ -150,13 +153,16 @@ def _read(path: Path, lora, lora_strength: float, use_ema: bool) -> tuple[_Parse
     layout, n_lora = parsed.layout, 0
     if lora is not None:
         factors, alpha = read_lora(lora)
-        pairs = match_lora(factors, parsed.state, lora, alpha)
+        family = parsed.family
+        pairs = match_lora(factors, parsed.state, lora, alpha, backbone=f"a {family.name} backbone, "
+                           f"{family.describe(parsed.sizes)}", released=family.lora_file)
         merge_lora(parsed.state, pairs, lora_strength)
         layout, n_lora = "longlive", len(pairs)
     info = CheckpointInfo(path=str(path), format=layout, preset=preset_for(parsed.family, layout, path),
                           source_key=parsed.source_key, lora_path=str(lora) if lora is not None else None,
                           lora_strength=float(lora_strength) if lora is not None else 0.0,
-                          dtype=_dtype_summary(parsed.state), lora_layers=n_lora, num_heads=parsed.stated_heads)
+                          dtype=_dtype_summary(parsed.state), lora_layers=n_lora, num_heads=parsed.stated_heads,
+                          family=parsed.family.name)
     return parsed, info
 
 
@@ -187,9 +193,9 @@ def load_backbone(path: str | Path, *, lora: str | Path | None = None, lora_stre
         weights[key] = state.pop(key).to(device=device, dtype=dtype, copy=True)
     model.load_state_dict(weights, strict=True, assign=True)
     left = [n for n, t in [*model.named_parameters(), *model.named_buffers()] if t.is_meta]
-    if left:
+    if left and torch.device(device).type != "meta":      # device "meta": shapes only (checks, no memory)
         raise RuntimeError(f"internal error: {left[:3]} were not loaded from '{path}'")
-    return Backbone(model.eval().requires_grad_(False), cfg, info)
+    return Backbone(model.eval().requires_grad_(False), cfg, info, parsed.family.defaults)
 
 
 def infer_config(state: dict, num_heads: int | None = None, *, path: str | Path = "<state dict>") -> WanConfig:
@@ -212,6 +218,12 @@ def detect_preset(path: str | Path, lora: str | Path | None = None) -> str:
     and name, reading safetensors headers only. Raises CheckpointError for files that are not backbones."""
     parsed = _parse(Path(path), use_ema=True, shapes_only=True)
     return preset_for(parsed.family, "longlive" if lora is not None else parsed.layout, Path(path))
+
+
+def detect_family(path: str | Path) -> BackboneFamily:
+    """The family of a backbone file (its run defaults: ``.defaults``), reading safetensors headers only
+    (pickles are memory-mapped, not read). Raises CheckpointError for files that are not backbones."""
+    return _parse(Path(path), use_ema=True, shapes_only=True).family
 
 
 def is_backbone_checkpoint(path: str | Path) -> bool:

@@ -107,10 +107,11 @@ def _target(module: str, state: dict, kohya: dict[str, str]) -> str | None:
     return None
 
 
-def match_lora(lora: dict, state: dict, path: str | Path, alpha: float | None = None
-               ) -> dict[str, tuple[torch.Tensor, torch.Tensor, float]]:
+def match_lora(lora: dict, state: dict, path: str | Path, alpha: float | None = None, backbone: str | None = None,
+               released: str = "the LoRA released with this backbone") -> dict[str, tuple[torch.Tensor, torch.Tensor, float]]:
     """Backbone weight key → (A [r, in], B [out, r], alpha / r). alpha: per-module, else the file's, else r.
-    Only shapes are used, so this works on meta tensors."""
+    Only shapes are used, so this works on meta tensors. ``backbone`` (e.g. "a Wan2.2 TI2V-5B backbone, dim
+    3072") and ``released`` (the family's own LoRA) make the errors name both sides."""
     kohya = {k[: -len(".weight")].replace(".", "_"): k for k in state if k.endswith(".weight")}
     pairs, unmatched = {}, []
     for module, f in lora.items():
@@ -121,21 +122,22 @@ def match_lora(lora: dict, state: dict, path: str | Path, alpha: float | None = 
         a, b, w = f["A"], f["B"], state[target]
         if a.dim() != 2 or b.dim() != 2 or w.dim() != 2 or a.shape[0] != b.shape[1] \
                 or (b.shape[0], a.shape[1]) != tuple(w.shape):
+            what = f" ({backbone})" if backbone else ""
+            size = f"a model of width {a.shape[1]}" if a.dim() == 2 else "a model of another size"
             raise CheckpointError(f"LoRA '{path}': {module} has A {list(a.shape)} and B {list(b.shape)}, which do "
-                                  f"not fit the backbone weight {target} {list(w.shape)}; the LoRA was trained for a "
-                                  "model of another size — use the LoRA released with this backbone")
+                                  f"not fit the backbone weight {target} {list(w.shape)}{what}; the LoRA was trained "
+                                  f"for {size} — use {released}")
         rank = a.shape[0]
         a_alpha = f.get("alpha") if f.get("alpha") is not None else alpha
         pairs[target] = (a, b, (a_alpha if a_alpha is not None else rank) / rank)
     if not pairs:
         raise CheckpointError(f"LoRA '{path}' matches no layer of the backbone: its {len(lora)} targets look like "
                               f"{sorted(unmatched)[:2]}, the backbone's like 'blocks.0.self_attn.q'. It was trained "
-                              "for another model; use the LoRA released with this backbone (LongLive: "
-                              "longlive_lora.pt)")
+                              f"for another model; use {released}")
     if unmatched:
         raise CheckpointError(f"LoRA '{path}': {len(unmatched)} of its {len(lora)} targets are not layers of the "
                               f"backbone (e.g. {sorted(unmatched)[:3]}); it was trained for another architecture — "
-                              "use the LoRA released with this backbone")
+                              f"use {released}")
     return pairs
 
 

@@ -3,8 +3,8 @@
 Key renames live here, not in the model: training wrappers (FSDP, activation checkpointing,
 ``torch.compile``) are removed anywhere in a name, shared prefixes (``model.``, ComfyUI's
 ``model.diffusion_model.``, peft's ``base_model.model.``, ...) are stripped, diffusers
-``WanTransformer3DModel`` names are mapped back to Wan's, and ComfyUI "scaled fp8" weights are
-dequantised.
+``WanTransformer3DModel`` names are mapped back to Wan's, and ComfyUI's fp8 layouts ("scaled fp8",
+``comfy_quant``) are dequantised.
 """
 from __future__ import annotations
 
@@ -94,24 +94,33 @@ def normalise_names(state: dict, path: str | Path = "<state dict>") -> tuple[dic
     return {new: state[old] for old, new in renamed.items()}, diffusers
 
 
+def _scale_into(out: dict, state: dict, key: str, suffix: str, path) -> None:
+    """out[weight] = weight · scale (a scalar or one value per output row), in float32."""
+    weight_key = key[: -len(suffix)] + "weight"
+    if weight_key not in out:
+        raise CheckpointError(f"backbone '{path}': '{key}' scales a missing weight '{weight_key}'; the file is "
+                              "incomplete — download it again")
+    w, scale = out[weight_key], state[key].float()
+    if scale.numel() not in (1, w.shape[0]):
+        raise CheckpointError(f"backbone '{path}': '{key}' has shape {list(scale.shape)}; expected a scalar or "
+                              f"one scale per output row ({w.shape[0]})")
+    out[weight_key] = w.float() * scale.reshape(-1, *[1] * (w.dim() - 1))
+
+
 def dequantize_scaled_fp8(state: dict, path: str | Path) -> dict:
-    """ComfyUI "fp8_scaled" files: weight = fp8 weight · scale_weight (scalar or per output row), in float32.
-    Other states are returned unchanged; ComfyUI's mixed-precision quantisation is refused."""
-    if not any(k.endswith(".scale_weight") for k in state):
-        if any(k.endswith(".comfy_quant") or k.endswith(".weight_scale") for k in state):
-            raise CheckpointError(f"backbone '{path}' uses ComfyUI's mixed-precision quantisation (.comfy_quant / "
-                                  ".weight_scale keys), which is not supported; use an fp16, bf16 or fp8 file")
-        return state
-    out = {k: v for k, v in state.items()
-           if not (k.endswith((".scale_weight", ".scale_input")) or k.split(".")[-1] == "scaled_fp8")}
-    for key in [k for k in state if k.endswith(".scale_weight")]:
-        weight_key = key[: -len("scale_weight")] + "weight"
-        if weight_key not in out:
-            raise CheckpointError(f"backbone '{path}': '{key}' scales a missing weight '{weight_key}'; the file is "
-                                  "incomplete — download it again")
-        w, scale = out[weight_key], state[key].float()
-        if scale.numel() not in (1, w.shape[0]):
-            raise CheckpointError(f"backbone '{path}': '{key}' has shape {list(scale.shape)}; expected a scalar or "
-                                  f"one scale per output row ({w.shape[0]})")
-        out[weight_key] = w.float() * scale.reshape(-1, *[1] * (w.dim() - 1))
+    """ComfyUI's fp8 files → float32 weights: "fp8_scaled" (weight · ``scale_weight``) and the newer
+    ``comfy_quant`` layout (float8 e4m3fn / e5m2 weight · ``weight_scale``; ``input_scale`` and the
+    per-layer ``comfy_quant`` records dropped). NVFP4 (``weight_scale_2``) is refused. Plain fp8 / fp16 /
+    bf16 states are returned unchanged (cast at load)."""
+    if any(k.endswith(".weight_scale_2") for k in state):
+        raise CheckpointError(f"backbone '{path}' holds NVFP4-quantised weights (.weight_scale_2 keys), which are not "
+                              "supported; use the fp16, bf16 or fp8 file of the same model")
+    suffix = ".scale_weight" if any(k.endswith(".scale_weight") for k in state) else \
+        ".weight_scale" if any(k.endswith(".weight_scale") for k in state) else None
+    if suffix is None:
+        return {k: v for k, v in state.items() if not k.endswith(".comfy_quant")}
+    drop = (".scale_weight", ".scale_input", ".weight_scale", ".input_scale", ".comfy_quant")
+    out = {k: v for k, v in state.items() if not (k.endswith(drop) or k.split(".")[-1] == "scaled_fp8")}
+    for key in [k for k in state if k.endswith(suffix)]:
+        _scale_into(out, state, key, suffix[1:], path)
     return out
