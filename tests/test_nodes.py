@@ -174,7 +174,7 @@ def test_decode_without_the_wan_vae_uses_the_vae_and_returns_frames():
 
     (images,) = N["LongLiveRAG_Decode"].execute(FakeVAE(), {"samples": torch.zeros(1, 16, 5, 4, 6)}, 2).args
     assert images.shape == (17, 32, 48, 3)
-    with pytest.raises(ValueError, match="Wan2.1 video latent"):
+    with pytest.raises(ValueError, match=r"Wan video latent \[B, 16 or 48, T, H, W\]"):
         N["LongLiveRAG_Decode"].execute(FakeVAE(), {"samples": torch.zeros(1, 4, 8, 8)}, 2)
 
 
@@ -339,7 +339,7 @@ def test_load_backbone_compile_option_compiles_the_layers(models_dir, monkeypatc
     assert compiled == []                           # off by default
     backbone, info = N["LongLiveRAG_LoadBackbone"].execute("tiny.safetensors", "none", 1.0, "float32", "cpu",
                                                            "offload after sampling", num_heads=2, compile=True).args
-    assert compiled == [backbone.backbone.model] and info.endswith("; compiled")
+    assert compiled == [backbone.backbone.model] and info.splitlines()[0].endswith("; compiled")
 
 
 def strategy(name, window=0, sink=-1, switch="strategy default", options=""):
