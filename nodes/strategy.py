@@ -104,11 +104,13 @@ class ContextStrategy(io.ComfyNode):
             inputs=[
                 io.Combo.Input("strategy", options=list(NAMES), default="infinity-rope", tooltip=tooltip_table()),
                 io.Int.Input("window", default=0, min=0, max=64,
-                             tooltip="KV cache frames; 0 = the strategy's published value (native/rag 12, ∞-RoPE 6, "
-                                     "MemRoPE 12, Deep Forcing 21)."),
+                             tooltip="KV cache frames; 0 = the strategy's published value (native/rag: the "
+                                     "backbone's, 12 for Wan 1.3B and 32 for LongLive 2.0; ∞-RoPE 6, MemRoPE 12, "
+                                     "Deep Forcing 21: published for the Wan 1.3B backbones)."),
                 io.Int.Input("sink", default=-1, min=-1, max=32,
-                             tooltip="Frames never evicted; -1 = the strategy's published value (native/rag/∞-RoPE "
-                                     "1, MemRoPE 3, Deep Forcing 10: its deep sink, about half the window)."),
+                             tooltip="Frames never evicted; -1 = the strategy's published value (native/rag: the "
+                                     "backbone's, 1 for Wan 1.3B and 8 for LongLive 2.0; ∞-RoPE 1, MemRoPE 3, Deep "
+                                     "Forcing 10: its deep sink, about half the window)."),
                 io.Combo.Input("prompt_switch", options=[AUTO, *SWITCH_MODES], default=AUTO,
                                tooltip="What a Prompt Schedule's switch does: recache (LongLive), flush (∞-RoPE's KV "
                                        "flush; a line marked # also cuts the scene), none (only the prompt changes). "
