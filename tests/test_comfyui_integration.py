@@ -64,17 +64,17 @@ def write_models(base: Path) -> None:
     cfg = EncoderConfig(spatial_h=8, spatial_w=12, latent_dim=16, hidden_dims=[8, 16])
     torch.save({"model": RetrievalEncoder(cfg).state_dict(), "config": cfg.__dict__},
                m / "retrieval_encoders" / "ae_latent_mem.pt")
-    # ComfyUI's Wan2.1 VAE has a fixed size; random weights with its real key names (fp16, ~250 MB)
-    code = ("import sys, torch; comfy, out = sys.argv[1:]; sys.argv = sys.argv[:1] + ['--cpu']; "
-            "sys.path.insert(0, comfy); import comfy.options; comfy.options.enable_args_parsing(); "
-            "from comfy.ldm.wan.vae import WanVAE; "
-            "from safetensors.torch import save_file; torch.manual_seed(0); "
-            "v = WanVAE(dim=96, z_dim=16, dim_mult=[1, 2, 4, 4], num_res_blocks=2, attn_scales=[], "
-            "temperal_downsample=[False, True, True], dropout=0.0); "
-            "sd = {k: (torch.randn(t.shape) / max(1, t[0].numel()) ** 0.5 if t.dim() > 1 else "
-            "torch.ones(t.shape) if k.endswith('gamma') else torch.zeros(t.shape)) for k, t in v.state_dict().items()}; "
-            "save_file({k: t.half().contiguous() for k, t in sd.items()}, out)")  # ComfyUI leaves weights uninitialised
-    subprocess.run([PY, "-c", code, COMFY, str(m / "vae" / "wan_2.1_vae.safetensors")], check=True, cwd=COMFY)
+    # the tiny LongLive 2.0: a Wan2.2-TI2V-5B-style backbone (48 latent channels) in model_bf16.pt's layout
+    torch.manual_seed(1)
+    ll2 = WanTransformer(WanConfig(dim=128, ffn_dim=256, num_layers=2, num_heads=1, text_dim=64, in_dim=48,
+                                   out_dim=48))
+    with torch.no_grad():
+        for p in ll2.parameters():
+            p.normal_(0, 0.05)
+    torch.save({"generator": {f"model.{k}": v.to(torch.bfloat16) for k, v in ll2.state_dict().items()}},
+               m / "diffusion_models" / "model_bf16.pt")
+    for name in ("wan_2.1_vae.safetensors", "wan2.2_vae.safetensors"):
+        subprocess.run([PY, "-c", VAE_WRITER, COMFY, name, str(m / "vae" / name)], check=True, cwd=COMFY)
     (base / "input").mkdir(exist_ok=True)
     emb = torch.randn(1, 20, 64, generator=torch.Generator().manual_seed(4))
     save_file({"prompt_embeds": torch.cat([emb, torch.zeros(1, 492, 64)], 1)}, str(base / "input" / "prompt.safetensors"))
@@ -83,6 +83,32 @@ def write_models(base: Path) -> None:
     Image.fromarray(pixels).save(base / "input" / "example.png")
 
 
+# ComfyUI builds its Wan VAEs at fixed sizes (comfy/sd.py: the Wan2.1 VAE's width is read from the file, but
+# the Wan2.2 VAE is always dim 160 / decoder 256 / 48 channels, 704,688,668 weights) and loads a file
+# non-strictly, leaving missing weights uninitialised: so each is written at the size ComfyUI builds, with its
+# real key names and random weights (fp16: Wan2.1 ~250 MB at dim 96, Wan2.2 1.4 GB), built on the meta device.
+VAE_WRITER = r"""
+import sys, torch
+comfy, name, out = sys.argv[1:4]
+sys.argv = sys.argv[:1] + ["--cpu"]
+sys.path.insert(0, comfy)
+import comfy.options; comfy.options.enable_args_parsing()
+from safetensors.torch import save_file
+from comfy.ldm.wan import vae as wan21, vae2_2 as wan22
+torch.manual_seed(0)
+with torch.device("meta"):
+    if name == "wan2.2_vae.safetensors":     # what comfy/sd.py builds for a Wan2.2 VAE
+        v = wan22.WanVAE(dim=160, z_dim=48, dim_mult=[1, 2, 4, 4], num_res_blocks=2, attn_scales=[],
+                         temperal_downsample=[False, True, True], dropout=0.0)
+    else:
+        v = wan21.WanVAE(dim=96, z_dim=16, dim_mult=[1, 2, 4, 4], num_res_blocks=2, attn_scales=[],
+                         temperal_downsample=[False, True, True], dropout=0.0)
+def init(k, t):
+    if k.endswith("gamma"):
+        return torch.ones(t.shape)
+    return torch.randn(t.shape) / max(1, t[0].numel()) ** 0.5 if t.dim() > 1 else torch.zeros(t.shape)
+save_file({k: init(k, t).half().contiguous() for k, t in v.state_dict().items()}, out)
+"""
 TINY_CLIP_NODE = """
 import torch
 
@@ -203,15 +229,25 @@ def for_test(wf: dict, embeds: Path) -> dict:
         text["outputs"][0]["name"] = "conditioning"
     by_id = {n["id"]: n for n in wf["nodes"]}
     feeds_a_start = {l[1] for l in wf["links"] if by_id[l[3]]["inputs"][l[4]]["name"] == "start"}
+    size = [32, 32] if is_longlive2(wf) else [48, 32]      # Wan2.2 latents: multiples of 32 px (2x2 latents)
     for n in wf["nodes"]:
         if n["type"] == "LongLiveRAG_ARBlockSampler":
-            # 6x4 latents, 21 latent frames: block 18 retrieves; a sampler that starts another one: 12 frames
-            n["widgets_values"][:3] = [48, 32, 41 if n["id"] in feeds_a_start else 81]
+            # Wan2.1: 6x4 latents, 21 latent frames: block 18 retrieves; a sampler that starts another one: 12 frames.
+            # LongLive 2.0: 48 latent frames = 6 blocks of 8: block 4 evicts, block 5 retrieves; an image start
+            # keeps width x height at 0 (the start's size)
+            length = 189 if is_longlive2(wf) else 41 if n["id"] in feeds_a_start else 81
+            start = any(l[3] == n["id"] and by_id[l[3]]["inputs"][l[4]]["name"] == "start" for l in wf["links"])
+            n["widgets_values"][:3] = [0, 0, length] if start and is_longlive2(wf) else [*size, length]
         if n["type"] == "ImageScale":
-            n["widgets_values"][1:3] = [48, 32]
+            n["widgets_values"][1:3] = size
         if n["type"] == "LongLiveRAG_Decode":
             n["widgets_values"] = [4]
     return wf
+
+
+def is_longlive2(wf: dict) -> bool:
+    return any(n["type"] == "LongLiveRAG_LoadBackbone" and n["widgets_values"][0] == "model_bf16.pt"
+               for n in wf["nodes"])
 
 
 SAMPLER_INFO = {   # what each workflow's sampler says about its start (shown by Preview as Text)
@@ -220,6 +256,14 @@ SAMPLER_INFO = {   # what each workflow's sampler says about its start (shown by
                                     "frame, then whole blocks of 3 latent frames)"],
     "longlive_rag_extend_video": ["21 latent frames = 81 video frames",
                                   "starts from the given 12 latent frames (45 video frames), kept as given"],
+    "longlive_rag_longlive2_t2v": ["48 latent frames = 189 video frames (7.88 s at 24 fps)",
+                                   "strategy rag (LongLive-RAG retrieval): window 32, sink 8, top_k 6",
+                                   "LongLive 2.0: 32x32 px (Wan2.2 latents, 48 channels, 2x2) at 24 fps; blocks of 8 "
+                                   "latent frames, UniPC 4 steps, shift 5; a cut line starts a new shot (RoPE offset "
+                                   "8, multi-shot sink off with retrieval)"],
+    "longlive_rag_longlive2_i2v": ["48 latent frames = 189 video frames (7.88 s at 24 fps)",
+                                   "starts from the given 1 latent frames (an image), kept as given, held clean inside "
+                                   "the first block", "LongLive 2.0: 32x32 px (Wan2.2 latents"],
 }
 
 
@@ -333,7 +377,8 @@ def test_cancel_then_queue_again_continues_where_the_run_stopped(server):
 
 DECODE_CHECK = r"""
 import importlib.util, sys, torch
-comfy_dir, root, vae_path = sys.argv[1:4]
+comfy_dir, root, vae_path, channels, stride = sys.argv[1:6]
+channels, stride = int(channels), int(stride)
 sys.argv = sys.argv[:1] + ["--cpu"]
 sys.path.insert(0, comfy_dir)
 import comfy.options; comfy.options.enable_args_parsing()
@@ -342,7 +387,8 @@ spec = importlib.util.spec_from_file_location("llrag_pack", root + "/__init__.py
 pack = importlib.util.module_from_spec(spec); sys.modules["llrag_pack"] = pack; spec.loader.exec_module(pack)
 from llrag_pack.nodes.decode import decode_video
 vae = comfy.sd.VAE(sd=comfy.utils.load_torch_file(vae_path))
-z = torch.randn(1, 16, 7, 4, 6, generator=torch.Generator().manual_seed(0))
+h, w = 32 // stride, 48 // stride
+z = torch.randn(1, channels, 7, h, w, generator=torch.Generator().manual_seed(0))
 whole = vae.decode(z).reshape(-1, 32, 48, 3)
 for chunk in (1, 3, 7):
     got = decode_video(vae, z, chunk)
@@ -351,10 +397,41 @@ for chunk in (1, 3, 7):
 """
 
 
-def test_chunked_decode_equals_comfyui_whole_video_decode(server):
-    proc = subprocess.run([PY, "-c", DECODE_CHECK, COMFY, str(ROOT),
-                           str(server["base"] / "models" / "vae" / "wan_2.1_vae.safetensors")],
-                          capture_output=True, text=True, cwd=COMFY, timeout=900)
+@pytest.mark.parametrize("vae, channels, stride", [("wan_2.1_vae.safetensors", 16, 8),
+                                                   ("wan2.2_vae.safetensors", 48, 16)], ids=["wan2.1", "wan2.2"])
+def test_chunked_decode_equals_comfyui_whole_video_decode(server, vae, channels, stride):
+    """Decode Long Video streams ComfyUI's own Wan2.1 and Wan2.2 VAEs chunk by chunk: the same frames as their
+    one-call decode, for any chunk size."""
+    proc = subprocess.run([PY, "-c", DECODE_CHECK, COMFY, str(ROOT), str(server["base"] / "models" / "vae" / vae),
+                           str(channels), str(stride)], capture_output=True, text=True, cwd=COMFY, timeout=900)
     assert proc.returncode == 0, proc.stderr[-3000:]
     diffs = [float(line.split()[1]) for line in proc.stdout.strip().splitlines()]
     assert len(diffs) == 3 and max(diffs) < 1e-5, proc.stdout
+
+
+def test_a_longlive2_story_reads_seconds_at_24_fps_and_cut_lines_start_shots(server):
+    """The Prompt Schedule with the LongLive 2.0 backbone connected: its timeline at 24 fps and blocks of 8, the
+    sampler (native: shot sink on) begins the cut line's shot there."""
+    prompt = {
+        "1": {"class_type": "LLRAGTest_TinyWanCLIP", "inputs": {}},
+        "2": {"class_type": "LongLiveRAG_LoadBackbone", "inputs": {
+            "backbone": "model_bf16.pt", "lora": "none", "lora_strength": 1.0, "weight_dtype": "auto",
+            "device": "auto", "offload": "offload after sampling"}},
+        "3": {"class_type": "LongLiveRAG_PromptSchedule", "inputs": {
+            "clip": ["1", 0], "schedule": "0s: a red fox in the snow\n2s cut: a lighthouse at night", "switch": "auto",
+            "global_sink": True, "retrieval_scope": "all", "backbone": ["2", 0]}},
+        "4": {"class_type": "LongLiveRAG_ARBlockSampler", "inputs": {
+            "backbone": ["2", 0], "positive": ["3", 0], "width": 32, "height": 32, "length": 97, "seed": 5,
+            "sink_size": -1, "local_attn_size": 0, "frames_per_block": 0, "steps": "auto", "shift": 0.0}},
+        "5": {"class_type": "PreviewAny", "inputs": {"source": ["3", 1]}},
+        "6": {"class_type": "PreviewAny", "inputs": {"source": ["4", 2]}},
+        "7": {"class_type": "PreviewAny", "inputs": {"source": ["2", 1]}},
+    }
+    done = wait_for(server, post(server, "/prompt", {"prompt": prompt})["prompt_id"])
+    assert done["status"]["status_str"] == "success", done["status"]
+    timeline, info, loaded = (done["outputs"][k]["text"][0] for k in ("5", "6", "7"))
+    assert timeline.splitlines()[1] == ("Prompt Schedule line 2 '2s cut: a lighthouse at night': asks for frame 12 "
+                                        "(2 s), inside a block: rounded up to the next block start, block 2 = frame "
+                                        "16 (2.66667 s)")
+    assert "strategy native" in info and "multi-shot sink on" in info and "the Prompt Schedule at" not in info
+    assert "Wan2.2 TI2V-5B family" in loaded and "1280x704 px at 24 fps" in loaded
