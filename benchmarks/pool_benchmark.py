@@ -22,6 +22,7 @@ sys.path.insert(0, str(ROOT))  # benchmarks run from a checkout, like `python -m
 
 import torch  # noqa: E402
 
+from core.checkpoint import FAMILIES  # noqa: E402
 from core.config import PoolConfig, RetrievalConfig, SamplingConfig  # noqa: E402
 from core.history_pool import HistoryPool  # noqa: E402
 from core.model import WanConfig, WanTransformer  # noqa: E402
@@ -71,18 +72,28 @@ def run_once(size, mode, frames, location, budget, storage, device, dtype, pool_
     return out
 
 
-def real_frame_bytes() -> int:
-    """Bytes per pooled frame at the real size (30 layers, 1560 tokens, 12×128, bf16), measured by the
-    pool's own accounting on one synthetic frame, and what 30 s / 60 s / 120 s at 16 fps keep."""
-    layers, tokens, heads, d = 30, 1560, 12, 128
+# the published backbones: layers, heads of 128, the family's defaults (latent size and format, window)
+REAL_FRAMES = {"wan2.1": (30, 12, FAMILIES[0].defaults),       # Wan2.1-T2V-1.3B, 480x832
+               "wan2.2": (30, 24, FAMILIES[1].defaults)}       # Wan2.2-TI2V-5B (LongLive 2.0), 704x1280
+
+
+def real_frame_bytes(family: str = "wan2.1") -> int:
+    """Bytes per pooled frame at the real size of a published backbone (bf16), measured by the pool's own
+    accounting on one synthetic frame, and what 30 s / 60 s / 120 s at the family's rate keep (latent frames
+    − the window)."""
+    layers, heads, defaults = REAL_FRAMES[family]
+    fmt, (h, w), d = defaults.latent, defaults.latent_hw, 128
+    tokens = (h // 2) * (w // 2)
     k = [torch.randn(1, tokens, heads, d, dtype=torch.bfloat16) for _ in range(layers)]
-    latent = torch.randn(1, 16, 60, 104, dtype=torch.bfloat16)
+    latent = torch.randn(1, fmt.channels, h, w, dtype=torch.bfloat16)
+    print(f"{family}: {layers} layers x {tokens} tokens x {heads * d} (K and V), latent {fmt.channels}x{h}x{w}, "
+          f"{fmt.fps} fps, window {defaults.window}")
     print(f"{'storage':10} {'bytes/frame':>12} {'MiB/frame':>10} {'30 s GiB':>9} {'60 s GiB':>9} {'120 s GiB':>10}")
     for storage in ("kv", "kv-half", "latent"):
         pool = HistoryPool(PoolConfig(storage=storage), recompute=lambda lat: (lat, lat))  # never called here
         pool.append(k, k, latent=latent)
         per = pool.bytes_per_frame
-        pooled = [s * 16 // 4 - 12 for s in (30, 60, 120)]   # latent frames − window
+        pooled = [s * fmt.fps // 4 - defaults.window for s in (30, 60, 120)]   # latent frames − window
         print(f"{storage:10} {per:12d} {per / 2**20:10.3f} " + " ".join(f"{n * per / 2**30:9.2f}" for n in pooled))
         pool.close()
     return 0
@@ -109,15 +120,17 @@ def main() -> int:
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "pool_benchmark.json"))
     ap.add_argument("--pool-dir", default=None)
-    ap.add_argument("--real-frame", action="store_true",
-                    help="only measure the pool's bytes per frame at the real Wan 1.3B size, 480x832 (one synthetic frame per storage)")
+    ap.add_argument("--real-frame", nargs="?", const="wan2.1", choices=sorted(REAL_FRAMES),
+                    help="only measure the pool's bytes per frame at a published backbone's real size (one synthetic "
+                         "frame per storage): wan2.1 = Wan 1.3B at 480x832 (default), wan2.2 = LongLive 2.0 5B at "
+                         "704x1280")
     ap.add_argument("--worker", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.worker:
         print(json.dumps(worker(json.loads(args.worker))))
         return 0
     if args.real_frame:
-        return real_frame_bytes()
+        return real_frame_bytes(args.real_frame)
     device = torch.device(args.device)
     dtype = "bfloat16" if device.type == "cuda" else "float32"
     sizes = args.sizes.split(",") if args.sizes else ["tiny", "medium"] + (["real"] if device.type == "cuda" else [])

@@ -29,7 +29,7 @@ from __future__ import annotations
 import json
 import math
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
@@ -127,6 +127,12 @@ def read_schedule_file(path: str | Path, fps: int = VIDEO_FPS) -> list[TimedProm
             raise ValueError(f"prompt schedule '{path}' is not valid JSON ({exc})") from None
         return parse_schedule_json(data, path.name, fps)
     return parse_schedule_text(text, path.name, fps)
+
+
+def retime(prompts: list[TimedPrompt], fps: int, source: str = "schedule") -> list[TimedPrompt]:
+    """The same lines with their seconds read at ``fps`` (a backbone of another rate than they were parsed
+    for; ``Nf`` times stay), checked again: ``Ns`` and ``Nf`` lines may change order at another rate."""
+    return check_timed([replace(p, frame=parse_time(p.time, p.where, fps)) for p in prompts], source)
 
 
 def check_timed(prompts: list[TimedPrompt], source: str = "schedule") -> list[TimedPrompt]:

@@ -120,16 +120,51 @@ def input_directory() -> str | None:
     return fp.get_input_directory() if fp is not None else None
 
 
-def wan_streaming_decoder(vae):
-    """(first_stage_model, count_conv3d) when ``vae`` is ComfyUI's causal Wan2.1 VAE, else None."""
+class WanStreamingDecoder:
+    """ComfyUI's causal Wan VAE decoder (Wan2.1 ``comfy.ldm.wan.vae``, Wan2.2 ``vae2_2``) run one latent frame at
+    a time, its temporal cache carried from chunk to chunk: what its own ``decode`` does in one call."""
+
+    def __init__(self, vae, conv3d_count: int, unpatchify=None):
+        self.vae, self.fsm = vae, vae.first_stage_model
+        self.conv3d_count, self.unpatchify = conv3d_count, unpatchify      # Wan2.2: 2x2 pixel patches, un-done here
+
+    def new_cache(self) -> list:
+        return [None] * self.conv3d_count
+
+    def decode(self, z: torch.Tensor, cache: list, first: bool) -> torch.Tensor:
+        """Raw latents [1, C, n, H, W] that follow what ``cache`` has seen (``first``: they begin the video) →
+        pixels [1, 3, T, H', W'] in 0..1, float32 on the CPU."""
+        x = self.fsm.conv2(z.to(self.vae.device, self.vae.vae_dtype))
+        pieces = []
+        for i in range(x.shape[2]):
+            first_chunk = {"first_chunk": True} if self.unpatchify is not None and first and i == 0 else {}
+            out = self.fsm.decoder(x[:, :, i:i + 1], feat_cache=cache, feat_idx=[0], **first_chunk)
+            if self.unpatchify is not None:
+                out = self.unpatchify(out, patch_size=2)
+            pieces.append(self.vae.process_output(out.float()).cpu())
+        return torch.cat(pieces, 2)
+
+
+def wan_streaming_decoder(vae) -> WanStreamingDecoder | None:
+    """A streaming decoder when ``vae`` is ComfyUI's causal Wan2.1 or Wan2.2 VAE, else None."""
     fsm = getattr(vae, "first_stage_model", None)
     if fsm is None or not all(hasattr(fsm, a) for a in ("decoder", "conv2")):
         return None
     try:
-        from comfy.ldm.wan.vae import WanVAE, count_conv3d
+        from comfy.ldm.wan import vae as wan21, vae2_2 as wan22
     except ImportError:
         return None
-    return (fsm, count_conv3d) if isinstance(fsm, WanVAE) else None
+    if isinstance(fsm, wan22.WanVAE):
+        return WanStreamingDecoder(vae, wan22.count_conv3d(fsm.decoder), wan22.unpatchify)
+    if isinstance(fsm, wan21.WanVAE):
+        return WanStreamingDecoder(vae, wan21.count_conv3d(fsm.decoder))
+    return None
+
+
+def vae_latent_channels(vae) -> int | None:
+    """The latent channels a ComfyUI VAE works in (16 Wan2.1, 48 Wan2.2), when it says."""
+    channels = getattr(vae, "latent_channels", None)
+    return channels if isinstance(channels, int) else None
 
 
 def load_vae_for_decode(vae, latent_shape: tuple) -> None:
@@ -159,14 +194,16 @@ def check_interrupted() -> None:
 class Progress:
     """Per-block progress bar with a latent preview (ComfyUI) or nothing (headless)."""
 
-    def __init__(self, total: int):
+    def __init__(self, total: int, channels: int = 16):
         self.total = total
         try:
             import comfy.utils
             import latent_preview
-            from comfy.latent_formats import Wan21
+            from comfy import latent_formats
             self.bar = comfy.utils.ProgressBar(total)
-            self.previewer = latent_preview.get_previewer(compute_device(), Wan21())
+            # ComfyUI's own latent formats: their latent_rgb_factors (or a TAE) turn a latent frame into a preview
+            fmt = latent_formats.Wan22 if channels == 48 else latent_formats.Wan21
+            self.previewer = latent_preview.get_previewer(compute_device(), fmt())
         except ImportError:
             self.bar, self.previewer = None, None
 

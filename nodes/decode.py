@@ -4,41 +4,54 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from ..core.latent_format import LatentFormat, format_for_channels
 from ..core.retrieval_map import render_retrieval_map
 from . import bridge
 from .bridge import io
 from .sampling import RETRIEVAL_LOG, RetrievalLog
+from .start import VAE_FILES
 
 
 @torch.inference_mode()
 def decode_video(vae, samples: torch.Tensor, chunk_frames: int) -> torch.Tensor:
-    """Raw Wan latents [B, 16, T, H, W] → IMAGE [B·T_video, 8H, 8W, 3] on the CPU.
+    """Raw Wan latents [B, C, T, H, W] (Wan2.1: 16 channels, 8×; Wan2.2: 48, 16×) → IMAGE [B·T_video, H', W', 3]
+    on the CPU.
 
-    With ComfyUI's Wan VAE the causal decoder runs latent frame by latent frame, keeping its
-    temporal cache across chunks (so chunk borders are exact, not blended) and moving every
+    With ComfyUI's Wan2.1 or Wan2.2 VAE the causal decoder runs latent frame by latent frame, keeping
+    its temporal cache across chunks (so chunk borders are exact, not blended) and moving every
     decoded chunk to the CPU: the GPU never holds the whole video.
     """
-    parts = bridge.wan_streaming_decoder(vae)
-    if parts is None:
+    stream = bridge.wan_streaming_decoder(vae)
+    if stream is None:
         images = vae.decode(samples)
         return images.reshape(-1, *images.shape[-3:]).cpu()
-    fsm, count_conv3d = parts
-    b, _, t, h, w = samples.shape
+    b, c, t, h, w = samples.shape
     chunk = max(1, chunk_frames)
-    bridge.load_vae_for_decode(vae, (1, 16, chunk, h, w))
+    bridge.load_vae_for_decode(vae, (1, c, chunk, h, w))
     videos = []
     for bi in range(b):
-        cache = [None] * count_conv3d(fsm.decoder)
+        cache = stream.new_cache()
         pieces = []
         for start in range(0, t, chunk):
-            z = samples[bi:bi + 1, :, start:start + chunk].to(vae.device, vae.vae_dtype)
-            x = fsm.conv2(z)
-            for i in range(x.shape[2]):
-                out = fsm.decoder(x[:, :, i:i + 1], feat_cache=cache, feat_idx=[0])
-                pieces.append(vae.process_output(out.float()).cpu())
+            pieces.append(stream.decode(samples[bi:bi + 1, :, start:start + chunk], cache, first=start == 0))
             bridge.check_interrupted()
-        videos.append(torch.cat(pieces, 2)[0].movedim(0, -1))        # [T_video, H, W, 3]
+        videos.append(torch.cat(pieces, 2)[0].movedim(0, -1))        # [T_video, H', W', 3]
     return torch.cat(videos)
+
+
+def latent_format_of(vae, z: torch.Tensor) -> LatentFormat:
+    """The samples' latent format, checked against the VAE's (a Wan2.1 VAE cannot decode Wan2.2 latents)."""
+    fmt = format_for_channels(z.shape[1]) if z.dim() == 5 else None
+    if fmt is None:
+        raise ValueError(f"samples must be a Wan video latent [B, 16 or 48, T, H, W] (Wan2.1 / Wan2.2, from the AR "
+                         f"Block Sampler); got {list(z.shape)}")
+    channels = bridge.vae_latent_channels(vae)
+    if channels is not None and channels != fmt.channels:
+        theirs = format_for_channels(channels)
+        what = f"{theirs.vae} ({VAE_FILES[theirs.name]})" if theirs is not None else f"a {channels}-channel VAE"
+        raise ValueError(f"samples are {fmt.name} latents ({fmt.channels} channels) but the VAE is {what}: load "
+                         f"{VAE_FILES[fmt.name]} in the VAELoader that feeds this node")
+    return fmt
 
 
 class Decode(io.ComfyNode):
@@ -46,12 +59,15 @@ class Decode(io.ComfyNode):
     def define_schema(cls) -> io.Schema:
         return io.Schema(
             node_id="LongLiveRAG_Decode", display_name="Decode Long Video (LongLive-RAG)", category="LongLive-RAG",
-            description=("Decodes a long Wan video latent with the native VAE (VAELoader: wan_2.1_vae.safetensors) "
-                         "in temporal chunks: exact at chunk borders (the causal cache is carried over) and without "
-                         "holding the whole video on the GPU. IMAGE out → CreateVideo / SaveVideo / SaveWEBM "
-                         "(16 fps)."),
+            description=("Decodes a long Wan video latent with ComfyUI's own VAE (VAELoader: wan_2.1_vae.safetensors "
+                         "for the Wan 1.3B backbones, wan2.2_vae.safetensors for LongLive 2.0) in temporal chunks: "
+                         "exact at chunk borders (the causal cache is carried over) and without holding the whole "
+                         "video on the GPU. IMAGE out → CreateVideo / SaveVideo / SaveWEBM at the backbone's rate "
+                         "(16 fps Wan2.1, 24 fps LongLive 2.0)."),
             inputs=[
-                io.Vae.Input("vae", tooltip="Wan2.1 VAE from VAELoader (wan_2.1_vae.safetensors)."),
+                io.Vae.Input("vae", tooltip="The backbone's VAE from VAELoader: wan_2.1_vae.safetensors (Wan2.1 "
+                                            "latents, 16 channels) or wan2.2_vae.safetensors (LongLive 2.0's Wan2.2 "
+                                            "latents, 48 channels)."),
                 io.Latent.Input("samples", tooltip="Wan latent from AR Block Sampler."),
                 io.Int.Input("chunk_frames", default=8, min=1, max=256,
                              tooltip="Latent frames per GPU chunk (8 ≈ 29 video frames). Smaller uses less VRAM; "
@@ -64,8 +80,7 @@ class Decode(io.ComfyNode):
     @classmethod
     def execute(cls, vae, samples, chunk_frames) -> io.NodeOutput:
         z = samples["samples"]
-        if z.dim() != 5 or z.shape[1] != 16:
-            raise ValueError(f"samples must be a Wan2.1 video latent [B, 16, T, H, W]; got {list(z.shape)}")
+        latent_format_of(vae, z)
         return io.NodeOutput(decode_video(vae, z, chunk_frames))
 
 

@@ -9,7 +9,7 @@ from ..core.checkpoint import Backbone, load_backbone
 from ..core.config import DTYPES as CORE_DTYPES, default_dtype
 from ..core.encoder import RetrievalEncoder, load_encoder
 from . import bridge
-from .bridge import io
+from .bridge import io, ui
 
 CATEGORY = "LongLive-RAG/loaders"
 AVG_POOL = "avg_pool (no file)"
@@ -41,17 +41,22 @@ class LoadBackbone(io.ComfyNode):
     def define_schema(cls) -> io.Schema:
         return io.Schema(
             node_id="LongLiveRAG_LoadBackbone", display_name="Load Backbone (LongLive-RAG)", category=CATEGORY,
-            description=("Loads a causal Wan2.1-T2V-1.3B backbone from models/diffusion_models: Self-Forcing, "
-                         "Causal-Forcing or LongLive (.pt as released, or .safetensors). The family is detected and "
-                         "shown. For LongLive pick longlive_lora.pt (models/loras); it is merged into the weights at "
-                         "load."),
+            description=("Loads an autoregressive video backbone from models/diffusion_models and detects its family: "
+                         "Wan2.1-T2V-1.3B (Self-Forcing, Causal-Forcing, LongLive; .pt as released or .safetensors) "
+                         "or Wan2.2-TI2V-5B (LongLive 2.0's model_bf16.pt, or a Wan2.2 TI2V 5B .safetensors). The "
+                         "'info' output (also shown on the node) names the family and the settings the AR Block "
+                         "Sampler takes from it when its widgets are left at auto. A LoRA (LongLive's "
+                         "longlive_lora.pt, LongLive 2.0's lora_checkpoint.pt) is merged into the weights at load."),
             inputs=[
                 io.Combo.Input("backbone", options=bridge.list_models("diffusion_models"),
                                tooltip="self_forcing.pt, causal_forcing.pt, longlive_base.pt or a Wan2.1 T2V 1.3B "
-                                       "causal .safetensors in models/diffusion_models."),
+                                       "causal .safetensors; LongLive 2.0's model_bf16.pt (merged, no LoRA needed) or "
+                                       "generator_checkpoint.pt (with its LoRA); in models/diffusion_models."),
                 io.Combo.Input("lora", options=["none"] + bridge.list_models("loras"),
-                               tooltip="LongLive only: longlive_lora.pt from models/loras (rank 256). 'none' for "
-                                       "Self-Forcing / Causal-Forcing."),
+                               tooltip="LongLive: longlive_lora.pt (rank 256) with longlive_base.pt; LongLive 2.0: "
+                                       "lora_checkpoint.pt (rank 128) with generator_checkpoint.pt; from models/loras. "
+                                       "'none' for Self-Forcing, Causal-Forcing and LongLive 2.0's model_bf16.pt. A "
+                                       "LoRA of the other family is refused by name."),
                 io.Float.Input("lora_strength", default=1.0, min=0.0, max=2.0, step=0.05,
                                tooltip="Scale of the merged LoRA (1.0 = as trained)."),
                 io.Combo.Input("weight_dtype", options=list(DTYPES), default="auto",
@@ -61,18 +66,20 @@ class LoadBackbone(io.ComfyNode):
                                tooltip="auto: ComfyUI's GPU. cpu works but is very slow at real sizes."),
                 io.Combo.Input("offload", options=["keep on device", "offload after sampling"],
                                default="offload after sampling",
-                               tooltip="Move the 1.3B weights (~2.8 GB in bf16) back to RAM after each run to free "
-                                       "VRAM for the VAE."),
+                               tooltip="Move the weights (Wan 1.3B ~2.8 GB, LongLive 2.0 5B ~10 GB in bf16) back to "
+                                       "RAM after each run to free VRAM for the VAE."),
                 io.Int.Input("num_heads", default=0, min=0, max=64, optional=True,
-                             tooltip="Attention heads; 0 = dim/128 (12 for Wan 1.3B). Only tiny test models need "
-                                     "this."),
+                             tooltip="Attention heads; 0 = dim/128 (12 for Wan 1.3B, 24 for the 5B). Only tiny test "
+                                     "models need this."),
                 io.Boolean.Input("compile", default=False, optional=True,
                                  tooltip="torch.compile the layers: fuses the element-wise work after a first run "
                                          "that compiles (on a CPU measured 1.06-1.09x faster)."),
             ],
             outputs=[
-                BACKBONE.Output(display_name="backbone", tooltip="The backbone for AR Block Sampler."),
-                io.String.Output(display_name="info", tooltip="What was loaded (family, format, layers, dtype)."),
+                BACKBONE.Output(display_name="backbone", tooltip="The backbone for AR Block Sampler (and, optionally, "
+                                                                 "Prompt Schedule)."),
+                io.String.Output(display_name="info", tooltip="What was loaded (family, format, layers, dtype) and "
+                                                               "the settings the sampler takes from the family."),
             ],
         )
 
@@ -86,11 +93,13 @@ class LoadBackbone(io.ComfyNode):
                            num_heads=num_heads or None, dtype=dtype, device="cpu")
         if compile:
             bb.model.compile_blocks()
-        info = (f"{bb.info.preset} ({bb.info.format}); {bb.config.num_layers} layers, dim {bb.config.dim}, "
-                f"{bb.config.num_heads} heads; stored {bb.info.dtype} -> {str(dtype).replace('torch.', '')}"
+        info = (f"{bb.info.preset} ({bb.info.format}), {bb.info.family} family; {bb.config.num_layers} layers, dim "
+                f"{bb.config.dim}, {bb.config.num_heads} heads; stored {bb.info.dtype} -> "
+                f"{str(dtype).replace('torch.', '')}"
                 + (f"; LoRA {lora} x{lora_strength} on {bb.info.lora_layers} weights" if lora_path else "")
-                + ("; compiled" if compile else ""))
-        return io.NodeOutput(BackboneHandle(bb, dev, dtype, offload != "keep on device"), info)
+                + ("; compiled" if compile else "")
+                + f"\nAR Block Sampler at auto: {bb.defaults.describe()}")
+        return io.NodeOutput(BackboneHandle(bb, dev, dtype, offload != "keep on device"), info, ui=ui.PreviewText(info))
 
 
 class LoadLatentEncoder(io.ComfyNode):
@@ -99,13 +108,15 @@ class LoadLatentEncoder(io.ComfyNode):
         return io.Schema(
             node_id="LongLiveRAG_LoadLatentEncoder", display_name="Load Latent Encoder (LongLive-RAG)",
             category=CATEGORY,
-            description=("Loads the LongLive-RAG retrieval encoder (ae_latent_mem.pt) from models/retrieval_encoders, "
-                         "or uses avg_pool descriptors (spatial mean of each latent frame, no file needed)."),
+            description=("Loads the LongLive-RAG retrieval encoder (ae_latent_mem.pt, for the Wan 1.3B backbones) from "
+                         "models/retrieval_encoders, or uses avg_pool descriptors (spatial mean of each latent frame, "
+                         "no file needed). No encoder has been released for LongLive 2.0 (48-channel Wan2.2 latents): "
+                         "use avg_pool, or train one (python -m core build-corpus, then train-encoder)."),
             inputs=[
                 io.Combo.Input("encoder", options=[AVG_POOL] + bridge.list_models(bridge.ENCODER_FOLDER),
-                               tooltip="ae_latent_mem.pt (or your own train-encoder checkpoint) in "
-                                       "ComfyUI/models/retrieval_encoders/; avg_pool needs no file but retrieves "
-                                       "less precisely."),
+                               tooltip="ae_latent_mem.pt (Wan 1.3B backbones) or your own train-encoder checkpoint "
+                                       "in ComfyUI/models/retrieval_encoders/; avg_pool needs no file but retrieves "
+                                       "less precisely (LongLive 2.0: avg_pool or an encoder you trained for it)."),
             ],
             outputs=[ENCODER.Output(display_name="encoder",
                                     tooltip="Frame descriptor used to find similar past frames.")],

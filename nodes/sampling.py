@@ -7,18 +7,18 @@ from dataclasses import dataclass
 import torch
 
 from ..core.budget import device_bytes_needed
-from ..core.config import PoolConfig, RetrievalConfig, SamplingConfig, SwitchConfig, parse_steps
+from ..core.config import PoolConfig, RetrievalConfig, SamplingConfig
 from ..core.noise import NOISE_CONTRACTS
-from ..core.latent_format import latent_size_for_video
 from ..core.pipeline import generate
 from ..core.prompts import PromptSchedule
 from ..core.resume import BlockCollector
 from . import bridge
 from .bridge import io, ui
+from .family import AUTO, run_info, sampler_fields, video_size
 from .loaders import BACKBONE, ENCODER, BackboneHandle, EncoderHandle
-from .schedule import SCHEDULE, ScheduleInput
+from .schedule import SCHEDULE, ScheduleInput, SwitchChoice
 from .strategy import STRATEGY, StrategyInput, sampling_config, strategy_info
-from .start import MEMO, describe, frames_for_length, output_latent, run_key, start_latents
+from .start import MEMO, check_start_size, describe, frames_for_length, output_latent, run_key, start_latents
 
 CATEGORY = "LongLive-RAG/sampling"
 LOG = logging.getLogger(__name__)
@@ -117,17 +117,22 @@ class ARBlockSampler(io.ComfyNode):
             node_id="LongLiveRAG_ARBlockSampler", display_name="AR Block Sampler (LongLive-RAG)", category=CATEGORY,
             description=("Generates a long video block by block with the backbone's KV cache (sink + sliding "
                          "window), optionally with LongLive-RAG retrieval, from noise or from a 'start' (an image, a "
-                         "clip, a previous sampler's video). Outputs a Wan LATENT for VAE Decode / LongLive-RAG "
-                         "Decode and the retrieval log. Same seed → same video on any device. After a Cancel, "
-                         "queueing the same graph again (only 'length' may change) continues where it stopped; a "
-                         "longer length extends the last run by replaying its frames."),
+                         "clip, a previous sampler's video). Follows the backbone: settings left at auto (0, -1, "
+                         "'auto') are its published ones — Wan 1.3B: 832x480 at 16 fps, blocks of 3, window 12, sink "
+                         "1; LongLive 2.0: 1280x704 at 24 fps, blocks of 8, window 32, sink 8, UniPC, shots — and "
+                         "'info' says what was used. Outputs a Wan LATENT (Wan2.1, or Wan2.2 for LongLive 2.0) for "
+                         "VAE Decode / LongLive-RAG Decode and the retrieval log. Same seed → same video on any "
+                         "device. After a Cancel, queueing the same graph again (only 'length' may change) continues "
+                         "where it stopped; a longer length extends the last run by replaying its frames."),
             inputs=sampler_inputs(),
             outputs=[
-                io.Latent.Output(display_name="latent", tooltip="Wan2.1 video latent [B,16,T,H/8,W/8]: the whole "
-                                                                 "video, the start included."),
+                io.Latent.Output(display_name="latent", tooltip="The whole video, the start included, in ComfyUI's "
+                                                                 "layout: Wan2.1 [B,16,T,H/8,W/8], or Wan2.2 "
+                                                                 "[B,48,T,H/16,W/16] for LongLive 2.0."),
                 RETRIEVAL_LOG.Output(display_name="retrieval_log", tooltip="Which past frames each block retrieved."),
-                io.String.Output(display_name="info", tooltip="Frames made, any rounding of the length, and whether "
-                                                               "the run continued an earlier one."),
+                io.String.Output(display_name="info", tooltip="Frames made, any rounding of the length, whether the "
+                                                               "run continued an earlier one, and the settings the "
+                                                               "backbone's family gave it."),
             ],
         )
 
@@ -135,25 +140,28 @@ class ARBlockSampler(io.ComfyNode):
     def execute(cls, backbone: BackboneHandle, positive, width, height, length, seed, sink_size, local_attn_size,
                 frames_per_block, steps, shift, retrieval: RetrievalInput | None = None, noise_contract="per-block",
                 start=None, strategy: StrategyInput | None = None) -> io.NodeOutput:
-        prompts, switch = prompt_input(positive, backbone.backbone.config.text_dim)
-        cfg = sampling_config(strategy, retrieval.config if retrieval else None, local_attn_size, sink_size, switch,
-                              frames_per_block=frames_per_block, steps=parse_steps(steps), shift=shift,
-                              noise=noise_contract)
-        latent_hw = latent_size_for_video(width, height)
-        given = start_latents(start, latent_hw, backbone.backbone.config.in_dim) if start is not None else None
+        bb = backbone.backbone
+        family, fmt = bb.defaults, bb.defaults.latent
+        positive, switch = prompt_input(positive, bb.config.text_dim)
+        cfg = sampling_config(strategy, retrieval.config if retrieval else None, switch, family,
+                              noise=noise_contract,
+                              **sampler_fields(family, sink_size, local_attn_size, frames_per_block, steps, shift))
+        given = start_latents(start, fmt) if start is not None else None
+        latent_hw = video_size(width, height, family, tuple(given.raw.shape[-2:]) if given is not None else None)
+        if given is not None:
+            check_start_size(given, latent_hw, fmt)
         p = given.frames if given is not None else 0
-        frames = frames_for_length(length, frames_per_block, p)
-        if isinstance(prompts, PromptSchedule):
-            prompts.fire_frames(frames_per_block, frames)      # every line begins before the end (names the line)
+        frames = frames_for_length(length, cfg, p)
+        prompts, timeline = run_prompts(positive, cfg, fmt.fps, frames)
         encoder = retrieval.encoder.model if retrieval else None
         batch = prompts.batch if isinstance(prompts, PromptSchedule) else prompts.shape[0]
-        need = device_bytes_needed(backbone.backbone.model, cfg, latent_hw, batch, backbone.dtype)
-        models = (backbone.backbone.model, encoder)
+        need = device_bytes_needed(bb.model, cfg, latent_hw, batch, backbone.dtype)
+        models = (bb.model, encoder)
         key = run_key(backbone, retrieval.encoder.name if retrieval else None, prompts, seed, frames, latent_hw, cfg,
                       given)
-        continued = MEMO.prefix(key, models, frames, p, frames_per_block)
+        continued = MEMO.prefix(key, models, frames, p, cfg.frames_per_block)
         prefix = continued.latents if continued is not None else given.model if given is not None else None
-        progress = bridge.Progress(len(cfg.blocks(frames, p)))
+        progress = bridge.Progress(len(cfg.blocks(frames, p)), fmt.channels)
         collector = BlockCollector(progress.on_block)
         try:
             with bridge.models_on_device(list(models), backbone.device, need, offload=backbone.offload) as (model, _):
@@ -164,40 +172,63 @@ class ARBlockSampler(io.ComfyNode):
             raise
         MEMO.keep(key, models, res.latents, p, stopped=False)     # shared with the output, not a copy
         log = RetrievalLog(tuple(res.retrieval_log), frames, cfg.sink, cfg.window, cfg.mode, tuple(res.switches))
-        info = describe(length, frames, frames_per_block, given, continued) + "\n" + strategy_info(cfg)
+        info = "\n".join([describe(length, frames, cfg, fmt.fps, given, continued), strategy_info(cfg),
+                          run_info(bb.info.preset, cfg, fmt, latent_hw), *timeline])
         LOG.info("AR Block Sampler: %s", info.replace("\n", "; "))
         return io.NodeOutput(output_latent(res.latents, given), log, info, ui=ui.PreviewText(info))
 
 
+def run_prompts(positive, cfg: SamplingConfig, fps: int, frames: int) -> tuple[torch.Tensor | PromptSchedule, list]:
+    """The run's prompts: a schedule's lines read at the backbone's ``fps`` (every line must begin before the
+    end; the error names it) and, when that timing differs from what the schedule node showed, the timeline
+    as this run uses it (for the info)."""
+    if not isinstance(positive, ScheduleInput):
+        return positive, []
+    prompts = positive.for_run(fps, bool(cfg.shots.rope_offset or cfg.shots.sink))
+    prompts.fire_frames(cfg.frames_per_block, frames, fps)
+    if (fps, cfg.frames_per_block) == (positive.fps, positive.frames_per_block):
+        return prompts, []
+    return prompts, [f"the Prompt Schedule at {fps} fps, blocks of {cfg.frames_per_block} (this backbone):",
+                     *prompts.timeline(cfg.frames_per_block, fps)]
+
+
 def sampler_inputs() -> list:
-    """The AR Block Sampler's inputs: the run's size and cache, then the optional retrieval, noise and start."""
+    """The AR Block Sampler's inputs: the run's size and cache (0 / -1 / auto = the backbone family's), then the
+    optional retrieval, noise, start and strategy."""
     return [
-        BACKBONE.Input("backbone", tooltip="From Load Backbone."),
+        BACKBONE.Input("backbone", tooltip="From Load Backbone; its family decides every setting left at auto."),
         io.MultiType.Input("positive", types=[io.Conditioning, SCHEDULE],
                            tooltip="Prompt from CLIPTextEncode with the Wan umT5 text encoder (CLIPLoader type "
                                    "'wan', umt5_xxl), or a Prompt Schedule (timed prompts: one story; its switch "
                                    "settings apply)."),
-        io.Int.Input("width", default=832, min=32, max=4096, step=16,
-                     tooltip="Multiple of 16. The backbones were trained at 832×480."),
-        io.Int.Input("height", default=480, min=32, max=4096, step=16, tooltip="Multiple of 16."),
+        io.Int.Input("width", default=0, min=0, max=4096, step=16,
+                     tooltip="Video width in px; 0 = the start's, else the backbone's (Wan 1.3B 832, LongLive 2.0 "
+                             "1280). Multiple of 16 for Wan2.1 backbones, of 32 for LongLive 2.0 (Wan2.2 latents)."),
+        io.Int.Input("height", default=0, min=0, max=4096, step=16,
+                     tooltip="Video height in px; 0 = the start's, else the backbone's (Wan 1.3B 480, LongLive 2.0 "
+                             "704). Multiple of 16 (Wan2.1) or 32 (LongLive 2.0)."),
         io.Int.Input("length", default=477, min=1, max=100001, step=4,
-                     tooltip="Video frames at 16 fps. Wan packs 4 frames per latent frame plus the first: use 4k+1; "
-                             "latent frames = (length−1)/4+1, rounded up to whole blocks. 477 = 120 latent frames ≈ "
-                             "30 s; 957 ≈ 60 s; 1917 ≈ 2 min."),
+                     tooltip="Video frames at the backbone's rate: 16 fps for Wan2.1 backbones, 24 fps for LongLive "
+                             "2.0. Wan packs 4 frames per latent frame plus the first: use 4k+1; latent frames = "
+                             "(length−1)/4+1, rounded up to whole blocks. 16 fps: 477 ≈ 30 s, 957 ≈ 60 s, 1917 ≈ 2 min; "
+                             "24 fps: 721 ≈ 30 s, 1441 ≈ 60 s, 2881 ≈ 2 min."),
         io.Int.Input("seed", default=0, min=0, max=0xFFFFFFFFFFFFFFFF,
                      tooltip="Noise seed; all noise comes from one CPU generator, so a seed gives the same video on "
                              "every device."),
-        io.Int.Input("sink_size", default=DEFAULT_SAMPLING.sink, min=0, max=16,
-                     tooltip="First latent frames kept in the cache forever. Must match the backbone's training (1 "
-                             "for the published configs)."),
-        io.Int.Input("local_attn_size", default=DEFAULT_SAMPLING.window, min=3, max=64,
-                     tooltip="KV cache window in latent frames (published: 12)."),
-        io.Int.Input("frames_per_block", default=DEFAULT_SAMPLING.frames_per_block, min=1, max=16,
-                     tooltip="Latent frames per block; must match the backbone's training (3)."),
-        io.String.Input("steps", default=",".join(map(str, DEFAULT_SAMPLING.steps)),
-                        tooltip="Denoising timesteps of the few-step backbones (warped on the shift-5 grid)."),
-        io.Float.Input("shift", default=DEFAULT_SAMPLING.shift, min=0.1, max=20.0, step=0.1,
-                       tooltip="Flow-matching timestep shift (published: 5.0)."),
+        io.Int.Input("sink_size", default=-1, min=-1, max=32,
+                     tooltip="First latent frames kept in the cache forever; -1 = the backbone's (Wan 1.3B 1, "
+                             "LongLive 2.0 8). Must match the backbone's training."),
+        io.Int.Input("local_attn_size", default=0, min=0, max=128,
+                     tooltip="KV cache window in latent frames; 0 = the backbone's (Wan 1.3B 12, LongLive 2.0 32)."),
+        io.Int.Input("frames_per_block", default=0, min=0, max=16,
+                     tooltip="Latent frames per block; 0 = the backbone's (Wan 1.3B 3, LongLive 2.0 8). Must match "
+                             "the backbone's training."),
+        io.String.Input("steps", default=AUTO,
+                        tooltip="auto = the backbone's few-step schedule: Wan 1.3B timesteps 1000,750,500,250 (warped "
+                                "on the shift grid); LongLive 2.0 a UniPC solver of 4 steps per block. Otherwise "
+                                "timesteps (Wan 1.3B) or a step count (LongLive 2.0)."),
+        io.Float.Input("shift", default=0.0, min=0.0, max=20.0, step=0.1,
+                       tooltip="Flow-matching timestep shift; 0 = the backbone's (5.0 for both published families)."),
         RETRIEVAL.Input("retrieval", optional=True,
                         tooltip="From Retrieve Context. Unconnected = native sliding window."),
         io.Combo.Input("noise_contract", options=list(NOISE_CONTRACTS), default=DEFAULT_SAMPLING.noise, optional=True,
@@ -207,10 +238,12 @@ def sampler_inputs() -> list:
                                "the two."),
         io.Latent.Input("start", optional=True,
                         tooltip="Optional: the video begins with these frames (kept as given) and continues from "
-                                "them. VAE Encode with the Wan2.1 VAE of an image (1 latent frame) or a clip "
-                                "((frames-1)/4+1), at this width x height, or a previous AR Block Sampler's latent "
-                                "(same seed: the longer video that sampler would have made). 'length' is the total, "
-                                "start included."),
+                                "them. VAE Encode with the backbone's VAE (Wan2.1 VAE; Wan2.2 VAE for LongLive 2.0) "
+                                "of an image (1 latent frame) or a clip ((frames-1)/4+1), at this width x height (or "
+                                "leave them 0: the start's size), or a previous AR Block Sampler's latent (same seed: "
+                                "the longer video that sampler would have made). 'length' is the total, start "
+                                "included. LongLive 2.0 holds an image clean inside its first block (its "
+                                "image-to-video)."),
         STRATEGY.Input("strategy", optional=True,
                        tooltip="From Context Strategy: ∞-RoPE, MemRoPE, Deep Forcing, rag or native with their "
                                "published window and sink (these replace sink_size and local_attn_size). "
@@ -218,16 +251,16 @@ def sampler_inputs() -> list:
     ]
 
 
-
-def prompt_input(positive, text_dim: int) -> tuple[torch.Tensor | PromptSchedule, SwitchConfig]:
-    """The sampler's 'positive': a Prompt Schedule (with its switch settings) or a CONDITIONING."""
+def prompt_input(positive, text_dim: int) -> tuple[torch.Tensor | ScheduleInput, SwitchChoice | None]:
+    """The sampler's 'positive': a Prompt Schedule (with its switch settings; timed for the run by
+    ``run_prompts``) or a CONDITIONING's embeddings."""
     if isinstance(positive, ScheduleInput):
         width = positive.schedule.segments[0].embeds.shape[-1]
         if width != text_dim:
             raise ValueError(f"the Prompt Schedule's prompts are {width} wide but the backbone expects {text_dim}: "
                              "give the schedule node the Wan text encoder (CLIPLoader type 'wan', umt5_xxl)")
-        return positive.schedule, positive.switch
-    return conditioning_embeds(positive, text_dim), SwitchConfig()
+        return positive, positive.switch
+    return conditioning_embeds(positive, text_dim), None
 
 
 def conditioning_embeds(positive, text_dim: int) -> torch.Tensor:

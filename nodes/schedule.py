@@ -2,28 +2,58 @@
 from __future__ import annotations
 
 import weakref
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 
-from ..core.config import RETRIEVAL_SCOPES, SWITCH_MODES, SamplingConfig, SwitchConfig
-from ..core.prompts import PromptSchedule, TimedPrompt, parse_schedule_text, schedule_from_timed
+from ..core.checkpoint import FAMILIES
+from ..core.config import RETRIEVAL_SCOPES, SWITCH_MODES, SwitchConfig
+from ..core.prompts import (PromptSchedule, TimedPrompt, cut_texts, parse_schedule_text, retime,
+                            schedule_from_timed)
 from .bridge import io, ui
+from .loaders import BACKBONE
 
 WAN_TOKENS = "umt5xxl"     # the key ComfyUI's Wan (umT5-XXL) tokenizer puts its tokens under
-FRAMES_PER_BLOCK = SamplingConfig().frames_per_block
+WAN21 = FAMILIES[0].defaults   # what a schedule without a backbone is timed for (16 fps, blocks of 3)
+AUTO = "auto"
 DEFAULT_SWITCH = SwitchConfig()
+SOURCE = "Prompt Schedule"
 EXAMPLE = ("0s: a red fox trots through a snowy birch forest at dawn, soft golden light, tracking shot\n"
            "10s: the fox stops at the edge of a frozen lake and looks across the ice\n"
            "20s: the fox steps onto the ice as snow begins to fall, the camera rises above the lake")
 
 
 @dataclass(frozen=True)
+class SwitchChoice:
+    """The schedule's switch settings; ``mode`` None ('auto') = the run's own: the backbone family's for the
+    sampler's sliding window (LongLive 1.0 recache, LongLive 2.0 none), else the Context Strategy's."""
+    mode: str | None = None
+    global_sink: bool = DEFAULT_SWITCH.global_sink
+    retrieval_scope: str = DEFAULT_SWITCH.retrieval_scope
+
+    def resolve(self, default_mode: str) -> SwitchConfig:
+        return SwitchConfig(self.mode or default_mode, self.global_sink, self.retrieval_scope)
+
+
+@dataclass(frozen=True)
 class ScheduleInput:
-    """LLRAG_SCHEDULE: the encoded prompts, what a switch does, and where each prompt begins (shown)."""
+    """LLRAG_SCHEDULE: the encoded prompts, what a switch does, and where each prompt begins (shown).
+    ``schedule`` is timed at ``fps`` with blocks of ``frames_per_block`` (what ``timeline`` shows); the
+    sampler re-reads the lines' seconds at its backbone's rate (``for_run``)."""
     schedule: PromptSchedule
-    switch: SwitchConfig
+    switch: SwitchChoice
     timeline: str
+    timed: tuple[TimedPrompt, ...] = ()
+    fps: int = WAN21.latent.fps
+    frames_per_block: int = WAN21.frames_per_block
+
+    def for_run(self, fps: int, shots: bool) -> PromptSchedule:
+        """The schedule of a run at ``fps``; a cut's first-block prompt only on a family with ``shots``
+        (elsewhere a cut is ∞-RoPE's RoPE cut or an ordinary switch, conditioned on the line itself)."""
+        segments = self.schedule.segments
+        timed = self.timed if fps == self.fps else retime(list(self.timed), fps, SOURCE)
+        cuts = {i: s.cut_embeds for i, s in enumerate(segments) if shots and s.cut_embeds is not None}
+        return schedule_from_timed(list(timed), [s.embeds for s in segments], cuts)
 
 
 SCHEDULE = io.Custom("LLRAG_SCHEDULE")          # carries a ScheduleInput
@@ -36,26 +66,31 @@ class PromptScheduleNode(io.ComfyNode):
             node_id="LongLiveRAG_PromptSchedule", display_name="Prompt Schedule (LongLive-RAG)",
             category="LongLive-RAG/conditioning",
             description=("Timed prompts for one long video (a story): one line per prompt, '0s: a fox in the snow' / "
-                         "'12s: the fox reaches a lake' (seconds at 16 fps) or '48f: ...' (latent frames). Each line "
-                         "is encoded like CLIPTextEncode with the connected text encoder (CLIPLoader type 'wan', "
+                         "'12s: the fox reaches a lake' (seconds of video) or '48f: ...' (latent frames); "
+                         "'20s cut: a lighthouse at night' starts a new shot (LongLive 2.0) or scene. Each line is "
+                         "encoded like CLIPTextEncode with the connected text encoder (CLIPLoader type 'wan', "
                          "umt5_xxl; quantised loaders work too); only changed lines are re-encoded. Connect to the AR "
-                         "Block Sampler's 'positive'. A prompt begins at the first block start at or after its time; "
-                         "the 'timeline' output shows where each line begins after that rounding (blocks of 3 latent "
-                         "frames)."),
+                         "Block Sampler's 'positive'. Seconds are read at the backbone's rate: 16 fps for Wan2.1 "
+                         "backbones, 24 fps for LongLive 2.0 (connect Load Backbone to 'backbone' to see its timing "
+                         "here; the sampler always uses its own). A prompt begins at the first block start at or after "
+                         "its time; the 'timeline' output shows where each line begins after that rounding."),
             inputs=[
                 io.Clip.Input("clip", tooltip="The Wan text encoder: CLIPLoader type 'wan' with umt5_xxl (any "
                                               "precision)."),
                 io.String.Input("schedule", default=EXAMPLE, multiline=True,
                                 tooltip="One prompt per line, 'time: prompt'. Time in seconds (12s, 7.5s) or latent "
                                         "frames (48f); the first line at 0s; times increasing; lines starting with # "
-                                        "are skipped."),
-                io.Combo.Input("switch", options=list(SWITCH_MODES), default=DEFAULT_SWITCH.mode,
-                               tooltip="recache (LongLive): at a switch the recent frames in the KV cache are "
+                                        "are skipped. 'time cut: prompt' (or 'time#: prompt') is a hard cut: a new "
+                                        "shot on LongLive 2.0 (its first block is prompted 'The scene transitions. "
+                                        "…'), a RoPE cut with ∞-RoPE, an ordinary switch otherwise."),
+                io.Combo.Input("switch", options=[AUTO, *SWITCH_MODES], default=AUTO,
+                               tooltip="What a switch does to the KV cache. auto: what the backbone was trained with "
+                                       "(LongLive 1.0 recache, LongLive 2.0 none) or, with a Context Strategy, the "
+                                       "strategy's own. recache (LongLive): the recent frames in the cache are "
                                        "re-encoded under the new prompt, so the scene follows it without a cut. none: "
                                        "only the prompt changes. flush (∞-RoPE): the cache is cut to the sink and the "
-                                       "last frames; a line written '10s#: …' also makes a hard scene cut. With a "
-                                       "Context Strategy connected to the sampler, recache here means the strategy's "
-                                       "own default (∞-RoPE flush, MemRoPE and Deep Forcing none)."),
+                                       "last frames. With a Context Strategy connected to the sampler, recache here "
+                                       "also means the strategy's own default (as in earlier workflows)."),
                 io.Boolean.Input("global_sink", default=DEFAULT_SWITCH.global_sink,
                                  tooltip="A re-cache keeps the sink frames (the video's first frames) as they were, "
                                          "once the window has filled (LongLive's default)."),
@@ -63,23 +98,48 @@ class PromptScheduleNode(io.ComfyNode):
                                default=DEFAULT_SWITCH.retrieval_scope,
                                tooltip="With retrieval: after a switch, retrieve from all past frames, or only from "
                                        "those made under the current prompt (segment)."),
+                BACKBONE.Input("backbone", optional=True,
+                               tooltip="Optional: the Load Backbone the sampler uses, so that 'timeline' shows its "
+                                       "timing (LongLive 2.0: 24 fps, blocks of 8 latent frames). Unconnected: "
+                                       "timed for Wan2.1 (16 fps, blocks of 3); the sampler re-reads the seconds "
+                                       "at its own backbone's rate either way."),
             ],
             outputs=[
                 SCHEDULE.Output(display_name="schedule", tooltip="For the AR Block Sampler's 'positive' input."),
-                io.String.Output(display_name="timeline", tooltip="Where each line begins after rounding to blocks; "
-                                                                   "connect to Preview as Text."),
+                io.String.Output(display_name="timeline", tooltip="Where each line begins after rounding to blocks, "
+                                                                   "and at which frame rate; connect to Preview as "
+                                                                   "Text."),
             ],
             hidden=[io.Hidden.unique_id],     # whose line cache to use (a V3 node keeps no state of its own)
         )
 
     @classmethod
-    def execute(cls, clip, schedule, switch, global_sink, retrieval_scope) -> io.NodeOutput:
-        timed = parse_schedule_text(schedule, "Prompt Schedule")
+    def execute(cls, clip, schedule, switch, global_sink, retrieval_scope, backbone=None) -> io.NodeOutput:
+        family = backbone.backbone.defaults if backbone is not None else WAN21
+        fps, frames_per_block = family.latent.fps, family.frames_per_block
+        timed = parse_schedule_text(schedule, SOURCE, fps)
+        # a cut's first-block prompt: needed on a family with shots, so unless the backbone says it has none
+        shots = backbone is None or bool(family.shots.rope_offset or family.shots.sink)
+        cuts = cut_texts(timed) if shots else {}
         node_id = cls.hidden.unique_id if cls.hidden is not None else None
-        prompts = schedule_from_timed(timed, LINES.encode(node_id, clip, timed))
-        timeline = "\n".join(prompts.timeline(FRAMES_PER_BLOCK))
-        out = ScheduleInput(prompts, SwitchConfig(switch, global_sink, retrieval_scope), timeline)
+        embeds = LINES.encode(node_id, clip, timed + [replace(timed[i], text=t) for i, t in cuts.items()])
+        prompts = schedule_from_timed(timed, embeds[:len(timed)], dict(zip(cuts, embeds[len(timed):])))
+        lines = prompts.timeline(frames_per_block, fps)
+        if backbone is None:
+            lines.append(unconnected_note())
+        timeline = "\n".join(lines)
+        out = ScheduleInput(prompts, SwitchChoice(None if switch == AUTO else switch, global_sink, retrieval_scope),
+                            timeline, tuple(timed), fps, frames_per_block)
         return io.NodeOutput(out, timeline, ui=ui.PreviewText(timeline))
+
+
+def unconnected_note() -> str:
+    """The timeline's last line without a backbone: which rate it assumed, and the other families' rates."""
+    others = ", ".join(f"{f.name} {f.defaults.latent.fps} fps" for f in FAMILIES
+                       if f.defaults.latent.fps != WAN21.latent.fps)
+    return (f"(timed for a {FAMILIES[0].name} backbone: seconds at {WAN21.latent.fps} fps, blocks of "
+            f"{WAN21.frames_per_block} latent frames. Other backbones read the seconds at their own rate ({others}): "
+            "connect Load Backbone to 'backbone' to see their timing here)")
 
 
 class LineCache:

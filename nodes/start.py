@@ -1,7 +1,7 @@
 """The AR Block Sampler's start (a LATENT the video begins with) and its continue memo.
 
-Start: VAE Encode (Wan2.1 VAE) of an image or a clip, or an AR Block Sampler's output; checked
-against the run with errors that name the widget to change. The sampler's own output carries its
+Start: VAE Encode (the backbone's VAE: Wan2.1, or Wan2.2 for LongLive 2.0) of an image or a clip, or an
+AR Block Sampler's output; checked against the run with errors that name the widget or file to change. The sampler's own output carries its
 model-space latents beside the raw ones (``ModelSpace``) because raw → model space is not bit-exact
 in float32: a chained sampler replays exactly what was generated.
 
@@ -22,8 +22,8 @@ from dataclasses import dataclass
 import torch
 
 from ..core.config import SamplingConfig
-from ..core.latent_format import (VAE_STRIDE, VIDEO_FPS, latent_frames_for_video, latent_frames_to_video_frames,
-                                  to_model_space, to_raw_space)
+from ..core.latent_format import (LatentFormat, format_for_channels, latent_frames_for_video,
+                                  latent_frames_to_video_frames, to_model_space, to_raw_space)
 from ..core.resume import run_identity
 
 
@@ -31,15 +31,16 @@ from ..core.resume import run_identity
 class ModelSpace:
     """Stored in our LATENT under ``MODEL_SPACE_KEY``: the model-space latents of exactly ``raw``."""
     raw: torch.Tensor          # the LATENT's "samples" tensor (checked by identity)
-    model: torch.Tensor        # [B, 16, T, H, W] model-normalised
+    model: torch.Tensor        # [B, C, T, H, W] model-normalised
 
 
 MODEL_SPACE_KEY = "llrag_model_space"
+VAE_FILES = {"Wan2.1": "wan_2.1_vae.safetensors", "Wan2.2": "wan2.2_vae.safetensors"}   # ComfyUI's, models/vae
 
 
 @dataclass(frozen=True)
 class Start:
-    raw: torch.Tensor          # [B, 16, P, H, W] raw VAE space, float32 CPU: copied back into the output
+    raw: torch.Tensor          # [B, C, P, H, W] raw VAE space, float32 CPU: copied back into the output
     model: torch.Tensor        # the same frames in model space: the prefix
 
     @property
@@ -47,25 +48,23 @@ class Start:
         return self.raw.shape[2]
 
 
-def start_latents(start, latent_hw: tuple[int, int], channels: int) -> Start:
-    """The sampler's 'start' LATENT, checked against the run (channels, size) → raw and model space."""
+def start_latents(start, fmt: LatentFormat) -> Start:
+    """The sampler's 'start' LATENT, checked against the backbone's latent format ``fmt`` → raw and model
+    space (its size: ``check_start_size``)."""
+    encode = f"VAE Encode with {fmt.vae} ({VAE_FILES[fmt.name]})"
     samples = start.get("samples") if isinstance(start, dict) else None
     if not torch.is_tensor(samples):
-        raise ValueError("start must be a LATENT: VAE Encode (Wan2.1 VAE) of an image or a clip, or an "
-                         "AR Block Sampler's latent output")
+        raise ValueError(f"start must be a LATENT: {encode} of an image or a clip, or an AR Block Sampler's latent "
+                         "output")
     if samples.dim() != 5:
-        raise ValueError(f"start is a latent of shape {list(samples.shape)}, not a video latent [B, 16, frames, H, W]: "
-                         "encode the image or clip with VAE Encode and the Wan2.1 VAE (wan_2.1_vae.safetensors)")
-    _, c, _, h, w = samples.shape
-    if c != channels:
-        vae = "the Wan2.2 VAE" if c == 48 else "another model's VAE"
-        raise ValueError(f"start has {c} channels ({vae}); this backbone takes {channels}: load "
-                         "wan_2.1_vae.safetensors in the VAELoader that feeds VAE Encode")
-    if (h, w) != tuple(latent_hw):
-        want_w, want_h = latent_hw[1] * VAE_STRIDE, latent_hw[0] * VAE_STRIDE
-        raise ValueError(f"start is {w * VAE_STRIDE}x{h * VAE_STRIDE} px (latent {h}x{w}) but the sampler makes "
-                         f"{want_w}x{want_h}: set width {w * VAE_STRIDE} and height {h * VAE_STRIDE}, or scale the "
-                         f"image/clip to {want_w}x{want_h} (Upscale Image, crop center) before VAE Encode")
+        raise ValueError(f"start is a latent of shape {list(samples.shape)}, not a video latent [B, {fmt.channels}, "
+                         f"frames, H, W]: encode the image or clip with {encode}")
+    c = samples.shape[1]
+    if c != fmt.channels:
+        theirs = format_for_channels(c)
+        made = f"{theirs.name} latents, from {theirs.vae}" if theirs is not None else "another model's VAE"
+        raise ValueError(f"start has {c} channels ({made}); this backbone takes {fmt.channels}-channel {fmt.name} "
+                         f"latents: load {VAE_FILES[fmt.name]} in the VAELoader that feeds VAE Encode")
     carried = start.get(MODEL_SPACE_KEY)
     raw = samples.detach().to(device="cpu", dtype=torch.float32)
     if isinstance(carried, ModelSpace) and carried.raw is samples:
@@ -73,14 +72,28 @@ def start_latents(start, latent_hw: tuple[int, int], channels: int) -> Start:
     return Start(raw, to_model_space(raw))
 
 
-def frames_for_length(length: int, frames_per_block: int, start: int) -> int:
+def check_start_size(start: Start, latent_hw: tuple[int, int], fmt: LatentFormat) -> None:
+    """The start must be the run's size; the error names the widgets and the image size to use."""
+    h, w = start.raw.shape[-2:]
+    if (h, w) != tuple(latent_hw):
+        s = fmt.stride
+        want_w, want_h = latent_hw[1] * s, latent_hw[0] * s
+        raise ValueError(f"start is {w * s}x{h * s} px (latent {h}x{w}) but the sampler makes {want_w}x{want_h}: "
+                         f"set width {w * s} and height {h * s} (or 0: the start's size), or scale the image/clip to "
+                         f"{want_w}x{want_h} (Upscale Image, crop center) before VAE Encode")
+
+
+def frames_for_length(length: int, cfg: SamplingConfig, start: int) -> int:
     """Latent frames for ``length`` video frames after a start of ``start`` latent frames (rounded up:
-    core/latent_format.py); a start that already fills the length is refused naming the length to set."""
-    frames = latent_frames_for_video(length, frames_per_block, start)
+    core/latent_format.py; a start held inside whole blocks, ``start_block`` clamp, rounds to whole blocks);
+    a start that already fills the length is refused naming the length to set."""
+    nf, short = cfg.frames_per_block, cfg.start_block == "short"
+    frames = latent_frames_for_video(length, nf, start if short else 0)
     if start and frames <= start:
+        least = start + nf if short else -(-(start + 1) // nf) * nf
         raise ValueError(f"the start already holds {start} latent frames ({latent_frames_to_video_frames(start)} "
                          f"video frames) and length {length} asks for no more: set length to at least "
-                         f"{latent_frames_to_video_frames(start + frames_per_block)}")
+                         f"{latent_frames_to_video_frames(least)}")
     return frames
 
 
@@ -103,7 +116,7 @@ def _digest(t: torch.Tensor) -> str:
 
 @dataclass
 class Continued:
-    latents: torch.Tensor      # [B, 16, M, H, W] model space: the prefix this run starts from
+    latents: torch.Tensor      # [B, C, M, H, W] model space: the prefix this run starts from
     stopped: bool              # the run it comes from stopped (cancelled or failed) before its end
 
 
@@ -131,7 +144,7 @@ class ContinueMemo:
         return Continued(self.latents[:, :, :use], self.stopped and use == self.latents.shape[2])
 
     def keep(self, key: str, models, latents: torch.Tensor | None, given: int, stopped: bool) -> None:
-        """After a run (finished or stopped): its finished frames [B, 16, M, H, W] (model space), when they
+        """After a run (finished or stopped): its finished frames [B, C, M, H, W] (model space), when they
         hold more than the start and, for the same run, more than is kept already."""
         done = latents.shape[2] if latents is not None else 0
         if done <= given or (self._holds(key, models) and done <= self.latents.shape[2]):
@@ -145,26 +158,28 @@ MEMO = ContinueMemo()
 
 
 def output_latent(model_space: torch.Tensor, start: Start | None) -> dict:
-    """The sampler's LATENT: raw [B, 16, T, H, W] with the start's raw frames copied back as given, and
-    the model-space latents for a chained sampler."""
+    """The sampler's LATENT: raw [B, C, T, H, W] (ComfyUI's Wan21 / Wan22 layout and normalisation) with the
+    start's raw frames copied back as given, and the model-space latents for a chained sampler."""
     raw = to_raw_space(model_space)
     if start is not None:
         raw[:, :, :start.frames] = start.raw
     return {"samples": raw, MODEL_SPACE_KEY: ModelSpace(raw, model_space)}
 
 
-def describe(length: int, frames: int, frames_per_block: int, start: Start | None, continued: Continued | None) -> str:
+def describe(length: int, frames: int, cfg: SamplingConfig, fps: int, start: Start | None,
+             continued: Continued | None) -> str:
     """The sampler's info: what it made, any rounding of the length, where it started and continued from."""
-    video = latent_frames_to_video_frames(frames)
-    lines = [f"{frames} latent frames = {video} video frames ({video / VIDEO_FPS:.2f} s at {VIDEO_FPS} fps)"]
+    video, nf = latent_frames_to_video_frames(frames), cfg.frames_per_block
+    lines = [f"{frames} latent frames = {video} video frames ({video / fps:.2f} s at {fps} fps)"]
     if start is not None:
         kind = "an image" if start.frames == 1 else f"{latent_frames_to_video_frames(start.frames)} video frames"
-        lines.append(f"starts from the given {start.frames} latent frames ({kind}), kept as given")
+        held = f", held clean inside the first block{'s' * (start.frames > nf)}" if cfg.start_block == "clamp" else ""
+        lines.append(f"starts from the given {start.frames} latent frames ({kind}), kept as given{held}")
     if video != length:
-        r = start.frames % frames_per_block if start is not None else 0
+        r = start.frames % nf if start is not None and cfg.start_block == "short" else 0
         after = f"a first block of the start's {r} latent frame{'s' * (r > 1)}, then " if r else ""
         lines.append(f"length {length} rounded up to {video} video frames ({after}whole blocks of "
-                     f"{frames_per_block} latent frames)")
+                     f"{nf} latent frames)")
     if continued is not None:
         m = continued.latents.shape[2]
         what = "the run that stopped (cancelled or failed)" if continued.stopped else "the previous run"

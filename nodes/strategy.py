@@ -5,14 +5,17 @@ from dataclasses import dataclass
 
 import torch
 
-from ..core.config import SWITCH_MODES, SamplingConfig, SwitchConfig, strategy_config
-from ..core.strategies import NAMES, describe
+from ..core.checkpoint import FAMILIES
+from ..core.config import SWITCH_MODES, FamilyDefaults, SamplingConfig, SwitchConfig
+from ..core.strategies import NAMES, describe, get_spec
 from ..core.video_grid import tile
 from .bridge import io
+from .schedule import DEFAULT_SWITCH, SwitchChoice
 
 CATEGORY = "LongLive-RAG/sampling"
 AUTO = "strategy default"
 GRID_INPUTS = 6
+WAN21 = FAMILIES[0].defaults
 
 
 @dataclass(frozen=True)
@@ -64,21 +67,28 @@ def strategy_info(cfg: SamplingConfig) -> str:
             + f", prompt switch '{cfg.switch.mode}'" + (f", {options}" if options else "") + f". Ref: {d['reference']}")
 
 
-def sampling_config(strategy: StrategyInput | None, retrieval_config, window: int, sink: int,
-                    switch: SwitchConfig, **fields) -> SamplingConfig:
-    """The sampler's run config: without a Context Strategy, its own window/sink and rag/native by whether
-    Retrieve Context is connected (as before); with one, the strategy's (its defaults unless set on the node)."""
+def sampling_config(strategy: StrategyInput | None, retrieval_config, switch: SwitchChoice | None = None,
+                    family: FamilyDefaults = WAN21, **fields) -> SamplingConfig:
+    """The sampler's run config over the backbone ``family``'s published settings (``fields``: SamplingConfig
+    fields, None = the family's). Without a Context Strategy: the family's sliding window, rag or native by
+    whether Retrieve Context is connected; with one, the strategy's window and sink (its defaults unless set on
+    the strategy node; native and rag default to the family's)."""
+    switch = switch or SwitchChoice()
     if strategy is None:
-        return SamplingConfig(window=window, sink=sink, retrieval=retrieval_config, switch=switch, **fields)
+        return family.sampling(retrieval_config, switch.resolve(family.switch), **fields)
     if retrieval_config is not None and strategy.name != "rag":
         raise ValueError(f"Retrieve Context is connected but the Context Strategy is '{strategy.name}', which "
                          "retrieves nothing: disconnect Retrieve Context or set the strategy to rag")
+    default = family.switch if strategy.name in ("native", "rag") else get_spec(strategy.name).switch
     if strategy.switch is not None:
-        switch = SwitchConfig(strategy.switch, switch.global_sink, switch.retrieval_scope)
-    elif switch == SwitchConfig():
-        switch = None                    # the strategy's own default switch
-    return strategy_config(strategy.name, window=strategy.window, sink=strategy.sink, options=dict(strategy.options),
-                           retrieval=retrieval_config, switch=switch, **fields)
+        mode = strategy.switch
+    elif switch.mode is None or switch == SwitchChoice(DEFAULT_SWITCH.mode):
+        mode = default                   # earlier workflows: the schedule's default recache = the strategy's own
+    else:
+        mode = switch.mode
+    fields.update(strategy=strategy.name, window=strategy.window, sink=strategy.sink,
+                  strategy_options=tuple(sorted(strategy.options)))
+    return family.sampling(retrieval_config, SwitchConfig(mode, switch.global_sink, switch.retrieval_scope), **fields)
 
 
 class ContextStrategy(io.ComfyNode):
@@ -94,11 +104,13 @@ class ContextStrategy(io.ComfyNode):
             inputs=[
                 io.Combo.Input("strategy", options=list(NAMES), default="infinity-rope", tooltip=tooltip_table()),
                 io.Int.Input("window", default=0, min=0, max=64,
-                             tooltip="KV cache frames; 0 = the strategy's published value (native/rag 12, ∞-RoPE 6, "
-                                     "MemRoPE 12, Deep Forcing 21)."),
+                             tooltip="KV cache frames; 0 = the strategy's published value (native/rag: the "
+                                     "backbone's, 12 for Wan 1.3B and 32 for LongLive 2.0; ∞-RoPE 6, MemRoPE 12, "
+                                     "Deep Forcing 21: published for the Wan 1.3B backbones)."),
                 io.Int.Input("sink", default=-1, min=-1, max=32,
-                             tooltip="Frames never evicted; -1 = the strategy's published value (native/rag/∞-RoPE "
-                                     "1, MemRoPE 3, Deep Forcing 10: its deep sink, about half the window)."),
+                             tooltip="Frames never evicted; -1 = the strategy's published value (native/rag: the "
+                                     "backbone's, 1 for Wan 1.3B and 8 for LongLive 2.0; ∞-RoPE 1, MemRoPE 3, Deep "
+                                     "Forcing 10: its deep sink, about half the window)."),
                 io.Combo.Input("prompt_switch", options=[AUTO, *SWITCH_MODES], default=AUTO,
                                tooltip="What a Prompt Schedule's switch does: recache (LongLive), flush (∞-RoPE's KV "
                                        "flush; a line marked # also cuts the scene), none (only the prompt changes). "
@@ -117,7 +129,7 @@ class ContextStrategy(io.ComfyNode):
         value = StrategyInput(strategy, window or None, None if sink < 0 else sink,
                               None if prompt_switch == AUTO else prompt_switch,
                               tuple(sorted(parse_options(options).items())))
-        info = strategy_info(sampling_config(value, None, 12, 1, SwitchConfig()))   # checks the choice now
+        info = strategy_info(sampling_config(value, None))     # checks the choice now (on the Wan2.1 family)
         return io.NodeOutput(value, info)
 
 

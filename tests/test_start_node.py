@@ -153,11 +153,11 @@ def test_the_memo_keeps_one_run(models_dir):
 
 
 @pytest.mark.parametrize("start, length, message", [
-    (raw_start(1, channels=48), 81, "start has 48 channels (the Wan2.2 VAE); this backbone takes 16: load "
-                                    "wan_2.1_vae.safetensors"),
+    (raw_start(1, channels=48), 81, "start has 48 channels (Wan2.2 latents, from the Wan2.2 VAE); this backbone "
+                                    "takes 16-channel Wan2.1 latents: load wan_2.1_vae.safetensors"),
     (raw_start(1, channels=4), 81, "start has 4 channels (another model's VAE)"),
     (raw_start(1, h=8, w=24), 81, "start is 192x64 px (latent 8x24) but the sampler makes 96x64: set width 192 and "
-                                  "height 64, or scale the image/clip to 96x64"),
+                                  "height 64 (or 0: the start's size), or scale the image/clip to 96x64"),
     (raw_start(12), 45, "the start already holds 12 latent frames (45 video frames) and length 45 asks for no more: "
                         "set length to at least 57"),
     ({"samples": torch.zeros(1, 4, 8, 12)}, 81, "not a video latent"),

@@ -10,17 +10,22 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
+from typing import NamedTuple
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path.insert(0, str(ROOT / "tools"))
 from load_pack import load_pack, pack_nodes  # noqa: E402
 sys.path.insert(0, str(HERE))
+from notes import note_for  # noqa: E402
 from template_meta import decorate  # noqa: E402
 
 TEXT_ENCODER = "umt5_xxl_fp8_e4m3fn_scaled.safetensors"
 VAE = "wan_2.1_vae.safetensors"
+VAE22 = "wan2.2_vae.safetensors"
 ENCODER = "ae_latent_mem.pt"
+AVG_POOL = "avg_pool (no file)"
+LL2_BACKBONE = "model_bf16.pt"          # LongLive 2.0 (Efficient-Large-Model/LongLive-2.0-5B), merged bf16
 PROMPT = ("A red fox trots through a snowy birch forest at dawn, soft golden light, the camera follows it "
           "in one continuous tracking shot, cinematic, highly detailed")
 
@@ -46,6 +51,21 @@ CORE = {
 IMAGE_PROMPT = ("The scene in the picture comes to life: the camera slowly pushes in as the light shifts and the "
                 "subject moves naturally, one continuous shot, cinematic, highly detailed")
 WIDGET_TYPES = {"INT", "FLOAT", "STRING", "BOOLEAN", "COMBO"}
+
+
+class Family(NamedTuple):
+    """What a backbone family's workflows differ in: its VAE, its retrieval descriptors, its frame rate, the size a
+    start image is scaled to, and a 30 s length in video frames."""
+    vae: str = VAE
+    encoder: str = ENCODER
+    fps: float = 16.0
+    size: tuple[int, int] = (832, 480)
+    frames: int = 477
+
+
+WAN21 = Family()
+# LongLive 2.0: the Wan2.2 VAE, avg_pool (no released retrieval encoder), 24 fps, 1280x704, 721 frames ≈ 30 s
+LL2 = Family(VAE22, AVG_POOL, 24.0, (1280, 704), 721)
 
 
 def node_spec(cls):
@@ -128,9 +148,9 @@ def show_info(g: Graph, sampler: int, pos, title="What the sampler did") -> None
     g.link(sampler, "info", preview, "source")
 
 
-def add_retrieval(g: Graph) -> int:
+def add_retrieval(g: Graph, encoder: str = ENCODER) -> int:
     """Load Latent Encoder + History Pool → Retrieve Context (its node)."""
-    enc = g.add("LongLiveRAG_LoadLatentEncoder", (420, 0), {"encoder": ENCODER}, size=(340, 80))
+    enc = g.add("LongLiveRAG_LoadLatentEncoder", (420, 0), {"encoder": encoder}, size=(340, 80))
     pool = g.add("LongLiveRAG_HistoryPool", (420, 130), size=(340, 160))
     ret = g.add("LongLiveRAG_RetrieveContext", (420, 340), size=(340, 160))
     g.link(enc, "encoder", ret, "encoder")
@@ -138,12 +158,12 @@ def add_retrieval(g: Graph) -> int:
     return ret
 
 
-def add_outputs(g: Graph, sampler: int, vae: int, x: int, prefix: str) -> None:
-    """Decode → CreateVideo → SaveVideo, and Retrieval Map → SaveImage, right of ``x``."""
+def add_outputs(g: Graph, sampler: int, vae: int, x: int, prefix: str, fps: float = WAN21.fps) -> None:
+    """Decode → CreateVideo (at the backbone's rate) → SaveVideo, and Retrieval Map → SaveImage, right of ``x``."""
     dec = g.add("LongLiveRAG_Decode", (x, 0), size=(320, 120))
     g.link(vae, "VAE", dec, "vae")
     g.link(sampler, "latent", dec, "samples")
-    video = g.add("CreateVideo", (x, 170), size=(260, 80))
+    video = g.add("CreateVideo", (x, 170), {"fps": fps}, size=(260, 80))
     g.link(dec, "images", video, "images")
     save = g.add("SaveVideo", (x + 360, 0), {"filename_prefix": prefix}, size=(420, 420))
     g.link(video, "VIDEO", save, "video")
@@ -153,29 +173,34 @@ def add_outputs(g: Graph, sampler: int, vae: int, x: int, prefix: str) -> None:
     g.link(rmap, "image", img, "images")
 
 
-def image_to_video(specs, backbone="self_forcing.pt", frames=477):
-    """LoadImage → Upscale Image (to the sampler's size) → VAE Encode (Wan2.1 VAE) → the sampler's start."""
+def image_to_video(specs, backbone="self_forcing.pt", family=WAN21,
+                   title="Image to long video: Self-Forcing + LongLive-RAG, starting from a picture",
+                   prefix="video/LongLiveRAG_i2v"):
+    """LoadImage → Upscale Image (to the video's size) → VAE Encode (the family's VAE) → the sampler's start; the
+    sampler's width and height stay 0: the start's size."""
     g = Graph(specs)
     clip = g.add("CLIPLoader", (0, 0), size=(320, 110))
     text = g.add("CLIPTextEncode", (0, 160), {"text": IMAGE_PROMPT}, size=(380, 200))
     g.link(clip, "CLIP", text, "clip")
     bb = g.add("LongLiveRAG_LoadBackbone", (0, 420), {"backbone": backbone}, size=(380, 220))
     image = g.add("LoadImage", (0, 720), size=(320, 320), title="Start image")
-    scale = g.add("ImageScale", (0, 1090), size=(320, 130), title="Scale to the sampler's width x height")
+    width, height = family.size
+    scale = g.add("ImageScale", (0, 1090), {"width": width, "height": height}, size=(320, 130),
+                  title="Scale to the video's width x height")
     g.link(image, "IMAGE", scale, "image")
-    ret = add_retrieval(g)
-    vae = g.add("VAELoader", (420, 560), size=(320, 80))
+    ret = add_retrieval(g, family.encoder)
+    vae = g.add("VAELoader", (420, 560), {"vae_name": family.vae}, size=(320, 80))
     enc = g.add("VAEEncode", (420, 680), size=(240, 60))
     g.link(scale, "IMAGE", enc, "pixels")
     g.link(vae, "VAE", enc, "vae")
-    sampler = g.add("LongLiveRAG_ARBlockSampler", (800, 0), {"length": frames}, size=(360, 400))
+    sampler = g.add("LongLiveRAG_ARBlockSampler", (800, 0), {"length": family.frames}, size=(360, 400))
     g.link(bb, "backbone", sampler, "backbone")
     g.link(text, "CONDITIONING", sampler, "positive")
     g.link(ret, "retrieval", sampler, "retrieval")
     g.link(enc, "LATENT", sampler, "start")
-    add_outputs(g, sampler, vae, 1200, "video/LongLiveRAG_i2v")
+    add_outputs(g, sampler, vae, 1200, prefix, family.fps)
     show_info(g, sampler, (800, 460))
-    return g.to_json("Image to long video: Self-Forcing + LongLive-RAG, starting from a picture")
+    return g.to_json(title)
 
 
 def extend_video(specs, backbone="self_forcing.pt", first=161, total=477):
@@ -199,17 +224,20 @@ def extend_video(specs, backbone="self_forcing.pt", first=161, total=477):
     return g.to_json("Extend a video: 10 s, then the same video continued to 30 s")
 
 
-def text_to_video(specs, backbone, lora, title, frames=477, story=False):
+def text_to_video(specs, backbone, lora, title, story=False, family=WAN21, prefix=None):
     g = Graph(specs)
     text = add_prompt(g, story)
     bb = g.add("LongLiveRAG_LoadBackbone", (0, 420), {"backbone": backbone, "lora": lora}, size=(380, 220))
-    ret = add_retrieval(g)
-    sampler = g.add("LongLiveRAG_ARBlockSampler", (800, 0), {"length": frames}, size=(360, 380))
+    if story:                                   # the schedule's timeline at the backbone's rate and blocks
+        g.link(bb, "backbone", text[0], "backbone")
+    ret = add_retrieval(g, family.encoder)
+    sampler = g.add("LongLiveRAG_ARBlockSampler", (800, 0), {"length": family.frames}, size=(360, 380))
     g.link(bb, "backbone", sampler, "backbone")
     g.link(*text, sampler, "positive")
     g.link(ret, "retrieval", sampler, "retrieval")
-    vae = g.add("VAELoader", (800, 440), size=(320, 80))
-    add_outputs(g, sampler, vae, 1200, "video/LongLiveRAG_story" if story else "video/LongLiveRAG")
+    vae = g.add("VAELoader", (800, 440), {"vae_name": family.vae}, size=(320, 80))
+    add_outputs(g, sampler, vae, 1200, prefix or ("video/LongLiveRAG_story" if story else "video/LongLiveRAG"),
+                family.fps)
     show_timeline(g, text, story, (0, 680))
     show_info(g, sampler, (800, 560))
     return g.to_json(title)
@@ -221,6 +249,8 @@ def ab_compare(specs, frames=477, story=False, backbone="causal_forcing.pt", lor
     text = add_prompt(g, story)
     widgets = {"backbone": backbone, **({"lora": lora} if lora else {})}
     bb = g.add("LongLiveRAG_LoadBackbone", (0, 420), widgets, size=(380, 220))
+    if story:
+        g.link(bb, "backbone", text[0], "backbone")
     enc = g.add("LongLiveRAG_LoadLatentEncoder", (420, 0), {"encoder": ENCODER}, size=(340, 80))
     ret = g.add("LongLiveRAG_RetrieveContext", (420, 130), size=(340, 160))
     g.link(enc, "encoder", ret, "encoder")
@@ -325,62 +355,13 @@ def graphs() -> dict[str, dict]:
         "longlive_rag_image_to_video.json": image_to_video(specs),
         "longlive_rag_extend_video.json": extend_video(specs),
         "longlive_rag_compare_strategies.json": compare_strategies(specs),
+        "longlive_rag_longlive2_t2v.json": text_to_video(
+            specs, LL2_BACKBONE, "none", "LongLive 2.0 (Wan2.2-TI2V-5B, 720p) + LongLive-RAG: text to long video",
+            family=LL2, prefix="video/LongLiveRAG_longlive2"),
+        "longlive_rag_longlive2_i2v.json": image_to_video(
+            specs, LL2_BACKBONE, LL2, "LongLive 2.0 (Wan2.2-TI2V-5B, 720p) + LongLive-RAG: image to long video",
+            "video/LongLiveRAG_longlive2_i2v"),
     }
-
-
-MEMORY = ("**Expect** (Wan 1.3B, 480×832, bf16): ~6 GB of VRAM for the backbone and its cache; the History Pool "
-          "keeps ~274 MB per latent frame that leaves the window (~29 GB for 30 s) in RAM — give it a budget to "
-          "spill to disk. A 30 s video is 40 blocks of 5 forwards each.")
-T2V = ("**{title}**\n\nWrites a long video from one prompt, block by block; before each block the most similar "
-       "past frames are retrieved from the History Pool as extra context, so the video stays consistent.\n\n"
-       + MEMORY + "\n\n**Change first:** the prompt, `length` (video frames at 16 fps: 477 ≈ 30 s, 957 ≈ 60 s) "
-       "and the seed.")
-AB = ("**{title}**\n\nThe same prompt and seed twice: with the plain sliding window (A) and with retrieval (B), "
-      "side by side, plus the retrieval map (which past frame each block used).\n\n" + MEMORY
-      + " Two videos are rendered: twice the time.\n\n**Change first:** the prompt{story}, `length` on both samplers.")
-STORY = ("**{title}**\n\nA story: the **Prompt Schedule** lists timed prompts (`0s: …`, `12s: …`); at each "
-         "switch LongLive re-encodes the recent frames under the new prompt (KV re-cache) so the scene follows "
-         "without a cut. The preview below the schedule shows where each prompt begins after rounding to a "
-         "block.\n\n" + MEMORY + "\n\n**Change first:** the schedule's lines, `length` (it must outlast the "
-         "last prompt), the seed.")
-
-I2V = ("**{title}**\n\nStarts from a picture: Load Image → Upscale Image (to the sampler's width × height) → VAE "
-       "Encode (Wan2.1 VAE) → the sampler's `start`. The picture is the video's first frame, kept as encoded, and "
-       "the backbone continues from it, with retrieval.\n\n" + MEMORY + "\n\n**Change first:** the image, the "
-       "prompt (what happens next), `length` (the total, picture included: 477 ≈ 30 s) and the seed. The preview "
-       "says how the length was rounded.")
-EXTEND = ("**{title}**\n\nSampler 1 makes the first 10 s; sampler 2 takes its latent as `start` and continues it "
-          "to 30 s with the same seed: exactly the video one 30 s run makes. Only sampler 2's video is saved (it "
-          "begins with sampler 1's).\n\n" + MEMORY + "\n\n**Change first:** the prompt, the seed (the same on "
-          "both), sampler 2's `length`. Queued again with a longer `length`, sampler 2 replays the frames it made "
-          "instead of regenerating them.")
-
-
-COMPARE = ("**{title}**\n\nThe same prompt and seed five times, once per long-context strategy, each with its "
-           "published window and sink (set on its **Context Strategy** node): **native** sliding window (the "
-           "baseline), **rag** (LongLive-RAG retrieval; its retrieval map is saved too), **infinity-rope** (∞-RoPE: "
-           "block-relativistic RoPE, window 6), **memrope** (MemRoPE: evicted frames folded into two memory tokens) "
-           "and **deep-forcing** (Deep Forcing: deep sink + the history tokens recent frames attend to most; "
-           "implemented per its paper, no reference code). **Compare Grid** tiles the five decoded videos under their "
-           "names.\n\n" + MEMORY + " Only rag keeps a pool; the other four keep a fixed cache. Five videos are "
-           "rendered: five times the time (measured per strategy in the README).\n\n**Change first:** the prompt, "
-           "`length` on every sampler (the same on all five), the seed.")
-
-
-def note_for(wf: dict) -> str:
-    title = wf["extra"]["info"]["title"]
-    kinds = {n["type"] for n in wf["nodes"]}
-    if "LongLiveRAG_CompareGrid" in kinds:
-        return COMPARE.format(title=title)
-    samplers = sum(n["type"] == "LongLiveRAG_ARBlockSampler" for n in wf["nodes"])
-    story = "LongLiveRAG_PromptSchedule" in kinds
-    if samplers > 1 and "ImageStitch" in kinds:
-        return AB.format(title=title, story=" schedule" if story else "")
-    if "VAEEncode" in kinds:
-        return I2V.format(title=title)
-    if samplers > 1:
-        return EXTEND.format(title=title)
-    return (STORY if story else T2V).format(title=title)
 
 
 def main() -> int:

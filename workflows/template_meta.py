@@ -6,6 +6,8 @@ from __future__ import annotations
 
 HF_LLRAG = "https://huggingface.co/qixinhu11/LongLive-RAG/resolve/main/checkpoints/"
 HF_WAN = "https://huggingface.co/Comfy-Org/Wan_2.1_ComfyUI_repackaged/resolve/main/split_files/"
+HF_WAN22 = "https://huggingface.co/Comfy-Org/Wan_2.2_ComfyUI_Repackaged/resolve/main/split_files/"
+HF_LONGLIVE2 = "https://huggingface.co/Efficient-Large-Model/LongLive-2.0-5B/resolve/main/"
 
 # file name → (public URL, ComfyUI models folder)
 MODEL_FILES = {
@@ -17,6 +19,8 @@ MODEL_FILES = {
     "umt5_xxl_fp8_e4m3fn_scaled.safetensors": (HF_WAN + "text_encoders/umt5_xxl_fp8_e4m3fn_scaled.safetensors",
                                                "text_encoders"),
     "wan_2.1_vae.safetensors": (HF_WAN + "vae/wan_2.1_vae.safetensors", "vae"),
+    "model_bf16.pt": (HF_LONGLIVE2 + "model_bf16.pt", "diffusion_models"),       # LongLive 2.0, LoRA merged
+    "wan2.2_vae.safetensors": (HF_WAN22 + "vae/wan2.2_vae.safetensors", "vae"),
 }
 LOADERS = {"LongLiveRAG_LoadBackbone", "LongLiveRAG_LoadLatentEncoder", "CLIPLoader", "VAELoader"}
 

@@ -1,0 +1,215 @@
+"""Issue 13 in ComfyUI's nodes, without ComfyUI: a LongLive 2.0 (Wan2.2-TI2V-5B) backbone on Load Backbone and
+the AR Block Sampler. Its family's settings are picked when the widgets are left at auto, and the golden
+cases of the published code (tests/data/golden_extra/longlive2_*) reproduce through the nodes; the LATENT is
+ComfyUI's Wan22 layout; a Prompt Schedule reads seconds at 24 fps and cut lines start shots; bad inputs
+(a Wan2.1 start or VAE, a 1.3B LoRA, timesteps for a UniPC backbone) are refused naming the fix."""
+import json
+import sys
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from test_nodes import PACK, N, bridge, conditioning, load, models_dir  # noqa: F401  (fixture)
+from test_schedule_node import FakeCLIP, build
+
+from conftest import DATA
+
+latent_format = sys.modules[f"{PACK.__name__}.core.latent_format"]
+start_mod = sys.modules[f"{PACK.__name__}.nodes.start"]
+CASES = DATA / "golden_extra"
+LL2 = CASES / "longlive2_model"
+AUTO = (-1, 0, 0, "auto", 0.0)          # sink_size, local_attn_size, frames_per_block, steps, shift
+
+
+@pytest.fixture(autouse=True)
+def empty_memo():
+    start_mod.MEMO.clear()
+    yield
+    start_mod.MEMO.clear()
+
+
+@pytest.fixture
+def ll2_dir(models_dir):  # noqa: F811
+    """models_dir + the golden tiny LongLive 2.0 as model_bf16.pt (its released layout) and its LoRA."""
+    state = load_file(str(LL2 / "generator.safetensors"))            # "model.<Wan name>", the generator dict
+    torch.save({"generator": state}, models_dir / "diffusion_models" / "model_bf16.pt")
+    (models_dir / "loras" / "lora_checkpoint.pt").symlink_to(LL2 / "lora.pt")
+    return models_dir
+
+
+def load_ll2(lora="lora_checkpoint.pt"):
+    return N["LongLiveRAG_LoadBackbone"].execute("model_bf16.pt", lora, 1.0, "float32", "cpu",
+                                                 "offload after sampling", num_heads=2)
+
+
+def case(name):
+    folder = CASES / name
+    return json.loads((folder / "case.json").read_text()), load_file(str(folder / "inputs.safetensors")), \
+        load_file(str(folder / "outputs.safetensors"))["latents_bcthw"]
+
+
+def rel_err(a, b):
+    return ((a - b).norm() / b.norm()).item()
+
+
+def sample(backbone, positive, width, height, length, seed, widgets=AUTO, **kw):
+    out = N["LongLiveRAG_ARBlockSampler"].execute(backbone, positive, width, height, length, seed, *widgets, **kw)
+    return out.args
+
+
+def test_load_backbone_names_the_family_and_the_settings_the_sampler_takes_from_it(ll2_dir):
+    out = load_ll2()
+    backbone, info = out.args
+    first, auto = info.splitlines()
+    assert first.startswith("LongLive 2.0 (longlive), Wan2.2 TI2V-5B family; 2 layers, dim 128, 2 heads")
+    assert "LoRA lora_checkpoint.pt x1.0 on 20 weights" in first
+    assert auto == ("AR Block Sampler at auto: blocks of 8 frames, window 32, sink 8, UniPC 4 steps, shift 5, shot "
+                    "RoPE offset 8, multi-shot sink; Wan2.2 latents (48 channels), 1280x704 px at 24 fps")
+    assert out.ui.as_dict() == {"text": (info,)}                     # shown on the node
+    assert backbone.backbone.defaults.latent.channels == 48
+
+
+def test_the_sampler_at_auto_reproduces_the_longlive2_text_to_video_golden(ll2_dir):
+    spec, inputs, ref = case("longlive2_t2v")
+    backbone, _ = load_ll2().args
+    _, _, t, h, w = spec["latent_shape_bcthw"]                     # 64 latent frames of 6x8: 253 frames, 128x96 px
+    latent, log, info = sample(backbone, [[inputs["prompt_embeds"][:1], {}]], w * 16, h * 16, 4 * (t - 1) + 1,
+                               spec["seeds"]["noise"], noise_contract="reference")
+    raw = latent["samples"]
+    assert raw.shape == (1, 48, 64, 6, 8)                          # ComfyUI's Wan22 layout [B, 48, T, H/16, W/16]
+    assert rel_err(latent_format.to_model_space(raw), ref) < 1e-4
+    assert log.mode == "native" and (log.window, log.sink) == (32, 8)
+    assert "64 latent frames = 253 video frames (10.54 s at 24 fps)" in info
+    assert ("LongLive 2.0: 128x96 px (Wan2.2 latents, 48 channels, 6x8) at 24 fps; blocks of 8 latent frames, UniPC 4 "
+            "steps, shift 5; a cut line starts a new shot (RoPE offset 8, multi-shot sink on)") in info
+
+
+def test_an_image_start_is_held_inside_the_first_block_as_the_i2v_golden(ll2_dir):
+    spec, inputs, ref = case("longlive2_i2v")
+    backbone, _ = load_ll2().args
+    image = {"samples": latent_format.to_raw_space(inputs["initial_latent_bcthw"])}   # what VAE Encode gives
+    latent, _, info = sample(backbone, [[inputs["prompt_embeds"][:1], {}]], 0, 0, 253, spec["seeds"]["noise"],
+                             noise_contract="reference", start=image)           # 0 x 0: the start's size
+    assert latent["samples"].shape == (1, 48, 64, 6, 8)
+    assert torch.equal(latent["samples"][:, :, :1], image["samples"])            # kept as given
+    assert rel_err(latent_format.to_model_space(latent["samples"]), ref) < 1e-4
+    assert "starts from the given 1 latent frames (an image), kept as given, held clean inside the first block" in info
+    assert "rounded" not in info                                                 # 253 = 64 latent frames: whole blocks
+
+
+def test_cut_lines_of_a_prompt_schedule_start_shots_as_the_multishot_golden(ll2_dir):
+    spec, inputs, ref = case("longlive2_multishot_sink")
+    rows = {text: inputs["prompt_embeds"][i:i + 1] for text, i in spec["prompt_rows"].items()}
+    clip = FakeCLIP()
+    clip.encode_from_tokens_scheduled = lambda tokens: [[rows["".join(chr(t) for t, _ in tokens["umt5xxl"][0])], {}]]
+    backbone, _ = load_ll2().args
+    _, _, t, h, w = spec["latent_shape_bcthw"]
+    # blocks 1 and 4 at 24 fps: 8 latent frames = 32 video frames = 1.33 s; 32f = block 4
+    schedule = N["LongLiveRAG_PromptSchedule"].execute(clip, "0s: p0\n1.3s cut: p1\n32f cut: p2", "auto", True, "all",
+                                                       backbone=backbone).args
+    assert schedule[1].splitlines()[1:] == ["Prompt Schedule line 2 '1.3s cut: p1': begins at block 1 = frame 8 "
+                                            "(1.33333 s)",
+                                            "Prompt Schedule line 3 '32f cut: p2': begins at block 4 = frame 32 (5.33333 s)"]
+    latent, log, info = sample(backbone, schedule[0], w * 16, h * 16, 4 * (t - 1) + 1, spec["seeds"]["noise"],
+                               noise_contract="reference")
+    assert rel_err(latent_format.to_model_space(latent["samples"]), ref) < 1e-4
+    assert [(s["block_start"], s["cut"], s["rope_offset"]) for s in log.switches] == [(8, True, 8.0), (32, True, 16.0)]
+    assert "the Prompt Schedule at" not in info                  # the node was timed for this backbone
+
+
+def test_a_schedule_timed_without_the_backbone_is_read_at_24_fps_by_the_sampler(ll2_dir):
+    backbone, _ = load_ll2(lora="none").args
+    sched, timeline = N["LongLiveRAG_PromptSchedule"].execute(FakeCLIP(), "0s: a\n2s cut: b", "auto", True,
+                                                              "all").args
+    assert "frame 8 (2 s)" in timeline and "Other backbones read the seconds at their own rate (Wan2.2 TI2V-5B " \
+                                           "24 fps)" in timeline
+    _, log, info = sample(backbone, sched, 64, 32, 97, 0)           # 25 latent frames → 32: 4 blocks
+    assert [s["block_start"] for s in log.switches] == [16]          # 2 s at 24 fps = frame 12 → block 2
+    lines = info.splitlines()
+    at = lines.index("the Prompt Schedule at 24 fps, blocks of 8 (this backbone):")
+    assert lines[at + 2] == ("Prompt Schedule line 2 '2s cut: b': asks for frame 12 (2 s), inside a block: rounded up "
+                             "to the next block start, block 2 = frame 16 (2.66667 s)")
+
+
+def test_widgets_set_by_the_artist_win_over_the_family(ll2_dir):
+    backbone, _ = load_ll2(lora="none").args
+    _, log, info = sample(backbone, conditioning(), 64, 32, 97, 0, widgets=(4, 24, 4, "2", 3.0))
+    assert (log.sink, log.window) == (4, 24)
+    assert "blocks of 4 latent frames, UniPC 2 steps, shift 3" in info
+    with pytest.raises(ValueError, match=r"steps '1000,750': this backbone \(Wan2\.2 latents\) denoises each block "
+                                         r"with a UniPC solver; give its number of steps \(4 as published\) or auto"):
+        sample(backbone, conditioning(), 64, 32, 97, 0, widgets=(-1, 0, 0, "1000,750", 0.0))
+    with pytest.raises(ValueError, match="multiples of 32"):
+        sample(backbone, conditioning(), 48, 32, 97, 0)
+
+
+def test_the_1_3b_workflows_saved_values_mean_what_auto_means_on_the_1_3b(models_dir):  # noqa: F811
+    backbone, _ = load(models_dir)
+    saved = sample(backbone, conditioning(), 96, 64, 49, 3, widgets=(1, 12, 3, "1000,750,500,250", 5.0))
+    auto = sample(backbone, conditioning(), 96, 64, 49, 3)
+    assert torch.equal(saved[0]["samples"], auto[0]["samples"])
+    assert "Wan2.1: 96x64 px (Wan2.1 latents, 16 channels, 8x12) at 16 fps; blocks of 3 latent frames, steps " \
+           "1000,750,500,250, shift 5" in auto[2]
+
+
+def test_a_wan2_1_start_on_the_5b_names_the_wan2_2_vae(ll2_dir):
+    backbone, _ = load_ll2(lora="none").args
+    with pytest.raises(ValueError, match=r"start has 16 channels \(Wan2\.1 latents, from the Wan2\.1 VAE\); this "
+                                         r"backbone takes 48-channel Wan2\.2 latents: load wan2\.2_vae\.safetensors "
+                                         r"in the VAELoader that feeds VAE Encode"):
+        sample(backbone, conditioning(), 0, 0, 97, 0, start={"samples": torch.zeros(1, 16, 1, 4, 6)})
+
+
+def test_a_1_3b_lora_on_the_5b_is_refused_by_load_backbone_naming_the_right_lora(ll2_dir):
+    from test_checkpoint import peft_lora, random_state
+    model = sys.modules[f"{PACK.__name__}.core.model"]
+    small = peft_lora(random_state(0, model.WanConfig(dim=64, ffn_dim=128, num_layers=2, num_heads=1, text_dim=64)))
+    torch.save({"generator_lora": small}, ll2_dir / "loras" / "longlive_lora.pt")
+    with pytest.raises(Exception, match=r"longlive_lora\.pt'.*do not fit.*Wan2\.2 TI2V-5B backbone.*use LongLive "
+                                        r"2\.0's lora_checkpoint\.pt"):
+        load_ll2(lora="longlive_lora.pt")
+
+
+def test_decode_refuses_the_wan2_1_vae_for_wan2_2_latents():
+    class Wan21VAE:
+        latent_channels = 16
+
+        def decode(self, z):
+            raise AssertionError("not reached")
+
+    with pytest.raises(ValueError, match=r"samples are Wan2\.2 latents \(48 channels\) but the VAE is the Wan2\.1 VAE "
+                                         r"\(wan_2\.1_vae\.safetensors\): load wan2\.2_vae\.safetensors"):
+        N["LongLiveRAG_Decode"].execute(Wan21VAE(), {"samples": torch.zeros(1, 48, 2, 2, 4)}, 8)
+
+
+def test_the_latent_preview_of_a_5b_run_uses_comfyuis_wan22_format(monkeypatch):
+    import types
+    made = []
+    fake = {"comfy": types.ModuleType("comfy"), "comfy.utils": types.ModuleType("comfy.utils"),
+            "comfy.latent_formats": types.ModuleType("comfy.latent_formats"),
+            "latent_preview": types.ModuleType("latent_preview")}
+    fake["comfy.utils"].ProgressBar = lambda total: None
+    fake["comfy"].utils, fake["comfy"].latent_formats = fake["comfy.utils"], fake["comfy.latent_formats"]
+    fake["comfy.latent_formats"].Wan21 = lambda: "Wan21"
+    fake["comfy.latent_formats"].Wan22 = lambda: "Wan22"
+    fake["latent_preview"].get_previewer = lambda device, fmt: made.append(fmt)
+    for name, module in fake.items():
+        monkeypatch.setitem(sys.modules, name, module)
+    bridge.Progress(3, 48)
+    bridge.Progress(3, 16)
+    assert made == ["Wan22", "Wan21"]
+
+
+def test_ae_latent_mem_on_the_5b_says_to_use_avg_pool_or_train_one(ll2_dir):
+    backbone, _ = load_ll2(lora="none").args
+    (enc,) = N["LongLiveRAG_LoadLatentEncoder"].execute("ae_latent_mem.pt").args
+    retrieval = N["LongLiveRAG_RetrieveContext"].execute(enc, 6, 5, None).args[0]
+    with pytest.raises(ValueError, match="trained on 16-channel Wan2.1 latents; this backbone makes 48-channel Wan2.2 "
+                                         "latents: train one for it"):
+        sample(backbone, conditioning(), 64, 32, 97, 0, retrieval=retrieval)
+    (pool,) = N["LongLiveRAG_LoadLatentEncoder"].execute("avg_pool (no file)").args
+    avg = N["LongLiveRAG_RetrieveContext"].execute(pool, 6, 5, None).args[0]
+    _, log, info = sample(backbone, conditioning(), 64, 32, 189, 0, retrieval=avg)   # 48 latent frames
+    assert log.mode == "rag" and [r["block"] for r in log.records] == [5]   # block 4 evicted 8 frames: 3 retrievable
+    assert "multi-shot sink off with retrieval" in info
