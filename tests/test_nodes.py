@@ -330,7 +330,9 @@ def test_vram_estimate_for_the_real_model_at_480p():
     per_frame = 2 * 30 * 1560 * 1536 * 2
     params = 1_418_996_800                                           # the real 1.3B key set's total
     assert native == int(1.25 * (params * 2 + 12 * per_frame))       # ~7.9 GB: weights + 12-frame cache
-    assert abs(rag - native - 1.25 * 6 * per_frame) < 2              # + the 6 retrieved frames' K/V
+    assert abs(rag - native - 1.25 * 12 * per_frame) < 2             # + context buffers of the window's size
+    memrope = device_bytes_needed(model, SamplingConfig(strategy="memrope"), (60, 104), 1, torch.bfloat16)
+    assert memrope == rag                                            # the same cache layout, nothing retrieved
 
 
 def test_load_backbone_compile_option_compiles_the_layers(models_dir, monkeypatch):
