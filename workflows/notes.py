@@ -47,11 +47,12 @@ LL2_AUTO = ("The sampler's widgets are left at auto (0, -1, `auto`): it takes Lo
             "1280×704 at 24 fps, shots (a `cut` line of a Prompt Schedule starts one) — and its `info` says what it "
             "used.")
 LL2_MEMORY = ("**Expect** (LongLive 2.0 5B, 704×1280, bf16): 9.3 GiB of weights + 9.7 GiB of KV cache (32 frames) "
-              "+ 1.8 GiB for the 6 retrieved frames ≈ 21 GiB of VRAM before working space (the sampler asks "
-              "ComfyUI to free ~26 GiB): a 32 GB GPU; on 24 GB lower width/height (memory falls with the pixel "
-              "count; LongLive 2.0 was trained at 1280×704). The History Pool keeps 309 MiB per latent frame that "
-              "leaves the window (~45 GiB for 30 s) in RAM — give it a budget to spill to disk, or kv-half (half). "
-              "A 30 s video is 23 blocks of 5 forwards each (4 UniPC steps + 1 context pass).")
+              "+ 9.7 GiB of context buffers with retrieval (the window's K/V pre-rotated, the 6 retrieved frames "
+              "among them) ≈ 28.7 GiB of VRAM before working space (the sampler asks ComfyUI to free ~36 GiB): a "
+              "40 GB GPU or larger (32 GB without retrieval); on 24 GB lower width/height (memory falls with the "
+              "pixel count; LongLive 2.0 was trained at 1280×704). The History Pool keeps 309 MiB per latent frame "
+              "that leaves the window (~45 GiB for 30 s) in RAM — give it a budget to spill to disk, or kv-half "
+              "(half). A 30 s video is 23 blocks of 5 forwards each (4 UniPC steps + 1 context pass).")
 LL2_ENCODER = ("**Retrieval encoder:** none has been released for this backbone, so Load Latent Encoder uses "
                "**avg_pool** descriptors (each latent frame's spatial mean, no file; less precise than a trained "
                "encoder). To train one: `python -m core build-corpus --backbone model_bf16.pt --prompts prompts.txt "
