@@ -183,7 +183,7 @@ def sampling_config(args, name: str, defaults: FamilyDefaults | None = None) -> 
     if name == "rag":
         pool = PoolConfig(args.pool, args.pool_budget_mb, args.pool_storage, args.pool_dir)
         retrieval = RetrievalConfig(args.top_k, args.recent_exclude, pool, prefetch=args.prefetch)
-    mode = args.switch or (defaults.switch if name in ("native", "rag") else SPECS[name].switch)
+    mode = args.switch or defaults.switch_for(name)
     return defaults.sampling(retrieval, SwitchConfig(mode, args.global_sink, args.retrieval_scope),
                              shot_sink=args.multi_shot_sink, shot_rope_offset=args.shot_rope_offset, strategy=name,
                              frames_per_block=args.frames_per_block, window=args.local_attn_size, sink=args.sink_size,

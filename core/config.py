@@ -339,6 +339,11 @@ class FamilyDefaults:
         offset = self.shots.rope_offset if shot_rope_offset is None else shot_rope_offset
         return SamplingConfig(retrieval=retrieval, switch=switch, shots=ShotConfig(offset, sink), **own)
 
+    def switch_for(self, strategy: str) -> str:
+        """What a prompt switch does by default: this family's mode for its own sliding window (native, rag),
+        the strategy's published one otherwise."""
+        return self.switch if strategy in ("native", "rag") else get_spec(strategy).switch
+
     def describe(self) -> str:
         """One line: what runs unless told otherwise."""
         steps = (f"UniPC {self.sampling_steps} steps" if self.sampler == "unipc"

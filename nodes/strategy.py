@@ -7,7 +7,7 @@ import torch
 
 from ..core.checkpoint import FAMILIES
 from ..core.config import SWITCH_MODES, FamilyDefaults, SamplingConfig, SwitchConfig
-from ..core.strategies import NAMES, describe, get_spec
+from ..core.strategies import NAMES, describe
 from ..core.video_grid import tile
 from .bridge import io
 from .schedule import DEFAULT_SWITCH, SwitchChoice
@@ -79,7 +79,7 @@ def sampling_config(strategy: StrategyInput | None, retrieval_config, switch: Sw
     if retrieval_config is not None and strategy.name != "rag":
         raise ValueError(f"Retrieve Context is connected but the Context Strategy is '{strategy.name}', which "
                          "retrieves nothing: disconnect Retrieve Context or set the strategy to rag")
-    default = family.switch if strategy.name in ("native", "rag") else get_spec(strategy.name).switch
+    default = family.switch_for(strategy.name)
     if strategy.switch is not None:
         mode = strategy.switch
     elif switch.mode is None or switch == SwitchChoice(DEFAULT_SWITCH.mode):
