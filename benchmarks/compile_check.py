@@ -24,8 +24,8 @@ from floor import (MEDIUM, MEDIUM_HW, FloorProbe, context_pass_writes_only, medi
 
 import torch  # noqa: E402
 
-from core.config import SamplingConfig  # noqa: E402
-from core.pipeline import generate  # noqa: E402
+from core.sampling.config import SamplingConfig  # noqa: E402
+from core.sampling.loop import generate  # noqa: E402
 
 VARIANTS = {"default": {}, "freezing": {"options": {"freezing": True}}}
 

@@ -30,7 +30,7 @@ sys.path.append(str(ROOT))  # benchmarks run from a checkout (PYTHONPATH=<other 
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
-from core.model import WanConfig, WanTransformer  # noqa: E402
+from core.model.transformer import WanConfig, WanTransformer  # noqa: E402
 
 # The issue's medium size: 4 layers of 512 (4 heads of 128), 16x24 latents = 8x12 = 96 tokens/frame.
 MEDIUM = WanConfig(dim=512, ffn_dim=2048, num_layers=4, num_heads=4, text_dim=64)
@@ -230,7 +230,7 @@ def context_pass_writes_only() -> str:
     does not yet, and say which pass the figures measure. A checkout without ``write_cache`` runs as is."""
     import inspect
 
-    from core import pipeline
+    from core.sampling import loop as pipeline
     if not hasattr(WanTransformer, "write_cache"):
         return "full forward (this core/ has no write_cache)"
     if "write_cache" in inspect.getsource(pipeline._BlockLoop.context_pass):
@@ -247,8 +247,8 @@ def run_regime(model: WanTransformer, regime: str, probe: FloorProbe | None = No
                hw: tuple[int, int] = MEDIUM_HW) -> dict:
     """One ``generate`` run ("native" or "retrieval", default settings otherwise) → its steady blocks'
     ms and, with a probe, each block's ratio to the floor measured right after it (medians + all)."""
-    from core.config import SamplingConfig
-    from core.pipeline import generate
+    from core.sampling.config import SamplingConfig
+    from core.sampling.loop import generate
 
     cfg = SamplingConfig(retrieval=None) if regime == "native" else SamplingConfig()
     res = generate(model, prompt(model.cfg), frames, hw, 0, cfg, timings=True, callback=probe)
@@ -287,7 +287,7 @@ def main() -> int:
           f"essential (context pass writes K/V only) {f['essential_floor_s'] * 1e3:.1f} ms")
     print(f"context pass: {context_pass_writes_only()}; core from {Path(sys.modules['core'].__file__).parent}")
     model, probe = random_model(), FloorProbe(s)
-    # the same block with the prompt's padding merged (core/model.py merge_padding): cross-attention over
+    # the same block with the prompt's padding merged (core/model/transformer.py merge_padding): cross-attention over
     # the prompt's rows + 1 instead of 512 — what this engine computes; a floor of that smaller math
     merged = replace(s, text_rows=PROMPT_ROWS + 1)
     merged_floor = [measure_floor(merged)["floor_s"]]

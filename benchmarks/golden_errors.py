@@ -19,9 +19,9 @@ import torch  # noqa: E402
 from safetensors.torch import load_file  # noqa: E402
 
 from conftest import DATA, GOLDEN, golden_config  # noqa: E402
-from core.encoder import load_encoder  # noqa: E402
-from core.model import WanTransformer  # noqa: E402
-from core.pipeline import generate  # noqa: E402
+from core.retrieval.encoder import load_encoder  # noqa: E402
+from core.model.transformer import WanTransformer  # noqa: E402
+from core.sampling.loop import generate  # noqa: E402
 from test_golden import EXTRA, config_from_case, rel_err  # noqa: E402
 
 

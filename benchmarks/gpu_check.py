@@ -41,7 +41,7 @@ from floor import (ROOT, STEADY_FROM_FRAME, BlockShape, FloorProbe, block_flops,
 
 import torch  # noqa: E402
 
-from core.model import WanConfig  # noqa: E402
+from core.model.transformer import WanConfig  # noqa: E402
 
 REAL = WanConfig(dim=1536, ffn_dim=8960, num_layers=30, num_heads=12)
 REAL_HW = (60, 104)
@@ -94,9 +94,9 @@ def bf16_vs_fp32() -> dict:
     from safetensors.torch import load_file
     from test_golden import config_from_case, rel_err
 
-    from core.encoder import load_encoder
-    from core.model import WanTransformer
-    from core.pipeline import generate
+    from core.retrieval.encoder import load_encoder
+    from core.model.transformer import WanTransformer
+    from core.sampling.loop import generate
 
     case = json.loads((GOLDEN / "case.json").read_text())
     inputs = load_file(str(GOLDEN / "inputs.safetensors"))
@@ -121,7 +121,7 @@ class _H2DCounter:
     disk (without a budget nothing spills, so a device pool moves nothing)."""
 
     def __init__(self, location: str | None):
-        from core.history_pool import HistoryPool
+        from core.retrieval.pool import HistoryPool
         self.cls, self.original, self.bytes = HistoryPool, HistoryPool.gather, 0
         self.counting = location in ("host", "disk")
 
@@ -142,8 +142,9 @@ class _H2DCounter:
 
 
 def real_size_run(model, regime: str, location: str, frames: int, probe: FloorProbe, prefetch: bool = True) -> dict:
-    from core.config import PoolConfig, RetrievalConfig, SamplingConfig
-    from core.pipeline import generate
+    from core.retrieval.config import PoolConfig, RetrievalConfig
+    from core.sampling.config import SamplingConfig
+    from core.sampling.loop import generate
 
     cfg = (SamplingConfig(retrieval=None) if regime == "native"
            else SamplingConfig(retrieval=RetrievalConfig(pool=PoolConfig(location=location), prefetch="on" if prefetch else "off")))

@@ -18,19 +18,20 @@ sys.path.insert(0, str(ROOT))
 import torch  # noqa: E402
 from safetensors.torch import load_file  # noqa: E402
 
-from core import pipeline  # noqa: E402
-from core.config import PoolConfig, RetrievalConfig, SamplingConfig  # noqa: E402
-from core.encoder import load_encoder  # noqa: E402
-from core.history_pool import HistoryPool  # noqa: E402
-from core.model import WanConfig, WanTransformer  # noqa: E402
-from core.pipeline import generate, recompute_kv  # noqa: E402
+from core.sampling import loop as pipeline  # noqa: E402
+from core.retrieval.config import PoolConfig, RetrievalConfig
+from core.sampling.config import SamplingConfig  # noqa: E402
+from core.retrieval.encoder import load_encoder  # noqa: E402
+from core.retrieval.pool import HistoryPool  # noqa: E402
+from core.model.transformer import WanConfig, WanTransformer  # noqa: E402
+from core.sampling.loop import generate, recompute_kv  # noqa: E402
 
 GOLDEN = ROOT / "tests" / "data" / "golden"
 
 
 class RecordingPool(HistoryPool):
     """Exact pool that also keeps what it was given, to replay into other storages (installed in
-    core.pipeline for one run by ``recording``; the last instance is kept in ``RecordingPool.last``)."""
+    core.sampling.loop for one run by ``recording``; the last instance is kept in ``RecordingPool.last``)."""
     last = None
 
     def __init__(self, *args, **kwargs):

@@ -30,11 +30,12 @@ sys.path.insert(0, str(ROOT))  # benchmarks run from a checkout, like `python -m
 
 import torch  # noqa: E402
 
-from core.config import PoolConfig, RetrievalConfig, SamplingConfig  # noqa: E402
-from core.history_pool import HistoryPool  # noqa: E402
-from core.model import WanConfig, WanTransformer  # noqa: E402
-from core import pipeline  # noqa: E402
-from core.pipeline import generate  # noqa: E402
+from core.retrieval.config import PoolConfig, RetrievalConfig
+from core.sampling.config import SamplingConfig  # noqa: E402
+from core.retrieval.pool import HistoryPool  # noqa: E402
+from core.model.transformer import WanConfig, WanTransformer  # noqa: E402
+from core.sampling import loop as pipeline  # noqa: E402
+from core.sampling.loop import generate  # noqa: E402
 
 
 def tiny_model() -> WanTransformer:

@@ -28,10 +28,10 @@ from floor import (MEDIUM, MEDIUM_FRAMES, MEDIUM_HW, STEADY_FROM_FRAME,  # noqa:
 import torch  # noqa: E402
 from torch.profiler import ProfilerActivity, profile, record_function  # noqa: E402
 
-import core.kv_cache  # noqa: E402
-import core.model  # noqa: E402
-from core.config import SamplingConfig  # noqa: E402
-from core.pipeline import generate  # noqa: E402
+import core.context.kv_cache  # noqa: E402
+import core.model.transformer  # noqa: E402
+from core.sampling.config import SamplingConfig  # noqa: E402
+from core.sampling.loop import generate  # noqa: E402
 
 BUCKETS = ("matmul", "attention", "RoPE", "norms/modulation/activations", "copies/concatenation", "Python/other")
 MATMUL = {"aten::addmm", "aten::mm", "aten::bmm", "aten::baddbmm", "aten::addmv", "aten::mkldnn_convolution",
@@ -40,10 +40,10 @@ COPIES = {"aten::cat", "aten::copy_", "aten::clone", "aten::_to_copy", "aten::co
           "aten::index", "aten::index_put_", "aten::fill_", "aten::zero_", "aten::_unsafe_view"}
 ELEMENTWISE = ("add", "sub", "mul", "div", "rsqrt", "pow", "mean", "sum", "layer_norm", "rms_norm", "gelu",
                "silu", "addcmul", "addcdiv", "exp", "sin", "cos", "polar", "neg", "sqrt", "lerp", "norm")
-LABELS = {"RoPE": [(core.kv_cache, "apply_rope"), (core.kv_cache, "rope_table"), (core.model, "apply_rope"),
-                   (core.model, "rope_table"), (core.kv_cache, "rotate"), (core.model, "rotate")],
-          "cache": [(core.kv_cache.KVCache, "begin_block"), (core.kv_cache.KVCache, "set_retrieved"),
-                    (core.kv_cache.KVCache, "_fill")]}
+LABELS = {"RoPE": [(core.context.kv_cache, "apply_rope"), (core.context.kv_cache, "rope_table"), (core.model.transformer, "apply_rope"),
+                   (core.model.transformer, "rope_table"), (core.context.kv_cache, "rotate"), (core.model.transformer, "rotate")],
+          "cache": [(core.context.kv_cache.KVCache, "begin_block"), (core.context.kv_cache.KVCache, "set_retrieved"),
+                    (core.context.kv_cache.KVCache, "_fill")]}
 
 
 @contextlib.contextmanager
@@ -127,7 +127,7 @@ def main() -> int:
     model = random_model(MEDIUM)
     context_pass = context_pass_writes_only()
     floor = measure_floor(medium_shape())
-    out = {"core": str(Path(core.model.__file__).parent), "threads": args.threads, "context_pass": context_pass,
+    out = {"core": str(Path(core.model.transformer.__file__).parent), "threads": args.threads, "context_pass": context_pass,
            "floor": floor, "regimes": []}
     for regime in ("native", "retrieval"):
         r = profile_regime(model, regime, args.frames)

@@ -22,8 +22,8 @@ from floor import MEDIUM, MEDIUM_HW, MEDIUM_FRAMES, prompt, random_model, write_
 
 import torch  # noqa: E402
 
-from core.config import SamplingConfig  # noqa: E402
-from core.pipeline import generate  # noqa: E402
+from core.sampling.config import SamplingConfig  # noqa: E402
+from core.sampling.loop import generate  # noqa: E402
 
 BLOCKS = range(10, 19)
 

@@ -38,14 +38,14 @@ FRAMES_PER_SECOND = 16 / 4                                        # latent frame
 
 
 def strategy_names() -> list[str]:
-    from core.strategies import NAMES
+    from core.context.strategies import NAMES
     return list(NAMES)
 
 
 def one_run(name: str, frames: int, threads: int) -> dict:
     """The child process: one generate call of strategy ``name``, ``frames`` latent frames."""
-    from core.config import strategy_config
-    from core.pipeline import generate
+    from core.sampling.config import strategy_config
+    from core.sampling.loop import generate
     torch.set_num_threads(threads)
     model = random_model()
     cfg = strategy_config(name)

@@ -18,14 +18,15 @@ A story (prompts that change over time): pass a ``PromptSchedule`` instead of ``
 ``SamplingConfig(switch=SwitchConfig(...))`` says what a switch does; ``result.switches`` says where
 each prompt began.
 """
-from .config import STRATEGIES, PoolConfig, RetrievalConfig, SamplingConfig, SwitchConfig, strategy_config
-from .checkpoint import Backbone, CheckpointError, load_backbone
-from .encoder import EncoderConfig, RetrievalEncoder, load_encoder
-from .history_pool import HistoryPool
-from .kv_cache import CachePolicy, KVCache
-from .model import WanConfig, WanTransformer
-from .pipeline import BlockUpdate, GenerationResult, generate, initial_noise
-from .prompts import PromptSchedule, Segment
+from .sampling.config import STRATEGIES, SamplingConfig, SwitchConfig, strategy_config
+from .retrieval.config import PoolConfig, RetrievalConfig
+from .formats import Backbone, CheckpointError, load_backbone
+from .retrieval.encoder import EncoderConfig, RetrievalEncoder, load_encoder
+from .retrieval.pool import HistoryPool
+from .context.kv_cache import CachePolicy, KVCache
+from .model.transformer import WanConfig, WanTransformer
+from .sampling.loop import BlockUpdate, GenerationResult, generate, initial_noise
+from .sampling.prompts import PromptSchedule, Segment
 
 __all__ = [
     "Backbone", "CheckpointError", "load_backbone", "EncoderConfig", "RetrievalEncoder", "load_encoder",

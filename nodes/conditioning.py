@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import os
 
-from ..core.io import load_prompt_embeds
+from ..core.sampling.prompt_files import load_prompt_embeds
 from . import bridge
 from .bridge import io
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from ..core.latent_format import LatentFormat, format_for_channels
-from ..core.retrieval_map import render_retrieval_map
+from ..core.latents.format import LatentFormat, format_for_channels
+from ..core.retrieval.map import render_retrieval_map
 from . import bridge
 from .bridge import io
 from .sampling import RETRIEVAL_LOG, RetrievalLog

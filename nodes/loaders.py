@@ -5,9 +5,9 @@ from dataclasses import dataclass
 
 import torch
 
-from ..core.checkpoint import Backbone, load_backbone
-from ..core.config import DTYPES as CORE_DTYPES, default_dtype
-from ..core.encoder import RetrievalEncoder, load_encoder
+from ..core.formats import Backbone, load_backbone
+from ..core.sampling.config import DTYPES as CORE_DTYPES, default_dtype
+from ..core.retrieval.encoder import RetrievalEncoder, load_encoder
 from . import bridge
 from .bridge import io, ui
 

@@ -6,12 +6,13 @@ from dataclasses import dataclass
 
 import torch
 
-from ..core.budget import device_bytes_needed
-from ..core.config import PoolConfig, RetrievalConfig, SamplingConfig
-from ..core.noise import NOISE_CONTRACTS
-from ..core.pipeline import generate
-from ..core.prompts import PromptSchedule
-from ..core.resume import BlockCollector
+from ..core.sampling.budget import device_bytes_needed
+from ..core.retrieval.config import PoolConfig, RetrievalConfig
+from ..core.sampling.config import SamplingConfig
+from ..core.sampling.noise import NOISE_CONTRACTS
+from ..core.sampling.loop import generate
+from ..core.sampling.prompts import PromptSchedule
+from ..core.app.resume import BlockCollector
 from . import bridge
 from .bridge import io, ui
 from .family import AUTO, run_info, sampler_fields, video_size

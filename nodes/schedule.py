@@ -6,10 +6,10 @@ from dataclasses import dataclass, replace
 
 import torch
 
-from ..core.checkpoint import FAMILIES
-from ..core.config import RETRIEVAL_SCOPES, SWITCH_MODES, SwitchConfig
-from ..core.prompts import (PromptSchedule, TimedPrompt, cut_texts, parse_schedule_text, retime,
-                            schedule_from_timed)
+from ..core.formats import FAMILIES
+from ..core.sampling.config import RETRIEVAL_SCOPES, SWITCH_MODES, SwitchConfig
+from ..core.sampling.prompts import (PromptSchedule, TimedPrompt, cut_texts, parse_schedule_text, retime,
+                                   schedule_from_timed)
 from .bridge import io, ui
 from .loaders import BACKBONE
 

@@ -21,10 +21,10 @@ from dataclasses import dataclass
 
 import torch
 
-from ..core.config import SamplingConfig
-from ..core.latent_format import (LatentFormat, format_for_channels, latent_frames_for_video,
-                                  latent_frames_to_video_frames, to_model_space, to_raw_space)
-from ..core.resume import run_identity
+from ..core.sampling.config import SamplingConfig
+from ..core.latents.format import (LatentFormat, format_for_channels, latent_frames_for_video,
+                                 latent_frames_to_video_frames, to_model_space, to_raw_space)
+from ..core.app.resume import run_identity
 
 
 @dataclass(frozen=True)
@@ -85,7 +85,7 @@ def check_start_size(start: Start, latent_hw: tuple[int, int], fmt: LatentFormat
 
 def frames_for_length(length: int, cfg: SamplingConfig, start: int) -> int:
     """Latent frames for ``length`` video frames after a start of ``start`` latent frames (rounded up:
-    core/latent_format.py; a start held inside whole blocks, ``start_block`` clamp, rounds to whole blocks);
+    core/latents/format.py; a start held inside whole blocks, ``start_block`` clamp, rounds to whole blocks);
     a start that already fills the length is refused naming the length to set."""
     nf, short = cfg.frames_per_block, cfg.start_block == "short"
     frames = latent_frames_for_video(length, nf, start if short else 0)
@@ -99,7 +99,7 @@ def frames_for_length(length: int, cfg: SamplingConfig, start: int) -> int:
 
 def run_key(backbone, encoder_name: str | None, prompts, seed: int, frames: int, latent_hw, cfg: SamplingConfig,
             start: Start | None) -> str:
-    """Everything that changes the result except the length (core/resume.py ``run_identity``; under the
+    """Everything that changes the result except the length (core/app/resume.py ``run_identity``; under the
     reference contract the length too), plus the start's values, the LoRA strength, dtype and device."""
     info = backbone.backbone.info
     ident = run_identity(info.path, prompts, seed, frames, latent_hw, cfg, info.lora_path)

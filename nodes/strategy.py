@@ -5,10 +5,11 @@ from dataclasses import dataclass
 
 import torch
 
-from ..core.checkpoint import FAMILIES
-from ..core.config import SWITCH_MODES, FamilyDefaults, SamplingConfig, SwitchConfig
-from ..core.strategies import NAMES, describe
-from ..core.video_grid import tile
+from ..core.formats import FAMILIES
+from ..core.sampling.config import SWITCH_MODES, SamplingConfig, SwitchConfig
+from ..core.families.defaults import FamilyDefaults
+from ..core.context.strategies import NAMES, describe
+from ..core.files.grid import tile
 from .bridge import io
 from .schedule import DEFAULT_SWITCH, SwitchChoice
 

@@ -16,7 +16,7 @@ from safetensors.torch import load_file  # noqa: E402
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))
 from load_pack import ensure_comfy_api  # noqa: E402
 
-from core.model import WanConfig, WanTransformer  # noqa: E402
+from core.model.transformer import WanConfig, WanTransformer  # noqa: E402
 
 # The nodes import comfy_api.latest: ComfyUI's own when it is importable, else tests/comfy_standin.
 ensure_comfy_api()

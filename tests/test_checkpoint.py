@@ -13,10 +13,10 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from core.checkpoint import (FAMILIES, CheckpointError, detect_preset, expected_shapes, infer_config,
-                             is_backbone_checkpoint, load_backbone, match_lora, normalise_lora, read_backbone,
-                             read_lora, save_backbone_safetensors, validate_backbone)
-from core.model import WanConfig, WanTransformer
+from core.formats import (FAMILIES, CheckpointError, detect_preset, expected_shapes, infer_config,
+                          is_backbone_checkpoint, load_backbone, match_lora, normalise_lora, read_backbone, read_lora,
+                          save_backbone_safetensors, validate_backbone)
+from core.model.transformer import WanConfig, WanTransformer
 
 from conftest import DATA
 
@@ -511,7 +511,8 @@ def test_a_metadata_config_of_another_size_is_refused(tmp_path):
 # ------------------------------------------------------------------------- one pass, one reader
 @pytest.mark.parametrize("layout", ["safetensors", "self_forcing_pickle"])
 def test_one_load_reads_and_checks_each_file_once(tmp_path, state, monkeypatch, layout):
-    from core.checkpoint import loader, reader
+    from core.formats import loader
+    from core.files import safe_reader as reader
     path = tmp_path / ("wan.safetensors" if layout == "safetensors" else "sf.pt")
     if layout == "safetensors":
         save_file(state, str(path))
@@ -544,12 +545,12 @@ def test_one_load_reads_and_checks_each_file_once(tmp_path, state, monkeypatch, 
 def test_torch_load_is_called_only_by_the_one_reader():
     core = Path(__file__).resolve().parents[1] / "core"
     users = {str(p.relative_to(core)) for p in core.rglob("*.py") if "torch.load(" in p.read_text()}
-    assert users == {"checkpoint/reader.py"}
+    assert users == {"files/safe_reader.py"}
 
 
 def test_every_loader_refuses_a_pickle_that_runs_code(tmp_path):
-    from core import text_encoder, vae
-    from core.encoder import load_encoder
+    from core.formats import text_encoder, vae
+    from core.retrieval.encoder import load_encoder
     marker = tmp_path / "code_ran"
     torch.save({"model": {"w": RunsCode(marker)}, "config": {}}, tmp_path / "evil.pt")
     loaders = {"retrieval encoder": load_encoder, "VAE": vae._read_state_dict, "LoRA": read_lora,

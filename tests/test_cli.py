@@ -212,8 +212,8 @@ def test_corpus_then_training_then_generation_with_the_trained_encoder(tmp_path)
 
 
 def test_compile_and_prefetch_reach_the_run(monkeypatch):
-    from core import cli, jobs
-    from core.checkpoint import loader
+    from core.app import cli, jobs
+    from core.formats import loader
     args = cli.build_parser().parse_args(["generate", "--backbone", str(GOLDEN / "wan_tiny_t2v_bare.safetensors"),
                                           "--num-heads", "2", "--frames", "12", "--compile", "--prefetch", "off",
                                           "--embeds", "e.safetensors"])

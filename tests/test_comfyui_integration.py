@@ -39,8 +39,8 @@ def free_port() -> int:
 
 def write_models(base: Path) -> None:
     """Tiny checkpoints in the released formats, under the names the workflows use."""
-    from core.encoder import EncoderConfig, RetrievalEncoder
-    from core.model import WanConfig, WanTransformer
+    from core.retrieval.encoder import EncoderConfig, RetrievalEncoder
+    from core.model.transformer import WanConfig, WanTransformer
     m = base / "models"
     for d in ("diffusion_models", "loras", "retrieval_encoders", "vae", "text_encoders"):
         (m / d).mkdir(parents=True, exist_ok=True)
@@ -296,8 +296,8 @@ def test_workflow_runs_in_comfyui(server, path, tmp_path):
         assert any("Prompt Schedule line 3 '3.5s: the ice cracks': asks for frame 14 (3.5 s), inside a block: "
                    "rounded up to the next block start, block 5 = frame 15" in t for t in shown), shown
     if any(n["type"] == "LongLiveRAG_CompareGrid" for n in wf["nodes"]):
-        from core.video_io import read_video
-        from core.video_grid import GAP, LABEL_H
+        from core.files.video import read_video
+        from core.files.grid import GAP, LABEL_H
         grid = read_video(videos[0])            # five 48x32 videos under their labels, 3 + 2
         assert grid.shape[1:3] == (2 * (LABEL_H + 32) + GAP, 3 * 48 + 2 * GAP), grid.shape
     print(f"{path.name}: {elapsed:.1f} s -> {[p.name for p in videos + maps]}")

@@ -8,12 +8,12 @@ rotated at its temporal slot and its own spatial position.
 import pytest
 import torch
 
-import core.kv_cache as kv_cache_mod
-from core.config import strategy_config
-from core.kv_cache import CachePolicy, KVCache
-from core.pipeline import generate
-from core.rope import apply_rope, rope_table
-from core.strategies.deep_forcing import DeepForcing, DeepForcingParams
+import core.context.kv_cache as kv_cache_mod
+from core.sampling.config import strategy_config
+from core.context.kv_cache import CachePolicy, KVCache
+from core.sampling.loop import generate
+from core.model.rope import apply_rope, rope_table
+from core.context.strategies.deep_forcing import DeepForcing, DeepForcingParams
 
 from conftest import tiny_model
 

@@ -4,8 +4,8 @@ import json
 import numpy as np
 import torch
 
-from core.demo import run_demo
-from core.demo_preview import CURVE_H, heat_map, summary, summary_lines, three_panels
+from core.app.demo import run_demo
+from core.app.demo_preview import CURVE_H, heat_map, summary, summary_lines, three_panels
 
 
 def test_summary_says_where_the_runs_differ_and_how_far_retrieval_reached_back():
@@ -33,7 +33,7 @@ def test_the_difference_panel_is_black_where_the_runs_agree():
 
 
 def test_the_demo_writes_three_panels_and_its_summary(tmp_path, capsys):
-    from core.video_io import read_video
+    from core.files.video import read_video
     report = run_demo(tmp_path / "demo", frames=24)
     frames = read_video(tmp_path / "demo" / "preview_native_vs_rag.mp4")
     assert frames.shape[1:3] == (8 * 24 + CURVE_H, 3 * 12 * 24)

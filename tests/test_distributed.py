@@ -7,9 +7,9 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from core.distributed import Rank, shard
-from core.jobs import output_stem, read_prompts
-from core.latent_format import latent_frames_for_seconds
+from core.training.distributed import Rank, shard
+from core.app.jobs import output_stem, read_prompts
+from core.latents.format import latent_frames_for_seconds
 
 from conftest import GOLDEN
 

@@ -5,9 +5,10 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from core.encoder import load_encoder
-from core.config import RetrievalConfig, SamplingConfig
-from core.pipeline import generate
+from core.retrieval.encoder import load_encoder
+from core.retrieval.config import RetrievalConfig
+from core.sampling.config import SamplingConfig
+from core.sampling.loop import generate
 
 from conftest import DATA, GOLDEN
 
@@ -36,7 +37,7 @@ def config_from_case(case: dict) -> SamplingConfig:
 
 
 def test_initial_noise_follows_the_rng_contract(golden_inputs):
-    from core.pipeline import initial_noise
+    from core.sampling.loop import initial_noise
     noise, _ = initial_noise(42, golden_inputs["noise_bcthw"].shape)
     assert torch.equal(noise, golden_inputs["noise_bcthw"])
 

@@ -6,10 +6,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from core.config import PoolConfig, RetrievalConfig, SamplingConfig
-from core.encoder import load_encoder
-from core.history_pool import HistoryPool
-from core.pipeline import generate
+from core.retrieval.config import PoolConfig, RetrievalConfig
+from core.sampling.config import SamplingConfig
+from core.retrieval.encoder import load_encoder
+from core.retrieval.pool import HistoryPool
+from core.sampling.loop import generate
 
 from conftest import GOLDEN
 

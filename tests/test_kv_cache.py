@@ -5,10 +5,10 @@ Values carry the global frame index, so the attended context can be read off dir
 import pytest
 import torch
 
-import core.kv_cache as kv_cache_mod
-from core.history_pool import HistoryPool
-from core.kv_cache import CachePolicy, KVCache
-from core.rope import apply_rope, rope_table
+import core.context.kv_cache as kv_cache_mod
+from core.retrieval.pool import HistoryPool
+from core.context.kv_cache import CachePolicy, KVCache
+from core.model.rope import apply_rope, rope_table
 
 D = 6  # head_dim: one complex pair per axis
 
@@ -147,9 +147,9 @@ def test_a_window_too_small_for_a_block_is_refused(window, sink, k):
 def test_cache_bytes_count_what_the_cache_holds():
     """GenerationResult.cache_bytes: window frames of K and V per layer (native); the retrieval regime adds
     its context buffers of the same size (kv_cache.py: twice the window's K/V)."""
-    from core.config import SamplingConfig
-    from core.model import WanConfig, WanTransformer
-    from core.pipeline import generate
+    from core.sampling.config import SamplingConfig
+    from core.model.transformer import WanConfig, WanTransformer
+    from core.sampling.loop import generate
     torch.manual_seed(0)
     model = WanTransformer(WanConfig(dim=128, ffn_dim=256, num_layers=2, num_heads=2, text_dim=64)).eval()
     prompt = torch.randn(1, 512, 64)
@@ -165,9 +165,9 @@ def test_cache_bytes_count_what_the_cache_holds():
 def test_a_sink_larger_than_the_first_blocks(strategy):
     """Until the first eviction the sink size changes nothing (every cached frame is attended either way),
     also while the sink is still filling — Deep Forcing's deep sink of 10 frames is 4 blocks."""
-    from core.config import strategy_config
-    from core.model import WanConfig, WanTransformer
-    from core.pipeline import generate
+    from core.sampling.config import strategy_config
+    from core.model.transformer import WanConfig, WanTransformer
+    from core.sampling.loop import generate
     torch.manual_seed(0)
     model = WanTransformer(WanConfig(dim=128, ffn_dim=256, num_layers=2, num_heads=2, text_dim=64)).eval()
     prompt = torch.randn(1, 512, 64)

@@ -5,13 +5,14 @@ import dataclasses
 import pytest
 import torch
 
-from core.checkpoint.wan22_ti2v import DEFAULTS
-from core.config import RetrievalConfig, SamplingConfig, ShotConfig
-from core.encoder import EncoderConfig, RetrievalEncoder
-from core.kv_cache import CachePolicy, KVCache
-from core.model import WanConfig, WanTransformer
-from core.pipeline import generate
-from core.prompts import PromptSchedule, Segment, parse_schedule_text, seconds_to_frame
+from core.families.wan22_ti2v import DEFAULTS
+from core.retrieval.config import RetrievalConfig
+from core.sampling.config import SamplingConfig, ShotConfig
+from core.retrieval.encoder import EncoderConfig, RetrievalEncoder
+from core.context.kv_cache import CachePolicy, KVCache
+from core.model.transformer import WanConfig, WanTransformer
+from core.sampling.loop import generate
+from core.sampling.prompts import PromptSchedule, Segment, parse_schedule_text, seconds_to_frame
 
 HW = (4, 8)
 

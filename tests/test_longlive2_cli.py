@@ -9,9 +9,9 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from core.cli import main as cli_main
-from core.model import WanConfig, WanTransformer
-from core.video_io import read_video
+from core.app.cli import main as cli_main
+from core.model.transformer import WanConfig, WanTransformer
+from core.files.video import read_video
 
 from conftest import DATA
 from test_text_encoder import WORDS, build_tokenizer, wan_state_dict

@@ -8,10 +8,10 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from core.checkpoint import load_backbone
-from core.checkpoint.wan22_ti2v import DEFAULTS
-from core.pipeline import generate
-from core.prompts import SCENE_CUT_PREFIX, PromptSchedule, Segment
+from core.formats import load_backbone
+from core.families.wan22_ti2v import DEFAULTS
+from core.sampling.loop import generate
+from core.sampling.prompts import SCENE_CUT_PREFIX, PromptSchedule, Segment
 
 from conftest import DATA
 
@@ -72,7 +72,7 @@ def test_all_longlive2_cases_are_present():
 
 
 def test_the_sampler_feeds_the_published_integer_timesteps():
-    from core.unipc import UniPCSolver
+    from core.sampling.unipc import UniPCSolver
     case = json.loads((CASES / "longlive2_t2v" / "case.json").read_text())
     solver = UniPCSolver(4, 5.0)
     assert solver.timesteps.tolist() == case["sampler"]["timesteps_fed"]
@@ -116,7 +116,7 @@ def test_cuts_move_the_rope_offset_and_are_recorded(results):
 def test_evictions_and_shot_sink_follow_the_reference_trace(name, model):
     """Per eviction: the block, the frames kept in front (sink, or sink + shot sink) and how many left;
     per block: where the shot sink sits (the trace's pins, then sliding 24 → 16 → 8 with each roll)."""
-    from core.kv_cache import KVCache
+    from core.context.kv_cache import KVCache
     trace = json.loads((CASES / name / "trace.json").read_text())
     seen, pinned = [], []
     original_evict, original_begin = KVCache.evict_oldest, KVCache.begin_block

@@ -15,7 +15,7 @@ from test_schedule_node import FakeCLIP, build
 
 from conftest import DATA
 
-latent_format = sys.modules[f"{PACK.__name__}.core.latent_format"]
+latent_format = sys.modules[f"{PACK.__name__}.core.latents.format"]
 start_mod = sys.modules[f"{PACK.__name__}.nodes.start"]
 CASES = DATA / "golden_extra"
 LL2 = CASES / "longlive2_model"
@@ -163,7 +163,7 @@ def test_a_wan2_1_start_on_the_5b_names_the_wan2_2_vae(ll2_dir):
 
 def test_a_1_3b_lora_on_the_5b_is_refused_by_load_backbone_naming_the_right_lora(ll2_dir):
     from test_checkpoint import peft_lora, random_state
-    model = sys.modules[f"{PACK.__name__}.core.model"]
+    model = sys.modules[f"{PACK.__name__}.core.model.transformer"]
     small = peft_lora(random_state(0, model.WanConfig(dim=64, ffn_dim=128, num_layers=2, num_heads=1, text_dim=64)))
     torch.save({"generator_lora": small}, ll2_dir / "loras" / "longlive_lora.pt")
     with pytest.raises(Exception, match=r"longlive_lora\.pt'.*do not fit.*Wan2\.2 TI2V-5B backbone.*use LongLive "

@@ -132,7 +132,7 @@ def test_every_category_has_a_chinese_name():
 
 def test_the_window_diagram_draws_the_published_context():
     diagram = load("window_diagram", ROOT / "tools" / "window_diagram.py")
-    kv_cache = sys.modules[f"{PACK.__name__}.core.kv_cache"]
+    kv_cache = sys.modules[f"{PACK.__name__}.core.context.kv_cache"]
     rag, native = Counter(diagram.row_kinds(True)), Counter(diagram.row_kinds(False))
     policy = kv_cache.CachePolicy.retrieval(diagram.WINDOW, diagram.SINK, diagram.TOP_K)
     assert (rag["sink"], rag["retrieved"], rag["local"] + rag["block"]) == (policy.sink, policy.top_k,

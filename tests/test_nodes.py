@@ -16,7 +16,7 @@ ROOT = Path(__file__).resolve().parents[1]
 PACK = load_pack("comfyui_longlive_rag_under_test")   # as ComfyUI imports it: a package (here a fixed name)
 N = pack_nodes(PACK)                                  # {node id: V3 node class}, through comfy_entrypoint
 bridge = sys.modules[f"{PACK.__name__}.nodes.bridge"]
-latent_format = sys.modules[f"{PACK.__name__}.core.latent_format"]
+latent_format = sys.modules[f"{PACK.__name__}.core.latents.format"]
 
 
 @pytest.fixture
@@ -179,7 +179,7 @@ def test_decode_without_the_wan_vae_uses_the_vae_and_returns_frames():
 
 
 def test_retrieval_map_is_the_rendered_log_as_an_image(models_dir):
-    render = sys.modules[f"{PACK.__name__}.core.retrieval_map"].render_retrieval_map
+    render = sys.modules[f"{PACK.__name__}.core.retrieval.map"].render_retrieval_map
     backbone, _ = load(models_dir)
     _, log = sample(backbone, rag_retrieval("avg_pool (no file)"), length=97)
     assert len(log.records) > 0
@@ -319,9 +319,9 @@ def test_progress_bar_advances_per_block_with_a_latent_preview(models_dir, monke
 
 
 def test_vram_estimate_for_the_real_model_at_480p():
-    from core.budget import device_bytes_needed
-    from core.config import SamplingConfig
-    from core.model import WanConfig, WanTransformer
+    from core.sampling.budget import device_bytes_needed
+    from core.sampling.config import SamplingConfig
+    from core.model.transformer import WanConfig, WanTransformer
     cfg = WanConfig(dim=1536, ffn_dim=8960, num_layers=30, num_heads=12)
     with torch.device("meta"):
         model = WanTransformer(cfg)
@@ -337,7 +337,7 @@ def test_vram_estimate_for_the_real_model_at_480p():
 
 def test_load_backbone_compile_option_compiles_the_layers(models_dir, monkeypatch):
     compiled = []
-    model_cls = sys.modules[PACK.__name__ + ".core.model"].WanTransformer   # the pack's own class
+    model_cls = sys.modules[PACK.__name__ + ".core.model.transformer"].WanTransformer   # the pack's own class
     monkeypatch.setattr(model_cls, "compile_blocks", lambda self, **kw: compiled.append(self) or self)
     load(models_dir)
     assert compiled == []                           # off by default

@@ -1,8 +1,9 @@
 import pytest
 import torch
 
-from core.config import PoolConfig, RetrievalConfig, SamplingConfig
-from core.pipeline import generate
+from core.retrieval.config import PoolConfig, RetrievalConfig
+from core.sampling.config import SamplingConfig
+from core.sampling.loop import generate
 
 from conftest import tiny_model
 

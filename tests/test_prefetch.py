@@ -4,10 +4,11 @@ import threading
 import pytest
 import torch
 
-import core.prefetch as prefetch_mod
-from core.config import PoolConfig, RetrievalConfig, SamplingConfig
-from core.encoder import load_encoder
-from core.pipeline import generate
+import core.retrieval.prefetch as prefetch_mod
+from core.retrieval.config import PoolConfig, RetrievalConfig
+from core.sampling.config import SamplingConfig
+from core.retrieval.encoder import load_encoder
+from core.sampling.loop import generate
 
 from conftest import GOLDEN
 

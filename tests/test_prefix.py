@@ -2,10 +2,10 @@
 import pytest
 import torch
 
-from core.config import SamplingConfig
-from core.encoder import load_encoder
-from core.noise import NoiseSource, block_seed
-from core.pipeline import generate
+from core.sampling.config import SamplingConfig
+from core.retrieval.encoder import load_encoder
+from core.sampling.noise import NoiseSource, block_seed
+from core.sampling.loop import generate
 
 from conftest import GOLDEN
 
@@ -111,7 +111,7 @@ def test_a_start_that_does_not_fit_is_refused_with_the_reason(golden_model, gold
 @pytest.mark.parametrize("regime", REGIMES)
 def test_a_story_resumes_exactly_across_its_switches(golden_model, golden_inputs, encoder, regime):
     """The replay re-caches at the switches the original run re-cached at, so the state is the same."""
-    from core.prompts import PromptSchedule, Segment
+    from core.sampling.prompts import PromptSchedule, Segment
     p0 = golden_inputs["prompt_embeds"]
     p1 = torch.randn(p0.shape, generator=torch.Generator().manual_seed(9))
     story = PromptSchedule((Segment(0, p0), Segment(13, p1)))

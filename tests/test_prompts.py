@@ -1,12 +1,12 @@
 """Prompt schedules as a user writes them: the text and JSON forms, where each prompt begins, and the
-one-line errors (core/prompts.py, core/io.py load_prompt_schedule)."""
+one-line errors (core/sampling/prompts.py, core/files/atomic.py load_prompt_schedule)."""
 import pytest
 import torch
 from safetensors.torch import save_file
 
-from core.io import load_prompt_schedule
-from core.prompts import PromptSchedule, Segment, fire_frames, parse_schedule_json, parse_schedule_text, \
-    read_schedule_file, timeline
+from core.sampling.prompt_files import load_prompt_schedule
+from core.sampling.prompts import (PromptSchedule, Segment, fire_frames, parse_schedule_json, parse_schedule_text,
+                                   read_schedule_file, timeline)
 
 STORY = """# a fox's morning
 0s: a red fox trots through a snowy birch forest

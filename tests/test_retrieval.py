@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from core.retrieval import avg_pool_descriptor, log_record, select_frames
+from core.retrieval.select import avg_pool_descriptor, log_record, select_frames
 
 
 def descriptors(rows):

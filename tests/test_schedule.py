@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from core.schedule import FlowMatchSchedule
+from core.sampling.timesteps import FlowMatchSchedule
 
 
 def test_warped_steps_are_grid_timesteps_at_1000_minus_step():

@@ -3,10 +3,10 @@ attention context per layer, RoPE of the stable context once per block, float32 
 import pytest
 import torch
 
-import core.kv_cache as kv_cache_mod
-import core.rope as rope_mod
-from core.kv_cache import CachePolicy, KVCache
-from core.rope import apply_rope, rope_table
+import core.context.kv_cache as kv_cache_mod
+import core.model.rope as rope_mod
+from core.context.kv_cache import CachePolicy, KVCache
+from core.model.rope import apply_rope, rope_table
 
 from conftest import tiny_model
 
@@ -129,7 +129,7 @@ def test_compiled_blocks_give_the_eager_result(one_thread):
 
 
 def test_fused_rms_norm_matches_the_written_out_formula():
-    from core.model import RMSNorm
+    from core.model.transformer import RMSNorm
     norm = RMSNorm(64, 1e-6)
     norm.weight.data = torch.randn(64, generator=torch.Generator().manual_seed(0))
     x = torch.randn(2, 50, 64, generator=torch.Generator().manual_seed(1)) * 3
@@ -140,8 +140,8 @@ def test_fused_rms_norm_matches_the_written_out_formula():
 
 def test_merged_prompt_padding_gives_the_attention_over_every_padded_row():
     """Trailing identical rows (the padding) kept once with a log-count logit bias: the same attention."""
-    from core.attention import attention_heads_first
-    from core.model import merge_padding
+    from core.model.attention import attention_heads_first
+    from core.model.transformer import merge_padding
     g = torch.Generator().manual_seed(0)
     rows = torch.cat([torch.randn(2, 7, 8, generator=g), torch.zeros(2, 57, 8)], 1)
     rows[1, 7:9] = torch.randn(2, 8, generator=g)          # sample 1's prompt is 2 tokens longer

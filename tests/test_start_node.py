@@ -9,9 +9,9 @@ import torch
 from test_nodes import PACK, N, bridge, conditioning, load, models_dir, rag_retrieval  # noqa: F401
 
 start_mod = sys.modules[f"{PACK.__name__}.nodes.start"]
-pipeline = sys.modules[f"{PACK.__name__}.core.pipeline"]
-config = sys.modules[f"{PACK.__name__}.core.config"]
-latent_format = sys.modules[f"{PACK.__name__}.core.latent_format"]
+pipeline = sys.modules[f"{PACK.__name__}.core.sampling.loop"]
+config = sys.modules[f"{PACK.__name__}.core.sampling.config"]
+latent_format = sys.modules[f"{PACK.__name__}.core.latents.format"]
 
 
 @pytest.fixture(autouse=True)

@@ -10,9 +10,9 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from core.cli import build_parser, sampling_config
-from core.config import SwitchConfig
-from core.video_io import read_video
+from core.app.cli import build_parser, sampling_config
+from core.sampling.config import SwitchConfig
+from core.files.video import read_video
 
 from conftest import DATA, GOLDEN
 from test_text_to_video import assets  # noqa: F401  (the tiny umT5 / VAE / backbone fixture)

@@ -4,12 +4,13 @@ import json
 import pytest
 import torch
 
-from core.config import RetrievalConfig, SamplingConfig, SwitchConfig, strategy_config
-from core.kv_cache import CachePolicy, KVCache
-from core.prompts import parse_schedule_json, parse_schedule_text
-from core.strategies import NAMES, describe, get_spec
-from core.strategies.infinity_rope import InfinityRope, InfinityRopeParams
-from core.strategies.memrope import MemRope, MemRopeParams
+from core.retrieval.config import RetrievalConfig
+from core.sampling.config import SamplingConfig, SwitchConfig, strategy_config
+from core.context.kv_cache import CachePolicy, KVCache
+from core.sampling.prompts import parse_schedule_json, parse_schedule_text
+from core.context.strategies import NAMES, describe, get_spec
+from core.context.strategies.infinity_rope import InfinityRope, InfinityRopeParams
+from core.context.strategies.memrope import MemRope, MemRopeParams
 
 D = 6   # head_dim: one complex pair per RoPE axis
 

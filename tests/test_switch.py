@@ -1,12 +1,13 @@
 """Prompt switches in both cache regimes: what a switch changes, which cache slots a re-cache rewrites,
-what stays retrievable (core/recache.py, core/prompts.py, _BlockLoop.switch)."""
+what stays retrievable (core/context/recache.py, core/sampling/prompts.py, _BlockLoop.switch)."""
 import pytest
 import torch
 
-import core.kv_cache
-from core.config import RetrievalConfig, SamplingConfig, SwitchConfig
-from core.pipeline import _BlockLoop, generate, recompute_kv
-from core.prompts import PromptSchedule, Segment
+import core.context.kv_cache
+from core.retrieval.config import RetrievalConfig
+from core.sampling.config import SamplingConfig, SwitchConfig
+from core.sampling.loop import _BlockLoop, generate, recompute_kv
+from core.sampling.prompts import PromptSchedule, Segment
 
 from conftest import tiny_model
 
@@ -121,7 +122,7 @@ def test_recache_rewrites_exactly_the_window_slots(model, monkeypatch, mode, glo
 def test_recached_layer0_keys_are_each_frames_own_keys_at_the_regimes_positions(model, monkeypatch, mode, global_sink):
     # layer-0 K depends on nothing but the frame's latent and timestep: it tells which frame went into which
     # slot, at which RoPE position, stored rotated (native) or raw (retrieval)
-    from core.rope import apply_rope, rope_table
+    from core.model.rope import apply_rope, rope_table
     seen, res = cache_around_switch(model, monkeypatch, schedule((0, P0), (24, P1)), 36, mode=mode,
                                     global_sink=global_sink, sink=2, top_k=3)
     rec, loop, t = res.switches[0]["recache"], seen["loop"], seen["tokens"]
@@ -155,8 +156,8 @@ def test_retrieval_recache_attends_kept_sink_and_every_reencoded_key_at_slot_pos
     # the retrieval regime's definition (docs/ARCHITECTURE.md) written out by hand for a 2-layer model: layer 0
     # attends [kept sink rotated at its slots ‖ re-encoded keys rotated at their slots], no mask; layer 1's raw K
     # must be what the cache holds afterwards
-    from core.attention import attention
-    from core.rope import apply_rope, rope_table
+    from core.model.attention import attention
+    from core.model.rope import apply_rope, rope_table
     seen, res = cache_around_switch(sharp_model, monkeypatch, schedule((0, P0), (24, P1)), 36, mode="rag",
                                     global_sink=global_sink, sink=2, top_k=3)
     rec, loop, t = res.switches[0]["recache"], seen["loop"], seen["tokens"]
@@ -215,12 +216,12 @@ def test_segment_scope_never_retrieves_a_frame_before_the_current_segment(model)
 
 def test_segment_scope_retrieves_fewer_frames_and_keeps_the_local_window(model, monkeypatch):
     keys, current = {}, []
-    real_attention, real_denoise = core.kv_cache.attention, _BlockLoop.denoise
+    real_attention, real_denoise = core.context.kv_cache.attention, _BlockLoop.denoise
 
     def attention(q, k, v):
         keys.setdefault(current[-1], set()).add(k.shape[1])
         return real_attention(q, k, v)
-    monkeypatch.setattr(core.kv_cache, "attention", attention)
+    monkeypatch.setattr(core.context.kv_cache, "attention", attention)
     monkeypatch.setattr(_BlockLoop, "denoise", lambda loop, block, start, frames, given=0: current.append(start)
                         or real_denoise(loop, block, start, frames))
     res = run(model, schedule((0, P0), (33, P1)), frames=60, scope="segment")
@@ -248,7 +249,7 @@ def test_switch_records_say_where_each_prompt_began(model):
 
 
 def test_the_retrieval_map_marks_the_switches(model):
-    from core.retrieval_map import render_retrieval_map
+    from core.retrieval.map import render_retrieval_map
     res = run(model, schedule((0, P0), (33, P1)), frames=60)
     plain = render_retrieval_map(res.retrieval_log, 60)
     marked = render_retrieval_map(res.retrieval_log, 60, switches=res.switches)
@@ -259,7 +260,7 @@ def test_the_retrieval_map_marks_the_switches(model):
 
 def test_prefetching_retrieval_does_not_change_a_story(model):
     # the pool is untouched by a switch, so frames read ahead of a switch block are the ones read at it
-    from core.config import PoolConfig
+    from core.retrieval.config import PoolConfig
     prompts = schedule((0, P0), (33, P1), (51, P2))
     runs = []
     for prefetch in ("off", "on"):

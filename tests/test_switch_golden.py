@@ -7,9 +7,9 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from core.config import SamplingConfig, SwitchConfig
-from core.pipeline import _BlockLoop, generate
-from core.prompts import PromptSchedule, Segment
+from core.sampling.config import SamplingConfig, SwitchConfig
+from core.sampling.loop import _BlockLoop, generate
+from core.sampling.prompts import PromptSchedule, Segment
 
 from conftest import DATA
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from core.text_encoder import MissingModelFiles, TextEncoder, clean_prompt, load_text_encoder
+from core.formats.text_encoder import MissingModelFiles, TextEncoder, clean_prompt, load_text_encoder
 
 WORDS = "a the cat dog red blue runs on in of and snow forest city night".split()
 DIM, DIM_ATTN, FFN, HEADS, LAYERS, BUCKETS = 32, 32, 48, 4, 2, 32
@@ -51,7 +51,7 @@ def wan_state_dict(vocab: int, seed: int = 0) -> dict[str, torch.Tensor]:
     return sd
 
 
-# Written out independently of core.text_encoder so the two layouts check each other.
+# Written out independently of core.formats.text_encoder so the two layouts check each other.
 HF_NAME = {"norm1.weight": "layer.0.layer_norm.weight", "attn.q.weight": "layer.0.SelfAttention.q.weight",
            "attn.k.weight": "layer.0.SelfAttention.k.weight", "attn.v.weight": "layer.0.SelfAttention.v.weight",
            "attn.o.weight": "layer.0.SelfAttention.o.weight",

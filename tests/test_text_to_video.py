@@ -11,9 +11,9 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from core.model import WanConfig, WanTransformer
-from core.video_grid import GAP, LABEL_H
-from core.video_io import read_video
+from core.model.transformer import WanConfig, WanTransformer
+from core.files.grid import GAP, LABEL_H
+from core.files.video import read_video
 from test_text_encoder import WORDS, build_tokenizer, save_diffusers_layout, wan_state_dict
 from test_vae import write_tiny_vae
 
@@ -119,7 +119,7 @@ def test_missing_text_encoder_lists_the_files_to_put_where(assets, tmp_path):
 
 def test_image_and_clip_starts_begin_the_video(assets, tmp_path):
     from PIL import Image
-    from core.video_io import write_mp4
+    from core.files.video import write_mp4
     img = (torch.rand(32, 48, 3, generator=torch.Generator().manual_seed(0)) * 255).to(torch.uint8).numpy()
     Image.fromarray(img).save(tmp_path / "start.png")
     out = tmp_path / "img"
@@ -145,7 +145,7 @@ def test_image_and_clip_starts_begin_the_video(assets, tmp_path):
 
 
 def test_a_stopped_video_run_is_finished_by_the_same_command(assets, tmp_path, monkeypatch):
-    from core import cli, jobs
+    from core.app import cli, jobs
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     args = ["generate", "--prompt", "a red cat runs in the snow", "--frames", "24", "--latent-size", "4x6",
             "--mode", "rag", "--backbone", str(assets / "causal_forcing_tiny.safetensors"), "--num-heads", "2",

@@ -14,12 +14,12 @@ import torch.nn as nn
 import torch.nn.functional as F
 from safetensors.torch import save_file
 
-from core.cli import main as cli_main
-from core.encoder import EncoderConfig, RetrievalEncoder, load_encoder
-from core.corpus import ChunkDataset, scan_corpus, split_files
-from core.train_config import TrainConfig
-from core.train_encoder import config_from, train
-from core.train_losses import delta_loss, losses, smooth_loss
+from core.app.cli import main as cli_main
+from core.retrieval.encoder import EncoderConfig, RetrievalEncoder, load_encoder
+from core.training.corpus import ChunkDataset, scan_corpus, split_files
+from core.training.config import TrainConfig
+from core.training.cli import config_from, train
+from core.training.losses import delta_loss, losses, smooth_loss
 
 ROOT = Path(__file__).resolve().parents[1]
 

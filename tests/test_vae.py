@@ -12,9 +12,9 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from core.latent_format import latent_frames_to_video_frames
-from core.text_encoder import MissingModelFiles
-from core.vae import WanVAE, load_vae
+from core.latents.format import latent_frames_to_video_frames
+from core.formats.text_encoder import MissingModelFiles
+from core.formats.vae import WanVAE, load_vae
 
 BASE_DIM = 4
 _RESNET = {"norm1.gamma": "residual.0.gamma", "conv1.weight": "residual.2.weight", "conv1.bias": "residual.2.bias",
@@ -242,7 +242,7 @@ def test_loading_never_uses_the_network(tiny, monkeypatch):
 
 
 def test_decoded_chunks_stream_into_an_mp4(tiny, vae, tmp_path):
-    from core.video_io import read_video, write_mp4
+    from core.files.video import read_video, write_mp4
     chunks = (c[0].permute(1, 2, 3, 0) for c in vae.iter_decode(tiny["z"], chunk_frames=3))
     frames = read_video(write_mp4(tmp_path / "v.mp4", chunks))
     assert frames.shape == (17, 24, 32, 3)

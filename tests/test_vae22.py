@@ -4,8 +4,8 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from core.latent_format import WAN21, WAN22, to_raw_space
-from core.vae import load_vae
+from core.latents.format import WAN21, WAN22, to_raw_space
+from core.formats.vae import load_vae
 
 from test_vae import write_tiny_vae
 

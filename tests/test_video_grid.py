@@ -2,8 +2,8 @@
 import numpy as np
 import pytest
 
-from core.video_grid import GAP, LABEL_H, grid_shape, tile, write_grid_mp4
-from core.video_io import read_video, write_mp4
+from core.files.grid import GAP, LABEL_H, grid_shape, tile, write_grid_mp4
+from core.files.video import read_video, write_mp4
 
 
 def videos(n, t=5, h=32, w=48):

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 import torch
 
-from core.video_io import read_video, to_uint8, write_mp4, write_png
+from core.files.video import read_video, to_uint8, write_mp4, write_png
 
 
 def gradient_video(t: int = 9, h: int = 32, w: int = 48) -> np.ndarray:

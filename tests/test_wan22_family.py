@@ -8,12 +8,12 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from core.checkpoint import (FAMILIES, CheckpointError, detect_preset, expected_shapes, identify, infer_config,
-                             is_backbone_checkpoint, load_backbone, match_lora, normalise_lora, normalise_names,
-                             read_backbone, validate_backbone)
-from core.checkpoint.wan22_ti2v import WAN22_TI2V
-from core.checkpoint.wan21_t2v import WAN21_T2V
-from core.model import WanConfig, WanTransformer
+from core.formats import (FAMILIES, CheckpointError, detect_preset, expected_shapes, identify, infer_config,
+                          is_backbone_checkpoint, load_backbone, match_lora, normalise_lora, normalise_names,
+                          read_backbone, validate_backbone)
+from core.families.wan22_ti2v import WAN22_TI2V
+from core.families.wan21_t2v import WAN21_T2V
+from core.model.transformer import WanConfig, WanTransformer
 
 from conftest import DATA
 from test_checkpoint import peft_lora, random_state
@@ -72,7 +72,7 @@ def test_the_longlive_2_layout_and_its_rank_128_lora_are_accepted_on_the_meta_de
 
 def test_fp8_variants_of_the_real_key_set_are_accepted_on_the_meta_device(keys_5b):
     """ComfyUI's comfy_quant layout adds per-layer records and scales; names and shapes stay the 5B's."""
-    from core.checkpoint.wan_names import dequantize_scaled_fp8
+    from core.formats.wan_names import dequantize_scaled_fp8
     base = meta_state(keys_5b["base_keys"])
     extra = {}
     for k, v in base.items():
@@ -251,8 +251,8 @@ def test_a_48_channel_file_with_16_output_channels_is_reported(tmp_path, golden_
 def test_the_whole_load_of_a_real_size_longlive_2_pickle_and_lora_runs_on_the_meta_device(keys_5b, monkeypatch):
     """model_bf16.pt-style pickle (meta tensors, the real 5B names under "generator" with "model.") and a rank-128
     LoRA through every step of load_backbone: unwrap, names, family, sizes, key check, merge, build, fill."""
-    import core.checkpoint.loader as loader
-    from core.checkpoint.reader import WeightsFile
+    import core.formats.loader as loader
+    from core.files.safe_reader import WeightsFile
     base = {"model." + k: v.to(torch.bfloat16) for k, v in meta_state(keys_5b["base_keys"]).items()}
     pickle = {"generator": base, "checkpoint_format": "longlive_generator_merged_lora", "merged_lora": True}
     lora = normalise_lora({"generator_lora": meta_state(keys_5b["longlive_lora_keys"])})

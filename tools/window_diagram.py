@@ -5,7 +5,7 @@
 What one block attends to with the published settings (sink 1, window 12, 3 frames per block,
 K = 6, R = 5), natively and with retrieval: the window counts the block being made, so the native
 context is sink 1 + local 11 (8 recent + the block) and the retrieval context sink 1 + retrieved 6
-+ local 5 (2 recent + the block) (core/kv_cache.py,
++ local 5 (2 recent + the block) (core/context/kv_cache.py,
 CachePolicy.local_frames). Labels are English only (no CJK font is assumed); the zh page explains them.
 """
 from __future__ import annotations

@@ -1,0 +1,351 @@
+"""``python -m core <command>``: argument parsing, then one call into the job layer (core/app/jobs.py).
+
+  generate      prompt embeddings → latents (+ retrieval log, timings), or
+                prompts → mp4 + retrieval log + retrieval map per video (needs text encoder and VAE), or
+                a prompt schedule (timed prompts, one story) → mp4 per mode
+  build-corpus  clean latents of a frozen backbone: the retrieval encoder's training data
+  train-encoder train the retrieval encoder
+  demo          the whole pipeline on a tiny random backbone (no downloads)
+
+Everything that can be checked without the models (frames, latent size, output paths, settings)
+is checked before anything is loaded. Bad input: one line on stderr, exit code 2, nothing written.
+Ctrl-C: one line, exit code 130, nothing half-written.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+
+from . import demo, jobs
+from ..training import cli as train_encoder
+from ..sampling.config import (DTYPES, MODES, RETRIEVAL_SCOPES, SAMPLERS, STRATEGIES, SWITCH_MODES, SamplingConfig,
+                               SwitchConfig, check_latent_size, parse_steps)
+from ..retrieval.config import POOL_LOCATIONS, POOL_STORAGES, PREFETCH, PoolConfig, RetrievalConfig
+from ..families.defaults import FamilyDefaults
+from ..context.strategies import SPECS
+from ..files.atomic import check_output_dir, check_output_file
+from ..sampling.prompt_files import load_prompt_schedule
+from ..sampling.prompts import fire_frames, read_schedule_file, timeline
+from ..latents.format import latent_frames_for_seconds
+from ..sampling.noise import NOISE_CONTRACTS
+from .starts import Start
+
+DEFAULTS = SamplingConfig()
+DEFAULT_RETRIEVAL = RetrievalConfig()
+DEFAULT_SWITCH = SwitchConfig()
+FAMILY = "(default: the backbone family's: {})"
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with a one-line error (the full usage of ``generate`` is 20 lines long)."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def _arg(parse):
+    """An argparse type from a parser that raises ValueError (the message is shown as is)."""
+    def convert(text):
+        try:
+            return parse(text)
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+    convert.__name__ = parse.__name__
+    return convert
+
+
+def parse_size(text: str) -> tuple[int, int]:
+    try:
+        h, w = (int(x) for x in text.lower().split("x"))
+    except ValueError:
+        raise ValueError(f"latent size '{text}' must look like HxW, e.g. 60x104") from None
+    return check_latent_size((h, w))
+
+
+def _strategy_help() -> str:
+    lines = [f"{s.name} ({s.title}, window {s.window}, sink {s.sink}): {s.summary}" for s in SPECS.values()]
+    return "long-context strategy (its published window and sink unless --local-attn-size/--sink-size are given): " \
+        + "; ".join(lines)
+
+
+def add_generation_options(p: argparse.ArgumentParser, default_mode: str = "rag", modes=MODES) -> None:
+    """Options shared by every command that runs the AR loop (defaults = the published configs)."""
+    g = p.add_argument_group("backbone")
+    g.add_argument("--backbone", required=True, help="Self-Forcing / Causal-Forcing / LongLive .pt, Wan .safetensors or diffusers folder")
+    g.add_argument("--lora", help="LongLive LoRA (longlive_lora.pt), merged at load")
+    g.add_argument("--lora-strength", type=float, default=1.0)
+    g.add_argument("--num-heads", type=int, help="attention heads (default: from the file, else dim/128)")
+    g.add_argument("--no-ema", action="store_true", help="Self-Forcing: use 'generator' instead of 'generator_ema'")
+    g.add_argument("--dtype", choices=sorted(DTYPES), default=None,
+                   help="compute dtype (default float32 on CPU, bfloat16 on CUDA, float16 where bf16 is unsupported)")
+    g.add_argument("--device", default=None, help="cpu or cuda[:N] (default cuda if available; cuda:LOCAL_RANK under torchrun)")
+    g.add_argument("--compile", action="store_true",
+                   help="torch.compile the layers: fuses the element-wise work after a first run that compiles "
+                        "(measured on CPU: 1.06-1.09x faster; see README, Speed)")
+    s = p.add_argument_group("sampling")
+    s.add_argument("--strategy", type=_arg(parse_strategies), default=None, metavar="NAME[,NAME…]|all",
+                   help=_strategy_help() + ". Several names (or all): one video per strategy, same prompt and seed, "
+                        "and <name>_grid.mp4 with them side by side")
+    s.add_argument("--mode", choices=modes, default=None,
+                   help=f"the original strategies by their old name: rag (retrieval) or native (sliding window)"
+                        f"{', or both' if 'both' in modes else ''}; same as --strategy (default {default_mode})")
+    p.set_defaults(default_mode=default_mode)
+    s.add_argument("--encoder", default="avg_pool", help="retrieval encoder checkpoint (ae_latent_mem.pt) or avg_pool")
+    s.add_argument("--top-k", "--memory-size", dest="top_k", type=int, default=DEFAULT_RETRIEVAL.top_k,
+                   help="K: past frames retrieved per block (--memory-size is the published name)")
+    s.add_argument("--recent-exclude", type=int, default=DEFAULT_RETRIEVAL.recent_exclude,
+                   help="R: most recently evicted frames never retrieved")
+    s.add_argument("--sink-size", type=int, help="S: first latent frames kept forever (default: the strategy's; "
+                   "native/rag: the backbone family's: 1; LongLive 2.0: 8)")
+    s.add_argument("--local-attn-size", type=int,
+                   help="L: KV cache window in latent frames (default: the strategy's; native/rag: the backbone "
+                        "family's: 12; LongLive 2.0: 32)")
+    s.add_argument("--frames-per-block", type=int, help="latent frames per block " + FAMILY.format("3; LongLive 2.0: 8"))
+    s.add_argument("--sampler", choices=SAMPLERS, help="renoise: x0 then fresh noise at each step (Self-Forcing, "
+                   "LongLive); unipc: a UniPC solver per block " + FAMILY.format("renoise; LongLive 2.0: unipc"))
+    s.add_argument("--steps", type=_arg(parse_steps), help="renoise sampler: the denoising timesteps (default 1000,750,500,250)")
+    s.add_argument("--sampling-steps", type=int, help="unipc sampler: solver steps (default 4)")
+    s.add_argument("--shift", type=float, help="timestep shift (default 5)")
+    s.add_argument("--context-noise", type=float, default=DEFAULTS.context_noise)
+    s.add_argument("--latent-size", type=_arg(parse_size),
+                   help="HxW of the latent " + FAMILY.format("60x104 = 480x832 px; LongLive 2.0: 44x80 = 704x1280 px"))
+    s.add_argument("--seed", type=int, default=0, help="noise seed (prompt i of a list uses seed + i)")
+    s.add_argument("--noise-contract", choices=NOISE_CONTRACTS, default=DEFAULTS.noise,
+                   help="per-block: block k's noise depends only on (seed, k), so a run's first seconds equal the "
+                        "shorter run and resume/extend are exact; reference: the published code's draws (the "
+                        "golden cases). The same seed gives different videos under the two")
+    m = p.add_argument_group("history pool (rag mode)")
+    m.add_argument("--pool", choices=POOL_LOCATIONS, default="host",
+                   help="where evicted frames' K/V live first (host RAM is the published behaviour)")
+    m.add_argument("--pool-budget-mb", type=float, default=None,
+                   help="memory budget of that first location; frames beyond it spill to the next (device→host→disk)")
+    m.add_argument("--pool-dir", default=None, help="folder for the disk pool's file (default: system temp)")
+    m.add_argument("--pool-storage", choices=POOL_STORAGES, default="kv",
+                   help="kv: exact (default); kv-half: half the bytes (approximate); "
+                        "latent: store latents, recompute K/V on retrieval (approximate, smallest)")
+    m.add_argument("--prefetch", choices=PREFETCH, default=DEFAULT_RETRIEVAL.prefetch,
+                   help="read each block's retrieved frames during the previous block's context pass (same output); "
+                        "auto: on a GPU only (on a CPU the read competes with the compute)")
+    w = p.add_argument_group("prompt switches (a prompt schedule)")
+    w.add_argument("--switch", choices=SWITCH_MODES,
+                   help="recache: re-encode the cached window under the new prompt (LongLive); none: only the "
+                        "cross-attention prompt changes (default of memrope, deep-forcing); flush: infinity-rope's KV "
+                        "flush, + a RoPE cut into prompts marked 'cut' (its default). Native/rag "
+                        + FAMILY.format("recache; LongLive 2.0: none"))
+    w.add_argument("--shot-rope-offset", type=float, help="a 'cut' prompt (new shot) moves the RoPE position of later "
+                   "frames by this many frames " + FAMILY.format("0; LongLive 2.0: 8"))
+    w.add_argument("--multi-shot-sink", action=argparse.BooleanOptionalAction, default=None,
+                   help="native mode: a new shot's first block is kept behind the sink " + FAMILY.format("LongLive 2.0: on"))
+    w.add_argument("--global-sink", action=argparse.BooleanOptionalAction, default=DEFAULT_SWITCH.global_sink,
+                   help="a re-cache keeps the sink frames' K/V once the window has filled (LongLive's global_sink)")
+    w.add_argument("--retrieval-scope", choices=RETRIEVAL_SCOPES, default=DEFAULT_SWITCH.retrieval_scope,
+                   help="rag mode: all past frames stay retrievable after a switch, or only the current "
+                        "prompt's (segment)")
+
+
+def parse_strategies(text: str) -> tuple[str, ...]:
+    """'memrope' / 'native,rag' / 'all' → the strategy names (every name checked; unknown → the list)."""
+    names = STRATEGIES if text.strip() == "all" else tuple(n.strip() for n in text.split(",") if n.strip())
+    for n in names:
+        if n not in STRATEGIES:
+            raise ValueError(f"invalid choice: '{n}' (choose from {', '.join(STRATEGIES)}, or all)")
+    if not names or len(set(names)) != len(names):
+        raise ValueError(f"--strategy '{text}' must name each strategy once (e.g. native,memrope or all)")
+    return names
+
+
+def strategy_names(args) -> list[str]:
+    """The strategies to run: --strategy (one, several or all), or --mode (rag, native, or both of them), or the
+    command's default."""
+    if args.strategy is not None and args.mode is not None and args.mode != ",".join(args.strategy):
+        raise ValueError(f"--strategy {','.join(args.strategy)} and --mode {args.mode} disagree; give one of them")
+    if args.strategy is not None:
+        return list(args.strategy)
+    name = args.mode or args.default_mode
+    return ["native", "rag"] if name == "both" else [name]
+
+
+def family_defaults(args, progress: jobs.Progress | None = None) -> FamilyDefaults:
+    """The run defaults of the backbone's family, read from the file's tensor names and shapes (no weights).
+    A file that cannot be identified gets the first family's; loading it later reports the problem."""
+    from ..formats import FAMILIES, CheckpointError, detect_family
+    try:
+        family = detect_family(args.backbone)
+    except (CheckpointError, OSError):
+        return FAMILIES[0].defaults
+    if progress is not None and family is not FAMILIES[0]:
+        progress.report(f"{family.name} backbone: {family.defaults.describe()} (unless set)")
+    return family.defaults
+
+
+def sampling_config(args, name: str, defaults: FamilyDefaults | None = None) -> SamplingConfig:
+    """The one config of a run with strategy ``name``, from the options (validated here, once) over the
+    backbone family's defaults (native, rag) or the strategy's published ones (the others)."""
+    defaults = defaults or FamilyDefaults()
+    retrieval = None
+    if name == "rag":
+        pool = PoolConfig(args.pool, args.pool_budget_mb, args.pool_storage, args.pool_dir)
+        retrieval = RetrievalConfig(args.top_k, args.recent_exclude, pool, prefetch=args.prefetch)
+    mode = args.switch or defaults.switch_for(name)
+    return defaults.sampling(retrieval, SwitchConfig(mode, args.global_sink, args.retrieval_scope),
+                             shot_sink=args.multi_shot_sink, shot_rope_offset=args.shot_rope_offset, strategy=name,
+                             frames_per_block=args.frames_per_block, window=args.local_attn_size, sink=args.sink_size,
+                             sampler=args.sampler, steps=args.steps, sampling_steps=args.sampling_steps,
+                             shift=args.shift, context_noise=args.context_noise, noise=args.noise_contract)
+
+
+def model_spec(args) -> jobs.ModelSpec:
+    return jobs.ModelSpec(args.backbone, lora=args.lora, lora_strength=args.lora_strength, num_heads=args.num_heads,
+                          use_ema=not args.no_ema, encoder=args.encoder, device=args.device, dtype=args.dtype,
+                          compile=args.compile)
+
+
+def cmd_generate(args, progress: jobs.Progress) -> int:
+    defaults = family_defaults(args, progress)
+    latent = defaults.latent
+    args.latent_size = args.latent_size or defaults.latent_hw
+    modes = strategy_names(args)
+    configs = {m: sampling_config(args, m, defaults) for m in modes}
+    first = configs[modes[0]]
+    start = Start(args.continue_from, args.image, args.video)
+    if args.embeds is not None and (args.image or args.video):
+        raise ValueError("--image and --video need the VAE of a text run (--prompt ... --vae ...); with --embeds "
+                         "start from latents: --continue-from")
+    given = start.check(args.latent_size, latent.stride) if args.resume is None else 0
+    frames = args.frames
+    if args.seconds is not None:        # whole blocks after the start's remainder (an image: 1 + 3k frames)
+        frames = latent_frames_for_seconds(args.seconds, first.frames_per_block, latent.fps)
+        frames += given % first.frames_per_block if first.start_block == "short" else 0
+    if frames is None:
+        raise ValueError("give the length with --frames (latent frames) or --seconds")
+    if args.resume is None:
+        first.check_frames(frames, given)     # before any model is loaded
+    if args.embeds is None and args.resume:
+        raise ValueError("--resume is for --embeds runs; a stopped video run is picked up by running the same "
+                         "command again")
+    if args.embeds is None:
+        missing = [o for o, v in (("--text-encoder", args.text_encoder), ("--vae", args.vae),
+                                  ("--out-dir", args.out_dir)) if v is None]
+        if missing:
+            raise ValueError(f"generating from text needs {', '.join(missing)}")
+        check_output_dir(args.out_dir, "--out-dir")
+        if args.prompt_schedule is not None:
+            timed = read_schedule_file(args.prompt_schedule, latent.fps)
+            show_timeline([p.frame for p in timed], [p.describe() for p in timed], first, frames, progress, latent.fps)
+            job = jobs.StoryJob(tuple(timed), frames, args.latent_size, args.seed, args.text_encoder, args.vae,
+                                args.out_dir, args.overwrite, start, latent)
+            return jobs.story_to_video(model_spec(args), configs, job, progress)
+        job = jobs.VideoJob(tuple(jobs.read_prompts(args.prompt, args.prompts)), frames, args.latent_size, args.seed,
+                            args.text_encoder, args.vae, args.out_dir, args.overwrite, start, latent)
+        return jobs.text_to_video(model_spec(args), configs, job, progress)
+    if args.out is None or len(modes) > 1:
+        raise ValueError("generating from --embeds needs --out and one strategy (--strategy NAME, or --mode rag / "
+                         "native)")
+    for path, what in ((args.out, "--out"), (args.log, "--log"), (args.timings, "--timings")):
+        if path is not None:
+            check_output_file(path, what)
+    segments = load_prompt_schedule(args.embeds).segments
+    show_timeline([s.start for s in segments], [s.label for s in segments], first, frames, progress, latent.fps)
+    job = jobs.LatentJob(args.embeds, frames, args.latent_size, args.seed, args.out, args.log, args.timings,
+                         start=args.continue_from, resume=args.resume)
+    return jobs.generate_latents(model_spec(args), first, job, progress)
+
+
+def show_timeline(starts: list[int], labels: list[str], cfg: SamplingConfig, frames: int,
+                  progress: jobs.Progress, fps: int) -> None:
+    """Check that every prompt begins before the end; print where each begins (rounding shown)."""
+    fire_frames(starts, cfg.frames_per_block, frames, labels, fps)
+    if len(starts) > 1:
+        for line in timeline(starts, labels, cfg.frames_per_block, fps):
+            progress.report(line)
+
+
+def cmd_build_corpus(args, progress: jobs.Progress) -> int:
+    if not args.embeds and not (args.prompts and args.text_encoder):
+        raise ValueError("build-corpus needs --embeds FILE... or --prompts FILE with --text-encoder DIR")
+    defaults = family_defaults(args, progress)
+    args.latent_size = args.latent_size or defaults.latent_hw
+    names = strategy_names(args)
+    if len(names) > 1:
+        raise ValueError(f"build-corpus runs one strategy; --strategy names {len(names)} ({', '.join(names)})")
+    cfg = sampling_config(args, names[0], defaults)
+    cfg.check_frames(args.frames)
+    check_output_dir(args.out, "--out")
+    job = jobs.CorpusJob(args.out, args.frames, args.latent_size, args.seed, tuple(args.embeds or ()),
+                         args.prompts, args.text_encoder)
+    return jobs.build_corpus(model_spec(args), cfg, job, progress)
+
+
+def _add_generate(sub) -> None:
+    gen = sub.add_parser("generate", help="generate latents from prompt embeddings, or videos from prompts")
+    add_generation_options(gen, modes=(*MODES, "both"))
+    src = gen.add_mutually_exclusive_group(required=True)
+    src.add_argument("--embeds", help="safetensors with 'prompt_embeds' [B, L, text_dim] (writes latents); a schedule "
+                                      "adds 'prompt_embeds_1', 'prompt_embeds_2', … and 'switch_frames' (int64 [S−1])")
+    src.add_argument("--prompt", help="one text prompt (writes a video)")
+    src.add_argument("--prompts", help="text file, one prompt per line (sharded across torchrun processes)")
+    src.add_argument("--prompt-schedule", help="a story: text file of timed prompts, one per line, '0s: a fox ...' / "
+                                               "'12s: ...' (seconds) or '48f: ...' (latent frames), or a .json list "
+                                               "of {\"time\", \"prompt\"}; one video per mode")
+    length = gen.add_mutually_exclusive_group()
+    length.add_argument("--frames", type=int, help="latent frames (multiple of the block size)")
+    length.add_argument("--seconds", type=float, help="video length (16 fps for Wan2.1 backbones, 24 for Wan2.2)")
+    start = gen.add_argument_group("starting from something (--frames / --seconds is the whole video's length)")
+    one = start.add_mutually_exclusive_group()
+    one.add_argument("--continue-from", metavar="LATENTS", help="begin with these latents (this tool's output or any "
+                     "[B,C,T,H,W] model-space latents, C = 16 Wan2.1 / 48 Wan2.2): extend a video")
+    one.add_argument("--image", metavar="FILE", help="text mode: begin with this image (one latent frame; its size is the "
+                     "video's); LongLive 2.0 holds it clean inside the first block (image-to-video)")
+    one.add_argument("--video", metavar="FILE", help="text mode: begin with this clip (its first 4k+1 frames)")
+    start.add_argument("--resume", metavar="PARTIAL", help="--embeds: finish a stopped run from its OUT.partial.safetensors "
+                       "(the same command plus this); exact")
+    gen.add_argument("--out", help="--embeds: output .safetensors ('latents' [B,C,T,H,W])")
+    gen.add_argument("--log", help="--embeds: retrieval log .json")
+    gen.add_argument("--timings", help="--embeds: per-block timings and peak memory .json")
+    gen.add_argument("--text-encoder", help="text mode: a Wan2.1 or Wan2.2 folder (models_t5_umt5-xxl-enc-bf16.pth + google/umt5-xxl) or diffusers folder")
+    gen.add_argument("--vae", help="text mode: Wan2.1_VAE.pth or a diffusers vae/ folder (LongLive 2.0: the Wan2.2 VAE's "
+                                   "diffusers vae/ folder)")
+    gen.add_argument("--out-dir", help="text mode: folder for <index>_<prompt>_<mode>.mp4/.retrieval.json/.retrieval_map.png")
+    gen.add_argument("--overwrite", action="store_true", help="text mode: redo videos that already exist")
+    gen.set_defaults(func=cmd_generate)
+
+
+def _add_build_corpus(sub) -> None:
+    corpus = sub.add_parser("build-corpus", help="save a frozen backbone's clean latents (encoder training data)")
+    add_generation_options(corpus, default_mode="native")
+    src = corpus.add_mutually_exclusive_group(required=True)
+    src.add_argument("--embeds", nargs="+", help="prompt-embedding safetensors files (one video per row)")
+    src.add_argument("--prompts", help="text file, one prompt per line (needs --text-encoder)")
+    corpus.add_argument("--text-encoder", help="Wan2.1 text encoder folder (with --prompts)")
+    corpus.add_argument("--frames", type=int, default=90, help="latent frames per video")
+    corpus.add_argument("--out", required=True, help="output folder, one <name>.safetensors ('latents' [T,C,H,W]) per video")
+    corpus.set_defaults(func=cmd_build_corpus)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="python -m core", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    _add_generate(sub)
+    _add_build_corpus(sub)
+    train_encoder.add_cli(sub)
+    demo.add_cli(sub)
+    return parser
+
+
+def _interrupted(progress: jobs.Progress) -> str:
+    where = f" of {progress.current}" if progress.current else ""
+    kept = f"; finished outputs kept: {len(progress.finished)}" if progress.finished else ""
+    return f"interrupted after block {progress.blocks_done}{where}; nothing half-written{kept}"
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    progress = jobs.Progress()
+    try:
+        return args.func(args, progress)
+    except KeyboardInterrupt:
+        print(_interrupted(progress), file=sys.stderr)
+        return 130
+    except (ValueError, OSError) as exc:       # CheckpointError is a ValueError; FileNotFoundError an OSError
+        print(f"error: {exc}", file=sys.stderr)
+        return 2

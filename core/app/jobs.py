@@ -1,0 +1,366 @@
+"""The headless jobs behind ``python -m core``: they take config objects, never an argparse namespace.
+
+``generate_latents``  prompt embeddings → latents (+ retrieval log, timings)
+``text_to_video``     prompts → one mp4 per prompt and strategy (+ retrieval log and map)
+``story_to_video``    a prompt schedule → one mp4 per strategy (+ retrieval log and map with the switches)
+
+A "mode" below is a strategy name (core/context/strategies: native, rag, infinity-rope, memrope, deep-forcing).
+``build_corpus``      a frozen backbone's clean latents: the retrieval encoder's training data
+
+The prompt-list jobs shard their list across ``torchrun`` processes and skip outputs that already
+exist, so an interrupted or repeated run resumes where it stopped. Every output is written
+atomically: an interrupted job leaves nothing half-written.
+"""
+from __future__ import annotations
+
+import json
+import re
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import torch
+
+from ..sampling.config import DTYPES, SamplingConfig, default_dtype
+from ..training.distributed import Rank, barrier, current_rank, init_process_group, shard
+from ..sampling.prompt_files import load_prompt_embeds, load_prompt_schedule
+from ..files.atomic import save_json, save_tensors
+from ..latents.format import WAN21, LatentFormat
+from ..sampling.loop import BlockUpdate, GenerationResult, generate
+from ..sampling.prompts import TimedPrompt, cut_texts, schedule_from_timed
+from .starts import Start
+from .resume import keeping_partial, partial_path, read_partial, read_start, run_identity
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """Which weights to load: the backbone (+ LoRA) and the retrieval encoder (``avg_pool`` = no file)."""
+    backbone: str
+    lora: str | None = None
+    lora_strength: float = 1.0
+    num_heads: int | None = None
+    use_ema: bool = True
+    encoder: str = "avg_pool"
+    device: str | None = None        # None: cuda if present (cuda:LOCAL_RANK under torchrun), else cpu
+    dtype: str | None = None         # None: default_dtype(device)
+    compile: bool = False            # torch.compile each layer's cache-free halves (WanTransformer.compile_blocks)
+
+    def __post_init__(self):
+        if self.dtype is not None and self.dtype not in DTYPES:
+            raise ValueError(f"dtype '{self.dtype}' is unknown; use one of {sorted(DTYPES)}")
+
+    def resolve(self, rank: Rank) -> tuple[torch.device, torch.dtype]:
+        device = rank.device(self.device)
+        if device.type == "cuda" and not torch.cuda.is_available():
+            raise ValueError("--device cuda was asked for but torch sees no CUDA device; use --device cpu")
+        return device, DTYPES[self.dtype] if self.dtype else default_dtype(device)
+
+
+@dataclass
+class Progress:
+    """What has been done so far (read by the CLI when the user interrupts)."""
+    blocks_done: int = 0
+    current: str = ""
+    finished: list[str] = field(default_factory=list)
+    report: Callable[[str], None] = lambda line: print(line, file=sys.stderr)
+
+    def on_block(self, update: BlockUpdate) -> None:
+        self.blocks_done = update.block + 1
+        where = f"{self.current}: " if self.current else ""
+        self.report(f"{where}block {update.block + 1}/{update.num_blocks} {update.timing['total_s']:.2f}s")
+
+
+def load_models(spec: ModelSpec, device: torch.device, dtype: torch.dtype, need_encoder: bool):
+    """(backbone, encoder or None)."""
+    from ..formats import load_backbone
+    from ..retrieval.encoder import load_encoder
+    backbone = load_backbone(spec.backbone, lora=spec.lora, lora_strength=spec.lora_strength,
+                             num_heads=spec.num_heads, dtype=dtype, device=device, use_ema=spec.use_ema)
+    if spec.compile:
+        backbone.model.compile_blocks()
+    encoder = load_encoder(spec.encoder, device=device) if need_encoder and spec.encoder != "avg_pool" else None
+    return backbone, encoder
+
+
+# ------------------------------------------------------------------------------------ latents
+@dataclass(frozen=True)
+class LatentJob:
+    embeds: str
+    frames: int
+    latent_hw: tuple[int, int]
+    seed: int
+    out: str
+    log: str | None = None
+    timings: str | None = None
+    start: str | None = None       # --continue-from: latents the video begins with
+    resume: str | None = None      # --resume: a stopped run's .partial file
+
+
+def generate_latents(spec: ModelSpec, cfg: SamplingConfig, job: LatentJob, progress: Progress) -> int:
+    """``generate --embeds``: latents [B, C, T, H, W] (model space) in ``job.out``. The file may hold a
+    prompt schedule (core/files/atomic.py ``load_prompt_schedule``). A run that stops after finishing blocks keeps
+    them in ``<out>.partial.safetensors`` (see core/app/resume.py)."""
+    device, dtype = spec.resolve(current_rank())
+    identity = run_identity(spec.backbone, load_prompt_schedule(job.embeds), job.seed, job.frames, job.latent_hw,
+                            cfg, spec.lora)
+    start = read_partial(job.resume, identity) if job.resume else read_start(job.start) if job.start else None
+    if start is not None:
+        cfg.check_frames(job.frames, start.shape[2])
+    backbone, encoder = load_models(spec, device, dtype, need_encoder=cfg.retrieval is not None)
+    embeds = load_prompt_schedule(job.embeds, backbone.config.text_dim)
+    progress.report(f"backbone: {backbone.info.preset} ({backbone.info.format}), {backbone.config.num_layers} "
+                    f"layers, dim {backbone.config.dim}; strategy {cfg.strategy}, encoder "
+                    f"{spec.encoder if cfg.retrieval is not None else '-'}"
+                    + (f"; starting from {start.shape[2]} given frames" if start is not None else ""))
+    given = start.shape[2] if start is not None else 0
+    with keeping_partial(job.out, identity, given, progress.on_block, progress.report) as collector:
+        result = generate(backbone.model, embeds, job.frames, job.latent_hw, job.seed, cfg, encoder=encoder,
+                          callback=collector, timings=job.timings is not None, prefix=start)
+    save_tensors(job.out, {"latents": result.latents},
+                 metadata={"layout": f"[B,{result.latents.shape[1]},T,H,W] model-normalised", "seed": str(job.seed),
+                           "mode": cfg.mode, "strategy": cfg.strategy, "window": str(cfg.window), "sink": str(cfg.sink),
+                           "noise_contract": cfg.noise, "switches": json.dumps(result.switches)})
+    if job.log:
+        save_json(job.log, result.retrieval_log)
+    if job.timings:
+        save_json(job.timings, {"blocks": result.timings, "peak_memory_mb": result.peak_memory_mb,
+                                "pool_bytes_per_frame": result.pool_bytes_per_frame,
+                                "pool_peak_bytes": result.pool_peak_bytes, "pool_usage": result.pool_usage})
+    partial_path(job.out).unlink(missing_ok=True)
+    progress.report(f"wrote {job.out}")
+    return 0
+
+
+# ------------------------------------------------------------------------------------ prompt lists
+def read_prompts(prompt: str | None, prompts_file: str | None) -> list[str]:
+    if prompt is not None:
+        return [prompt]
+    path = Path(prompts_file)
+    if not path.is_file():
+        raise FileNotFoundError(f"prompt list '{path}' does not exist; pass a text file with one prompt per line")
+    prompts = [line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    if not prompts:
+        raise ValueError(f"prompt list '{path}' holds no prompts (one per line expected)")
+    return prompts
+
+
+def output_stem(index: int, prompt: str) -> str:
+    """Deterministic, filesystem-safe name: index + the prompt's first words."""
+    slug = re.sub(r"[^a-z0-9]+", "_", prompt.lower()).strip("_")[:40].rstrip("_")
+    return f"{index:04d}_{slug or 'prompt'}"
+
+
+def encode_prompts(text_encoder: str, prompts: list[str], device, dtype) -> list[torch.Tensor]:
+    """Embeddings [1, 512, dim] per prompt on CPU; the text encoder is freed afterwards."""
+    from ..formats.text_encoder import load_text_encoder
+    te = load_text_encoder(text_encoder, device=device, dtype=dtype)
+    out = [te.encode([p]).float().cpu() for p in prompts]
+    del te
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+    return out
+
+
+@dataclass(frozen=True)
+class VideoJob:
+    prompts: tuple[str, ...]
+    frames: int
+    latent_hw: tuple[int, int]
+    seed: int                      # prompt i uses seed + i
+    text_encoder: str
+    vae: str
+    out_dir: str
+    overwrite: bool = False
+    start: Start = Start()
+    latent: LatentFormat = WAN21   # the backbone family's (its VAE, video size and fps)
+
+
+def _pending_videos(job: VideoJob, modes: dict[str, SamplingConfig], rank: Rank, progress: Progress):
+    work = []
+    for index, prompt in shard(list(job.prompts), rank):
+        for mode in modes:
+            stem = Path(job.out_dir) / f"{output_stem(index, prompt)}_{mode}"
+            if stem.with_suffix(".mp4").exists() and not job.overwrite:
+                progress.report(f"skip {stem.name}.mp4 (exists)")
+                continue
+            work.append((index, prompt, mode, stem))
+    return work
+
+
+def text_to_video(spec: ModelSpec, modes: dict[str, SamplingConfig], job: VideoJob, progress: Progress) -> int:
+    """One mp4 per prompt and mode (``modes``: name → config), plus retrieval log and map per retrieval run."""
+    from ..formats.vae import load_vae
+    rank = current_rank()
+    work = _pending_videos(job, modes, rank, progress)
+    mine = [Path(job.out_dir) / output_stem(i, p) for i, p in shard(list(job.prompts), rank)]
+    if not work:
+        for base in mine:
+            write_comparison(base, list(modes), False, progress, job.latent.fps)
+        return 0
+    device, dtype = spec.resolve(rank)
+    init_process_group(rank, device)
+    indices = sorted({i for i, *_ in work})
+    embeds = dict(zip(indices, encode_prompts(job.text_encoder, [job.prompts[i] for i in indices], device, dtype)))
+    vae = load_vae(job.vae, device=device, dtype=dtype, latent=job.latent)
+    backbone, encoder = load_models(spec, device, dtype, any(c.retrieval is not None for c in modes.values()))
+    start = job.start.load(vae, job.latent_hw)
+    for index, prompt, mode, stem in work:
+        cfg = modes[mode]
+        res = _resumable(spec, backbone.model, embeds[index], job, job.seed + index, cfg, encoder, start, stem, progress)
+        write_outputs(vae, res, stem, cfg, {"prompt": prompt, "seed": job.seed + index}, progress)
+        progress.report(f"[rank {rank.rank}] wrote {stem.name}.mp4")
+    for base in mine:
+        write_comparison(base, list(modes), job.overwrite, progress, job.latent.fps)
+    barrier(rank)
+    return 0
+
+
+def write_comparison(base: Path, modes: list[str], overwrite: bool, progress: Progress, fps: int) -> None:
+    """With several modes: ``base``_grid.mp4, every mode's video side by side under its name (same prompt,
+    same seed). Written once all of them exist; kept if present unless ``overwrite``."""
+    from ..files.grid import write_grid_mp4
+    grid = Path(f"{base}_grid.mp4")
+    if len(modes) < 2 or (grid.exists() and not overwrite):
+        return
+    write_grid_mp4(grid, [Path(f"{base}_{m}.mp4") for m in modes], modes, fps=fps)
+    progress.finished.append(grid.name)
+    progress.report(f"wrote {grid.name}")
+
+
+def _resumable(spec: ModelSpec, model, prompts, job, seed: int, cfg: SamplingConfig, encoder, start, stem: Path,
+               progress: Progress) -> GenerationResult:
+    """One video's generate call; a stopped run leaves ``stem``.partial.safetensors, which the same command
+    picks up (and --overwrite discards)."""
+    progress.current = stem.name
+    identity = run_identity(spec.backbone, prompts, seed, job.frames, job.latent_hw, cfg, spec.lora)
+    partial = partial_path(stem.with_suffix(".safetensors"))
+    if partial.exists() and job.overwrite:
+        partial.unlink()
+    elif partial.exists():
+        start = read_partial(partial, identity)
+        progress.report(f"{stem.name}: resuming from the {start.shape[2]} frames in {partial.name}")
+    given = start.shape[2] if start is not None else 0
+    with keeping_partial(stem.with_suffix(".safetensors"), identity, given, progress.on_block, progress.report,
+                         auto=True) as collector:
+        res = generate(model, prompts, job.frames, job.latent_hw, seed, cfg, encoder=encoder if cfg.retrieval else None,
+                       callback=collector, prefix=start)
+    partial.unlink(missing_ok=True)
+    return res
+
+
+def write_outputs(vae, res: GenerationResult, stem: Path, cfg: SamplingConfig, about: dict, progress: Progress) -> None:
+    """``stem``.mp4 and, for a retrieval run, ``stem``.retrieval.json (``about`` + switches + blocks) and
+    ``stem``.retrieval_map.png (switches marked)."""
+    from ..retrieval.map import render_retrieval_map
+    from ..files.video import write_mp4, write_png
+    # streamed: decoded pieces go straight into the mp4, the whole video is never held at once
+    pieces = (c[0].permute(1, 2, 3, 0) for c in vae.iter_decode(res.latents.to(vae.device)))
+    frames = res.latents.shape[2]
+    write_mp4(stem.with_suffix(".mp4"), pieces, fps=vae.latent.fps)
+    if cfg.retrieval is not None:
+        save_json(stem.with_suffix(".retrieval.json"), {**about, "switches": res.switches, "blocks": res.retrieval_log})
+        title = str(about.get("prompt", ""))[:60]
+        write_png(stem.with_suffix(".retrieval_map.png"),
+                  render_retrieval_map(res.retrieval_log, frames, cfg.sink, cfg.window, title=title,
+                                       switches=res.switches))
+    progress.finished.append(f"{stem.name}.mp4")
+
+
+@dataclass(frozen=True)
+class StoryJob:
+    schedule: tuple[TimedPrompt, ...]   # parsed and checked (core/sampling/prompts.py)
+    frames: int
+    latent_hw: tuple[int, int]
+    seed: int
+    text_encoder: str
+    vae: str
+    out_dir: str
+    overwrite: bool = False
+    start: Start = Start()
+    latent: LatentFormat = WAN21
+
+
+def story_to_video(spec: ModelSpec, modes: dict[str, SamplingConfig], job: StoryJob, progress: Progress) -> int:
+    """One mp4 per mode of the whole schedule (same seed in every mode), named story_<first prompt>_<mode>."""
+    from ..formats.vae import load_vae
+    rank = current_rank()
+    base = Path(job.out_dir) / output_stem(0, job.schedule[0].text).replace("0000_", "story_", 1)
+    work = [m for m in modes if job.overwrite or not Path(f"{base}_{m}.mp4").exists()]
+    for m in set(modes) - set(work):
+        progress.report(f"skip {base.name}_{m}.mp4 (exists)")
+    if rank.rank != 0:                   # one video: only the first process works
+        return 0
+    if not work:
+        write_comparison(base, list(modes), False, progress, job.latent.fps)
+        return 0
+    device, dtype = spec.resolve(rank)
+    # a shot's first block: the scene-cut prefix + its prompt (families with shots; elsewhere a cut is a prompt change)
+    shots = any(c.shots.rope_offset or c.shots.sink for c in modes.values())
+    cuts = cut_texts(list(job.schedule)) if shots else {}
+    texts = [p.text for p in job.schedule] + list(cuts.values())
+    encoded = encode_prompts(job.text_encoder, texts, device, dtype)
+    n = len(job.schedule)
+    schedule = schedule_from_timed(list(job.schedule), encoded[:n], dict(zip(cuts, encoded[n:])))
+    vae = load_vae(job.vae, device=device, dtype=dtype, latent=job.latent)
+    backbone, encoder = load_models(spec, device, dtype, any(modes[m].retrieval is not None for m in work))
+    start = job.start.load(vae, job.latent_hw)
+    for mode in work:
+        cfg, stem = modes[mode], Path(f"{base}_{mode}")
+        res = _resumable(spec, backbone.model, schedule, job, job.seed, cfg, encoder, start, stem, progress)
+        write_outputs(vae, res, stem, cfg, {"prompt": job.schedule[0].text, "seed": job.seed,
+                                            "schedule": schedule.timeline(cfg.frames_per_block, job.latent.fps)},
+                      progress)
+        progress.report(f"wrote {stem.name}.mp4")
+    write_comparison(base, list(modes), job.overwrite, progress, job.latent.fps)
+    return 0
+
+
+# ------------------------------------------------------------------------------------ corpus
+@dataclass(frozen=True)
+class CorpusJob:
+    out: str
+    frames: int
+    latent_hw: tuple[int, int]
+    seed: int                              # item i uses seed + i
+    embeds: tuple[str, ...] = ()           # prompt-embedding files (one video per row), or
+    prompts: str | None = None             # a prompt list encoded with
+    text_encoder: str | None = None
+
+
+def _corpus_items(job: CorpusJob) -> list[tuple[str, object]]:
+    """(name, embeddings [1, L, D]) per video for embedding files; (name, prompt) for a prompt list."""
+    if job.embeds:
+        items = []
+        for path in job.embeds:
+            emb = load_prompt_embeds(path)
+            items += [(f"{Path(path).stem}_{b:03d}", emb[b:b + 1]) for b in range(emb.shape[0])]
+        return items
+    prompts = read_prompts(None, job.prompts)
+    return [(output_stem(i, p), p) for i, p in enumerate(prompts)]
+
+
+def build_corpus(spec: ModelSpec, cfg: SamplingConfig, job: CorpusJob, progress: Progress) -> int:
+    """Clean latents of a frozen backbone, one ``latents`` [T, C, H, W] file per video (C: 16 Wan2.1, 48 Wan2.2)."""
+    rank = current_rank()
+    out_dir = Path(job.out)
+    mine = [(i, item) for i, item in shard(_corpus_items(job), rank)
+            if not (out_dir / f"{item[0]}.safetensors").exists()]
+    if not mine:
+        return 0
+    device, dtype = spec.resolve(rank)
+    init_process_group(rank, device)
+    if not job.embeds:
+        encoded = encode_prompts(job.text_encoder, [p for _, (_, p) in mine], device, dtype)
+        mine = [(i, (name, e)) for (i, (name, _)), e in zip(mine, encoded)]
+    backbone, encoder = load_models(spec, device, dtype, need_encoder=cfg.retrieval is not None)
+    for i, (name, emb) in mine:
+        progress.current = name
+        res = generate(backbone.model, emb, job.frames, job.latent_hw, job.seed + i, cfg, encoder=encoder,
+                       callback=progress.on_block)
+        save_tensors(out_dir / f"{name}.safetensors", {"latents": res.latents[0].permute(1, 0, 2, 3)},
+                     metadata={"layout": f"[T,{res.latents.shape[1]},H,W] model-normalised", "seed": str(job.seed + i)})
+        progress.finished.append(f"{name}.safetensors")
+        progress.report(f"[rank {rank.rank}] {name}: {job.frames} frames")
+    barrier(rank)
+    return 0

@@ -1,0 +1,271 @@
+"""The KV cache of the AR loop: one cache, two regimes chosen by a small policy.
+
+Capacity ``window`` frames; the first ``sink`` frames of the video are never evicted. When a
+new block does not fit, the oldest non-sink frames leave (into the history pool, in the
+retrieval regime) and the rest shift left. A block's forwards all write the block's own
+slots; eviction happens once, when the block starts.
+
+native    : keys stored after RoPE at absolute frame positions; attention context =
+            sink + every other cached frame.
+retrieval : keys stored before RoPE; each forward re-applies RoPE at positions relative to
+            the cache (slot index), retrieved frames at position 0; attention context =
+            [sink ‖ retrieved ‖ local] with local = the last (window − sink − K) slots.
+
+Attention always reads one contiguous K and one V tensor (no per-forward concatenation). In the
+native regime that is the window itself: sink and every other cached frame are one run of slots
+whose keys are already rotated. Otherwise each layer keeps a context buffer [sink | retrieved |
+local] of rotated keys and values. Only the current block's slots change between the forwards of
+a block, so everything before them is rotated and copied once per block and layer (at the layer's
+first forward); a forward rotates and writes just the block's own keys, at its queries' positions.
+Memory: those buffers hold window frames of K and V per layer (the retrieved frames live in them),
+so the retrieval regime keeps twice the window's K/V; the native regime keeps no copy.
+
+What happens when a block does not fit, where the block's queries sit in RoPE time and how a slot run
+is rotated are the ``strategy``'s hooks (core/context/strategies/base.py); the default is the sliding window
+above. ∞-RoPE, MemRoPE and Deep Forcing are other strategies over this same cache.
+
+Shots (LongLive 2.0): ``rope_offset`` is added to the temporal position of the current block's queries
+and keys (cached keys keep theirs). ``pin`` marks the current block as a shot sink (native regime): it
+slides with the window until it sits right behind the sink, then it is kept like the sink (the
+evictions take the frames after it) until the next ``pin`` replaces it.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+
+from ..model.attention import attention
+from ..model.rope import apply_rope, compute_dtype, rope_table
+from .strategies.base import Strategy
+
+
+@dataclass(frozen=True)
+class CachePolicy:
+    window: int = 12          # L: cache capacity in frames
+    sink: int = 1             # S: first frames kept forever
+    top_k: int = 0            # K: retrieved frames per block (0 = plain sliding window)
+    relative_rope: bool = False
+
+    @classmethod
+    def native(cls, window: int = 12, sink: int = 1) -> "CachePolicy":
+        return cls(window, sink, 0, False)
+
+    @classmethod
+    def retrieval(cls, window: int = 12, sink: int = 1, top_k: int = 6) -> "CachePolicy":
+        return cls(window, sink, top_k, True)
+
+    @property
+    def local_frames(self) -> int:
+        """The window budget: frames of the cache (current block included) attended besides sink and retrieved."""
+        return self.window - self.sink - self.top_k
+
+    def check(self, frames_per_block: int) -> None:
+        if self.sink < 0 or self.top_k < 0 or frames_per_block < 1:
+            raise ValueError(f"sink ({self.sink}), top_k ({self.top_k}) and frames per block "
+                             f"({frames_per_block}) must be ≥ 0, ≥ 0 and ≥ 1")
+        if self.local_frames < frames_per_block:
+            raise ValueError(
+                f"local attention window {self.window} leaves {self.local_frames} local frames after sink "
+                f"{self.sink} and top_k {self.top_k}, fewer than the {frames_per_block} frames of a "
+                f"block; use a window (local_attn_size) ≥ {self.sink + self.top_k + frames_per_block}")
+
+
+def _heads_first(shape, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    """A zeroed [B, tokens, heads, d] tensor stored as [B, heads, tokens, d]: each head's keys are contiguous,
+    the layout the attention kernel reads fastest (the cache is written a block at a time, read every forward)."""
+    b, n, h, d = shape
+    return torch.zeros((b, h, n, d), dtype=dtype, device=device).transpose(1, 2)
+
+
+class KVCache:
+    """Per-layer K/V [B, window·tokens, heads, head_dim] plus the frame bookkeeping shared by all layers."""
+
+    def __init__(self, policy: CachePolicy, num_layers: int, batch: int, grid_hw: tuple[int, int],
+                 heads: int, head_dim: int, dtype: torch.dtype, device: torch.device,
+                 on_evict: Callable[[int, list[torch.Tensor], list[torch.Tensor]], None] | None = None,
+                 strategy: Strategy | None = None):
+        """``on_evict(global_frame, k_per_layer, v_per_layer)`` receives each frame leaving the window
+        (views of the cache, valid only during the call). ``strategy``: the long-context strategy's hooks
+        (one object per run; default the sliding window)."""
+        self.policy = policy
+        self.strategy = strategy if strategy is not None else Strategy()
+        self._observe = self.strategy.observe if self.strategy.observes_queries else None
+        self.grid_hw = grid_hw
+        self.tokens = grid_hw[0] * grid_hw[1]
+        self.head_dim = head_dim
+        self.on_evict = on_evict
+        self.oldest = policy.sink  # global index of the oldest non-sink frame in the cache
+        shape = (batch, policy.window * self.tokens, heads, head_dim)
+        self.k = [_heads_first(shape, dtype, device) for _ in range(num_layers)]
+        self.v = [_heads_first(shape, dtype, device) for _ in range(num_layers)]
+        self.filled = 0            # frames in the cache
+        self.block_start = -1      # global index of the current block's first frame
+        self.block_slot = 0        # its first slot
+        self.block_frames = 0
+        self.query_base = 0        # RoPE time of the block's first query frame
+        self._q_table = None       # rotations of the block's queries (and its own keys), compute dtype
+        self._tables: dict[tuple[int, int], torch.Tensor] = {}
+        self._sink = self._local = (0, 0)   # attended slot ranges [a, b)
+        self._retrieved = 0        # frames retrieved for the current block
+        self._ctx_k: list[torch.Tensor] = []   # per-layer context buffers, allocated on first use
+        self._ctx_v: list[torch.Tensor] = []
+        self._stale = [True] * num_layers      # context part before the block not yet filled this block
+        self.rope_offset = 0.0     # added to the current block's temporal positions (shots)
+        self.pinned: tuple[int, int] | None = None   # (first slot, frames) of the shot sink
+
+    # ------------------------------------------------------------------ block set-up
+    def begin_block(self, start_frame: int, num_frames: int) -> None:
+        """Make room for frames [start_frame, start_frame + num_frames). A repeated call for the
+        same block (denoising steps, context pass) keeps the slots."""
+        if start_frame == self.block_start:
+            return
+        overflow = self.filled + num_frames - self.policy.window
+        if overflow > 0:
+            self.strategy.evict(self, overflow)
+        self.block_start, self.block_slot, self.block_frames = start_frame, self.filled, num_frames
+        self.filled += num_frames
+        self._retrieved = 0
+        self._prepare_positions()
+
+    def _kept(self) -> int:
+        """Frames at the front never evicted: the sink, plus the shot sink once it sits right behind it."""
+        sink = self.policy.sink
+        return sink + self.pinned[1] if self.pinned is not None and self.pinned[0] == sink else sink
+
+    def pin(self, frames: int) -> None:
+        """Make the current block's first ``frames`` frames the shot sink (replacing any earlier one)."""
+        if self.on_evict is not None or self.policy.relative_rope:
+            raise ValueError("a shot sink pins frames of the native sliding window; it cannot be used with retrieval")
+        self.pinned = (self.block_slot, min(frames, self.block_frames))
+
+    def evict_oldest(self, overflow: int) -> None:
+        """Hand the ``overflow`` oldest frames after the kept ones (sink, shot sink) to on_evict, shift the rest
+        left over them."""
+        t, kept = self.tokens, self._kept()
+        lo = kept * t
+        if self.on_evict is not None:
+            for f in range(overflow):
+                a, b = lo + f * t, lo + (f + 1) * t
+                self.on_evict(self.oldest + f, [k[:, a:b] for k in self.k], [v[:, a:b] for v in self.v])
+        self.oldest += overflow
+        self.shift_out(kept, overflow)
+        if self.pinned is not None and self.pinned[0] >= kept:    # a shot sink not yet behind the sink slides
+            self.pinned = (self.pinned[0] - overflow, self.pinned[1])
+
+    def shift_out(self, first_slot: int, overflow: int) -> None:
+        """Drop slots [first_slot, first_slot + overflow): the slots after them shift left over them."""
+        t = self.tokens
+        lo, step, end = first_slot * t, overflow * t, self.filled * t
+        for buf in (*self.k, *self.v):
+            # chunks of ``step`` tokens, oldest first: a chunk's source starts where its destination
+            # ends, so nothing is overwritten before it is read (no temporary copy of the window)
+            for a in range(lo, end - step, step):
+                n = min(step, end - step - a)
+                buf[:, a:a + n] = buf[:, a + step:a + step + n]
+        self.filled -= overflow
+
+    def _prepare_positions(self) -> None:
+        p = self.policy
+        self._sink = (0, min(p.sink, self.filled))
+        # while the sink is still filling (sink > frames so far) there is no local part: the sink holds them all
+        self._local = (min(max(p.sink, self.filled - p.local_frames), self.filled), self.filled)
+        base = self.query_base = self.strategy.query_position(self)   # RoPE time of the block's first frame
+        positions = torch.arange(base, base + self.block_frames)
+        if self.rope_offset:
+            positions = positions.to(torch.float64) + self.rope_offset
+        self._q_table = self._table(positions)
+        self._tables: dict[tuple[int, int], torch.Tensor] = {}   # slot range → rotations, kept for the block
+        self._stale = [True] * len(self.k)
+
+    def _table(self, frame_positions: torch.Tensor) -> torch.Tensor:
+        dev, h, w = self.k[0].device, *self.grid_hw
+        table = rope_table(frame_positions.to(dev), h, w, self.head_dim)
+        return table.to(compute_dtype(self.k[0].dtype))
+
+    def slot_rotations(self, a: int, b: int) -> torch.Tensor:
+        """Rotations of slots [a, b), each at its index (kept for the block: every layer reads them)."""
+        if (a, b) not in self._tables:
+            self._tables[a, b] = self._table(torch.arange(a, b))
+        return self._tables[a, b]
+
+    def set_retrieved(self, k: torch.Tensor, v: torch.Tensor) -> None:
+        """Retrieved frames' pre-RoPE K and V [layers, B, n·tokens, heads, d] for the current block.
+        Their RoPE (temporal position 0) is applied once here, straight into every layer's context."""
+        n = k.shape[2] // self.tokens
+        frames = self._sink[1] + n + self._local[1] - self._local[0]
+        if frames > self.policy.window:
+            raise ValueError(f"{n} retrieved frames do not fit the attention context: sink, retrieved and "
+                             f"local frames make {frames} > window {self.policy.window}; retrieve at most "
+                             f"top_k = {self.policy.top_k} frames")
+        self._retrieved = n
+        self._allocate_context()
+        table = self._table(torch.zeros(n, dtype=torch.long))
+        a, b = self._sink[1] * self.tokens, (self._sink[1] + n) * self.tokens
+        for layer in range(len(self.k)):
+            apply_rope(k[layer], table, out=self._ctx_k[layer][:, a:b])
+            self._ctx_v[layer][:, a:b] = v[layer]
+        self._stale = [True] * len(self.k)
+
+    def _allocate_context(self) -> None:
+        if not self._ctx_k:
+            self._ctx_k = [_heads_first(k.shape, k.dtype, k.device) for k in self.k]
+            self._ctx_v = [_heads_first(v.shape, v.dtype, v.device) for v in self.v]
+
+    # ------------------------------------------------------------------ per-layer attention
+    def attend(self, layer: int, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        """Write this block's K/V into its slots, then attend over the policy's context."""
+        self.write(layer, k, v)
+        t, n = self.tokens, k.shape[1]
+        if not self.policy.relative_rope and not self._retrieved and self._sink[1] == self._local[0]:
+            ks, vs = self.k[layer][:, :self.filled * t], self.v[layer][:, :self.filled * t]
+        else:
+            ks, vs = self._context(layer)
+            # the block's keys sit at its queries' positions in both regimes
+            if self.policy.relative_rope:
+                apply_rope(k, self._q_table, out=ks[:, -n:])
+            else:
+                ks[:, -n:] = self.k[layer][:, self.block_slot * t:self.filled * t]
+            vs[:, -n:] = v
+        q = apply_rope(q, self._q_table)
+        if self._observe is not None:
+            self._observe(self, layer, q)
+        return attention(q, ks, vs)
+
+    def write(self, layer: int, k: torch.Tensor, v: torch.Tensor) -> None:
+        """Write this block's K/V into its slots (K rotated in the native regime, raw in the retrieval
+        regime) without attending: a pass that only fills the cache calls this alone."""
+        t = self.tokens
+        a, b = self.block_slot * t, (self.block_slot + self.block_frames) * t
+        if self.policy.relative_rope:
+            self.k[layer][:, a:b] = k
+        else:
+            apply_rope(k, self._q_table, out=self.k[layer][:, a:b])
+        self.v[layer][:, a:b] = v
+
+    def _context(self, layer: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """This layer's [sink | retrieved | local] K (rotated) and V, views of its context buffers; the
+        part before the current block is filled at the layer's first forward of the block."""
+        (s0, s1), (l0, l1), t = self._sink, self._local, self.tokens
+        self._allocate_context()
+        n = (s1 - s0 + self._retrieved + l1 - l0) * t
+        ks, vs = self._ctx_k[layer][:, :n], self._ctx_v[layer][:, :n]
+        if self._stale[layer]:
+            self._stale[layer] = False
+            local_at = (s1 - s0 + self._retrieved) * t
+            for dst, (a, b) in ((0, (s0, s1)), (local_at, (l0, self.block_slot))):
+                if b > a:
+                    self._fill(layer, dst, a, b)
+        return ks, vs
+
+    def _fill(self, layer: int, dst: int, a: int, b: int) -> None:
+        """Copy slots [a, b) to the context at token ``dst``, keys rotated at their slot positions (retrieval
+        regime; native keys are stored rotated)."""
+        t = self.tokens
+        src, out = self.k[layer][:, a * t:b * t], self._ctx_k[layer][:, dst:dst + (b - a) * t]
+        if self.policy.relative_rope:
+            apply_rope(src, self.strategy.slot_table(self, layer, a, b), out=out)
+        else:
+            out.copy_(src)
+        self._ctx_v[layer][:, dst:dst + (b - a) * t] = self.v[layer][:, a * t:b * t]

@@ -1,0 +1,252 @@
+"""The run's settings, built once and passed down unchanged: strategy, sampling, retrieval, history pool.
+
+The CLI, the ComfyUI nodes and the benchmarks each turn their inputs into these objects; the
+constructors are the only place the settings are checked, and nothing below re-derives them.
+Defaults are the published LongLive-RAG configurations.
+
+One name per concept:
+  ``strategy``        the long-context strategy: native, rag, infinity-rope, memrope, deep-forcing
+                      (core/context/strategies; CLI ``--strategy``, ``--mode rag|native`` are the same names)
+  ``top_k``           K, past frames retrieved per block (CLI ``--top-k``; ``--memory-size`` is an alias)
+  ``window``          L, KV cache capacity in latent frames (CLI ``--local-attn-size``)
+  ``sink``            S, first frames never evicted (CLI ``--sink-size``)
+  ``recent_exclude``  R, most recently evicted frames never retrieved
+  ``switch``          what happens when a prompt schedule switches prompt (``SwitchConfig``)
+  ``shots``           multi-shot video: what a cut does (``ShotConfig``)
+  ``sampler``         how a block is denoised: ``renoise`` (x0, then fresh noise at the next step:
+                      Self-Forcing, LongLive 1.0) or ``unipc`` (a UniPC solver per block: LongLive 2.0)
+
+A backbone family's published settings are one ``FamilyDefaults`` (core/families/registry.py holds
+one per family); ``FamilyDefaults.sampling`` builds the run's ``SamplingConfig`` from them.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Sequence
+
+import torch
+
+from ..context.kv_cache import CachePolicy
+from ..context.strategies import NAMES as STRATEGIES, get_spec
+from ..retrieval.config import POOL_LOCATIONS, POOL_STORAGES, PREFETCH, PoolConfig, RetrievalConfig  # noqa: F401
+from .noise import NOISE_CONTRACTS
+
+MODES = ("rag", "native")          # the original two strategies (``--mode``); every strategy: STRATEGIES
+DEFAULT_STEPS = (1000, 750, 500, 250)
+SWITCH_MODES = ("recache", "none", "flush")
+SAMPLERS = ("renoise", "unipc")
+START_BLOCKS = ("short", "clamp")
+RETRIEVAL_SCOPES = ("all", "segment")
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+def parse_steps(text: str) -> tuple[int, ...]:
+    """'1000,750,500,250' → (1000, 750, 500, 250); a clear error for anything else."""
+    try:
+        steps = tuple(int(s) for s in str(text).replace(" ", "").split(",") if s)
+    except ValueError:
+        raise ValueError(f"steps '{text}' must be comma-separated integers such as 1000,750,500,250") from None
+    if not steps:
+        raise ValueError("steps must list at least one timestep, e.g. 1000,750,500,250")
+    return steps
+
+
+def default_dtype(device: torch.device) -> torch.dtype:
+    """Compute dtype when none is asked for: bfloat16 on CUDA (float16 where bf16 is unsupported), float32 on CPU."""
+    if device.type == "cuda":
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    return torch.float32
+
+
+
+@dataclass(frozen=True)
+class SwitchConfig:
+    """What a prompt switch does (a schedule of one prompt never switches; see core/context/recache.py).
+
+    ``mode``: ``recache`` (LongLive: the cached window is re-encoded under the new prompt), ``none``
+    (only the cross-attention prompt changes) or ``flush`` (∞-RoPE: the cache is cut to sink + 2 frames;
+    a prompt marked as a cut also moves the boundary block's RoPE time). ``global_sink``: a re-cache after the window has filled
+    keeps the sink's K/V (LongLive's ``global_sink``). ``retrieval_scope`` (retrieval regime only):
+    ``all`` past frames stay retrievable, or only those of the current ``segment`` (generated under
+    the current prompt).
+    """
+    mode: str = "recache"
+    global_sink: bool = True
+    retrieval_scope: str = "all"
+
+    def __post_init__(self):
+        if self.mode not in SWITCH_MODES:
+            raise ValueError(f"switch '{self.mode}' is unknown; use one of {SWITCH_MODES}")
+        if self.retrieval_scope not in RETRIEVAL_SCOPES:
+            raise ValueError(f"retrieval scope '{self.retrieval_scope}' is unknown; use one of {RETRIEVAL_SCOPES}")
+
+
+@dataclass(frozen=True)
+class ShotConfig:
+    """Multi-shot video (LongLive 2.0): a prompt-schedule segment marked as a cut begins a new shot.
+
+    ``rope_offset``: each cut moves the temporal RoPE position of the cut block and of every later block
+    by this many frames (cached keys keep theirs: a gap between shots; LongLive 2.0: 8; 0 = off).
+    ``sink``: the cut block's frames (at most ``sink`` of them) are pinned and slide with the window
+    until they sit right behind the sink, where they are kept like it until the next cut (a shot
+    sink; LongLive 2.0's ``multi_shot_sink``). The native regime only.
+    """
+    rope_offset: float = 0.0
+    sink: bool = False
+
+    def __post_init__(self):
+        if self.rope_offset < 0:
+            raise ValueError(f"shot RoPE offset {self.rope_offset} must be ≥ 0 (LongLive 2.0 uses 8)")
+
+
+@dataclass(frozen=True)
+class SamplingConfig:
+    """How the AR loop runs.
+
+    ``strategy``: the long-context strategy by name (core/context/strategies/registry.py); None = ``rag`` when
+    ``retrieval`` is set, else ``native``. ``window``, ``sink`` and ``switch`` None = the strategy's published
+    defaults. ``retrieval`` is read by ``rag`` only (other strategies drop the default one).
+    ``strategy_options``: the strategy's own settings by name (e.g. MemRoPE's ``alpha_long``).
+    """
+    frames_per_block: int = 3
+    window: int | None = None
+    sink: int | None = None
+    steps: tuple[int, ...] = DEFAULT_STEPS
+    warp_steps: bool = True
+    shift: float = 5.0
+    context_noise: float = 0.0
+    retrieval: RetrievalConfig | None = field(default_factory=RetrievalConfig)
+    noise: str = "per-block"        # core/sampling/noise.py: "per-block" (prefix-stable) or "reference" (the published one)
+    switch: SwitchConfig | None = None
+    strategy: str | None = None
+    strategy_options: tuple[tuple[str, float], ...] = ()
+    sampler: str = "renoise"        # "renoise" uses steps / warp_steps; "unipc" sampling_steps (core/sampling/unipc.py)
+    sampling_steps: int = 4
+    shots: ShotConfig = field(default_factory=ShotConfig)
+    # a start that is not whole blocks: "short" = its remainder is a shorter first block, replayed; "clamp" =
+    # blocks stay whole from frame 0 and the given frames are held clean at timestep 0 while the rest of
+    # their block is denoised (LongLive 2.0's independent_first_frame, image-to-video)
+    start_block: str = "short"
+    policy: CachePolicy = field(init=False, repr=False, compare=False)
+    params: object = field(init=False, repr=False, compare=False)    # the strategy's settings, resolved
+
+    def __post_init__(self):
+        object.__setattr__(self, "steps", tuple(int(s) for s in self.steps))
+        if not self.steps:
+            raise ValueError("steps must list at least one timestep, e.g. 1000,750,500,250")
+        if self.frames_per_block < 1:
+            raise ValueError(f"frames per block {self.frames_per_block} must be ≥ 1")
+        if self.shift <= 0:
+            raise ValueError(f"shift {self.shift} must be > 0")
+        if self.noise not in NOISE_CONTRACTS:
+            raise ValueError(f"noise contract '{self.noise}' is unknown; use one of {NOISE_CONTRACTS}")
+        if self.sampler not in SAMPLERS or self.start_block not in START_BLOCKS:
+            raise ValueError(f"sampler '{self.sampler}' / start block '{self.start_block}' is unknown; use one of "
+                             f"{SAMPLERS} / {START_BLOCKS}")
+        if self.sampling_steps < 1:
+            raise ValueError(f"sampling steps {self.sampling_steps} must be ≥ 1 (LongLive 2.0 uses 4)")
+        spec = self._resolve_strategy()
+        self._check_shot_sink()
+        k = self.retrieval.top_k if self.retrieval is not None else 0
+        policy = CachePolicy(self.window, self.sink, k, relative_rope=spec.relative_rope)
+        spec.check(policy, self.frames_per_block, self.params)     # the strategy's own needs, named first
+        policy.check(self.frames_per_block)
+        object.__setattr__(self, "policy", policy)
+
+    def _resolve_strategy(self):
+        """Fill the strategy's name and defaults (window, sink, switch, options); check they fit together."""
+        name = self.strategy if self.strategy is not None else "rag" if self.retrieval is not None else "native"
+        spec = get_spec(name)
+        set_ = lambda key, value: object.__setattr__(self, key, value)   # noqa: E731 (frozen dataclass)
+        set_("strategy", name)
+        if spec.top_k and self.retrieval is None:
+            set_("retrieval", RetrievalConfig(top_k=spec.top_k))
+        elif not spec.top_k and self.retrieval is not None:
+            if self.retrieval != RetrievalConfig():
+                raise ValueError(f"retrieval settings ({self.retrieval}) apply to strategy 'rag' only; "
+                                 f"strategy '{name}' retrieves nothing: drop them or choose rag")
+            set_("retrieval", None)
+        options = dict(self.strategy_options)
+        set_("strategy_options", tuple(sorted(options.items())))
+        set_("params", spec.resolve_params(options))
+        set_("window", spec.window if self.window is None else int(self.window))
+        set_("sink", spec.sink if self.sink is None else int(self.sink))
+        if self.switch is None:
+            set_("switch", SwitchConfig(spec.switch))
+        if self.switch.mode not in spec.switches:
+            raise ValueError(f"switch '{self.switch.mode}' does not apply to strategy '{name}'; use one of "
+                             f"{', '.join(spec.switches)}" + _SWITCH_WHY.get(self.switch.mode, ""))
+        return spec
+
+    def make_strategy(self):
+        """A fresh strategy object for one run (its hooks and per-video state; core/context/strategies/base.py)."""
+        return get_spec(self.strategy).make(self.params)
+
+    def _check_shot_sink(self) -> None:
+        if not self.shots.sink:
+            return
+        if self.retrieval is not None:
+            raise ValueError("the multi-shot sink pins frames in the native sliding window; it cannot be combined "
+                             "with retrieval (mode rag): turn it off (--no-multi-shot-sink) or use mode native")
+        if self.sink < 1 or self.sink % self.frames_per_block or self.window % self.frames_per_block:
+            raise ValueError(f"the multi-shot sink needs a sink ({self.sink}) and a window ({self.window}) that are "
+                             f"whole blocks of {self.frames_per_block} frames (LongLive 2.0: sink 8, window 32); "
+                             "change them or turn the multi-shot sink off")
+
+    @property
+    def mode(self) -> str:
+        """The strategy's name (``rag`` / ``native`` for the original two)."""
+        return self.strategy
+
+    @property
+    def renoises_per_block(self) -> int:
+        """Fresh noise draws per generated block after its initial noise (the UniPC sampler draws none)."""
+        return len(self.steps) - 1 if self.sampler == "renoise" else 0
+
+    def check_frames(self, num_frames: int, prefix: int = 0) -> None:
+        """Raise unless ``num_frames`` latent frames, of which the first ``prefix`` are given, are whole
+        blocks after the prefix's remainder (see ``blocks``)."""
+        nf, r = self.frames_per_block, prefix % self.frames_per_block if self.start_block == "short" else 0
+        if prefix < 0 or (prefix and prefix >= num_frames):
+            raise ValueError(f"frames={num_frames}: the start already holds {prefix} latent frames; ask for more "
+                             f"than that (e.g. {prefix + nf})")
+        if num_frames <= 0 or (num_frames - r) % nf:
+            fix = r + max(1, round(max(num_frames - r, 1) / nf)) * nf
+            given = f" after a start of {prefix} frames" if prefix else ""
+            raise ValueError(f"frames={num_frames}: latent frames{given} must be {'a positive multiple' if not r else f'{r} plus a multiple'} "
+                             f"of the block size {nf} (e.g. {fix})")
+
+    def blocks(self, num_frames: int, prefix: int = 0) -> list[tuple[int, int]]:
+        """(start frame, frames) of every block. A start whose length is not whole blocks gives a first,
+        shorter block of its remainder (an image: one frame), the blocks after it full; with
+        ``start_block`` "clamp" every block is full and the given frames are held inside theirs."""
+        self.check_frames(num_frames, prefix)
+        r = prefix % self.frames_per_block if self.start_block == "short" else 0
+        return ([(0, r)] if r else []) + [(s, self.frames_per_block) for s in range(r, num_frames, self.frames_per_block)]
+
+
+_SWITCH_WHY = {"recache": " (a re-cache re-encodes each slot from the frame it holds; this strategy's slots hold "
+                          "memory or compressed tokens, not whole frames)",
+               "flush": " (the KV flush is infinity-rope's prompt boundary)"}
+
+
+def strategy_config(name: str, *, window: int | None = None, sink: int | None = None, options=None,
+                    **fields) -> SamplingConfig:
+    """The one config of a run with strategy ``name``: its published defaults, with ``window``/``sink`` (None
+    = the strategy's), ``options`` (the strategy's own settings, name → value) and any other SamplingConfig
+    field (``steps``, ``noise``, ``retrieval`` for rag, ``switch``…) overridden."""
+    return SamplingConfig(strategy=name, window=window, sink=sink, strategy_options=tuple((options or {}).items()),
+                          **fields)
+
+
+
+
+def check_latent_size(latent_hw: Sequence[int], patch_hw: Sequence[int] = (2, 2)) -> tuple[int, int]:
+    """(H, W) of the latent: positive and divisible by the backbone's spatial patch."""
+    h, w = (int(x) for x in latent_hw)
+    if h <= 0 or w <= 0:
+        raise ValueError(f"latent size {h}x{w} must be positive (60x104 is a 480x832 video)")
+    if h % patch_hw[0] or w % patch_hw[1]:
+        raise ValueError(f"latent size {h}x{w} must be divisible by the patch size {patch_hw[0]}x{patch_hw[1]} "
+                         f"(e.g. {h - h % patch_hw[0] or patch_hw[0]}x{w - w % patch_hw[1] or patch_hw[1]})")
+    return h, w

@@ -1,0 +1,436 @@
+"""The AR block loop: retrieval (optional) → denoising steps → descriptors → context pass, per block.
+
+Denoising (``SamplingConfig.sampler``): ``renoise`` predicts x0 at each step and re-noises it to the next
+timestep (Self-Forcing, LongLive 1.0); ``unipc`` runs a fresh UniPC solver per block (LongLive 2.0,
+core/sampling/unipc.py). Shots (a prompt-schedule segment marked as a cut): the temporal RoPE offset grows, the
+cut block is conditioned on the segment's ``cut_embeds`` and, with a shot sink, pinned in the cache.
+
+Reproducibility: all noise comes from CPU generators seeded from the user's seed (core/sampling/noise.py), cast
+to the compute dtype and moved to the device after drawing. Same seed, same video on any device.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Sequence
+
+import torch
+
+from ..model.attention import attention
+from .config import SamplingConfig, check_latent_size
+from ..retrieval.encoder import RetrievalEncoder
+from ..retrieval.pool import HistoryPool
+from ..context.kv_cache import KVCache
+from ..latents.format import format_for_channels
+from ..model.transformer import TextContext, WanTransformer
+from .noise import NoiseSource, initial_noise  # noqa: F401  (initial_noise: the reference contract's first draw)
+from ..retrieval.prefetch import Prefetcher
+from .prompts import PromptSchedule, as_schedule
+from ..context.recache import recache
+from ..retrieval.select import RetrievalChoice, log_record, make_describer, select_frames
+from ..model.rope import apply_rope, rope_table
+from .timesteps import FlowMatchSchedule
+from .unipc import UniPCSolver
+
+
+@dataclass
+class BlockUpdate:
+    """Sent to the callback after each block: x0 [B, F, C, H, W] in model space."""
+    block: int
+    num_blocks: int
+    start_frame: int
+    x0: torch.Tensor
+    retrieval: dict | None
+    timing: dict
+    replayed: bool = False                # a given (start) block, not generated
+
+
+@dataclass
+class GenerationResult:
+    latents: torch.Tensor                 # [B, C, T, H, W] model-normalised, float32, CPU
+    retrieval_log: list[dict] = field(default_factory=list)
+    descriptors: torch.Tensor | None = None   # [B, T, D] float32
+    timings: list[dict] = field(default_factory=list)
+    pool_bytes_per_frame: int = 0
+    pool_peak_bytes: int = 0
+    pool_usage: dict = field(default_factory=dict)   # bytes/frames per tier at the end of the run
+    peak_memory_mb: float = 0.0               # CUDA: max allocated; CPU: process peak RSS
+    cache_bytes: int = 0                      # the attention cache's tensors at the end (KV, context buffers, …)
+    switches: list[dict] = field(default_factory=list)   # one record per prompt switch (_BlockLoop.switch)
+
+
+def check_prefix(prefix: torch.Tensor, batch: int, channels: int, latent_hw: tuple[int, int]) -> torch.Tensor:
+    """A start [B, C, P, H, W] in the model's latent space, checked against the run → float32 CPU."""
+    if prefix.dim() != 5:
+        raise ValueError(f"start latents have shape {list(prefix.shape)}; expected [B, C, frames, H, W]")
+    b, c, _, h, w = prefix.shape
+    mine, theirs = format_for_channels(channels), format_for_channels(c)
+    if c != channels:
+        made = f" ({theirs.name} latents, made by {theirs.vae})" if theirs is not None else ""
+        wants = f"{mine.name} latents: encode the start with {mine.vae}" if mine is not None else "them"
+        raise ValueError(f"start latents have {c} channels{made}; this backbone takes {channels}-channel {wants}")
+    if (h, w) != tuple(latent_hw):
+        stride = mine.stride if mine is not None else 8
+        raise ValueError(f"start latents are {h}x{w}; the run is {latent_hw[0]}x{latent_hw[1]} "
+                         f"(set the size to the start's: {w * stride}x{h * stride} px, latent {h}x{w})")
+    if b != batch:
+        raise ValueError(f"start latents hold {b} videos; the run has {batch} prompts")
+    return prefix.detach().to(device="cpu", dtype=torch.float32)
+
+
+def tensor_bytes(obj) -> int:
+    """Bytes of every tensor an object holds in its attributes (directly or in lists/tuples/dicts), each
+    storage counted once: what the attention cache keeps, whatever its strategy stores."""
+    seen, total = set(), 0
+    stack = list(vars(obj).values())
+    while stack:
+        x = stack.pop()
+        if isinstance(x, torch.Tensor):
+            key = (x.untyped_storage().data_ptr(), x.device)
+            if key not in seen:
+                seen.add(key)
+                total += x.untyped_storage().nbytes()
+        elif isinstance(x, (list, tuple)):
+            stack.extend(x)
+        elif isinstance(x, dict):
+            stack.extend(x.values())
+    return total
+
+
+def check_encoder(encoder: RetrievalEncoder | None, channels: int) -> None:
+    """A retrieval encoder must be trained on latents of the backbone's kind (16 Wan2.1 / 48 Wan2.2 channels)."""
+    if encoder is None or encoder.cfg.in_channels == channels:
+        return
+    theirs, mine = format_for_channels(encoder.cfg.in_channels), format_for_channels(channels)
+    kind = lambda f, c: f"{c}-channel {f.name} latents" if f is not None else f"{c}-channel latents"   # noqa: E731
+    raise ValueError(f"the retrieval encoder was trained on {kind(theirs, encoder.cfg.in_channels)}; this backbone "
+                     f"makes {kind(mine, channels)}: train one for it (python -m core build-corpus with this "
+                     "backbone, then train-encoder) or use avg_pool descriptors")
+
+
+def peak_memory_mb(device: torch.device) -> float:
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    import resource
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
+
+
+class _Clock:
+    """Per-block phase times; synchronises CUDA only when timings were asked for."""
+
+    def __init__(self, device: torch.device, detailed: bool):
+        self.device, self.detailed = device, detailed
+        self.marks: list[float] = []
+
+    def mark(self) -> None:
+        if self.detailed and self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+        self.marks.append(time.perf_counter())
+
+    def timing(self, block: int) -> dict:
+        m, self.marks = self.marks, []
+        out = {"block": block, "total_s": m[-1] - m[0]}
+        if self.detailed:
+            out.update(retrieval_s=m[1] - m[0], denoise_s=m[2] - m[1], context_s=m[3] - m[2])
+        return out
+
+
+class _BlockLoop:
+    """The state of one run (cache, pool, noise, descriptors) and its per-block steps."""
+
+    def __init__(self, model: WanTransformer, prompt_embeds: torch.Tensor | PromptSchedule, num_frames: int,
+                 latent_hw: tuple[int, int], seed: int, cfg: SamplingConfig, encoder: RetrievalEncoder | None):
+        param = next(model.parameters())
+        self.model, self.cfg = model, cfg
+        self.device, self.dtype = param.device, param.dtype
+        self.prompts = as_schedule(prompt_embeds)
+        self.b, self.c = self.prompts.batch, model.cfg.in_dim
+        self.hw = latent_hw
+        self.fires = self.prompts.fire_frames(cfg.frames_per_block, num_frames)   # block start of each segment
+        self.segment, self.switches = 0, []
+        self.shot, self.cut_block = 0, False      # cuts so far; whether the current block begins a shot
+        self.schedule = FlowMatchSchedule(cfg.shift)
+        self.timesteps = self.schedule.denoising_timesteps(cfg.steps, cfg.warp_steps)
+        self.noise = NoiseSource(cfg.noise, seed, (self.b, self.c, num_frames, *latent_hw), cfg.renoises_per_block + 1)
+        self.text = self._encode(0)
+        self.output = torch.zeros(self.b, num_frames, self.c, *latent_hw, dtype=torch.float32)
+        self.describe = make_describer(encoder)
+        self.descriptors: torch.Tensor | None = None                    # [B, T, D]
+        self.pool = self._make_pool()
+        self.prefetcher = None
+        if self.pool is not None and cfg.retrieval.prefetches(self.device):
+            self.prefetcher = Prefetcher(self.pool, self.device, self.dtype)
+        p = model.cfg.patch_size
+        self.cache = KVCache(cfg.policy, model.cfg.num_layers, self.b, (latent_hw[0] // p[1], latent_hw[1] // p[2]),
+                             model.cfg.num_heads, model.cfg.head_dim, self.dtype, self.device,
+                             self._evict if self.pool is not None else None, strategy=cfg.make_strategy())
+
+    def _encode(self, segment: int, cut: bool = False) -> TextContext:
+        seg = self.prompts.segments[segment]
+        embeds = seg.cut_embeds if cut and seg.cut_embeds is not None else seg.embeds
+        return self.model.encode_text(embeds.to(device=self.device, dtype=self.dtype))
+
+    def switch(self, start: int) -> None:
+        """Before the block at ``start``: when a segment begins there, its prompt replaces the current one
+        and, with switch ``recache``, the cached window is re-encoded under it (core/context/recache.py); with
+        ``flush`` the strategy flushes the cache (∞-RoPE; a segment marked as a cut also cuts RoPE time). A cut
+        on a family with shots (LongLive 2.0) moves the RoPE offset of this and every later block and
+        conditions this block on ``cut_embeds``."""
+        if self.cut_block:          # the shot's first block is done: the rest of the shot has the prompt itself
+            self.cut_block = False
+            if self.prompts.segments[self.segment].cut_embeds is not None:
+                self.text = self._encode(self.segment)
+        if self.segment + 1 >= len(self.fires) or self.fires[self.segment + 1] != start:
+            return
+        self.segment += 1
+        cut = self.prompts.segments[self.segment].cut
+        if cut:
+            self.shot, self.cut_block = self.shot + 1, True
+            self.cache.rope_offset = self.shot * self.cfg.shots.rope_offset
+        self.text = self._encode(self.segment, cut)
+        sw = self.cfg.switch
+        plan, flush = None, None
+        seg = self.prompts.segments[self.segment]
+        if sw.mode == "recache":
+            plan = recache(self.model, self.cache, self.text, self.output, start, sw.global_sink, self.cfg.context_noise)
+        elif sw.mode == "flush":
+            flush = self.cache.strategy.flush(self.cache, seg.cut)
+        self.switches.append({"segment": self.segment, "asked_frame": seg.start, "block_start": start,
+                              "label": seg.label, "cut": seg.cut, "recache": plan.record() if plan is not None else None,
+                              "flush": flush, **({"rope_offset": self.cache.rope_offset} if cut else {})})
+
+    def retrievable_from(self, start: int) -> int:
+        """The first global frame the block at ``start`` may retrieve: 0, or with retrieval scope ``segment``
+        the first frame of its prompt's segment (known ahead: the schedule fixes every switch block)."""
+        if self.cfg.switch.retrieval_scope != "segment":
+            return 0
+        return max(f for f in self.fires if f <= start)
+
+    def _make_pool(self) -> HistoryPool | None:
+        if self.cfg.retrieval is None:
+            return None
+        return HistoryPool(self.cfg.retrieval.pool, self.device,
+                           recompute=lambda lat: recompute_kv(self.model, self.text, lat, self.cfg.context_noise))
+
+    def _evict(self, frame: int, ks: list[torch.Tensor], vs: list[torch.Tensor]) -> None:
+        self.pool.append(ks, vs, latent=self.output[:, frame].to(self.dtype))   # lossless: x0 was in dtype
+
+    def _flow(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        """x [B, F, C, H, W] at timesteps t [B, F] → the model's flow, same layout."""
+        return self.model(x.permute(0, 2, 1, 3, 4), t, self.text, self.cache).permute(0, 2, 1, 3, 4)
+
+    def _forward(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        """x [B, F, C, H, W] at timesteps t [B, F] → x0, same layout."""
+        flow = self._flow(x, t)
+        return self.schedule.x0_from_flow(flow.flatten(0, 1), x.flatten(0, 1), t.flatten()).unflatten(0, x.shape[:2])
+
+    def _timestep(self, value: float, frames: int) -> torch.Tensor:
+        return torch.full((self.b, frames), float(value), device=self.device, dtype=torch.float32)
+
+    def retrieve(self, start: int, frames: int) -> RetrievalChoice | None:
+        """Make room for the block and, in the retrieval regime, attach its retrieved frames (read
+        ahead by ``prefetch``, or chosen and read now). The choice sees the pool as it is before the
+        block's start evicts: the frames that start evicts are never among them."""
+        ahead = self.prefetcher.take(start) if self.prefetcher is not None else None
+        choice = ahead[0] if ahead is not None else None
+        r = self.cfg.retrieval
+        if ahead is None and r is not None and self.descriptors is not None:
+            choice = select_frames(self.descriptors, start, len(self.pool), self.cfg.sink, r.recent_exclude, r.top_k,
+                                   first_frame=self.retrievable_from(start))
+        if choice is not None and choice.num_evicted != len(self.pool):
+            raise RuntimeError(f"retrieval for frame {start} was chosen from {choice.num_evicted} pool frames; "
+                               f"the pool holds {len(self.pool)}")
+        self.cache.begin_block(start, frames)
+        if ahead is not None:
+            self.cache.set_retrieved(ahead[1], ahead[2])
+        elif choice is not None:
+            self.cache.set_retrieved(*self.pool.gather(choice.pool_indices, self.device, self.dtype))
+        return choice
+
+    def prefetch(self, start: int) -> None:
+        """Choose the frames of the block starting at ``start`` now (its query, this block's last
+        descriptor, exists; the pool changes only at that block's start) and start reading them."""
+        r = self.cfg.retrieval
+        if self.prefetcher is None or self.descriptors is None:
+            return
+        choice = select_frames(self.descriptors, start, len(self.pool), self.cfg.sink, r.recent_exclude, r.top_k,
+                               first_frame=self.retrievable_from(start))
+        if choice is not None:
+            self.prefetcher.start(start, choice)
+
+    def denoise(self, block: int, start: int, frames: int, given: int = 0) -> torch.Tensor:
+        """The block's denoising steps → x0 [B, F, C, H, W] in the compute dtype. Its first ``given`` frames
+        are the start's, held clean at timestep 0 throughout (``start_block`` "clamp": image-to-video)."""
+        clean = self.output[:, start:start + given].to(self.device) if given else None
+        if self.cfg.sampler == "unipc":
+            x = self.noise.block_noise(block, start, frames).to(self.device)
+            return self._unipc(x, frames, clean).to(self.dtype)
+        x = self.noise.block_noise(block, start, frames).to(device=self.device, dtype=self.dtype)
+        for i, ts in enumerate(self.timesteps):
+            x, t = _held(x, self._timestep(ts, frames), clean)
+            x0 = _held(self._forward(x, t), t, clean)[0]
+            if i + 1 < len(self.timesteps):
+                fresh = self.noise.renoise(frames)
+                t_next = torch.full((self.b * frames,), float(self.timesteps[i + 1]), device=self.device,
+                                    dtype=torch.float32)
+                x = self.schedule.add_noise(x0.flatten(0, 1), fresh.to(device=self.device, dtype=self.dtype),
+                                            t_next).unflatten(0, (self.b, frames))
+        return x0
+
+    def _unipc(self, x: torch.Tensor, frames: int, clean: torch.Tensor | None) -> torch.Tensor:
+        """LongLive 2.0's block: a fresh UniPC solver fed integer timesteps; x float32 → x0 float32."""
+        solver = UniPCSolver(self.cfg.sampling_steps, self.cfg.shift)
+        for ts in solver.timesteps.tolist():
+            x, t = _held(x, self._timestep(ts, frames), clean)
+            x = _held(solver.step(self._flow(x.to(self.dtype), t).float(), x), t, clean)[0]
+        return x
+
+    def end_block(self) -> None:
+        """After the context pass: a shot's first block becomes the shot sink (``shots.sink``)."""
+        if self.cut_block and self.cfg.shots.sink:
+            self.cache.pin(self.cfg.sink)
+
+    def replay(self, block: int, start: int, frames: int) -> torch.Tensor:
+        """A given block (the start of the video): its clean latents as x0, in the compute dtype."""
+        self.noise.skip_block(block, start, frames)
+        return self.output[:, start:start + frames].to(device=self.device, dtype=self.dtype)
+
+    def commit(self, start: int, x0: torch.Tensor) -> None:
+        """Keep the block's x0 and its frames' descriptors, then write its clean K/V (context pass)."""
+        frames = x0.shape[1]
+        self.output[:, start:start + frames] = x0.float().cpu()
+        desc = self.describe(x0.flatten(0, 1)).float().unflatten(0, (self.b, frames))
+        if self.descriptors is None:
+            self.descriptors = torch.zeros(self.b, self.output.shape[1], desc.shape[-1], dtype=torch.float32,
+                                           device=desc.device)
+        self.descriptors[:, start:start + frames] = desc
+
+    def context_pass(self, x0: torch.Tensor) -> None:
+        """The block's clean K/V into the cache (the last layer's output and the head are skipped, unless the
+        strategy reads the block's queries at every layer: Deep Forcing scores history with them)."""
+        x, t = x0.permute(0, 2, 1, 3, 4), self._timestep(self.cfg.context_noise, x0.shape[1])
+        if self.cache.strategy.observes_queries:
+            self.model(x, t, self.text, self.cache)
+        else:
+            self.model.write_cache(x, t, self.text, self.cache)
+
+    def close(self) -> None:
+        if self.prefetcher is not None:
+            self.prefetcher.close()
+        if self.pool is not None:
+            self.pool.close()
+
+
+@torch.no_grad()
+def generate(model: WanTransformer, prompt_embeds: torch.Tensor | PromptSchedule, num_frames: int, latent_hw: tuple[int, int],
+             seed: int, config: SamplingConfig | None = None, encoder: RetrievalEncoder | None = None,
+             callback: Callable[[BlockUpdate], None] | None = None, timings: bool = False,
+             prefix: torch.Tensor | None = None) -> GenerationResult:
+    """Generate ``num_frames`` latent frames of ``latent_hw`` for each prompt.
+
+    prompt_embeds [B, L, text_dim], or a PromptSchedule (core/sampling/prompts.py: prompts that change over time;
+    ``config.switch`` says what a switch does; one entry = a single prompt); the model's parameters decide device and compute dtype. The
+    history pool is built from ``config.retrieval.pool``, used and closed here; its figures are in
+    the result. Returns latents [B, C, T, H, W] (C = the model's channels: 16 Wan2.1, 48 Wan2.2) in the
+    model's normalised space. ``callback`` runs
+    after every block (raise from it to stop; the partial state is dropped). ``timings``: per-phase
+    times (synchronises CUDA at each phase; off, only each block's total is measured).
+
+    ``prefix`` [B, C, P, H, W] (model space): the video's first P frames, given. Their blocks are
+    replayed — retrieval, descriptors and context pass as if generated, no denoising — and the rest is
+    generated (``SamplingConfig.blocks``: a P that is not whole blocks makes a shorter first block, or with
+    ``start_block`` "clamp" stays inside a whole block and is held clean while the rest of it is denoised).
+    For latents this engine made, the replayed state and retrieval log are those of the original run.
+    """
+    cfg = config if config is not None else SamplingConfig()
+    check_encoder(encoder, model.cfg.in_dim)
+    given = prefix.shape[2] if prefix is not None else 0
+    blocks = cfg.blocks(num_frames, given)
+    latent_hw = check_latent_size(latent_hw, model.cfg.patch_size[1:])
+    loop = _BlockLoop(model, prompt_embeds, num_frames, latent_hw, seed, cfg, encoder)
+    if cfg.shots.sink and blocks[0][1] != cfg.frames_per_block:
+        raise ValueError(f"the multi-shot sink needs whole blocks from frame 0; a start of {given} frames makes a "
+                         f"first block of {blocks[0][1]}: trim the start to whole blocks of {cfg.frames_per_block}")
+    if given % cfg.frames_per_block and len(loop.fires) > 1 and cfg.start_block == "short":
+        raise ValueError(f"a start of {given} latent frames (not whole blocks of {cfg.frames_per_block}) cannot be "
+                         "combined with a prompt schedule yet; trim the start to whole blocks or use one prompt")
+    if prefix is not None:
+        loop.output[:, :given] = check_prefix(prefix, loop.b, loop.c, latent_hw).permute(0, 2, 1, 3, 4)
+    result = GenerationResult(loop.output)
+    clock = _Clock(loop.device, timings)
+    try:
+        for blk, (start, frames) in enumerate(blocks):
+            clock.mark()
+            loop.switch(start)
+            choice = loop.retrieve(start, frames)
+            clock.mark()
+            x0 = loop.replay(blk, start, frames) if start + frames <= given else \
+                loop.denoise(blk, start, frames, max(given - start, 0))
+            clock.mark()
+            loop.commit(start, x0)
+            if blk + 1 < len(blocks):
+                loop.prefetch(blocks[blk + 1][0])
+            loop.context_pass(x0)
+            loop.end_block()
+            clock.mark()
+            record = log_record(blk, start, choice, cfg.sink, loop.segment) if choice is not None else None
+            if record is not None:
+                result.retrieval_log.append(record)
+            timing = clock.timing(blk)
+            result.timings.append(timing)
+            if callback is not None:
+                callback(BlockUpdate(blk, len(blocks), start, x0, record, timing, replayed=start + frames <= given))
+        if loop.pool is not None:
+            result.pool_bytes_per_frame, result.pool_peak_bytes = loop.pool.bytes_per_frame, loop.pool.peak_bytes
+            result.pool_usage = loop.pool.usage()
+        result.cache_bytes = tensor_bytes(loop.cache)
+    finally:
+        loop.close()
+    result.latents = loop.output.permute(0, 2, 1, 3, 4).contiguous()
+    result.descriptors = loop.descriptors.cpu() if loop.descriptors is not None else None
+    result.peak_memory_mb = peak_memory_mb(loop.device)
+    result.switches = loop.switches
+    return result
+
+
+def _held(x: torch.Tensor, t: torch.Tensor, clean: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+    """x [B, F, C, H, W] and t [B, F] with the first frames set to ``clean`` and timestep 0 (None: unchanged)."""
+    if clean is None:
+        return x, t
+    n = clean.shape[1]
+    x, t = x.clone(), t.clone()
+    x[:, :n], t[:, :n] = clean.to(x.dtype), 0
+    return x, t
+
+
+class _CaptureKV:
+    """Attention context for recomputing K/V of isolated frames: each frame attends to itself at
+    temporal position 0; the pre-RoPE K and V of every layer are kept."""
+
+    def __init__(self, grid_hw: tuple[int, int], head_dim: int, device: torch.device):
+        self.table = rope_table(torch.zeros(1, dtype=torch.long, device=device), *grid_hw, head_dim)
+        self.k: list[torch.Tensor] = []
+        self.v: list[torch.Tensor] = []
+
+    def attend(self, layer, q, k, v):
+        self.k.append(k)
+        self.v.append(v)
+        return attention(apply_rope(q, self.table), apply_rope(k, self.table), v)
+
+
+def recompute_kv(model: WanTransformer, text: TextContext, latents: torch.Tensor, t: float
+                 ) -> tuple[torch.Tensor, torch.Tensor]:
+    """K/V of frames from their clean latents alone (the ``latent`` pool storage; an approximation).
+
+    latents [B, n, C, H, W] → (k, v) [layers, B, n·tokens, heads, d], K before RoPE.
+    """
+    b, n, c, h, w = latents.shape
+    param = next(model.parameters())
+    x = latents.to(device=param.device, dtype=param.dtype).reshape(b * n, c, 1, h, w)
+    rep = TextContext([(k.repeat_interleave(n, 0), v.repeat_interleave(n, 0), *rest) for k, v, *rest in text.kv])
+    p = model.cfg.patch_size
+    ctx = _CaptureKV((h // p[1], w // p[2]), model.cfg.head_dim, param.device)
+    model(x, torch.full((b * n, 1), float(t), device=param.device), rep, ctx)
+    k = torch.stack(ctx.k).reshape(len(ctx.k), b, n * ctx.k[0].shape[1], *ctx.k[0].shape[2:])
+    v = torch.stack(ctx.v).reshape(len(ctx.v), b, n * ctx.v[0].shape[1], *ctx.v[0].shape[2:])
+    return k, v
