@@ -8,7 +8,7 @@ needs (blocks of 8, window 32, sink 8, UniPC 4 steps, 1280x704 at 24 fps).
 """
 from __future__ import annotations
 
-from ..core.families.defaults import FamilyDefaults
+from ..core.sampling.defaults import FamilyDefaults
 from ..core.sampling.config import SamplingConfig, parse_steps
 from ..core.latents.format import LatentFormat, latent_size_for_video
 

@@ -7,7 +7,7 @@ import torch
 
 from ..core.formats import FAMILIES
 from ..core.sampling.config import SWITCH_MODES, SamplingConfig, SwitchConfig
-from ..core.families.defaults import FamilyDefaults
+from ..core.sampling.defaults import FamilyDefaults
 from ..core.context.strategies import NAMES, describe
 from ..core.files.grid import tile
 from .bridge import io

@@ -21,7 +21,7 @@ from ..training import cli as train_encoder
 from ..sampling.config import (DTYPES, MODES, RETRIEVAL_SCOPES, SAMPLERS, STRATEGIES, SWITCH_MODES, SamplingConfig,
                                SwitchConfig, check_latent_size, parse_steps)
 from ..retrieval.config import POOL_LOCATIONS, POOL_STORAGES, PREFETCH, PoolConfig, RetrievalConfig
-from ..families.defaults import FamilyDefaults
+from ..sampling.defaults import FamilyDefaults
 from ..context.strategies import SPECS
 from ..files.atomic import check_output_dir, check_output_file
 from ..sampling.prompt_files import load_prompt_schedule
@@ -178,10 +178,9 @@ def family_defaults(args, progress: jobs.Progress | None = None) -> FamilyDefaul
     return family.defaults
 
 
-def sampling_config(args, name: str, defaults: FamilyDefaults | None = None) -> SamplingConfig:
+def sampling_config(args, name: str, defaults: FamilyDefaults) -> SamplingConfig:
     """The one config of a run with strategy ``name``, from the options (validated here, once) over the
     backbone family's defaults (native, rag) or the strategy's published ones (the others)."""
-    defaults = defaults or FamilyDefaults()
     retrieval = None
     if name == "rag":
         pool = PoolConfig(args.pool, args.pool_budget_mb, args.pool_storage, args.pool_dir)

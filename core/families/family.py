@@ -14,7 +14,7 @@ from typing import Any, Callable, Mapping
 
 import torch
 
-from .defaults import FamilyDefaults
+from ..sampling.defaults import FamilyDefaults
 from ..files.safe_reader import CheckpointError
 
 State = Mapping[str, torch.Tensor]

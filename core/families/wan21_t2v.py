@@ -11,7 +11,8 @@ from __future__ import annotations
 from dataclasses import asdict
 from pathlib import Path
 
-from .defaults import FamilyDefaults
+from ..sampling.config import ShotConfig
+from ..sampling.defaults import FamilyDefaults
 from ..latents.format import WAN21
 from ..model.transformer import WanConfig, WanTransformer
 from . import wan_arch
@@ -82,7 +83,9 @@ WAN21_T2V = BackboneFamily(
     head_dim=HEAD_DIM,
     make_config=lambda sizes, heads: WanConfig(**asdict(sizes), num_heads=heads),
     build=WanTransformer,
-    defaults=FamilyDefaults(WAN21),
+    defaults=FamilyDefaults(WAN21, frames_per_block=3, window=12, sink=1, sampler="renoise",
+                            steps=(1000, 750, 500, 250), sampling_steps=4, shift=5.0, shots=ShotConfig(),
+                            switch="recache", start_block="short", latent_hw=(60, 104)),
     lora_file="LongLive's longlive_lora.pt",
     presets=("Self-Forcing", "Causal-Forcing", "LongLive", "Wan2.1"),
     layout_presets={"longlive": "LongLive", "self_forcing": "Self-Forcing"},

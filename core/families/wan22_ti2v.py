@@ -21,7 +21,7 @@ from __future__ import annotations
 from dataclasses import asdict
 from pathlib import Path
 
-from .defaults import FamilyDefaults
+from ..sampling.defaults import FamilyDefaults
 from ..sampling.config import ShotConfig
 from ..latents.format import WAN22
 from ..model.transformer import WanConfig, WanTransformer
@@ -33,7 +33,7 @@ HEAD_DIM = 128
 PICK = ("pick a LongLive 2.0 checkpoint (model_bf16.pt, or generator_checkpoint.pt with lora_checkpoint.pt) or a "
         "Wan2.2-TI2V-5B transformer file (ComfyUI: models/diffusion_models/wan2.2_ti2v_5B_fp16.safetensors)")
 
-DEFAULTS = FamilyDefaults(WAN22, frames_per_block=8, window=32, sink=8, sampler="unipc", sampling_steps=4,
+DEFAULTS = FamilyDefaults(WAN22, frames_per_block=8, window=32, sink=8, sampler="unipc", steps=(), sampling_steps=4,
                           shift=5.0, shots=ShotConfig(rope_offset=8.0, sink=True), switch="none",
                           start_block="clamp", latent_hw=(44, 80))
 

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import torch
 
-from ..families.defaults import FamilyDefaults
+from ..sampling.defaults import FamilyDefaults
 from ..files.atomic import save_tensors
 from ..model.transformer import WanConfig, WanTransformer
 from ..families.registry import expected_any, identify

@@ -132,7 +132,7 @@ class SamplingConfig:
 
     def __post_init__(self):
         object.__setattr__(self, "steps", tuple(int(s) for s in self.steps))
-        if not self.steps:
+        if self.sampler == "renoise" and not self.steps:
             raise ValueError("steps must list at least one timestep, e.g. 1000,750,500,250")
         if self.frames_per_block < 1:
             raise ValueError(f"frames per block {self.frames_per_block} must be ≥ 1")

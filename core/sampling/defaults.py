@@ -1,12 +1,12 @@
 """A backbone family's published run settings (``FamilyDefaults``): what runs unless the user says otherwise."""
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from ..context.strategies import get_spec
-from ..latents.format import WAN21, LatentFormat
+from ..latents.format import LatentFormat
 from ..retrieval.config import RetrievalConfig
-from ..sampling.config import DEFAULT_STEPS, SamplingConfig, ShotConfig, SwitchConfig
+from .config import SamplingConfig, ShotConfig, SwitchConfig
 
 
 @dataclass(frozen=True)
@@ -14,18 +14,18 @@ class FamilyDefaults:
     """A backbone family's published run settings: used for every setting the user leaves unset when a
     checkpoint of the family is loaded (shown by the CLI and the nodes). Plain data; ``sampling`` builds
     the run's config from it."""
-    latent: LatentFormat = WAN21                  # channels, VAE, spatial stride, video fps
-    frames_per_block: int = 3
-    window: int = 12
-    sink: int = 1
-    sampler: str = "renoise"
-    steps: tuple[int, ...] = DEFAULT_STEPS        # renoise sampler
-    sampling_steps: int = 4                       # unipc sampler
-    shift: float = 5.0
-    shots: ShotConfig = field(default_factory=ShotConfig)
-    switch: str = "recache"                       # what a prompt change does (SwitchConfig.mode)
-    start_block: str = "short"
-    latent_hw: tuple[int, int] = (60, 104)        # the published video size in latents (480x832 px)
+    latent: LatentFormat                          # channels, VAE, spatial stride, video fps
+    frames_per_block: int
+    window: int
+    sink: int
+    sampler: str
+    steps: tuple[int, ...]                        # renoise sampler
+    sampling_steps: int                           # unipc sampler
+    shift: float
+    shots: ShotConfig
+    switch: str                                   # what a prompt change does (SwitchConfig.mode)
+    start_block: str
+    latent_hw: tuple[int, int]                    # the published video size in latents
 
     def sampling(self, retrieval: RetrievalConfig | None, switch: SwitchConfig | None = None,
                  shot_sink: bool | None = None, shot_rope_offset: float | None = None, **settings) -> SamplingConfig:
