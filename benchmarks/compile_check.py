@@ -26,6 +26,7 @@ import torch  # noqa: E402
 
 from core.sampling.config import SamplingConfig  # noqa: E402
 from core.sampling.loop import generate  # noqa: E402
+from core.app.plan import sampling_config
 
 VARIANTS = {"default": {}, "freezing": {"options": {"freezing": True}}}
 
@@ -33,13 +34,13 @@ VARIANTS = {"default": {}, "freezing": {"options": {"freezing": True}}}
 def build(variants: dict, device: str) -> tuple[dict, dict]:
     """name → model (eager first), and each compiled one's warm-up seconds and latents difference to eager."""
     models = {"eager": random_model(MEDIUM, device=device)}
-    ref = generate(models["eager"], prompt(), 12, MEDIUM_HW, 0, SamplingConfig()).latents
+    ref = generate(models["eager"], prompt(), 12, MEDIUM_HW, 0, sampling_config(strategy="rag")).latents
     info = {}
     for name, kwargs in variants.items():
         models[name] = random_model(MEDIUM, device=device).compile_blocks(**kwargs)
         t0 = time.perf_counter()
-        out = generate(models[name], prompt(), 12, MEDIUM_HW, 0, SamplingConfig()).latents   # both regimes' shapes
-        generate(models[name], prompt(), 12, MEDIUM_HW, 0, SamplingConfig(retrieval=None))
+        out = generate(models[name], prompt(), 12, MEDIUM_HW, 0, sampling_config(strategy="rag")).latents   # both regimes' shapes
+        generate(models[name], prompt(), 12, MEDIUM_HW, 0, sampling_config())
         info[name] = {"kwargs": kwargs, "compile_s": time.perf_counter() - t0,
                       "rel_diff": ((out - ref).norm() / ref.norm()).item()}
         print(f"{name:10} torch.compile(**{json.dumps(kwargs)}): warm-up {info[name]['compile_s']:.0f} s, "

@@ -31,6 +31,7 @@ import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
 from core.model.transformer import WanConfig, WanTransformer  # noqa: E402
+from core.app.plan import sampling_config
 
 # The issue's medium size: 4 layers of 512 (4 heads of 128), 16x24 latents = 8x12 = 96 tokens/frame.
 MEDIUM = WanConfig(dim=512, ffn_dim=2048, num_layers=4, num_heads=4, text_dim=64)
@@ -247,10 +248,9 @@ def run_regime(model: WanTransformer, regime: str, probe: FloorProbe | None = No
                hw: tuple[int, int] = MEDIUM_HW) -> dict:
     """One ``generate`` run ("native" or "retrieval", default settings otherwise) → its steady blocks'
     ms and, with a probe, each block's ratio to the floor measured right after it (medians + all)."""
-    from core.sampling.config import SamplingConfig
     from core.sampling.loop import generate
 
-    cfg = SamplingConfig(retrieval=None) if regime == "native" else SamplingConfig()
+    cfg = sampling_config() if regime == "native" else sampling_config(strategy="rag")
     res = generate(model, prompt(model.cfg), frames, hw, 0, cfg, timings=True, callback=probe)
     blocks = steady_blocks(res.timings, cfg.frames_per_block)
     out = {"regime": regime, "block_ms": [1e3 * t["total_s"] for t in blocks]}

@@ -42,6 +42,7 @@ from floor import (ROOT, STEADY_FROM_FRAME, BlockShape, FloorProbe, block_flops,
 import torch  # noqa: E402
 
 from core.model.transformer import WanConfig  # noqa: E402
+from core.app.plan import sampling_config
 
 REAL = WanConfig(dim=1536, ffn_dim=8960, num_layers=30, num_heads=12)
 REAL_HW = (60, 104)
@@ -143,11 +144,10 @@ class _H2DCounter:
 
 def real_size_run(model, regime: str, location: str, frames: int, probe: FloorProbe, prefetch: bool = True) -> dict:
     from core.retrieval.config import PoolConfig, RetrievalConfig
-    from core.sampling.config import SamplingConfig
     from core.sampling.loop import generate
 
-    cfg = (SamplingConfig(retrieval=None) if regime == "native"
-           else SamplingConfig(retrieval=RetrievalConfig(pool=PoolConfig(location=location), prefetch="on" if prefetch else "off")))
+    cfg = (sampling_config() if regime == "native"
+           else sampling_config(retrieval=RetrievalConfig(pool=PoolConfig(location=location), prefetch="on" if prefetch else "off")))
     emb = torch.randn(1, 512, REAL.text_dim, generator=torch.Generator().manual_seed(0))
     torch.cuda.empty_cache()
     torch.cuda.reset_peak_memory_stats()

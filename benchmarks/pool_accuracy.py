@@ -25,6 +25,7 @@ from core.retrieval.encoder import load_encoder  # noqa: E402
 from core.retrieval.pool import HistoryPool  # noqa: E402
 from core.model.transformer import WanConfig, WanTransformer  # noqa: E402
 from core.sampling.loop import generate, recompute_kv  # noqa: E402
+from core.app.plan import sampling_config
 
 GOLDEN = ROOT / "tests" / "data" / "golden"
 
@@ -48,7 +49,7 @@ class RecordingPool(HistoryPool):
 
 
 def with_storage(storage: str) -> SamplingConfig:
-    return SamplingConfig(retrieval=RetrievalConfig(pool=PoolConfig(storage=storage)))
+    return sampling_config(retrieval=RetrievalConfig(pool=PoolConfig(storage=storage)))
 
 
 def rel(a, b):

@@ -28,6 +28,7 @@ from core.sampling.config import SamplingConfig  # noqa: E402
 from core.retrieval.pool import HistoryPool  # noqa: E402
 from core.model.transformer import WanConfig, WanTransformer  # noqa: E402
 from core.sampling.loop import generate  # noqa: E402
+from core.app.plan import sampling_config
 
 SIZES = {
     #        dim, ffn, layers, heads, text_dim, latent HxW
@@ -59,7 +60,7 @@ def run_once(size, mode, frames, location, budget, storage, device, dtype, pool_
     model, hw, text_dim = build(size, device, dtype)
     emb = torch.randn(1, 32, text_dim)
     pool = PoolConfig(location, budget, storage, pool_dir)
-    cfg = SamplingConfig(retrieval=RetrievalConfig(pool=pool) if mode == "rag" else None)
+    cfg = sampling_config(retrieval=RetrievalConfig(pool=pool) if mode == "rag" else None)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     res = generate(model, emb, frames, hw, 0, cfg, timings=True)

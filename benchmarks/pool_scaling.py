@@ -36,6 +36,7 @@ from core.retrieval.pool import HistoryPool  # noqa: E402
 from core.model.transformer import WanConfig, WanTransformer  # noqa: E402
 from core.sampling import loop as pipeline  # noqa: E402
 from core.sampling.loop import generate  # noqa: E402
+from core.app.plan import sampling_config
 
 
 def tiny_model() -> WanTransformer:
@@ -73,7 +74,7 @@ def run_scaling(frames: int, budget_mb: float, pool_dir: str, centres: list[int]
     model = tiny_model()
     emb = torch.randn(1, 32, 64, generator=torch.Generator().manual_seed(0))
     pool = PoolConfig(location="host", budget_mb=budget_mb, storage="kv", directory=pool_dir)
-    cfg = SamplingConfig(retrieval=RetrievalConfig(pool=pool))
+    cfg = sampling_config(retrieval=RetrievalConfig(pool=pool))
     pool_s = []
 
     def per_block(update):

@@ -32,6 +32,7 @@ import core.context.kv_cache  # noqa: E402
 import core.model.transformer  # noqa: E402
 from core.sampling.config import SamplingConfig  # noqa: E402
 from core.sampling.loop import generate  # noqa: E402
+from core.app.plan import sampling_config
 
 BUCKETS = ("matmul", "attention", "RoPE", "norms/modulation/activations", "copies/concatenation", "Python/other")
 MATMUL = {"aten::addmm", "aten::mm", "aten::bmm", "aten::baddbmm", "aten::addmv", "aten::mkldnn_convolution",
@@ -88,7 +89,7 @@ def bucket_of(ev) -> str:
 
 
 def profile_regime(model, regime: str, frames: int) -> dict:
-    cfg = SamplingConfig(retrieval=None) if regime == "native" else SamplingConfig()
+    cfg = sampling_config() if regime == "native" else sampling_config(strategy="rag")
     first = STEADY_FROM_FRAME // cfg.frames_per_block
     prof = profile(activities=[ProfilerActivity.CPU])
 
@@ -112,7 +113,7 @@ def profile_regime(model, regime: str, frames: int) -> dict:
 
 def plain_ms(model, regime: str, frames: int) -> float:
     """Median unprofiled ms/block of the steady blocks."""
-    cfg = SamplingConfig(retrieval=None) if regime == "native" else SamplingConfig()
+    cfg = sampling_config() if regime == "native" else sampling_config(strategy="rag")
     res = generate(model, prompt(model.cfg), frames, MEDIUM_HW, 0, cfg, timings=True)
     return 1e3 * statistics.median(t["total_s"] for t in steady_blocks(res.timings, cfg.frames_per_block))
 

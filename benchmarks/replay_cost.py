@@ -24,6 +24,7 @@ import torch  # noqa: E402
 
 from core.sampling.config import SamplingConfig  # noqa: E402
 from core.sampling.loop import generate  # noqa: E402
+from core.app.plan import sampling_config
 
 BLOCKS = range(10, 19)
 
@@ -40,7 +41,7 @@ def main() -> int:
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     model = random_model(MEDIUM)
-    regimes = {"native": SamplingConfig(retrieval=None), "retrieval": SamplingConfig()}
+    regimes = {"native": sampling_config(), "retrieval": sampling_config(strategy="rag")}
     ratios = {r: [] for r in regimes}
     ms = {r: {"generated": [], "replayed": []} for r in regimes}
     load = [os.getloadavg()[0]]

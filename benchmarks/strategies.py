@@ -32,6 +32,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 import torch  # noqa: E402
 
 from floor import MEDIUM, MEDIUM_HW, prompt, random_model, steady_blocks, write_result  # noqa: E402
+from core.app.plan import strategy_config
 
 REAL = {"layers": 30, "dim": 1536, "tokens": 1560, "bytes": 2}   # Wan2.1-T2V-1.3B, 480x832, bf16
 FRAMES_PER_SECOND = 16 / 4                                        # latent frames per video second

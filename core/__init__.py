@@ -2,23 +2,28 @@
 
 Python API (shared by the ComfyUI nodes and ``python -m core``)::
 
-    from core import load_backbone, load_encoder, generate, SamplingConfig, RetrievalConfig
+    from core import load_backbone, load_encoder, generate, sampling_config, RetrievalConfig
     backbone = load_backbone("causal_forcing.pt", dtype=torch.bfloat16, device="cuda")
     encoder = load_encoder("ae_latent_mem.pt", device="cuda")          # or None for avg_pool
+    config = sampling_config(backbone.defaults, retrieval=RetrievalConfig(top_k=6))   # the family's settings + these
     result = generate(backbone.model, prompt_embeds, num_frames=120, latent_hw=(60, 104), seed=0,
-                      config=SamplingConfig(retrieval=RetrievalConfig(top_k=6)), encoder=encoder)
+                      config=config, encoder=encoder)
     result.latents        # [B, 16, T, H, W], model-normalised latent space
     result.retrieval_log  # one record per block that retrieved
 
 Another long-context strategy over the same cache and model (native, rag, infinity-rope, memrope,
-deep-forcing; its published window and sink unless given): ``config=strategy_config("memrope")``;
-``core.strategies.describe(name)`` has its defaults, trade-offs and reference.
+deep-forcing; its window and sink on the backbone's family unless given):
+``config=strategy_config("memrope", backbone.defaults)``; ``core.context.strategies.describe(name)`` has its
+defaults, trade-offs and reference. ``config.replace(strategy=...)`` re-resolves everything that follows from it.
+A whole run (length, size, start, info text) is planned by ``plan_run(RunRequest(...), family)``.
 
 A story (prompts that change over time): pass a ``PromptSchedule`` instead of ``prompt_embeds``;
-``SamplingConfig(switch=SwitchConfig(...))`` says what a switch does; ``result.switches`` says where
+``sampling_config(family, switch="recache")`` says what a switch does; ``result.switches`` says where
 each prompt began.
 """
-from .sampling.config import STRATEGIES, SamplingConfig, SwitchConfig, strategy_config
+from .sampling.config import STRATEGIES, SamplingConfig, SwitchConfig
+from .sampling.request import SamplingRequest, resolve
+from .app.plan import RunPlan, RunRequest, plan_run, sampling_config, strategy_config
 from .retrieval.config import PoolConfig, RetrievalConfig
 from .formats import Backbone, CheckpointError, load_backbone
 from .retrieval.encoder import EncoderConfig, RetrievalEncoder, load_encoder
@@ -32,5 +37,5 @@ __all__ = [
     "Backbone", "CheckpointError", "load_backbone", "EncoderConfig", "RetrievalEncoder", "load_encoder",
     "HistoryPool", "CachePolicy", "KVCache", "WanConfig", "WanTransformer", "BlockUpdate", "PoolConfig", "RetrievalConfig", "SamplingConfig",
     "GenerationResult", "generate", "initial_noise", "SwitchConfig", "PromptSchedule", "Segment", "STRATEGIES",
-    "strategy_config",
+    "strategy_config", "sampling_config", "SamplingRequest", "resolve", "RunPlan", "RunRequest", "plan_run",
 ]

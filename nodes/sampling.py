@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 import torch
 
+from ..core.app.plan import plan_run
 from ..core.sampling.budget import device_bytes_needed
 from ..core.retrieval.config import PoolConfig, RetrievalConfig
 from ..core.sampling.config import SamplingConfig
@@ -15,18 +16,17 @@ from ..core.sampling.prompts import PromptSchedule
 from ..core.app.resume import BlockCollector
 from . import bridge
 from .bridge import io, ui
-from .family import AUTO, run_info, sampler_fields, video_size
+from .request import AUTO, run_request, sampling_request
 from .loaders import BACKBONE, ENCODER, BackboneHandle, EncoderHandle
 from .schedule import SCHEDULE, ScheduleInput, SwitchChoice
-from .strategy import STRATEGY, StrategyInput, sampling_config, strategy_info
-from .start import MEMO, check_start_size, describe, frames_for_length, output_latent, run_key, start_latents
+from .strategy import STRATEGY, StrategyInput
+from .start import MEMO, continued_line, output_latent, run_key, start_latents
 
 CATEGORY = "LongLive-RAG/sampling"
 LOG = logging.getLogger(__name__)
 LOCATIONS = {"host (RAM)": "host", "device (GPU)": "device", "disk": "disk"}
 STORAGES = {"kv (exact)": "kv", "kv-half (approximate)": "kv-half", "latent (approximate, smallest)": "latent"}
 DEFAULT_RETRIEVAL = RetrievalConfig()
-DEFAULT_SAMPLING = SamplingConfig()
 
 
 @dataclass(frozen=True)
@@ -142,18 +142,14 @@ class ARBlockSampler(io.ComfyNode):
                 frames_per_block, steps, shift, retrieval: RetrievalInput | None = None, noise_contract="per-block",
                 start=None, strategy: StrategyInput | None = None) -> io.NodeOutput:
         bb = backbone.backbone
-        family, fmt = bb.defaults, bb.defaults.latent
+        family = bb.defaults
         positive, switch = prompt_input(positive, bb.config.text_dim)
-        cfg = sampling_config(strategy, retrieval.config if retrieval else None, switch, family,
-                              noise=noise_contract,
-                              **sampler_fields(family, sink_size, local_attn_size, frames_per_block, steps, shift))
-        given = start_latents(start, fmt) if start is not None else None
-        latent_hw = video_size(width, height, family, tuple(given.raw.shape[-2:]) if given is not None else None)
-        if given is not None:
-            check_start_size(given, latent_hw, fmt)
-        p = given.frames if given is not None else 0
-        frames = frames_for_length(length, cfg, p)
-        prompts, timeline = run_prompts(positive, cfg, fmt.fps, frames)
+        given = start_latents(start, family.latent) if start is not None else None
+        request = sampling_request(family, strategy, retrieval.config if retrieval else None, switch, noise_contract,
+                                   sink_size, local_attn_size, frames_per_block, steps, shift)
+        plan = plan_run(run_request(request, length, width, height, given), family, bb.info.preset)
+        cfg, frames, latent_hw, p = plan.config, plan.frames, plan.latent_hw, plan.start_frames
+        prompts, timeline = run_prompts(positive, cfg, family.latent.fps, frames)
         encoder = retrieval.encoder.model if retrieval else None
         batch = prompts.batch if isinstance(prompts, PromptSchedule) else prompts.shape[0]
         need = device_bytes_needed(bb.model, cfg, latent_hw, batch, backbone.dtype)
@@ -162,7 +158,7 @@ class ARBlockSampler(io.ComfyNode):
                       given)
         continued = MEMO.prefix(key, models, frames, p, cfg.frames_per_block)
         prefix = continued.latents if continued is not None else given.model if given is not None else None
-        progress = bridge.Progress(len(cfg.blocks(frames, p)), fmt.channels)
+        progress = bridge.Progress(len(plan.blocks), family.latent.channels)
         collector = BlockCollector(progress.on_block)
         try:
             with bridge.models_on_device(list(models), backbone.device, need, offload=backbone.offload) as (model, _):
@@ -172,9 +168,8 @@ class ARBlockSampler(io.ComfyNode):
             MEMO.keep(key, models, collector.latents() if collector.blocks else None, p, stopped=True)
             raise
         MEMO.keep(key, models, res.latents, p, stopped=False)     # shared with the output, not a copy
-        log = RetrievalLog(tuple(res.retrieval_log), frames, cfg.sink, cfg.window, cfg.mode, tuple(res.switches))
-        info = "\n".join([describe(length, frames, cfg, fmt.fps, given, continued), strategy_info(cfg),
-                          run_info(bb.info.preset, cfg, fmt, latent_hw), *timeline])
+        log = RetrievalLog(tuple(res.retrieval_log), frames, cfg.sink, cfg.window, cfg.strategy, tuple(res.switches))
+        info = "\n".join([*plan.info(), *continued_line(continued), *timeline])
         LOG.info("AR Block Sampler: %s", info.replace("\n", "; "))
         return io.NodeOutput(output_latent(res.latents, given), log, info, ui=ui.PreviewText(info))
 
@@ -185,7 +180,7 @@ def run_prompts(positive, cfg: SamplingConfig, fps: int, frames: int) -> tuple[t
     as this run uses it (for the info)."""
     if not isinstance(positive, ScheduleInput):
         return positive, []
-    prompts = positive.for_run(fps, bool(cfg.shots.rope_offset or cfg.shots.sink))
+    prompts = positive.for_run(fps, cfg.has_shots)
     prompts.fire_frames(cfg.frames_per_block, frames, fps)
     if (fps, cfg.frames_per_block) == (positive.fps, positive.frames_per_block):
         return prompts, []
@@ -232,7 +227,7 @@ def sampler_inputs() -> list:
                        tooltip="Flow-matching timestep shift; 0 = the backbone's (5.0 for both published families)."),
         RETRIEVAL.Input("retrieval", optional=True,
                         tooltip="From Retrieve Context. Unconnected = native sliding window."),
-        io.Combo.Input("noise_contract", options=list(NOISE_CONTRACTS), default=DEFAULT_SAMPLING.noise, optional=True,
+        io.Combo.Input("noise_contract", options=list(NOISE_CONTRACTS), default=NOISE_CONTRACTS[0], optional=True,
                        tooltip="per-block: each block's noise depends only on the seed and the block, so a longer run "
                                "begins exactly like a shorter one with the same seed. reference: the published "
                                "code's noise (reproduces its outputs). The same seed gives different videos under "

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import torch
 
 from ..core.sampling.config import SamplingConfig
-from ..core.latents.format import (LatentFormat, format_for_channels, latent_frames_for_video,
+from ..core.latents.format import (LatentFormat, format_for_channels,
                                  latent_frames_to_video_frames, to_model_space, to_raw_space)
 from ..core.app.resume import run_identity
 
@@ -70,31 +70,6 @@ def start_latents(start, fmt: LatentFormat) -> Start:
     if isinstance(carried, ModelSpace) and carried.raw is samples:
         return Start(raw, carried.model)
     return Start(raw, to_model_space(raw))
-
-
-def check_start_size(start: Start, latent_hw: tuple[int, int], fmt: LatentFormat) -> None:
-    """The start must be the run's size; the error names the widgets and the image size to use."""
-    h, w = start.raw.shape[-2:]
-    if (h, w) != tuple(latent_hw):
-        s = fmt.stride
-        want_w, want_h = latent_hw[1] * s, latent_hw[0] * s
-        raise ValueError(f"start is {w * s}x{h * s} px (latent {h}x{w}) but the sampler makes {want_w}x{want_h}: "
-                         f"set width {w * s} and height {h * s} (or 0: the start's size), or scale the image/clip to "
-                         f"{want_w}x{want_h} (Upscale Image, crop center) before VAE Encode")
-
-
-def frames_for_length(length: int, cfg: SamplingConfig, start: int) -> int:
-    """Latent frames for ``length`` video frames after a start of ``start`` latent frames (rounded up:
-    core/latents/format.py; a start held inside whole blocks, ``start_block`` clamp, rounds to whole blocks);
-    a start that already fills the length is refused naming the length to set."""
-    nf, short = cfg.frames_per_block, cfg.start_block == "short"
-    frames = latent_frames_for_video(length, nf, start if short else 0)
-    if start and frames <= start:
-        least = start + nf if short else -(-(start + 1) // nf) * nf
-        raise ValueError(f"the start already holds {start} latent frames ({latent_frames_to_video_frames(start)} "
-                         f"video frames) and length {length} asks for no more: set length to at least "
-                         f"{latent_frames_to_video_frames(least)}")
-    return frames
 
 
 def run_key(backbone, encoder_name: str | None, prompts, seed: int, frames: int, latent_hw, cfg: SamplingConfig,
@@ -166,23 +141,11 @@ def output_latent(model_space: torch.Tensor, start: Start | None) -> dict:
     return {"samples": raw, MODEL_SPACE_KEY: ModelSpace(raw, model_space)}
 
 
-def describe(length: int, frames: int, cfg: SamplingConfig, fps: int, start: Start | None,
-             continued: Continued | None) -> str:
-    """The sampler's info: what it made, any rounding of the length, where it started and continued from."""
-    video, nf = latent_frames_to_video_frames(frames), cfg.frames_per_block
-    lines = [f"{frames} latent frames = {video} video frames ({video / fps:.2f} s at {fps} fps)"]
-    if start is not None:
-        kind = "an image" if start.frames == 1 else f"{latent_frames_to_video_frames(start.frames)} video frames"
-        held = f", held clean inside the first block{'s' * (start.frames > nf)}" if cfg.start_block == "clamp" else ""
-        lines.append(f"starts from the given {start.frames} latent frames ({kind}), kept as given{held}")
-    if video != length:
-        r = start.frames % nf if start is not None and cfg.start_block == "short" else 0
-        after = f"a first block of the start's {r} latent frame{'s' * (r > 1)}, then " if r else ""
-        lines.append(f"length {length} rounded up to {video} video frames ({after}whole blocks of "
-                     f"{nf} latent frames)")
-    if continued is not None:
-        m = continued.latents.shape[2]
-        what = "the run that stopped (cancelled or failed)" if continued.stopped else "the previous run"
-        lines.append(f"continued from {what} of this graph: its first {m} latent frames "
-                     f"({latent_frames_to_video_frames(m)} video frames) replayed, not regenerated")
-    return "\n".join(lines)
+def continued_line(continued: Continued | None) -> list[str]:
+    """The info line of a run that continued the memo's last run (none otherwise)."""
+    if continued is None:
+        return []
+    m = continued.latents.shape[2]
+    what = "the run that stopped (cancelled or failed)" if continued.stopped else "the previous run"
+    return [f"continued from {what} of this graph: its first {m} latent frames "
+            f"({latent_frames_to_video_frames(m)} video frames) replayed, not regenerated"]

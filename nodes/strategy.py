@@ -5,18 +5,17 @@ from dataclasses import dataclass
 
 import torch
 
-from ..core.formats import FAMILIES
-from ..core.sampling.config import SWITCH_MODES, SamplingConfig, SwitchConfig
-from ..core.sampling.defaults import FamilyDefaults
+from ..core.app.plan import strategy_line
 from ..core.context.strategies import NAMES, describe
 from ..core.files.grid import tile
+from ..core.formats import FAMILIES
+from ..core.sampling.config import SWITCH_MODES
+from ..core.sampling.request import SamplingRequest, parse_options, resolve
 from .bridge import io
-from .schedule import DEFAULT_SWITCH, SwitchChoice
 
 CATEGORY = "LongLive-RAG/sampling"
 AUTO = "strategy default"
 GRID_INPUTS = 6
-WAN21 = FAMILIES[0].defaults
 
 
 @dataclass(frozen=True)
@@ -32,23 +31,6 @@ class StrategyInput:
 STRATEGY = io.Custom("LLRAG_STRATEGY")          # carries a StrategyInput
 
 
-def parse_options(text: str) -> dict[str, float]:
-    """'compressed_frames=5, alpha_long=0.01' (commas or lines) → {name: number}; a clear error otherwise."""
-    out = {}
-    for item in (p.strip() for line in str(text).splitlines() for p in line.split(",")):
-        if not item:
-            continue
-        name, sep, value = item.partition("=")
-        try:
-            number = float(value)
-        except ValueError:
-            number = None
-        if not sep or not name.strip() or number is None:
-            raise ValueError(f"strategy option '{item}' must read name=number, e.g. compressed_frames=5")
-        out[name.strip()] = int(number) if number.is_integer() and "." not in value else number
-    return out
-
-
 def tooltip_table() -> str:
     """One line per strategy: its name, what it does and what it costs (the combo's tooltip)."""
     lines = []
@@ -59,37 +41,20 @@ def tooltip_table() -> str:
     return "\n".join(lines)
 
 
-def strategy_info(cfg: SamplingConfig) -> str:
-    """What a run with ``cfg`` uses, in one line (the sampler's info and the strategy node's preview)."""
-    d = describe(cfg.strategy)
-    options = ", ".join(f"{k}={v}" for k, v in dict(d["defaults"]["options"], **dict(cfg.strategy_options)).items())
-    return (f"strategy {cfg.strategy} ({d['title']}): window {cfg.window}, sink {cfg.sink}"
-            + (f", top_k {cfg.retrieval.top_k}" if cfg.retrieval is not None else "")
-            + f", prompt switch '{cfg.switch.mode}'" + (f", {options}" if options else "") + f". Ref: {d['reference']}")
-
-
-def sampling_config(strategy: StrategyInput | None, retrieval_config, switch: SwitchChoice | None = None,
-                    family: FamilyDefaults = WAN21, **fields) -> SamplingConfig:
-    """The sampler's run config over the backbone ``family``'s published settings (``fields``: SamplingConfig
-    fields, None = the family's). Without a Context Strategy: the family's sliding window, rag or native by
-    whether Retrieve Context is connected; with one, the strategy's window and sink (its defaults unless set on
-    the strategy node; native and rag default to the family's)."""
-    switch = switch or SwitchChoice()
-    if strategy is None:
-        return family.sampling(retrieval_config, switch.resolve(family.switch), **fields)
-    if retrieval_config is not None and strategy.name != "rag":
-        raise ValueError(f"Retrieve Context is connected but the Context Strategy is '{strategy.name}', which "
-                         "retrieves nothing: disconnect Retrieve Context or set the strategy to rag")
-    default = family.switch_for(strategy.name)
-    if strategy.switch is not None:
-        mode = strategy.switch
-    elif switch.mode is None or switch == SwitchChoice(DEFAULT_SWITCH.mode):
-        mode = default                   # earlier workflows: the schedule's default recache = the strategy's own
-    else:
-        mode = switch.mode
-    fields.update(strategy=strategy.name, window=strategy.window, sink=strategy.sink,
-                  strategy_options=tuple(sorted(strategy.options)))
-    return family.sampling(retrieval_config, SwitchConfig(mode, switch.global_sink, switch.retrieval_scope), **fields)
+def strategy_preview(value: StrategyInput) -> str:
+    """What the strategy runs with on each backbone family (its defaults differ with the family's blocks); a
+    choice that cannot run on any family is refused with the first family's reason."""
+    lines, errors = [], []
+    for family in FAMILIES:
+        request = SamplingRequest(strategy=value.name, window=value.window, sink=value.sink, options=value.options,
+                                  switch=value.switch)
+        try:
+            lines.append(f"{family.name} backbones: {strategy_line(resolve(request, family.defaults))}")
+        except ValueError as exc:
+            errors.append(f"{family.name} backbones: {exc}")
+    if not lines:
+        raise ValueError(errors[0])
+    return "\n".join(lines + errors)
 
 
 class ContextStrategy(io.ComfyNode):
@@ -130,8 +95,7 @@ class ContextStrategy(io.ComfyNode):
         value = StrategyInput(strategy, window or None, None if sink < 0 else sink,
                               None if prompt_switch == AUTO else prompt_switch,
                               tuple(sorted(parse_options(options).items())))
-        info = strategy_info(sampling_config(value, None))     # checks the choice now (on the Wan2.1 family)
-        return io.NodeOutput(value, info)
+        return io.NodeOutput(value, strategy_preview(value))
 
 
 class CompareGrid(io.ComfyNode):

@@ -217,11 +217,12 @@ def test_compile_and_prefetch_reach_the_run(monkeypatch):
     args = cli.build_parser().parse_args(["generate", "--backbone", str(GOLDEN / "wan_tiny_t2v_bare.safetensors"),
                                           "--num-heads", "2", "--frames", "12", "--compile", "--prefetch", "off",
                                           "--embeds", "e.safetensors"])
-    from core.formats import FAMILIES
-    wan21 = FAMILIES[0].defaults
-    assert cli.sampling_config(args, "rag", wan21).retrieval.prefetch == "off"
-    default = cli.sampling_config(cli.build_parser().parse_args(["generate", "--backbone", "x", "--prompt", "p"]), "rag",
-                                  wan21)
+    from core.app.plan import default_family
+    from core.sampling.request import resolve
+    wan21 = default_family().defaults
+    assert cli.sampling_request(args, "rag").retrieval.prefetch == "off"
+    default = resolve(cli.sampling_request(cli.build_parser().parse_args(["generate", "--backbone", "x", "--prompt",
+                                                                          "p"]), "rag"), wan21)
     assert default.retrieval.prefetch == "auto"
     assert default.retrieval.prefetches(torch.device("cuda")) and not default.retrieval.prefetches(torch.device("cpu"))
     spec = cli.model_spec(args)

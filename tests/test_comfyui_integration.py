@@ -259,7 +259,7 @@ SAMPLER_INFO = {   # what each workflow's sampler says about its start (shown by
     "longlive_rag_longlive2_t2v": ["48 latent frames = 189 video frames (7.88 s at 24 fps)",
                                    "strategy rag (LongLive-RAG retrieval): window 32, sink 8, top_k 6",
                                    "LongLive 2.0: 32x32 px (Wan2.2 latents, 48 channels, 2x2) at 24 fps; blocks of 8 "
-                                   "latent frames, UniPC 4 steps, shift 5; a cut line starts a new shot (RoPE offset "
+                                   "latent frames, window 32, sink 8, UniPC 4 steps, shift 5; a cut line starts a new shot (RoPE offset "
                                    "8, multi-shot sink off with retrieval)"],
     "longlive_rag_longlive2_i2v": ["48 latent frames = 189 video frames (7.88 s at 24 fps)",
                                    "starts from the given 1 latent frames (an image), kept as given, held clean inside "

@@ -9,11 +9,12 @@ import pytest
 import torch
 
 import core.context.kv_cache as kv_cache_mod
-from core.sampling.config import strategy_config
+
 from core.context.kv_cache import CachePolicy, KVCache
 from core.sampling.loop import generate
 from core.model.rope import apply_rope, rope_table
 from core.context.strategies.deep_forcing import DeepForcing, DeepForcingParams
+from core.app.plan import strategy_config
 
 from conftest import tiny_model
 

@@ -9,6 +9,7 @@ from core.retrieval.encoder import load_encoder
 from core.retrieval.config import RetrievalConfig
 from core.sampling.config import SamplingConfig
 from core.sampling.loop import generate
+from core.app.plan import sampling_config
 
 from conftest import DATA, GOLDEN
 
@@ -32,7 +33,7 @@ def config_from_case(case: dict) -> SamplingConfig:
     kw = case["pipeline_config"]["model_kwargs"]
     k = kw.get("memory_size", 0)
     retrieval = RetrievalConfig(top_k=k, recent_exclude=kw.get("recent_exclude", 5)) if k > 0 else None
-    return SamplingConfig(window=kw["local_attn_size"], sink=kw["sink_size"], shift=kw["timestep_shift"],
+    return sampling_config(window=kw["local_attn_size"], sink=kw["sink_size"], shift=kw["timestep_shift"],
                           steps=case["pipeline_config"]["denoising_step_list"], retrieval=retrieval, noise="reference")
 
 

@@ -7,10 +7,10 @@ import pytest
 import torch
 
 from core.retrieval.config import PoolConfig, RetrievalConfig
-from core.sampling.config import SamplingConfig
 from core.retrieval.encoder import load_encoder
 from core.retrieval.pool import HistoryPool
 from core.sampling.loop import generate
+from core.app.plan import sampling_config
 
 from conftest import GOLDEN
 
@@ -21,7 +21,7 @@ def encoder():
 
 
 def run(model, inputs, encoder, pool=None, frames=48, callback=None):
-    cfg = SamplingConfig(retrieval=RetrievalConfig(pool=pool or PoolConfig()))
+    cfg = sampling_config(retrieval=RetrievalConfig(pool=pool or PoolConfig()))
     return generate(model, inputs["prompt_embeds"], frames, (8, 12), 42, cfg, encoder=encoder, callback=callback)
 
 

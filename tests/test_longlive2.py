@@ -13,6 +13,7 @@ from core.context.kv_cache import CachePolicy, KVCache
 from core.model.transformer import WanConfig, WanTransformer
 from core.sampling.loop import generate
 from core.sampling.prompts import PromptSchedule, Segment, parse_schedule_text, seconds_to_frame
+from core.app.plan import sampling_config
 
 HW = (4, 8)
 
@@ -37,7 +38,7 @@ def prompts():
 def small(**kw):
     """LongLive 2.0's settings scaled down: blocks of 2 frames, window 8, sink 2."""
     kw = {"frames_per_block": 2, "window": 8, "sink": 2, **kw}
-    return DEFAULTS.sampling(kw.pop("retrieval", None), **kw)
+    return sampling_config(DEFAULTS, **kw)
 
 
 def test_an_image_start_is_held_clean_inside_the_first_block(model, prompts):
@@ -73,7 +74,7 @@ def test_a_cut_moves_the_rope_offset_of_every_later_block_and_uses_its_first_blo
     assert not torch.allclose(a.latents[:, :, 4:], b.latents[:, :, 4:])
     assert a.switches[0]["cut"] and a.switches[0]["rope_offset"] == 8.0 and not b.switches[0]["cut"]
     # with neither an offset nor a first-block prompt a cut is a plain prompt change
-    no_offset = dataclasses.replace(small(shot_sink=False), shots=ShotConfig(0.0, False))
+    no_offset = small(shot_sink=False, shot_rope_offset=0.0)
     c = generate(model, PromptSchedule((Segment(0, prompts[0]), Segment(4, prompts[1], "s", True))), 8, HW, 3,
                  no_offset)
     assert torch.equal(c.latents, b.latents)
@@ -93,11 +94,11 @@ def test_the_shot_sink_slides_behind_the_sink_then_is_kept():
 
 def test_the_shot_sink_is_refused_with_retrieval_and_with_blocks_that_do_not_tile_the_sink():
     with pytest.raises(ValueError, match=r"multi-shot sink pins frames in the native sliding window.*--no-multi-shot-sink"):
-        SamplingConfig(frames_per_block=8, window=32, sink=8, shots=ShotConfig(8.0, True))
+        sampling_config(frames_per_block=8, window=32, sink=8, strategy="rag", shot_rope_offset=8.0, shot_sink=True)
     with pytest.raises(ValueError, match=r"sink \(3\) and a window \(32\) that are whole blocks of 8"):
-        SamplingConfig(frames_per_block=8, window=32, sink=3, retrieval=None, shots=ShotConfig(8.0, True))
-    assert DEFAULTS.sampling(RetrievalConfig()).shots == ShotConfig(8.0, False)   # rag: shot sink off by default
-    assert DEFAULTS.sampling(None).shots == ShotConfig(8.0, True)
+        sampling_config(frames_per_block=8, window=32, sink=3, shot_rope_offset=8.0, shot_sink=True)
+    assert sampling_config(DEFAULTS, retrieval=RetrievalConfig()).shots == ShotConfig(8.0, False)   # rag: shot sink off by default
+    assert sampling_config(DEFAULTS).shots == ShotConfig(8.0, True)
 
 
 def test_retrieval_runs_on_48_channel_latents_with_avg_pool_and_an_encoder(model, prompts):

@@ -37,7 +37,7 @@ def test_generate_picks_the_family_settings_and_reproduces_the_golden_t2v(tmp_pa
                    "--device", "cpu", "--out", str(tmp_path / "out.safetensors")])
     err = capsys.readouterr().err
     assert rc == 0, err
-    assert "Wan2.2 TI2V-5B backbone: blocks of 8 frames, window 32, sink 8, UniPC 4 steps" in err
+    assert "Wan2.2 TI2V-5B backbone: 1280x704 px (Wan2.2 latents, 48 channels, 44x80) at 24 fps; blocks of 8 latent frames, window 32, sink 8, UniPC 4 steps" in err
     ref = load_file(str(GOLDEN / "longlive2_t2v" / "outputs.safetensors"))["latents_bcthw"]
     assert rel_err(load_file(str(tmp_path / "out.safetensors"))["latents"], ref) <= 1e-4
 

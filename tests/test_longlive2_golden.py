@@ -9,6 +9,7 @@ import torch
 from safetensors.torch import load_file
 
 from core.formats import load_backbone
+from core.app.plan import sampling_config
 from core.families.wan22_ti2v import DEFAULTS
 from core.sampling.loop import generate
 from core.sampling.prompts import SCENE_CUT_PREFIX, PromptSchedule, Segment
@@ -51,7 +52,7 @@ def run_case(name: str, model):
     case = json.loads((CASES / name / "case.json").read_text())
     inputs = load_file(str(CASES / name / "inputs.safetensors"))
     eff = case["effective"]
-    cfg = DEFAULTS.sampling(None, shot_sink=eff["multi_shot_sink"], noise="reference")
+    cfg = sampling_config(DEFAULTS, shot_sink=eff["multi_shot_sink"], noise="reference")
     assert (cfg.frames_per_block, cfg.window, cfg.sink, cfg.sampling_steps, cfg.shift, cfg.shots.rope_offset) == \
         (eff["num_frame_per_block"], eff["local_attn_size"], eff["sink_size"], eff["sampling_steps"],
          eff["timestep_shift"], eff["multi_shot_rope_offset"])

@@ -64,8 +64,9 @@ def test_load_backbone_names_the_family_and_the_settings_the_sampler_takes_from_
     first, auto = info.splitlines()
     assert first.startswith("LongLive 2.0 (longlive), Wan2.2 TI2V-5B family; 2 layers, dim 128, 2 heads")
     assert "LoRA lora_checkpoint.pt x1.0 on 20 weights" in first
-    assert auto == ("AR Block Sampler at auto: blocks of 8 frames, window 32, sink 8, UniPC 4 steps, shift 5, shot "
-                    "RoPE offset 8, multi-shot sink; Wan2.2 latents (48 channels), 1280x704 px at 24 fps")
+    assert auto == ("AR Block Sampler at auto: 1280x704 px (Wan2.2 latents, 48 channels, 44x80) at 24 fps; blocks of 8 "
+                    "latent frames, window 32, sink 8, UniPC 4 steps, shift 5; a cut line starts a new shot (RoPE "
+                    "offset 8, multi-shot sink on)")
     assert out.ui.as_dict() == {"text": (info,)}                     # shown on the node
     assert backbone.backbone.defaults.latent.channels == 48
 
@@ -81,8 +82,8 @@ def test_the_sampler_at_auto_reproduces_the_longlive2_text_to_video_golden(ll2_d
     assert rel_err(latent_format.to_model_space(raw), ref) < 1e-4
     assert log.mode == "native" and (log.window, log.sink) == (32, 8)
     assert "64 latent frames = 253 video frames (10.54 s at 24 fps)" in info
-    assert ("LongLive 2.0: 128x96 px (Wan2.2 latents, 48 channels, 6x8) at 24 fps; blocks of 8 latent frames, UniPC 4 "
-            "steps, shift 5; a cut line starts a new shot (RoPE offset 8, multi-shot sink on)") in info
+    assert ("LongLive 2.0: 128x96 px (Wan2.2 latents, 48 channels, 6x8) at 24 fps; blocks of 8 latent frames, window 32, "
+            "sink 8, UniPC 4 steps, shift 5; a cut line starts a new shot (RoPE offset 8, multi-shot sink on)") in info
 
 
 def test_an_image_start_is_held_inside_the_first_block_as_the_i2v_golden(ll2_dir):
@@ -136,7 +137,7 @@ def test_widgets_set_by_the_artist_win_over_the_family(ll2_dir):
     backbone, _ = load_ll2(lora="none").args
     _, log, info = sample(backbone, conditioning(), 64, 32, 97, 0, widgets=(4, 24, 4, "2", 3.0))
     assert (log.sink, log.window) == (4, 24)
-    assert "blocks of 4 latent frames, UniPC 2 steps, shift 3" in info
+    assert "blocks of 4 latent frames, window 24, sink 4, UniPC 2 steps, shift 3" in info
     with pytest.raises(ValueError, match=r"steps '1000,750': this backbone \(Wan2\.2 latents\) denoises each block "
                                          r"with a UniPC solver; give its number of steps \(4 as published\) or auto"):
         sample(backbone, conditioning(), 64, 32, 97, 0, widgets=(-1, 0, 0, "1000,750", 0.0))
@@ -149,8 +150,8 @@ def test_the_1_3b_workflows_saved_values_mean_what_auto_means_on_the_1_3b(models
     saved = sample(backbone, conditioning(), 96, 64, 49, 3, widgets=(1, 12, 3, "1000,750,500,250", 5.0))
     auto = sample(backbone, conditioning(), 96, 64, 49, 3)
     assert torch.equal(saved[0]["samples"], auto[0]["samples"])
-    assert "Wan2.1: 96x64 px (Wan2.1 latents, 16 channels, 8x12) at 16 fps; blocks of 3 latent frames, steps " \
-           "1000,750,500,250, shift 5" in auto[2]
+    assert "Wan2.1: 96x64 px (Wan2.1 latents, 16 channels, 8x12) at 16 fps; blocks of 3 latent frames, window 12, " \
+           "sink 1, steps 1000,750,500,250, shift 5" in auto[2]
 
 
 def test_a_wan2_1_start_on_the_5b_names_the_wan2_2_vae(ll2_dir):

@@ -4,6 +4,7 @@ import torch
 from core.retrieval.config import PoolConfig, RetrievalConfig
 from core.sampling.config import SamplingConfig
 from core.sampling.loop import generate
+from core.app.plan import sampling_config
 
 from conftest import tiny_model
 
@@ -16,7 +17,7 @@ def model():
 
 
 def config(mode="rag", top_k=6, **kw) -> SamplingConfig:
-    return SamplingConfig(retrieval=RetrievalConfig(top_k) if mode == "rag" else None, **kw)
+    return sampling_config(retrieval=RetrievalConfig(top_k) if mode == "rag" else None, **kw)
 
 
 def run(model, mode="rag", seed=3, frames=24, **kw):
@@ -67,20 +68,20 @@ def test_callback_sees_every_block_and_can_stop_the_run(model):
             raise Stop
 
     with pytest.raises(Stop):
-        generate(model, EMB, 24, (4, 6), 0, SamplingConfig(), callback=cb)
+        generate(model, EMB, 24, (4, 6), 0, sampling_config(strategy="rag"), callback=cb)
     assert seen == [0, 1, 2]
 
 
 def test_bfloat16_runs_and_stays_close_to_float32(model):
     ref = run(model, frames=12).latents
-    bf = generate(tiny_model().to(torch.bfloat16), EMB, 12, (4, 6), 3, SamplingConfig()).latents
+    bf = generate(tiny_model().to(torch.bfloat16), EMB, 12, (4, 6), 3, sampling_config(strategy="rag")).latents
     assert bf.dtype == torch.float32 and torch.isfinite(bf).all()
     assert ((bf - ref).norm() / ref.norm()) < 0.1
 
 
 def test_batch_of_two_prompts_retrieves_per_sample(model):
     emb = torch.randn(2, 7, 32, generator=torch.Generator().manual_seed(9))
-    res = generate(model, emb, 27, (4, 6), 0, SamplingConfig())
+    res = generate(model, emb, 27, (4, 6), 0, sampling_config(strategy="rag"))
     assert res.latents.shape[0] == 2
     assert all(len(r["pool_indices"]) == 2 for r in res.retrieval_log)
 
@@ -106,11 +107,11 @@ def test_bad_settings_are_refused_when_the_config_is_built(build, message):
 @pytest.mark.parametrize("hw, message", [((5, 6), "patch size"), ((0, 0), "must be positive")])
 def test_bad_latent_size_is_refused(model, hw, message):
     with pytest.raises(ValueError, match=message):
-        generate(model, EMB, 3, hw, 0)
+        generate(model, EMB, 3, hw, 0, sampling_config())
 
 
 def test_the_pool_is_built_and_closed_by_generate_and_reported(model, tmp_path):
-    cfg = SamplingConfig(retrieval=RetrievalConfig(pool=PoolConfig("host", budget_mb=0, directory=str(tmp_path))))
+    cfg = sampling_config(retrieval=RetrievalConfig(pool=PoolConfig("host", budget_mb=0, directory=str(tmp_path))))
     res = generate(model, EMB, 24, (4, 6), 3, cfg)
     assert res.pool_bytes_per_frame > 0 and res.pool_peak_bytes >= res.pool_bytes_per_frame
     assert res.pool_usage["disk"]["frames"] == 24 - 12 and res.pool_usage["host"]["frames"] == 0
@@ -119,7 +120,7 @@ def test_the_pool_is_built_and_closed_by_generate_and_reported(model, tmp_path):
 
 
 def test_timings_are_detailed_only_when_asked(model):
-    plain = generate(model, EMB, 6, (4, 6), 0, SamplingConfig()).timings
-    detailed = generate(model, EMB, 6, (4, 6), 0, SamplingConfig(), timings=True).timings
+    plain = generate(model, EMB, 6, (4, 6), 0, sampling_config(strategy="rag")).timings
+    detailed = generate(model, EMB, 6, (4, 6), 0, sampling_config(strategy="rag"), timings=True).timings
     assert set(plain[0]) == {"block", "total_s"}
     assert set(detailed[0]) == {"block", "retrieval_s", "denoise_s", "context_s", "total_s"}

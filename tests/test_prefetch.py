@@ -6,9 +6,9 @@ import torch
 
 import core.retrieval.prefetch as prefetch_mod
 from core.retrieval.config import PoolConfig, RetrievalConfig
-from core.sampling.config import SamplingConfig
 from core.retrieval.encoder import load_encoder
 from core.sampling.loop import generate
+from core.app.plan import sampling_config
 
 from conftest import GOLDEN
 
@@ -40,7 +40,7 @@ class Spy:
 
 
 def run(model, inputs, encoder, pool, prefetch, recent_exclude=5, frames=48):
-    cfg = SamplingConfig(retrieval=RetrievalConfig(recent_exclude=recent_exclude, pool=pool, prefetch="on" if prefetch else "off"))
+    cfg = sampling_config(retrieval=RetrievalConfig(recent_exclude=recent_exclude, pool=pool, prefetch="on" if prefetch else "off"))
     return generate(model, inputs["prompt_embeds"], frames, (8, 12), 42, cfg, encoder=encoder)
 
 

@@ -1,15 +1,14 @@
 """Starting from given latents (resume, extend, image/clip start) and the per-block noise contract."""
 import pytest
 import torch
-
-from core.sampling.config import SamplingConfig
 from core.retrieval.encoder import load_encoder
 from core.sampling.noise import NoiseSource, block_seed
 from core.sampling.loop import generate
+from core.app.plan import sampling_config
 
 from conftest import GOLDEN
 
-REGIMES = {"native": SamplingConfig(retrieval=None), "retrieval": SamplingConfig()}
+REGIMES = {"native": sampling_config(), "retrieval": sampling_config(strategy="rag")}
 
 
 @pytest.fixture(scope="module")
@@ -25,7 +24,7 @@ def full(golden_model, golden_inputs, encoder):
 
 
 def run(model, inputs, encoder, regime, frames, prefix=None, seed=7, noise="per-block"):
-    cfg = SamplingConfig(retrieval=REGIMES[regime].retrieval, noise=noise)
+    cfg = sampling_config(retrieval=REGIMES[regime].retrieval, noise=noise)
     return generate(model, inputs["prompt_embeds"], frames, (8, 12), seed, cfg, encoder=encoder, prefix=prefix)
 
 
@@ -104,7 +103,7 @@ def test_an_image_start_is_a_one_frame_first_block(golden_model, golden_inputs, 
 ])
 def test_a_start_that_does_not_fit_is_refused_with_the_reason(golden_model, golden_inputs, shape, frames, message):
     with pytest.raises(ValueError, match=message.replace("(", r"\(").replace(")", r"\)")):
-        generate(golden_model, golden_inputs["prompt_embeds"], frames, (8, 12), 0, SamplingConfig(retrieval=None),
+        generate(golden_model, golden_inputs["prompt_embeds"], frames, (8, 12), 0, sampling_config(),
                  prefix=torch.zeros(shape))
 
 

@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from test_nodes import PACK, N, bridge, conditioning, load, models_dir, rag_retrieval  # noqa: F401
+from core.app.plan import sampling_config
 
 start_mod = sys.modules[f"{PACK.__name__}.nodes.start"]
 pipeline = sys.modules[f"{PACK.__name__}.core.sampling.loop"]
@@ -35,7 +36,7 @@ def raw_start(frames, channels=16, h=8, w=12, seed=3):
 
 
 def core_config(retrieval, noise="per-block"):
-    return config.SamplingConfig(retrieval=retrieval.config if retrieval else None, noise=noise)
+    return sampling_config(retrieval=retrieval.config if retrieval else None, noise=noise)
 
 
 @pytest.mark.parametrize("frames", [1, 4], ids=["image", "clip"])
@@ -156,7 +157,7 @@ def test_the_memo_keeps_one_run(models_dir):
     (raw_start(1, channels=48), 81, "start has 48 channels (Wan2.2 latents, from the Wan2.2 VAE); this backbone "
                                     "takes 16-channel Wan2.1 latents: load wan_2.1_vae.safetensors"),
     (raw_start(1, channels=4), 81, "start has 4 channels (another model's VAE)"),
-    (raw_start(1, h=8, w=24), 81, "start is 192x64 px (latent 8x24) but the sampler makes 96x64: set width 192 and "
+    (raw_start(1, h=8, w=24), 81, "the start is 192x64 px (latent 8x24) but the run makes 96x64: set width 192 and "
                                   "height 64 (or 0: the start's size), or scale the image/clip to 96x64"),
     (raw_start(12), 45, "the start already holds 12 latent frames (45 video frames) and length 45 asks for no more: "
                         "set length to at least 57"),

@@ -10,7 +10,9 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from core.app.cli import build_parser, sampling_config
+from core.app.cli import build_parser, sampling_request
+from core.app.plan import default_family
+from core.sampling.request import resolve
 from core.sampling.config import SwitchConfig
 from core.files.video import read_video
 
@@ -68,9 +70,9 @@ def test_identical_prompts_with_switch_none_equal_one_prompt_from_the_command_li
 def test_switch_options_keep_their_spellings():
     args = build_parser().parse_args(["generate", "--backbone", "b", "--embeds", "e", "--switch", "none",
                                       "--no-global-sink", "--retrieval-scope", "segment"])
-    assert sampling_config(args, "rag").switch == SwitchConfig("none", False, "segment")
+    assert resolve(sampling_request(args, "rag"), default_family().defaults).switch == SwitchConfig("none", False, "segment")
     args = build_parser().parse_args(["generate", "--backbone", "b", "--embeds", "e"])
-    assert sampling_config(args, "rag").switch == SwitchConfig("recache", True, "all")
+    assert resolve(sampling_request(args, "rag"), default_family().defaults).switch == SwitchConfig("recache", True, "all")
 
 
 def test_a_switch_past_the_end_exits_2_naming_it(tmp_path, schedule_file):

@@ -5,12 +5,13 @@ import pytest
 import torch
 
 from core.retrieval.config import RetrievalConfig
-from core.sampling.config import SamplingConfig, SwitchConfig, strategy_config
+from core.sampling.config import SamplingConfig, SwitchConfig
 from core.context.kv_cache import CachePolicy, KVCache
 from core.sampling.prompts import parse_schedule_json, parse_schedule_text
 from core.context.strategies import NAMES, describe, get_spec
 from core.context.strategies.infinity_rope import InfinityRope, InfinityRopeParams
 from core.context.strategies.memrope import MemRope, MemRopeParams
+from core.app.plan import sampling_config, strategy_config
 
 D = 6   # head_dim: one complex pair per RoPE axis
 
@@ -33,11 +34,11 @@ def test_describe_gives_the_text_a_user_picks_by():
     assert "no reference code" in describe("deep-forcing")["reference"]
 
 
-def test_the_old_mode_form_still_means_rag_and_native():
-    assert SamplingConfig().strategy == SamplingConfig().mode == "rag"
-    assert SamplingConfig(retrieval=None).strategy == "native"
-    assert SamplingConfig(retrieval=None) == strategy_config("native")
-    assert SamplingConfig() == strategy_config("rag")
+def test_no_strategy_means_rag_with_retrieval_settings_and_native_without():
+    assert sampling_config(retrieval=RetrievalConfig()).strategy == "rag"
+    assert sampling_config().strategy == "native"
+    assert sampling_config() == strategy_config("native")
+    assert sampling_config(strategy="rag") == strategy_config("rag")
 
 
 def test_an_unknown_strategy_lists_the_known_ones():
@@ -80,12 +81,12 @@ def test_retrieval_settings_belong_to_rag_only():
 @pytest.mark.parametrize("name", ["memrope", "deep-forcing"])
 def test_a_recache_switch_is_refused_where_slots_hold_no_whole_frame(name):
     with pytest.raises(ValueError, match=f"switch 'recache' does not apply to strategy '{name}'; use one of none"):
-        strategy_config(name, switch=SwitchConfig("recache"))
+        strategy_config(name, switch="recache")
 
 
 def test_a_flush_switch_is_infinity_ropes_only():
     with pytest.raises(ValueError, match="switch 'flush' does not apply to strategy 'rag'"):
-        strategy_config("rag", switch=SwitchConfig("flush"))
+        strategy_config("rag", switch="flush")
 
 
 # ------------------------------------------------------------------------------ prompt cuts

@@ -9,13 +9,14 @@ import torch
 from safetensors.torch import load_file
 
 from core.formats.lora import match_lora, merge_lora, read_lora
-from core.sampling.config import strategy_config
+
 from core.context.kv_cache import KVCache
 from core.model.transformer import WanTransformer
 from core.sampling.loop import _BlockLoop, generate
 from core.sampling.prompts import PromptSchedule, Segment
 from core.model.rope import apply_rope, rope_table
 from core.context.strategies.memrope import MemRope
+from core.app.plan import strategy_config
 
 from conftest import DATA, GOLDEN, golden_config
 

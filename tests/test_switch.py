@@ -8,6 +8,7 @@ from core.retrieval.config import RetrievalConfig
 from core.sampling.config import SamplingConfig, SwitchConfig
 from core.sampling.loop import _BlockLoop, generate, recompute_kv
 from core.sampling.prompts import PromptSchedule, Segment
+from core.app.plan import sampling_config
 
 from conftest import tiny_model
 
@@ -27,8 +28,8 @@ def schedule(*entries) -> PromptSchedule:
 
 def config(mode="rag", switch="recache", global_sink=True, scope="all", **kw) -> SamplingConfig:
     top_k = kw.pop("top_k", 6)
-    return SamplingConfig(retrieval=RetrievalConfig(top_k) if mode == "rag" else None,
-                          switch=SwitchConfig(switch, global_sink, scope), **kw)
+    return sampling_config(retrieval=RetrievalConfig(top_k) if mode == "rag" else None,
+                          switch=switch, global_sink=global_sink, retrieval_scope=scope, **kw)
 
 
 def run(model, prompts, frames=36, seed=3, **kw):
@@ -264,8 +265,8 @@ def test_prefetching_retrieval_does_not_change_a_story(model):
     prompts = schedule((0, P0), (33, P1), (51, P2))
     runs = []
     for prefetch in ("off", "on"):
-        cfg = SamplingConfig(retrieval=RetrievalConfig(6, pool=PoolConfig(), prefetch=prefetch),
-                             switch=SwitchConfig("recache", True, "all"))
+        cfg = sampling_config(retrieval=RetrievalConfig(6, pool=PoolConfig(), prefetch=prefetch),
+                             switch="recache", global_sink=True, retrieval_scope="all")
         runs.append(generate(model, prompts, 72, HW, 3, cfg))
     assert torch.equal(runs[0].latents, runs[1].latents)
     assert runs[0].retrieval_log == runs[1].retrieval_log and runs[0].retrieval_log

@@ -10,6 +10,7 @@ from safetensors.torch import load_file
 from core.sampling.config import SamplingConfig, SwitchConfig
 from core.sampling.loop import _BlockLoop, generate
 from core.sampling.prompts import PromptSchedule, Segment
+from core.app.plan import sampling_config
 
 from conftest import DATA
 
@@ -33,9 +34,9 @@ def case_schedule(case: dict, embeds: torch.Tensor) -> PromptSchedule:
 def case_config(case: dict) -> SamplingConfig:
     pc = case["pipeline_config"]
     kw = pc["model_kwargs"]
-    return SamplingConfig(window=kw["local_attn_size"], sink=kw["sink_size"], shift=kw["timestep_shift"],
+    return sampling_config(window=kw["local_attn_size"], sink=kw["sink_size"], shift=kw["timestep_shift"],
                           steps=pc["denoising_step_list"], context_noise=pc["context_noise"], retrieval=None,
-                          switch=SwitchConfig("recache", global_sink=pc["global_sink"]), noise="reference")
+                          switch="recache", global_sink=pc["global_sink"], noise="reference")
 
 
 def run_case(name: str, model):

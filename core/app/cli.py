@@ -18,21 +18,20 @@ import sys
 
 from . import demo, jobs
 from ..training import cli as train_encoder
-from ..sampling.config import (DTYPES, MODES, RETRIEVAL_SCOPES, SAMPLERS, STRATEGIES, SWITCH_MODES, SamplingConfig,
-                               SwitchConfig, check_latent_size, parse_steps)
+from ..sampling.config import (DTYPES, MODES, RETRIEVAL_SCOPES, SAMPLERS, STRATEGIES, SWITCH_MODES,
+                               check_latent_size, parse_steps)
 from ..retrieval.config import POOL_LOCATIONS, POOL_STORAGES, PREFETCH, PoolConfig, RetrievalConfig
 from ..sampling.defaults import FamilyDefaults
 from ..context.strategies import SPECS
 from ..files.atomic import check_output_dir, check_output_file
 from ..sampling.prompt_files import load_prompt_schedule
 from ..sampling.prompts import fire_frames, read_schedule_file, timeline
-from ..latents.format import latent_frames_for_seconds
 from ..sampling.noise import NOISE_CONTRACTS
+from ..sampling.request import SamplingRequest, parse_options
+from .plan import RunPlan, RunRequest, default_family, latent_size, plan_run
 from .starts import Start
 
-DEFAULTS = SamplingConfig()
 DEFAULT_RETRIEVAL = RetrievalConfig()
-DEFAULT_SWITCH = SwitchConfig()
 FAMILY = "(default: the backbone family's: {})"
 
 
@@ -95,23 +94,27 @@ def add_generation_options(p: argparse.ArgumentParser, default_mode: str = "rag"
                    help="K: past frames retrieved per block (--memory-size is the published name)")
     s.add_argument("--recent-exclude", type=int, default=DEFAULT_RETRIEVAL.recent_exclude,
                    help="R: most recently evicted frames never retrieved")
-    s.add_argument("--sink-size", type=int, help="S: first latent frames kept forever (default: the strategy's; "
-                   "native/rag: the backbone family's: 1; LongLive 2.0: 8)")
-    s.add_argument("--local-attn-size", type=int,
-                   help="L: KV cache window in latent frames (default: the strategy's; native/rag: the backbone "
-                        "family's: 12; LongLive 2.0: 32)")
+    s.add_argument("--sink", "--sink-size", dest="sink", type=int,
+                   help="S: first latent frames kept forever (default: the strategy's on this backbone; native/rag: "
+                        "the backbone family's: 1; LongLive 2.0: 8)")
+    s.add_argument("--window", "--local-attn-size", dest="window", type=int,
+                   help="L: KV cache window in latent frames (default: the strategy's on this backbone; native/rag: "
+                        "the backbone family's: 12; LongLive 2.0: 32)")
+    s.add_argument("--strategy-options", type=_arg(parse_options), default={}, metavar="NAME=VALUE[,…]",
+                   help="the strategy's own settings, e.g. alpha_long=0.02 (memrope) or compressed_frames=5,"
+                        "recent_frames=3 (deep-forcing); default: its published values on this backbone")
     s.add_argument("--frames-per-block", type=int, help="latent frames per block " + FAMILY.format("3; LongLive 2.0: 8"))
     s.add_argument("--sampler", choices=SAMPLERS, help="renoise: x0 then fresh noise at each step (Self-Forcing, "
                    "LongLive); unipc: a UniPC solver per block " + FAMILY.format("renoise; LongLive 2.0: unipc"))
     s.add_argument("--steps", type=_arg(parse_steps), help="renoise sampler: the denoising timesteps (default 1000,750,500,250)")
     s.add_argument("--sampling-steps", type=int, help="unipc sampler: solver steps (default 4)")
     s.add_argument("--shift", type=float, help="timestep shift (default 5)")
-    s.add_argument("--context-noise", type=float, default=DEFAULTS.context_noise)
+    s.add_argument("--context-noise", type=float, help="noise level of the clean context pass (default 0)")
     s.add_argument("--latent-size", type=_arg(parse_size),
                    help="HxW of the latent " + FAMILY.format("60x104 = 480x832 px; LongLive 2.0: 44x80 = 704x1280 px"))
     s.add_argument("--seed", type=int, default=0, help="noise seed (prompt i of a list uses seed + i)")
-    s.add_argument("--noise-contract", choices=NOISE_CONTRACTS, default=DEFAULTS.noise,
-                   help="per-block: block k's noise depends only on (seed, k), so a run's first seconds equal the "
+    s.add_argument("--noise-contract", choices=NOISE_CONTRACTS,
+                   help="per-block (default): block k's noise depends only on (seed, k), so a run's first seconds equal the "
                         "shorter run and resume/extend are exact; reference: the published code's draws (the "
                         "golden cases). The same seed gives different videos under the two")
     m = p.add_argument_group("history pool (rag mode)")
@@ -136,10 +139,11 @@ def add_generation_options(p: argparse.ArgumentParser, default_mode: str = "rag"
                    "frames by this many frames " + FAMILY.format("0; LongLive 2.0: 8"))
     w.add_argument("--multi-shot-sink", action=argparse.BooleanOptionalAction, default=None,
                    help="native mode: a new shot's first block is kept behind the sink " + FAMILY.format("LongLive 2.0: on"))
-    w.add_argument("--global-sink", action=argparse.BooleanOptionalAction, default=DEFAULT_SWITCH.global_sink,
-                   help="a re-cache keeps the sink frames' K/V once the window has filled (LongLive's global_sink)")
-    w.add_argument("--retrieval-scope", choices=RETRIEVAL_SCOPES, default=DEFAULT_SWITCH.retrieval_scope,
-                   help="rag mode: all past frames stay retrievable after a switch, or only the current "
+    w.add_argument("--global-sink", action=argparse.BooleanOptionalAction, default=None,
+                   help="a re-cache keeps the sink frames' K/V once the window has filled (LongLive's global_sink; "
+                        "default on)")
+    w.add_argument("--retrieval-scope", choices=RETRIEVAL_SCOPES,
+                   help="rag mode: all past frames stay retrievable after a switch (default), or only the current "
                         "prompt's (segment)")
 
 
@@ -167,30 +171,41 @@ def strategy_names(args) -> list[str]:
 
 def family_defaults(args, progress: jobs.Progress | None = None) -> FamilyDefaults:
     """The run defaults of the backbone's family, read from the file's tensor names and shapes (no weights).
-    A file that cannot be identified gets the first family's; loading it later reports the problem."""
-    from ..formats import FAMILIES, CheckpointError, detect_family
+    A file that cannot be identified gets the default family's; loading it later reports the problem."""
+    from ..formats import CheckpointError, detect_family
     try:
         family = detect_family(args.backbone)
     except (CheckpointError, OSError):
-        return FAMILIES[0].defaults
-    if progress is not None and family is not FAMILIES[0]:
+        return default_family().defaults
+    if progress is not None and family is not default_family():
         progress.report(f"{family.name} backbone: {family.defaults.describe()} (unless set)")
     return family.defaults
 
 
-def sampling_config(args, name: str, defaults: FamilyDefaults) -> SamplingConfig:
-    """The one config of a run with strategy ``name``, from the options (validated here, once) over the
-    backbone family's defaults (native, rag) or the strategy's published ones (the others)."""
+def sampling_request(args, name: str) -> SamplingRequest:
+    """What the options ask of a run with strategy ``name`` (unset options: None, the family's or strategy's)."""
     retrieval = None
     if name == "rag":
         pool = PoolConfig(args.pool, args.pool_budget_mb, args.pool_storage, args.pool_dir)
         retrieval = RetrievalConfig(args.top_k, args.recent_exclude, pool, prefetch=args.prefetch)
-    mode = args.switch or defaults.switch_for(name)
-    return defaults.sampling(retrieval, SwitchConfig(mode, args.global_sink, args.retrieval_scope),
-                             shot_sink=args.multi_shot_sink, shot_rope_offset=args.shot_rope_offset, strategy=name,
-                             frames_per_block=args.frames_per_block, window=args.local_attn_size, sink=args.sink_size,
-                             sampler=args.sampler, steps=args.steps, sampling_steps=args.sampling_steps,
-                             shift=args.shift, context_noise=args.context_noise, noise=args.noise_contract)
+    return SamplingRequest(strategy=name, window=args.window, sink=args.sink,
+                           options=tuple(args.strategy_options.items()), retrieval=retrieval,
+                           frames_per_block=args.frames_per_block, sampler=args.sampler, steps=args.steps,
+                           sampling_steps=args.sampling_steps, shift=args.shift, context_noise=args.context_noise,
+                           noise=args.noise_contract, switch=args.switch, global_sink=args.global_sink,
+                           retrieval_scope=args.retrieval_scope, shot_rope_offset=args.shot_rope_offset,
+                           shot_sink=args.multi_shot_sink)
+
+
+def run_request(args, name: str, start_frames: int = 0) -> RunRequest:
+    """The whole run the options ask for with strategy ``name`` (length, size, start)."""
+    return RunRequest(sampling_request(args, name), frames=args.frames, video_frames=getattr(args, "length", None),
+                      seconds=getattr(args, "seconds", None), latent_hw=args.latent_size, start_frames=start_frames)
+
+
+def plans(args, defaults: FamilyDefaults, start_frames: int = 0, preset: str = "") -> dict[str, RunPlan]:
+    """One plan per strategy the options name (checked here, before any model is loaded)."""
+    return {name: plan_run(run_request(args, name, start_frames), defaults, preset) for name in strategy_names(args)}
 
 
 def model_spec(args) -> jobs.ModelSpec:
@@ -202,52 +217,44 @@ def model_spec(args) -> jobs.ModelSpec:
 def cmd_generate(args, progress: jobs.Progress) -> int:
     defaults = family_defaults(args, progress)
     latent = defaults.latent
-    args.latent_size = args.latent_size or defaults.latent_hw
-    modes = strategy_names(args)
-    configs = {m: sampling_config(args, m, defaults) for m in modes}
-    first = configs[modes[0]]
     start = Start(args.continue_from, args.image, args.video)
     if args.embeds is not None and (args.image or args.video):
         raise ValueError("--image and --video need the VAE of a text run (--prompt ... --vae ...); with --embeds "
                          "start from latents: --continue-from")
-    given = start.check(args.latent_size, latent.stride) if args.resume is None else 0
-    frames = args.frames
-    if args.seconds is not None:        # whole blocks after the start's remainder (an image: 1 + 3k frames)
-        frames = latent_frames_for_seconds(args.seconds, first.frames_per_block, latent.fps)
-        frames += given % first.frames_per_block if first.start_block == "short" else 0
-    if frames is None:
-        raise ValueError("give the length with --frames (latent frames) or --seconds")
-    if args.resume is None:
-        first.check_frames(frames, given)     # before any model is loaded
     if args.embeds is None and args.resume:
         raise ValueError("--resume is for --embeds runs; a stopped video run is picked up by running the same "
                          "command again")
+    given = start.check(latent_size(run_request(args, "native"), defaults), latent.stride) if args.resume is None else 0
+    runs = plans(args, defaults, given)
+    first = next(iter(runs.values()))
+    configs = {name: plan.config for name, plan in runs.items()}
     if args.embeds is None:
         missing = [o for o, v in (("--text-encoder", args.text_encoder), ("--vae", args.vae),
                                   ("--out-dir", args.out_dir)) if v is None]
         if missing:
             raise ValueError(f"generating from text needs {', '.join(missing)}")
         check_output_dir(args.out_dir, "--out-dir")
+        story = ()
         if args.prompt_schedule is not None:
-            timed = read_schedule_file(args.prompt_schedule, latent.fps)
-            show_timeline([p.frame for p in timed], [p.describe() for p in timed], first, frames, progress, latent.fps)
-            job = jobs.StoryJob(tuple(timed), frames, args.latent_size, args.seed, args.text_encoder, args.vae,
-                                args.out_dir, args.overwrite, start, latent)
-            return jobs.story_to_video(model_spec(args), configs, job, progress)
-        job = jobs.VideoJob(tuple(jobs.read_prompts(args.prompt, args.prompts)), frames, args.latent_size, args.seed,
-                            args.text_encoder, args.vae, args.out_dir, args.overwrite, start, latent)
-        return jobs.text_to_video(model_spec(args), configs, job, progress)
-    if args.out is None or len(modes) > 1:
+            story = tuple(read_schedule_file(args.prompt_schedule, latent.fps))
+            show_timeline([p.frame for p in story], [p.describe() for p in story], first.config, first.frames,
+                          progress, latent.fps)
+        prompts = (story[0].text,) if story else tuple(jobs.read_prompts(args.prompt, args.prompts))
+        job = jobs.VideoJob(prompts, first.frames, first.latent_hw, args.seed, args.text_encoder, args.vae,
+                            args.out_dir, latent, args.overwrite, start, story)
+        return (jobs.story_to_video if story else jobs.text_to_video)(model_spec(args), configs, job, progress)
+    if args.out is None or len(runs) > 1:
         raise ValueError("generating from --embeds needs --out and one strategy (--strategy NAME, or --mode rag / "
                          "native)")
     for path, what in ((args.out, "--out"), (args.log, "--log"), (args.timings, "--timings")):
         if path is not None:
             check_output_file(path, what)
     segments = load_prompt_schedule(args.embeds).segments
-    show_timeline([s.start for s in segments], [s.label for s in segments], first, frames, progress, latent.fps)
-    job = jobs.LatentJob(args.embeds, frames, args.latent_size, args.seed, args.out, args.log, args.timings,
+    show_timeline([s.start for s in segments], [s.label for s in segments], first.config, first.frames, progress,
+                  latent.fps)
+    job = jobs.LatentJob(args.embeds, first.frames, first.latent_hw, args.seed, args.out, args.log, args.timings,
                          start=args.continue_from, resume=args.resume)
-    return jobs.generate_latents(model_spec(args), first, job, progress)
+    return jobs.generate_latents(model_spec(args), first.config, job, progress)
 
 
 def show_timeline(starts: list[int], labels: list[str], cfg: SamplingConfig, frames: int,
@@ -262,17 +269,14 @@ def show_timeline(starts: list[int], labels: list[str], cfg: SamplingConfig, fra
 def cmd_build_corpus(args, progress: jobs.Progress) -> int:
     if not args.embeds and not (args.prompts and args.text_encoder):
         raise ValueError("build-corpus needs --embeds FILE... or --prompts FILE with --text-encoder DIR")
-    defaults = family_defaults(args, progress)
-    args.latent_size = args.latent_size or defaults.latent_hw
-    names = strategy_names(args)
-    if len(names) > 1:
-        raise ValueError(f"build-corpus runs one strategy; --strategy names {len(names)} ({', '.join(names)})")
-    cfg = sampling_config(args, names[0], defaults)
-    cfg.check_frames(args.frames)
+    runs = plans(args, family_defaults(args, progress))
+    if len(runs) > 1:
+        raise ValueError(f"build-corpus runs one strategy; --strategy names {len(runs)} ({', '.join(runs)})")
+    plan = next(iter(runs.values()))
     check_output_dir(args.out, "--out")
-    job = jobs.CorpusJob(args.out, args.frames, args.latent_size, args.seed, tuple(args.embeds or ()),
+    job = jobs.CorpusJob(args.out, plan.frames, plan.latent_hw, args.seed, tuple(args.embeds or ()),
                          args.prompts, args.text_encoder)
-    return jobs.build_corpus(model_spec(args), cfg, job, progress)
+    return jobs.build_corpus(model_spec(args), plan.config, job, progress)
 
 
 def _add_generate(sub) -> None:
@@ -288,7 +292,10 @@ def _add_generate(sub) -> None:
                                                "of {\"time\", \"prompt\"}; one video per mode")
     length = gen.add_mutually_exclusive_group()
     length.add_argument("--frames", type=int, help="latent frames (multiple of the block size)")
-    length.add_argument("--seconds", type=float, help="video length (16 fps for Wan2.1 backbones, 24 for Wan2.2)")
+    length.add_argument("--seconds", type=float, help="video length (16 fps for Wan2.1 backbones, 24 for Wan2.2), "
+                                                      "the nearest whole number of blocks")
+    length.add_argument("--length", type=int, metavar="VIDEO_FRAMES", help="video frames, as the sampler node's "
+                        "'length' (4k+1; rounded up to whole blocks)")
     start = gen.add_argument_group("starting from something (--frames / --seconds is the whole video's length)")
     one = start.add_mutually_exclusive_group()
     one.add_argument("--continue-from", metavar="LATENTS", help="begin with these latents (this tool's output or any "

@@ -17,17 +17,17 @@ import numpy as np
 import torch
 
 from ..retrieval.config import RetrievalConfig
-from ..sampling.config import SamplingConfig
 from ..retrieval.encoder import EncoderConfig, RetrievalEncoder, load_encoder
 from ..files.atomic import atomic_path, check_output_dir, save_json, save_tensors
 from ..model.transformer import WanConfig, WanTransformer
 from ..sampling.loop import generate
 from .demo_preview import summary, summary_lines, three_panels
 from ..retrieval.map import render_retrieval_map
+from .plan import sampling_config
 
 DEMO_CONFIG = WanConfig(dim=128, ffn_dim=256, num_layers=2, num_heads=2, text_dim=64)
 LATENT_HW = (8, 12)
-MODES = {"native": SamplingConfig(retrieval=None), "rag": SamplingConfig(retrieval=RetrievalConfig())}
+MODES = {"native": sampling_config(), "rag": sampling_config(retrieval=RetrievalConfig())}
 
 
 def _label(frames: np.ndarray, text: str) -> np.ndarray:

@@ -26,7 +26,7 @@ from ..sampling.config import DTYPES, SamplingConfig, default_dtype
 from ..training.distributed import Rank, barrier, current_rank, init_process_group, shard
 from ..sampling.prompt_files import load_prompt_embeds, load_prompt_schedule
 from ..files.atomic import save_json, save_tensors
-from ..latents.format import WAN21, LatentFormat
+from ..latents.format import LatentFormat
 from ..sampling.loop import BlockUpdate, GenerationResult, generate
 from ..sampling.prompts import TimedPrompt, cut_texts, schedule_from_timed
 from .starts import Start
@@ -119,7 +119,7 @@ def generate_latents(spec: ModelSpec, cfg: SamplingConfig, job: LatentJob, progr
                           callback=collector, timings=job.timings is not None, prefix=start)
     save_tensors(job.out, {"latents": result.latents},
                  metadata={"layout": f"[B,{result.latents.shape[1]},T,H,W] model-normalised", "seed": str(job.seed),
-                           "mode": cfg.mode, "strategy": cfg.strategy, "window": str(cfg.window), "sink": str(cfg.sink),
+                           "strategy": cfg.strategy, "window": str(cfg.window), "sink": str(cfg.sink),
                            "noise_contract": cfg.noise, "switches": json.dumps(result.switches)})
     if job.log:
         save_json(job.log, result.retrieval_log)
@@ -164,16 +164,19 @@ def encode_prompts(text_encoder: str, prompts: list[str], device, dtype) -> list
 
 @dataclass(frozen=True)
 class VideoJob:
+    """Prompts → videos: one video per prompt of ``prompts`` (prompt i with seed + i), or, with ``story`` (timed
+    prompts, parsed and checked: core/sampling/prompts.py), one video of the whole story (``prompts`` = its first)."""
     prompts: tuple[str, ...]
     frames: int
     latent_hw: tuple[int, int]
-    seed: int                      # prompt i uses seed + i
+    seed: int
     text_encoder: str
     vae: str
     out_dir: str
+    latent: LatentFormat           # the backbone family's (its VAE, video size and fps)
     overwrite: bool = False
     start: Start = Start()
-    latent: LatentFormat = WAN21   # the backbone family's (its VAE, video size and fps)
+    story: tuple[TimedPrompt, ...] = ()
 
 
 def _pending_videos(job: VideoJob, modes: dict[str, SamplingConfig], rank: Rank, progress: Progress):
@@ -267,25 +270,11 @@ def write_outputs(vae, res: GenerationResult, stem: Path, cfg: SamplingConfig, a
     progress.finished.append(f"{stem.name}.mp4")
 
 
-@dataclass(frozen=True)
-class StoryJob:
-    schedule: tuple[TimedPrompt, ...]   # parsed and checked (core/sampling/prompts.py)
-    frames: int
-    latent_hw: tuple[int, int]
-    seed: int
-    text_encoder: str
-    vae: str
-    out_dir: str
-    overwrite: bool = False
-    start: Start = Start()
-    latent: LatentFormat = WAN21
-
-
-def story_to_video(spec: ModelSpec, modes: dict[str, SamplingConfig], job: StoryJob, progress: Progress) -> int:
+def story_to_video(spec: ModelSpec, modes: dict[str, SamplingConfig], job: VideoJob, progress: Progress) -> int:
     """One mp4 per mode of the whole schedule (same seed in every mode), named story_<first prompt>_<mode>."""
     from ..formats.vae import load_vae
     rank = current_rank()
-    base = Path(job.out_dir) / output_stem(0, job.schedule[0].text).replace("0000_", "story_", 1)
+    base = Path(job.out_dir) / output_stem(0, job.story[0].text).replace("0000_", "story_", 1)
     work = [m for m in modes if job.overwrite or not Path(f"{base}_{m}.mp4").exists()]
     for m in set(modes) - set(work):
         progress.report(f"skip {base.name}_{m}.mp4 (exists)")
@@ -296,19 +285,19 @@ def story_to_video(spec: ModelSpec, modes: dict[str, SamplingConfig], job: Story
         return 0
     device, dtype = spec.resolve(rank)
     # a shot's first block: the scene-cut prefix + its prompt (families with shots; elsewhere a cut is a prompt change)
-    shots = any(c.shots.rope_offset or c.shots.sink for c in modes.values())
-    cuts = cut_texts(list(job.schedule)) if shots else {}
-    texts = [p.text for p in job.schedule] + list(cuts.values())
+    shots = any(c.has_shots for c in modes.values())
+    cuts = cut_texts(list(job.story)) if shots else {}
+    texts = [p.text for p in job.story] + list(cuts.values())
     encoded = encode_prompts(job.text_encoder, texts, device, dtype)
-    n = len(job.schedule)
-    schedule = schedule_from_timed(list(job.schedule), encoded[:n], dict(zip(cuts, encoded[n:])))
+    n = len(job.story)
+    schedule = schedule_from_timed(list(job.story), encoded[:n], dict(zip(cuts, encoded[n:])))
     vae = load_vae(job.vae, device=device, dtype=dtype, latent=job.latent)
     backbone, encoder = load_models(spec, device, dtype, any(modes[m].retrieval is not None for m in work))
     start = job.start.load(vae, job.latent_hw)
     for mode in work:
         cfg, stem = modes[mode], Path(f"{base}_{mode}")
         res = _resumable(spec, backbone.model, schedule, job, job.seed, cfg, encoder, start, stem, progress)
-        write_outputs(vae, res, stem, cfg, {"prompt": job.schedule[0].text, "seed": job.seed,
+        write_outputs(vae, res, stem, cfg, {"prompt": job.story[0].text, "seed": job.seed,
                                             "schedule": schedule.timeline(cfg.frames_per_block, job.latent.fps)},
                       progress)
         progress.report(f"wrote {stem.name}.mp4")

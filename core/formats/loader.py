@@ -50,7 +50,7 @@ class Backbone:
     model: WanTransformer       # eval mode, requires_grad False, in the requested dtype and device
     config: WanConfig
     info: CheckpointInfo
-    defaults: FamilyDefaults = field(default_factory=FamilyDefaults)   # the family's published run settings
+    defaults: FamilyDefaults    # the family's published run settings
 
 
 @dataclass

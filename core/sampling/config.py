@@ -1,8 +1,8 @@
 """The run's settings, built once and passed down unchanged: strategy, sampling, retrieval, history pool.
 
-The CLI, the ComfyUI nodes and the benchmarks each turn their inputs into these objects; the
-constructors are the only place the settings are checked, and nothing below re-derives them.
-Defaults are the published LongLive-RAG configurations.
+Every front end (the CLI, the ComfyUI nodes) turns its inputs into a request and asks the run planner
+(core/app/plan.py) for the plan; the constructors are the only place the settings are checked, and nothing below
+re-derives them.
 
 One name per concept:
   ``strategy``        the long-context strategy: native, rag, infinity-rope, memrope, deep-forcing
@@ -16,12 +16,14 @@ One name per concept:
   ``sampler``         how a block is denoised: ``renoise`` (x0, then fresh noise at the next step:
                       Self-Forcing, LongLive 1.0) or ``unipc`` (a UniPC solver per block: LongLive 2.0)
 
-A backbone family's published settings are one ``FamilyDefaults`` (core/families/registry.py holds
-one per family); ``FamilyDefaults.sampling`` builds the run's ``SamplingConfig`` from them.
+What the user asked for is a ``SamplingRequest`` (core/sampling/request.py: every field optional); ``resolve``
+turns it, over a backbone family's published settings (``FamilyDefaults``, core/sampling/defaults.py), into the
+``SamplingConfig`` below, in which every setting is stated.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Sequence
 
 import torch
@@ -32,7 +34,7 @@ from ..retrieval.config import POOL_LOCATIONS, POOL_STORAGES, PREFETCH, PoolConf
 from .noise import NOISE_CONTRACTS
 
 MODES = ("rag", "native")          # the original two strategies (``--mode``); every strategy: STRATEGIES
-DEFAULT_STEPS = (1000, 750, 500, 250)
+RENOISE_STEPS = (1000, 750, 500, 250)   # the re-noising sampler's published timesteps (Self-Forcing, LongLive)
 SWITCH_MODES = ("recache", "none", "flush")
 SAMPLERS = ("renoise", "unipc")
 START_BLOCKS = ("short", "clamp")
@@ -101,37 +103,39 @@ class ShotConfig:
 
 @dataclass(frozen=True)
 class SamplingConfig:
-    """How the AR loop runs.
+    """How the AR loop runs: every setting resolved (no None). Build one with ``resolve`` (core/sampling/request.py)
+    from what the user asked (``SamplingRequest``) and the backbone family's defaults; this constructor only checks.
 
-    ``strategy``: the long-context strategy by name (core/context/strategies/registry.py); None = ``rag`` when
-    ``retrieval`` is set, else ``native``. ``window``, ``sink`` and ``switch`` None = the strategy's published
-    defaults. ``retrieval`` is read by ``rag`` only (other strategies drop the default one).
-    ``strategy_options``: the strategy's own settings by name (e.g. MemRoPE's ``alpha_long``).
+    ``strategy``: the long-context strategy by name (core/context/strategies); ``retrieval`` is set for ``rag``
+    only. ``strategy_options``: the strategy's own settings, every one stated (name, value). ``request`` and
+    ``family`` record where the values came from: ``replace(**changes)`` re-resolves from them, so a changed
+    strategy brings its own window, sink and switch. ``scaled``: what of the strategy's published numbers was
+    scaled to this family's blocks (empty when nothing was).
     """
-    frames_per_block: int = 3
-    window: int | None = None
-    sink: int | None = None
-    steps: tuple[int, ...] = DEFAULT_STEPS
-    warp_steps: bool = True
-    shift: float = 5.0
-    context_noise: float = 0.0
-    retrieval: RetrievalConfig | None = field(default_factory=RetrievalConfig)
-    noise: str = "per-block"        # core/sampling/noise.py: "per-block" (prefix-stable) or "reference" (the published one)
-    switch: SwitchConfig | None = None
-    strategy: str | None = None
-    strategy_options: tuple[tuple[str, float], ...] = ()
-    sampler: str = "renoise"        # "renoise" uses steps / warp_steps; "unipc" sampling_steps (core/sampling/unipc.py)
-    sampling_steps: int = 4
-    shots: ShotConfig = field(default_factory=ShotConfig)
+    frames_per_block: int
+    window: int
+    sink: int
+    steps: tuple[int, ...]
+    shift: float
+    retrieval: RetrievalConfig | None
+    switch: SwitchConfig
+    strategy: str
+    sampler: str        # "renoise" uses steps / warp_steps; "unipc" sampling_steps (core/sampling/unipc.py)
+    sampling_steps: int
+    shots: ShotConfig
     # a start that is not whole blocks: "short" = its remainder is a shorter first block, replayed; "clamp" =
     # blocks stay whole from frame 0 and the given frames are held clean at timestep 0 while the rest of
     # their block is denoised (LongLive 2.0's independent_first_frame, image-to-video)
-    start_block: str = "short"
-    policy: CachePolicy = field(init=False, repr=False, compare=False)
-    params: object = field(init=False, repr=False, compare=False)    # the strategy's settings, resolved
+    start_block: str
+    strategy_options: tuple[tuple[str, float], ...] = ()
+    warp_steps: bool = True
+    context_noise: float = 0.0
+    noise: str = "per-block"        # core/sampling/noise.py: "per-block" (prefix-stable) or "reference" (published)
+    scaled: str = field(default="", compare=False)
+    request: object = field(default=None, repr=False, compare=False)    # the SamplingRequest it was resolved from
+    family: object = field(default=None, repr=False, compare=False)     # the FamilyDefaults it was resolved over
 
     def __post_init__(self):
-        object.__setattr__(self, "steps", tuple(int(s) for s in self.steps))
         if self.sampler == "renoise" and not self.steps:
             raise ValueError("steps must list at least one timestep, e.g. 1000,750,500,250")
         if self.frames_per_block < 1:
@@ -145,38 +149,39 @@ class SamplingConfig:
                              f"{SAMPLERS} / {START_BLOCKS}")
         if self.sampling_steps < 1:
             raise ValueError(f"sampling steps {self.sampling_steps} must be ≥ 1 (LongLive 2.0 uses 4)")
-        spec = self._resolve_strategy()
-        self._check_shot_sink()
-        k = self.retrieval.top_k if self.retrieval is not None else 0
-        policy = CachePolicy(self.window, self.sink, k, relative_rope=spec.relative_rope)
-        spec.check(policy, self.frames_per_block, self.params)     # the strategy's own needs, named first
-        policy.check(self.frames_per_block)
-        object.__setattr__(self, "policy", policy)
-
-    def _resolve_strategy(self):
-        """Fill the strategy's name and defaults (window, sink, switch, options); check they fit together."""
-        name = self.strategy if self.strategy is not None else "rag" if self.retrieval is not None else "native"
-        spec = get_spec(name)
-        set_ = lambda key, value: object.__setattr__(self, key, value)   # noqa: E731 (frozen dataclass)
-        set_("strategy", name)
-        if spec.top_k and self.retrieval is None:
-            set_("retrieval", RetrievalConfig(top_k=spec.top_k))
-        elif not spec.top_k and self.retrieval is not None:
-            if self.retrieval != RetrievalConfig():
-                raise ValueError(f"retrieval settings ({self.retrieval}) apply to strategy 'rag' only; "
-                                 f"strategy '{name}' retrieves nothing: drop them or choose rag")
-            set_("retrieval", None)
-        options = dict(self.strategy_options)
-        set_("strategy_options", tuple(sorted(options.items())))
-        set_("params", spec.resolve_params(options))
-        set_("window", spec.window if self.window is None else int(self.window))
-        set_("sink", spec.sink if self.sink is None else int(self.sink))
-        if self.switch is None:
-            set_("switch", SwitchConfig(spec.switch))
+        spec = get_spec(self.strategy)
+        if bool(spec.top_k) != (self.retrieval is not None):
+            raise ValueError(f"strategy '{self.strategy}' " + ("retrieves: give it a RetrievalConfig" if spec.top_k
+                             else "retrieves nothing: retrieval settings apply to strategy 'rag' only; drop them "
+                                  "or choose rag"))
         if self.switch.mode not in spec.switches:
-            raise ValueError(f"switch '{self.switch.mode}' does not apply to strategy '{name}'; use one of "
+            raise ValueError(f"switch '{self.switch.mode}' does not apply to strategy '{self.strategy}'; use one of "
                              f"{', '.join(spec.switches)}" + _SWITCH_WHY.get(self.switch.mode, ""))
-        return spec
+        spec.resolve_params(dict(self.strategy_options))      # unknown option names: an error listing the known
+        self._check_shot_sink()
+        spec.check(self.policy, self.frames_per_block, self.params)     # the strategy's own needs, named first
+        self.policy.check(self.frames_per_block)
+
+    @cached_property
+    def policy(self) -> CachePolicy:
+        """The cache's policy: window, sink, retrieved frames, and whether keys are stored before RoPE."""
+        k = self.retrieval.top_k if self.retrieval is not None else 0
+        return CachePolicy(self.window, self.sink, k, relative_rope=get_spec(self.strategy).relative_rope)
+
+    @cached_property
+    def params(self):
+        """The strategy's own settings as its frozen dataclass (None for a strategy without options)."""
+        return get_spec(self.strategy).resolve_params(dict(self.strategy_options))
+
+    def replace(self, **changes) -> "SamplingConfig":
+        """The config of the same request with ``changes`` (SamplingRequest fields), resolved again over the same
+        family: everything that follows from a changed setting (a strategy's window, sink, switch) follows."""
+        from dataclasses import replace as replace_fields
+        from .request import resolve
+        if self.request is None or self.family is None:
+            raise ValueError("this SamplingConfig was built field by field, not resolved from a request; build it "
+                             "with core.sampling.request.resolve(SamplingRequest(...), family) to replace settings")
+        return resolve(replace_fields(self.request, **changes), self.family)
 
     def make_strategy(self):
         """A fresh strategy object for one run (its hooks and per-video state; core/context/strategies/base.py)."""
@@ -194,19 +199,23 @@ class SamplingConfig:
                              "change them or turn the multi-shot sink off")
 
     @property
-    def mode(self) -> str:
-        """The strategy's name (``rag`` / ``native`` for the original two)."""
-        return self.strategy
-
-    @property
     def renoises_per_block(self) -> int:
         """Fresh noise draws per generated block after its initial noise (the UniPC sampler draws none)."""
         return len(self.steps) - 1 if self.sampler == "renoise" else 0
 
+    @property
+    def has_shots(self) -> bool:
+        """Whether a cut line starts a new shot (a RoPE offset or the multi-shot sink)."""
+        return bool(self.shots.rope_offset or self.shots.sink)
+
+    def first_block(self, start: int) -> int:
+        """Frames of the shorter first block a start of ``start`` latent frames gives (0: none; "clamp": none)."""
+        return start % self.frames_per_block if self.start_block == "short" else 0
+
     def check_frames(self, num_frames: int, prefix: int = 0) -> None:
         """Raise unless ``num_frames`` latent frames, of which the first ``prefix`` are given, are whole
         blocks after the prefix's remainder (see ``blocks``)."""
-        nf, r = self.frames_per_block, prefix % self.frames_per_block if self.start_block == "short" else 0
+        nf, r = self.frames_per_block, self.first_block(prefix)
         if prefix < 0 or (prefix and prefix >= num_frames):
             raise ValueError(f"frames={num_frames}: the start already holds {prefix} latent frames; ask for more "
                              f"than that (e.g. {prefix + nf})")
@@ -221,24 +230,13 @@ class SamplingConfig:
         shorter block of its remainder (an image: one frame), the blocks after it full; with
         ``start_block`` "clamp" every block is full and the given frames are held inside theirs."""
         self.check_frames(num_frames, prefix)
-        r = prefix % self.frames_per_block if self.start_block == "short" else 0
+        r = self.first_block(prefix)
         return ([(0, r)] if r else []) + [(s, self.frames_per_block) for s in range(r, num_frames, self.frames_per_block)]
 
 
 _SWITCH_WHY = {"recache": " (a re-cache re-encodes each slot from the frame it holds; this strategy's slots hold "
                           "memory or compressed tokens, not whole frames)",
                "flush": " (the KV flush is infinity-rope's prompt boundary)"}
-
-
-def strategy_config(name: str, *, window: int | None = None, sink: int | None = None, options=None,
-                    **fields) -> SamplingConfig:
-    """The one config of a run with strategy ``name``: its published defaults, with ``window``/``sink`` (None
-    = the strategy's), ``options`` (the strategy's own settings, name → value) and any other SamplingConfig
-    field (``steps``, ``noise``, ``retrieval`` for rag, ``switch``…) overridden."""
-    return SamplingConfig(strategy=name, window=window, sink=sink, strategy_options=tuple((options or {}).items()),
-                          **fields)
-
-
 
 
 def check_latent_size(latent_hw: Sequence[int], patch_hw: Sequence[int] = (2, 2)) -> tuple[int, int]:

@@ -5,15 +5,14 @@ from dataclasses import dataclass
 
 from ..context.strategies import get_spec
 from ..latents.format import LatentFormat
-from ..retrieval.config import RetrievalConfig
-from .config import SamplingConfig, ShotConfig, SwitchConfig
+from .config import ShotConfig
 
 
 @dataclass(frozen=True)
 class FamilyDefaults:
     """A backbone family's published run settings: used for every setting the user leaves unset when a
-    checkpoint of the family is loaded (shown by the CLI and the nodes). Plain data; ``sampling`` builds
-    the run's config from it."""
+    checkpoint of the family is loaded (shown by the CLI and the nodes). Plain data; ``resolve``
+    (core/sampling/request.py) builds the run's config over it."""
     latent: LatentFormat                          # channels, VAE, spatial stride, video fps
     frames_per_block: int
     window: int
@@ -27,39 +26,27 @@ class FamilyDefaults:
     start_block: str
     latent_hw: tuple[int, int]                    # the published video size in latents
 
-    def sampling(self, retrieval: RetrievalConfig | None, switch: SwitchConfig | None = None,
-                 shot_sink: bool | None = None, shot_rope_offset: float | None = None, **settings) -> SamplingConfig:
-        """The run's config: ``settings`` (SamplingConfig fields; None = this family's value) over these
-        defaults. ``switch`` None = SwitchConfig with this family's mode. The shot sink defaults to the
-        family's in the native regime and to off otherwise (it pins frames of the native window).
-
-        The family's window, sink and switch are those of its own sliding window (strategies native and
-        rag); another ``strategy`` keeps its published window, sink and switch unless they are given."""
-        strategy = settings.get("strategy")
-        own = {"frames_per_block": self.frames_per_block, "sampler": self.sampler, "steps": self.steps,
-               "sampling_steps": self.sampling_steps, "shift": self.shift, "start_block": self.start_block}
-        window_of_family = strategy in (None, "native", "rag")
-        if window_of_family:
-            own.update(window=self.window, sink=self.sink)
-            switch = switch or SwitchConfig(self.switch)
-        own.update({k: v for k, v in settings.items() if v is not None})
-        native = strategy in (None, "native") and retrieval is None
-        sink = (self.shots.sink and native) if shot_sink is None else shot_sink
-        offset = self.shots.rope_offset if shot_rope_offset is None else shot_rope_offset
-        return SamplingConfig(retrieval=retrieval, switch=switch, shots=ShotConfig(offset, sink), **own)
-
     def switch_for(self, strategy: str) -> str:
         """What a prompt switch does by default: this family's mode for its own sliding window (native, rag),
         the strategy's published one otherwise."""
-        return self.switch if strategy in ("native", "rag") else get_spec(strategy).switch
+        spec = get_spec(strategy)
+        return self.switch if spec.follows_family else spec.switch
 
     def describe(self) -> str:
         """One line: what runs unless told otherwise."""
-        steps = (f"UniPC {self.sampling_steps} steps" if self.sampler == "unipc"
-                 else f"steps {','.join(map(str, self.steps))}")
-        shots = (f", shot RoPE offset {self.shots.rope_offset:g}" + (", multi-shot sink" if self.shots.sink else "")
-                 if self.shots.rope_offset or self.shots.sink else "")
-        h, w = self.latent_hw
-        return (f"blocks of {self.frames_per_block} frames, window {self.window}, sink {self.sink}, {steps}, "
-                f"shift {self.shift:g}{shots}; {self.latent.name} latents ({self.latent.channels} channels), "
-                f"{w * self.latent.stride}x{h * self.latent.stride} px at {self.latent.fps} fps")
+        return settings_line(self, self.latent, self.latent_hw)
+
+
+def settings_line(s, fmt: LatentFormat, latent_hw: tuple[int, int]) -> str:
+    """One line: the video size and rate and the block settings of ``s`` (a SamplingConfig, or a family's
+    FamilyDefaults: the same names) — the one summary the CLI, Load Backbone and the sampler's info print."""
+    steps = f"UniPC {s.sampling_steps} steps" if s.sampler == "unipc" else f"steps {','.join(map(str, s.steps))}"
+    shots = ""
+    if s.shots.rope_offset or s.shots.sink:
+        retrieval = getattr(s, "retrieval", None) is not None
+        shots = (f"; a cut line starts a new shot (RoPE offset {s.shots.rope_offset:g}, multi-shot sink "
+                 f"{'on' if s.shots.sink else 'off' + (' with retrieval' if retrieval else '')})")
+    h, w = latent_hw
+    return (f"{w * fmt.stride}x{h * fmt.stride} px ({fmt.name} latents, {fmt.channels} channels, {h}x{w}) at "
+            f"{fmt.fps} fps; blocks of {s.frames_per_block} latent frames, window {s.window}, sink {s.sink}, {steps}, "
+            f"shift {s.shift:g}{shots}")

@@ -342,7 +342,10 @@ def generate(model: WanTransformer, prompt_embeds: torch.Tensor | PromptSchedule
     ``start_block`` "clamp" stays inside a whole block and is held clean while the rest of it is denoised).
     For latents this engine made, the replayed state and retrieval log are those of the original run.
     """
-    cfg = config if config is not None else SamplingConfig()
+    if config is None:
+        raise ValueError("generate needs the run's SamplingConfig: core.sampling_config(backbone.defaults, ...) or "
+                         "core.plan_run(...).config")
+    cfg = config
     check_encoder(encoder, model.cfg.in_dim)
     given = prefix.shape[2] if prefix is not None else 0
     blocks = cfg.blocks(num_frames, given)

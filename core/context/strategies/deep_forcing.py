@@ -128,3 +128,21 @@ def check(policy, frames_per_block: int, params: DeepForcingParams) -> None:
             f"recent {r} + the current block of {frames_per_block} = {need} frames, but the window is "
             f"{policy.window}; use a window (local_attn_size) ≥ {need}, or a smaller sink "
             f"(the paper: about half the window)")
+
+
+def scale(spec, frames_per_block: int):
+    """Published (ours, from the paper): window 21 = 7 blocks of 3, recent 3 = 1 block, C = 5 frames' tokens and a
+    sink of 10 — what remains, about half the window. On other blocks: window 7 blocks, recent 1 block, C scaled by
+    the block size (rounded, ≥ 1) and the sink what remains, so the tiers fill the window as published."""
+    from .registry import StrategyDefaults
+    base = DeepForcingParams()
+    k = frames_per_block / 3
+    window, recent = 7 * frames_per_block, frames_per_block
+    compressed = max(1, round(base.compressed_frames * k))
+    sink = window - compressed - recent - frames_per_block
+    return StrategyDefaults(window, sink, {"recent_frames": recent, "compressed_frames": compressed},
+                            scaled=f"window {window} = 7 blocks, recent_frames {recent} = 1 block, compressed_frames "
+                                   f"{compressed} and sink {sink} scaled by blocks of {frames_per_block} (published: "
+                                   f"{spec.window}, {base.recent_frames}, {base.compressed_frames}, {spec.sink} at "
+                                   "blocks of 3)")
+

@@ -61,3 +61,13 @@ def check(policy, frames_per_block: int, params: InfinityRopeParams) -> None:
     if policy.window < policy.sink + FLUSH_KEEP:
         raise ValueError(f"infinity-rope's KV flush keeps sink {policy.sink} + {FLUSH_KEEP} frames, more than "
                          f"window {policy.window}; use a window (local_attn_size) ≥ {policy.sink + FLUSH_KEEP}")
+
+
+def scale(spec, frames_per_block: int):
+    """Published: a window of 6 frames = 2 blocks of 3 and a sink of 1 frame. On other blocks: 2 blocks (at least
+    what the flush keeps: sink + 2), sink 1."""
+    from .registry import StrategyDefaults
+    window = max(2 * frames_per_block, spec.sink + FLUSH_KEEP)
+    return StrategyDefaults(window, spec.sink, scaled=f"window {window} = 2 blocks of {frames_per_block} (published: "
+                                                     f"{spec.window} = 2 blocks of 3)")
+

@@ -73,3 +73,14 @@ def check(policy, frames_per_block: int, params: MemRopeParams) -> None:
         a = getattr(params, name)
         if not 0 < a <= 1:
             raise ValueError(f"memrope {name} {a} must be in (0, 1] (published: long 0.01, short 0.1)")
+
+
+def scale(spec, frames_per_block: int):
+    """Published: sink 3 = 1 block and a window of 12 = 4 blocks of 3 (the 2 memory slots are frames, not blocks).
+    On other blocks: sink 1 block, window 4 blocks."""
+    from .registry import StrategyDefaults
+    window, sink = 4 * frames_per_block, frames_per_block
+    return StrategyDefaults(window, sink, scaled=f"window {window} = 4 blocks and sink {sink} = 1 block of "
+                                                 f"{frames_per_block} (published: {spec.window} and {spec.sink} at "
+                                                 "blocks of 3)")
+

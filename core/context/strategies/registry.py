@@ -1,17 +1,38 @@
 """Every long-context strategy by name: its published defaults, what it costs, where it comes from.
 
 One name per strategy, everywhere (CLI ``--strategy``, nodes, docs): ``native``, ``rag``,
-``infinity-rope``, ``memrope``, ``deep-forcing``. ``SamplingConfig(strategy=NAME)`` (core/sampling/config.py) fills
-the defaults below; ``strategy_config`` there builds one from a name and overrides. ``describe`` gives the
-text a user picking a strategy needs.
+``infinity-rope``, ``memrope``, ``deep-forcing``. ``describe`` gives the text a user picking a strategy needs.
+
+Defaults per backbone family: the published numbers below were set for blocks of 3 latent frames (the Wan2.1
+backbones). ``StrategySpec.defaults_for(frames_per_block, family_window, family_sink)`` gives a strategy's
+window, sink and options on a family with other blocks: native and rag take the family's own window and sink;
+the others scale the numbers that are whole blocks in the published configs (see each ``scale`` function) and
+say what they scaled. At blocks of 3 every strategy gets exactly its published numbers.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field, fields, replace
-from typing import Callable
+from typing import Callable, Mapping
 
 from . import deep_forcing, infinity_rope, memrope
 from .base import Strategy
+
+
+PUBLISHED_BLOCK = 3      # latent frames per block of the configs the published numbers come from
+
+
+@dataclass(frozen=True)
+class StrategyDefaults:
+    """A strategy's defaults on one family: window, sink, options that differ from ``StrategySpec.params``, and
+    what was scaled from the published numbers (empty when nothing was)."""
+    window: int
+    sink: int
+    options: Mapping[str, float] = field(default_factory=dict)
+    scaled: str = ""
+
+
+def _published(spec: "StrategySpec", frames_per_block: int) -> StrategyDefaults:
+    return StrategyDefaults(spec.window, spec.sink)
 
 
 @dataclass(frozen=True)
@@ -39,6 +60,17 @@ class StrategySpec:
     needs: str = "window ≥ sink + top_k + one block"
     make: Callable[[object], Strategy] = field(default=lambda params: Strategy(), repr=False)
     check: Callable[[object, int, object], None] = field(default=lambda policy, fpb, params: None, repr=False)
+    follows_family: bool = False
+    scale: Callable[["StrategySpec", int], StrategyDefaults] = field(default=_published, repr=False)
+
+    def defaults_for(self, frames_per_block: int, family_window: int, family_sink: int) -> StrategyDefaults:
+        """Window, sink and options of this strategy on a family with blocks of ``frames_per_block`` frames
+        whose own sliding window is ``family_window`` frames with ``family_sink`` sink frames."""
+        if self.follows_family:
+            return StrategyDefaults(family_window, family_sink)
+        if frames_per_block == PUBLISHED_BLOCK:
+            return StrategyDefaults(self.window, self.sink)
+        return self.scale(self, frames_per_block)
 
     def resolve_params(self, options) -> object:
         """The defaults with ``options`` (name → value) applied; unknown names are an error listing the known."""
@@ -62,7 +94,7 @@ SPECS: dict[str, StrategySpec] = {s.name: s for s in (
                   "on long videos.",
         memory="Constant: window frames of K/V per layer.",
         reference="Self-Forcing / LongLive sliding window (absolute RoPE, K cached after RoPE)",
-        window=12, sink=1, relative_rope=False),
+        window=12, sink=1, relative_rope=False, follows_family=True),
     StrategySpec(
         "rag", "LongLive-RAG retrieval", "retrieves the most similar past frames into the context of every block",
         tradeoffs="Brings back frames that left the window (returning subjects and places stay consistent); "
@@ -70,7 +102,8 @@ SPECS: dict[str, StrategySpec] = {s.name: s for s in (
         memory="Window frames of K/V per layer twice (cache + context buffers) plus a history pool that grows by "
                "one frame of K/V per layer for every generated frame (host RAM by default; can spill to disk).",
         reference="LongLive-RAG (arXiv 2606.02553), github.com/qixinhu11/LongLive-RAG",
-        window=12, sink=1, top_k=6, relative_rope=True, needs="window ≥ sink + top_k + one block"),
+        window=12, sink=1, top_k=6, relative_rope=True, needs="window ≥ sink + top_k + one block",
+        follows_family=True),
     StrategySpec(
         "infinity-rope", "∞-RoPE", "block-relativistic RoPE: the cache always sits at positions 0…window−1",
         tradeoffs="Training-free and as cheap as the sliding window; positions never leave the trained range. "
@@ -79,7 +112,7 @@ SPECS: dict[str, StrategySpec] = {s.name: s for s in (
         reference="yesiltepe-hidir/infinity-rope commit 63d7b84 (arXiv 2511.20649), configs/self_forcing_dmd.yaml",
         window=6, sink=1, relative_rope=True, switch="flush", switches=("flush", "recache", "none"),
         params=infinity_rope.InfinityRopeParams(), needs="window ≥ sink + 2 (the flush) and ≥ sink + one block",
-        make=infinity_rope.InfinityRope, check=infinity_rope.check),
+        make=infinity_rope.InfinityRope, check=infinity_rope.check, scale=infinity_rope.scale),
     StrategySpec(
         "memrope", "MemRoPE", "folds frames that leave the window into two memory tokens (long and short EMA)",
         tradeoffs="Constant memory for any length (an hour of video in a 12-frame cache); old frames survive only "
@@ -88,7 +121,7 @@ SPECS: dict[str, StrategySpec] = {s.name: s for s in (
         reference="YoungRaeKimm/MemRoPE commit b89bf5b (arXiv 2603.12513), configs/{selfforcing,longlive}/memrope_30s.yaml",
         window=12, sink=3, relative_rope=True, switch="none", switches=("none",),
         params=memrope.MemRopeParams(), needs="window ≥ sink + 2 memory frames + one block",
-        make=memrope.MemRope, check=memrope.check),
+        make=memrope.MemRope, check=memrope.check, scale=memrope.scale),
     StrategySpec(
         "deep-forcing", "Deep Forcing", "a deep sink (about half the window) plus the history tokens recent frames "
                                         "attend to most",
@@ -98,7 +131,7 @@ SPECS: dict[str, StrategySpec] = {s.name: s for s in (
         reference="Deep Forcing (arXiv 2512.05081), per the paper; no reference code",
         window=21, sink=10, relative_rope=True, switch="none", switches=("none",),
         params=deep_forcing.DeepForcingParams(), needs="window ≥ sink + compressed + recent frames + one block",
-        make=deep_forcing.DeepForcing, check=deep_forcing.check),
+        make=deep_forcing.DeepForcing, check=deep_forcing.check, scale=deep_forcing.scale),
 )}
 NAMES = tuple(SPECS)
 
