@@ -14,7 +14,7 @@ Python API (shared by the ComfyUI nodes and ``python -m core``)::
 Another long-context strategy over the same cache and model (native, rag, infinity-rope, memrope,
 deep-forcing; its window and sink on the backbone's family unless given):
 ``config=strategy_config("memrope", backbone.defaults)``; ``core.context.strategies.describe(name)`` has its
-defaults, trade-offs and reference. ``config.replace(strategy=...)`` re-resolves everything that follows from it.
+defaults, trade-offs and reference. ``core.sampling.request.replace(config, strategy=...)`` re-resolves what follows.
 A whole run (length, size, start, info text) is planned by ``plan_run(RunRequest(...), family)``.
 
 A story (prompts that change over time): pass a ``PromptSchedule`` instead of ``prompt_embeds``;

@@ -6,11 +6,12 @@ from .decode import Decode, RetrievalMap
 from .loaders import LoadBackbone, LoadLatentEncoder
 from .sampling import ARBlockSampler, HistoryPoolNode, RetrieveContext
 from .schedule import PromptScheduleNode
+from .settings import SamplerSettingsNode
 from .strategy import CompareGrid, ContextStrategy
 
 NODES: list[type[io.ComfyNode]] = [LoadBackbone, LoadLatentEncoder, HistoryPoolNode, RetrieveContext, ARBlockSampler,
                                    Decode, RetrievalMap, LoadPromptEmbeds, PromptScheduleNode, ContextStrategy,
-                                   CompareGrid]
+                                   CompareGrid, SamplerSettingsNode]
 
 
 class LongLiveRAGExtension(ComfyExtension):

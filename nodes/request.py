@@ -14,17 +14,18 @@ from ..core.sampling.config import parse_steps
 from ..core.sampling.defaults import FamilyDefaults
 from ..core.sampling.request import SamplingRequest
 from .schedule import DEFAULT_SWITCH, SwitchChoice
+from .settings import SamplerSettings
 from .strategy import StrategyInput
 
 AUTO = "auto"
 
 
-def steps_fields(family: FamilyDefaults, text: str) -> dict:
-    """'auto' → nothing asked; a renoise family takes timesteps (1000,750,500,250), a UniPC one a step count."""
+def steps_fields(sampler: str, family: FamilyDefaults, text: str) -> dict:
+    """'auto' → nothing asked; the renoise sampler takes timesteps (1000,750,500,250), UniPC a step count."""
     text = str(text).strip().lower()
     if text in ("", AUTO):
         return {}
-    if family.sampler == "unipc":
+    if sampler == "unipc":
         try:
             return {"sampling_steps": int(text)}
         except ValueError:
@@ -47,8 +48,10 @@ def switch_mode(strategy: StrategyInput | None, switch: SwitchChoice) -> str | N
 
 def sampling_request(family: FamilyDefaults, strategy: StrategyInput | None, retrieval: RetrievalConfig | None,
                      switch: SwitchChoice | None, noise: str, sink_size: int, local_attn_size: int,
-                     frames_per_block: int, steps: str, shift: float) -> SamplingRequest:
-    """The sampler's widgets, its Context Strategy and Retrieve Context inputs and the schedule's switch settings."""
+                     frames_per_block: int, steps: str, shift: float,
+                     settings: SamplerSettings | None = None) -> SamplingRequest:
+    """The sampler's widgets, its Context Strategy, Retrieve Context and Sampler Settings inputs and the
+    schedule's switch settings."""
     if strategy is not None and retrieval is not None and strategy.name != "rag":
         raise ValueError(f"Retrieve Context is connected but the Context Strategy is '{strategy.name}', which "
                          "retrieves nothing: disconnect Retrieve Context or set the strategy to rag")
@@ -60,7 +63,9 @@ def sampling_request(family: FamilyDefaults, strategy: StrategyInput | None, ret
                            options=strategy.options if strategy is not None else (), retrieval=retrieval,
                            frames_per_block=frames_per_block or None, shift=shift or None, noise=noise,
                            switch=switch_mode(strategy, switch), global_sink=switch.global_sink,
-                           retrieval_scope=switch.retrieval_scope, **steps_fields(family, steps))
+                           retrieval_scope=switch.retrieval_scope, **(settings or SamplerSettings()).fields(),
+                           **steps_fields(settings.sampler if settings and settings.sampler else family.sampler,
+                                          family, steps))
 
 
 def run_request(sampling: SamplingRequest, length: int, width: int, height: int, start) -> RunRequest:

@@ -19,6 +19,7 @@ from .bridge import io, ui
 from .request import AUTO, run_request, sampling_request
 from .loaders import BACKBONE, ENCODER, BackboneHandle, EncoderHandle
 from .schedule import SCHEDULE, ScheduleInput, SwitchChoice
+from .settings import SETTINGS, SamplerSettings
 from .strategy import STRATEGY, StrategyInput
 from .start import MEMO, continued_line, output_latent, run_key, start_latents
 
@@ -140,13 +141,14 @@ class ARBlockSampler(io.ComfyNode):
     @classmethod
     def execute(cls, backbone: BackboneHandle, positive, width, height, length, seed, sink_size, local_attn_size,
                 frames_per_block, steps, shift, retrieval: RetrievalInput | None = None, noise_contract="per-block",
-                start=None, strategy: StrategyInput | None = None) -> io.NodeOutput:
+                start=None, strategy: StrategyInput | None = None, settings: SamplerSettings | None = None
+                ) -> io.NodeOutput:
         bb = backbone.backbone
         family = bb.defaults
         positive, switch = prompt_input(positive, bb.config.text_dim)
         given = start_latents(start, family.latent) if start is not None else None
         request = sampling_request(family, strategy, retrieval.config if retrieval else None, switch, noise_contract,
-                                   sink_size, local_attn_size, frames_per_block, steps, shift)
+                                   sink_size, local_attn_size, frames_per_block, steps, shift, settings)
         plan = plan_run(run_request(request, length, width, height, given), family, bb.info.preset)
         cfg, frames, latent_hw, p = plan.config, plan.frames, plan.latent_hw, plan.start_frames
         prompts, timeline = run_prompts(positive, cfg, family.latent.fps, frames)
@@ -244,6 +246,9 @@ def sampler_inputs() -> list:
                        tooltip="From Context Strategy: ∞-RoPE, MemRoPE, Deep Forcing, rag or native with their "
                                "published window and sink (these replace sink_size and local_attn_size). "
                                "Unconnected = rag if Retrieve Context is connected, else native."),
+        SETTINGS.Input("settings", optional=True,
+                       tooltip="From Sampler Settings: the sampler kind, context noise and shot settings; "
+                               "unconnected = the backbone's."),
     ]
 
 

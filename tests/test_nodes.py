@@ -55,7 +55,7 @@ def rag_retrieval(encoder_name="ae_latent_mem.pt", pool=None):
 NODE_IDS = ["LongLiveRAG_LoadBackbone", "LongLiveRAG_LoadLatentEncoder", "LongLiveRAG_HistoryPool",
             "LongLiveRAG_RetrieveContext", "LongLiveRAG_ARBlockSampler", "LongLiveRAG_Decode",
             "LongLiveRAG_RetrievalMap", "LongLiveRAG_LoadPromptEmbeds", "LongLiveRAG_PromptSchedule",
-            "LongLiveRAG_ContextStrategy", "LongLiveRAG_CompareGrid"]
+            "LongLiveRAG_ContextStrategy", "LongLiveRAG_CompareGrid", "LongLiveRAG_SamplerSettings"]
 
 
 def schema(node_id):

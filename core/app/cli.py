@@ -110,6 +110,8 @@ def add_generation_options(p: argparse.ArgumentParser, default_mode: str = "rag"
     s.add_argument("--sampling-steps", type=int, help="unipc sampler: solver steps (default 4)")
     s.add_argument("--shift", type=float, help="timestep shift (default 5)")
     s.add_argument("--context-noise", type=float, help="noise level of the clean context pass (default 0)")
+    s.add_argument("--width", type=int, help="video width in px, as the sampler node's (instead of --latent-size)")
+    s.add_argument("--height", type=int, help="video height in px (with --width; default: the family's)")
     s.add_argument("--latent-size", type=_arg(parse_size),
                    help="HxW of the latent " + FAMILY.format("60x104 = 480x832 px; LongLive 2.0: 44x80 = 704x1280 px"))
     s.add_argument("--seed", type=int, default=0, help="noise seed (prompt i of a list uses seed + i)")
@@ -199,8 +201,11 @@ def sampling_request(args, name: str) -> SamplingRequest:
 
 def run_request(args, name: str, start_frames: int = 0) -> RunRequest:
     """The whole run the options ask for with strategy ``name`` (length, size, start)."""
+    if args.latent_size is not None and (args.width or args.height):
+        raise ValueError("give the size once: --latent-size HxW (latents) or --width/--height (px)")
     return RunRequest(sampling_request(args, name), frames=args.frames, video_frames=getattr(args, "length", None),
-                      seconds=getattr(args, "seconds", None), latent_hw=args.latent_size, start_frames=start_frames)
+                      seconds=getattr(args, "seconds", None), latent_hw=args.latent_size, width=args.width,
+                      height=args.height, start_frames=start_frames)
 
 
 def plans(args, defaults: FamilyDefaults, start_frames: int = 0, preset: str = "") -> dict[str, RunPlan]:

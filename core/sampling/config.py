@@ -108,8 +108,8 @@ class SamplingConfig:
 
     ``strategy``: the long-context strategy by name (core/context/strategies); ``retrieval`` is set for ``rag``
     only. ``strategy_options``: the strategy's own settings, every one stated (name, value). ``request`` and
-    ``family`` record where the values came from: ``replace(**changes)`` re-resolves from them, so a changed
-    strategy brings its own window, sink and switch. ``scaled``: what of the strategy's published numbers was
+    ``family`` record where the values came from: ``core.sampling.request.replace(config, **changes)`` re-resolves
+    from them, so a changed strategy brings its own window, sink and switch. ``scaled``: what of the strategy's published numbers was
     scaled to this family's blocks (empty when nothing was).
     """
     frames_per_block: int
@@ -172,16 +172,6 @@ class SamplingConfig:
     def params(self):
         """The strategy's own settings as its frozen dataclass (None for a strategy without options)."""
         return get_spec(self.strategy).resolve_params(dict(self.strategy_options))
-
-    def replace(self, **changes) -> "SamplingConfig":
-        """The config of the same request with ``changes`` (SamplingRequest fields), resolved again over the same
-        family: everything that follows from a changed setting (a strategy's window, sink, switch) follows."""
-        from dataclasses import replace as replace_fields
-        from .request import resolve
-        if self.request is None or self.family is None:
-            raise ValueError("this SamplingConfig was built field by field, not resolved from a request; build it "
-                             "with core.sampling.request.resolve(SamplingRequest(...), family) to replace settings")
-        return resolve(replace_fields(self.request, **changes), self.family)
 
     def make_strategy(self):
         """A fresh strategy object for one run (its hooks and per-video state; core/context/strategies/base.py)."""

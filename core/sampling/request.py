@@ -2,13 +2,13 @@
 family's published settings into the run's ``SamplingConfig`` (every field set).
 
 The request is kept apart from the result: ``SamplingConfig.request`` is what was asked, and
-``SamplingConfig.replace(**changes)`` re-resolves from it, so changing the strategy also changes the window,
+``replace(config, **changes)`` re-resolves from it, so changing the strategy also changes the window,
 sink, switch and options that follow from it. Precedence, for each setting: the user's value, else the
 strategy's default on this family (core/context/strategies: ``StrategySpec.defaults_for``), else the family's.
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace as replace_fields
 
 from ..context.strategies import get_spec
 from ..retrieval.config import RetrievalConfig
@@ -74,16 +74,28 @@ def resolve(request: SamplingRequest, family: FamilyDefaults) -> SamplingConfig:
     shots = ShotConfig(family.shots.rope_offset if request.shot_rope_offset is None else request.shot_rope_offset,
                        (family.shots.sink and native) if request.shot_sink is None else request.shot_sink)
     pick = lambda asked, default: default if asked is None else asked   # noqa: E731
+    sampler = pick(request.sampler, family.sampler)
+    # a family whose own sampler takes no timestep list (UniPC) states none; re-noising on it uses the published list
+    steps = pick(request.steps, family.steps or (RENOISE_STEPS if sampler == "renoise" else ()))
     return SamplingConfig(
         strategy=name, window=pick(request.window, defaults.window), sink=pick(request.sink, defaults.sink),
         strategy_options=_options(spec, {**defaults.options, **dict(request.options)}),
         retrieval=retrieval, frames_per_block=pick(request.frames_per_block, family.frames_per_block),
-        sampler=pick(request.sampler, family.sampler), steps=pick(request.steps, family.steps or RENOISE_STEPS),
+        sampler=sampler, steps=steps,
         sampling_steps=pick(request.sampling_steps, family.sampling_steps), shift=pick(request.shift, family.shift),
         warp_steps=pick(request.warp_steps, True), context_noise=pick(request.context_noise, 0.0),
         noise=pick(request.noise, "per-block"), switch=switch, shots=shots,
         start_block=pick(request.start_block, family.start_block), scaled=defaults.scaled,
         request=request, family=family)
+
+
+def replace(config: SamplingConfig, **changes) -> SamplingConfig:
+    """The config of ``config``'s request with ``changes`` (SamplingRequest fields), resolved again over the same
+    family: everything that follows from a changed setting (a strategy's window, sink, switch, options) follows."""
+    if config.request is None or config.family is None:
+        raise ValueError("this SamplingConfig was built field by field, not resolved from a request; build it with "
+                         "resolve(SamplingRequest(...), family) to replace its settings")
+    return resolve(replace_fields(config.request, **changes), config.family)
 
 
 def _options(spec, options: dict) -> tuple[tuple[str, float], ...]:

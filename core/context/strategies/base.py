@@ -18,6 +18,9 @@ gets a fresh strategy object (its state lives for one video); the frozen setting
 """
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+from typing import Mapping
+
 import torch
 
 # ``cache`` below is a core.context.kv_cache.KVCache (not imported: the cache imports this module)
@@ -44,3 +47,13 @@ class Strategy:
 
     def flush(self, cache: "KVCache", cut: bool) -> dict:
         raise NotImplementedError(f"{type(self).__name__} defines no KV flush at a prompt switch")
+
+
+@dataclass(frozen=True)
+class StrategyDefaults:
+    """A strategy's defaults on one family: window, sink, options that differ from ``StrategySpec.params``, and
+    what was scaled from the published numbers (empty when nothing was)."""
+    window: int
+    sink: int
+    options: Mapping[str, float] = field(default_factory=dict)
+    scaled: str = ""

@@ -30,7 +30,7 @@ from dataclasses import dataclass
 import torch
 
 from ...model.rope import apply_rope
-from .base import Strategy
+from .base import Strategy, StrategyDefaults
 
 
 @dataclass(frozen=True)
@@ -134,7 +134,6 @@ def scale(spec, frames_per_block: int):
     """Published (ours, from the paper): window 21 = 7 blocks of 3, recent 3 = 1 block, C = 5 frames' tokens and a
     sink of 10 — what remains, about half the window. On other blocks: window 7 blocks, recent 1 block, C scaled by
     the block size (rounded, ≥ 1) and the sink what remains, so the tiers fill the window as published."""
-    from .registry import StrategyDefaults
     base = DeepForcingParams()
     k = frames_per_block / 3
     window, recent = 7 * frames_per_block, frames_per_block

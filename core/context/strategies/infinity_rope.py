@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .base import Strategy
+from .base import Strategy, StrategyDefaults
 
 FLUSH_KEEP = 2      # frames the reference's flush copies after the sink (hard-coded there)
 
@@ -66,7 +66,6 @@ def check(policy, frames_per_block: int, params: InfinityRopeParams) -> None:
 def scale(spec, frames_per_block: int):
     """Published: a window of 6 frames = 2 blocks of 3 and a sink of 1 frame. On other blocks: 2 blocks (at least
     what the flush keeps: sink + 2), sink 1."""
-    from .registry import StrategyDefaults
     window = max(2 * frames_per_block, spec.sink + FLUSH_KEEP)
     return StrategyDefaults(window, spec.sink, scaled=f"window {window} = 2 blocks of {frames_per_block} (published: "
                                                      f"{spec.window} = 2 blocks of 3)")

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .base import Strategy
+from .base import Strategy, StrategyDefaults
 
 MEMORY_FRAMES = 2      # long, short
 
@@ -78,9 +78,7 @@ def check(policy, frames_per_block: int, params: MemRopeParams) -> None:
 def scale(spec, frames_per_block: int):
     """Published: sink 3 = 1 block and a window of 12 = 4 blocks of 3 (the 2 memory slots are frames, not blocks).
     On other blocks: sink 1 block, window 4 blocks."""
-    from .registry import StrategyDefaults
     window, sink = 4 * frames_per_block, frames_per_block
-    return StrategyDefaults(window, sink, scaled=f"window {window} = 4 blocks and sink {sink} = 1 block of "
-                                                 f"{frames_per_block} (published: {spec.window} and {spec.sink} at "
-                                                 "blocks of 3)")
+    return StrategyDefaults(window, sink, scaled=f"window {window} = 4 blocks of {frames_per_block} and sink {sink} = "
+                                                 f"1 block (published: {spec.window} and {spec.sink} at blocks of 3)")
 

@@ -12,23 +12,13 @@ say what they scaled. At blocks of 3 every strategy gets exactly its published n
 from __future__ import annotations
 
 from dataclasses import dataclass, field, fields, replace
-from typing import Callable, Mapping
+from typing import Callable
 
 from . import deep_forcing, infinity_rope, memrope
-from .base import Strategy
+from .base import Strategy, StrategyDefaults
 
 
 PUBLISHED_BLOCK = 3      # latent frames per block of the configs the published numbers come from
-
-
-@dataclass(frozen=True)
-class StrategyDefaults:
-    """A strategy's defaults on one family: window, sink, options that differ from ``StrategySpec.params``, and
-    what was scaled from the published numbers (empty when nothing was)."""
-    window: int
-    sink: int
-    options: Mapping[str, float] = field(default_factory=dict)
-    scaled: str = ""
 
 
 def _published(spec: "StrategySpec", frames_per_block: int) -> StrategyDefaults:

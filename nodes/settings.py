@@ -1,0 +1,60 @@
+"""Sampler Settings: the sampling settings the AR Block Sampler's own widgets do not show (the CLI's
+--sampler, --context-noise, --shot-rope-offset, --multi-shot-sink), each "auto" = the backbone family's."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..core.sampling.config import SAMPLERS
+from .bridge import io
+
+CATEGORY = "LongLive-RAG/sampling"
+AUTO = "auto"
+SHOT_SINK = {AUTO: None, "on": True, "off": False}
+
+
+@dataclass(frozen=True)
+class SamplerSettings:
+    """LLRAG_SAMPLER_SETTINGS: SamplingRequest fields the artist set (None = the family's)."""
+    sampler: str | None = None
+    context_noise: float | None = None
+    shot_rope_offset: float | None = None
+    shot_sink: bool | None = None
+
+    def fields(self) -> dict:
+        return {k: v for k, v in vars(self).items() if v is not None}
+
+
+SETTINGS = io.Custom("LLRAG_SAMPLER_SETTINGS")     # carries a SamplerSettings
+
+
+class SamplerSettingsNode(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="LongLiveRAG_SamplerSettings", display_name="Sampler Settings (LongLive-RAG)", category=CATEGORY,
+            description=("Less common sampling settings for the AR Block Sampler's 'settings' input; every 'auto' "
+                         "(or -1) keeps the backbone family's published value. The same settings as the command "
+                         "line's --sampler, --context-noise, --shot-rope-offset and --multi-shot-sink."),
+            inputs=[
+                io.Combo.Input("sampler", options=[AUTO, *SAMPLERS], default=AUTO,
+                               tooltip="How a block is denoised: renoise (x0, then fresh noise at each step: "
+                                       "Self-Forcing, LongLive) or unipc (a UniPC solver per block: LongLive 2.0). "
+                                       "auto = the backbone's. The sampler's 'steps' are read for the one chosen."),
+                io.Float.Input("context_noise", default=0.0, min=0.0, max=1000.0, step=1.0,
+                               tooltip="Timestep of the clean context pass that writes each block into the cache "
+                                       "(0, as published)."),
+                io.Float.Input("shot_rope_offset", default=-1.0, min=-1.0, max=1024.0, step=1.0,
+                               tooltip="A cut line (new shot) moves the RoPE position of later frames by this many "
+                                       "frames; -1 = the backbone's (LongLive 2.0: 8; Wan 1.3B: 0, off)."),
+                io.Combo.Input("multi_shot_sink", options=list(SHOT_SINK), default=AUTO,
+                               tooltip="Native strategy: keep a new shot's first block behind the sink until the next "
+                                       "cut. auto = the backbone's (LongLive 2.0: on without retrieval)."),
+            ],
+            outputs=[SETTINGS.Output(display_name="settings", tooltip="For the AR Block Sampler's 'settings' input.")],
+        )
+
+    @classmethod
+    def execute(cls, sampler, context_noise, shot_rope_offset, multi_shot_sink) -> io.NodeOutput:
+        return io.NodeOutput(SamplerSettings(None if sampler == AUTO else sampler, context_noise or None,
+                                             None if shot_rope_offset < 0 else shot_rope_offset,
+                                             SHOT_SINK[multi_shot_sink]))
