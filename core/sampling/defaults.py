@@ -7,6 +7,7 @@ from ..context.strategies import get_spec
 from ..latents.format import LatentFormat
 from ..retrieval.config import RetrievalConfig
 from .config import SamplingConfig, ShotConfig, SwitchConfig
+from .samplers import get_sampler
 
 
 @dataclass(frozen=True)
@@ -18,7 +19,7 @@ class FamilyDefaults:
     frames_per_block: int
     window: int
     sink: int
-    sampler: str
+    sampler: str                                  # a block sampler's name (core/sampling/samplers)
     steps: tuple[int, ...]                        # renoise sampler
     sampling_steps: int                           # unipc sampler
     shift: float
@@ -34,10 +35,12 @@ class FamilyDefaults:
         family's in the native regime and to off otherwise (it pins frames of the native window).
 
         The family's window, sink and switch are those of its own sliding window (strategies native and
-        rag); another ``strategy`` keeps its published window, sink and switch unless they are given."""
+        rag); another ``strategy`` keeps its published window, sink and switch unless they are given. Likewise
+        the family's steps are its own sampler's; another ``sampler`` brings its published steps."""
         strategy = settings.get("strategy")
-        own = {"frames_per_block": self.frames_per_block, "sampler": self.sampler, "steps": self.steps,
-               "sampling_steps": self.sampling_steps, "shift": self.shift, "start_block": self.start_block}
+        sampler = settings.get("sampler") or self.sampler
+        own = {"frames_per_block": self.frames_per_block, "sampler": sampler, **self.steps_for(sampler),
+               "shift": self.shift, "start_block": self.start_block}
         window_of_family = strategy in (None, "native", "rag")
         if window_of_family:
             own.update(window=self.window, sink=self.sink)
@@ -48,6 +51,13 @@ class FamilyDefaults:
         offset = self.shots.rope_offset if shot_rope_offset is None else shot_rope_offset
         return SamplingConfig(retrieval=retrieval, switch=switch, shots=ShotConfig(offset, sink), **own)
 
+    def steps_for(self, sampler: str) -> dict:
+        """The step fields (SamplingConfig) of a run with ``sampler``: this family's own for its sampler, the
+        sampler's published ones for another (a family states steps for its own sampler only)."""
+        if sampler == self.sampler:
+            return {"steps": self.steps, "sampling_steps": self.sampling_steps}
+        return dict(get_sampler(sampler).published)
+
     def switch_for(self, strategy: str) -> str:
         """What a prompt switch does by default: this family's mode for its own sliding window (native, rag),
         the strategy's published one otherwise."""
@@ -55,8 +65,7 @@ class FamilyDefaults:
 
     def describe(self) -> str:
         """One line: what runs unless told otherwise."""
-        steps = (f"UniPC {self.sampling_steps} steps" if self.sampler == "unipc"
-                 else f"steps {','.join(map(str, self.steps))}")
+        steps = get_sampler(self.sampler).describe(self)
         shots = (f", shot RoPE offset {self.shots.rope_offset:g}" + (", multi-shot sink" if self.shots.sink else "")
                  if self.shots.rope_offset or self.shots.sink else "")
         h, w = self.latent_hw
