@@ -35,7 +35,8 @@ class TextContext:
 @runtime_checkable
 class AttentionContext(Protocol):
     def attend(self, layer: int, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-        """q/k/v [B, F·tokens, heads, head_dim] before RoPE → attention output, same layout."""
+        """q/k/v [B, F·tokens, heads, head_dim] before RoPE (head_dim contiguous, as a projection's output)
+        → attention output, same layout."""
 
 
 @runtime_checkable

@@ -305,7 +305,8 @@ def generate(model: BackboneModel, prompt_embeds: torch.Tensor | PromptSchedule,
     """Generate ``num_frames`` latent frames of ``latent_hw`` for each prompt.
 
     prompt_embeds [B, L, text_dim], or a PromptSchedule (core/sampling/prompts.py: prompts that change over time;
-    ``config.switch`` says what a switch does; one entry = a single prompt); the model's parameters decide device and compute dtype. The
+    ``config.switch`` says what a switch does; one entry = a single prompt). ``model``: any backbone with the
+    interface of core/model/backbone.py (``WanTransformer``); its parameters decide device and compute dtype. The
     history pool is built from ``config.retrieval.pool``, used and closed here; its figures are in
     the result. Returns latents [B, C, T, H, W] (C = the model's channels: 16 Wan2.1, 48 Wan2.2) in the
     model's normalised space. ``callback`` runs
