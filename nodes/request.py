@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from ..core.app.plan import RunRequest
 from ..core.retrieval.config import RetrievalConfig
-from ..core.sampling.config import parse_steps
+from ..core.sampling.samplers import get_sampler
 from ..core.sampling.defaults import FamilyDefaults
 from ..core.sampling.request import SamplingRequest
 from .schedule import DEFAULT_SWITCH, SwitchChoice
@@ -20,19 +20,11 @@ from .strategy import StrategyInput
 AUTO = "auto"
 
 
-def steps_fields(sampler: str, family: FamilyDefaults, text: str) -> dict:
-    """'auto' → nothing asked; the renoise sampler takes timesteps (1000,750,500,250), UniPC a step count."""
+def steps_fields(sampler: str, text: str) -> dict:
+    """The 'steps' widget: 'auto' asks for nothing; otherwise what the run's sampler reads from it (re-noising:
+    timesteps such as 1000,750,500,250; UniPC: a step count), in its own words when it does not parse."""
     text = str(text).strip().lower()
-    if text in ("", AUTO):
-        return {}
-    if sampler == "unipc":
-        try:
-            return {"sampling_steps": int(text)}
-        except ValueError:
-            raise ValueError(f"steps '{text}': this backbone ({family.latent.name} latents) denoises each block with "
-                             f"a UniPC solver; give its number of steps ({family.sampling_steps} as published) or "
-                             "auto") from None
-    return {"steps": parse_steps(text)}
+    return {} if text in ("", AUTO) else get_sampler(sampler).parse_steps(text)
 
 
 def switch_mode(strategy: StrategyInput | None, switch: SwitchChoice) -> str | None:
@@ -65,7 +57,7 @@ def sampling_request(family: FamilyDefaults, strategy: StrategyInput | None, ret
                            switch=switch_mode(strategy, switch), global_sink=switch.global_sink,
                            retrieval_scope=switch.retrieval_scope, **(settings or SamplerSettings()).fields(),
                            **steps_fields(settings.sampler if settings and settings.sampler else family.sampler,
-                                          family, steps))
+                                          steps))
 
 
 def run_request(sampling: SamplingRequest, length: int, width: int, height: int, start) -> RunRequest:

@@ -138,8 +138,8 @@ def test_widgets_set_by_the_artist_win_over_the_family(ll2_dir):
     _, log, info = sample(backbone, conditioning(), 64, 32, 97, 0, widgets=(4, 24, 4, "2", 3.0))
     assert (log.sink, log.window) == (4, 24)
     assert "blocks of 4 latent frames, window 24, sink 4, UniPC 2 steps, shift 3" in info
-    with pytest.raises(ValueError, match=r"steps '1000,750': this backbone \(Wan2\.2 latents\) denoises each block "
-                                         r"with a UniPC solver; give its number of steps \(4 as published\) or auto"):
+    with pytest.raises(ValueError, match=r"steps '1000,750': the unipc sampler takes a number of solver steps "
+                                         r"\(LongLive 2\.0: 4\), not a list of timesteps; give a whole number"):
         sample(backbone, conditioning(), 64, 32, 97, 0, widgets=(-1, 0, 0, "1000,750", 0.0))
     with pytest.raises(ValueError, match="multiples of 32"):
         sample(backbone, conditioning(), 48, 32, 97, 0)

@@ -30,7 +30,7 @@ import torch
 
 from ..model.attention import attention
 from .kv_cache import KVCache
-from ..model.transformer import TextContext, WanTransformer
+from ..model.backbone import BackboneModel, TextContext
 from ..model.rope import apply_rope, compute_dtype, rope_table
 
 
@@ -93,12 +93,13 @@ class _RecacheContext:
 
 
 @torch.no_grad()
-def recache(model: WanTransformer, cache: KVCache, text: TextContext, latents: torch.Tensor, block_start: int,
+def recache(model: BackboneModel, cache: KVCache, text: TextContext, latents: torch.Tensor, block_start: int,
             global_sink: bool, timestep: float) -> RecachePlan:
     """Re-encode the cached window under ``text`` before the block at ``block_start``.
 
     latents [B, T, C, H, W]: the video so far (clean x0, model space; frames < block_start are read).
-    Returns the plan that was carried out (which frames went into which slots).
+    ``model``: the backbone interface (core/model/backbone.py): its parameters' device and dtype, and one
+    ``write_cache`` through the re-cache's own attention context. Returns the plan that was carried out (which frames went into which slots).
     """
     plan = plan_recache(cache, block_start, global_sink)
     if not plan.frames:

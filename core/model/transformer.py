@@ -3,14 +3,14 @@
 timesteps per frame ([B, F]) and per-frame modulation in both.
 
 Self-attention does not know about caches: it hands its q/k/v to an ``AttentionContext``
-(see ``kv_cache.py``) which stores keys, applies RoPE and picks the attended frames.
-Without a context the layer attends over its own frames (positions 0..F-1).
+(core/model/backbone.py; the KV cache is one) which stores keys, applies RoPE and picks the attended frames.
+Without a context the layer attends over its own frames (positions 0..F-1). ``WanTransformer`` provides the
+backbone interface (``BackboneModel``, core/model/backbone.py) that the AR loop is written against.
 """
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
-from typing import Protocol
+from dataclasses import dataclass
 
 import torch
 import torch.nn as nn
@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from einops import rearrange
 
 from .attention import attention, attention_heads_first
+from .backbone import AttentionContext, CacheWriter, TextContext  # noqa: F401  (re-exported: their old home)
 from .rope import apply_rope, rope_table
 
 
@@ -45,20 +46,6 @@ class WanConfig:
     @property
     def head_dim(self) -> int:
         return self.dim // self.num_heads
-
-
-class AttentionContext(Protocol):
-    def attend(self, layer: int, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-        """q/k/v [B, F·tokens, heads, head_dim] before RoPE → attention output, same layout."""
-
-
-class CacheWriter(Protocol):
-    """What ``WanTransformer.write_cache`` needs: an AttentionContext that can also store K/V alone."""
-
-    def attend(self, layer: int, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor: ...
-
-    def write(self, layer: int, k: torch.Tensor, v: torch.Tensor) -> None:
-        """k/v [B, F·tokens, heads, head_dim] before RoPE → stored for later forwards; nothing attended."""
 
 
 class RMSNorm(nn.Module):
@@ -231,12 +218,6 @@ def merge_padding(rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None
     bias = torch.zeros(1, 1, 1, keep, dtype=torch.float32, device=rows.device)
     bias[..., -1] = math.log(n - keep + 1)
     return rows[:, :keep], bias
-
-
-@dataclass
-class TextContext:
-    """Cross-attention keys/values of one prompt batch, one (k, v) or (k, v, bias) per layer (``merge_padding``)."""
-    kv: list[tuple[torch.Tensor, torch.Tensor]] = field(default_factory=list)
 
 
 class WanTransformer(nn.Module):

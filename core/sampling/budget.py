@@ -5,15 +5,16 @@ from __future__ import annotations
 import torch
 
 from .config import SamplingConfig
-from ..model.transformer import WanTransformer
+from ..model.backbone import BackboneModel
 
 
-def device_bytes_needed(model: WanTransformer, cfg: SamplingConfig, latent_hw: tuple[int, int], batch: int,
+def device_bytes_needed(model: BackboneModel, cfg: SamplingConfig, latent_hw: tuple[int, int], batch: int,
                         dtype: torch.dtype) -> int:
     """Bytes on the compute device for one run: weights + K/V of the window's frames (twice in the relative-RoPE
     strategies: rag, infinity-rope, memrope, deep-forcing keep context buffers of the window's size, where
     rag's retrieved frames live), +25 % working space. The history pool is not counted: by default it lives in
-    host RAM."""
+    host RAM. ``model``: the backbone interface (core/model/backbone.py): its parameters and the sizes of
+    its ``cfg`` (patch, layers, dim)."""
     c = model.cfg
     itemsize = torch.finfo(dtype).bits // 8
     weights = sum(p.numel() for p in model.parameters()) * itemsize

@@ -13,8 +13,9 @@ One name per concept:
   ``recent_exclude``  R, most recently evicted frames never retrieved
   ``switch``          what happens when a prompt schedule switches prompt (``SwitchConfig``)
   ``shots``           multi-shot video: what a cut does (``ShotConfig``)
-  ``sampler``         how a block is denoised: ``renoise`` (x0, then fresh noise at the next step:
-                      Self-Forcing, LongLive 1.0) or ``unipc`` (a UniPC solver per block: LongLive 2.0)
+  ``sampler``         how a block is denoised, by name (core/sampling/samplers): ``renoise`` (x0, then fresh
+                      noise at the next step: Self-Forcing, LongLive 1.0) or ``unipc`` (a UniPC solver per
+                      block: LongLive 2.0)
 
 What the user asked for is a ``SamplingRequest`` (core/sampling/request.py: every field optional); ``resolve``
 turns it, over a backbone family's published settings (``FamilyDefaults``, core/sampling/defaults.py), into the
@@ -32,25 +33,14 @@ from ..context.kv_cache import CachePolicy
 from ..context.strategies import NAMES as STRATEGIES, get_spec
 from ..retrieval.config import POOL_LOCATIONS, POOL_STORAGES, PREFETCH, PoolConfig, RetrievalConfig  # noqa: F401
 from .noise import NOISE_CONTRACTS
+from .samplers import NAMES as SAMPLERS, BlockSampler, get_sampler
+from .samplers.renoise import parse_timesteps as parse_steps  # noqa: F401  (the front ends' name)
 
 MODES = ("rag", "native")          # the original two strategies (``--mode``); every strategy: STRATEGIES
-RENOISE_STEPS = (1000, 750, 500, 250)   # the re-noising sampler's published timesteps (Self-Forcing, LongLive)
 SWITCH_MODES = ("recache", "none", "flush")
-SAMPLERS = ("renoise", "unipc")
 START_BLOCKS = ("short", "clamp")
 RETRIEVAL_SCOPES = ("all", "segment")
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
-
-
-def parse_steps(text: str) -> tuple[int, ...]:
-    """'1000,750,500,250' → (1000, 750, 500, 250); a clear error for anything else."""
-    try:
-        steps = tuple(int(s) for s in str(text).replace(" ", "").split(",") if s)
-    except ValueError:
-        raise ValueError(f"steps '{text}' must be comma-separated integers such as 1000,750,500,250") from None
-    if not steps:
-        raise ValueError("steps must list at least one timestep, e.g. 1000,750,500,250")
-    return steps
 
 
 def default_dtype(device: torch.device) -> torch.dtype:
@@ -120,7 +110,7 @@ class SamplingConfig:
     retrieval: RetrievalConfig | None
     switch: SwitchConfig
     strategy: str
-    sampler: str        # "renoise" uses steps / warp_steps; "unipc" sampling_steps (core/sampling/unipc.py)
+    sampler: str        # by name (core/sampling/samplers): "renoise" reads steps / warp_steps, "unipc" sampling_steps
     sampling_steps: int
     shots: ShotConfig
     # a start that is not whole blocks: "short" = its remainder is a shorter first block, replayed; "clamp" =
@@ -136,19 +126,15 @@ class SamplingConfig:
     family: object = field(default=None, repr=False, compare=False)     # the FamilyDefaults it was resolved over
 
     def __post_init__(self):
-        if self.sampler == "renoise" and not self.steps:
-            raise ValueError("steps must list at least one timestep, e.g. 1000,750,500,250")
+        self.block_sampler.check(self)
         if self.frames_per_block < 1:
             raise ValueError(f"frames per block {self.frames_per_block} must be ≥ 1")
         if self.shift <= 0:
             raise ValueError(f"shift {self.shift} must be > 0")
         if self.noise not in NOISE_CONTRACTS:
             raise ValueError(f"noise contract '{self.noise}' is unknown; use one of {NOISE_CONTRACTS}")
-        if self.sampler not in SAMPLERS or self.start_block not in START_BLOCKS:
-            raise ValueError(f"sampler '{self.sampler}' / start block '{self.start_block}' is unknown; use one of "
-                             f"{SAMPLERS} / {START_BLOCKS}")
-        if self.sampling_steps < 1:
-            raise ValueError(f"sampling steps {self.sampling_steps} must be ≥ 1 (LongLive 2.0 uses 4)")
+        if self.start_block not in START_BLOCKS:
+            raise ValueError(f"start block '{self.start_block}' is unknown; use one of {', '.join(START_BLOCKS)}")
         spec = get_spec(self.strategy)
         if bool(spec.top_k) != (self.retrieval is not None):
             raise ValueError(f"strategy '{self.strategy}' " + ("retrieves: give it a RetrievalConfig" if spec.top_k
@@ -189,9 +175,14 @@ class SamplingConfig:
                              "change them or turn the multi-shot sink off")
 
     @property
+    def block_sampler(self) -> BlockSampler:
+        """The sampler object that denoises each block (core/sampling/samplers)."""
+        return get_sampler(self.sampler)
+
+    @property
     def renoises_per_block(self) -> int:
-        """Fresh noise draws per generated block after its initial noise (the UniPC sampler draws none)."""
-        return len(self.steps) - 1 if self.sampler == "renoise" else 0
+        """Fresh noise draws per generated block after its initial noise (the sampler's ``noise_draws``)."""
+        return self.block_sampler.noise_draws(self)
 
     @property
     def has_shots(self) -> bool:

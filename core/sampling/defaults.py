@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from ..context.strategies import get_spec
 from ..latents.format import LatentFormat
 from .config import ShotConfig
+from .samplers import get_sampler
 
 
 @dataclass(frozen=True)
@@ -17,7 +18,7 @@ class FamilyDefaults:
     frames_per_block: int
     window: int
     sink: int
-    sampler: str
+    sampler: str                                  # a block sampler's name (core/sampling/samplers)
     steps: tuple[int, ...]                        # renoise sampler
     sampling_steps: int                           # unipc sampler
     shift: float
@@ -25,6 +26,13 @@ class FamilyDefaults:
     switch: str                                   # what a prompt change does (SwitchConfig.mode)
     start_block: str
     latent_hw: tuple[int, int]                    # the published video size in latents
+
+    def steps_for(self, sampler: str) -> dict:
+        """The step fields (SamplingConfig) of a run with ``sampler``: this family's own for its sampler, the
+        sampler's published ones for another (a family states steps for its own sampler only)."""
+        if sampler == self.sampler:
+            return {"steps": self.steps, "sampling_steps": self.sampling_steps}
+        return dict(get_sampler(sampler).published)
 
     def switch_for(self, strategy: str) -> str:
         """What a prompt switch does by default: this family's mode for its own sliding window (native, rag),
@@ -40,7 +48,7 @@ class FamilyDefaults:
 def settings_line(s, fmt: LatentFormat, latent_hw: tuple[int, int]) -> str:
     """One line: the video size and rate and the block settings of ``s`` (a SamplingConfig, or a family's
     FamilyDefaults: the same names) — the one summary the CLI, Load Backbone and the sampler's info print."""
-    steps = f"UniPC {s.sampling_steps} steps" if s.sampler == "unipc" else f"steps {','.join(map(str, s.steps))}"
+    steps = get_sampler(s.sampler).describe(s)
     shots = ""
     if s.shots.rope_offset or s.shots.sink:
         retrieval = getattr(s, "retrieval", None) is not None

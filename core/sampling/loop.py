@@ -1,8 +1,8 @@
 """The AR block loop: retrieval (optional) → denoising steps → descriptors → context pass, per block.
 
-Denoising (``SamplingConfig.sampler``): ``renoise`` predicts x0 at each step and re-noises it to the next
-timestep (Self-Forcing, LongLive 1.0); ``unipc`` runs a fresh UniPC solver per block (LongLive 2.0,
-core/sampling/unipc.py). Shots (a prompt-schedule segment marked as a cut): the temporal RoPE offset grows, the
+Denoising is the run's block sampler (``SamplingConfig.block_sampler``, core/sampling/samplers): the loop
+hands it each generated block's noise and the model call (a ``NoisyBlock``) and keeps the x0 it returns.
+The model is anything with the backbone interface (``BackboneModel``, core/model/backbone.py). Shots (a prompt-schedule segment marked as a cut): the temporal RoPE offset grows, the
 cut block is conditioned on the segment's ``cut_embeds`` and, with a shot sink, pinned in the cache.
 
 Reproducibility: all noise comes from CPU generators seeded from the user's seed (core/sampling/noise.py), cast
@@ -22,15 +22,14 @@ from ..retrieval.encoder import RetrievalEncoder
 from ..retrieval.pool import HistoryPool
 from ..context.kv_cache import KVCache
 from ..latents.format import format_for_channels
-from ..model.transformer import TextContext, WanTransformer
+from ..model.backbone import BackboneModel, TextContext
 from .noise import NoiseSource, initial_noise  # noqa: F401  (initial_noise: the reference contract's first draw)
+from .samplers import NoisyBlock
 from ..retrieval.prefetch import Prefetcher
 from .prompts import PromptSchedule, as_schedule
 from ..context.recache import recache
 from ..retrieval.select import RetrievalChoice, log_record, make_describer, select_frames
 from ..model.rope import apply_rope, rope_table
-from .timesteps import FlowMatchSchedule
-from .unipc import UniPCSolver
 
 
 @dataclass
@@ -138,7 +137,7 @@ class _Clock:
 class _BlockLoop:
     """The state of one run (cache, pool, noise, descriptors) and its per-block steps."""
 
-    def __init__(self, model: WanTransformer, prompt_embeds: torch.Tensor | PromptSchedule, num_frames: int,
+    def __init__(self, model: BackboneModel, prompt_embeds: torch.Tensor | PromptSchedule, num_frames: int,
                  latent_hw: tuple[int, int], seed: int, cfg: SamplingConfig, encoder: RetrievalEncoder | None):
         param = next(model.parameters())
         self.model, self.cfg = model, cfg
@@ -149,8 +148,8 @@ class _BlockLoop:
         self.fires = self.prompts.fire_frames(cfg.frames_per_block, num_frames)   # block start of each segment
         self.segment, self.switches = 0, []
         self.shot, self.cut_block = 0, False      # cuts so far; whether the current block begins a shot
-        self.schedule = FlowMatchSchedule(cfg.shift)
-        self.timesteps = self.schedule.denoising_timesteps(cfg.steps, cfg.warp_steps)
+        self.sampler = cfg.block_sampler
+        self.steps = self.sampler.step_list(cfg)
         self.noise = NoiseSource(cfg.noise, seed, (self.b, self.c, num_frames, *latent_hw), cfg.renoises_per_block + 1)
         self.text = self._encode(0)
         self.output = torch.zeros(self.b, num_frames, self.c, *latent_hw, dtype=torch.float32)
@@ -219,11 +218,6 @@ class _BlockLoop:
         """x [B, F, C, H, W] at timesteps t [B, F] → the model's flow, same layout."""
         return self.model(x.permute(0, 2, 1, 3, 4), t, self.text, self.cache).permute(0, 2, 1, 3, 4)
 
-    def _forward(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        """x [B, F, C, H, W] at timesteps t [B, F] → x0, same layout."""
-        flow = self._flow(x, t)
-        return self.schedule.x0_from_flow(flow.flatten(0, 1), x.flatten(0, 1), t.flatten()).unflatten(0, x.shape[:2])
-
     def _timestep(self, value: float, frames: int) -> torch.Tensor:
         return torch.full((self.b, frames), float(value), device=self.device, dtype=torch.float32)
 
@@ -259,31 +253,13 @@ class _BlockLoop:
             self.prefetcher.start(start, choice)
 
     def denoise(self, block: int, start: int, frames: int, given: int = 0) -> torch.Tensor:
-        """The block's denoising steps → x0 [B, F, C, H, W] in the compute dtype. Its first ``given`` frames
-        are the start's, held clean at timestep 0 throughout (``start_block`` "clamp": image-to-video)."""
+        """The block's denoising steps (the run's sampler) → x0 [B, F, C, H, W] in the compute dtype. Its first
+        ``given`` frames are the start's, held clean at timestep 0 throughout (``start_block`` "clamp":
+        image-to-video)."""
         clean = self.output[:, start:start + given].to(self.device) if given else None
-        if self.cfg.sampler == "unipc":
-            x = self.noise.block_noise(block, start, frames).to(self.device)
-            return self._unipc(x, frames, clean).to(self.dtype)
-        x = self.noise.block_noise(block, start, frames).to(device=self.device, dtype=self.dtype)
-        for i, ts in enumerate(self.timesteps):
-            x, t = _held(x, self._timestep(ts, frames), clean)
-            x0 = _held(self._forward(x, t), t, clean)[0]
-            if i + 1 < len(self.timesteps):
-                fresh = self.noise.renoise(frames)
-                t_next = torch.full((self.b * frames,), float(self.timesteps[i + 1]), device=self.device,
-                                    dtype=torch.float32)
-                x = self.schedule.add_noise(x0.flatten(0, 1), fresh.to(device=self.device, dtype=self.dtype),
-                                            t_next).unflatten(0, (self.b, frames))
-        return x0
-
-    def _unipc(self, x: torch.Tensor, frames: int, clean: torch.Tensor | None) -> torch.Tensor:
-        """LongLive 2.0's block: a fresh UniPC solver fed integer timesteps; x float32 → x0 float32."""
-        solver = UniPCSolver(self.cfg.sampling_steps, self.cfg.shift)
-        for ts in solver.timesteps.tolist():
-            x, t = _held(x, self._timestep(ts, frames), clean)
-            x = _held(solver.step(self._flow(x.to(self.dtype), t).float(), x), t, clean)[0]
-        return x
+        noisy = NoisyBlock(self.noise.block_noise(block, start, frames), self._flow,
+                           lambda: self.noise.renoise(frames), clean, self.device, self.dtype)
+        return self.sampler.denoise(noisy, self.steps)
 
     def end_block(self) -> None:
         """After the context pass: a shot's first block becomes the shot sink (``shots.sink``)."""
@@ -322,14 +298,15 @@ class _BlockLoop:
 
 
 @torch.no_grad()
-def generate(model: WanTransformer, prompt_embeds: torch.Tensor | PromptSchedule, num_frames: int, latent_hw: tuple[int, int],
+def generate(model: BackboneModel, prompt_embeds: torch.Tensor | PromptSchedule, num_frames: int, latent_hw: tuple[int, int],
              seed: int, config: SamplingConfig | None = None, encoder: RetrievalEncoder | None = None,
              callback: Callable[[BlockUpdate], None] | None = None, timings: bool = False,
              prefix: torch.Tensor | None = None) -> GenerationResult:
     """Generate ``num_frames`` latent frames of ``latent_hw`` for each prompt.
 
     prompt_embeds [B, L, text_dim], or a PromptSchedule (core/sampling/prompts.py: prompts that change over time;
-    ``config.switch`` says what a switch does; one entry = a single prompt); the model's parameters decide device and compute dtype. The
+    ``config.switch`` says what a switch does; one entry = a single prompt). ``model``: any backbone with the
+    interface of core/model/backbone.py (``WanTransformer``); its parameters decide device and compute dtype. The
     history pool is built from ``config.retrieval.pool``, used and closed here; its figures are in
     the result. Returns latents [B, C, T, H, W] (C = the model's channels: 16 Wan2.1, 48 Wan2.2) in the
     model's normalised space. ``callback`` runs
@@ -396,16 +373,6 @@ def generate(model: WanTransformer, prompt_embeds: torch.Tensor | PromptSchedule
     return result
 
 
-def _held(x: torch.Tensor, t: torch.Tensor, clean: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
-    """x [B, F, C, H, W] and t [B, F] with the first frames set to ``clean`` and timestep 0 (None: unchanged)."""
-    if clean is None:
-        return x, t
-    n = clean.shape[1]
-    x, t = x.clone(), t.clone()
-    x[:, :n], t[:, :n] = clean.to(x.dtype), 0
-    return x, t
-
-
 class _CaptureKV:
     """Attention context for recomputing K/V of isolated frames: each frame attends to itself at
     temporal position 0; the pre-RoPE K and V of every layer are kept."""
@@ -421,7 +388,7 @@ class _CaptureKV:
         return attention(apply_rope(q, self.table), apply_rope(k, self.table), v)
 
 
-def recompute_kv(model: WanTransformer, text: TextContext, latents: torch.Tensor, t: float
+def recompute_kv(model: BackboneModel, text: TextContext, latents: torch.Tensor, t: float
                  ) -> tuple[torch.Tensor, torch.Tensor]:
     """K/V of frames from their clean latents alone (the ``latent`` pool storage; an approximation).
 
@@ -430,7 +397,7 @@ def recompute_kv(model: WanTransformer, text: TextContext, latents: torch.Tensor
     b, n, c, h, w = latents.shape
     param = next(model.parameters())
     x = latents.to(device=param.device, dtype=param.dtype).reshape(b * n, c, 1, h, w)
-    rep = TextContext([(k.repeat_interleave(n, 0), v.repeat_interleave(n, 0), *rest) for k, v, *rest in text.kv])
+    rep = text.repeat_batch(n)
     p = model.cfg.patch_size
     ctx = _CaptureKV((h // p[1], w // p[2]), model.cfg.head_dim, param.device)
     model(x, torch.full((b * n, 1), float(t), device=param.device), rep, ctx)

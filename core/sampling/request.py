@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass, replace as replace_fields
 
 from ..context.strategies import get_spec
 from ..retrieval.config import RetrievalConfig
-from .config import RENOISE_STEPS, SamplingConfig, ShotConfig, SwitchConfig
+from .config import SamplingConfig, ShotConfig, SwitchConfig
 from .defaults import FamilyDefaults
 
 
@@ -75,14 +75,13 @@ def resolve(request: SamplingRequest, family: FamilyDefaults) -> SamplingConfig:
                        (family.shots.sink and native) if request.shot_sink is None else request.shot_sink)
     pick = lambda asked, default: default if asked is None else asked   # noqa: E731
     sampler = pick(request.sampler, family.sampler)
-    # a family whose own sampler takes no timestep list (UniPC) states none; re-noising on it uses the published list
-    steps = pick(request.steps, family.steps or (RENOISE_STEPS if sampler == "renoise" else ()))
+    own = family.steps_for(sampler)       # the family's steps for its own sampler, another sampler's published ones
     return SamplingConfig(
         strategy=name, window=pick(request.window, defaults.window), sink=pick(request.sink, defaults.sink),
         strategy_options=_options(spec, {**defaults.options, **dict(request.options)}),
         retrieval=retrieval, frames_per_block=pick(request.frames_per_block, family.frames_per_block),
-        sampler=sampler, steps=steps,
-        sampling_steps=pick(request.sampling_steps, family.sampling_steps), shift=pick(request.shift, family.shift),
+        sampler=sampler, steps=pick(request.steps, own.get("steps", family.steps)),
+        sampling_steps=pick(request.sampling_steps, own.get("sampling_steps", family.sampling_steps)), shift=pick(request.shift, family.shift),
         warp_steps=pick(request.warp_steps, True), context_noise=pick(request.context_noise, 0.0),
         noise=pick(request.noise, "per-block"), switch=switch, shots=shots,
         start_block=pick(request.start_block, family.start_block), scaled=defaults.scaled,
