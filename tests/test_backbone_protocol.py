@@ -4,6 +4,8 @@ from dataclasses import dataclass
 import pytest
 import torch
 
+from core.app.plan import sampling_config
+
 import core.context.kv_cache
 from conftest import tiny_model
 from core.context.kv_cache import CachePolicy, KVCache
@@ -76,8 +78,8 @@ def test_the_loop_recache_and_budget_use_nothing_of_the_model_outside_the_interf
     emb = [torch.randn(1, 5, 32, generator=torch.Generator().manual_seed(i)) for i in range(2)]
     story = PromptSchedule((Segment(0, emb[0]), Segment(9, emb[1], "then")))
     # rag with a latent pool (K/V recomputed by a model forward), a re-cache at the switch, a clamped start
-    cfg = SamplingConfig(retrieval=RetrievalConfig(top_k=2, recent_exclude=0, pool=PoolConfig(storage="latent")),
-                         window=6, switch=SwitchConfig("recache"), start_block="clamp")
+    cfg = sampling_config(retrieval=RetrievalConfig(top_k=2, recent_exclude=0, pool=PoolConfig(storage="latent")),
+                          window=6, switch="recache", start_block="clamp")
     res = generate(Recording(model, seen), story, 18, HW, 0, cfg, prefix=torch.randn(1, 16, 1, *HW))
     assert res.retrieval_log and res.switches[0]["recache"]["frames"]          # every path above did run
     device_bytes_needed(Recording(model, seen), cfg, HW, 1, torch.float32)
@@ -144,7 +146,7 @@ def test_a_model_that_is_only_the_interface_drives_the_loop(sampler, monkeypatch
     assert isinstance(fake, BackboneModel)
     real = core.context.kv_cache.attention
     monkeypatch.setattr(core.context.kv_cache, "attention", lambda q, k, v: keys.append(k.shape[1]) or real(q, k, v))
-    cfg = SamplingConfig(sampler=sampler, steps=(1000, 500), sampling_steps=3, retrieval=None)
+    cfg = sampling_config(sampler=sampler, steps=(1000, 500), sampling_steps=3)
     res = generate(fake, torch.randn(1, 4, 8), 6, HW, 0, cfg)
     calls = 2 if sampler == "renoise" else 3
     assert fake.forwards == 2 * calls and res.latents.shape == (1, 16, 6, *HW) and torch.isfinite(res.latents).all()

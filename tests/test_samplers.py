@@ -2,6 +2,8 @@
 import pytest
 import torch
 
+from core.app.plan import sampling_config
+
 from conftest import tiny_model
 from core.families.wan21_t2v import WAN21_T2V
 from core.families.wan22_ti2v import DEFAULTS as WAN22
@@ -92,26 +94,26 @@ def test_an_unknown_sampler_is_an_error_that_lists_the_known_ones():
     with pytest.raises(ValueError, match="sampler 'euler' is unknown; use one of renoise, unipc"):
         get_sampler("euler")
     with pytest.raises(ValueError, match="sampler 'euler' is unknown; use one of renoise, unipc"):
-        SamplingConfig(sampler="euler", retrieval=None)
+        sampling_config(sampler="euler")
 
 
 def test_the_config_gives_the_sampler_object_of_its_name():
-    assert SamplingConfig(sampler="unipc", retrieval=None).block_sampler is get_sampler("unipc")
-    assert SamplingConfig(retrieval=None).block_sampler is get_sampler("renoise")
+    assert sampling_config(sampler="unipc").block_sampler is get_sampler("unipc")
+    assert sampling_config().block_sampler is get_sampler("renoise")
 
 
 def test_each_sampler_checks_its_own_steps():
     with pytest.raises(ValueError, match="steps must list at least one timestep"):
-        SamplingConfig(sampler="renoise", steps=(), retrieval=None)
+        sampling_config(sampler="renoise", steps=())
     with pytest.raises(ValueError, match="sampling steps 0 must be ≥ 1"):
-        SamplingConfig(sampler="unipc", sampling_steps=0, retrieval=None)
-    SamplingConfig(sampler="unipc", steps=(), retrieval=None)              # unipc reads no timesteps
+        sampling_config(sampler="unipc", sampling_steps=0)
+    sampling_config(sampler="unipc", steps=())              # unipc reads no timesteps
 
 
 # ---------------------------------------------------------------- noise draws
 @pytest.mark.parametrize("steps", [(1000,), (1000, 500), (1000, 750, 500, 250)])
 def test_renoise_draws_one_fresh_noise_per_step_after_the_first(model, text, steps):
-    cfg = SamplingConfig(steps=steps, retrieval=None)
+    cfg = sampling_config(steps=steps)
     sampler, draws, calls = cfg.block_sampler, [], []
     sampler.denoise(noisy_block(model, text, calls=calls, draws=draws), sampler.step_list(cfg))
     assert cfg.renoises_per_block == sampler.noise_draws(cfg) == len(draws) == len(steps) - 1
@@ -120,7 +122,7 @@ def test_renoise_draws_one_fresh_noise_per_step_after_the_first(model, text, ste
 
 @pytest.mark.parametrize("count", [1, 3, 4])
 def test_unipc_draws_no_fresh_noise_and_calls_the_model_once_per_solver_step(model, text, count):
-    cfg = SamplingConfig(sampler="unipc", sampling_steps=count, retrieval=None)
+    cfg = sampling_config(sampler="unipc", sampling_steps=count)
     sampler, draws, calls = cfg.block_sampler, [], []
     sampler.denoise(noisy_block(model, text, calls=calls, draws=draws), sampler.step_list(cfg))
     assert cfg.renoises_per_block == sampler.noise_draws(cfg) == len(draws) == 0
@@ -143,7 +145,7 @@ def in_dtype(model, text, half, dtype):
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
 def test_a_renoise_block_is_the_loops_former_arithmetic(model, text, half, dtype):
     m, tx = in_dtype(model, text, half, dtype)
-    cfg = SamplingConfig(steps=(1000, 750, 500, 250), retrieval=None)
+    cfg = sampling_config(steps=(1000, 750, 500, 250))
     block = noisy_block(m, tx, seed=1, dtype=dtype)
     g = torch.Generator().manual_seed(1)
     noise = torch.randn(B, F, C, H, W, generator=g)
@@ -156,7 +158,7 @@ def test_a_renoise_block_is_the_loops_former_arithmetic(model, text, half, dtype
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
 def test_a_unipc_block_is_the_loops_former_arithmetic(model, text, half, dtype):
     m, tx = in_dtype(model, text, half, dtype)
-    cfg = SamplingConfig(sampler="unipc", sampling_steps=4, retrieval=None)
+    cfg = sampling_config(sampler="unipc", sampling_steps=4)
     block = noisy_block(m, tx, seed=1, dtype=dtype)
     expected = unipc_as_before(m, tx, block.noise, 4, 5.0, dtype=dtype)
     x0 = cfg.block_sampler.denoise(block, cfg.block_sampler.step_list(cfg))
@@ -166,7 +168,7 @@ def test_a_unipc_block_is_the_loops_former_arithmetic(model, text, half, dtype):
 @pytest.mark.parametrize("name", NAMES)
 def test_given_frames_stay_clean_at_timestep_0_with_every_sampler(model, text, name):
     clean = torch.randn(B, 1, C, H, W, generator=torch.Generator().manual_seed(7))
-    cfg = SamplingConfig(sampler=name, steps=(1000, 500), sampling_steps=3, retrieval=None)
+    cfg = sampling_config(sampler=name, steps=(1000, 500), sampling_steps=3)
     calls = []
     x0 = cfg.block_sampler.denoise(noisy_block(model, text, clean=clean, calls=calls), cfg.block_sampler.step_list(cfg))
     assert torch.equal(x0[:, :1], clean)
@@ -199,7 +201,7 @@ def test_unipc_parses_a_step_count_into_the_sampling_steps_field():
                                                  ("unipc", "6", "UniPC 6 steps")])
 def test_parsed_steps_make_a_config_that_describes_them_back(name, text, summary):
     sampler = get_sampler(name)
-    cfg = SamplingConfig(sampler=name, retrieval=None, **sampler.parse_steps(text))
+    cfg = sampling_config(sampler=name, **sampler.parse_steps(text))
     assert sampler.describe(cfg) == summary
 
 
@@ -208,11 +210,11 @@ def test_a_familys_summary_names_its_samplers_steps():
 
 
 def test_another_sampler_than_the_familys_brings_its_published_steps():
-    on_ll2 = WAN22.sampling(None, sampler="renoise")
+    on_ll2 = sampling_config(WAN22, sampler="renoise")
     assert on_ll2.steps == get_sampler("renoise").published["steps"] == (1000, 750, 500, 250)
-    assert WAN21.sampling(None, sampler="unipc").sampling_steps == get_sampler("unipc").published["sampling_steps"]
-    assert WAN22.sampling(None, sampler="renoise", steps=(1000, 500)).steps == (1000, 500)    # given steps win
-    assert WAN22.sampling(None).sampling_steps == WAN22.sampling_steps
+    assert sampling_config(WAN21, sampler="unipc").sampling_steps == get_sampler("unipc").published["sampling_steps"]
+    assert sampling_config(WAN22, sampler="renoise", steps=(1000, 500)).steps == (1000, 500)    # given steps win
+    assert sampling_config(WAN22).sampling_steps == WAN22.sampling_steps
 
 
 # ---------------------------------------------------------------- the loop goes through the registry
@@ -248,13 +250,13 @@ class OneStep:
 def test_a_new_sampler_is_one_registry_entry_and_the_loop_runs_it(model, monkeypatch):
     one = OneStep()
     monkeypatch.setitem(samplers.registry.SAMPLERS, "one-step", one)
-    cfg = SamplingConfig(sampler="one-step", retrieval=None)
+    cfg = sampling_config(sampler="one-step")
     emb = torch.randn(1, 5, 32, generator=torch.Generator().manual_seed(3))
     image = torch.randn(1, C, 1, H, W)
     res = generate(model, emb, 7, (H, W), 0, cfg, prefix=image)
     assert one.blocks == [(1, 3), (1, 3)]                    # the image's 1-frame block is replayed, not denoised
     assert torch.equal(res.latents[:, :, :1], image)
-    clamp = generate(model, emb, 6, (H, W), 0, SamplingConfig(sampler="one-step", retrieval=None,
+    clamp = generate(model, emb, 6, (H, W), 0, sampling_config(sampler="one-step",
                                                               start_block="clamp"), prefix=image)
     assert torch.equal(clamp.latents[:, :, :1], image) and one.blocks[2:] == [(1, 3), (1, 3)]
 
@@ -272,5 +274,5 @@ def test_a_tiny_wan22_config_runs_both_samplers_end_to_end():
                                  in_dim=48, out_dim=48)).eval().requires_grad_(False)
     emb = torch.randn(1, 5, 32)
     for name in NAMES:
-        res = generate(m, emb, 6, (4, 6), 0, SamplingConfig(sampler=name, retrieval=None))
+        res = generate(m, emb, 6, (4, 6), 0, sampling_config(sampler=name))
         assert res.latents.shape == (1, 48, 6, 4, 6) and torch.isfinite(res.latents).all()
