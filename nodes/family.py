@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from ..core.sampling.defaults import FamilyDefaults
 from ..core.sampling.config import SamplingConfig, parse_steps
-from ..core.latents.format import LatentFormat, latent_size_for_video
+from ..core.latents.format import LatentFormat
 
 AUTO = "auto"
 
@@ -44,7 +44,7 @@ def video_size(width: int, height: int, family: FamilyDefaults, start_hw: tuple[
     Wan2.2: 32)."""
     fmt = family.latent
     h, w = start_hw or family.latent_hw
-    return latent_size_for_video(width or w * fmt.stride, height or h * fmt.stride, stride=fmt.stride)
+    return fmt.latent_size_for_video(width or w * fmt.stride, height or h * fmt.stride)
 
 
 def run_info(name: str, cfg: SamplingConfig, fmt: LatentFormat, latent_hw: tuple[int, int]) -> str:

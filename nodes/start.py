@@ -22,8 +22,7 @@ from dataclasses import dataclass
 import torch
 
 from ..core.sampling.config import SamplingConfig
-from ..core.latents.format import (LatentFormat, format_for_channels, latent_frames_for_video,
-                                 latent_frames_to_video_frames, to_model_space, to_raw_space)
+from ..core.latents.format import LatentFormat, format_for_channels, to_model_space, to_raw_space
 from ..core.app.resume import run_identity
 
 
@@ -35,7 +34,6 @@ class ModelSpace:
 
 
 MODEL_SPACE_KEY = "llrag_model_space"
-VAE_FILES = {"Wan2.1": "wan_2.1_vae.safetensors", "Wan2.2": "wan2.2_vae.safetensors"}   # ComfyUI's, models/vae
 
 
 @dataclass(frozen=True)
@@ -51,7 +49,7 @@ class Start:
 def start_latents(start, fmt: LatentFormat) -> Start:
     """The sampler's 'start' LATENT, checked against the backbone's latent format ``fmt`` → raw and model
     space (its size: ``check_start_size``)."""
-    encode = f"VAE Encode with {fmt.vae} ({VAE_FILES[fmt.name]})"
+    encode = f"VAE Encode with {fmt.vae} ({fmt.vae_file})"
     samples = start.get("samples") if isinstance(start, dict) else None
     if not torch.is_tensor(samples):
         raise ValueError(f"start must be a LATENT: {encode} of an image or a clip, or an AR Block Sampler's latent "
@@ -64,7 +62,7 @@ def start_latents(start, fmt: LatentFormat) -> Start:
         theirs = format_for_channels(c)
         made = f"{theirs.name} latents, from {theirs.vae}" if theirs is not None else "another model's VAE"
         raise ValueError(f"start has {c} channels ({made}); this backbone takes {fmt.channels}-channel {fmt.name} "
-                         f"latents: load {VAE_FILES[fmt.name]} in the VAELoader that feeds VAE Encode")
+                         f"latents: load {fmt.vae_file} in the VAELoader that feeds VAE Encode")
     carried = start.get(MODEL_SPACE_KEY)
     raw = samples.detach().to(device="cpu", dtype=torch.float32)
     if isinstance(carried, ModelSpace) and carried.raw is samples:
@@ -76,24 +74,24 @@ def check_start_size(start: Start, latent_hw: tuple[int, int], fmt: LatentFormat
     """The start must be the run's size; the error names the widgets and the image size to use."""
     h, w = start.raw.shape[-2:]
     if (h, w) != tuple(latent_hw):
-        s = fmt.stride
-        want_w, want_h = latent_hw[1] * s, latent_hw[0] * s
-        raise ValueError(f"start is {w * s}x{h * s} px (latent {h}x{w}) but the sampler makes {want_w}x{want_h}: "
-                         f"set width {w * s} and height {h * s} (or 0: the start's size), or scale the image/clip to "
-                         f"{want_w}x{want_h} (Upscale Image, crop center) before VAE Encode")
+        (have_w, have_h), (want_w, want_h) = fmt.video_size((h, w)), fmt.video_size(latent_hw)
+        raise ValueError(f"start is {have_w}x{have_h} px (latent {h}x{w}) but the sampler makes {want_w}x{want_h}: "
+                         f"set width {have_w} and height {have_h} (or 0: the start's size), or scale the image/clip "
+                         f"to {want_w}x{want_h} (Upscale Image, crop center) before VAE Encode")
 
 
-def frames_for_length(length: int, cfg: SamplingConfig, start: int) -> int:
-    """Latent frames for ``length`` video frames after a start of ``start`` latent frames (rounded up:
-    core/latents/format.py; a start held inside whole blocks, ``start_block`` clamp, rounds to whole blocks);
-    a start that already fills the length is refused naming the length to set."""
+def frames_for_length(length: int, cfg: SamplingConfig, start: int, fmt: LatentFormat) -> int:
+    """Latent frames for ``length`` video frames of the backbone's latent format ``fmt`` after a start of
+    ``start`` latent frames (rounded up: ``LatentFormat.latent_frames_for_video``; a start held inside whole
+    blocks, ``start_block`` clamp, rounds to whole blocks); a start that already fills the length is refused
+    naming the length to set."""
     nf, short = cfg.frames_per_block, cfg.start_block == "short"
-    frames = latent_frames_for_video(length, nf, start if short else 0)
+    frames = fmt.latent_frames_for_video(length, nf, start if short else 0)
     if start and frames <= start:
         least = start + nf if short else -(-(start + 1) // nf) * nf
-        raise ValueError(f"the start already holds {start} latent frames ({latent_frames_to_video_frames(start)} "
+        raise ValueError(f"the start already holds {start} latent frames ({fmt.latent_to_video_frames(start)} "
                          f"video frames) and length {length} asks for no more: set length to at least "
-                         f"{latent_frames_to_video_frames(least)}")
+                         f"{fmt.latent_to_video_frames(least)}")
     return frames
 
 
@@ -166,13 +164,14 @@ def output_latent(model_space: torch.Tensor, start: Start | None) -> dict:
     return {"samples": raw, MODEL_SPACE_KEY: ModelSpace(raw, model_space)}
 
 
-def describe(length: int, frames: int, cfg: SamplingConfig, fps: int, start: Start | None,
+def describe(length: int, frames: int, cfg: SamplingConfig, fmt: LatentFormat, start: Start | None,
              continued: Continued | None) -> str:
-    """The sampler's info: what it made, any rounding of the length, where it started and continued from."""
-    video, nf = latent_frames_to_video_frames(frames), cfg.frames_per_block
-    lines = [f"{frames} latent frames = {video} video frames ({video / fps:.2f} s at {fps} fps)"]
+    """The sampler's info: what it made (in the backbone's latent format ``fmt``), any rounding of the length,
+    where it started and continued from."""
+    video, nf = fmt.latent_to_video_frames(frames), cfg.frames_per_block
+    lines = [f"{frames} latent frames = {video} video frames ({video / fmt.fps:.2f} s at {fmt.fps} fps)"]
     if start is not None:
-        kind = "an image" if start.frames == 1 else f"{latent_frames_to_video_frames(start.frames)} video frames"
+        kind = "an image" if start.frames == 1 else f"{fmt.latent_to_video_frames(start.frames)} video frames"
         held = f", held clean inside the first block{'s' * (start.frames > nf)}" if cfg.start_block == "clamp" else ""
         lines.append(f"starts from the given {start.frames} latent frames ({kind}), kept as given{held}")
     if video != length:
@@ -184,5 +183,5 @@ def describe(length: int, frames: int, cfg: SamplingConfig, fps: int, start: Sta
         m = continued.latents.shape[2]
         what = "the run that stopped (cancelled or failed)" if continued.stopped else "the previous run"
         lines.append(f"continued from {what} of this graph: its first {m} latent frames "
-                     f"({latent_frames_to_video_frames(m)} video frames) replayed, not regenerated")
+                     f"({fmt.latent_to_video_frames(m)} video frames) replayed, not regenerated")
     return "\n".join(lines)

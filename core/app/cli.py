@@ -26,7 +26,7 @@ from ..context.strategies import SPECS
 from ..files.atomic import check_output_dir, check_output_file
 from ..sampling.prompt_files import load_prompt_schedule
 from ..sampling.prompts import fire_frames, read_schedule_file, timeline
-from ..latents.format import latent_frames_for_seconds
+from ..latents.format import LatentFormat
 from ..sampling.noise import NOISE_CONTRACTS
 from .starts import Start
 
@@ -210,10 +210,10 @@ def cmd_generate(args, progress: jobs.Progress) -> int:
     if args.embeds is not None and (args.image or args.video):
         raise ValueError("--image and --video need the VAE of a text run (--prompt ... --vae ...); with --embeds "
                          "start from latents: --continue-from")
-    given = start.check(args.latent_size, latent.stride) if args.resume is None else 0
+    given = start.check(args.latent_size, latent) if args.resume is None else 0
     frames = args.frames
     if args.seconds is not None:        # whole blocks after the start's remainder (an image: 1 + 3k frames)
-        frames = latent_frames_for_seconds(args.seconds, first.frames_per_block, latent.fps)
+        frames = latent.latent_frames_for_seconds(args.seconds, first.frames_per_block)
         frames += given % first.frames_per_block if first.start_block == "short" else 0
     if frames is None:
         raise ValueError("give the length with --frames (latent frames) or --seconds")
@@ -229,8 +229,8 @@ def cmd_generate(args, progress: jobs.Progress) -> int:
             raise ValueError(f"generating from text needs {', '.join(missing)}")
         check_output_dir(args.out_dir, "--out-dir")
         if args.prompt_schedule is not None:
-            timed = read_schedule_file(args.prompt_schedule, latent.fps)
-            show_timeline([p.frame for p in timed], [p.describe() for p in timed], first, frames, progress, latent.fps)
+            timed = read_schedule_file(args.prompt_schedule, latent)
+            show_timeline([p.frame for p in timed], [p.describe() for p in timed], first, frames, progress, latent)
             job = jobs.StoryJob(tuple(timed), frames, args.latent_size, args.seed, args.text_encoder, args.vae,
                                 args.out_dir, args.overwrite, start, latent)
             return jobs.story_to_video(model_spec(args), configs, job, progress)
@@ -244,18 +244,19 @@ def cmd_generate(args, progress: jobs.Progress) -> int:
         if path is not None:
             check_output_file(path, what)
     segments = load_prompt_schedule(args.embeds).segments
-    show_timeline([s.start for s in segments], [s.label for s in segments], first, frames, progress, latent.fps)
+    show_timeline([s.start for s in segments], [s.label for s in segments], first, frames, progress, latent)
     job = jobs.LatentJob(args.embeds, frames, args.latent_size, args.seed, args.out, args.log, args.timings,
                          start=args.continue_from, resume=args.resume)
     return jobs.generate_latents(model_spec(args), first, job, progress)
 
 
 def show_timeline(starts: list[int], labels: list[str], cfg: SamplingConfig, frames: int,
-                  progress: jobs.Progress, fps: int) -> None:
-    """Check that every prompt begins before the end; print where each begins (rounding shown)."""
-    fire_frames(starts, cfg.frames_per_block, frames, labels, fps)
+                  progress: jobs.Progress, latent: LatentFormat) -> None:
+    """Check that every prompt begins before the end; print where each begins (rounding shown; seconds in the
+    backbone's ``latent`` format)."""
+    fire_frames(starts, cfg.frames_per_block, frames, labels, latent)
     if len(starts) > 1:
-        for line in timeline(starts, labels, cfg.frames_per_block, fps):
+        for line in timeline(starts, labels, cfg.frames_per_block, latent):
             progress.report(line)
 
 
