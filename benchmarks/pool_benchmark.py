@@ -22,7 +22,7 @@ sys.path.insert(0, str(ROOT))  # benchmarks run from a checkout, like `python -m
 
 import torch  # noqa: E402
 
-from core.formats import FAMILIES  # noqa: E402
+from core.families.registry import family  # noqa: E402
 from core.retrieval.config import PoolConfig, RetrievalConfig
 from core.sampling.config import SamplingConfig  # noqa: E402
 from core.retrieval.pool import HistoryPool  # noqa: E402
@@ -75,8 +75,8 @@ def run_once(size, mode, frames, location, budget, storage, device, dtype, pool_
 
 
 # the published backbones: layers, heads of 128, the family's defaults (latent size and format, window)
-REAL_FRAMES = {"wan2.1": (30, 12, FAMILIES[0].defaults),       # Wan2.1-T2V-1.3B, 480x832
-               "wan2.2": (30, 24, FAMILIES[1].defaults)}       # Wan2.2-TI2V-5B (LongLive 2.0), 704x1280
+REAL_FRAMES = {"wan2.1": (30, 12, family("Wan2.1 text-to-video").defaults),     # Wan2.1-T2V-1.3B, 480x832
+               "wan2.2": (30, 24, family("Wan2.2 TI2V-5B").defaults)}           # Wan2.2-TI2V-5B (LongLive 2.0), 704x1280
 
 
 def real_frame_bytes(family: str = "wan2.1") -> int:
@@ -95,7 +95,7 @@ def real_frame_bytes(family: str = "wan2.1") -> int:
         pool = HistoryPool(PoolConfig(storage=storage), recompute=lambda lat: (lat, lat))  # never called here
         pool.append(k, k, latent=latent)
         per = pool.bytes_per_frame
-        pooled = [s * fmt.fps // 4 - defaults.window for s in (30, 60, 120)]   # latent frames − window
+        pooled = [fmt.seconds_to_frame(s) - defaults.window for s in (30, 60, 120)]   # latent frames − window
         print(f"{storage:10} {per:12d} {per / 2**20:10.3f} " + " ".join(f"{n * per / 2**30:9.2f}" for n in pooled))
         pool.close()
     return 0

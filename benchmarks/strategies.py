@@ -33,9 +33,11 @@ import torch  # noqa: E402
 
 from floor import MEDIUM, MEDIUM_HW, prompt, random_model, steady_blocks, write_result  # noqa: E402
 from core.app.plan import strategy_config
+from core.families.registry import family  # noqa: E402
 
 REAL = {"layers": 30, "dim": 1536, "tokens": 1560, "bytes": 2}   # Wan2.1-T2V-1.3B, 480x832, bf16
-FRAMES_PER_SECOND = 16 / 4                                        # latent frames per video second
+WAN21 = family("Wan2.1 text-to-video").defaults.latent             # strategy_config's defaults are this family's
+FRAMES_PER_SECOND = WAN21.fps / WAN21.time_stride                 # latent frames per video second
 
 
 def strategy_names() -> list[str]:

@@ -194,7 +194,9 @@ def check_interrupted() -> None:
 class Progress:
     """Per-block progress bar with a latent preview (ComfyUI) or nothing (headless)."""
 
-    def __init__(self, total: int, channels: int = 16):
+    def __init__(self, total: int, latent_type: str):
+        """``latent_type``: ComfyUI's latent format of the run (``LatentFormat.comfy_latent``, e.g. "Wan22"); a
+        name ComfyUI does not know gives a bar without previews."""
         self.total = total
         try:
             import comfy.utils
@@ -202,8 +204,8 @@ class Progress:
             from comfy import latent_formats
             self.bar = comfy.utils.ProgressBar(total)
             # ComfyUI's own latent formats: their latent_rgb_factors (or a TAE) turn a latent frame into a preview
-            fmt = latent_formats.Wan22 if channels == 48 else latent_formats.Wan21
-            self.previewer = latent_preview.get_previewer(compute_device(), fmt())
+            fmt = getattr(latent_formats, latent_type, None)
+            self.previewer = latent_preview.get_previewer(compute_device(), fmt()) if fmt is not None else None
         except ImportError:
             self.bar, self.previewer = None, None
 

@@ -4,12 +4,11 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from ..core.latents.format import LatentFormat, format_for_channels
+from ..core.latents.format import LatentFormat, channel_counts, format_for_channels, formats
 from ..core.retrieval.map import render_retrieval_map
 from . import bridge
 from .bridge import io
 from .sampling import RETRIEVAL_LOG, RetrievalLog
-from .start import VAE_FILES
 
 
 @torch.inference_mode()
@@ -43,14 +42,15 @@ def latent_format_of(vae, z: torch.Tensor) -> LatentFormat:
     """The samples' latent format, checked against the VAE's (a Wan2.1 VAE cannot decode Wan2.2 latents)."""
     fmt = format_for_channels(z.shape[1]) if z.dim() == 5 else None
     if fmt is None:
-        raise ValueError(f"samples must be a Wan video latent [B, 16 or 48, T, H, W] (Wan2.1 / Wan2.2, from the AR "
+        names = " / ".join(f.name for f in formats())
+        raise ValueError(f"samples must be a Wan video latent [B, {channel_counts()}, T, H, W] ({names}, from the AR "
                          f"Block Sampler); got {list(z.shape)}")
     channels = bridge.vae_latent_channels(vae)
     if channels is not None and channels != fmt.channels:
         theirs = format_for_channels(channels)
-        what = f"{theirs.vae} ({VAE_FILES[theirs.name]})" if theirs is not None else f"a {channels}-channel VAE"
+        what = f"{theirs.vae} ({theirs.vae_file})" if theirs is not None else f"a {channels}-channel VAE"
         raise ValueError(f"samples are {fmt.name} latents ({fmt.channels} channels) but the VAE is {what}: load "
-                         f"{VAE_FILES[fmt.name]} in the VAELoader that feeds this node")
+                         f"{fmt.vae_file} in the VAELoader that feeds this node")
     return fmt
 
 
@@ -107,6 +107,7 @@ class RetrievalMap(io.ComfyNode):
         mode = retrieval_log.mode
         title = "LongLive-RAG retrieval map" if mode == "rag" else f"{'native window' if mode == 'native' else mode} (no retrieval)"
         img = render_retrieval_map(list(retrieval_log.records), retrieval_log.num_frames, retrieval_log.sink,
-                                   retrieval_log.window, title=title, size_px=(width, height),
+                                   retrieval_log.window, retrieval_log.frames_per_block, title=title,
+                                   size_px=(width, height),
                                    switches=list(getattr(retrieval_log, "switches", ())))
         return io.NodeOutput(torch.from_numpy(np.ascontiguousarray(img)).float().div(255.0).unsqueeze(0))

@@ -8,6 +8,7 @@ import torch
 
 from ..core.app.plan import plan_run
 from ..core.sampling.budget import device_bytes_needed
+from ..core.latents.format import LatentFormat
 from ..core.retrieval.config import PoolConfig, RetrievalConfig
 from ..core.sampling.config import SamplingConfig
 from ..core.sampling.noise import NOISE_CONTRACTS
@@ -44,6 +45,7 @@ class RetrievalLog:
     num_frames: int
     sink: int
     window: int
+    frames_per_block: int          # the run's block size: the map's window band depends on it
     mode: str
     switches: tuple = ()           # GenerationResult.switches: where each prompt of a schedule began
 
@@ -151,7 +153,7 @@ class ARBlockSampler(io.ComfyNode):
                                    sink_size, local_attn_size, frames_per_block, steps, shift, settings)
         plan = plan_run(run_request(request, length, width, height, given), family, bb.info.preset)
         cfg, frames, latent_hw, p = plan.config, plan.frames, plan.latent_hw, plan.start_frames
-        prompts, timeline = run_prompts(positive, cfg, family.latent.fps, frames)
+        prompts, timeline = run_prompts(positive, cfg, family.latent, frames)
         encoder = retrieval.encoder.model if retrieval else None
         batch = prompts.batch if isinstance(prompts, PromptSchedule) else prompts.shape[0]
         need = device_bytes_needed(bb.model, cfg, latent_hw, batch, backbone.dtype)
@@ -160,7 +162,7 @@ class ARBlockSampler(io.ComfyNode):
                       given)
         continued = MEMO.prefix(key, models, frames, p, cfg.frames_per_block)
         prefix = continued.latents if continued is not None else given.model if given is not None else None
-        progress = bridge.Progress(len(plan.blocks), family.latent.channels)
+        progress = bridge.Progress(len(plan.blocks), family.latent.comfy_latent)
         collector = BlockCollector(progress.on_block)
         try:
             with bridge.models_on_device(list(models), backbone.device, need, offload=backbone.offload) as (model, _):
@@ -170,24 +172,26 @@ class ARBlockSampler(io.ComfyNode):
             MEMO.keep(key, models, collector.latents() if collector.blocks else None, p, stopped=True)
             raise
         MEMO.keep(key, models, res.latents, p, stopped=False)     # shared with the output, not a copy
-        log = RetrievalLog(tuple(res.retrieval_log), frames, cfg.sink, cfg.window, cfg.strategy, tuple(res.switches))
-        info = "\n".join([*plan.info(), *continued_line(continued), *timeline])
+        log = RetrievalLog(tuple(res.retrieval_log), frames, cfg.sink, cfg.window, cfg.frames_per_block, cfg.strategy,
+                           tuple(res.switches))
+        info = "\n".join([*plan.info(), *continued_line(continued, family.latent), *timeline])
         LOG.info("AR Block Sampler: %s", info.replace("\n", "; "))
         return io.NodeOutput(output_latent(res.latents, given), log, info, ui=ui.PreviewText(info))
 
 
-def run_prompts(positive, cfg: SamplingConfig, fps: int, frames: int) -> tuple[torch.Tensor | PromptSchedule, list]:
-    """The run's prompts: a schedule's lines read at the backbone's ``fps`` (every line must begin before the
-    end; the error names it) and, when that timing differs from what the schedule node showed, the timeline
-    as this run uses it (for the info)."""
+def run_prompts(positive, cfg: SamplingConfig, latent: LatentFormat,
+                frames: int) -> tuple[torch.Tensor | PromptSchedule, list]:
+    """The run's prompts: a schedule's lines read at the rate of the backbone's ``latent`` format (every line
+    must begin before the end; the error names it) and, when that timing differs from what the schedule node
+    showed, the timeline as this run uses it (for the info)."""
     if not isinstance(positive, ScheduleInput):
         return positive, []
-    prompts = positive.for_run(fps, cfg.has_shots)
-    prompts.fire_frames(cfg.frames_per_block, frames, fps)
-    if (fps, cfg.frames_per_block) == (positive.fps, positive.frames_per_block):
+    prompts = positive.for_run(latent, cfg.has_shots)
+    prompts.fire_frames(cfg.frames_per_block, frames, latent)
+    if (latent, cfg.frames_per_block) == (positive.latent, positive.frames_per_block):
         return prompts, []
-    return prompts, [f"the Prompt Schedule at {fps} fps, blocks of {cfg.frames_per_block} (this backbone):",
-                     *prompts.timeline(cfg.frames_per_block, fps)]
+    return prompts, [f"the Prompt Schedule at {latent.fps} fps, blocks of {cfg.frames_per_block} (this backbone):",
+                     *prompts.timeline(cfg.frames_per_block, latent)]
 
 
 def sampler_inputs() -> list:

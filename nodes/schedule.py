@@ -6,7 +6,9 @@ from dataclasses import dataclass, replace
 
 import torch
 
-from ..core.formats import FAMILIES
+from ..core.app.default_family import default_family
+from ..core.families.registry import FAMILIES
+from ..core.latents.format import LatentFormat
 from ..core.sampling.config import RETRIEVAL_SCOPES, SWITCH_MODES, SwitchConfig
 from ..core.sampling.prompts import (PromptSchedule, TimedPrompt, cut_texts, parse_schedule_text, retime,
                                    schedule_from_timed)
@@ -14,7 +16,6 @@ from .bridge import io, ui
 from .loaders import BACKBONE
 
 WAN_TOKENS = "umt5xxl"     # the key ComfyUI's Wan (umT5-XXL) tokenizer puts its tokens under
-WAN21 = FAMILIES[0].defaults   # what a schedule without a backbone is timed for (16 fps, blocks of 3)
 AUTO = "auto"
 DEFAULT_SWITCH = SwitchConfig()
 SOURCE = "Prompt Schedule"
@@ -38,20 +39,21 @@ class SwitchChoice:
 @dataclass(frozen=True)
 class ScheduleInput:
     """LLRAG_SCHEDULE: the encoded prompts, what a switch does, and where each prompt begins (shown).
-    ``schedule`` is timed at ``fps`` with blocks of ``frames_per_block`` (what ``timeline`` shows); the
-    sampler re-reads the lines' seconds at its backbone's rate (``for_run``)."""
+    ``schedule`` is timed in the ``latent`` format (its fps and time stride) with blocks of
+    ``frames_per_block`` (what ``timeline`` shows); the sampler re-reads the lines' seconds at its
+    backbone's rate (``for_run``)."""
     schedule: PromptSchedule
     switch: SwitchChoice
     timeline: str
-    timed: tuple[TimedPrompt, ...] = ()
-    fps: int = WAN21.latent.fps
-    frames_per_block: int = WAN21.frames_per_block
+    timed: tuple[TimedPrompt, ...]
+    latent: LatentFormat
+    frames_per_block: int
 
-    def for_run(self, fps: int, shots: bool) -> PromptSchedule:
-        """The schedule of a run at ``fps``; a cut's first-block prompt only on a family with ``shots``
-        (elsewhere a cut is ∞-RoPE's RoPE cut or an ordinary switch, conditioned on the line itself)."""
+    def for_run(self, latent: LatentFormat, shots: bool) -> PromptSchedule:
+        """The schedule of a run in the ``latent`` format; a cut's first-block prompt only on a family with
+        ``shots`` (elsewhere a cut is ∞-RoPE's RoPE cut or an ordinary switch, conditioned on the line itself)."""
         segments = self.schedule.segments
-        timed = self.timed if fps == self.fps else retime(list(self.timed), fps, SOURCE)
+        timed = self.timed if latent == self.latent else retime(list(self.timed), latent, SOURCE)
         cuts = {i: s.cut_embeds for i, s in enumerate(segments) if shots and s.cut_embeds is not None}
         return schedule_from_timed(list(timed), [s.embeds for s in segments], cuts)
 
@@ -115,31 +117,32 @@ class PromptScheduleNode(io.ComfyNode):
 
     @classmethod
     def execute(cls, clip, schedule, switch, global_sink, retrieval_scope, backbone=None) -> io.NodeOutput:
-        family = backbone.backbone.defaults if backbone is not None else WAN21
-        fps, frames_per_block = family.latent.fps, family.frames_per_block
-        timed = parse_schedule_text(schedule, SOURCE, fps)
+        family = backbone.backbone.defaults if backbone is not None else default_family().defaults
+        latent, frames_per_block = family.latent, family.frames_per_block
+        timed = parse_schedule_text(schedule, SOURCE, latent=latent)
         # a cut's first-block prompt: needed on a family with shots, so unless the backbone says it has none
         shots = backbone is None or bool(family.shots.rope_offset or family.shots.sink)
         cuts = cut_texts(timed) if shots else {}
         node_id = cls.hidden.unique_id if cls.hidden is not None else None
         embeds = LINES.encode(node_id, clip, timed + [replace(timed[i], text=t) for i, t in cuts.items()])
         prompts = schedule_from_timed(timed, embeds[:len(timed)], dict(zip(cuts, embeds[len(timed):])))
-        lines = prompts.timeline(frames_per_block, fps)
+        lines = prompts.timeline(frames_per_block, latent)
         if backbone is None:
             lines.append(unconnected_note())
         timeline = "\n".join(lines)
         out = ScheduleInput(prompts, SwitchChoice(None if switch == AUTO else switch, global_sink, retrieval_scope),
-                            timeline, tuple(timed), fps, frames_per_block)
+                            timeline, tuple(timed), latent, frames_per_block)
         return io.NodeOutput(out, timeline, ui=ui.PreviewText(timeline))
 
 
 def unconnected_note() -> str:
     """The timeline's last line without a backbone: which rate it assumed, and the other families' rates."""
-    others = ", ".join(f"{f.name} {f.defaults.latent.fps} fps" for f in FAMILIES
-                       if f.defaults.latent.fps != WAN21.latent.fps)
-    return (f"(timed for a {FAMILIES[0].name} backbone: seconds at {WAN21.latent.fps} fps, blocks of "
-            f"{WAN21.frames_per_block} latent frames. Other backbones read the seconds at their own rate ({others}): "
-            "connect Load Backbone to 'backbone' to see their timing here)")
+    assumed = default_family()
+    fps = assumed.defaults.latent.fps
+    others = ", ".join(f"{f.name} {f.defaults.latent.fps} fps" for f in FAMILIES if f.defaults.latent.fps != fps)
+    return (f"(timed for a {assumed.name} backbone: seconds at {fps} fps, blocks of "
+            f"{assumed.defaults.frames_per_block} latent frames. Other backbones read the seconds at their own rate "
+            f"({others}): connect Load Backbone to 'backbone' to see their timing here)")
 
 
 class LineCache:

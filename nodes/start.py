@@ -22,8 +22,7 @@ from dataclasses import dataclass
 import torch
 
 from ..core.sampling.config import SamplingConfig
-from ..core.latents.format import (LatentFormat, format_for_channels,
-                                 latent_frames_to_video_frames, to_model_space, to_raw_space)
+from ..core.latents.format import LatentFormat, format_for_channels, to_model_space, to_raw_space
 from ..core.app.resume import run_identity
 
 
@@ -35,7 +34,6 @@ class ModelSpace:
 
 
 MODEL_SPACE_KEY = "llrag_model_space"
-VAE_FILES = {"Wan2.1": "wan_2.1_vae.safetensors", "Wan2.2": "wan2.2_vae.safetensors"}   # ComfyUI's, models/vae
 
 
 @dataclass(frozen=True)
@@ -51,7 +49,7 @@ class Start:
 def start_latents(start, fmt: LatentFormat) -> Start:
     """The sampler's 'start' LATENT, checked against the backbone's latent format ``fmt`` → raw and model
     space (its size: ``check_start_size``)."""
-    encode = f"VAE Encode with {fmt.vae} ({VAE_FILES[fmt.name]})"
+    encode = f"VAE Encode with {fmt.vae} ({fmt.vae_file})"
     samples = start.get("samples") if isinstance(start, dict) else None
     if not torch.is_tensor(samples):
         raise ValueError(f"start must be a LATENT: {encode} of an image or a clip, or an AR Block Sampler's latent "
@@ -64,7 +62,7 @@ def start_latents(start, fmt: LatentFormat) -> Start:
         theirs = format_for_channels(c)
         made = f"{theirs.name} latents, from {theirs.vae}" if theirs is not None else "another model's VAE"
         raise ValueError(f"start has {c} channels ({made}); this backbone takes {fmt.channels}-channel {fmt.name} "
-                         f"latents: load {VAE_FILES[fmt.name]} in the VAELoader that feeds VAE Encode")
+                         f"latents: load {fmt.vae_file} in the VAELoader that feeds VAE Encode")
     carried = start.get(MODEL_SPACE_KEY)
     raw = samples.detach().to(device="cpu", dtype=torch.float32)
     if isinstance(carried, ModelSpace) and carried.raw is samples:
@@ -141,11 +139,11 @@ def output_latent(model_space: torch.Tensor, start: Start | None) -> dict:
     return {"samples": raw, MODEL_SPACE_KEY: ModelSpace(raw, model_space)}
 
 
-def continued_line(continued: Continued | None) -> list[str]:
+def continued_line(continued: Continued | None, fmt: LatentFormat) -> list[str]:
     """The info line of a run that continued the memo's last run (none otherwise)."""
     if continued is None:
         return []
     m = continued.latents.shape[2]
     what = "the run that stopped (cancelled or failed)" if continued.stopped else "the previous run"
     return [f"continued from {what} of this graph: its first {m} latent frames "
-            f"({latent_frames_to_video_frames(m)} video frames) replayed, not regenerated"]
+            f"({fmt.latent_to_video_frames(m)} video frames) replayed, not regenerated"]

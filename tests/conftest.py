@@ -17,6 +17,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))
 from load_pack import ensure_comfy_api  # noqa: E402
 
 from core.model.transformer import WanConfig, WanTransformer  # noqa: E402
+from factory import tiny_model  # noqa: E402,F401  (the tests' tiny-model factory)
 
 # The nodes import comfy_api.latest: ComfyUI's own when it is importable, else tests/comfy_standin.
 ensure_comfy_api()
@@ -48,17 +49,6 @@ def golden_model() -> WanTransformer:
 @pytest.fixture(scope="session")
 def golden_inputs() -> dict:
     return load_file(str(GOLDEN / "inputs.safetensors"))
-
-
-def tiny_model(seed: int = 0, layers: int = 2, dim: int = 64, heads: int = 2, text_dim: int = 32) -> WanTransformer:
-    """A random tiny Wan transformer (weights scaled so activations stay moderate)."""
-    torch.manual_seed(seed)
-    model = WanTransformer(WanConfig(dim=dim, ffn_dim=2 * dim, num_layers=layers, num_heads=heads,
-                                     text_dim=text_dim, freq_dim=32))
-    with torch.no_grad():
-        for p in model.parameters():
-            p.normal_(0, 0.05) if p.dim() > 1 else p.normal_(0, 0.02)
-    return model.eval().requires_grad_(False)
 
 
 @pytest.fixture(scope="module")

@@ -6,6 +6,7 @@ import torch
 
 from core.app.demo import run_demo
 from core.app.demo_preview import CURVE_H, heat_map, summary, summary_lines, three_panels
+from core.latents.format import WAN21
 
 
 def test_summary_says_where_the_runs_differ_and_how_far_retrieval_reached_back():
@@ -14,12 +15,12 @@ def test_summary_says_where_the_runs_differ_and_how_far_retrieval_reached_back()
     rag[:, 7:] += 0.5                                   # the runs part at frame 7
     log = [{"block": 3, "query_frame": 9, "global_frames": [1, 4]},
            {"block": 4, "query_frame": 12, "global_frames": [1, 2, 5]}]
-    s = summary(native, rag, log)
+    s = summary(native, rag, log, 3)
     assert s["first_retrieving_block"] == 3 and s["first_frame_that_differs"] == 7
     assert s["reach_back_frames"] == {"median": 9.5, "max": 11}
     assert s["most_retrieved_frames"][0] == {"frame": 1, "times": 2}
     assert s["per_block_difference"][:2] == [0.0, 0.0] and s["per_block_difference"][3] > 0
-    assert "reached back a median of 10 latent frames (2.4 s), at most 11 (2.8 s)" in summary_lines(s)[1]
+    assert "reached back a median of 10 latent frames (2.4 s), at most 11 (2.8 s)" in summary_lines(s, WAN21)[1]
 
 
 def test_the_difference_panel_is_black_where_the_runs_agree():

@@ -9,7 +9,7 @@ from safetensors.torch import save_file
 
 from core.training.distributed import Rank, shard
 from core.app.jobs import output_stem, read_prompts
-from core.latents.format import latent_frames_for_seconds
+from core.latents.format import WAN21
 
 from conftest import GOLDEN
 
@@ -29,9 +29,9 @@ def test_output_names_are_deterministic_and_safe():
 
 
 def test_seconds_become_whole_blocks_of_latent_frames():
-    assert latent_frames_for_seconds(30, 3) == 120
-    assert latent_frames_for_seconds(60, 3) == 240
-    assert latent_frames_for_seconds(0.1, 3) == 3
+    assert WAN21.latent_frames_for_seconds(30, 3) == 120
+    assert WAN21.latent_frames_for_seconds(60, 3) == 240
+    assert WAN21.latent_frames_for_seconds(0.1, 3) == 3
 
 
 def test_prompt_list_errors(tmp_path):

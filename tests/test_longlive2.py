@@ -12,7 +12,8 @@ from core.retrieval.encoder import EncoderConfig, RetrievalEncoder
 from core.context.kv_cache import CachePolicy, KVCache
 from core.model.transformer import WanConfig, WanTransformer
 from core.sampling.loop import generate
-from core.sampling.prompts import PromptSchedule, Segment, parse_schedule_text, seconds_to_frame
+from core.latents.format import WAN21, WAN22
+from core.sampling.prompts import PromptSchedule, Segment, parse_schedule_text
 from core.app.plan import sampling_config
 
 HW = (4, 8)
@@ -130,8 +131,8 @@ def test_a_bfloat16_run_keeps_the_solver_in_float32(model, prompts):
 
 
 def test_the_text_schedule_marks_cuts_and_reads_seconds_at_the_family_rate():
-    timed = parse_schedule_text("0s: a fox\n2s cut: a lake\n# note\n3s: the ice", "s.txt", fps=24)
+    timed = parse_schedule_text("0s: a fox\n2s cut: a lake\n# note\n3s: the ice", "s.txt", latent=WAN22)
     assert [(t.frame, t.cut) for t in timed] == [(0, False), (12, True), (18, False)]
-    assert seconds_to_frame(2) == 8 and seconds_to_frame(2, 24) == 12
+    assert WAN21.seconds_to_frame(2) == 8 and WAN22.seconds_to_frame(2) == 12
     with pytest.raises(ValueError, match="begins the video, not a new scene or shot"):
-        parse_schedule_text("0s cut: a fox")
+        parse_schedule_text("0s cut: a fox", latent=WAN22)

@@ -197,9 +197,10 @@ def test_the_latent_preview_of_a_5b_run_uses_comfyuis_wan22_format(monkeypatch):
     fake["latent_preview"].get_previewer = lambda device, fmt: made.append(fmt)
     for name, module in fake.items():
         monkeypatch.setitem(sys.modules, name, module)
-    bridge.Progress(3, 48)
-    bridge.Progress(3, 16)
+    bridge.Progress(3, latent_format.WAN22.comfy_latent)
+    bridge.Progress(3, latent_format.WAN21.comfy_latent)
     assert made == ["Wan22", "Wan21"]
+    assert bridge.Progress(3, "NotAComfyFormat").previewer is None      # a bar without previews
 
 
 def test_ae_latent_mem_on_the_5b_says_to_use_avg_pool_or_train_one(ll2_dir):

@@ -109,8 +109,8 @@ def test_unconnected_retrieval_is_the_native_window(models_dir):
 def test_latent_normalisation_round_trip():
     z = torch.randn(2, 16, 5, 4, 6, dtype=torch.float64)
     assert torch.allclose(latent_format.to_raw_space(latent_format.to_model_space(z)), z)
-    assert latent_format.video_frames_to_latent_frames(477) == 120
-    assert latent_format.latent_frames_to_video_frames(120) == 477
+    assert latent_format.WAN21.video_to_latent_frames(477) == 120
+    assert latent_format.WAN21.latent_to_video_frames(120) == 477
 
 
 def test_outputs_are_not_mutated_by_a_later_run(models_dir):
@@ -185,11 +185,12 @@ def test_retrieval_map_is_the_rendered_log_as_an_image(models_dir):
     _, log = sample(backbone, rag_retrieval("avg_pool (no file)"), length=97)
     assert len(log.records) > 0
     (img,) = N["LongLiveRAG_RetrievalMap"].execute(log, 600, 400).args
-    expected = render(list(log.records), log.num_frames, log.sink, log.window,
+    expected = render(list(log.records), log.num_frames, log.sink, log.window, log.frames_per_block,
                       title="LongLive-RAG retrieval map", size_px=(600, 400))
     assert img.shape == (1, 400, 600, 3) and img.dtype == torch.float32
     assert torch.equal((img[0] * 255).round().to(torch.uint8), torch.from_numpy(expected))
-    empty = render([], log.num_frames, log.sink, log.window, title="LongLive-RAG retrieval map", size_px=(600, 400))
+    empty = render([], log.num_frames, log.sink, log.window, log.frames_per_block, title="LongLive-RAG retrieval map",
+                   size_px=(600, 400))
     assert (torch.from_numpy(expected).float() - torch.from_numpy(empty).float()).abs().sum() > 0  # the points
 
 

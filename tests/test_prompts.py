@@ -4,6 +4,7 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
+from core.latents.format import WAN21
 from core.sampling.prompt_files import load_prompt_schedule
 from core.sampling.prompts import (PromptSchedule, Segment, fire_frames, parse_schedule_json, parse_schedule_text,
                                    read_schedule_file, timeline)
@@ -17,7 +18,7 @@ STORY = """# a fox's morning
 
 
 def test_text_schedule_reads_seconds_and_latent_frames():
-    timed = parse_schedule_text(STORY)
+    timed = parse_schedule_text(STORY, latent=WAN21)
     assert [(p.frame, p.text) for p in timed] == [(0, "a red fox trots through a snowy birch forest"),
                                                   (40, "the fox stops at the edge of a frozen lake"),
                                                   (60, "the ice cracks under its paws")]
@@ -25,24 +26,24 @@ def test_text_schedule_reads_seconds_and_latent_frames():
 
 
 def test_seconds_become_the_first_latent_frame_at_or_after_them():
-    assert [p.frame for p in parse_schedule_text("0s: a\n0.3s: b\n2.5s: c")] == [0, 2, 10]
-    assert parse_schedule_text("0s: a\n11f: d: with a colon")[1].text == "d: with a colon"
+    assert [p.frame for p in parse_schedule_text("0s: a\n0.3s: b\n2.5s: c", latent=WAN21)] == [0, 2, 10]
+    assert parse_schedule_text("0s: a\n11f: d: with a colon", latent=WAN21)[1].text == "d: with a colon"
 
 
 def test_json_schedule_is_the_same_schedule():
     data = [{"time": "0s", "prompt": "a red fox trots through a snowy birch forest"},
             {"time": 10, "prompt": "the fox stops at the edge of a frozen lake"},
             {"time": "60f", "prompt": "the ice cracks under its paws"}]
-    assert [(p.frame, p.text) for p in parse_schedule_json(data)] == \
-           [(p.frame, p.text) for p in parse_schedule_text(STORY)]
+    assert [(p.frame, p.text) for p in parse_schedule_json(data, latent=WAN21)] == \
+           [(p.frame, p.text) for p in parse_schedule_text(STORY, latent=WAN21)]
 
 
 def test_a_schedule_file_is_read_by_its_suffix(tmp_path):
     (tmp_path / "story.txt").write_text(STORY)
     (tmp_path / "story.json").write_text('[{"time": "0s", "prompt": "a"}, {"time": "3s", "prompt": "b"}]')
-    assert [p.frame for p in read_schedule_file(tmp_path / "story.txt")] == [0, 40, 60]
-    assert [p.frame for p in read_schedule_file(tmp_path / "story.json")] == [0, 12]
-    assert read_schedule_file(tmp_path / "story.txt")[1].where == "story.txt line 3"
+    assert [p.frame for p in read_schedule_file(tmp_path / "story.txt", WAN21)] == [0, 40, 60]
+    assert [p.frame for p in read_schedule_file(tmp_path / "story.json", WAN21)] == [0, 12]
+    assert read_schedule_file(tmp_path / "story.txt", WAN21)[1].where == "story.txt line 3"
 
 
 @pytest.mark.parametrize("text, message", [
@@ -58,7 +59,7 @@ def test_a_schedule_file_is_read_by_its_suffix(tmp_path):
 ])
 def test_bad_schedule_lines_give_one_clear_line_naming_the_line_and_the_fix(text, message):
     with pytest.raises(ValueError) as err:
-        parse_schedule_text(text)
+        parse_schedule_text(text, latent=WAN21)
     assert message in str(err.value) and "\n" not in str(err.value)
 
 
@@ -69,17 +70,20 @@ def test_a_switch_fires_at_the_next_block_start_and_once_per_block():
 
 
 def test_the_timeline_shows_the_rounding():
-    lines = timeline([0, 40, 60], ["a", "b", "c"], 3)
+    lines = timeline([0, 40, 60], ["a", "b", "c"], 3, WAN21)
     assert lines[0] == "a: begins at block 0 = frame 0 (0 s)"
     assert lines[1] == ("b: asks for frame 40 (10 s), inside a block: rounded up to the next block start, "
                         "block 14 = frame 42 (10.5 s)")
     assert lines[2] == "c: begins at block 20 = frame 60 (15 s)"
-    assert "already switches" in timeline([0, 25, 26], ["a", "b", "c"], 3)[2]
+    assert "already switches" in timeline([0, 25, 26], ["a", "b", "c"], 3, WAN21)[2]
 
 
 def test_a_prompt_beginning_at_or_past_the_end_is_an_error_naming_it():
     with pytest.raises(ValueError, match="line 3 would begin at latent frame 60 .* at or past the end of the video "
                                          r"\(60 latent frames, 15 s\); make the video longer"):
+        fire_frames([0, 40, 58], 3, 60, ["line 1", "line 2", "line 3"], WAN21)
+    with pytest.raises(ValueError, match=r"begin at latent frame 60, at or past the end of the video \(60 latent "
+                                         r"frames\)"):       # without a format (the loop): frames only
         fire_frames([0, 40, 58], 3, 60, ["line 1", "line 2", "line 3"])
     assert fire_frames([0, 40, 57], 3, 60) == [0, 42, 57]
 

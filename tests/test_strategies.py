@@ -7,6 +7,7 @@ import torch
 from core.retrieval.config import RetrievalConfig
 from core.sampling.config import SamplingConfig, SwitchConfig
 from core.context.kv_cache import CachePolicy, KVCache
+from core.latents.format import WAN21
 from core.sampling.prompts import parse_schedule_json, parse_schedule_text
 from core.context.strategies import NAMES, describe, get_spec
 from core.context.strategies.infinity_rope import InfinityRope, InfinityRopeParams
@@ -91,21 +92,21 @@ def test_a_flush_switch_is_infinity_ropes_only():
 
 # ------------------------------------------------------------------------------ prompt cuts
 def test_a_hash_after_the_time_marks_a_cut_and_old_schedules_read_as_before():
-    timed = parse_schedule_text("0s: a fox\n# a comment\n3s: it runs\n6s#: a lighthouse at night")
+    timed = parse_schedule_text("0s: a fox\n# a comment\n3s: it runs\n6s#: a lighthouse at night", latent=WAN21)
     assert [(p.frame, p.cut) for p in timed] == [(0, False), (12, False), (24, True)]
     assert timed[2].text == "a lighthouse at night"
 
 
 def test_json_schedules_mark_cuts_with_a_flag():
-    timed = parse_schedule_json([{"time": 0, "prompt": "a"}, {"time": "6s", "prompt": "b", "cut": True}])
+    timed = parse_schedule_json([{"time": 0, "prompt": "a"}, {"time": "6s", "prompt": "b", "cut": True}], latent=WAN21)
     assert [p.cut for p in timed] == [False, True]
     with pytest.raises(ValueError, match='"cut" is "yes"; write true or false'):
-        parse_schedule_json([{"time": 0, "prompt": "a"}, {"time": 6, "prompt": "b", "cut": "yes"}])
+        parse_schedule_json([{"time": 0, "prompt": "a"}, {"time": 6, "prompt": "b", "cut": "yes"}], latent=WAN21)
 
 
 def test_the_first_prompt_cannot_be_a_cut():
     with pytest.raises(ValueError, match="the first prompt begins the video, not a new scene or shot"):
-        parse_schedule_text("0s#: a fox")
+        parse_schedule_text("0s#: a fox", latent=WAN21)
 
 
 # ------------------------------------------------------------------------------ hand-checkable caches

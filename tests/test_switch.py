@@ -252,8 +252,8 @@ def test_switch_records_say_where_each_prompt_began(model):
 def test_the_retrieval_map_marks_the_switches(model):
     from core.retrieval.map import render_retrieval_map
     res = run(model, schedule((0, P0), (33, P1)), frames=60)
-    plain = render_retrieval_map(res.retrieval_log, 60)
-    marked = render_retrieval_map(res.retrieval_log, 60, switches=res.switches)
+    plain = render_retrieval_map(res.retrieval_log, 60, 1, 12, 3)
+    marked = render_retrieval_map(res.retrieval_log, 60, 1, 12, 3, switches=res.switches)
     assert plain.shape == marked.shape and (plain != marked).any()
     red = (marked[..., 0] > 150) & (marked[..., 1] < 90) & (marked[..., 2] < 90)
     assert red.sum() > 50

@@ -129,7 +129,7 @@ def test_image_and_clip_starts_begin_the_video(assets, tmp_path):
     assert len(frames) == 4 * 21 + 1            # 22 latent frames: the image's, then 7 generated blocks
     # a 13-frame clip is 4 latent frames: 4 + 3k
     clip = (torch.rand(13, 32, 48, 3, generator=torch.Generator().manual_seed(1)) * 255).to(torch.uint8).numpy()
-    write_mp4(tmp_path / "clip.mp4", clip)
+    write_mp4(tmp_path / "clip.mp4", clip, fps=16)
     proc = run(assets, tmp_path / "clip", "wan", "--mode", "native", "--video", str(tmp_path / "clip.mp4"),
                "--frames", "10")
     assert proc.returncode == 0, proc.stderr

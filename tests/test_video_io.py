@@ -38,21 +38,21 @@ def test_uint8_numpy_and_torch_inputs_write_the_same_video(tmp_path):
     video = gradient_video()
     u8 = (video * 255).round().astype(np.uint8)
     assert np.array_equal(to_uint8(torch.from_numpy(video)), u8) and np.array_equal(to_uint8(video), u8)
-    write_mp4(tmp_path / "a.mp4", u8)
-    write_mp4(tmp_path / "b.mp4", torch.from_numpy(video))
+    write_mp4(tmp_path / "a.mp4", u8, fps=16)
+    write_mp4(tmp_path / "b.mp4", torch.from_numpy(video), fps=16)
     a, b = (read_video(tmp_path / f).astype(np.float32) for f in ("a.mp4", "b.mp4"))
     assert a.shape == b.shape and np.abs(a - b).mean() < 3.0
 
 
 def test_odd_sizes_are_padded_to_even(tmp_path):
-    back = read_video(write_mp4(tmp_path / "odd.mp4", gradient_video(t=5, h=31, w=45)))
+    back = read_video(write_mp4(tmp_path / "odd.mp4", gradient_video(t=5, h=31, w=45), fps=16))
     assert back.shape == (5, 32, 46, 3)
 
 
 def test_a_video_streamed_in_chunks_equals_the_whole_video(tmp_path):
     video = gradient_video(t=13)
-    write_mp4(tmp_path / "whole.mp4", video)
-    write_mp4(tmp_path / "chunks.mp4", iter([video[:1], video[1:5], torch.from_numpy(video[5:9]), video[9:]]))
+    write_mp4(tmp_path / "whole.mp4", video, fps=16)
+    write_mp4(tmp_path / "chunks.mp4", iter([video[:1], video[1:5], torch.from_numpy(video[5:9]), video[9:]]), fps=16)
     whole, chunks = (read_video(tmp_path / f).astype(np.float32) for f in ("whole.mp4", "chunks.mp4"))
     # same frames; not byte-equal: multi-threaded x264 is not bit-reproducible from run to run
     assert whole.shape == chunks.shape == (13, 32, 48, 3)
@@ -61,7 +61,7 @@ def test_a_video_streamed_in_chunks_equals_the_whole_video(tmp_path):
 
 def test_an_interrupted_write_leaves_the_old_file_and_no_temporary(tmp_path):
     target = tmp_path / "v.mp4"
-    write_mp4(target, gradient_video(t=3))
+    write_mp4(target, gradient_video(t=3), fps=16)
     before = target.read_bytes()
 
     def frames():
@@ -69,18 +69,18 @@ def test_an_interrupted_write_leaves_the_old_file_and_no_temporary(tmp_path):
         raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        write_mp4(target, frames())
+        write_mp4(target, frames(), fps=16)
     assert target.read_bytes() == before
     assert leftovers(tmp_path) == []
 
 
 def test_bad_input_writes_nothing(tmp_path):
     with pytest.raises(ValueError, match=r"\[T, H, W, 3\]"):
-        write_mp4(tmp_path / "v.mp4", np.zeros((4, 8, 8)))
+        write_mp4(tmp_path / "v.mp4", np.zeros((4, 8, 8)), fps=16)
     with pytest.raises(ValueError, match="no video frames"):
-        write_mp4(tmp_path / "v.mp4", iter([]))
+        write_mp4(tmp_path / "v.mp4", iter([]), fps=16)
     with pytest.raises(ValueError, match="same size"):
-        write_mp4(tmp_path / "v.mp4", iter([np.zeros((1, 8, 8, 3)), np.zeros((1, 8, 10, 3))]))
+        write_mp4(tmp_path / "v.mp4", iter([np.zeros((1, 8, 8, 3)), np.zeros((1, 8, 10, 3))]), fps=16)
     with pytest.raises(ValueError, match=r"\[H, W, 3\]"):
         write_png(tmp_path / "i.png", np.zeros((8, 8, 4)))
     assert list(tmp_path.iterdir()) == []

@@ -7,6 +7,7 @@ links never drift from the nodes. Core ComfyUI nodes used here are described in 
 """
 from __future__ import annotations
 
+import importlib
 import json
 import sys
 from pathlib import Path
@@ -21,21 +22,52 @@ from notes import note_for  # noqa: E402
 from template_meta import decorate  # noqa: E402
 
 TEXT_ENCODER = "umt5_xxl_fp8_e4m3fn_scaled.safetensors"
-VAE = "wan_2.1_vae.safetensors"
-VAE22 = "wan2.2_vae.safetensors"
 ENCODER = "ae_latent_mem.pt"
 AVG_POOL = "avg_pool (no file)"
 LL2_BACKBONE = "model_bf16.pt"          # LongLive 2.0 (Efficient-Large-Model/LongLive-2.0-5B), merged bf16
 PROMPT = ("A red fox trots through a snowy birch forest at dawn, soft golden light, the camera follows it "
           "in one continuous tracking shot, cinematic, highly detailed")
+SECONDS = 30                            # the length of the examples
+
+
+class Family(NamedTuple):
+    """What a backbone family's workflows differ in: its VAE, its retrieval descriptors, its frame rate, the size a
+    start image is scaled to, and a ``SECONDS`` length in video frames."""
+    vae: str
+    encoder: str
+    fps: float
+    size: tuple[int, int]
+    frames: int
+
+
+def pack_module(name: str):
+    """A module of the pack, the copy its nodes use (e.g. "core.families.registry")."""
+    return importlib.import_module(f"{load_pack().__name__}.{name}")
+
+
+def workflow_family(family, encoder: str, frames: int) -> Family:
+    """A registered backbone family's workflow values, read from its published settings and latent format;
+    ``frames``: the example's length widget, which must be ``SECONDS`` at the family's rate."""
+    defaults = family.defaults
+    fmt = defaults.latent
+    if abs(frames / fmt.fps - SECONDS) > 0.5:
+        raise ValueError(f"{family.name}: a length of {frames} video frames is {frames / fmt.fps:.2f} s at {fmt.fps} "
+                         f"fps, not {SECONDS} s; give about {SECONDS * fmt.fps}")
+    return Family(fmt.vae_file, encoder, float(fmt.fps), fmt.video_size(defaults.latent_hw), frames)
+
+
+WAN21 = workflow_family(pack_module("core.app.default_family").default_family(), ENCODER, 477)   # 120 latent frames
+# LongLive 2.0: the Wan2.2 VAE, avg_pool (no released retrieval encoder), 24 fps, 1280x704
+LL2 = workflow_family(pack_module("core.families.registry").family("Wan2.2 TI2V-5B"), AVG_POOL, 721)
 
 # type → (inputs [(name, type, widget default or None for links)], outputs [(name, type)])
 CORE = {
     "CLIPLoader": ([("clip_name", "COMBO", TEXT_ENCODER), ("type", "COMBO", "wan"), ("device", "COMBO", "default")],
                    [("CLIP", "CLIP")]),
     "CLIPTextEncode": ([("text", "STRING", PROMPT), ("clip", "CLIP", None)], [("CONDITIONING", "CONDITIONING")]),
-    "VAELoader": ([("vae_name", "COMBO", VAE)], [("VAE", "VAE")]),
-    "CreateVideo": ([("images", "IMAGE", None), ("fps", "FLOAT", 16.0), ("audio", "AUDIO", None)], [("VIDEO", "VIDEO")]),
+    "VAELoader": ([("vae_name", "COMBO", WAN21.vae)], [("VAE", "VAE")]),
+    "CreateVideo": ([("images", "IMAGE", None), ("fps", "FLOAT", WAN21.fps), ("audio", "AUDIO", None)],
+                    [("VIDEO", "VIDEO")]),
     "SaveVideo": ([("video", "VIDEO", None), ("filename_prefix", "STRING", "video/LongLiveRAG"),
                    ("format", "COMBO", "auto"), ("codec", "COMBO", "auto")], []),
     "ImageStitch": ([("image1", "IMAGE", None), ("direction", "COMBO", "right"), ("match_image_size", "BOOLEAN", True),
@@ -44,28 +76,14 @@ CORE = {
     "SaveImage": ([("images", "IMAGE", None), ("filename_prefix", "STRING", "LongLiveRAG/retrieval_map")], []),
     "PreviewAny": ([("source", "*", None)], []),
     "LoadImage": ([("image", "COMBO", "example.png"), ("upload", "COMBO", "image")], [("IMAGE", "IMAGE"), ("MASK", "MASK")]),
-    "ImageScale": ([("image", "IMAGE", None), ("upscale_method", "COMBO", "lanczos"), ("width", "INT", 832),
-                    ("height", "INT", 480), ("crop", "COMBO", "center")], [("IMAGE", "IMAGE")]),
+    "ImageScale": ([("image", "IMAGE", None), ("upscale_method", "COMBO", "lanczos"), ("width", "INT", WAN21.size[0]),
+                    ("height", "INT", WAN21.size[1]), ("crop", "COMBO", "center")], [("IMAGE", "IMAGE")]),
     "VAEEncode": ([("pixels", "IMAGE", None), ("vae", "VAE", None)], [("LATENT", "LATENT")]),
 }
 IMAGE_PROMPT = ("The scene in the picture comes to life: the camera slowly pushes in as the light shifts and the "
                 "subject moves naturally, one continuous shot, cinematic, highly detailed")
 WIDGET_TYPES = {"INT", "FLOAT", "STRING", "BOOLEAN", "COMBO"}
 
-
-class Family(NamedTuple):
-    """What a backbone family's workflows differ in: its VAE, its retrieval descriptors, its frame rate, the size a
-    start image is scaled to, and a 30 s length in video frames."""
-    vae: str = VAE
-    encoder: str = ENCODER
-    fps: float = 16.0
-    size: tuple[int, int] = (832, 480)
-    frames: int = 477
-
-
-WAN21 = Family()
-# LongLive 2.0: the Wan2.2 VAE, avg_pool (no released retrieval encoder), 24 fps, 1280x704, 721 frames ≈ 30 s
-LL2 = Family(VAE22, AVG_POOL, 24.0, (1280, 704), 721)
 
 
 def node_spec(cls):
@@ -203,7 +221,7 @@ def image_to_video(specs, backbone="self_forcing.pt", family=WAN21,
     return g.to_json(title)
 
 
-def extend_video(specs, backbone="self_forcing.pt", first=161, total=477):
+def extend_video(specs, backbone="self_forcing.pt", first=161, total=WAN21.frames):
     """Two samplers chained, same seed: the second starts from the first's whole video and extends it."""
     g = Graph(specs)
     text = add_prompt(g, story=False)
@@ -243,7 +261,7 @@ def text_to_video(specs, backbone, lora, title, story=False, family=WAN21, prefi
     return g.to_json(title)
 
 
-def ab_compare(specs, frames=477, story=False, backbone="causal_forcing.pt", lora=None,
+def ab_compare(specs, frames=WAN21.frames, story=False, backbone="causal_forcing.pt", lora=None,
                title="A/B: native window vs LongLive-RAG"):
     g = Graph(specs)
     text = add_prompt(g, story)
@@ -288,7 +306,7 @@ def ab_compare(specs, frames=477, story=False, backbone="causal_forcing.pt", lor
 STRATEGY_RUNS = ("native", "rag", "infinity-rope", "memrope", "deep-forcing")
 
 
-def compare_strategies(specs, frames=477, backbone="self_forcing.pt"):
+def compare_strategies(specs, frames=WAN21.frames, backbone="self_forcing.pt"):
     """One prompt, one seed, every long-context strategy: five samplers, decoded into one labelled grid, plus
     the retrieval map of the rag run."""
     g = Graph(specs)

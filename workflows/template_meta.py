@@ -4,6 +4,10 @@ sampling → output), applied by workflows/build.py to every graph it builds.
 """
 from __future__ import annotations
 
+import importlib
+
+from load_pack import load_pack      # tools/, on the path of workflows/build.py
+
 HF_LLRAG = "https://huggingface.co/qixinhu11/LongLive-RAG/resolve/main/checkpoints/"
 HF_WAN = "https://huggingface.co/Comfy-Org/Wan_2.1_ComfyUI_repackaged/resolve/main/split_files/"
 HF_WAN22 = "https://huggingface.co/Comfy-Org/Wan_2.2_ComfyUI_Repackaged/resolve/main/split_files/"
@@ -18,10 +22,13 @@ MODEL_FILES = {
     "ae_latent_mem.pt": (HF_LLRAG + "ae_latent_mem.pt", "retrieval_encoders"),
     "umt5_xxl_fp8_e4m3fn_scaled.safetensors": (HF_WAN + "text_encoders/umt5_xxl_fp8_e4m3fn_scaled.safetensors",
                                                "text_encoders"),
-    "wan_2.1_vae.safetensors": (HF_WAN + "vae/wan_2.1_vae.safetensors", "vae"),
     "model_bf16.pt": (HF_LONGLIVE2 + "model_bf16.pt", "diffusion_models"),       # LongLive 2.0, LoRA merged
-    "wan2.2_vae.safetensors": (HF_WAN22 + "vae/wan2.2_vae.safetensors", "vae"),
 }
+VAE_FOLDERS = {"Wan2.1": HF_WAN + "vae/", "Wan2.2": HF_WAN22 + "vae/"}    # latent format → where its VAE file is
+# the VAE files by their names in the latent formats (core/latents/format.py)
+MODEL_FILES.update({f.vae_file: (VAE_FOLDERS[f.name] + f.vae_file, "vae")
+                    for f in importlib.import_module(f"{load_pack().__name__}.core.latents.format").formats()
+                    if f.name in VAE_FOLDERS})
 LOADERS = {"LongLiveRAG_LoadBackbone", "LongLiveRAG_LoadLatentEncoder", "CLIPLoader", "VAELoader"}
 
 # node type → column; columns left to right

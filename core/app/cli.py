@@ -18,7 +18,7 @@ import sys
 
 from . import demo, jobs
 from ..training import cli as train_encoder
-from ..sampling.config import (DTYPES, MODES, RETRIEVAL_SCOPES, SAMPLERS, STRATEGIES, SWITCH_MODES,
+from ..sampling.config import (DTYPES, MODES, RETRIEVAL_SCOPES, SAMPLERS, STRATEGIES, SWITCH_MODES, SamplingConfig,
                                check_latent_size, parse_steps)
 from ..retrieval.config import POOL_LOCATIONS, POOL_STORAGES, PREFETCH, PoolConfig, RetrievalConfig
 from ..sampling.defaults import FamilyDefaults
@@ -26,6 +26,7 @@ from ..context.strategies import SPECS
 from ..files.atomic import check_output_dir, check_output_file
 from ..sampling.prompt_files import load_prompt_schedule
 from ..sampling.prompts import fire_frames, read_schedule_file, timeline
+from ..latents.format import LatentFormat
 from ..sampling.noise import NOISE_CONTRACTS
 from ..sampling.request import SamplingRequest, parse_options
 from .plan import RunPlan, RunRequest, default_family, latent_size, plan_run
@@ -229,7 +230,7 @@ def cmd_generate(args, progress: jobs.Progress) -> int:
     if args.embeds is None and args.resume:
         raise ValueError("--resume is for --embeds runs; a stopped video run is picked up by running the same "
                          "command again")
-    given = start.check(latent_size(run_request(args, "native"), defaults), latent.stride) if args.resume is None else 0
+    given = start.check(latent_size(run_request(args, "native"), defaults), latent) if args.resume is None else 0
     runs = plans(args, defaults, given)
     first = next(iter(runs.values()))
     configs = {name: plan.config for name, plan in runs.items()}
@@ -241,9 +242,9 @@ def cmd_generate(args, progress: jobs.Progress) -> int:
         check_output_dir(args.out_dir, "--out-dir")
         story = ()
         if args.prompt_schedule is not None:
-            story = tuple(read_schedule_file(args.prompt_schedule, latent.fps))
+            story = tuple(read_schedule_file(args.prompt_schedule, latent))
             show_timeline([p.frame for p in story], [p.describe() for p in story], first.config, first.frames,
-                          progress, latent.fps)
+                          progress, latent)
         prompts = (story[0].text,) if story else tuple(jobs.read_prompts(args.prompt, args.prompts))
         job = jobs.VideoJob(prompts, first.frames, first.latent_hw, args.seed, args.text_encoder, args.vae,
                             args.out_dir, latent, args.overwrite, start, story)
@@ -256,18 +257,19 @@ def cmd_generate(args, progress: jobs.Progress) -> int:
             check_output_file(path, what)
     segments = load_prompt_schedule(args.embeds).segments
     show_timeline([s.start for s in segments], [s.label for s in segments], first.config, first.frames, progress,
-                  latent.fps)
+                  latent)
     job = jobs.LatentJob(args.embeds, first.frames, first.latent_hw, args.seed, args.out, args.log, args.timings,
                          start=args.continue_from, resume=args.resume)
     return jobs.generate_latents(model_spec(args), first.config, job, progress)
 
 
 def show_timeline(starts: list[int], labels: list[str], cfg: SamplingConfig, frames: int,
-                  progress: jobs.Progress, fps: int) -> None:
-    """Check that every prompt begins before the end; print where each begins (rounding shown)."""
-    fire_frames(starts, cfg.frames_per_block, frames, labels, fps)
+                  progress: jobs.Progress, latent: LatentFormat) -> None:
+    """Check that every prompt begins before the end; print where each begins (rounding shown; seconds in the
+    backbone's ``latent`` format)."""
+    fire_frames(starts, cfg.frames_per_block, frames, labels, latent)
     if len(starts) > 1:
-        for line in timeline(starts, labels, cfg.frames_per_block, fps):
+        for line in timeline(starts, labels, cfg.frames_per_block, latent):
             progress.report(line)
 
 

@@ -19,15 +19,23 @@ import torch
 from ..retrieval.config import RetrievalConfig
 from ..retrieval.encoder import EncoderConfig, RetrievalEncoder, load_encoder
 from ..files.atomic import atomic_path, check_output_dir, save_json, save_tensors
+from ..latents.format import LatentFormat
 from ..model.transformer import WanConfig, WanTransformer
 from ..sampling.loop import generate
+from .default_family import default_family
 from .demo_preview import summary, summary_lines, three_panels
 from ..retrieval.map import render_retrieval_map
 from .plan import sampling_config
 
-DEMO_CONFIG = WanConfig(dim=128, ffn_dim=256, num_layers=2, num_heads=2, text_dim=64)
+CHANNELS = default_family().defaults.latent.channels      # the demo's backbone is of the default family
+DEMO_CONFIG = WanConfig(dim=128, ffn_dim=256, num_layers=2, num_heads=2, text_dim=64, in_dim=CHANNELS, out_dim=CHANNELS)
 LATENT_HW = (8, 12)
-MODES = {"native": sampling_config(), "rag": sampling_config(retrieval=RetrievalConfig())}
+
+
+def demo_modes() -> dict:
+    """The two runs, native and rag, at the published settings of the default family (the demo's backbone's)."""
+    family = default_family().defaults
+    return {"native": sampling_config(family), "rag": sampling_config(family, retrieval=RetrievalConfig())}
 
 
 def _label(frames: np.ndarray, text: str) -> np.ndarray:
@@ -72,14 +80,14 @@ def reproduce_command(out: Path, frames: int, seed: int) -> str:
     return " ".join(shlex.quote(str(a)) for a in args)
 
 
-def _preview(results: dict, out: Path) -> dict:
-    """preview_native_vs_rag.mp4 (native | retrieval | difference, with the difference curve) and the
-    summary in numbers (also summary.json)."""
+def _preview(results: dict, out: Path, latent: LatentFormat, frames_per_block: int) -> dict:
+    """preview_native_vs_rag.mp4 (native | retrieval | difference, with the difference curve; ``latent``: the
+    backbone's format, its fps and video frames per latent frame) and the summary in numbers (also summary.json)."""
     from ..files.video import write_mp4
     native, rag, log = results["native"].latents[0], results["rag"].latents[0], results["rag"].retrieval_log
-    video = three_panels(native, rag, log, _label).repeat(4, axis=0)   # ~4 video frames per latent frame
-    write_mp4(out / "preview_native_vs_rag.mp4", video, fps=16)
-    numbers = summary(native, rag, log)
+    video = three_panels(native, rag, log, _label).repeat(latent.time_stride, axis=0)
+    write_mp4(out / "preview_native_vs_rag.mp4", video, fps=latent.fps)
+    numbers = summary(native, rag, log, frames_per_block)
     save_json(out / "summary.json", numbers)
     return numbers
 
@@ -87,7 +95,8 @@ def _preview(results: dict, out: Path) -> dict:
 def run_demo(out: Path, frames: int = 48, seed: int = 0) -> dict:
     from ..formats import load_backbone
     from ..files.video import write_png
-    MODES["rag"].check_frames(frames)
+    modes = demo_modes()
+    modes["rag"].check_frames(frames)
     check_output_dir(out, "--out")
     t0 = time.perf_counter()
     backbone_path, encoder_path = write_demo_checkpoints(out / "models")
@@ -96,15 +105,16 @@ def run_demo(out: Path, frames: int = 48, seed: int = 0) -> dict:
     embeds = torch.randn(1, 20, DEMO_CONFIG.text_dim, generator=torch.Generator().manual_seed(seed + 1))
     save_tensors(out / "prompt_embeds.safetensors", {"prompt_embeds": embeds})
     results = {}
-    for mode, cfg in MODES.items():
+    for mode, cfg in modes.items():
         print(f"[demo] {mode}: {frames} latent frames ...", file=sys.stderr)
         results[mode] = generate(backbone.model, embeds, frames, LATENT_HW, seed, cfg,
                                  encoder=encoder if cfg.retrieval is not None else None)
         save_tensors(out / f"latents_{mode}.safetensors", {"latents": results[mode].latents})
-    log = results["rag"].retrieval_log
+    log, rag = results["rag"].retrieval_log, modes["rag"]
     save_json(out / "retrieval_log.json", log)
-    write_png(out / "retrieval_map.png", render_retrieval_map(log, frames, title="demo (random tiny backbone)"))
-    numbers = _preview(results, out)
+    write_png(out / "retrieval_map.png", render_retrieval_map(log, frames, rag.sink, rag.window, rag.frames_per_block,
+                                                              title="demo (random tiny backbone)"))
+    numbers = _preview(results, out, backbone.defaults.latent, rag.frames_per_block)
     command = reproduce_command(out, frames, seed)
     (out / "README.txt").write_text(
         "LongLive-RAG pipeline demo — tiny RANDOM backbone and encoder, no real model.\n"
@@ -116,7 +126,7 @@ def run_demo(out: Path, frames: int = 48, seed: int = 0) -> dict:
         f"Recompute the retrieval run headless (same latents as latents_rag.safetensors):\n  {command}\n")
     report = {"seconds": round(time.perf_counter() - t0, 2), "retrieving_blocks": len(log), "summary": numbers,
                "outputs": sorted(p.name for p in out.iterdir()), "command": command}
-    for line in summary_lines(numbers):
+    for line in summary_lines(numbers, backbone.defaults.latent):
         print(f"[demo] {line}", file=sys.stderr)
     print(f"[demo] done in {report['seconds']} s -> {out}", file=sys.stderr)
     print(f"[demo] recompute the retrieval run with:\n{command}", file=sys.stderr)

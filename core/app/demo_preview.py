@@ -10,22 +10,23 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from ..latents.format import VIDEO_FPS
+from ..latents.format import LatentFormat
 
 CURVE_H = 60
 
 
 def latent_preview(latents: torch.Tensor, scale: int = 24) -> np.ndarray:
-    """A rough RGB view of model-space latents [16, T, H, W] → uint8 [T, H·scale, W·scale, 3]
+    """A rough RGB view of model-space latents [C, T, H, W] (C ≥ 3) → uint8 [T, H·scale, W·scale, 3]
     (channel groups averaged and squashed; no VAE involved)."""
-    groups = latents[:15].float().reshape(3, 5, *latents.shape[1:]).mean(1)   # channels 0-4 R, 5-9 G, 10-14 B
+    n = latents.shape[0] // 3                                                  # 16 channels: 0-4 R, 5-9 G, 10-14 B
+    groups = latents[:3 * n].float().reshape(3, n, *latents.shape[1:]).mean(1)
     rgb = torch.sigmoid(groups * 1.5).permute(1, 2, 3, 0)                      # [T, H, W, 3]
     rgb = rgb.repeat_interleave(scale, 1).repeat_interleave(scale, 2)
     return (rgb * 255).round().to(torch.uint8).numpy()
 
 
 def difference(native: torch.Tensor, rag: torch.Tensor) -> torch.Tensor:
-    """[16, T, H, W] each → per-pixel mean absolute difference [T, H, W] (float32)."""
+    """[C, T, H, W] each → per-pixel mean absolute difference [T, H, W] (float32)."""
     return (native.float() - rag.float()).abs().mean(0)
 
 
@@ -55,7 +56,7 @@ def curve_strip(per_frame: np.ndarray, width: int, block_starts: list[int]) -> n
 
 
 def three_panels(native: torch.Tensor, rag: torch.Tensor, retrieval_log: list[dict], label) -> np.ndarray:
-    """Model-space latents [16, T, H, W] of both runs → uint8 video [T, H·24 + CURVE_H, 3·W·24, 3]."""
+    """Model-space latents [C, T, H, W] of both runs → uint8 video [T, H·24 + CURVE_H, 3·W·24, 3]."""
     diff = difference(native, rag)
     panels = np.concatenate([label(latent_preview(native), "native window"), label(latent_preview(rag), "LongLive-RAG"),
                              label(heat_map(diff), "difference")], axis=2)
@@ -64,8 +65,9 @@ def three_panels(native: torch.Tensor, rag: torch.Tensor, retrieval_log: list[di
     return np.concatenate([panels, curve], axis=1)
 
 
-def summary(native: torch.Tensor, rag: torch.Tensor, retrieval_log: list[dict], frames_per_block: int = 3) -> dict:
-    """What retrieval changed and where it reached back to, in numbers (batch 1 latents [16, T, H, W])."""
+def summary(native: torch.Tensor, rag: torch.Tensor, retrieval_log: list[dict], frames_per_block: int) -> dict:
+    """What retrieval changed and where it reached back to, in numbers (batch 1 latents [C, T, H, W]; the
+    run's ``frames_per_block``)."""
     per_frame = difference(native, rag).flatten(1).mean(1)
     scale = float(native.float().abs().mean())
     changed = (per_frame > 1e-6 * max(scale, 1e-12)).nonzero()
@@ -88,10 +90,11 @@ def summary(native: torch.Tensor, rag: torch.Tensor, retrieval_log: list[dict], 
     }
 
 
-def summary_lines(s: dict) -> list[str]:
+def summary_lines(s: dict, latent: LatentFormat) -> list[str]:
+    """``summary`` in words; seconds in the run's ``latent`` format."""
     if s["first_retrieving_block"] is None:
         return ["no block retrieved (the video is too short for frames to leave the window)"]
-    sec = 4 / VIDEO_FPS    # one latent frame = 4 video frames
+    sec = latent.frame_to_seconds(1)
     reach = s["reach_back_frames"]
     most = ", ".join(f"{m['frame']} ({m['times']}x)" for m in s["most_retrieved_frames"])
     return [

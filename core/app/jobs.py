@@ -265,8 +265,8 @@ def write_outputs(vae, res: GenerationResult, stem: Path, cfg: SamplingConfig, a
         save_json(stem.with_suffix(".retrieval.json"), {**about, "switches": res.switches, "blocks": res.retrieval_log})
         title = str(about.get("prompt", ""))[:60]
         write_png(stem.with_suffix(".retrieval_map.png"),
-                  render_retrieval_map(res.retrieval_log, frames, cfg.sink, cfg.window, title=title,
-                                       switches=res.switches))
+                  render_retrieval_map(res.retrieval_log, frames, cfg.sink, cfg.window, cfg.frames_per_block,
+                                       title=title, switches=res.switches))
     progress.finished.append(f"{stem.name}.mp4")
 
 
@@ -298,7 +298,7 @@ def story_to_video(spec: ModelSpec, modes: dict[str, SamplingConfig], job: Video
         cfg, stem = modes[mode], Path(f"{base}_{mode}")
         res = _resumable(spec, backbone.model, schedule, job, job.seed, cfg, encoder, start, stem, progress)
         write_outputs(vae, res, stem, cfg, {"prompt": job.story[0].text, "seed": job.seed,
-                                            "schedule": schedule.timeline(cfg.frames_per_block, job.latent.fps)},
+                                            "schedule": schedule.timeline(cfg.frames_per_block, job.latent)},
                       progress)
         progress.report(f"wrote {stem.name}.mp4")
     write_comparison(base, list(modes), job.overwrite, progress, job.latent.fps)

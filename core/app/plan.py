@@ -12,19 +12,10 @@ from dataclasses import dataclass, field
 
 from ..context.strategies import describe as describe_strategy
 from ..families.family import BackboneFamily
-from ..families.registry import FAMILIES
-from ..latents.format import (latent_frames_for_seconds, latent_frames_for_video, latent_frames_to_video_frames,
-                              latent_size_for_video)
 from ..sampling.config import SamplingConfig, check_latent_size
 from ..sampling.defaults import FamilyDefaults, settings_line
 from ..sampling.request import SamplingRequest, resolve
-
-DEFAULT_FAMILY = "Wan2.1 text-to-video"      # a backbone not identified before loading, and the public API's shorthands
-
-
-def default_family() -> BackboneFamily:
-    """The family runs assume when no backbone tells them otherwise (the CLI before a file is identified)."""
-    return next(f for f in FAMILIES if f.name == DEFAULT_FAMILY)
+from .default_family import default_family
 
 
 @dataclass(frozen=True)
@@ -66,7 +57,7 @@ class RunPlan:
 
     @property
     def video_frames(self) -> int:
-        return latent_frames_to_video_frames(self.frames)
+        return self.family.latent.latent_to_video_frames(self.frames)
 
     def info(self) -> list[str]:
         """What the run makes and with which settings, one fact per line (the sampler's ``info``, the CLI's log)."""
@@ -74,7 +65,7 @@ class RunPlan:
         lines = [f"{self.frames} latent frames = {video} video frames ({video / fmt.fps:.2f} s at {fmt.fps} fps)"]
         if self.start_frames:
             p = self.start_frames
-            kind = "an image" if p == 1 else f"{latent_frames_to_video_frames(p)} video frames"
+            kind = "an image" if p == 1 else f"{fmt.latent_to_video_frames(p)} video frames"
             held = (f", held clean inside the first block{'s' * (p > cfg.frames_per_block)}"
                     if cfg.start_block == "clamp" else "")
             lines.append(f"starts from the given {p} latent frames ({kind}), kept as given{held}")
@@ -114,14 +105,13 @@ def latent_size(request: RunRequest, family: FamilyDefaults) -> tuple[int, int]:
     if request.latent_hw is not None:
         hw = check_latent_size(request.latent_hw)
     else:
-        h, w = request.start_hw or family.latent_hw
-        hw = latent_size_for_video(request.width or w * fmt.stride, request.height or h * fmt.stride,
-                                   stride=fmt.stride)
+        w, h = fmt.video_size(request.start_hw or family.latent_hw)
+        hw = fmt.latent_size_for_video(request.width or w, request.height or h)
     if request.start_hw is not None and tuple(request.start_hw) != tuple(hw):
-        (h, w), s = request.start_hw, fmt.stride
-        raise ValueError(f"the start is {w * s}x{h * s} px (latent {h}x{w}) but the run makes {hw[1] * s}x{hw[0] * s}: "
-                         f"set width {w * s} and height {h * s} (or 0: the start's size), or scale the image/clip to "
-                         f"{hw[1] * s}x{hw[0] * s} before encoding it")
+        (have_w, have_h), (want_w, want_h), (lh, lw) = fmt.video_size(request.start_hw), fmt.video_size(hw), request.start_hw
+        raise ValueError(f"the start is {have_w}x{have_h} px (latent {lh}x{lw}) but the run makes {want_w}x{want_h}: "
+                         f"set width {have_w} and height {have_h} (or 0: the start's size), or scale the image/clip "
+                         f"to {want_w}x{want_h} before encoding it")
     return hw
 
 
@@ -135,14 +125,14 @@ def _frames(request: RunRequest, cfg: SamplingConfig, family: FamilyDefaults) ->
     if request.frames is not None:
         frames = int(request.frames)
     elif request.seconds is not None:
-        frames = latent_frames_for_seconds(request.seconds, nf, family.latent.fps) + cfg.first_block(p)
+        frames = family.latent.latent_frames_for_seconds(request.seconds, nf) + cfg.first_block(p)
     else:
-        frames = latent_frames_for_video(request.video_frames, nf, p if cfg.start_block == "short" else 0)
+        frames = family.latent.latent_frames_for_video(request.video_frames, nf, p if cfg.start_block == "short" else 0)
         if p and frames <= p:
             least = p + nf if cfg.start_block == "short" else -(-(p + 1) // nf) * nf
-            raise ValueError(f"the start already holds {p} latent frames ({latent_frames_to_video_frames(p)} video "
-                             f"frames) and length {request.video_frames} asks for no more: set length to at least "
-                             f"{latent_frames_to_video_frames(least)}")
+            raise ValueError(f"the start already holds {p} latent frames ({family.latent.latent_to_video_frames(p)} "
+                             f"video frames) and length {request.video_frames} asks for no more: set length to at "
+                             f"least {family.latent.latent_to_video_frames(least)}")
     cfg.check_frames(frames, p)
     return frames
 

@@ -1,8 +1,9 @@
 """Where a text→video run begins: nothing, latents from a file, an image or a clip (encoded with the run's VAE).
 
-An image is one latent frame; a clip of n video frames is trimmed to the first 4k + 1 (k = ⌊(n − 1)/4⌋,
-what the Wan VAE encodes) and becomes k + 1 latent frames. Its size must be the run's (the VAE's stride
-× the latent size: 8× for Wan2.1, 16× for Wan2.2). The start's frames are replayed, then the rest is generated (core/sampling/loop.py ``generate``).
+An image is one latent frame; a clip of n video frames is trimmed to the first s·k + 1 (s = the latent
+format's ``time_stride``, 4 for the Wan VAEs; k = ⌊(n − 1)/s⌋, what the VAE encodes) and becomes k + 1
+latent frames. Its size must be the run's (the format's stride × the latent size: 8× for Wan2.1, 16× for
+Wan2.2). The start's frames are replayed, then the rest is generated (core/sampling/loop.py ``generate``).
 """
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..latents.format import VAE_STRIDE
+from ..latents.format import LatentFormat
 from .resume import read_start
 
 
@@ -34,24 +35,25 @@ class Start:
     def given(self) -> bool:
         return any(p is not None for p in (self.latents, self.image, self.video))
 
-    def frames(self) -> int:
-        """Latent frames of the start, read without any model (0 when there is none)."""
+    def frames(self, latent: LatentFormat) -> int:
+        """Latent frames of the start in the run's ``latent`` format, read without any model (0 when there is
+        none)."""
         if self.latents is not None:
             return read_start(self.latents).shape[2]
         if self.image is not None:
             return 1
         if self.video is not None:
-            return (len(_read_clip(self.video)) - 1) // 4 + 1
+            return latent.video_to_latent_frames(len(_read_clip(self.video, latent)))
         return 0
 
-    def check(self, latent_hw: tuple[int, int], stride: int = VAE_STRIDE) -> int:
+    def check(self, latent_hw: tuple[int, int], latent: LatentFormat) -> int:
         """Latent frames of the start (0: none), after checking an image's or clip's size against the run
-        (``stride``: the VAE's spatial compression, 8 Wan2.1 / 16 Wan2.2)."""
+        (``latent``: the backbone's latent format, its stride 8 Wan2.1 / 16 Wan2.2)."""
         if self.image is None and self.video is None:
-            return self.frames()
-        frames = _read_image(self.image) if self.image is not None else _read_clip(self.video)   # read once
-        self._check_size(frames.shape[1:3], latent_hw, stride)
-        return (len(frames) - 1) // 4 + 1
+            return self.frames(latent)
+        frames = _read_image(self.image) if self.image is not None else _read_clip(self.video, latent)  # read once
+        self._check_size(frames.shape[1:3], latent_hw, latent.stride)
+        return latent.video_to_latent_frames(len(frames))
 
     def _check_size(self, hw, latent_hw, stride: int) -> None:
         h, w = latent_hw[0] * stride, latent_hw[1] * stride
@@ -66,7 +68,7 @@ class Start:
             return read_start(self.latents)
         if self.image is None and self.video is None:
             return None
-        frames = _read_image(self.image) if self.image is not None else _read_clip(self.video)
+        frames = _read_image(self.image) if self.image is not None else _read_clip(self.video, vae.latent)
         self._check_size(frames.shape[1:3], latent_hw, vae.latent.stride)
         video = torch.from_numpy(frames).permute(3, 0, 1, 2).unsqueeze(0).float() / 255.0   # [1, 3, T, H, W]
         return vae.encode(video).float().cpu()
@@ -78,9 +80,10 @@ def _read_image(path: str) -> np.ndarray:
         return np.array(im.convert("RGB"))[None]                                     # [1, H, W, 3]
 
 
-def _read_clip(path: str) -> np.ndarray:
+def _read_clip(path: str, latent: LatentFormat) -> np.ndarray:
+    """The clip's first s·k + 1 frames (s = the format's time stride): what its VAE encodes whole."""
     from ..files.video import read_video
     frames = read_video(path)
     if len(frames) == 0:
         raise ValueError(f"start video '{path}' has no frames")
-    return frames[:(len(frames) - 1) // 4 * 4 + 1]                                  # 4k + 1 frames
+    return frames[:latent.whole_video_frames(len(frames))]

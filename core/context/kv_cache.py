@@ -43,17 +43,18 @@ from .strategies.base import Strategy
 
 @dataclass(frozen=True)
 class CachePolicy:
-    window: int = 12          # L: cache capacity in frames
-    sink: int = 1             # S: first frames kept forever
+    """The cache's regime. Window and sink are the run's (its family's or strategy's): no default here."""
+    window: int               # L: cache capacity in frames
+    sink: int                 # S: first frames kept forever
     top_k: int = 0            # K: retrieved frames per block (0 = plain sliding window)
     relative_rope: bool = False
 
     @classmethod
-    def native(cls, window: int = 12, sink: int = 1) -> "CachePolicy":
+    def native(cls, window: int, sink: int) -> "CachePolicy":
         return cls(window, sink, 0, False)
 
     @classmethod
-    def retrieval(cls, window: int = 12, sink: int = 1, top_k: int = 6) -> "CachePolicy":
+    def retrieval(cls, window: int, sink: int, top_k: int) -> "CachePolicy":
         return cls(window, sink, top_k, True)
 
     @property

@@ -26,9 +26,9 @@ class WanSizes:
     num_layers: int
     text_dim: int
     freq_dim: int
-    in_dim: int = 16
-    out_dim: int = 16
-    patch_size: tuple[int, int, int] = (1, 2, 2)
+    in_dim: int                 # latent channels in and out: the family's latent format's
+    out_dim: int
+    patch_size: tuple[int, int, int]
 
 
 def describe(s) -> str:

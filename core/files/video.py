@@ -33,9 +33,9 @@ def _chunks(frames) -> Iterator[np.ndarray]:
         yield chunk
 
 
-def write_mp4(path: str | Path, frames: np.ndarray | Iterable, fps: int = 16, crf: int = 18) -> Path:
+def write_mp4(path: str | Path, frames: np.ndarray | Iterable, fps: int, crf: int = 18) -> Path:
     """frames [T, H, W, 3] (float 0..1 or uint8; numpy or torch), or an iterable of such chunks of one
-    video → H.264 mp4 (yuv420p; odd sizes padded to even by repeating the edge). The file appears
+    video at ``fps`` (the backbone's rate: its latent format's) → H.264 mp4 (yuv420p; odd sizes padded to even by repeating the edge). The file appears
     only once complete: an error or interrupt leaves no file and no temporary behind."""
     import av
     path = Path(path)

@@ -30,12 +30,13 @@ from ..files.safe_reader import read_state_dict
 from ..latents.format import WAN21, WAN22, LatentFormat, format_for_channels, to_model_space, to_raw_space
 from .text_encoder import MissingModelFiles
 
-WAN_VAE_FILE = "Wan2.1_VAE.pth"
+WAN_VAE_FILE = WAN21.vae_original
 DIFFUSERS_VAE_WEIGHTS = "diffusion_pytorch_model.safetensors"
 WAN_REPO = "Wan-AI/Wan2.1-T2V-1.3B"
 DIFFUSERS_REPO = "Wan-AI/Wan2.1-T2V-1.3B-Diffusers"
 WAN22_REPO = "Wan-AI/Wan2.2-TI2V-5B"
 WAN22_DIFFUSERS_REPO = "Wan-AI/Wan2.2-TI2V-5B-Diffusers"
+REPOS = {WAN21: WAN_REPO, WAN22: WAN22_REPO}          # where each VAE's original file is published
 _WAN22_PROBE = "decoder.upsamples.0.upsamples.0.residual.0.gamma"   # only Wan2.2's original names have it
 _WAN_PROBE = "decoder.middle.0.residual.0.gamma"          # a key only Wan's names have
 _DIFFUSERS_PROBE = "decoder.mid_block.resnets.0.norm1.gamma"
@@ -54,9 +55,9 @@ def _missing(path: Path, missing: list[Path]) -> MissingModelFiles:
               f"      hf download {WAN_REPO} {WAN_VAE_FILE} --local-dir {folder}",
               f"  (b) diffusers folder {folder}/vae/ (config.json + {DIFFUSERS_VAE_WEIGHTS}):",
               f"      hf download {DIFFUSERS_REPO} --include 'vae/*' --local-dir {folder}",
-              "  (ComfyUI's models/vae/wan_2.1_vae.safetensors also works: pass the file itself.)",
-              "Wan2.2 backbones (LongLive 2.0) need the Wan2.2 VAE instead: Wan2.2_VAE.pth "
-              f"(hf download {WAN22_REPO} Wan2.2_VAE.pth), ComfyUI's models/vae/wan2.2_vae.safetensors, or the "
+              f"  (ComfyUI's models/vae/{WAN21.vae_file} also works: pass the file itself.)",
+              f"Wan2.2 backbones (LongLive 2.0) need the Wan2.2 VAE instead: {WAN22.vae_original} "
+              f"(hf download {WAN22_REPO} {WAN22.vae_original}), ComfyUI's models/vae/{WAN22.vae_file}, or the "
               f"diffusers vae/ folder of {WAN22_DIFFUSERS_REPO}."]
     return MissingModelFiles("\n".join(lines), missing)
 
@@ -228,10 +229,12 @@ class WanVAE:
         self.model = model.eval().requires_grad_(False)
         self.source = source
         residual = bool(getattr(model.config, "is_residual", False))
-        self.latent: LatentFormat = {(16, False): WAN21, (48, True): WAN22}.get((model.config.z_dim, residual))
+        kinds = {(WAN21.channels, False): WAN21, (WAN22.channels, True): WAN22}     # the Wan2.2 VAE is residual
+        self.latent: LatentFormat = kinds.get((model.config.z_dim, residual))
         if self.latent is None:
             raise ValueError(f"VAE '{source}' has z_dim {model.config.z_dim} (residual {residual}); this is neither "
-                             "the Wan2.1 VAE (16 latent channels) nor the Wan2.2 VAE (48, residual)")
+                             f"{WAN21.vae} ({WAN21.channels} latent channels) nor {WAN22.vae} ({WAN22.channels}, "
+                             "residual)")
         self._conv_count = _decoder_conv_count(model)
         self._takes_first_chunk = "first_chunk" in inspect.signature(model.decoder.forward).parameters
 
@@ -281,9 +284,8 @@ def load_vae(path: str | Path, device: str | torch.device = "cpu", dtype: torch.
         model = _model_from_state_dict(_read_state_dict(resolved), resolved, device, dtype)
     vae = WanVAE(model, resolved)
     if latent is not None and vae.latent != latent:
-        fix = (f"ComfyUI's models/vae/wan2.2_vae.safetensors, or hf download {WAN22_REPO} Wan2.2_VAE.pth"
-               if latent is WAN22 else f"ComfyUI's models/vae/wan_2.1_vae.safetensors, or hf download {WAN_REPO} "
-               f"{WAN_VAE_FILE}")
+        fix = f"ComfyUI's models/vae/{latent.vae_file}" + (
+            f", or hf download {REPOS[latent]} {latent.vae_original}" if latent in REPOS else "")
         raise ValueError(f"VAE '{resolved}' is {vae.latent.vae} ({vae.latent.channels} latent channels) but the "
                          f"backbone works in {latent.name} latents ({latent.channels} channels): use {latent.vae}: "
                          f"{fix}")

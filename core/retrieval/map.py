@@ -6,16 +6,25 @@ import io
 import numpy as np
 
 
-def render_retrieval_map(log: list[dict], num_frames: int, sink: int = 1, window: int = 12,
+def window_band(num_frames: int, sink: int, window: int, frames_per_block: int) -> tuple[np.ndarray, np.ndarray]:
+    """(q, lowest frame): the past frames a block starting at latent frame q still sees in the plain sliding
+    window are [lowest, q) — the window of ``window`` frames holds the ``sink``, the block's own
+    ``frames_per_block`` frames and the newest others: lowest = max(q + F − (L − S), S)."""
+    q = np.arange(0, max(num_frames, 1) + 1)
+    return q, np.maximum(q + frames_per_block - (window - sink), sink)
+
+
+def render_retrieval_map(log: list[dict], num_frames: int, sink: int, window: int, frames_per_block: int,
                          title: str = "LongLive-RAG retrieval map", size_px: tuple[int, int] = (900, 620),
-                         frames_per_block: int = 3, switches: list[dict] = ()) -> np.ndarray:
+                         switches: list[dict] = ()) -> np.ndarray:
     """log: records with ``query_frame``, ``global_frames``, ``similarities`` (flat lists = batch 1;
-    nested = batch, sample 0 is drawn). Returns an RGB image uint8 [H, W, 3].
+    nested = batch, sample 0 is drawn); ``sink``, ``window`` and ``frames_per_block``: the run's (latent
+    frames). Returns an RGB image uint8 [H, W, 3].
 
     x = the block's first frame, y = the retrieved frame, colour = cosine similarity; the shaded
-    band is the sliding window (what native attention still sees), the line at the bottom the sink.
-    ``switches`` (GenerationResult.switches: ``block_start``, ``segment``): a vertical line where each
-    prompt of a schedule begins.
+    band is the sliding window (what native attention still sees, ``window_band``), the line at the
+    bottom the sink. ``switches`` (GenerationResult.switches: ``block_start``, ``segment``): a vertical
+    line where each prompt of a schedule begins.
     """
     import matplotlib
     matplotlib.use("Agg", force=False)
@@ -33,10 +42,8 @@ def render_retrieval_map(log: list[dict], num_frames: int, sink: int = 1, window
     fig, ax = plt.subplots(figsize=(size_px[0] / dpi, size_px[1] / dpi), dpi=dpi)
     try:
         span = max(num_frames, 1)
-        q = np.arange(0, span + 1)
-        # past frames a block at q still sees in the plain window: [q + F − (L − S), q)
-        ax.fill_between(q, np.maximum(q + frames_per_block - (window - sink), sink), q, color="#dddddd",
-                        step="post", label=f"sliding window ({window} frames)")
+        q, lowest = window_band(num_frames, sink, window, frames_per_block)
+        ax.fill_between(q, lowest, q, color="#dddddd", step="post", label=f"sliding window ({window} frames)")
         if sink:
             ax.axhspan(-0.5, sink - 0.5, color="#f4d6a0", label=f"sink ({sink})")
         if xs:

@@ -12,8 +12,8 @@ Text form (CLI ``--prompt-schedule``, the Prompt Schedule node), one prompt per 
     12.5s: the fox stops at the edge of a frozen lake
     60f: the ice cracks under its paws
 
-``Ns`` = N seconds of video (16 fps for Wan2.1 backbones: 4 latent frames per second, so latent frame
-⌈4·N⌉; 24 fps for Wan2.2: ⌈6·N⌉, the ``fps`` argument), ``Nf`` =
+``Ns`` = N seconds of video at the backbone's rate, read by its ``LatentFormat`` (the ``latent`` argument:
+Wan2.1, 16 fps and 4 video frames per latent frame: latent frame ⌈4·N⌉; Wan2.2, 24 fps: ⌈6·N⌉), ``Nf`` =
 latent frame N. Blank lines and lines starting with ``#`` are skipped. JSON form: a list of
 ``{"time": "12s", "prompt": "..."}`` (a bare number is seconds).
 
@@ -27,16 +27,14 @@ cut is an ordinary switch.
 from __future__ import annotations
 
 import json
-import math
 import re
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
 
-from ..latents.format import VIDEO_FPS
+from ..latents.format import LatentFormat
 
-LATENT_FRAMES_PER_SECOND = VIDEO_FPS / 4      # Wan's VAEs pack 4 video frames into one latent frame (16 fps)
 SYNTAX = ("'<time>: <prompt>' with the time in seconds (12s) or latent frames (48f), '<time> cut: <prompt>' "
           "for a hard cut (a new scene or shot)")
 SCENE_CUT_PREFIX = "The scene transitions. "   # LongLive 2.0's marker of a shot's first block (its dataset's default)
@@ -59,29 +57,20 @@ class TimedPrompt:
         return f"{self.where} '{self.time}{' cut' if self.cut else ''}: {short}'"
 
 
-def seconds_to_frame(seconds: float, fps: int = VIDEO_FPS) -> int:
-    """The first latent frame at or after ``seconds`` of a video at ``fps`` (16: Wan2.1, 24: Wan2.2; latent
-    frame i shows time 4i/fps s)."""
-    return math.ceil(seconds * fps / 4 - 1e-9)
-
-
-def frame_to_seconds(frame: int, fps: int = VIDEO_FPS) -> float:
-    return frame * 4 / fps
-
-
-def parse_time(time: str, where: str, fps: int = VIDEO_FPS) -> int:
-    """'12s' / '12.5s' / '48f' → latent frame; a clear error naming ``where`` otherwise."""
+def parse_time(time: str, where: str, latent: LatentFormat) -> int:
+    """'12s' / '12.5s' / '48f' → latent frame (seconds read at ``latent``'s rate); a clear error naming
+    ``where`` otherwise."""
     m = _TIME.match(time.strip().lower())
     if m is None or (m["unit"] == "f" and "." in m["value"]):
         raise ValueError(f"{where}: time '{time}' does not parse; write seconds like 12s or 12.5s, or a whole "
                          "number of latent frames like 48f")
     value = float(m["value"])
-    return seconds_to_frame(value, fps) if m["unit"] == "s" else int(value)
+    return latent.seconds_to_frame(value) if m["unit"] == "s" else int(value)
 
 
-def parse_schedule_text(text: str, source: str = "schedule", fps: int = VIDEO_FPS) -> list[TimedPrompt]:
+def parse_schedule_text(text: str, source: str = "schedule", *, latent: LatentFormat) -> list[TimedPrompt]:
     """Lines of ``time: prompt`` → timed prompts, checked (see ``check_timed``). ``source`` names the
-    file or node in messages ("schedule.txt line 3 ..."); seconds are of a video at ``fps``."""
+    file or node in messages ("schedule.txt line 3 ..."); seconds are of a video in ``latent``'s format."""
     out = []
     for number, raw in enumerate(text.splitlines(), start=1):
         line = raw.strip()
@@ -91,12 +80,12 @@ def parse_schedule_text(text: str, source: str = "schedule", fps: int = VIDEO_FP
         m = _LINE.match(line)
         if m is None or _TIME.match(m["time"].lower()) is None:
             raise ValueError(f"{where} '{line[:50]}' does not parse; write {SYNTAX}, e.g. '12s: the fox stops'")
-        out.append(TimedPrompt(where, m["time"], parse_time(m["time"], where, fps), m["prompt"].strip(),
+        out.append(TimedPrompt(where, m["time"], parse_time(m["time"], where, latent), m["prompt"].strip(),
                                bool(m["cut"] or m["hash"])))
     return check_timed(out, source)
 
 
-def parse_schedule_json(data, source: str = "schedule", fps: int = VIDEO_FPS) -> list[TimedPrompt]:
+def parse_schedule_json(data, source: str = "schedule", *, latent: LatentFormat) -> list[TimedPrompt]:
     """``[{"time": "12s" | 12.0, "prompt": "..."}, ...]`` → timed prompts, checked like the text form."""
     if not isinstance(data, list):
         raise ValueError(f"{source}: a JSON schedule is a list of {{\"time\": \"12s\", \"prompt\": \"...\"}} objects")
@@ -110,12 +99,13 @@ def parse_schedule_json(data, source: str = "schedule", fps: int = VIDEO_FPS) ->
         cut = item.get("cut", False)
         if not isinstance(cut, bool):
             raise ValueError(f"{where}: \"cut\" is {json.dumps(cut)}; write true or false")
-        out.append(TimedPrompt(where, time, parse_time(time, where, fps), str(item["prompt"]).strip(), cut))
+        out.append(TimedPrompt(where, time, parse_time(time, where, latent), str(item["prompt"]).strip(), cut))
     return check_timed(out, source)
 
 
-def read_schedule_file(path: str | Path, fps: int = VIDEO_FPS) -> list[TimedPrompt]:
-    """A schedule file: JSON when it ends in .json, else the text form (seconds of a video at ``fps``)."""
+def read_schedule_file(path: str | Path, latent: LatentFormat) -> list[TimedPrompt]:
+    """A schedule file: JSON when it ends in .json, else the text form (seconds of a video in ``latent``'s
+    format)."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"prompt schedule '{path}' does not exist; pass a text file with lines {SYNTAX}")
@@ -125,14 +115,15 @@ def read_schedule_file(path: str | Path, fps: int = VIDEO_FPS) -> list[TimedProm
             data = json.loads(text)
         except json.JSONDecodeError as exc:
             raise ValueError(f"prompt schedule '{path}' is not valid JSON ({exc})") from None
-        return parse_schedule_json(data, path.name, fps)
-    return parse_schedule_text(text, path.name, fps)
+        return parse_schedule_json(data, path.name, latent=latent)
+    return parse_schedule_text(text, path.name, latent=latent)
 
 
-def retime(prompts: list[TimedPrompt], fps: int, source: str = "schedule") -> list[TimedPrompt]:
-    """The same lines with their seconds read at ``fps`` (a backbone of another rate than they were parsed
-    for; ``Nf`` times stay), checked again: ``Ns`` and ``Nf`` lines may change order at another rate."""
-    return check_timed([replace(p, frame=parse_time(p.time, p.where, fps)) for p in prompts], source)
+def retime(prompts: list[TimedPrompt], latent: LatentFormat, source: str = "schedule") -> list[TimedPrompt]:
+    """The same lines with their seconds read in ``latent``'s format (a backbone of another rate than they
+    were parsed for; ``Nf`` times stay), checked again: ``Ns`` and ``Nf`` lines may change order at another
+    rate."""
+    return check_timed([replace(p, frame=parse_time(p.time, p.where, latent)) for p in prompts], source)
 
 
 def check_timed(prompts: list[TimedPrompt], source: str = "schedule") -> list[TimedPrompt]:
@@ -201,42 +192,49 @@ class PromptSchedule:
     def batch(self) -> int:
         return self.segments[0].embeds.shape[0]
 
-    def fire_frames(self, frames_per_block: int, num_frames: int | None = None, fps: int = VIDEO_FPS) -> list[int]:
+    def fire_frames(self, frames_per_block: int, num_frames: int | None = None,
+                    latent: LatentFormat | None = None) -> list[int]:
         return fire_frames([seg.start for seg in self.segments], frames_per_block, num_frames,
-                           [seg.label for seg in self.segments], fps)
+                           [seg.label for seg in self.segments], latent)
 
-    def timeline(self, frames_per_block: int, fps: int = VIDEO_FPS) -> list[str]:
+    def timeline(self, frames_per_block: int, latent: LatentFormat) -> list[str]:
         return timeline([seg.start for seg in self.segments], [seg.label for seg in self.segments], frames_per_block,
-                        fps)
+                        latent)
 
 
 def _block_start(frame: int, frames_per_block: int) -> int:
     return -(-frame // frames_per_block) * frames_per_block
 
 
+def _seconds(frame: int, latent: LatentFormat | None, form: str = " ({:g} s)") -> str:
+    """" (3 s)" for a latent frame (``form``); nothing without a format (the loop knows frames only)."""
+    return form.format(latent.frame_to_seconds(frame)) if latent is not None else ""
+
+
 def fire_frames(starts: list[int], frames_per_block: int, num_frames: int | None = None,
-                labels: list[str] | None = None, fps: int = VIDEO_FPS) -> list[int]:
+                labels: list[str] | None = None, latent: LatentFormat | None = None) -> list[int]:
     """The block start where each prompt begins, from the frames asked for (``starts[0]`` = 0): the first
     block start ≥ the frame, one switch per block. With ``num_frames``, a prompt that would begin at or
-    past the end of the video is an error naming it (``labels``)."""
+    past the end of the video is an error naming it (``labels``; in seconds too when ``latent`` is given)."""
     fires = [0]
     for i, start in enumerate(starts[1:], start=1):
         fires.append(max(_block_start(start, frames_per_block), fires[-1] + frames_per_block))
         if num_frames is not None and fires[-1] >= num_frames:
             label = labels[i] if labels else f"prompt {i}"
             raise ValueError(
-                f"{label} would begin at latent frame {fires[-1]} ({frame_to_seconds(fires[-1], fps):g} s), at or "
-                f"past the end of the video ({num_frames} latent frames, {frame_to_seconds(num_frames, fps):g} s); make the "
+                f"{label} would begin at latent frame {fires[-1]}{_seconds(fires[-1], latent)}, at or past the end "
+                f"of the video ({num_frames} latent frames{_seconds(num_frames, latent, ', {:g} s')}); make the "
                 "video longer or move it earlier")
     return fires
 
 
-def timeline(starts: list[int], labels: list[str], frames_per_block: int, fps: int = VIDEO_FPS) -> list[str]:
-    """One line per prompt: the frame asked for and the block where it begins, rounding shown."""
+def timeline(starts: list[int], labels: list[str], frames_per_block: int, latent: LatentFormat) -> list[str]:
+    """One line per prompt: the frame asked for and the block where it begins (seconds in ``latent``'s
+    format), rounding shown."""
     lines = []
     for start, label, fire in zip(starts, labels, fire_frames(starts, frames_per_block)):
-        asked = f"frame {start} ({frame_to_seconds(start, fps):g} s)"
-        block = f"block {fire // frames_per_block} = frame {fire} ({frame_to_seconds(fire, fps):g} s)"
+        asked = f"frame {start}{_seconds(start, latent)}"
+        block = f"block {fire // frames_per_block} = frame {fire}{_seconds(fire, latent)}"
         if fire == start:
             where = f"begins at block {fire // frames_per_block} = {asked}"
         elif fire == _block_start(start, frames_per_block):
