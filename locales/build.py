@@ -32,7 +32,7 @@ ROOT = HERE.parent
 sys.path.insert(0, str(ROOT / "tools"))
 from load_pack import load_pack, pack_nodes  # noqa: E402
 
-MARKER = re.compile(r"<!-- generated:([\w:-]+) -->(.*?)<!-- /generated -->", re.S)
+MARKER = re.compile(r"<!-- generated:([a-z][a-z0-9:-]*) -->(.*?)<!-- /generated -->", re.S)   # names: lower case
 PLACEHOLDER = re.compile(r"\{([a-z][\w-]*)\}")
 DOCS = ROOT / "web" / "docs"
 

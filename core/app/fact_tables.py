@@ -6,8 +6,8 @@ from typing import Callable
 
 from ..context.strategies import describe
 from . import facts as F
-from .fact_text import EN, START, STORAGE, SWITCH, ZH, duration, fragment, gpu, number, passes, size, steps_text, \
-    strategy_defaults_text, tr
+from .fact_text import EN, START, STORAGE, SWITCH, ZH, common, duration, fragment, gpu, number, passes, size, \
+    steps_text, strategy_defaults_text, tr
 
 
 def table(header: list[str], rows: list[list[str]]) -> str:
@@ -54,7 +54,8 @@ def strategy_table(lang: str = EN) -> str:
     fams = F.families()
     rows = []
     for name in F.STRATEGIES:
-        options = ", ".join(f"`{k}={v}`" for k, v in describe(name)["defaults"]["options"].items()) or "—"
+        options = common(lambda f: ", ".join(f"`{k}={v}`" for k, v in F.strategy_defaults(name, f)["options"].items())
+                         or "—", lang)
         head = tr(lang, f"**{name}** ({describe(name)['title']})", f"**{name}**")
         rows.append([head] + [strategy_defaults_text(name, f, lang) for f in fams] + [options])
     return table([tr(lang, "strategy", "策略")] + [F.label(f) for f in fams] + [tr(lang, "options", "选项")], rows)

@@ -1,5 +1,5 @@
 """The numbers of ``facts.py`` as the words users read, in English and Chinese: named fragments for tooltips and
-sentences (``fragment``), Markdown tables and lists for help pages and the README (``block``).
+sentences (``fragment``); the Markdown tables and lists of help pages and the README are in ``fact_tables.py``.
 
 Help pages and the README hold them between markers that ``python locales/build.py`` rewrites, so the prose
 around them stays hand-written::
@@ -9,7 +9,7 @@ around them stays hand-written::
     <!-- /generated -->
     a block is <!-- generated:block-lengths -->...<!-- /generated --> long   (inline)
 
-Blocks live in ``fact_tables.py``; its ``render`` draws any fragment or block by name.
+``fact_tables.render`` draws any fragment or block by the name a marker gives.
 """
 from __future__ import annotations
 
@@ -70,7 +70,7 @@ def common(value: Callable, lang: str = EN) -> str:
 
 
 def steps_text(d, lang: str = EN) -> str:
-    """How a family denoises a block, in words."""
+    """How a family denoises a block, in words (the one place the texts read the sampler's steps)."""
     if d.sampler == "unipc":
         return tr(lang, f"a UniPC solver of {d.sampling_steps} steps per block", f"每块 {d.sampling_steps} 步的 UniPC 求解器")
     return tr(lang, "timesteps ", "时间步 ") + ",".join(map(str, d.steps))

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import torch
 
 from ..context.strategies import NAMES as STRATEGIES, describe
-from ..families.registry import FAMILIES
+from ..families import registry
 from ..latents.format import latent_frames_to_video_frames
 from ..retrieval.config import POOL_STORAGES, RetrievalConfig
 from ..retrieval.pool import frame_bytes
@@ -29,13 +29,13 @@ RETRIEVAL = RetrievalConfig()               # the published retrieval settings (
 
 
 def families() -> tuple:
-    """The registered backbone families, in registry order."""
-    return tuple(FAMILIES)
+    """The registered backbone families, in registry order (read at each call: a family registered later counts)."""
+    return tuple(registry.FAMILIES)
 
 
 def default_family():
     """The family a Prompt Schedule without a backbone is timed for (nodes/schedule.py)."""
-    return FAMILIES[0]
+    return registry.FAMILIES[0]
 
 
 def key(family) -> str:
@@ -47,9 +47,9 @@ def label(family) -> str:
 
 
 def family_by_key(name: str):
-    found = [f for f in FAMILIES if key(f) == name]
+    found = [f for f in families() if key(f) == name]
     if not found:
-        raise KeyError(f"no backbone family '{name}' among {[key(f) for f in FAMILIES]}")
+        raise KeyError(f"no backbone family '{name}' among {[key(f) for f in families()]}")
     return found[0]
 
 
