@@ -5,6 +5,7 @@ import numpy as np
 import torch
 
 from ..core.latents.format import LatentFormat, channel_counts, format_for_channels, formats
+from ..core.app.fact_text import fragment
 from ..core.retrieval.map import render_retrieval_map
 from . import bridge
 from .bridge import io
@@ -63,18 +64,19 @@ class Decode(io.ComfyNode):
                          "for the Wan 1.3B backbones, wan2.2_vae.safetensors for LongLive 2.0) in temporal chunks: "
                          "exact at chunk borders (the causal cache is carried over) and without holding the whole "
                          "video on the GPU. IMAGE out → CreateVideo / SaveVideo / SaveWEBM at the backbone's rate "
-                         "(16 fps Wan2.1, 24 fps LongLive 2.0)."),
+                         f"({fragment('fps')})."),
             inputs=[
                 io.Vae.Input("vae", tooltip="The backbone's VAE from VAELoader: wan_2.1_vae.safetensors (Wan2.1 "
-                                            "latents, 16 channels) or wan2.2_vae.safetensors (LongLive 2.0's Wan2.2 "
-                                            "latents, 48 channels)."),
+                                            "latents) or wan2.2_vae.safetensors (LongLive 2.0's Wan2.2 latents); "
+                                            f"latent channels: {fragment('channels')}."),
                 io.Latent.Input("samples", tooltip="Wan latent from AR Block Sampler."),
                 io.Int.Input("chunk_frames", default=8, min=1, max=256,
                              tooltip="Latent frames per GPU chunk (8 ≈ 29 video frames). Smaller uses less VRAM; "
                                      "the result is the same for any value."),
             ],
             outputs=[io.Image.Output(display_name="images", tooltip="Video frames [N, H, W, 3] in 0..1 (N = "
-                                                                     "4·(latent frames − 1) + 1 per video).")],
+                                                                     f"{fragment('time-stride')}·(latent frames − 1) "
+                                                                     "+ 1 per video).")],
         )
 
     @classmethod

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 import torch
 
 from ..core.formats import Backbone, load_backbone
+from ..core.app.fact_text import fragment
 from ..core.sampling.config import DTYPES as CORE_DTYPES, default_dtype
 from ..core.retrieval.encoder import RetrievalEncoder, load_encoder
 from . import bridge
@@ -66,11 +67,11 @@ class LoadBackbone(io.ComfyNode):
                                tooltip="auto: ComfyUI's GPU. cpu works but is very slow at real sizes."),
                 io.Combo.Input("offload", options=["keep on device", "offload after sampling"],
                                default="offload after sampling",
-                               tooltip="Move the weights (Wan 1.3B ~2.8 GB, LongLive 2.0 5B ~10 GB in bf16) back to "
-                                       "RAM after each run to free VRAM for the VAE."),
+                               tooltip=f"Move the weights (in bf16: {fragment('weights')}) back to RAM after each "
+                                       "run to free VRAM for the VAE."),
                 io.Int.Input("num_heads", default=0, min=0, max=64, optional=True,
-                             tooltip="Attention heads; 0 = dim/128 (12 for Wan 1.3B, 24 for the 5B). Only tiny test "
-                                     "models need this."),
+                             tooltip=f"Attention heads; 0 = dim / the family's head size ({fragment('heads')}). "
+                                     "Only tiny test models need this."),
                 io.Boolean.Input("compile", default=False, optional=True,
                                  tooltip="torch.compile the layers: fuses the element-wise work after a first run "
                                          "that compiles (on a CPU measured 1.06-1.09x faster)."),

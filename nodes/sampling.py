@@ -14,6 +14,7 @@ from ..core.sampling.config import SamplingConfig
 from ..core.sampling.noise import NOISE_CONTRACTS
 from ..core.sampling.loop import generate
 from ..core.sampling.prompts import PromptSchedule
+from ..core.app.fact_text import fragment
 from ..core.app.resume import BlockCollector
 from . import bridge
 from .bridge import io, ui
@@ -60,9 +61,9 @@ class HistoryPoolNode(io.ComfyNode):
     def define_schema(cls) -> io.Schema:
         return io.Schema(
             node_id="LongLiveRAG_HistoryPool", display_name="History Pool (LongLive-RAG)", category=CATEGORY,
-            description=("Where the K/V of frames that leave the sliding window are kept for retrieval. At 480p one "
-                         "frame costs ~274 MB (Wan 1.3B, bf16): a 30 s video keeps ~30 GB, 2 min ~128 GB. Give RAM "
-                         "or VRAM a budget and the rest spills to disk, or store compactly (approximate)."),
+            description=("Where the K/V of frames that leave the sliding window are kept for retrieval. At the "
+                         f"published sizes in bf16 (exact storage): {fragment('pool-grows')}. Give RAM or VRAM a "
+                         "budget and the rest spills to disk, or store compactly (approximate)."),
             inputs=[
                 io.Combo.Input("location", options=list(LOCATIONS), default="host (RAM)",
                                tooltip="First place for evicted frames: host RAM (the published behaviour), the GPU "
@@ -72,8 +73,9 @@ class HistoryPoolNode(io.ComfyNode):
                                      "(GPU → RAM → disk). 0 = unlimited. Must be 0 for disk."),
                 io.Combo.Input("storage", options=list(STORAGES), default="kv (exact)",
                                tooltip="kv: exact. kv-half: half the bytes, APPROXIMATE (slightly different video). "
-                                       "latent: ~0.2 MB per frame, K/V recomputed on retrieval without the frame's "
-                                       "original context — APPROXIMATE, and slower per retrieving block."),
+                                       f"latent: per frame {fragment('latent-pool-frame')}, K/V recomputed on "
+                                       "retrieval without the frame's original context — APPROXIMATE, and slower per "
+                                       "retrieving block."),
                 io.String.Input("directory", default="",
                                 tooltip="Folder for the disk tier (empty = system temp). Files are deleted after the "
                                         "run."),
@@ -98,11 +100,12 @@ class RetrieveContext(io.ComfyNode):
             inputs=[
                 ENCODER.Input("encoder", tooltip="From Load Latent Encoder (retrieval encoder or avg_pool)."),
                 io.Int.Input("top_k", default=DEFAULT_RETRIEVAL.top_k, min=1, max=32,
-                             tooltip="K: past frames retrieved per block (published: 6). The local window shrinks "
-                                     "to window − sink − K frames; keep window ≥ sink + K + frames per block."),
+                             tooltip=f"K: past frames retrieved per block (published: {fragment('top-k')}). The "
+                                     "local window shrinks to window − sink − K frames; keep window ≥ sink + K + "
+                                     f"frames per block ({fragment('retrieval-window')})."),
                 io.Int.Input("recent_exclude", default=DEFAULT_RETRIEVAL.recent_exclude, min=0, max=64,
                              tooltip="R: the most recently evicted frames are never retrieved (they sit next to the "
-                                     "window). Published: 5."),
+                                     f"window). Published: {fragment('recent-exclude')}."),
                 POOL.Input("pool", optional=True, tooltip="History Pool settings; default: exact K/V in RAM."),
             ],
             outputs=[RETRIEVAL.Output(display_name="retrieval",
@@ -122,8 +125,7 @@ class ARBlockSampler(io.ComfyNode):
             description=("Generates a long video block by block with the backbone's KV cache (sink + sliding "
                          "window), optionally with LongLive-RAG retrieval, from noise or from a 'start' (an image, a "
                          "clip, a previous sampler's video). Follows the backbone: settings left at auto (0, -1, "
-                         "'auto') are its published ones — Wan 1.3B: 832x480 at 16 fps, blocks of 3, window 12, sink "
-                         "1; LongLive 2.0: 1280x704 at 24 fps, blocks of 8, window 32, sink 8, UniPC, shots — and "
+                         f"'auto') are its published ones — {fragment('published')} — and "
                          "'info' says what was used. Outputs a Wan LATENT (Wan2.1, or Wan2.2 for LongLive 2.0) for "
                          "VAE Decode / LongLive-RAG Decode and the retrieval log. Same seed → same video on any "
                          "device. After a Cancel, queueing the same graph again (only 'length' may change) continues "
@@ -131,8 +133,7 @@ class ARBlockSampler(io.ComfyNode):
             inputs=sampler_inputs(),
             outputs=[
                 io.Latent.Output(display_name="latent", tooltip="The whole video, the start included, in ComfyUI's "
-                                                                 "layout: Wan2.1 [B,16,T,H/8,W/8], or Wan2.2 "
-                                                                 "[B,48,T,H/16,W/16] for LongLive 2.0."),
+                                                                 f"layout: {fragment('latent-layout')}."),
                 RETRIEVAL_LOG.Output(display_name="retrieval_log", tooltip="Which past frames each block retrieved."),
                 io.String.Output(display_name="info", tooltip="Frames made, any rounding of the length, whether the "
                                                                "run continued an earlier one, and the settings the "
@@ -204,33 +205,33 @@ def sampler_inputs() -> list:
                                    "'wan', umt5_xxl), or a Prompt Schedule (timed prompts: one story; its switch "
                                    "settings apply)."),
         io.Int.Input("width", default=0, min=0, max=4096, step=16,
-                     tooltip="Video width in px; 0 = the start's, else the backbone's (Wan 1.3B 832, LongLive 2.0 "
-                             "1280). Multiple of 16 for Wan2.1 backbones, of 32 for LongLive 2.0 (Wan2.2 latents)."),
+                     tooltip=f"Video width in px; 0 = the start's, else the backbone's ({fragment('width')}). A "
+                             f"multiple of the VAE's stride × the patch ({fragment('size-step')})."),
         io.Int.Input("height", default=0, min=0, max=4096, step=16,
-                     tooltip="Video height in px; 0 = the start's, else the backbone's (Wan 1.3B 480, LongLive 2.0 "
-                             "704). Multiple of 16 (Wan2.1) or 32 (LongLive 2.0)."),
+                     tooltip=f"Video height in px; 0 = the start's, else the backbone's ({fragment('height')}). A "
+                             f"multiple of the VAE's stride × the patch ({fragment('size-step')})."),
         io.Int.Input("length", default=477, min=1, max=100001, step=4,
-                     tooltip="Video frames at the backbone's rate: 16 fps for Wan2.1 backbones, 24 fps for LongLive "
-                             "2.0. Wan packs 4 frames per latent frame plus the first: use 4k+1; latent frames = "
-                             "(length−1)/4+1, rounded up to whole blocks. 16 fps: 477 ≈ 30 s, 957 ≈ 60 s, 1917 ≈ 2 min; "
-                             "24 fps: 721 ≈ 30 s, 1441 ≈ 60 s, 2881 ≈ 2 min."),
+                     tooltip=f"Video frames at the backbone's rate ({fragment('fps')}). Wan packs "
+                             f"{fragment('time-stride')} frames per latent frame plus the first: use "
+                             f"{fragment('time-stride')}k+1; latent frames = (length−1)/{fragment('time-stride')}+1, "
+                             f"rounded up to whole blocks. Lengths of whole blocks: {fragment('lengths')}."),
         io.Int.Input("seed", default=0, min=0, max=0xFFFFFFFFFFFFFFFF,
                      tooltip="Noise seed; all noise comes from one CPU generator, so a seed gives the same video on "
                              "every device."),
         io.Int.Input("sink_size", default=-1, min=-1, max=32,
-                     tooltip="First latent frames kept in the cache forever; -1 = the backbone's (Wan 1.3B 1, "
-                             "LongLive 2.0 8). Must match the backbone's training."),
+                     tooltip=f"First latent frames kept in the cache forever; -1 = the backbone's "
+                             f"({fragment('sink')}). Must match the backbone's training."),
         io.Int.Input("local_attn_size", default=0, min=0, max=128,
-                     tooltip="KV cache window in latent frames; 0 = the backbone's (Wan 1.3B 12, LongLive 2.0 32)."),
+                     tooltip=f"KV cache window in latent frames; 0 = the backbone's ({fragment('window')})."),
         io.Int.Input("frames_per_block", default=0, min=0, max=16,
-                     tooltip="Latent frames per block; 0 = the backbone's (Wan 1.3B 3, LongLive 2.0 8). Must match "
+                     tooltip=f"Latent frames per block; 0 = the backbone's ({fragment('block')}). Must match "
                              "the backbone's training."),
         io.String.Input("steps", default=AUTO,
-                        tooltip="auto = the backbone's few-step schedule: Wan 1.3B timesteps 1000,750,500,250 (warped "
-                                "on the shift grid); LongLive 2.0 a UniPC solver of 4 steps per block. Otherwise "
-                                "timesteps (Wan 1.3B) or a step count (LongLive 2.0)."),
+                        tooltip=f"auto = the backbone's few-step schedule ({fragment('steps')}); timesteps are "
+                                "warped on the shift grid. Otherwise timesteps (Wan 1.3B) or a step count "
+                                "(LongLive 2.0)."),
         io.Float.Input("shift", default=0.0, min=0.0, max=20.0, step=0.1,
-                       tooltip="Flow-matching timestep shift; 0 = the backbone's (5.0 for both published families)."),
+                       tooltip=f"Flow-matching timestep shift; 0 = the backbone's ({fragment('shift')})."),
         RETRIEVAL.Input("retrieval", optional=True,
                         tooltip="From Retrieve Context. Unconnected = native sliding window."),
         io.Combo.Input("noise_contract", options=list(NOISE_CONTRACTS), default=NOISE_CONTRACTS[0], optional=True,

@@ -9,6 +9,7 @@ import torch
 from ..core.app.default_family import default_family
 from ..core.families.registry import FAMILIES
 from ..core.latents.format import LatentFormat
+from ..core.app.fact_text import fragment
 from ..core.sampling.config import RETRIEVAL_SCOPES, SWITCH_MODES, SwitchConfig
 from ..core.sampling.prompts import (PromptSchedule, TimedPrompt, cut_texts, parse_schedule_text, retime,
                                    schedule_from_timed)
@@ -72,8 +73,8 @@ class PromptScheduleNode(io.ComfyNode):
                          "'20s cut: a lighthouse at night' starts a new shot (LongLive 2.0) or scene. Each line is "
                          "encoded like CLIPTextEncode with the connected text encoder (CLIPLoader type 'wan', "
                          "umt5_xxl; quantised loaders work too); only changed lines are re-encoded. Connect to the AR "
-                         "Block Sampler's 'positive'. Seconds are read at the backbone's rate: 16 fps for Wan2.1 "
-                         "backbones, 24 fps for LongLive 2.0 (connect Load Backbone to 'backbone' to see its timing "
+                         f"Block Sampler's 'positive'. Seconds are read at the backbone's rate ({fragment('fps')}; "
+                         "connect Load Backbone to 'backbone' to see its timing "
                          "here; the sampler always uses its own). A prompt begins at the first block start at or after "
                          "its time; the 'timeline' output shows where each line begins after that rounding."),
             inputs=[
@@ -102,9 +103,9 @@ class PromptScheduleNode(io.ComfyNode):
                                        "those made under the current prompt (segment)."),
                 BACKBONE.Input("backbone", optional=True,
                                tooltip="Optional: the Load Backbone the sampler uses, so that 'timeline' shows its "
-                                       "timing (LongLive 2.0: 24 fps, blocks of 8 latent frames). Unconnected: "
-                                       "timed for Wan2.1 (16 fps, blocks of 3); the sampler re-reads the seconds "
-                                       "at its own backbone's rate either way."),
+                                       f"timing ({fragment('timing')}). Unconnected: timed for "
+                                       f"{fragment('default-timing')}; the sampler re-reads the seconds at its own "
+                                       "backbone's rate either way."),
             ],
             outputs=[
                 SCHEDULE.Output(display_name="schedule", tooltip="For the AR Block Sampler's 'positive' input."),

@@ -11,6 +11,7 @@ from ..core.files.grid import tile
 from ..core.formats import FAMILIES
 from ..core.sampling.config import SWITCH_MODES
 from ..core.sampling.request import SamplingRequest, parse_options, resolve
+from ..core.app.fact_text import fragment
 from .bridge import io
 
 CATEGORY = "LongLive-RAG/sampling"
@@ -32,13 +33,8 @@ STRATEGY = io.Custom("LLRAG_STRATEGY")          # carries a StrategyInput
 
 
 def tooltip_table() -> str:
-    """One line per strategy: its name, what it does and what it costs (the combo's tooltip)."""
-    lines = []
-    for name in NAMES:
-        d = describe(name)
-        lines.append(f"{name}: {d['summary']}. {d['tradeoffs']} Memory: {d['memory']} "
-                     f"(defaults: window {d['defaults']['window']}, sink {d['defaults']['sink']})")
-    return "\n".join(lines)
+    """One line per strategy: its name, what it does and what it costs, its defaults (the combo's tooltip)."""
+    return fragment("strategy-choices")
 
 
 def strategy_preview(value: StrategyInput) -> str:
@@ -70,21 +66,19 @@ class ContextStrategy(io.ComfyNode):
             inputs=[
                 io.Combo.Input("strategy", options=list(NAMES), default="infinity-rope", tooltip=tooltip_table()),
                 io.Int.Input("window", default=0, min=0, max=64,
-                             tooltip="KV cache frames; 0 = the strategy's published value (native/rag: the "
-                                     "backbone's, 12 for Wan 1.3B and 32 for LongLive 2.0; ∞-RoPE 6, MemRoPE 12, "
-                                     "Deep Forcing 21: published for the Wan 1.3B backbones)."),
+                             tooltip="KV cache frames; 0 = the strategy's default on the backbone: "
+                                     f"{fragment('strategy-windows')}."),
                 io.Int.Input("sink", default=-1, min=-1, max=32,
-                             tooltip="Frames never evicted; -1 = the strategy's published value (native/rag: the "
-                                     "backbone's, 1 for Wan 1.3B and 8 for LongLive 2.0; ∞-RoPE 1, MemRoPE 3, Deep "
-                                     "Forcing 10: its deep sink, about half the window)."),
+                             tooltip="Frames never evicted; -1 = the strategy's default on the backbone: "
+                                     f"{fragment('strategy-sinks')}."),
                 io.Combo.Input("prompt_switch", options=[AUTO, *SWITCH_MODES], default=AUTO,
                                tooltip="What a Prompt Schedule's switch does: recache (LongLive), flush (∞-RoPE's KV "
                                        "flush; a line marked # also cuts the scene), none (only the prompt changes). "
-                                       "strategy default: ∞-RoPE flush, MemRoPE and Deep Forcing none, others recache."),
+                                       f"strategy default: {fragment('strategy-switches')}."),
                 io.String.Input("options", default="", multiline=True,
-                                tooltip="The strategy's own settings as name=value lines; empty = published values. "
-                                        "MemRoPE: alpha_long, alpha_short. Deep Forcing: compressed_frames (C, in "
-                                        "frames' worth of tokens), recent_frames. ∞-RoPE: cut_position."),
+                                tooltip="The strategy's own settings as name=value lines; empty = published values: "
+                                        f"{fragment('strategy-options')}. Deep Forcing's compressed_frames is C, in "
+                                        "frames' worth of tokens."),
             ],
             outputs=[STRATEGY.Output(display_name="strategy", tooltip="For the AR Block Sampler's 'strategy' input."),
                      io.String.Output(display_name="info", tooltip="The settings this strategy will run with.")],

@@ -1,6 +1,7 @@
 """Regenerates the example workflows (UI format, version 0.4) from the nodes' own definitions.
 
-    python workflows/build.py        # from the repository root
+    python workflows/build.py            # from the repository root
+    python workflows/build.py --check    # only list stale workflows (exit 1 if any is)
 
 The test suite checks the committed .json files equal this script's output, so widget values and
 links never drift from the nodes. Core ComfyUI nodes used here are described in CORE below.
@@ -382,11 +383,22 @@ def graphs() -> dict[str, dict]:
     }
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
+    """Write every workflow; with --check only list the stale ones (exit 1 if any is)."""
+    check = "--check" in (argv if argv is not None else sys.argv[1:])
+    stale = []
     for name, wf in build().items():
-        (HERE / name).write_text(json.dumps(wf, indent=1) + "\n")
-        print(f"wrote workflows/{name}")
-    return 0
+        text = json.dumps(wf, indent=1) + "\n"
+        path = HERE / name
+        if path.is_file() and path.read_text() == text:
+            continue
+        stale.append(name)
+        if not check:
+            path.write_text(text)
+            print(f"wrote workflows/{name}")
+    if check and stale:
+        print("stale (run python workflows/build.py): " + ", ".join(stale))
+    return 1 if check and stale else 0
 
 
 if __name__ == "__main__":

@@ -1,58 +1,108 @@
 """The Markdown note of each shipped workflow (workflows/build.py puts it at the left, template_meta.py adds the
-file list): what the workflow does, what to expect (memory, time), what to change first."""
+file list): what the workflow does, what to expect (memory, time), what to change first. Every number in them
+(sizes, rates, lengths, windows, memory) is asked of the pack's registries (core/app/facts.py), never typed here.
+"""
 from __future__ import annotations
 
-MEMORY = ("**Expect** (Wan 1.3B, 480×832, bf16): ~6 GB of VRAM for the backbone and its cache; the History Pool "
-          "keeps ~274 MB per latent frame that leaves the window (~29 GB for 30 s) in RAM — give it a budget to "
-          "spill to disk. A 30 s video is 40 blocks of 5 forwards each.")
-T2V = ("**{title}**\n\nWrites a long video from one prompt, block by block; before each block the most similar "
-       "past frames are retrieved from the History Pool as extra context, so the video stays consistent.\n\n"
-       + MEMORY + "\n\n**Change first:** the prompt, `length` (video frames at 16 fps: 477 ≈ 30 s, 957 ≈ 60 s) "
-       "and the seed.")
-AB = ("**{title}**\n\nThe same prompt and seed twice: with the plain sliding window (A) and with retrieval (B), "
-      "side by side, plus the retrieval map (which past frame each block used).\n\n" + MEMORY
-      + " Two videos are rendered: twice the time.\n\n**Change first:** the prompt{story}, `length` on both samplers.")
-STORY = ("**{title}**\n\nA story: the **Prompt Schedule** lists timed prompts (`0s: …`, `12s: …`); at each "
-         "switch LongLive re-encodes the recent frames under the new prompt (KV re-cache) so the scene follows "
-         "without a cut. The preview below the schedule shows where each prompt begins after rounding to a "
-         "block.\n\n" + MEMORY + "\n\n**Change first:** the schedule's lines, `length` (it must outlast the "
-         "last prompt), the seed.")
+import importlib
 
-I2V = ("**{title}**\n\nStarts from a picture: Load Image → Upscale Image (to the video's size, 832×480; the "
-       "sampler's width and height are 0: the start's size) → VAE Encode (Wan2.1 VAE) → the sampler's `start`. The picture is the video's first frame, kept as encoded, and "
-       "the backbone continues from it, with retrieval.\n\n" + MEMORY + "\n\n**Change first:** the image, the "
-       "prompt (what happens next), `length` (the total, picture included: 477 ≈ 30 s) and the seed. The preview "
-       "says how the length was rounded.")
-EXTEND = ("**{title}**\n\nSampler 1 makes the first 10 s; sampler 2 takes its latent as `start` and continues it "
-          "to 30 s with the same seed: exactly the video one 30 s run makes. Only sampler 2's video is saved (it "
-          "begins with sampler 1's).\n\n" + MEMORY + "\n\n**Change first:** the prompt, the seed (the same on "
-          "both), sampler 2's `length`. Queued again with a longer `length`, sampler 2 replays the frames it made "
-          "instead of regenerating them.")
+from load_pack import load_pack
+
+_PACK = load_pack().__name__
+F = importlib.import_module(f"{_PACK}.core.app.facts")
+T = importlib.import_module(f"{_PACK}.core.app.fact_text")
+LL2_BACKBONE = "model_bf16.pt"          # the workflows whose backbone is LongLive 2.0 (workflows/build.py)
 
 
-COMPARE = ("**{title}**\n\nThe same prompt and seed five times, once per long-context strategy, each with its "
-           "published window and sink (set on its **Context Strategy** node): **native** sliding window (the "
-           "baseline), **rag** (LongLive-RAG retrieval; its retrieval map is saved too), **infinity-rope** (∞-RoPE: "
-           "block-relativistic RoPE, window 6), **memrope** (MemRoPE: evicted frames folded into two memory tokens) "
-           "and **deep-forcing** (Deep Forcing: deep sink + the history tokens recent frames attend to most; "
-           "implemented per its paper, no reference code). **Compare Grid** tiles the five decoded videos under their "
-           "names.\n\n" + MEMORY + " Only rag keeps a pool; the other four keep a fixed cache. Five videos are "
-           "rendered: five times the time (measured per strategy in the README).\n\n**Change first:** the prompt, "
-           "`length` on every sampler (the same on all five), the seed.")
+def memory(family) -> str:
+    """What a run of ``family`` at its published size takes: GPU bytes, the pool's growth, the work per block."""
+    d, native, rag, pool = family.defaults, F.device_memory(family), F.device_memory(family, "rag"), F.pool_table(family)
+    w, h = F.size_px(d)
+    blocks = F.latent_frames_for(d, 30) // d.frames_per_block
+    return (f"**Expect** ({F.label(family)} at {w}×{h}, bf16): {T.size(rag.weights)} of weights + "
+            f"{T.size(rag.cache)} of KV cache ({d.window} frames) + {T.size(rag.buffers)} of context buffers with "
+            f"retrieval (the window's K/V pre-rotated, the {F.RETRIEVAL.top_k} retrieved frames among them) = "
+            f"{T.size(rag.weights + rag.cache + rag.buffers)} of VRAM before working space (the sampler asks ComfyUI "
+            f"to free {T.size(rag.needed)}): a {T.gpu(rag.needed)} GB GPU or larger ({T.gpu(native.needed)} GB "
+            "without retrieval); on a smaller GPU lower width/height (memory falls with the pixel count). The History "
+            f"Pool keeps {T.size(pool['kv'][0])} per latent frame that leaves the window ({T.size(pool['kv'][1])} for "
+            "30 s) in RAM — give it a budget to spill to disk, or kv-half (half). A 30 s video is "
+            f"{blocks} blocks of {T.passes(d)} forwards each ({T.passes(d) - 1} denoising steps + 1 context pass).")
 
 
-# LongLive 2.0 (Wan2.2-TI2V-5B) at 704×1280 in bf16; figures from README "Memory to expect"
-LL2_AUTO = ("The sampler's widgets are left at auto (0, -1, `auto`): it takes LongLive 2.0's own settings — blocks of "
-            "8 latent frames (32 video frames), window 32, sink 8, a UniPC solver of 4 steps per block, shift 5, "
-            "1280×704 at 24 fps, shots (a `cut` line of a Prompt Schedule starts one) — and its `info` says what it "
-            "used.")
-LL2_MEMORY = ("**Expect** (LongLive 2.0 5B, 704×1280, bf16): 9.3 GiB of weights + 9.7 GiB of KV cache (32 frames) "
-              "+ 9.7 GiB of context buffers with retrieval (the window's K/V pre-rotated, the 6 retrieved frames "
-              "among them) ≈ 28.7 GiB of VRAM before working space (the sampler asks ComfyUI to free ~36 GiB): a "
-              "40 GB GPU or larger (32 GB without retrieval); on 24 GB lower width/height (memory falls with the "
-              "pixel count; LongLive 2.0 was trained at 1280×704). The History Pool keeps 309 MiB per latent frame "
-              "that leaves the window (~45 GiB for 30 s) in RAM — give it a budget to spill to disk, or kv-half "
-              "(half). A 30 s video is 23 blocks of 5 forwards each (4 UniPC steps + 1 context pass).")
+def lengths(family, durations=(30, 60)) -> str:
+    """'video frames at 16 fps: 477 ≈ 30 s, 957 ≈ 60 s' (whole blocks)."""
+    d = family.defaults
+    return f"video frames at {d.latent.fps} fps: " + ", ".join(T.length_text(d, t) for t in durations)
+
+
+def size(family) -> str:
+    return "{}×{}".format(*F.size_px(family.defaults))
+
+
+def t2v(family) -> str:
+    return ("**{title}**\n\nWrites a long video from one prompt, block by block; before each block the most "
+            "similar past frames are retrieved from the History Pool as extra context, so the video stays "
+            f"consistent.\n\n{memory(family)}\n\n**Change first:** the prompt, `length` ({lengths(family)}) and "
+            "the seed.")
+
+
+def ab(family) -> str:
+    return ("**{title}**\n\nThe same prompt and seed twice: with the plain sliding window (A) and with retrieval "
+            "(B), side by side, plus the retrieval map (which past frame each block used).\n\n" + memory(family)
+            + " Two videos are rendered: twice the time.\n\n**Change first:** the prompt{story}, `length` on both "
+              "samplers.")
+
+
+def story(family) -> str:
+    return ("**{title}**\n\nA story: the **Prompt Schedule** lists timed prompts (`0s: …`, `12s: …`); at each "
+            "switch LongLive re-encodes the recent frames under the new prompt (KV re-cache) so the scene follows "
+            "without a cut. The preview below the schedule shows where each prompt begins after rounding to a "
+            f"block.\n\n{memory(family)}\n\n**Change first:** the schedule's lines, `length` (it must outlast the "
+            "last prompt), the seed.")
+
+
+def i2v(family) -> str:
+    return ("**{title}**\n\n" f"Starts from a picture: Load Image → Upscale Image (to the video's size, {size(family)}; "
+            "the sampler's width and height are 0: the start's size) → VAE Encode (Wan2.1 VAE) → the sampler's "
+            "`start`. The picture is the video's first frame, kept as encoded, and the backbone continues from it, "
+            f"with retrieval.\n\n{memory(family)}\n\n**Change first:** the image, the prompt (what happens next), "
+            f"`length` (the total, picture included; {lengths(family, (30,))}) and the seed. The preview says how "
+            "the length was rounded.")
+
+
+def extend(family) -> str:
+    return ("**{title}**\n\nSampler 1 makes the first 10 s; sampler 2 takes its latent as `start` and continues it "
+            "to 30 s with the same seed: exactly the video one 30 s run makes. Only sampler 2's video is saved (it "
+            f"begins with sampler 1's).\n\n{memory(family)}\n\n**Change first:** the prompt, the seed (the same on "
+            "both), sampler 2's `length`. Queued again with a longer `length`, sampler 2 replays the frames it made "
+            "instead of regenerating them.")
+
+
+def compare(family) -> str:
+    def run(name: str) -> str:
+        return T.strategy_defaults_text(name, family)
+    return ("**{title}**\n\nThe same prompt and seed five times, once per long-context strategy, each with its "
+            "published window and sink (set on its **Context Strategy** node): **native** sliding window (the "
+            f"baseline; {run('native')}), **rag** (LongLive-RAG retrieval; {run('rag')}; its retrieval map is saved "
+            f"too), **infinity-rope** (∞-RoPE: block-relativistic RoPE; {run('infinity-rope')}), **memrope** "
+            f"(MemRoPE: evicted frames folded into two memory tokens; {run('memrope')}) and **deep-forcing** (Deep "
+            "Forcing: deep sink + the history tokens recent frames attend to most; implemented per its paper, no "
+            f"reference code; {run('deep-forcing')}). **Compare Grid** tiles the five decoded videos under their "
+            f"names.\n\n{memory(family)} Only rag keeps a pool; the other four keep a fixed cache. Five videos are "
+            "rendered: five times the time (measured per strategy in the README).\n\n**Change first:** the prompt, "
+            "`length` on every sampler (the same on all five), the seed.")
+
+
+def auto(family) -> str:
+    """What the sampler takes from ``family`` with its widgets at auto."""
+    d = family.defaults
+    return (f"The sampler's widgets are left at auto (0, -1, `auto`): it takes {F.label(family)}'s own settings — "
+            f"blocks of {d.frames_per_block} latent frames ({F.block_video_frames(d)} video frames), window "
+            f"{d.window}, sink {d.sink}, {T.steps_text(d)}, shift {d.shift:g}, {size(family)} at {d.latent.fps} fps, "
+            "shots (a `cut` line of a Prompt Schedule starts one) — and its `info` says what it used.")
+
+
 LL2_ENCODER = ("**Retrieval encoder:** none has been released for this backbone, so Load Latent Encoder uses "
                "**avg_pool** descriptors (each latent frame's spatial mean, no file; less precise than a trained "
                "encoder). To train one: `python -m core build-corpus --backbone model_bf16.pt --prompts prompts.txt "
@@ -60,32 +110,44 @@ LL2_ENCODER = ("**Retrieval encoder:** none has been released for this backbone,
                "or Wan2.1-T2V-1.3B), then `python -m core train-encoder "
                "--data corpus/ --out runs/enc`; put `runs/enc/encoder_best.pt` in `models/retrieval_encoders/` and "
                "pick it here.")
-LL2_T2V = ("**{title}**\n\nLongLive 2.0 writes a 720p video from one prompt, block by block; before each block the "
-           "most similar past frames are retrieved from the History Pool as extra context. " + LL2_AUTO + "\n\n"
-           + LL2_MEMORY + "\n\n" + LL2_ENCODER + "\n\n**Change first:** the prompt, `length` (video frames at 24 "
-           "fps: 721 ≈ 30 s, 1441 ≈ 60 s, 2881 ≈ 2 min) and the seed. Decode uses `wan2.2_vae.safetensors`; "
-           "CreateVideo is set to 24 fps.")
-LL2_I2V = ("**{title}**\n\nImage to video: Load Image → Upscale Image (to 1280×704) → VAE Encode with the **Wan2.2 "
-           "VAE** → the sampler's `start`. LongLive 2.0 holds the picture clean inside its first block (its own "
-           "image-to-video) and continues from it, with retrieval. " + LL2_AUTO + " Width and height 0 take the "
-           "picture's size.\n\n" + LL2_MEMORY + "\n\n" + LL2_ENCODER + "\n\n**Change first:** the image, the "
-           "prompt (what happens next), `length` (the total, picture included: 721 ≈ 30 s at 24 fps) and the seed. "
-           "The preview says how the length was rounded (whole blocks of 8 latent frames).")
+
+
+def ll2_t2v(family) -> str:
+    return ("**{title}**\n\nLongLive 2.0 writes a 720p video from one prompt, block by block; before each block the "
+            f"most similar past frames are retrieved from the History Pool as extra context. {auto(family)}\n\n"
+            f"{memory(family)}\n\n{LL2_ENCODER}\n\n**Change first:** the prompt, `length` "
+            f"({lengths(family, F.DURATIONS)}) and the seed. Decode uses `wan2.2_vae.safetensors`; CreateVideo is "
+            f"set to {family.defaults.latent.fps} fps.")
+
+
+def ll2_i2v(family) -> str:
+    d = family.defaults
+    return ("**{title}**\n\n" f"Image to video: Load Image → Upscale Image (to {size(family)}) → VAE Encode with the "
+            "**Wan2.2 VAE** → the sampler's `start`. LongLive 2.0 holds the picture clean inside its first block (its "
+            f"own image-to-video) and continues from it, with retrieval. {auto(family)} Width and height 0 take the "
+            f"picture's size.\n\n{memory(family)}\n\n{LL2_ENCODER}\n\n**Change first:** the image, the prompt (what "
+            f"happens next), `length` (the total, picture included; {lengths(family, (30,))}) and the seed. The "
+            f"preview says how the length was rounded (whole blocks of {d.frames_per_block} latent frames).")
 
 
 def note_for(wf: dict) -> str:
+    """The note of workflow ``wf``, by what it holds (its backbone decides the family it describes)."""
     title = wf["extra"]["info"]["title"]
     kinds = {n["type"] for n in wf["nodes"]}
-    if any(n["type"] == "LongLiveRAG_LoadBackbone" and n["widgets_values"][0] == "model_bf16.pt" for n in wf["nodes"]):
-        return (LL2_I2V if "VAEEncode" in kinds else LL2_T2V).format(title=title)
-    if "LongLiveRAG_CompareGrid" in kinds:
-        return COMPARE.format(title=title)
     samplers = sum(n["type"] == "LongLiveRAG_ARBlockSampler" for n in wf["nodes"])
-    story = "LongLiveRAG_PromptSchedule" in kinds
-    if samplers > 1 and "ImageStitch" in kinds:
-        return AB.format(title=title, story=" schedule" if story else "")
-    if "VAEEncode" in kinds:
-        return I2V.format(title=title)
-    if samplers > 1:
-        return EXTEND.format(title=title)
-    return (STORY if story else T2V).format(title=title)
+    has_story = "LongLiveRAG_PromptSchedule" in kinds
+    if any(n["type"] == "LongLiveRAG_LoadBackbone" and n["widgets_values"][0] == LL2_BACKBONE for n in wf["nodes"]):
+        text = (ll2_i2v if "VAEEncode" in kinds else ll2_t2v)(F.family_by_key("longlive2"))
+    else:
+        family = F.family_by_key("wan21")
+        if "LongLiveRAG_CompareGrid" in kinds:
+            text = compare(family)
+        elif samplers > 1 and "ImageStitch" in kinds:
+            text = ab(family).replace("{story}", " schedule" if has_story else "")
+        elif "VAEEncode" in kinds:
+            text = i2v(family)
+        elif samplers > 1:
+            text = extend(family)
+        else:
+            text = (story if has_story else t2v)(family)
+    return text.replace("{title}", title)

@@ -51,6 +51,7 @@ class BackboneFamily:
     name_hints: tuple[tuple[str, str], ...]     # (file-name fragment, preset)
     layout_defaults: Mapping[str, str]          # file layout → preset, when the name does not tell
     default_preset: str                         # when neither layout nor name tells
+    released: Any = None                        # the sizes of its released checkpoints (memory estimates in docs)
 
 
 def refusal(family: BackboneFamily, state: State, path) -> CheckpointError | None:

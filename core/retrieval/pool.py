@@ -220,6 +220,37 @@ else:                                                  # Windows
         return fh.readinto(dst)
 
 
+def _encode(storage: str, ks: torch.Tensor, vs: torch.Tensor) -> list[torch.Tensor]:
+    """ks, vs [layers, B, T, heads, d] → the stored fields, same layout (fp8 adds two scales)."""
+    if storage == "kv":
+        return [ks, vs]
+    if ks.element_size() >= 4:
+        return [ks.to(torch.bfloat16), vs.to(torch.bfloat16)]
+    out, scales = [], []
+    for x in (ks, vs):  # x [layers, B, T, heads, d]: one scale per layer/sample/head
+        s = x.abs().amax(dim=(2, 4), keepdim=True).float().clamp_min(1e-12) / 448.0
+        out.append((x.float() / s).to(torch.float8_e4m3fn))
+        scales.append(s)
+    return out + scales
+
+
+def _fields(storage: str, k: Sequence[torch.Tensor], v: Sequence[torch.Tensor],
+            latent: torch.Tensor | None) -> list[torch.Tensor]:
+    """One frame's stored fields, batch first [B, *shape]."""
+    if storage == "latent":
+        if latent is None:
+            raise ValueError("latent pool storage needs each evicted frame's latent")
+        return [latent.detach()]
+    return [f.transpose(0, 1) for f in _encode(storage, torch.stack(list(k)), torch.stack(list(v)))]
+
+
+def frame_bytes(storage: str, k: Sequence[torch.Tensor], v: Sequence[torch.Tensor],
+                latent: torch.Tensor | None = None) -> int:
+    """Bytes one frame costs a pool of this ``storage`` (what ``HistoryPool.bytes_per_frame`` reports), for
+    per-layer k/v [B, tokens, heads, d] and the latent [B, C, H, W]; meta tensors are fine (nothing is stored)."""
+    return _Layout(_fields(storage, k, v, latent)).frame_bytes
+
+
 class HistoryPool:
     def __init__(self, config: PoolConfig | None = None, compute_device: str | torch.device = "cpu",
                  recompute: Recompute | None = None):
@@ -272,12 +303,7 @@ class HistoryPool:
     def append(self, k: Sequence[torch.Tensor], v: Sequence[torch.Tensor], latent: torch.Tensor | None = None) -> None:
         """Add the next evicted frame: per-layer k/v [B, tokens, heads, d] (views are fine; copied here),
         and its clean latent [B, C, H, W] (required for the latent storage)."""
-        if self.storage == "latent":
-            if latent is None:
-                raise ValueError("latent pool storage needs each evicted frame's latent")
-            fields = [latent.detach()]
-        else:
-            fields = [f.transpose(0, 1) for f in self._encode(torch.stack(list(k)), torch.stack(list(v)))]
+        fields = _fields(self.storage, k, v, latent)
         if self._layout is None:
             self._layout = _Layout(fields)
         self._layout.check(fields)
@@ -289,19 +315,6 @@ class HistoryPool:
                               f"tier ({[t.kind for t in self.tiers]}) is full; raise --pool-budget-mb or add disk")
         self.tiers[self._current].write(self._layout, fields)
         self.peak_bytes = max(self.peak_bytes, self.total_bytes)
-
-    def _encode(self, ks: torch.Tensor, vs: torch.Tensor) -> list[torch.Tensor]:
-        """ks, vs [layers, B, T, heads, d] → the stored fields, same layout (fp8 adds two scales)."""
-        if self.storage == "kv":
-            return [ks, vs]
-        if ks.element_size() >= 4:
-            return [ks.to(torch.bfloat16), vs.to(torch.bfloat16)]
-        out, scales = [], []
-        for x in (ks, vs):  # x [layers, B, T, heads, d]: one scale per layer/sample/head
-            s = x.abs().amax(dim=(2, 4), keepdim=True).float().clamp_min(1e-12) / 448.0
-            out.append((x.float() / s).to(torch.float8_e4m3fn))
-            scales.append(s)
-        return out + scales
 
     # ------------------------------------------------------------------ reading
     def _locate(self, i: int) -> tuple[_Tier, int]:
