@@ -121,16 +121,18 @@ def test_context_strategy_tooltips_quote_every_strategys_defaults():
 
 
 def test_strategy_defaults_are_what_a_run_resolves():
-    """The one function the texts read (facts.strategy_defaults) agrees with the config a run builds."""
+    """The one function the texts read (facts.strategy_defaults) agrees with the plan a run gets, and every
+    strategy runs on every family with its defaults."""
+    plan = module("core.app.plan")
+    request = module("core.sampling.request").SamplingRequest
     for f in F.families():
         for name in F.STRATEGIES:
+            assert F.strategy_runs(name, f), (f.name, name)
             d = F.strategy_defaults(name, f)
-            if not F.strategy_runs(name, f):
-                continue
-            cfg = f.defaults.sampling(F.RETRIEVAL if name == "rag" else None, strategy=name)
-            assert (cfg.window, cfg.sink, cfg.switch.mode) == (d["window"], d["sink"], d["switch"]), (f.name, name)
-            assert dict(cfg.strategy_options) == {} and d["options"] == module("core.context.strategies") \
-                .describe(name)["defaults"]["options"]
+            sampling = request(strategy=name, retrieval=F.RETRIEVAL if name == "rag" else None)
+            cfg = plan.plan_run(plan.RunRequest(sampling, frames=f.defaults.frames_per_block), f.defaults).config
+            assert (cfg.window, cfg.sink, cfg.switch.mode, dict(cfg.strategy_options)) == \
+                (d["window"], d["sink"], d["switch"], d["options"]), (f.name, name)
 
 
 def test_lengths_are_whole_blocks_of_at_least_the_duration():
@@ -159,7 +161,8 @@ def test_device_memory_is_the_budget_of_the_released_model():
     for f in F.families():
         model = F._model(f)
         for name in ("native", "rag"):
-            cfg = f.defaults.sampling(F.RETRIEVAL if name == "rag" else None, strategy=name)
+            cfg = module("core.app.plan").sampling_config(f, strategy=name,
+                                                          retrieval=F.RETRIEVAL if name == "rag" else None)
             need = budget.device_bytes_needed(model, cfg, f.defaults.latent_hw, 1, torch.bfloat16)
             assert F.device_memory(f, name).needed == need
 
@@ -182,7 +185,7 @@ def changed_family(monkeypatch, **defaults):
     """The registry with Wan2.1's defaults changed (as a fix to its module would change them)."""
     old = family("wan21")
     new = dataclasses.replace(old, defaults=dataclasses.replace(old.defaults, **defaults))
-    monkeypatch.setattr(REGISTRY, "FAMILIES", tuple(new if f is old else f for f in REGISTRY.FAMILIES))
+    monkeypatch.setattr(REGISTRY.FAMILIES, "_families", [new if f is old else f for f in REGISTRY.FAMILIES])
     return new
 
 
@@ -204,9 +207,9 @@ def test_a_changed_family_number_changes_the_workflow_notes(monkeypatch):
     before = notes.note_for(wf)
     assert "(12 frames)" in before
     if notes.F is not F:                       # notes.py reads the pack it loads itself
-        monkeypatch.setattr(notes.F.registry, "FAMILIES", tuple(
+        monkeypatch.setattr(notes.F.registry.FAMILIES, "_families", [
             dataclasses.replace(f, defaults=dataclasses.replace(f.defaults, window=16))
-            if notes.F.key(f) == "wan21" else f for f in notes.F.registry.FAMILIES))
+            if notes.F.key(f) == "wan21" else f for f in notes.F.registry.FAMILIES])
     else:
         changed_family(monkeypatch, window=16)
     after = notes.note_for(wf)

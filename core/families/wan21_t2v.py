@@ -93,5 +93,6 @@ WAN21_T2V = BackboneFamily(
                 ("causal_forcing", "Causal-Forcing"), ("causalforcing", "Causal-Forcing"), ("longlive", "LongLive")),
     layout_defaults={"causal_forcing": "Causal-Forcing"},
     default_preset="Wan2.1",
-    released=WanSizes(dim=1536, ffn_dim=8960, num_layers=30, text_dim=4096, freq_dim=256),   # the 1.3B
+    released=WanSizes(dim=1536, ffn_dim=8960, num_layers=30, text_dim=4096, freq_dim=256, in_dim=WAN21.channels,
+                      out_dim=WAN21.channels, patch_size=(1, 2, 2)),   # the 1.3B
 )

@@ -69,5 +69,5 @@ WAN22_TI2V = BackboneFamily(
     layout_defaults={"causal_forcing": "LongLive 2.0"},
     default_preset="Wan2.2-TI2V-5B",
     released=WanSizes(dim=3072, ffn_dim=14336, num_layers=30, text_dim=4096, freq_dim=256, in_dim=WAN22.channels,
-                      out_dim=WAN22.channels),                                                  # the 5B
+                      out_dim=WAN22.channels, patch_size=(1, 2, 2)),                            # the 5B
 )
