@@ -36,7 +36,7 @@ def test_the_wan_transformer_is_a_backbone_model():
 
 
 def test_the_cache_and_the_recache_are_attention_contexts_that_write():
-    cache = KVCache(CachePolicy(), 1, 1, (2, 3), 2, 32, torch.float32, torch.device("cpu"))
+    cache = KVCache(CachePolicy(12, 1), 1, 1, (2, 3), 2, 32, torch.float32, torch.device("cpu"))
     recache = _RecacheContext(cache, RecachePlan(0, 0, (0,), (0,)))
     for ctx in (cache, recache):
         assert isinstance(ctx, AttentionContext) and isinstance(ctx, CacheWriter)
