@@ -39,7 +39,7 @@ DOCS = ROOT / "web" / "docs"
 
 def node_strings(schema) -> dict:
     """The translatable strings of one node's V3 schema (``io.Schema``; the only place that reads it)."""
-    inputs = {i.id: {"name": i.id, "tooltip": i.tooltip or ""} for i in schema.inputs}
+    inputs = {i.id: {"name": i.display_name or i.id, "tooltip": i.tooltip or ""} for i in schema.inputs}
     outputs = {str(n): {"name": o.display_name, "tooltip": o.tooltip or ""} for n, o in enumerate(schema.outputs)}
     return {"display_name": schema.display_name or schema.node_id, "description": schema.description,
             "inputs": inputs, "outputs": outputs}

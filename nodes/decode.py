@@ -106,8 +106,9 @@ class RetrievalMap(io.ComfyNode):
 
     @classmethod
     def execute(cls, retrieval_log: RetrievalLog, width, height) -> io.NodeOutput:
-        mode = retrieval_log.mode
-        title = "LongLive-RAG retrieval map" if mode == "rag" else f"{'native window' if mode == 'native' else mode} (no retrieval)"
+        name = retrieval_log.strategy
+        title = ("LongLive-RAG retrieval map" if name == "rag"
+                 else f"{'native window' if name == 'native' else name} (no retrieval)")
         img = render_retrieval_map(list(retrieval_log.records), retrieval_log.num_frames, retrieval_log.sink,
                                    retrieval_log.window, retrieval_log.frames_per_block, title=title,
                                    size_px=(width, height),

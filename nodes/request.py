@@ -62,7 +62,7 @@ def sampling_request(family: FamilyDefaults, strategy: StrategyInput | None, ret
 
 def run_request(sampling: SamplingRequest, length: int, width: int, height: int, start) -> RunRequest:
     """The whole run: ``length`` video frames, ``width`` x ``height`` px (0: the start's, else the family's), after
-    the ``start`` (nodes/start.py ``Start``, or None)."""
+    the ``start`` (nodes/start.py ``StartLatent``, or None)."""
     return RunRequest(sampling, video_frames=length, width=width or None, height=height or None,
                       start_frames=start.frames if start is not None else 0,
                       start_hw=tuple(start.raw.shape[-2:]) if start is not None else None)

@@ -47,7 +47,7 @@ class RetrievalLog:
     sink: int
     window: int
     frames_per_block: int          # the run's block size: the map's window band depends on it
-    mode: str
+    strategy: str                  # the strategy the run used (core/context/strategies)
     switches: tuple = ()           # GenerationResult.switches: where each prompt of a schedule began
 
 
@@ -168,7 +168,7 @@ class ARBlockSampler(io.ComfyNode):
         try:
             with bridge.models_on_device(list(models), backbone.device, need, offload=backbone.offload) as (model, _):
                 res = generate(model, prompts, frames, latent_hw, seed, cfg, encoder=encoder, callback=collector,
-                               prefix=prefix)
+                               start=prefix)
         except BaseException:
             MEMO.keep(key, models, collector.latents() if collector.blocks else None, p, stopped=True)
             raise
@@ -218,10 +218,10 @@ def sampler_inputs() -> list:
         io.Int.Input("seed", default=0, min=0, max=0xFFFFFFFFFFFFFFFF,
                      tooltip="Noise seed; all noise comes from one CPU generator, so a seed gives the same video on "
                              "every device."),
-        io.Int.Input("sink_size", default=-1, min=-1, max=32,
+        io.Int.Input("sink_size", display_name="sink", default=-1, min=-1, max=32,
                      tooltip=f"First latent frames kept in the cache forever; -1 = the backbone's "
                              f"({fragment('sink')}). Must match the backbone's training."),
-        io.Int.Input("local_attn_size", default=0, min=0, max=128,
+        io.Int.Input("local_attn_size", display_name="window", default=0, min=0, max=128,
                      tooltip=f"KV cache window in latent frames; 0 = the backbone's ({fragment('window')})."),
         io.Int.Input("frames_per_block", default=0, min=0, max=16,
                      tooltip=f"Latent frames per block; 0 = the backbone's ({fragment('block')}). Must match "

@@ -37,7 +37,7 @@ MODEL_SPACE_KEY = "llrag_model_space"
 
 
 @dataclass(frozen=True)
-class Start:
+class StartLatent:
     raw: torch.Tensor          # [B, C, P, H, W] raw VAE space, float32 CPU: copied back into the output
     model: torch.Tensor        # the same frames in model space: the prefix
 
@@ -46,7 +46,7 @@ class Start:
         return self.raw.shape[2]
 
 
-def start_latents(start, fmt: LatentFormat) -> Start:
+def start_latents(start, fmt: LatentFormat) -> StartLatent:
     """The sampler's 'start' LATENT, checked against the backbone's latent format ``fmt`` → raw and model
     space (its size: ``check_start_size``)."""
     encode = f"VAE Encode with {fmt.vae} ({fmt.vae_file})"
@@ -66,12 +66,12 @@ def start_latents(start, fmt: LatentFormat) -> Start:
     carried = start.get(MODEL_SPACE_KEY)
     raw = samples.detach().to(device="cpu", dtype=torch.float32)
     if isinstance(carried, ModelSpace) and carried.raw is samples:
-        return Start(raw, carried.model)
-    return Start(raw, to_model_space(raw))
+        return StartLatent(raw, carried.model)
+    return StartLatent(raw, to_model_space(raw))
 
 
 def run_key(backbone, encoder_name: str | None, prompts, seed: int, frames: int, latent_hw, cfg: SamplingConfig,
-            start: Start | None) -> str:
+            start: StartLatent | None) -> str:
     """Everything that changes the result except the length (core/app/resume.py ``run_identity``; under the
     reference contract the length too), plus the start's values, the LoRA strength, dtype and device."""
     info = backbone.backbone.info
@@ -130,7 +130,7 @@ class ContinueMemo:
 MEMO = ContinueMemo()
 
 
-def output_latent(model_space: torch.Tensor, start: Start | None) -> dict:
+def output_latent(model_space: torch.Tensor, start: StartLatent | None) -> dict:
     """The sampler's LATENT: raw [B, C, T, H, W] (ComfyUI's Wan21 / Wan22 layout and normalisation) with the
     start's raw frames copied back as given, and the model-space latents for a chained sampler."""
     raw = to_raw_space(model_space)

@@ -80,7 +80,7 @@ def test_the_sampler_at_auto_reproduces_the_longlive2_text_to_video_golden(ll2_d
     raw = latent["samples"]
     assert raw.shape == (1, 48, 64, 6, 8)                          # ComfyUI's Wan22 layout [B, 48, T, H/16, W/16]
     assert rel_err(latent_format.to_model_space(raw), ref) < 1e-4
-    assert log.mode == "native" and (log.window, log.sink) == (32, 8)
+    assert log.strategy == "native" and (log.window, log.sink) == (32, 8)
     assert "64 latent frames = 253 video frames (10.54 s at 24 fps)" in info
     assert ("LongLive 2.0: 128x96 px (Wan2.2 latents, 48 channels, 6x8) at 24 fps; blocks of 8 latent frames, window 32, "
             "sink 8, UniPC 4 steps, shift 5; a cut line starts a new shot (RoPE offset 8, multi-shot sink on)") in info
@@ -213,5 +213,5 @@ def test_ae_latent_mem_on_the_5b_says_to_use_avg_pool_or_train_one(ll2_dir):
     (pool,) = N["LongLiveRAG_LoadLatentEncoder"].execute("avg_pool (no file)").args
     avg = N["LongLiveRAG_RetrieveContext"].execute(pool, 6, 5, None).args[0]
     _, log, info = sample(backbone, conditioning(), 64, 32, 189, 0, retrieval=avg)   # 48 latent frames
-    assert log.mode == "rag" and [r["block"] for r in log.records] == [5]   # block 4 evicted 8 frames: 3 retrievable
+    assert log.strategy == "rag" and [r["block"] for r in log.records] == [5]   # block 4 evicted 8 frames: 3 retrievable
     assert "multi-shot sink off with retrieval" in info

@@ -96,13 +96,13 @@ def test_sampler_with_retrieval_reproduces_the_golden_case_through_latent_normal
     assert ((model_space - ref).norm() / ref.norm()) < 1e-4          # raw = model·std + mean, exactly invertible
     golden_log = json.loads((GOLDEN / "memory_log.json").read_text())
     assert [r["pool_indices"] for r in log.records] == [g["selected_pool_indices"][0] for g in golden_log]
-    assert log.mode == "rag" and log.num_frames == 48
+    assert log.strategy == "rag" and log.num_frames == 48
 
 
 def test_unconnected_retrieval_is_the_native_window(models_dir):
     backbone, _ = load(models_dir)
     latent, log = sample(backbone, None, length=49)
-    assert log.mode == "native" and log.records == ()
+    assert log.strategy == "native" and log.records == ()
     assert latent["samples"].shape[2] == 15                        # 13 latent frames rounded up to 5 blocks
 
 
@@ -366,7 +366,7 @@ def test_context_strategy_reproduces_the_infinity_rope_golden_through_the_sample
     latent, log, text = out.args
     got = latent_format.to_model_space(latent["samples"])
     assert ((got - ref).norm() / ref.norm()) < 1e-4
-    assert log.mode == "infinity-rope" and log.window == 6 and log.records == ()
+    assert log.strategy == "infinity-rope" and log.window == 6 and log.records == ()
     assert "strategy infinity-rope" in text
 
 
@@ -393,7 +393,7 @@ def test_rag_strategy_without_retrieve_context_uses_avg_pool(models_dir):
     out = N["LongLiveRAG_ARBlockSampler"].execute(backbone, conditioning(), 96, 64, 97, 0, 1, 12, 3, "1000,750,500,250",
                                                   5.0, None, strategy=strategy("rag")[0])
     _, log, _ = out.args
-    assert log.mode == "rag" and len(log.records) > 0
+    assert log.strategy == "rag" and len(log.records) > 0
 
 
 def test_compare_grid_tiles_labelled_videos():

@@ -12,7 +12,7 @@ from core.sampling import samplers
 from core.sampling.config import SamplingConfig
 from core.sampling.loop import generate
 from core.sampling.samplers import NAMES, NoisyBlock, get_sampler
-from core.sampling.timesteps import FlowMatchSchedule
+from core.sampling.timesteps import FlowMatchTimesteps
 from core.sampling.unipc import UniPCSolver
 
 WAN21 = WAN21_T2V.defaults
@@ -52,7 +52,7 @@ def noisy_block(model, text, seed=0, clean=None, calls=None, draws=None, dtype=t
 # ---------------------------------------------------------------- the block's arithmetic as it was written in the loop
 def renoise_as_before(model, text, noise, fresh, steps, shift, clean=None, dtype=torch.float32):
     """In the compute dtype throughout; x0 from flow in float64."""
-    schedule = FlowMatchSchedule(shift)
+    schedule = FlowMatchTimesteps(shift)
     timesteps = schedule.denoising_timesteps(steps, True)
     x = noise.to(dtype)
     for i, ts in enumerate(timesteps):

@@ -1,27 +1,27 @@
 import pytest
 import torch
 
-from core.sampling.timesteps import FlowMatchSchedule
+from core.sampling.timesteps import FlowMatchTimesteps
 
 
 def test_warped_steps_are_grid_timesteps_at_1000_minus_step():
-    ts = FlowMatchSchedule(shift=5.0).denoising_timesteps([1000, 750, 500, 250])
+    ts = FlowMatchTimesteps(shift=5.0).denoising_timesteps([1000, 750, 500, 250])
     assert ts.tolist() == pytest.approx([1000.0, 937.5, 833.3333, 625.0], abs=1e-3)
 
 
 def test_unwarped_steps_are_used_as_given():
-    assert FlowMatchSchedule().denoising_timesteps([1000, 500], warp=False).tolist() == [1000.0, 500.0]
+    assert FlowMatchTimesteps().denoising_timesteps([1000, 500], warp=False).tolist() == [1000.0, 500.0]
 
 
 def test_sigma_grid_is_shifted_linspace():
-    s = FlowMatchSchedule(shift=5.0)
+    s = FlowMatchTimesteps(shift=5.0)
     assert s.sigmas[0] == 1.0 and s.sigmas.shape == (1000,)
     raw = 0.5
     assert s.sigmas[500].item() == pytest.approx(5 * raw / (1 + 4 * raw), abs=1e-6)
 
 
 def test_x0_inverts_the_flow_definition():
-    s = FlowMatchSchedule()
+    s = FlowMatchTimesteps()
     x0, noise = torch.randn(2, 4, 3, 3), torch.randn(2, 4, 3, 3)
     t = torch.tensor([937.5, 625.0])
     sigma = torch.tensor([0.9375, 0.625]).view(-1, 1, 1, 1)
@@ -32,4 +32,4 @@ def test_x0_inverts_the_flow_definition():
 
 def test_out_of_range_steps_are_refused():
     with pytest.raises(ValueError, match="1..1000"):
-        FlowMatchSchedule().denoising_timesteps([1200])
+        FlowMatchTimesteps().denoising_timesteps([1200])

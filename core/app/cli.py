@@ -18,7 +18,7 @@ import sys
 
 from . import demo, jobs
 from ..training import cli as train_encoder
-from ..sampling.config import (DTYPES, MODES, RETRIEVAL_SCOPES, SAMPLERS, STRATEGIES, SWITCH_MODES, SamplingConfig,
+from ..sampling.config import (DTYPES, RETRIEVAL_SCOPES, SAMPLERS, STRATEGIES, SWITCH_MODES, SamplingConfig,
                                check_latent_size, parse_steps)
 from ..retrieval.config import POOL_LOCATIONS, POOL_STORAGES, PREFETCH, PoolConfig, RetrievalConfig
 from ..sampling.defaults import FamilyDefaults
@@ -30,9 +30,10 @@ from ..latents.format import LatentFormat
 from ..sampling.noise import NOISE_CONTRACTS
 from ..sampling.request import SamplingRequest, parse_options
 from .plan import RunPlan, RunRequest, default_family, latent_size, plan_run
-from .starts import Start
+from .starts import StartFiles
 
 DEFAULT_RETRIEVAL = RetrievalConfig()
+MODES = ("rag", "native")          # --mode: the older spelling of --strategy for the first two strategies
 FAMILY = "(default: the backbone family's: {})"
 
 
@@ -223,7 +224,7 @@ def model_spec(args) -> jobs.ModelSpec:
 def cmd_generate(args, progress: jobs.Progress) -> int:
     defaults = family_defaults(args, progress)
     latent = defaults.latent
-    start = Start(args.continue_from, args.image, args.video)
+    start = StartFiles(args.continue_from, args.image, args.video)
     if args.embeds is not None and (args.image or args.video):
         raise ValueError("--image and --video need the VAE of a text run (--prompt ... --vae ...); with --embeds "
                          "start from latents: --continue-from")

@@ -4,7 +4,6 @@
 ``text_to_video``     prompts → one mp4 per prompt and strategy (+ retrieval log and map)
 ``story_to_video``    a prompt schedule → one mp4 per strategy (+ retrieval log and map with the switches)
 
-A "mode" below is a strategy name (core/context/strategies: native, rag, infinity-rope, memrope, deep-forcing).
 ``build_corpus``      a frozen backbone's clean latents: the retrieval encoder's training data
 
 The prompt-list jobs shard their list across ``torchrun`` processes and skip outputs that already
@@ -29,7 +28,7 @@ from ..files.atomic import save_json, save_tensors
 from ..latents.format import LatentFormat
 from ..sampling.loop import BlockUpdate, GenerationResult, generate
 from ..sampling.prompts import TimedPrompt, cut_texts, schedule_from_timed
-from .starts import Start
+from .starts import StartFiles
 from .resume import keeping_partial, partial_path, read_partial, read_start, run_identity
 
 
@@ -116,7 +115,7 @@ def generate_latents(spec: ModelSpec, cfg: SamplingConfig, job: LatentJob, progr
     given = start.shape[2] if start is not None else 0
     with keeping_partial(job.out, identity, given, progress.on_block, progress.report) as collector:
         result = generate(backbone.model, embeds, job.frames, job.latent_hw, job.seed, cfg, encoder=encoder,
-                          callback=collector, timings=job.timings is not None, prefix=start)
+                          callback=collector, timings=job.timings is not None, start=start)
     save_tensors(job.out, {"latents": result.latents},
                  metadata={"layout": f"[B,{result.latents.shape[1]},T,H,W] model-normalised", "seed": str(job.seed),
                            "strategy": cfg.strategy, "window": str(cfg.window), "sink": str(cfg.sink),
@@ -175,58 +174,58 @@ class VideoJob:
     out_dir: str
     latent: LatentFormat           # the backbone family's (its VAE, video size and fps)
     overwrite: bool = False
-    start: Start = Start()
+    start: StartFiles = StartFiles()
     story: tuple[TimedPrompt, ...] = ()
 
 
-def _pending_videos(job: VideoJob, modes: dict[str, SamplingConfig], rank: Rank, progress: Progress):
+def _pending_videos(job: VideoJob, strategies: dict[str, SamplingConfig], rank: Rank, progress: Progress):
     work = []
     for index, prompt in shard(list(job.prompts), rank):
-        for mode in modes:
-            stem = Path(job.out_dir) / f"{output_stem(index, prompt)}_{mode}"
+        for name in strategies:
+            stem = Path(job.out_dir) / f"{output_stem(index, prompt)}_{name}"
             if stem.with_suffix(".mp4").exists() and not job.overwrite:
                 progress.report(f"skip {stem.name}.mp4 (exists)")
                 continue
-            work.append((index, prompt, mode, stem))
+            work.append((index, prompt, name, stem))
     return work
 
 
-def text_to_video(spec: ModelSpec, modes: dict[str, SamplingConfig], job: VideoJob, progress: Progress) -> int:
-    """One mp4 per prompt and mode (``modes``: name → config), plus retrieval log and map per retrieval run."""
+def text_to_video(spec: ModelSpec, strategies: dict[str, SamplingConfig], job: VideoJob, progress: Progress) -> int:
+    """One mp4 per prompt and strategy (``strategies``: name → config), plus retrieval log and map per retrieval run."""
     from ..formats.vae import load_vae
     rank = current_rank()
-    work = _pending_videos(job, modes, rank, progress)
+    work = _pending_videos(job, strategies, rank, progress)
     mine = [Path(job.out_dir) / output_stem(i, p) for i, p in shard(list(job.prompts), rank)]
     if not work:
         for base in mine:
-            write_comparison(base, list(modes), False, progress, job.latent.fps)
+            write_comparison(base, list(strategies), False, progress, job.latent.fps)
         return 0
     device, dtype = spec.resolve(rank)
     init_process_group(rank, device)
     indices = sorted({i for i, *_ in work})
     embeds = dict(zip(indices, encode_prompts(job.text_encoder, [job.prompts[i] for i in indices], device, dtype)))
     vae = load_vae(job.vae, device=device, dtype=dtype, latent=job.latent)
-    backbone, encoder = load_models(spec, device, dtype, any(c.retrieval is not None for c in modes.values()))
+    backbone, encoder = load_models(spec, device, dtype, any(c.retrieval is not None for c in strategies.values()))
     start = job.start.load(vae, job.latent_hw)
-    for index, prompt, mode, stem in work:
-        cfg = modes[mode]
+    for index, prompt, name, stem in work:
+        cfg = strategies[name]
         res = _resumable(spec, backbone.model, embeds[index], job, job.seed + index, cfg, encoder, start, stem, progress)
         write_outputs(vae, res, stem, cfg, {"prompt": prompt, "seed": job.seed + index}, progress)
         progress.report(f"[rank {rank.rank}] wrote {stem.name}.mp4")
     for base in mine:
-        write_comparison(base, list(modes), job.overwrite, progress, job.latent.fps)
+        write_comparison(base, list(strategies), job.overwrite, progress, job.latent.fps)
     barrier(rank)
     return 0
 
 
-def write_comparison(base: Path, modes: list[str], overwrite: bool, progress: Progress, fps: int) -> None:
-    """With several modes: ``base``_grid.mp4, every mode's video side by side under its name (same prompt,
+def write_comparison(base: Path, strategies: list[str], overwrite: bool, progress: Progress, fps: int) -> None:
+    """With several strategies: ``base``_grid.mp4, every strategy's video side by side under its name (same prompt,
     same seed). Written once all of them exist; kept if present unless ``overwrite``."""
     from ..files.grid import write_grid_mp4
     grid = Path(f"{base}_grid.mp4")
-    if len(modes) < 2 or (grid.exists() and not overwrite):
+    if len(strategies) < 2 or (grid.exists() and not overwrite):
         return
-    write_grid_mp4(grid, [Path(f"{base}_{m}.mp4") for m in modes], modes, fps=fps)
+    write_grid_mp4(grid, [Path(f"{base}_{m}.mp4") for m in strategies], strategies, fps=fps)
     progress.finished.append(grid.name)
     progress.report(f"wrote {grid.name}")
 
@@ -247,7 +246,7 @@ def _resumable(spec: ModelSpec, model, prompts, job, seed: int, cfg: SamplingCon
     with keeping_partial(stem.with_suffix(".safetensors"), identity, given, progress.on_block, progress.report,
                          auto=True) as collector:
         res = generate(model, prompts, job.frames, job.latent_hw, seed, cfg, encoder=encoder if cfg.retrieval else None,
-                       callback=collector, prefix=start)
+                       callback=collector, start=start)
     partial.unlink(missing_ok=True)
     return res
 
@@ -270,38 +269,38 @@ def write_outputs(vae, res: GenerationResult, stem: Path, cfg: SamplingConfig, a
     progress.finished.append(f"{stem.name}.mp4")
 
 
-def story_to_video(spec: ModelSpec, modes: dict[str, SamplingConfig], job: VideoJob, progress: Progress) -> int:
-    """One mp4 per mode of the whole schedule (same seed in every mode), named story_<first prompt>_<mode>."""
+def story_to_video(spec: ModelSpec, strategies: dict[str, SamplingConfig], job: VideoJob, progress: Progress) -> int:
+    """One mp4 per strategy of the whole schedule (same seed for every strategy), named story_<first prompt>_<strategy>."""
     from ..formats.vae import load_vae
     rank = current_rank()
     base = Path(job.out_dir) / output_stem(0, job.story[0].text).replace("0000_", "story_", 1)
-    work = [m for m in modes if job.overwrite or not Path(f"{base}_{m}.mp4").exists()]
-    for m in set(modes) - set(work):
+    work = [m for m in strategies if job.overwrite or not Path(f"{base}_{m}.mp4").exists()]
+    for m in set(strategies) - set(work):
         progress.report(f"skip {base.name}_{m}.mp4 (exists)")
     if rank.rank != 0:                   # one video: only the first process works
         return 0
     if not work:
-        write_comparison(base, list(modes), False, progress, job.latent.fps)
+        write_comparison(base, list(strategies), False, progress, job.latent.fps)
         return 0
     device, dtype = spec.resolve(rank)
     # a shot's first block: the scene-cut prefix + its prompt (families with shots; elsewhere a cut is a prompt change)
-    shots = any(c.has_shots for c in modes.values())
+    shots = any(c.has_shots for c in strategies.values())
     cuts = cut_texts(list(job.story)) if shots else {}
     texts = [p.text for p in job.story] + list(cuts.values())
     encoded = encode_prompts(job.text_encoder, texts, device, dtype)
     n = len(job.story)
     schedule = schedule_from_timed(list(job.story), encoded[:n], dict(zip(cuts, encoded[n:])))
     vae = load_vae(job.vae, device=device, dtype=dtype, latent=job.latent)
-    backbone, encoder = load_models(spec, device, dtype, any(modes[m].retrieval is not None for m in work))
+    backbone, encoder = load_models(spec, device, dtype, any(strategies[m].retrieval is not None for m in work))
     start = job.start.load(vae, job.latent_hw)
-    for mode in work:
-        cfg, stem = modes[mode], Path(f"{base}_{mode}")
+    for name in work:
+        cfg, stem = strategies[name], Path(f"{base}_{name}")
         res = _resumable(spec, backbone.model, schedule, job, job.seed, cfg, encoder, start, stem, progress)
         write_outputs(vae, res, stem, cfg, {"prompt": job.story[0].text, "seed": job.seed,
                                             "schedule": schedule.timeline(cfg.frames_per_block, job.latent)},
                       progress)
         progress.report(f"wrote {stem.name}.mp4")
-    write_comparison(base, list(modes), job.overwrite, progress, job.latent.fps)
+    write_comparison(base, list(strategies), job.overwrite, progress, job.latent.fps)
     return 0
 
 

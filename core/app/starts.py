@@ -18,7 +18,8 @@ from .resume import read_start
 
 
 @dataclass(frozen=True)
-class Start:
+class StartFiles:
+    """The CLI's start: latents (--continue-from), an image (--image) or a clip (--video); at most one."""
     latents: str | None = None      # --continue-from
     image: str | None = None        # --image
     video: str | None = None        # --video

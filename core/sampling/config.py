@@ -4,18 +4,24 @@ Every front end (the CLI, the ComfyUI nodes) turns its inputs into a request and
 (core/app/plan.py) for the plan; the constructors are the only place the settings are checked, and nothing below
 re-derives them.
 
-One name per concept:
+One name per concept (aliases only at the user's edge, so saved workflows and scripts keep working):
   ``strategy``        the long-context strategy: native, rag, infinity-rope, memrope, deep-forcing
-                      (core/context/strategies; CLI ``--strategy``, ``--mode rag|native`` are the same names)
+                      (core/context/strategies; CLI ``--strategy``; ``--mode rag|native`` is its older spelling)
   ``top_k``           K, past frames retrieved per block (CLI ``--top-k``; ``--memory-size`` is an alias)
-  ``window``          L, KV cache capacity in latent frames (CLI ``--local-attn-size``)
-  ``sink``            S, first frames never evicted (CLI ``--sink-size``)
+  ``window``          L, KV cache capacity in latent frames (CLI ``--window``, alias ``--local-attn-size``; the
+                      sampler node's widget id ``local_attn_size``, shown as "window")
+  ``sink``            S, first frames never evicted (CLI ``--sink``, alias ``--sink-size``; widget id ``sink_size``)
   ``recent_exclude``  R, most recently evicted frames never retrieved
   ``switch``          what happens when a prompt schedule switches prompt (``SwitchConfig``)
   ``shots``           multi-shot video: what a cut does (``ShotConfig``)
   ``sampler``         how a block is denoised, by name (core/sampling/samplers): ``renoise`` (x0, then fresh
                       noise at the next step: Self-Forcing, LongLive 1.0) or ``unipc`` (a UniPC solver per
                       block: LongLive 2.0)
+  ``steps``           the re-noising sampler's timesteps (core/sampling/timesteps.py ``FlowMatchTimesteps``);
+                      a "schedule" is always a prompt schedule (core/sampling/prompts.py)
+  ``start``           latent frames the video begins with: ``generate(start=...)``, the sampler node's ``start``
+                      input, the CLI's ``--continue-from`` / ``--image`` / ``--video``; their count is ``start``
+                      frames wherever a function takes it
 
 What the user asked for is a ``SamplingRequest`` (core/sampling/request.py: every field optional); ``resolve``
 turns it, over a backbone family's published settings (``FamilyDefaults``, core/sampling/defaults.py), into the
@@ -36,7 +42,6 @@ from .noise import NOISE_CONTRACTS
 from .samplers import NAMES as SAMPLERS, BlockSampler, get_sampler
 from .samplers.renoise import parse_timesteps as parse_steps  # noqa: F401  (the front ends' name)
 
-MODES = ("rag", "native")          # the original two strategies (``--mode``); every strategy: STRATEGIES
 SWITCH_MODES = ("recache", "none", "flush")
 START_BLOCKS = ("short", "clamp")
 RETRIEVAL_SCOPES = ("all", "segment")
@@ -120,7 +125,7 @@ class SamplingConfig:
     strategy_options: tuple[tuple[str, float], ...] = ()
     warp_steps: bool = True
     context_noise: float = 0.0
-    noise: str = "per-block"        # core/sampling/noise.py: "per-block" (prefix-stable) or "reference" (published)
+    noise: str = "per-block"        # core/sampling/noise.py: "per-block" (a longer run begins as the shorter) or "reference" (published)
     scaled: str = field(default="", compare=False)
     request: object = field(default=None, repr=False, compare=False)    # the SamplingRequest it was resolved from
     family: object = field(default=None, repr=False, compare=False)     # the FamilyDefaults it was resolved over
@@ -193,25 +198,25 @@ class SamplingConfig:
         """Frames of the shorter first block a start of ``start`` latent frames gives (0: none; "clamp": none)."""
         return start % self.frames_per_block if self.start_block == "short" else 0
 
-    def check_frames(self, num_frames: int, prefix: int = 0) -> None:
-        """Raise unless ``num_frames`` latent frames, of which the first ``prefix`` are given, are whole
-        blocks after the prefix's remainder (see ``blocks``)."""
-        nf, r = self.frames_per_block, self.first_block(prefix)
-        if prefix < 0 or (prefix and prefix >= num_frames):
-            raise ValueError(f"frames={num_frames}: the start already holds {prefix} latent frames; ask for more "
-                             f"than that (e.g. {prefix + nf})")
+    def check_frames(self, num_frames: int, start: int = 0) -> None:
+        """Raise unless ``num_frames`` latent frames, of which the first ``start`` are given, are whole
+        blocks after the start's remainder (see ``blocks``)."""
+        nf, r = self.frames_per_block, self.first_block(start)
+        if start < 0 or (start and start >= num_frames):
+            raise ValueError(f"frames={num_frames}: the start already holds {start} latent frames; ask for more "
+                             f"than that (e.g. {start + nf})")
         if num_frames <= 0 or (num_frames - r) % nf:
             fix = r + max(1, round(max(num_frames - r, 1) / nf)) * nf
-            given = f" after a start of {prefix} frames" if prefix else ""
+            given = f" after a start of {start} frames" if start else ""
             raise ValueError(f"frames={num_frames}: latent frames{given} must be {'a positive multiple' if not r else f'{r} plus a multiple'} "
                              f"of the block size {nf} (e.g. {fix})")
 
-    def blocks(self, num_frames: int, prefix: int = 0) -> list[tuple[int, int]]:
+    def blocks(self, num_frames: int, start: int = 0) -> list[tuple[int, int]]:
         """(start frame, frames) of every block. A start whose length is not whole blocks gives a first,
         shorter block of its remainder (an image: one frame), the blocks after it full; with
         ``start_block`` "clamp" every block is full and the given frames are held inside theirs."""
-        self.check_frames(num_frames, prefix)
-        r = self.first_block(prefix)
+        self.check_frames(num_frames, start)
+        r = self.first_block(start)
         return ([(0, r)] if r else []) + [(s, self.frames_per_block) for s in range(r, num_frames, self.frames_per_block)]
 
 

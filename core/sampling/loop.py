@@ -58,11 +58,11 @@ class GenerationResult:
     switches: list[dict] = field(default_factory=list)   # one record per prompt switch (_BlockLoop.switch)
 
 
-def check_prefix(prefix: torch.Tensor, batch: int, channels: int, latent_hw: tuple[int, int]) -> torch.Tensor:
+def check_start(start: torch.Tensor, batch: int, channels: int, latent_hw: tuple[int, int]) -> torch.Tensor:
     """A start [B, C, P, H, W] in the model's latent space, checked against the run → float32 CPU."""
-    if prefix.dim() != 5:
-        raise ValueError(f"start latents have shape {list(prefix.shape)}; expected [B, C, frames, H, W]")
-    b, c, _, h, w = prefix.shape
+    if start.dim() != 5:
+        raise ValueError(f"start latents have shape {list(start.shape)}; expected [B, C, frames, H, W]")
+    b, c, _, h, w = start.shape
     mine, theirs = format_for_channels(channels), format_for_channels(c)
     if c != channels:
         made = f" ({theirs.name} latents, made by {theirs.vae})" if theirs is not None else ""
@@ -74,7 +74,7 @@ def check_prefix(prefix: torch.Tensor, batch: int, channels: int, latent_hw: tup
                          f"(set the size to the start's: {w * stride}x{h * stride} px, latent {h}x{w})")
     if b != batch:
         raise ValueError(f"start latents hold {b} videos; the run has {batch} prompts")
-    return prefix.detach().to(device="cpu", dtype=torch.float32)
+    return start.detach().to(device="cpu", dtype=torch.float32)
 
 
 def tensor_bytes(obj) -> int:
@@ -301,7 +301,7 @@ class _BlockLoop:
 def generate(model: BackboneModel, prompt_embeds: torch.Tensor | PromptSchedule, num_frames: int, latent_hw: tuple[int, int],
              seed: int, config: SamplingConfig | None = None, encoder: RetrievalEncoder | None = None,
              callback: Callable[[BlockUpdate], None] | None = None, timings: bool = False,
-             prefix: torch.Tensor | None = None) -> GenerationResult:
+             start: torch.Tensor | None = None, prefix: torch.Tensor | None = None) -> GenerationResult:
     """Generate ``num_frames`` latent frames of ``latent_hw`` for each prompt.
 
     prompt_embeds [B, L, text_dim], or a PromptSchedule (core/sampling/prompts.py: prompts that change over time;
@@ -313,7 +313,7 @@ def generate(model: BackboneModel, prompt_embeds: torch.Tensor | PromptSchedule,
     after every block (raise from it to stop; the partial state is dropped). ``timings``: per-phase
     times (synchronises CUDA at each phase; off, only each block's total is measured).
 
-    ``prefix`` [B, C, P, H, W] (model space): the video's first P frames, given. Their blocks are
+    ``start`` [B, C, P, H, W] (model space): the video's first P frames, given (``prefix`` is its former name). Their blocks are
     replayed — retrieval, descriptors and context pass as if generated, no denoising — and the rest is
     generated (``SamplingConfig.blocks``: a P that is not whole blocks makes a shorter first block, or with
     ``start_block`` "clamp" stays inside a whole block and is held clean while the rest of it is denoised).
@@ -323,8 +323,12 @@ def generate(model: BackboneModel, prompt_embeds: torch.Tensor | PromptSchedule,
         raise ValueError("generate needs the run's SamplingConfig: core.sampling_config(backbone.defaults, ...) or "
                          "core.plan_run(...).config")
     cfg = config
+    if prefix is not None:
+        if start is not None:
+            raise ValueError("give the start once: start= (prefix= is its former name)")
+        start = prefix
     check_encoder(encoder, model.cfg.in_dim)
-    given = prefix.shape[2] if prefix is not None else 0
+    given = start.shape[2] if start is not None else 0
     blocks = cfg.blocks(num_frames, given)
     latent_hw = check_latent_size(latent_hw, model.cfg.patch_size[1:])
     loop = _BlockLoop(model, prompt_embeds, num_frames, latent_hw, seed, cfg, encoder)
@@ -334,32 +338,32 @@ def generate(model: BackboneModel, prompt_embeds: torch.Tensor | PromptSchedule,
     if given % cfg.frames_per_block and len(loop.fires) > 1 and cfg.start_block == "short":
         raise ValueError(f"a start of {given} latent frames (not whole blocks of {cfg.frames_per_block}) cannot be "
                          "combined with a prompt schedule yet; trim the start to whole blocks or use one prompt")
-    if prefix is not None:
-        loop.output[:, :given] = check_prefix(prefix, loop.b, loop.c, latent_hw).permute(0, 2, 1, 3, 4)
+    if start is not None:
+        loop.output[:, :given] = check_start(start, loop.b, loop.c, latent_hw).permute(0, 2, 1, 3, 4)
     result = GenerationResult(loop.output)
     clock = _Clock(loop.device, timings)
     try:
-        for blk, (start, frames) in enumerate(blocks):
+        for blk, (first, frames) in enumerate(blocks):
             clock.mark()
-            loop.switch(start)
-            choice = loop.retrieve(start, frames)
+            loop.switch(first)
+            choice = loop.retrieve(first, frames)
             clock.mark()
-            x0 = loop.replay(blk, start, frames) if start + frames <= given else \
-                loop.denoise(blk, start, frames, max(given - start, 0))
+            x0 = loop.replay(blk, first, frames) if first + frames <= given else \
+                loop.denoise(blk, first, frames, max(given - first, 0))
             clock.mark()
-            loop.commit(start, x0)
+            loop.commit(first, x0)
             if blk + 1 < len(blocks):
                 loop.prefetch(blocks[blk + 1][0])
             loop.context_pass(x0)
             loop.end_block()
             clock.mark()
-            record = log_record(blk, start, choice, cfg.sink, loop.segment) if choice is not None else None
+            record = log_record(blk, first, choice, cfg.sink, loop.segment) if choice is not None else None
             if record is not None:
                 result.retrieval_log.append(record)
             timing = clock.timing(blk)
             result.timings.append(timing)
             if callback is not None:
-                callback(BlockUpdate(blk, len(blocks), start, x0, record, timing, replayed=start + frames <= given))
+                callback(BlockUpdate(blk, len(blocks), first, x0, record, timing, replayed=first + frames <= given))
         if loop.pool is not None:
             result.pool_bytes_per_frame, result.pool_peak_bytes = loop.pool.bytes_per_frame, loop.pool.peak_bytes
             result.pool_usage = loop.pool.usage()

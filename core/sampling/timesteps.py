@@ -6,7 +6,7 @@ from typing import Sequence
 import torch
 
 
-class FlowMatchSchedule:
+class FlowMatchTimesteps:
     """sigma grid: s = linspace(1, 0, N+1)[:-1]; sigma = shift·s / (1 + (shift−1)·s); t = N·sigma (float32)."""
 
     def __init__(self, shift: float = 5.0, num_train_steps: int = 1000):

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import torch
 
-from ..timesteps import FlowMatchSchedule
+from ..timesteps import FlowMatchTimesteps
 from .base import NoisyBlock, StepSettings
 
 
@@ -29,7 +29,7 @@ def parse_timesteps(text: str) -> tuple[int, ...]:
 @dataclass(frozen=True)
 class RenoiseSteps:
     """A run's steps: the schedule (x0 from flow, re-noising) and the timesteps fed to the model [S] float32."""
-    schedule: FlowMatchSchedule
+    schedule: FlowMatchTimesteps
     timesteps: torch.Tensor
 
 
@@ -48,11 +48,11 @@ class Renoise:
 
     def step_list(self, cfg) -> RenoiseSteps:
         """From ``steps``, ``warp_steps`` and ``shift`` of a SamplingConfig."""
-        schedule = FlowMatchSchedule(cfg.shift)
+        schedule = FlowMatchTimesteps(cfg.shift)
         return RenoiseSteps(schedule, schedule.denoising_timesteps(cfg.steps, cfg.warp_steps))
 
     def denoise(self, block: NoisyBlock, steps: RenoiseSteps) -> torch.Tensor:
-        """x0 [B, F, C, H, W] in the compute dtype; x0 from flow in float64 (FlowMatchSchedule.x0_from_flow)."""
+        """x0 [B, F, C, H, W] in the compute dtype; x0 from flow in float64 (FlowMatchTimesteps.x0_from_flow)."""
         schedule, timesteps = steps.schedule, steps.timesteps
         b, f = block.shape
         x = block.noise.to(device=block.device, dtype=block.dtype)
