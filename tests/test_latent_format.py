@@ -38,7 +38,7 @@ def test_seconds_are_read_at_the_formats_rate():
     assert WAN21.seconds_to_frame(10) == 40 and WAN22.seconds_to_frame(10) == 60 and TEST.seconds_to_frame(10) == 60
     assert WAN21.seconds_to_frame(0.3) == 2                            # the first latent frame at or after
     assert WAN21.frame_to_seconds(42) == 10.5 and TEST.frame_to_seconds(6) == 1.0
-    assert WAN21.latent_frames_for_seconds(30, 3) == 120 and WAN22.latent_frames_for_seconds(30, 8) == 176
+    assert WAN21.latent_frames_for_seconds(30, 3) == 120 and WAN22.latent_frames_for_seconds(30, 8) == 184   # at least 30 s, as the node rounds 721
     assert TEST.latent_frames_for_seconds(2, 2) == 12                  # 2 s · 12 fps / 2 = 12 latent frames
     with pytest.raises(ValueError, match="length 0 s must be > 0"):
         TEST.latent_frames_for_seconds(0, 2)

@@ -57,6 +57,9 @@ def test_a_length_in_seconds_video_frames_or_latent_frames_is_planned_once():
     assert plan_run(RunRequest(video_frames=477), WAN21).frames == 120
     assert plan_run(RunRequest(video_frames=478), WAN21).frames == 123       # rounded up to whole blocks
     assert plan_run(RunRequest(seconds=10), WAN22).frames == 64              # 24 fps, blocks of 8
+    for family, length in ((WAN21, 477), (WAN22, 721)):                     # the workflows' 30 s: the same run
+        assert plan_run(RunRequest(seconds=30), family).frames == plan_run(RunRequest(video_frames=length),
+                                                                           family).frames
     with pytest.raises(ValueError, match="give the length once"):
         plan_run(RunRequest(frames=12, seconds=3), WAN21)
     with pytest.raises(ValueError, match="give the length once"):

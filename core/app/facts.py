@@ -87,9 +87,8 @@ def block_seconds(defaults: FamilyDefaults) -> float:
 
 
 def latent_frames_for(defaults: FamilyDefaults, seconds: float) -> int:
-    """Latent frames of a video of at least ``seconds``, in whole blocks."""
-    blocks = seconds * defaults.latent.fps / block_video_frames(defaults)
-    return math.ceil(blocks - 1e-9) * defaults.frames_per_block
+    """Latent frames of a video of at least ``seconds``, in whole blocks (what the CLI's --seconds makes)."""
+    return defaults.latent.latent_frames_for_seconds(seconds, defaults.frames_per_block)
 
 
 def length_for(defaults: FamilyDefaults, seconds: float) -> int:

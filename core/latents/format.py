@@ -86,10 +86,12 @@ class LatentFormat:
         return r + -(-max(latent - r, 0) // frames_per_block) * frames_per_block
 
     def latent_frames_for_seconds(self, seconds: float, frames_per_block: int) -> int:
-        """Latent frames for a duration at this format's rate, in whole blocks (≥ 1)."""
+        """Latent frames of a video of at least ``seconds`` at this format's rate, in whole blocks (≥ 1): the
+        blocks that hold seconds·fps video frames after the first (30 s at 16 fps, blocks of 3: 120 latent
+        frames = 477 video frames; at 24 fps, blocks of 8: 184 = 733), as the sampler rounds its ``length``."""
         if seconds <= 0:
             raise ValueError(f"length {seconds} s must be > 0")
-        blocks = max(1, round(seconds * self.fps / self.time_stride / frames_per_block))
+        blocks = max(1, math.ceil(seconds * self.fps / self.time_stride / frames_per_block - 1e-9))
         return blocks * frames_per_block
 
     def seconds_to_frame(self, seconds: float) -> int:
