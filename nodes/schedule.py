@@ -122,7 +122,7 @@ class PromptScheduleNode(io.ComfyNode):
         latent, frames_per_block = family.latent, family.frames_per_block
         timed = parse_schedule_text(schedule, SOURCE, latent=latent)
         # a cut's first-block prompt: needed on a family with shots, so unless the backbone says it has none
-        shots = backbone is None or bool(family.shots.rope_offset or family.shots.sink)
+        shots = backbone is None or family.shots.on
         cuts = cut_texts(timed) if shots else {}
         node_id = cls.hidden.unique_id if cls.hidden is not None else None
         embeds = LINES.encode(node_id, clip, timed + [replace(timed[i], text=t) for i, t in cuts.items()])

@@ -28,7 +28,7 @@ def family_table(lang: str = EN) -> str:
         return [tr(lang, en, zh)] + [value(f.defaults, f) for f in fams]
 
     def shots(d) -> str:
-        cut = d.shots.rope_offset or d.shots.sink
+        cut = d.shots.on
         return SWITCH[lang][d.switch] + (tr(lang, "; a `cut` line starts a new shot", "；`cut` 行开始新镜头") if cut else "")
 
     rows = [

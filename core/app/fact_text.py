@@ -168,7 +168,7 @@ def _pool_grows(lang: str) -> str:
 def _published(f, lang: str) -> str:
     d = f.defaults
     w, h = F.size_px(d)
-    shots = d.shots.rope_offset or d.shots.sink
+    shots = d.shots.on
     return tr(lang, f"{w}×{h} at {d.latent.fps} fps, blocks of {d.frames_per_block}, window {d.window}, sink {d.sink}, "
                     f"{steps_text(d, lang)}" + (", shots" if shots else ""),
               f"{w}×{h}，{d.latent.fps} fps，每块 {d.frames_per_block} 帧，窗口 {d.window}，sink {d.sink}，"

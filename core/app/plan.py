@@ -127,7 +127,7 @@ def _frames(request: RunRequest, cfg: SamplingConfig, family: FamilyDefaults) ->
     elif request.seconds is not None:
         frames = family.latent.latent_frames_for_seconds(request.seconds, nf) + cfg.first_block(p)
     else:
-        frames = family.latent.latent_frames_for_video(request.video_frames, nf, p if cfg.start_block == "short" else 0)
+        frames = family.latent.latent_frames_for_video(request.video_frames, nf, cfg.first_block(p))
         if p and frames <= p:
             least = p + nf if cfg.start_block == "short" else -(-(p + 1) // nf) * nf
             raise ValueError(f"the start already holds {p} latent frames ({family.latent.latent_to_video_frames(p)} "

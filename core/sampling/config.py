@@ -91,6 +91,11 @@ class ShotConfig:
     rope_offset: float = 0.0
     sink: bool = False
 
+    @property
+    def on(self) -> bool:
+        """Whether a cut line starts a new shot (a RoPE offset or the multi-shot sink)."""
+        return bool(self.rope_offset or self.sink)
+
     def __post_init__(self):
         if self.rope_offset < 0:
             raise ValueError(f"shot RoPE offset {self.rope_offset} must be ≥ 0 (LongLive 2.0 uses 8)")
@@ -192,7 +197,7 @@ class SamplingConfig:
     @property
     def has_shots(self) -> bool:
         """Whether a cut line starts a new shot (a RoPE offset or the multi-shot sink)."""
-        return bool(self.shots.rope_offset or self.shots.sink)
+        return self.shots.on
 
     def first_block(self, start: int) -> int:
         """Frames of the shorter first block a start of ``start`` latent frames gives (0: none; "clamp": none)."""

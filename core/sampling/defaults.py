@@ -50,7 +50,7 @@ def settings_line(s, fmt: LatentFormat, latent_hw: tuple[int, int]) -> str:
     FamilyDefaults: the same names) — the one summary the CLI, Load Backbone and the sampler's info print."""
     steps = get_sampler(s.sampler).describe(s)
     shots = ""
-    if s.shots.rope_offset or s.shots.sink:
+    if s.shots.on:
         retrieval = getattr(s, "retrieval", None) is not None
         shots = (f"; a cut line starts a new shot (RoPE offset {s.shots.rope_offset:g}, multi-shot sink "
                  f"{'on' if s.shots.sink else 'off' + (' with retrieval' if retrieval else '')})")

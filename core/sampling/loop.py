@@ -335,7 +335,7 @@ def generate(model: BackboneModel, prompt_embeds: torch.Tensor | PromptSchedule,
     if cfg.shots.sink and blocks[0][1] != cfg.frames_per_block:
         raise ValueError(f"the multi-shot sink needs whole blocks from frame 0; a start of {given} frames makes a "
                          f"first block of {blocks[0][1]}: trim the start to whole blocks of {cfg.frames_per_block}")
-    if given % cfg.frames_per_block and len(loop.fires) > 1 and cfg.start_block == "short":
+    if cfg.first_block(given) and len(loop.fires) > 1:
         raise ValueError(f"a start of {given} latent frames (not whole blocks of {cfg.frames_per_block}) cannot be "
                          "combined with a prompt schedule yet; trim the start to whole blocks or use one prompt")
     if start is not None:
