@@ -55,6 +55,7 @@ def test_bad_strategy_input_exits_2_with_the_numbers_or_the_names(tmp_path, args
 
 def test_help_lists_every_strategy_with_its_defaults():
     out = run_cli("generate", "--help").stdout
-    for text in ("infinity-rope (∞-RoPE, window 6, sink 1)", "memrope (MemRoPE, window 12, sink 3)",
-                 "deep-forcing (Deep Forcing, window 21, sink 10)", "rag (LongLive-RAG retrieval, window 12, sink 1)"):
+    for text in ("infinity-rope (Wan 1.3B 6, LongLive 2.0 16)", "memrope (Wan 1.3B 12, LongLive 2.0 32)",
+                 "deep-forcing (Wan 1.3B 21, LongLive 2.0 56)", "rag (Wan 1.3B 12, LongLive 2.0 32)",
+                 "deep-forcing (Wan 1.3B 10, LongLive 2.0 27)", "infinity-rope (∞-RoPE): block-relativistic RoPE"):
         assert text in " ".join(out.split()), text

@@ -29,12 +29,19 @@ from ..sampling.prompts import fire_frames, read_schedule_file, timeline
 from ..latents.format import LatentFormat
 from ..sampling.noise import NOISE_CONTRACTS
 from ..sampling.request import SamplingRequest, parse_options
+from ..sampling.samplers import get_sampler
+from .fact_text import each, fragment
 from .plan import RunPlan, RunRequest, default_family, latent_size, plan_run
 from .starts import StartFiles
 
 DEFAULT_RETRIEVAL = RetrievalConfig()
 MODES = ("rag", "native")          # --mode: the older spelling of --strategy for the first two strategies
 FAMILY = "(default: the backbone family's: {})"
+
+
+def per_family(value) -> str:
+    """'Wan 1.3B 3, LongLive 2.0 8': a setting of every registered family, for the help texts."""
+    return each(lambda f: value(f.defaults))
 
 
 class _Parser(argparse.ArgumentParser):
@@ -64,10 +71,9 @@ def parse_size(text: str) -> tuple[int, int]:
 
 
 def _strategy_help() -> str:
-    lines = [f"{s.name} ({s.title}, window {s.window}, sink {s.sink}): {s.summary}" for s in SPECS.values()]
-    return "long-context strategy (its published window and sink unless --local-attn-size/--sink-size are given): " \
-        + "; ".join(lines)
-
+    lines = [f"{s.name} ({s.title}): {s.summary}" for s in SPECS.values()]
+    return ("long-context strategy: " + "; ".join(lines) + f". Its window on each backbone unless --window is given: "
+            f"{fragment('strategy-windows')}; its sink unless --sink is: {fragment('strategy-sinks')}")
 
 def add_generation_options(p: argparse.ArgumentParser, default_mode: str = "rag", modes=MODES) -> None:
     """Options shared by every command that runs the AR loop (defaults = the published configs)."""
@@ -98,24 +104,27 @@ def add_generation_options(p: argparse.ArgumentParser, default_mode: str = "rag"
                    help="R: most recently evicted frames never retrieved")
     s.add_argument("--sink", "--sink-size", dest="sink", type=int,
                    help="S: first latent frames kept forever (default: the strategy's on this backbone; native/rag: "
-                        "the backbone family's: 1; LongLive 2.0: 8)")
+                        f"the backbone family's: {fragment('sink')})")
     s.add_argument("--window", "--local-attn-size", dest="window", type=int,
                    help="L: KV cache window in latent frames (default: the strategy's on this backbone; native/rag: "
-                        "the backbone family's: 12; LongLive 2.0: 32)")
+                        f"the backbone family's: {fragment('window')})")
     s.add_argument("--strategy-options", type=_arg(parse_options), default={}, metavar="NAME=VALUE[,…]",
                    help="the strategy's own settings, e.g. alpha_long=0.02 (memrope) or compressed_frames=5,"
                         "recent_frames=3 (deep-forcing); default: its published values on this backbone")
-    s.add_argument("--frames-per-block", type=int, help="latent frames per block " + FAMILY.format("3; LongLive 2.0: 8"))
+    s.add_argument("--frames-per-block", type=int, help="latent frames per block " + FAMILY.format(fragment("block")))
     s.add_argument("--sampler", choices=SAMPLERS, help="renoise: x0 then fresh noise at each step (Self-Forcing, "
-                   "LongLive); unipc: a UniPC solver per block " + FAMILY.format("renoise; LongLive 2.0: unipc"))
-    s.add_argument("--steps", type=_arg(parse_steps), help="renoise sampler: the denoising timesteps (default 1000,750,500,250)")
-    s.add_argument("--sampling-steps", type=int, help="unipc sampler: solver steps (default 4)")
-    s.add_argument("--shift", type=float, help="timestep shift (default 5)")
+                   "LongLive); unipc: a UniPC solver per block " + FAMILY.format(per_family(lambda d: d.sampler)))
+    s.add_argument("--steps", type=_arg(parse_steps), help="renoise sampler: the denoising timesteps (default: the family's, else "
+                   f"{','.join(map(str, get_sampler('renoise').published['steps']))})")
+    s.add_argument("--sampling-steps", type=int, help="unipc sampler: solver steps (default: the family's, else "
+                   f"{get_sampler('unipc').published['sampling_steps']})")
+    s.add_argument("--shift", type=float, help="timestep shift " + FAMILY.format(fragment("shift")))
     s.add_argument("--context-noise", type=float, help="noise level of the clean context pass (default 0)")
     s.add_argument("--width", type=int, help="video width in px, as the sampler node's (instead of --latent-size)")
     s.add_argument("--height", type=int, help="video height in px (with --width; default: the family's)")
     s.add_argument("--latent-size", type=_arg(parse_size),
-                   help="HxW of the latent " + FAMILY.format("60x104 = 480x832 px; LongLive 2.0: 44x80 = 704x1280 px"))
+                   help="HxW of the latent " + FAMILY.format(per_family(
+                       lambda d: "{0}x{1} = {3}x{2} px".format(*d.latent_hw, *d.latent.video_size(d.latent_hw)))))
     s.add_argument("--seed", type=int, default=0, help="noise seed (prompt i of a list uses seed + i)")
     s.add_argument("--noise-contract", choices=NOISE_CONTRACTS,
                    help="per-block (default): block k's noise depends only on (seed, k), so a run's first seconds equal the "
@@ -138,11 +147,11 @@ def add_generation_options(p: argparse.ArgumentParser, default_mode: str = "rag"
                    help="recache: re-encode the cached window under the new prompt (LongLive); none: only the "
                         "cross-attention prompt changes (default of memrope, deep-forcing); flush: infinity-rope's KV "
                         "flush, + a RoPE cut into prompts marked 'cut' (its default). Native/rag "
-                        + FAMILY.format("recache; LongLive 2.0: none"))
+                        + FAMILY.format(per_family(lambda d: d.switch)))
     w.add_argument("--shot-rope-offset", type=float, help="a 'cut' prompt (new shot) moves the RoPE position of later "
-                   "frames by this many frames " + FAMILY.format("0; LongLive 2.0: 8"))
+                   "frames by this many frames " + FAMILY.format(per_family(lambda d: f"{d.shots.rope_offset:g}")))
     w.add_argument("--multi-shot-sink", action=argparse.BooleanOptionalAction, default=None,
-                   help="native mode: a new shot's first block is kept behind the sink " + FAMILY.format("LongLive 2.0: on"))
+                   help="native mode: a new shot's first block is kept behind the sink " + FAMILY.format(per_family(lambda d: "on" if d.shots.sink else "off")))
     w.add_argument("--global-sink", action=argparse.BooleanOptionalAction, default=None,
                    help="a re-cache keeps the sink frames' K/V once the window has filled (LongLive's global_sink; "
                         "default on)")
@@ -300,7 +309,7 @@ def _add_generate(sub) -> None:
                                                "of {\"time\", \"prompt\"}; one video per mode")
     length = gen.add_mutually_exclusive_group()
     length.add_argument("--frames", type=int, help="latent frames (multiple of the block size)")
-    length.add_argument("--seconds", type=float, help="video length (16 fps for Wan2.1 backbones, 24 for Wan2.2), "
+    length.add_argument("--seconds", type=float, help=f"video length at the backbone's rate ({fragment('fps')}), "
                                                       "the nearest whole number of blocks")
     length.add_argument("--length", type=int, metavar="VIDEO_FRAMES", help="video frames, as the sampler node's "
                         "'length' (4k+1; rounded up to whole blocks)")
