@@ -130,6 +130,11 @@ def add_generation_options(p: argparse.ArgumentParser, default_mode: str = "rag"
                    help="per-block (default): block k's noise depends only on (seed, k), so a run's first seconds equal the "
                         "shorter run and resume/extend are exact; reference: the published code's draws (the "
                         "golden cases). The same seed gives different videos under the two")
+    _add_pool_and_switch_options(p)
+
+
+def _add_pool_and_switch_options(p: argparse.ArgumentParser) -> None:
+    """The history pool's options (rag) and what a prompt switch does."""
     m = p.add_argument_group("history pool (rag mode)")
     m.add_argument("--pool", choices=POOL_LOCATIONS, default="host",
                    help="where evicted frames' K/V live first (host RAM is the published behaviour)")
