@@ -33,9 +33,6 @@ class SwitchChoice:
     global_sink: bool = DEFAULT_SWITCH.global_sink
     retrieval_scope: str = DEFAULT_SWITCH.retrieval_scope
 
-    def resolve(self, default_mode: str) -> SwitchConfig:
-        return SwitchConfig(self.mode or default_mode, self.global_sink, self.retrieval_scope)
-
 
 @dataclass(frozen=True)
 class ScheduleInput:
