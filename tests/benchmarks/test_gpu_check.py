@@ -1,12 +1,12 @@
 """benchmarks/gpu_check.py's CPU part: the FLOP counter, the floor probe and the report writer."""
 import subprocess
 import sys
-from pathlib import Path
 
 import torch
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "benchmarks"))
+from paths import ROOT
+
+sys.path.insert(0, str(ROOT / "benchmarks"))      # the benchmarks are scripts, not a package
 
 import gpu_check  # noqa: E402
 

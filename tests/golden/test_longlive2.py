@@ -14,7 +14,7 @@ from core.families.wan22_ti2v import DEFAULTS
 from core.sampling.loop import generate
 from core.sampling.prompts import SCENE_CUT_PREFIX, PromptSchedule, Segment
 
-from conftest import DATA
+from paths import DATA
 
 CASES = DATA / "golden_extra"
 MODEL = CASES / "longlive2_model"

@@ -11,7 +11,7 @@ from core.sampling.config import SamplingConfig
 from core.sampling.loop import generate
 from core.app.plan import sampling_config
 
-from conftest import DATA, GOLDEN
+from paths import DATA, GOLDEN
 
 
 def rel_err(a, b):

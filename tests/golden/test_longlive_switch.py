@@ -12,7 +12,7 @@ from core.sampling.loop import _BlockLoop, generate
 from core.sampling.prompts import PromptSchedule, Segment
 from core.app.plan import sampling_config
 
-from conftest import DATA
+from paths import DATA
 
 CASES = DATA / "golden_extra"
 NAMES = sorted(p.parent.name for p in CASES.glob("longlive_switch_*/case.json"))

@@ -18,7 +18,8 @@ from core.model.rope import apply_rope, rope_table
 from core.context.strategies.memrope import MemRope
 from core.app.plan import strategy_config
 
-from conftest import DATA, GOLDEN, golden_config
+from factory import golden_config
+from paths import DATA, GOLDEN
 
 CASES = DATA / "golden_extra"
 INF = ["infinity_rope_win6", "infinity_rope_flush", "infinity_rope_flush_early"]

@@ -22,9 +22,8 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from conftest import GOLDEN
+from paths import ROOT
 
-ROOT = Path(__file__).resolve().parents[1]
 COMFY = os.environ.get("COMFYUI_PATH")
 pytestmark = pytest.mark.skipif(not COMFY, reason="set COMFYUI_PATH to a ComfyUI checkout to run this test")
 PY = os.environ.get("COMFYUI_PYTHON", sys.executable)
@@ -40,15 +39,11 @@ def free_port() -> int:
 def write_models(base: Path) -> None:
     """Tiny checkpoints in the released formats, under the names the workflows use."""
     from core.retrieval.encoder import EncoderConfig, RetrievalEncoder
-    from core.model.transformer import WanConfig, WanTransformer
+    from core.model.tiny import tiny_model
     m = base / "models"
     for d in ("diffusion_models", "loras", "retrieval_encoders", "vae", "text_encoders"):
         (m / d).mkdir(parents=True, exist_ok=True)
-    torch.manual_seed(0)
-    model = WanTransformer(WanConfig(dim=128, ffn_dim=256, num_layers=2, num_heads=1, text_dim=64))
-    with torch.no_grad():
-        for p in model.parameters():
-            p.normal_(0, 0.05)
+    model = tiny_model(0, dim=128, heads=1, text_dim=64, freq_dim=256, bias_std=0.05)
     sd = model.state_dict()
     torch.save({"generator_ema": {f"model._fsdp_wrapped_module.{k}": v for k, v in sd.items()},
                 "generator": {f"model.{k}": v for k, v in sd.items()}}, m / "diffusion_models" / "self_forcing.pt")
@@ -65,12 +60,7 @@ def write_models(base: Path) -> None:
     torch.save({"model": RetrievalEncoder(cfg).state_dict(), "config": cfg.__dict__},
                m / "retrieval_encoders" / "ae_latent_mem.pt")
     # the tiny LongLive 2.0: a Wan2.2-TI2V-5B-style backbone (48 latent channels) in model_bf16.pt's layout
-    torch.manual_seed(1)
-    ll2 = WanTransformer(WanConfig(dim=128, ffn_dim=256, num_layers=2, num_heads=1, text_dim=64, in_dim=48,
-                                   out_dim=48))
-    with torch.no_grad():
-        for p in ll2.parameters():
-            p.normal_(0, 0.05)
+    ll2 = tiny_model(1, dim=128, heads=1, text_dim=64, freq_dim=256, channels=48, bias_std=0.05)
     torch.save({"generator": {f"model.{k}": v.to(torch.bfloat16) for k, v in ll2.state_dict().items()}},
                m / "diffusion_models" / "model_bf16.pt")
     for name in ("wan_2.1_vae.safetensors", "wan2.2_vae.safetensors"):
@@ -183,7 +173,7 @@ def test_every_pack_node_is_served_as_its_v3_schema_reads(server, monkeypatch):
     without ComfyUI through tests/comfy_standin) is what the real ComfyUI serves: ids, names, categories,
     descriptions, input types, defaults, limits, options, tooltips, outputs, hidden inputs."""
     info = get(server, "/object_info")
-    from test_nodes import N
+    from pack import N
     monkeypatch.setenv("LONGLIVE_RAG_MODELS", str(server["base"] / "models"))    # the same model files listed
     for node_id, cls in N.items():
         schema, served = cls.GET_SCHEMA(), info[node_id]

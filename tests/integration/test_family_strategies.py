@@ -6,21 +6,17 @@ import torch
 from core.app.plan import RunRequest, plan_run
 from core.context.strategies import NAMES
 from core.formats import FAMILIES
-from core.model.transformer import WanConfig, WanTransformer
+from core.model.transformer import WanTransformer
 from core.retrieval.config import RetrievalConfig
 from core.sampling.loop import generate
 from core.sampling.prompts import PromptSchedule, Segment
 from core.sampling.request import SamplingRequest
 
+from factory import tiny_model
+
 
 def tiny(channels: int) -> WanTransformer:
-    torch.manual_seed(0)
-    m = WanTransformer(WanConfig(dim=64, ffn_dim=128, num_layers=2, num_heads=2, text_dim=32, freq_dim=32,
-                                 in_dim=channels, out_dim=channels))
-    with torch.no_grad():
-        for p in m.parameters():
-            p.normal_(0, 0.05) if p.dim() > 1 else p.normal_(0, 0.02)
-    return m.eval().requires_grad_(False)
+    return tiny_model(0, channels=channels)
 
 
 @pytest.fixture(scope="module", params=FAMILIES, ids=[f.name for f in FAMILIES])

@@ -5,9 +5,7 @@ import sys
 
 import pytest
 
-from load_pack import load_pack
-
-PACK = load_pack("comfyui_longlive_rag_under_test")   # as tests/test_nodes.py: the nodes and the core they import
+from pack import PACK     # the nodes and the core they import
 
 
 def module(name: str):

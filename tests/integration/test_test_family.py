@@ -12,8 +12,8 @@ from core.families.registry import register
 from core.retrieval.map import window_band
 from core.sampling.prompts import fire_frames, read_schedule_file, timeline
 from factory import TEXT_DIM, make_test_family, save_test_backbone
-from test_nodes import PACK, N, models_dir  # noqa: F401  (fixture)
-from test_schedule_node import FakeCLIP, schedule_node
+
+from pack import FakeCLIP, N, PACK, schedule_node
 
 TEST = make_test_family()
 FMT = TEST.defaults.latent

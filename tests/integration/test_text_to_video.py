@@ -4,38 +4,14 @@ import json
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
-import pytest
 import torch
-from safetensors.torch import save_file
 
-from core.model.transformer import WanConfig, WanTransformer
 from core.files.grid import GAP, LABEL_H
 from core.files.video import read_video
-from test_text_encoder import WORDS, build_tokenizer, save_diffusers_layout, wan_state_dict
-from test_vae import write_tiny_vae
 
-ROOT = Path(__file__).resolve().parents[1]
-
-
-@pytest.fixture(scope="module")
-def assets(tmp_path_factory):
-    root = tmp_path_factory.mktemp("t2v")
-    vocab = 3 + len(WORDS) + 27
-    sd = wan_state_dict(vocab)
-    build_tokenizer(root / "wan" / "google" / "umt5-xxl")
-    torch.save({k: v.to(torch.bfloat16) for k, v in sd.items()}, root / "wan" / "models_t5_umt5-xxl-enc-bf16.pth")
-    save_diffusers_layout({k: v.to(torch.bfloat16).float() for k, v in sd.items()}, vocab, root / "diffusers")
-    write_tiny_vae(root)
-    torch.manual_seed(1)
-    model = WanTransformer(WanConfig(dim=64, ffn_dim=128, num_layers=2, num_heads=2, text_dim=32, freq_dim=32))
-    with torch.no_grad():
-        for p in model.parameters():
-            p.normal_(0, 0.05)
-    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(root / "causal_forcing_tiny.safetensors"))
-    return root
+from paths import ROOT
 
 
 def run(assets, out, layout, *extra, check=True):

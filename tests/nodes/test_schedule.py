@@ -1,50 +1,14 @@
 """The Prompt Schedule node with a stand-in CLIP (the two calls CLIPTextEncode makes, recorded), and the AR Block
 Sampler taking a schedule in place of a CONDITIONING."""
 import gc
-import itertools
 import sys
 
 import pytest
 import torch
 
-from test_nodes import PACK, N, conditioning, load, models_dir  # noqa: F401  (fixture)
+from pack import FakeCLIP, N, PACK, STORY, build, conditioning, load, schedule_node
 
 schedule_mod = sys.modules[f"{PACK.__name__}.nodes.schedule"]
-NODE_IDS = itertools.count(1)
-
-STORY = "0s: a red fox in the snow\n# a comment\n1.5s: the fox at a frozen lake\n12f: the ice cracks"
-
-
-class FakeCLIP:
-    """What CLIPTextEncode uses of a CLIP: tokenize(text) → {name: tokens}, encode_from_tokens_scheduled(tokens) →
-    CONDITIONING. Embeddings [1, 512, width] depend on the text only; every call is recorded."""
-
-    def __init__(self, key="umt5xxl", width=64):
-        self.key, self.width, self.calls = key, width, []
-
-    def tokenize(self, text):
-        self.calls.append(("tokenize", text))
-        return {self.key: [[(ord(c), 1.0) for c in text]]}
-
-    def encode_from_tokens_scheduled(self, tokens):
-        text = "".join(chr(t) for t, _ in tokens[self.key][0])
-        self.calls.append(("encode", text))
-        g = torch.Generator().manual_seed(sum(map(ord, text)))
-        emb = torch.cat([torch.randn(1, 12, self.width, generator=g), torch.zeros(1, 500, self.width)], 1)
-        return [[emb, {"pooled_output": None}]]
-
-
-def schedule_node(unique_id=None):
-    """The Prompt Schedule class as ComfyUI runs one node of a graph: a copy carrying the node's id (hidden input)."""
-    unique_id = unique_id or f"test-{next(NODE_IDS)}"
-    return N["LongLiveRAG_PromptSchedule"].PREPARE_CLASS_CLONE({"hidden_inputs": {"UNIQUE_ID": unique_id}})
-
-
-def build(clip, text=STORY, switch="recache", global_sink=True, scope="all", node=None):
-    """(node, schedule, timeline, ui) of one run of ``node`` (default: a new node)."""
-    node = node or schedule_node()
-    out = node.execute(clip, text, switch, global_sink, scope)
-    return node, out.args[0], out.args[1], out.ui.as_dict()
 
 
 def encoded(clip):

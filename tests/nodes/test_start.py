@@ -6,8 +6,9 @@ import sys
 import pytest
 import torch
 
-from test_nodes import PACK, N, bridge, conditioning, load, models_dir, rag_retrieval  # noqa: F401
 from core.app.plan import sampling_config
+
+from pack import N, PACK, bridge, conditioning, load, rag_retrieval
 
 start_mod = sys.modules[f"{PACK.__name__}.nodes.start"]
 pipeline = sys.modules[f"{PACK.__name__}.core.sampling.loop"]
@@ -171,7 +172,7 @@ def test_a_start_that_does_not_fit_is_refused_with_the_fix(models_dir, start, le
 
 
 def test_an_image_start_with_a_prompt_schedule_is_refused_by_core(models_dir):
-    from test_schedule_node import FakeCLIP, build
+    from pack import FakeCLIP, build
     backbone, _ = load(models_dir)
     _, schedule, _, _ = build(FakeCLIP(), "0s: a\n2s: b")
     with pytest.raises(ValueError, match="cannot be combined with a prompt schedule"):

@@ -4,7 +4,6 @@ import json
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 import torch
@@ -16,10 +15,8 @@ from core.sampling.request import resolve
 from core.sampling.config import SwitchConfig
 from core.files.video import read_video
 
-from conftest import DATA, GOLDEN
-from test_text_to_video import assets  # noqa: F401  (the tiny umT5 / VAE / backbone fixture)
+from paths import DATA, GOLDEN, ROOT
 
-ROOT = Path(__file__).resolve().parents[1]
 CASE = DATA / "golden_extra" / "longlive_switch_offgrid_sink1_win9"
 BASE = ["generate", "--backbone", GOLDEN / "wan_tiny_t2v_bare.safetensors", "--num-heads", 2, "--latent-size", "8x12",
         "--device", "cpu", "--mode", "native"]

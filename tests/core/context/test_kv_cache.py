@@ -9,7 +9,9 @@ import core.context.kv_cache as kv_cache_mod
 from core.retrieval.pool import HistoryPool
 from core.context.kv_cache import CachePolicy, KVCache
 from core.model.rope import apply_rope, rope_table
-from core.app.plan import sampling_config, strategy_config
+from core.app.plan import sampling_config
+
+from factory import tiny_model
 
 D = 6  # head_dim: one complex pair per axis
 
@@ -148,10 +150,8 @@ def test_a_window_too_small_for_a_block_is_refused(window, sink, k):
 def test_cache_bytes_count_what_the_cache_holds():
     """GenerationResult.cache_bytes: window frames of K and V per layer (native); the retrieval regime adds
     its context buffers of the same size (kv_cache.py: twice the window's K/V)."""
-    from core.model.transformer import WanConfig, WanTransformer
     from core.sampling.loop import generate
-    torch.manual_seed(0)
-    model = WanTransformer(WanConfig(dim=128, ffn_dim=256, num_layers=2, num_heads=2, text_dim=64)).eval()
+    model = tiny_model(0, dim=128, text_dim=64)
     prompt = torch.randn(1, 512, 64)
     window_kv = 2 * 2 * 12 * (4 * 6) * 128 * 4            # layers · (K, V) · frames · tokens · dim · fp32
     native = generate(model, prompt, 21, (8, 12), 0, sampling_config())
@@ -166,10 +166,8 @@ def test_a_sink_larger_than_the_first_blocks(strategy):
     """Until the first eviction the sink size changes nothing (every cached frame is attended either way),
     also while the sink is still filling — Deep Forcing's deep sink of 10 frames is 4 blocks."""
     from core.app.plan import strategy_config
-    from core.model.transformer import WanConfig, WanTransformer
     from core.sampling.loop import generate
-    torch.manual_seed(0)
-    model = WanTransformer(WanConfig(dim=128, ffn_dim=256, num_layers=2, num_heads=2, text_dim=64)).eval()
+    model = tiny_model(0, dim=128, text_dim=64)
     prompt = torch.randn(1, 512, 64)
     runs = [generate(model, prompt, 21, (8, 12), 0, strategy_config(strategy, window=21, sink=sink)).latents
             for sink in (1, 10)]

@@ -10,7 +10,7 @@ from core.sampling.loop import _BlockLoop, generate, recompute_kv
 from core.sampling.prompts import PromptSchedule, Segment
 from core.app.plan import sampling_config
 
-from conftest import tiny_model
+from factory import tiny_model
 
 G = torch.Generator().manual_seed(7)
 P0, P1, P2 = (torch.randn(1, 9, 32, generator=G) for _ in range(3))

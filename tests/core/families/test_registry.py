@@ -77,3 +77,10 @@ def test_a_family_sharing_a_wan_format_keeps_it_when_removed():
     with register(shared):
         assert family("Another Wan2.1 family") is shared
     assert format_for_channels(16) is WAN21_T2V.defaults.latent
+
+
+def test_the_wan2_1_t2v_and_wan2_2_ti2v_families_are_registered():
+    assert [f.name for f in FAMILIES] == ["Wan2.1 text-to-video", "Wan2.2 TI2V-5B"]
+    for family in FAMILIES:
+        assert family.default_preset in family.presets and set(family.layout_presets.values()) <= set(family.presets)
+        assert set(family.layout_defaults.values()) <= set(family.presets)

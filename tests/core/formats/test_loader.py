@@ -1,54 +1,20 @@
-"""SPEC §8: every checkpoint format people have loads to the same weights; every bad input fails clearly,
-naming the file and the problem, before anything is generated."""
+"""Loading a backbone (core/formats/loader.py): every checkpoint format people have loads to the same weights;
+every bad input fails clearly, naming the file and the problem, before anything is generated; the head count's
+sources; one load reads and checks each file once."""
 import dataclasses
-import functools
 import json
 import os
-import pickle
-import re
 from collections import Counter
-from pathlib import Path
 
 import pytest
 import torch
 from safetensors.torch import save_file
 
-from core.formats import (FAMILIES, CheckpointError, detect_preset, expected_shapes, infer_config,
-                          is_backbone_checkpoint, load_backbone, match_lora, normalise_lora, read_backbone, read_lora,
-                          save_backbone_safetensors, validate_backbone)
+from core.formats import (CheckpointError, detect_preset, expected_shapes, infer_config, is_backbone_checkpoint,
+                          load_backbone, read_backbone, save_backbone_safetensors)
 from core.model.transformer import WanConfig, WanTransformer
 
-from conftest import DATA
-
-CFG = WanConfig(dim=128, ffn_dim=256, num_layers=2, num_heads=1, text_dim=64, freq_dim=256)   # 1 head: dim / 128
-
-
-def random_state(seed=0, cfg=CFG):
-    torch.manual_seed(seed)
-    model = WanTransformer(cfg)
-    with torch.no_grad():
-        for p in model.parameters():
-            p.normal_(0, 0.05)
-    return {k: v.clone() for k, v in model.state_dict().items()}
-
-
-@pytest.fixture(scope="module")
-def state():
-    return random_state()
-
-
-def assert_same_weights(backbone, state, atol=0.0):
-    loaded = backbone.model.state_dict()
-    assert set(loaded) == set(state)
-    for k, v in state.items():
-        if atol == 0.0:
-            assert torch.equal(loaded[k], v.to(loaded[k].dtype)), k
-        else:
-            assert torch.allclose(loaded[k].float(), v.float(), atol=atol), k
-
-
-def prefixed(state, prefix):
-    return {prefix + k: v for k, v in state.items()}
+from checkpoints import CFG, TINY, assert_same_weights, peft_lora, prefixed, random_state, tiny_diffusers
 
 
 # ------------------------------------------------------------------------------------------ formats
@@ -78,63 +44,6 @@ def test_causal_forcing_pickle_loads_from_generator_or_model_key(tmp_path, state
     b = load_backbone(tmp_path / "causal_forcing.pt")
     assert_same_weights(b, state)
     assert (b.info.format, b.info.preset, b.info.source_key) == ("causal_forcing", "Causal-Forcing", top)
-
-
-def peft_lora(state, rank=4, seed=3, adapter=""):
-    """peft names for every nn.Linear inside the transformer blocks (what LongLive trains)."""
-    g = torch.Generator().manual_seed(seed)
-    lora = {}
-    for k, w in state.items():
-        if k.startswith("blocks.") and k.endswith(".weight") and w.dim() == 2:
-            m = f"base_model.model.{k[: -len('.weight')]}"
-            lora[f"{m}.lora_A{adapter}.weight"] = torch.randn(rank, w.shape[1], generator=g) * 0.1
-            lora[f"{m}.lora_B{adapter}.weight"] = torch.randn(w.shape[0], rank, generator=g) * 0.1
-    return lora
-
-
-def merged(state, lora, scale, adapter=""):
-    out = dict(state)
-    for k in state:
-        a = lora.get(f"base_model.model.{k[: -len('.weight')]}.lora_A{adapter}.weight")
-        if a is not None:
-            b = lora[f"base_model.model.{k[: -len('.weight')]}.lora_B{adapter}.weight"]
-            out[k] = (state[k].float() + scale * (b.float() @ a.float())).to(state[k].dtype)
-    return out
-
-
-@pytest.mark.parametrize("alpha_entry, alpha", [({}, None), ({"lora_alpha": 8}, 8.0),
-                                                ({"peft_config": {"r": 4, "lora_alpha": 2}}, 2.0)])
-def test_longlive_lora_is_merged_with_strength_times_alpha_over_rank(tmp_path, state, alpha_entry, alpha):
-    torch.save({"generator": prefixed(state, "model.")}, tmp_path / "longlive_base.pt")
-    lora = peft_lora(state)
-    torch.save({"generator_lora": lora, **alpha_entry}, tmp_path / "longlive_lora.pt")
-    b = load_backbone(tmp_path / "longlive_base.pt", lora=tmp_path / "longlive_lora.pt", lora_strength=0.5)
-    assert (b.info.format, b.info.preset, b.info.lora_strength) == ("longlive", "LongLive", 0.5)
-    assert b.info.lora_layers == CFG.num_layers * 10          # q k v o of both attentions + 2 ffn Linears
-    rank = 4
-    assert_same_weights(b, merged(state, lora, 0.5 * (alpha if alpha is not None else rank) / rank), atol=1e-6)
-    assert torch.equal(b.model.state_dict()["head.head.weight"], state["head.head.weight"])
-
-
-def test_lora_merge_keeps_the_stored_dtype_and_accepts_peft_adapter_names(tmp_path, state):
-    bf16 = {k: v.to(torch.bfloat16) for k, v in state.items()}
-    save_file(bf16, str(tmp_path / "base.safetensors"))
-    lora = peft_lora(state, adapter=".default")
-    torch.save(lora, tmp_path / "lora.pt")
-    sd, info = read_backbone(tmp_path / "base.safetensors", lora=tmp_path / "lora.pt")
-    assert all(v.dtype == torch.bfloat16 for v in sd.values()) and info.dtype == "bfloat16"
-    want = merged(bf16, lora, 1.0, adapter=".default")
-    assert all(torch.equal(sd[k], want[k]) for k in want)
-
-
-def test_comfyui_style_lora_names_with_down_up_and_alpha_are_accepted(tmp_path, state):
-    renames = (("base_model.model.", "diffusion_model."), ("lora_A", "lora_down"), ("lora_B", "lora_up"))
-    lora = {functools.reduce(lambda s, r: s.replace(*r), renames, k): v for k, v in peft_lora(state).items()}
-    lora.update({k.replace(".lora_down.weight", ".alpha"): torch.tensor(8.0) for k in lora if "lora_down" in k})
-    save_file(state, str(tmp_path / "base.safetensors"))
-    save_file(lora, str(tmp_path / "lora.safetensors"))
-    b = load_backbone(tmp_path / "base.safetensors", lora=tmp_path / "lora.safetensors")
-    assert_same_weights(b, merged(state, peft_lora(state), 8 / 4), atol=1e-6)
 
 
 @pytest.mark.parametrize("prefix", ["", "model.diffusion_model."])
@@ -173,21 +82,6 @@ def test_comfyui_scaled_fp8_weights_are_dequantised(tmp_path, state):
 def to_diffusers(state):
     from diffusers.loaders.single_file_utils import convert_wan_transformer_to_diffusers
     return convert_wan_transformer_to_diffusers(dict(state))
-
-
-def tiny_diffusers(seed=0, heads=2, **kwargs):
-    from diffusers import WanTransformer3DModel
-    torch.manual_seed(seed)
-    args = dict(patch_size=(1, 2, 2), num_attention_heads=heads, attention_head_dim=CFG.dim // heads, in_channels=16,
-                out_channels=16, text_dim=CFG.text_dim, freq_dim=CFG.freq_dim, ffn_dim=CFG.ffn_dim,
-                num_layers=CFG.num_layers, cross_attn_norm=True, qk_norm="rms_norm_across_heads", eps=1e-6,
-                rope_max_seq_len=64)
-    args.update(kwargs)
-    model = WanTransformer3DModel(**args)
-    with torch.no_grad():
-        for p in model.parameters():
-            p.normal_(0, 0.05)
-    return model.eval()
 
 
 def test_diffusers_single_file_maps_to_the_same_wan_weights(tmp_path, state):
@@ -272,26 +166,6 @@ def test_golden_causal_forcing_pickle_equals_the_bare_safetensors(golden_dir):
     assert_same_weights(b, bare.model.state_dict())
 
 
-@pytest.fixture(scope="module")
-def real_keys():
-    return json.loads((DATA / "wan2.1_t2v_1.3b_keys.json").read_text())
-
-
-def test_the_real_1_3b_key_set_and_longlive_lora_are_accepted_on_the_meta_device(real_keys):
-    with torch.device("meta"):
-        sd = {k: torch.empty(shape) for k, shape in real_keys["base_keys"].items()}
-        lora = {k: torch.empty(shape) for k, shape in real_keys["longlive_lora_keys"].items()}
-    cfg = infer_config(sd)
-    assert (cfg.dim, cfg.num_layers, cfg.num_heads, cfg.ffn_dim, cfg.text_dim, cfg.freq_dim) == \
-        (1536, 30, 12, 8960, 4096, 256)
-    validate_backbone(sd, cfg, "wan2.1_t2v_1.3b")
-    assert expected_shapes(cfg) == {k: tuple(s) for k, s in real_keys["base_keys"].items()}
-    factors, alpha = normalise_lora({real_keys["lora"]["container_key"]: lora})
-    for file_alpha in (None, real_keys["lora"]["alpha"]):       # LongLive: alpha = rank = 256 → scale 1
-        pairs = match_lora(factors, sd, "longlive_lora.pt", alpha=file_alpha)
-        assert len(pairs) == 30 * 10 and {s for *_, s in pairs.values()} == {1.0}
-
-
 # -------------------------------------------------------------------------------------- bad inputs
 def test_missing_file_is_named(tmp_path):
     with pytest.raises(CheckpointError, match=r"missing\.pt' does not exist"):
@@ -340,23 +214,6 @@ def test_a_model_of_another_kind_is_not_mistaken_for_a_backbone(tmp_path, name, 
         load_backbone(tmp_path / name)
 
 
-def test_a_wan_image_to_video_model_is_refused_by_name(tmp_path, state):
-    sd = dict(state)
-    sd["patch_embedding.weight"] = torch.zeros(CFG.dim, 36, 1, 2, 2)
-    sd["img_emb.proj.1.weight"] = torch.zeros(CFG.dim, 1280)
-    save_file(prefixed(sd, "model.diffusion_model."), str(tmp_path / "wan2.1_i2v_480p_14B.safetensors"))
-    with pytest.raises(CheckpointError, match=r"i2v_480p_14B\.safetensors' is a Wan image-to-video model.*not "
-                                              r"supported"):
-        load_backbone(tmp_path / "wan2.1_i2v_480p_14B.safetensors")
-
-
-def test_a_diffusers_image_to_video_model_is_refused_by_name(tmp_path):
-    ref = tiny_diffusers(heads=1, in_channels=36, image_dim=32, added_kv_proj_dim=CFG.dim)
-    save_file(ref.state_dict(), str(tmp_path / "wan_i2v_diffusers.safetensors"))
-    with pytest.raises(CheckpointError, match=r"wan_i2v_diffusers\.safetensors' is a Wan image-to-video model"):
-        load_backbone(tmp_path / "wan_i2v_diffusers.safetensors")
-
-
 def test_missing_weights_are_listed_by_name(tmp_path, state):
     sd = {k: v for k, v in state.items() if k != "blocks.1.cross_attn.k.weight"}
     save_file(sd, str(tmp_path / "partial.safetensors"))
@@ -383,70 +240,6 @@ def test_wrong_shapes_and_unexpected_keys_are_listed(tmp_path, state):
         load_backbone(tmp_path / "modified.safetensors")
 
 
-def test_a_lora_that_matches_no_layer_is_refused(tmp_path, state):
-    save_file(state, str(tmp_path / "base.safetensors"))
-    foreign = {"base_model.model.transformer_blocks.0.attn.to_qkv.lora_A.weight": torch.zeros(4, 64),
-               "base_model.model.transformer_blocks.0.attn.to_qkv.lora_B.weight": torch.zeros(64, 4)}
-    torch.save(foreign, tmp_path / "flux_lora.pt")
-    with pytest.raises(CheckpointError, match=r"flux_lora\.pt' matches no layer of the backbone"):
-        load_backbone(tmp_path / "base.safetensors", lora=tmp_path / "flux_lora.pt")
-
-
-def test_a_lora_of_another_model_size_is_refused(tmp_path, state):
-    save_file(state, str(tmp_path / "base.safetensors"))
-    big = peft_lora(random_state(0, WanConfig(dim=256, ffn_dim=512, num_layers=2, num_heads=2, text_dim=64)))
-    torch.save({"generator_lora": big}, tmp_path / "lora_14b.pt")
-    with pytest.raises(CheckpointError, match=r"lora_14b\.pt'.*do not fit the backbone weight.*\(a Wan2\.1 "
-                                              r"text-to-video backbone, dim \d+.*trained for a model of width 256 — "
-                                              r"use LongLive's longlive_lora\.pt"):
-        load_backbone(tmp_path / "base.safetensors", lora=tmp_path / "lora_14b.pt")
-
-
-def test_a_lora_file_that_is_not_a_lora_is_refused(tmp_path, state):
-    save_file(state, str(tmp_path / "base.safetensors"))
-    with pytest.raises(CheckpointError, match=r"LoRA '.*base\.safetensors' has no lora_A/lora_B"):
-        load_backbone(tmp_path / "base.safetensors", lora=tmp_path / "base.safetensors")
-
-
-def test_an_incomplete_lora_is_refused(tmp_path, state):
-    save_file(state, str(tmp_path / "base.safetensors"))
-    lora = {k: v for k, v in peft_lora(state).items() if "blocks.1.ffn.2.lora_B" not in k}
-    torch.save(lora, tmp_path / "half_lora.pt")
-    with pytest.raises(CheckpointError, match=r"half_lora\.pt': '\S*blocks\.1\.ffn\.2' has lora_A but no lora_B"):
-        load_backbone(tmp_path / "base.safetensors", lora=tmp_path / "half_lora.pt")
-
-
-def test_a_lora_given_as_the_backbone_says_so(tmp_path, state):
-    torch.save({"generator_lora": peft_lora(state)}, tmp_path / "longlive_lora.pt")
-    with pytest.raises(CheckpointError, match=r"longlive_lora\.pt' is a LoRA.*pass it as the LoRA"):
-        load_backbone(tmp_path / "longlive_lora.pt")
-
-
-class RunsCode:
-    def __init__(self, marker):
-        self.marker = marker
-
-    def __reduce__(self):
-        return (os.mkdir, (str(self.marker),))
-
-
-def test_a_pickle_that_needs_code_execution_is_refused_without_running_it(tmp_path):
-    marker = tmp_path / "code_ran"
-    torch.save({"generator": {"model.patch_embedding.weight": RunsCode(marker)}}, tmp_path / "evil.pt")
-    with pytest.raises(CheckpointError, match=r"evil\.pt' is a pickle that needs Python code execution.*refusing"):
-        load_backbone(tmp_path / "evil.pt")
-    assert not marker.exists()
-
-
-@pytest.mark.filterwarnings("ignore:Detected pickle protocol")
-def test_a_plain_pickle_with_code_is_refused_too(tmp_path):
-    with open(tmp_path / "old.pth", "wb") as fh:
-        pickle.dump({"generator": RunsCode(tmp_path / "code_ran")}, fh)
-    with pytest.raises(CheckpointError, match=r"old\.pth'"):
-        load_backbone(tmp_path / "old.pth")
-    assert not (tmp_path / "code_ran").exists()
-
-
 def test_ema_only_checkpoint_with_ema_off_asks_to_turn_it_on(tmp_path, state):
     torch.save({"generator_ema": prefixed(state, "model.")}, tmp_path / "ema_only.pt")
     with pytest.raises(CheckpointError, match=r"ema_only\.pt' holds only EMA weights.*use_ema"):
@@ -454,7 +247,7 @@ def test_ema_only_checkpoint_with_ema_off_asks_to_turn_it_on(tmp_path, state):
 
 
 def test_dim_not_a_multiple_of_128_needs_explicit_heads(tmp_path):
-    sd = random_state(0, WanConfig(dim=64, ffn_dim=128, num_layers=1, num_heads=2, text_dim=32, freq_dim=32))
+    sd = random_state(0, TINY)
     save_file(sd, str(tmp_path / "tiny.safetensors"))
     with pytest.raises(CheckpointError, match=r"tiny\.safetensors' has dim 64.*num_heads"):
         load_backbone(tmp_path / "tiny.safetensors")
@@ -462,7 +255,6 @@ def test_dim_not_a_multiple_of_128_needs_explicit_heads(tmp_path):
 
 
 # ------------------------------------------------------------------------------------- head count
-TINY = WanConfig(dim=64, ffn_dim=128, num_layers=1, num_heads=2, text_dim=32, freq_dim=32)   # 64 is not k·128
 
 
 def test_head_count_is_read_from_the_safetensors_metadata_config(tmp_path):
@@ -542,50 +334,4 @@ def test_one_load_reads_and_checks_each_file_once(tmp_path, state, monkeypatch, 
     assert calls == {"sniff": 2, **reads, "identify": 1, "read_sizes": 1, "check_keys": 1}
 
 
-def test_torch_load_is_called_only_by_the_one_reader():
-    core = Path(__file__).resolve().parents[1] / "core"
-    users = {str(p.relative_to(core)) for p in core.rglob("*.py") if "torch.load(" in p.read_text()}
-    assert users == {"files/safe_reader.py"}
-
-
-def test_every_loader_refuses_a_pickle_that_runs_code(tmp_path):
-    from core.formats import text_encoder, vae
-    from core.retrieval.encoder import load_encoder
-    marker = tmp_path / "code_ran"
-    torch.save({"model": {"w": RunsCode(marker)}, "config": {}}, tmp_path / "evil.pt")
-    loaders = {"retrieval encoder": load_encoder, "VAE": vae._read_state_dict, "LoRA": read_lora,
-               "text encoder": lambda p: text_encoder._load_wan_t5(p, "cpu", torch.float32)}
-    for what, load in loaders.items():
-        with pytest.raises(CheckpointError, match=rf"{what} '.*evil\.pt' is a pickle that needs Python code"):
-            load(tmp_path / "evil.pt")
-    assert not marker.exists()
-
-
 # -------------------------------------------------------------------------------- the registry
-def test_the_wan_key_template_matches_the_model_at_several_sizes():
-    for cfg in (CFG, TINY, WanConfig(dim=256, ffn_dim=320, num_layers=3, num_heads=2, text_dim=48, freq_dim=64)):
-        with torch.device("meta"):
-            model = WanTransformer(cfg)
-        assert expected_shapes(cfg) == {k: tuple(v.shape) for k, v in model.state_dict().items()}
-
-
-def test_the_wan2_1_t2v_and_wan2_2_ti2v_families_are_registered():
-    assert [f.name for f in FAMILIES] == ["Wan2.1 text-to-video", "Wan2.2 TI2V-5B"]
-    for family in FAMILIES:
-        assert family.default_preset in family.presets and set(family.layout_presets.values()) <= set(family.presets)
-        assert set(family.layout_defaults.values()) <= set(family.presets)
-
-
-@pytest.mark.parametrize("name, edit, message", [
-    ("wan_vace_1.3B.safetensors", lambda sd: sd.update({"vace_blocks.0.after_proj.weight": torch.zeros(4, 4)}),
-     r"is a Wan VACE \(control\) model"),
-    ("wan2.1_i2v_480p_14B.safetensors", lambda sd: sd.update({"patch_embedding.weight": torch.zeros(CFG.dim, 36, 1, 2, 2)}),
-     r"is a Wan image-to-video model \(img_emb.\* keys / 36 input channels\)"),
-])
-def test_other_wan_tasks_are_refused_by_name(tmp_path, state, name, edit, message):
-    sd = dict(state)
-    edit(sd)
-    save_file(sd, str(tmp_path / name))
-    with pytest.raises(CheckpointError, match=rf"{re.escape(name)}' {message}.*not supported"):
-        load_backbone(tmp_path / name)
-    assert not is_backbone_checkpoint(tmp_path / name)

@@ -1,64 +1,27 @@
-"""The Wan2.1 VAE: both on-disk layouts, model-space input, seamless chunked decoding, clear errors.
+"""The Wan VAEs (core/formats/vae.py).
 
-A tiny AutoencoderKLWan (base_dim 4, the real Wan2.1 block structure) saved under the real names:
-diffusers' ``vae/`` folder and Wan's ``Wan2.1_VAE.pth`` (names written out below from Wan's module
-tree, so the loader's conversion is checked, not reused). References are built by hand from the
+The Wan2.1 VAE: both on-disk layouts, model-space input, seamless chunked decoding, clear errors. A tiny
+AutoencoderKLWan (base_dim 4, the real Wan2.1 block structure) saved under the real names: diffusers' ``vae/``
+folder and Wan's ``Wan2.1_VAE.pth`` (names written out in tests/tiny_files.py from Wan's module tree, so the
+loader's conversion is checked, not reused). References are built by hand from the
 written model itself and the latent statistics in its diffusers config, never from ``core``.
+
+The Wan2.2 VAE (48 channels, 16× spatial) behind the same WanVAE: decoding in pieces equals diffusers' own decode,
+encoding gives model-space 48-channel latents, and a VAE of the other kind is refused.
 """
-import re
 import socket
 
 import pytest
 import torch
 from safetensors.torch import save_file
 
-from core.latents.format import WAN21
+from core.latents.format import WAN21, WAN22, to_raw_space
 from core.formats.text_encoder import MissingModelFiles
 from core.formats.vae import WanVAE, load_vae
 
-BASE_DIM = 4
-_RESNET = {"norm1.gamma": "residual.0.gamma", "conv1.weight": "residual.2.weight", "conv1.bias": "residual.2.bias",
-           "norm2.gamma": "residual.3.gamma", "conv2.weight": "residual.6.weight", "conv2.bias": "residual.6.bias",
-           "conv_shortcut.weight": "shortcut.weight", "conv_shortcut.bias": "shortcut.bias"}
-
-
-def wan_name(key: str) -> str:
-    """diffusers AutoencoderKLWan name → the name in Wan's Wan2.1_VAE.pth (WanVAE_ module tree)."""
-    if m := re.fullmatch(r"(post_quant_conv|quant_conv)\.(\w+)", key):
-        return {"quant_conv": "conv1", "post_quant_conv": "conv2"}[m.group(1)] + "." + m.group(2)
-    side, rest = key.split(".", 1)
-    if m := re.fullmatch(r"mid_block\.resnets\.(\d)\.(.+)", rest):
-        rest = f"middle.{2 * int(m.group(1))}.{_RESNET[m.group(2)]}"
-    elif m := re.fullmatch(r"mid_block\.attentions\.0\.(.+)", rest):
-        rest = f"middle.1.{m.group(1)}"
-    elif m := re.fullmatch(r"down_blocks\.(\d+)\.(.+)", rest):
-        rest = f"downsamples.{m.group(1)}.{_RESNET.get(m.group(2), m.group(2))}"
-    elif m := re.fullmatch(r"up_blocks\.(\d)\.resnets\.(\d)\.(.+)", rest):   # 3 resnets + 1 resample per level
-        rest = f"upsamples.{4 * int(m.group(1)) + int(m.group(2))}.{_RESNET[m.group(3)]}"
-    elif m := re.fullmatch(r"up_blocks\.(\d)\.upsamplers\.0\.(.+)", rest):
-        rest = f"upsamples.{4 * int(m.group(1)) + 3}.{m.group(2)}"
-    else:
-        rest = {"conv_in.weight": "conv1.weight", "conv_in.bias": "conv1.bias", "norm_out.gamma": "head.0.gamma",
-                "conv_out.weight": "head.2.weight", "conv_out.bias": "head.2.bias"}[rest]
-    return f"{side}.{rest}"
-
+from tiny_files import BASE_DIM, write_tiny_vae, write_tiny_vae22
 
 pytestmark = pytest.mark.usefixtures("one_thread")
-
-
-def write_tiny_vae(root):
-    """A random tiny AutoencoderKLWan saved as root/diffusers/vae/ and root/wan/Wan2.1_VAE.pth."""
-    from diffusers import AutoencoderKLWan
-    torch.manual_seed(0)
-    model = AutoencoderKLWan(base_dim=BASE_DIM, z_dim=16).eval()
-    with torch.no_grad():
-        for p in model.parameters():
-            p.normal_(0, 0.3)
-    model.save_pretrained(str(root / "diffusers" / "vae"))
-    wan_sd = {wan_name(k): v for k, v in model.state_dict().items()}
-    (root / "wan").mkdir(exist_ok=True)
-    torch.save(wan_sd, root / "wan" / "Wan2.1_VAE.pth")
-    return model, wan_sd
 
 
 # Every way to point at the weights → the path load_vae should report as its source.
@@ -250,3 +213,67 @@ def test_decoded_chunks_stream_into_an_mp4(tiny, vae, tmp_path):
     # H.264 (yuv420) blurs this noise-like tiny video, but keeps each frame's colour and the picture
     assert (got.mean((1, 2)) - want.mean((1, 2))).abs().max() < 0.02
     assert torch.corrcoef(torch.stack([got.flatten(), want.flatten()]))[0, 1] > 0.85
+
+
+# ------------------------------------------------------------------------------ the Wan2.2 VAE
+@pytest.fixture(scope="module")
+def tiny22(tmp_path_factory):
+    root = tmp_path_factory.mktemp("vae22")
+    return root, write_tiny_vae22(root)
+
+
+def test_the_wan2_2_vae_streams_what_diffusers_decodes(tiny22):
+    root, model = tiny22
+    vae = load_vae(root / "vae22", latent=WAN22)
+    assert vae.latent is WAN22
+    z = torch.randn(1, 48, 5, 2, 3)
+    want = ((model.decode(to_raw_space(z)).sample.clamp(-1, 1) + 1) / 2)
+    got = vae.decode(z)
+    assert got.shape == (1, 3, 17, 32, 48) == want.shape
+    assert torch.allclose(got, want, atol=1e-5)
+    pieces = torch.cat(list(vae.iter_decode(z, chunk_frames=2)), dim=2)
+    assert torch.allclose(pieces, want, atol=1e-5)
+
+
+def test_the_wan2_2_vae_in_one_safetensors_file_with_diffusers_names(tiny22, tmp_path):
+    root, model = tiny22
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(tmp_path / "wan22_vae_diffusers.safetensors"))
+    vae = load_vae(tmp_path / "wan22_vae_diffusers.safetensors")
+    z = torch.randn(1, 48, 2, 2, 3)
+    assert vae.latent is WAN22 and torch.allclose(vae.decode(z), load_vae(root / "vae22").decode(z), atol=1e-6)
+
+
+def test_encoding_an_image_gives_one_48_channel_latent_frame(tiny22):
+    root, _ = tiny22
+    z = load_vae(root / "vae22").encode(torch.rand(1, 3, 1, 32, 48))
+    assert z.shape == (1, 48, 1, 2, 3) and z.dtype == torch.float32
+
+
+def test_a_vae_of_the_other_kind_is_refused_naming_the_right_one(tiny22, tmp_path):
+    root, _ = tiny22
+    write_tiny_vae(tmp_path)
+    with pytest.raises(ValueError, match=r"is the Wan2\.1 VAE \(16 latent channels\) but the backbone works in Wan2\.2 "
+                                         r"latents \(48 channels\): use the Wan2\.2 VAE: ComfyUI.s "
+                                         r"models/vae/wan2\.2_vae\.safetensors, or hf download Wan-AI/Wan2\.2-TI2V-5B "):
+        load_vae(tmp_path / "diffusers" / "vae", latent=WAN22)
+    with pytest.raises(ValueError, match=r"is the Wan2\.2 VAE \(48 latent channels\) but the backbone works in Wan2\.1"):
+        load_vae(root / "vae22", latent=WAN21)
+
+
+def test_an_incomplete_wan2_2_vae_in_original_names_is_reported(tmp_path):
+    save_file({"decoder.upsamples.0.upsamples.0.residual.0.gamma": torch.ones(4, 1, 1, 1)},
+              str(tmp_path / "wan2.2_vae.safetensors"))
+    with pytest.raises(ValueError, match=r"wan2\.2_vae\.safetensors' lacks 'encoder\.conv_in\.weight'; it is not a "
+                                         r"complete Wan VAE"):
+        load_vae(tmp_path / "wan2.2_vae.safetensors")
+
+
+def test_the_original_wan2_2_vae_names_reproduce_the_published_vae():
+    """tests/data/wan22_vae_tiny: a tiny Wan2.2 VAE in Wan's own names and what Wan's own code made with it."""
+    from safetensors.torch import load_file
+    from paths import DATA
+    folder = DATA / "wan22_vae_tiny"
+    io = load_file(str(folder / "io.safetensors"))
+    vae = load_vae(folder / "wan2.2_vae_tiny_fp16.safetensors", latent=WAN22)
+    assert (vae.decode(io["z_model"]) - io["video"]).abs().max() < 1e-5
+    assert (vae.encode(io["pixels"]) - io["z_encoded"]).abs().max() < 1e-5

@@ -82,3 +82,16 @@ def test_a_format_needs_one_mean_and_std_per_channel():
     with pytest.raises(ValueError, match="2 means and 1 stds"):
         LatentFormat("Bad", "a VAE", (0.0, 0.0), (1.0,), stride=8, time_stride=4, fps=16, vae_file="b",
                      vae_original="b", comfy_latent="B")
+
+
+def test_seconds_become_whole_blocks_of_latent_frames():
+    assert WAN21.latent_frames_for_seconds(30, 3) == 120
+    assert WAN21.latent_frames_for_seconds(60, 3) == 240
+    assert WAN21.latent_frames_for_seconds(0.1, 3) == 3
+
+
+def test_latent_normalisation_round_trip():
+    z = torch.randn(2, 16, 5, 4, 6, dtype=torch.float64)
+    assert torch.allclose(latent_format.to_raw_space(latent_format.to_model_space(z)), z)
+    assert latent_format.WAN21.video_to_latent_frames(477) == 120
+    assert latent_format.WAN21.latent_to_video_frames(120) == 477

@@ -7,7 +7,6 @@ import torch
 from core.app.plan import sampling_config
 
 import core.context.kv_cache
-from conftest import tiny_model
 from core.context.kv_cache import CachePolicy, KVCache
 from core.context.recache import RecachePlan, _RecacheContext
 from core.model.backbone import AttentionContext, BackboneConfig, BackboneModel, CacheWriter, TextContext
@@ -17,6 +16,8 @@ from core.sampling.config import SamplingConfig, SwitchConfig
 from core.sampling.loop import generate
 from core.sampling.prompts import PromptSchedule, Segment
 from core.sampling.samplers import NAMES as SAMPLERS
+
+from factory import tiny_model
 
 HW = (4, 6)
 

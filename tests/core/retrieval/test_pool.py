@@ -12,7 +12,7 @@ from core.retrieval.pool import HistoryPool
 from core.sampling.loop import generate
 from core.app.plan import sampling_config
 
-from conftest import GOLDEN
+from paths import GOLDEN
 
 
 @pytest.fixture(scope="module")

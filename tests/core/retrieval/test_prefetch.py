@@ -10,7 +10,7 @@ from core.retrieval.encoder import load_encoder
 from core.sampling.loop import generate
 from core.app.plan import sampling_config
 
-from conftest import GOLDEN
+from paths import GOLDEN
 
 
 @pytest.fixture(scope="module")

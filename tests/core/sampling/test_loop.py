@@ -6,7 +6,7 @@ from core.sampling.config import SamplingConfig
 from core.sampling.loop import generate
 from core.app.plan import sampling_config
 
-from conftest import tiny_model
+from factory import tiny_model
 
 EMB = torch.randn(1, 7, 32, generator=torch.Generator().manual_seed(5))
 

@@ -122,3 +122,21 @@ def test_bad_schedule_files_name_what_to_fix(tmp_path, tensors, message):
     with pytest.raises(ValueError) as err:
         load_prompt_schedule(tmp_path / "bad.safetensors")
     assert message in str(err.value)
+
+
+def test_a_hash_after_the_time_marks_a_cut_and_old_schedules_read_as_before():
+    timed = parse_schedule_text("0s: a fox\n# a comment\n3s: it runs\n6s#: a lighthouse at night", latent=WAN21)
+    assert [(p.frame, p.cut) for p in timed] == [(0, False), (12, False), (24, True)]
+    assert timed[2].text == "a lighthouse at night"
+
+
+def test_json_schedules_mark_cuts_with_a_flag():
+    timed = parse_schedule_json([{"time": 0, "prompt": "a"}, {"time": "6s", "prompt": "b", "cut": True}], latent=WAN21)
+    assert [p.cut for p in timed] == [False, True]
+    with pytest.raises(ValueError, match='"cut" is "yes"; write true or false'):
+        parse_schedule_json([{"time": 0, "prompt": "a"}, {"time": 6, "prompt": "b", "cut": "yes"}], latent=WAN21)
+
+
+def test_the_first_prompt_cannot_be_a_cut():
+    with pytest.raises(ValueError, match="the first prompt begins the video, not a new scene or shot"):
+        parse_schedule_text("0s#: a fox", latent=WAN21)

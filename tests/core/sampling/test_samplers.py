@@ -4,16 +4,16 @@ import torch
 
 from core.app.plan import sampling_config
 
-from conftest import tiny_model
 from core.families.wan21_t2v import WAN21_T2V
 from core.families.wan22_ti2v import DEFAULTS as WAN22
-from core.model.transformer import WanConfig, WanTransformer
+from core.model.transformer import WanTransformer
 from core.sampling import samplers
-from core.sampling.config import SamplingConfig
 from core.sampling.loop import generate
 from core.sampling.samplers import NAMES, NoisyBlock, get_sampler
 from core.sampling.timesteps import FlowMatchSchedule
 from core.sampling.unipc import UniPCSolver
+
+from factory import tiny_model
 
 WAN21 = WAN21_T2V.defaults
 B, F, C, H, W = 1, 3, 16, 4, 6
@@ -269,9 +269,7 @@ def test_the_loop_names_no_sampler():
 
 
 def test_a_tiny_wan22_config_runs_both_samplers_end_to_end():
-    torch.manual_seed(0)
-    m = WanTransformer(WanConfig(dim=64, ffn_dim=128, num_layers=2, num_heads=2, text_dim=32, freq_dim=32,
-                                 in_dim=48, out_dim=48)).eval().requires_grad_(False)
+    m = tiny_model(0, channels=48)
     emb = torch.randn(1, 5, 32)
     for name in NAMES:
         res = generate(m, emb, 6, (4, 6), 0, sampling_config(sampler=name))

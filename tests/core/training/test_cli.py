@@ -1,7 +1,6 @@
-"""Retrieval-encoder training: the Window Temporal Delta losses, the published data split, learning,
-checkpoints that load here and the published way, resume, config precedence, bad data, DDP."""
+"""Retrieval-encoder training runs (core/training/cli.py): learning, checkpoints that load here and the published
+way, resume, config precedence, bad data, DDP. Its losses and corpus: test_losses.py, test_corpus.py."""
 import dataclasses
-import math
 import socket
 import subprocess
 import sys
@@ -10,18 +9,16 @@ from pathlib import Path
 
 import pytest
 import torch
-import torch.nn as nn
 import torch.nn.functional as F
 from safetensors.torch import save_file
 
 from core.app.cli import main as cli_main
 from core.retrieval.encoder import EncoderConfig, RetrievalEncoder, load_encoder
-from core.training.corpus import ChunkDataset, scan_corpus, split_files
+from core.training.corpus import scan_corpus
 from core.training.config import TrainConfig
 from core.training.cli import config_from, train
-from core.training.losses import delta_loss, losses, smooth_loss
 
-ROOT = Path(__file__).resolve().parents[1]
+from paths import ROOT
 
 
 def make_corpus(folder: Path, videos=6, frames=24, hw=(8, 12)):
@@ -43,90 +40,10 @@ def tiny_cfg(data, out, **kw):
     return TrainConfig(**base)
 
 
-def cos(a, b):
-    return float(a @ b / (a.norm() * b.norm()))
-
-
 # ------------------------------------------------------------------------------------------ losses
-def test_delta_loss_is_the_mean_over_offsets_of_the_mean_cosine_hinge():
-    e = torch.randn(2, 5, 7, generator=torch.Generator().manual_seed(0))
-    m = 0.1
-    per_k = []
-    for k in (1, 2, 3):
-        hinges = [max(0.0, cos(e[b, t], e[b, t - k]) - m) for b in range(2) for t in range(k, 5)]
-        per_k.append(sum(hinges) / len(hinges))
-    assert delta_loss(e, m, 3).item() == pytest.approx(sum(per_k) / 3, rel=1e-5)
-
-
-def test_delta_loss_uses_at_most_seq_len_minus_one_offsets_and_zero_below_the_margin():
-    e = torch.tensor([[[1.0, 0.0], [1.0, 0.1]]])            # S = 2: only k = 1
-    assert delta_loss(e, 0.5, 3).item() == pytest.approx(cos(e[0, 1], e[0, 0]) - 0.5, rel=1e-5)
-    assert delta_loss(e, 0.999, 3).item() == 0.0
-    assert delta_loss(e[:, :1], 0.5, 3).item() == 0.0
-
-
-def test_smooth_loss_is_the_mean_acceleration_norm():
-    e = torch.zeros(1, 5, 2)
-    e[0, :, 0] = torch.tensor([0.0, 1.0, 4.0, 9.0, 16.0])   # second difference 2 everywhere
-    e[0, :, 1] = torch.tensor([0.0, 0.0, 0.0, 3.0, 0.0])    # adds 0, 3, −6 at t = 1, 2, 3
-    want = (math.sqrt(4 + 1e-8) + math.sqrt(4 + 9 + 1e-8) + math.sqrt(4 + 36 + 1e-8)) / 3
-    assert smooth_loss(e).item() == pytest.approx(want, rel=1e-6)
-    assert smooth_loss(e[:, :2]).item() == 0.0
-
-
-class FixedEmbedding(nn.Module):
-    """Reconstructs perfectly and embeds frame t as scale·(t², 1)."""
-
-    def __init__(self, scale):
-        super().__init__()
-        self.scale = scale
-
-    def forward(self, x):
-        t = torch.arange(x.shape[0], dtype=torch.float32) % 4
-        return x, self.scale * torch.stack([t * t, torch.ones_like(t)], -1)
-
-
-def test_regularisers_see_the_raw_embedding_as_published():
-    chunk = torch.zeros(2, 4, 1, 1, 1)
-    cfg = TrainConfig(delta_margin=0.5, delta_weight=2.0, smooth_weight=3.0)
-    one, ten = losses(FixedEmbedding(1.0), chunk, cfg), losses(FixedEmbedding(10.0), chunk, cfg)
-    assert one["recon"].item() == 0.0
-    assert ten["delta"].item() == pytest.approx(one["delta"].item(), rel=1e-5)      # cosine: scale-free
-    assert ten["smooth"].item() == pytest.approx(10 * one["smooth"].item(), rel=1e-5)  # not normalised
-    emb = FixedEmbedding(1.0)(chunk.flatten(0, 1))[1].view(2, 4, 2)
-    assert one["smooth"].item() == pytest.approx(3.0 * smooth_loss(emb).item())
-    assert one["delta"].item() == pytest.approx(2.0 * delta_loss(emb, 0.5, 3).item())
-    assert one["total"].item() == pytest.approx(one["recon"].item() + one["delta"].item() + one["smooth"].item())
 
 
 # -------------------------------------------------------------------------------------------- data
-def test_split_is_by_file_and_matches_the_published_random_split():
-    files = [Path(f"v{i}.safetensors") for i in range(23)]
-    train_files, val_files = split_files(files, 0.1, seed=42)
-    want_train, want_val = torch.utils.data.random_split(files, [21, 2], generator=torch.Generator().manual_seed(42))
-    assert train_files == list(want_train) and val_files == list(want_val)
-    assert split_files(files, 0.1, seed=42) == (train_files, val_files)
-    no_val = split_files(files, 0.0, seed=42)
-    assert sorted(no_val[0]) == sorted(files) and no_val[1] == []
-
-
-def test_chunks_are_consecutive_frames_whatever_the_workers_and_change_per_epoch(tmp_path):
-    data = tmp_path / "d"
-    data.mkdir()
-    save_file({"latents": torch.arange(30.0).view(30, 1, 1, 1).expand(30, 16, 2, 2).contiguous()},
-              str(data / "a.safetensors"))
-    save_file({"latents": torch.zeros(3, 16, 2, 2)}, str(data / "short.safetensors"))
-    files, shape = scan_corpus(data)
-    ds = ChunkDataset(files, seq_len=8, chunks_per_video=4, seed=1)
-    firsts = torch.stack([ds[i][:, 0, 0, 0] for i in range(0, 8, 2)])
-    assert torch.equal(firsts - firsts[:, :1], torch.arange(8.0).expand(4, 8))    # consecutive frames
-    assert ds[1].shape == (8, 16, 2, 2)                                            # short video padded
-    loader = torch.utils.data.DataLoader(ds, batch_size=8, num_workers=2)
-    assert torch.equal(next(iter(loader)), torch.stack([ds[i] for i in range(8)]))
-    starts = lambda: [int(ds[i][0, 0, 0, 0]) for i in range(0, 8, 2)]  # noqa: E731
-    before = starts()
-    ds.set_epoch(1)
-    assert starts() != before
 
 
 # ---------------------------------------------------------------------------------------- training
@@ -217,31 +134,6 @@ def test_cli_trains_and_reports_bad_data(tmp_path, capsys):
     assert (ckpt["epochs_done"], ckpt["config"]["latent_dim"], ckpt["config"]["amp"]) == (1, 8, False)
     assert cli_main(["train-encoder", "--data", str(tmp_path / "missing"), "--device", "cpu"]) == 2
     assert "does not exist" in capsys.readouterr().err
-
-
-def test_bad_corpora_fail_naming_the_file(tmp_path):
-    with pytest.raises(FileNotFoundError, match="build-corpus"):
-        scan_corpus(tmp_path / "nothing")
-    (tmp_path / "empty").mkdir()
-    with pytest.raises(ValueError, match="has no"):
-        scan_corpus(tmp_path / "empty")
-    (tmp_path / "a").mkdir()
-    save_file({"video": torch.zeros(2, 16, 8, 12)}, str(tmp_path / "a" / "x.safetensors"))
-    with pytest.raises(ValueError, match=r"x\.safetensors' has no 'latents'"):
-        scan_corpus(tmp_path / "a")
-    (tmp_path / "r").mkdir()
-    save_file({"latents": torch.zeros(1, 2, 16, 8, 12)}, str(tmp_path / "r" / "batched.safetensors"))
-    with pytest.raises(ValueError, match=r"batched\.safetensors': 'latents' has shape \[1, 2, 16, 8, 12\]"):
-        scan_corpus(tmp_path / "r")
-    (tmp_path / "b").mkdir()
-    save_file({"latents": torch.zeros(2, 16, 8, 12)}, str(tmp_path / "b" / "1.safetensors"))
-    save_file({"latents": torch.zeros(2, 16, 6, 12)}, str(tmp_path / "b" / "2.safetensors"))
-    with pytest.raises(ValueError, match=r"2\.safetensors' has frames .* must share"):
-        scan_corpus(tmp_path / "b")
-    (tmp_path / "c").mkdir()
-    (tmp_path / "c" / "junk.safetensors").write_bytes(b"not a safetensors file")
-    with pytest.raises(ValueError, match=r"junk\.safetensors' is not readable"):
-        scan_corpus(tmp_path / "c")
 
 
 # --------------------------------------------------------------------------------------------- DDP

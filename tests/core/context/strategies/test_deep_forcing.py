@@ -16,7 +16,7 @@ from core.model.rope import apply_rope, rope_table
 from core.context.strategies.deep_forcing import DeepForcing, DeepForcingParams
 from core.app.plan import strategy_config
 
-from conftest import tiny_model
+from factory import tiny_model
 
 D, T, S, C, R, F, W = 6, 2, 2, 2, 2, 2, 8
 GRID = (1, 2)

@@ -1,20 +1,13 @@
-"""Strategies by name: defaults, clear errors, ∞-RoPE's flush and cut and MemRoPE's fold on hand-checkable caches."""
+"""Strategies by name (core/context/strategies/registry.py): published defaults, descriptions, clear errors."""
 import json
 
 import pytest
-import torch
 
 from core.retrieval.config import RetrievalConfig
 from core.sampling.config import SamplingConfig, SwitchConfig
-from core.context.kv_cache import CachePolicy, KVCache
-from core.latents.format import WAN21
-from core.sampling.prompts import parse_schedule_json, parse_schedule_text
 from core.context.strategies import NAMES, describe, get_spec
-from core.context.strategies.infinity_rope import InfinityRope, InfinityRopeParams
-from core.context.strategies.memrope import MemRope, MemRopeParams
+from core.context.strategies.memrope import MemRopeParams
 from core.app.plan import sampling_config, strategy_config
-
-D = 6   # head_dim: one complex pair per RoPE axis
 
 
 def test_every_strategy_is_listed_with_its_published_defaults():
@@ -91,86 +84,9 @@ def test_a_flush_switch_is_infinity_ropes_only():
 
 
 # ------------------------------------------------------------------------------ prompt cuts
-def test_a_hash_after_the_time_marks_a_cut_and_old_schedules_read_as_before():
-    timed = parse_schedule_text("0s: a fox\n# a comment\n3s: it runs\n6s#: a lighthouse at night", latent=WAN21)
-    assert [(p.frame, p.cut) for p in timed] == [(0, False), (12, False), (24, True)]
-    assert timed[2].text == "a lighthouse at night"
-
-
-def test_json_schedules_mark_cuts_with_a_flag():
-    timed = parse_schedule_json([{"time": 0, "prompt": "a"}, {"time": "6s", "prompt": "b", "cut": True}], latent=WAN21)
-    assert [p.cut for p in timed] == [False, True]
-    with pytest.raises(ValueError, match='"cut" is "yes"; write true or false'):
-        parse_schedule_json([{"time": 0, "prompt": "a"}, {"time": 6, "prompt": "b", "cut": "yes"}], latent=WAN21)
-
-
-def test_the_first_prompt_cannot_be_a_cut():
-    with pytest.raises(ValueError, match="the first prompt begins the video, not a new scene or shot"):
-        parse_schedule_text("0s#: a fox", latent=WAN21)
 
 
 # ------------------------------------------------------------------------------ hand-checkable caches
-def labelled(frames, dtype=torch.float64):
-    """K/V for frames [F] → [1, F, 1, D] holding the frame index (1 token per frame, 1 head)."""
-    return torch.tensor(frames, dtype=dtype).view(1, -1, 1, 1).expand(1, len(frames), 1, D).clone()
-
-
-def make_cache(policy, strategy):
-    return KVCache(policy, num_layers=1, batch=1, grid_hw=(1, 1), heads=1, head_dim=D, dtype=torch.float64,
-                   device=torch.device("cpu"), strategy=strategy)
-
-
-def fill(cache, start, nf=3):
-    cache.begin_block(start, nf)
-    frames = list(range(start, start + nf))
-    cache.write(0, labelled(frames), labelled(frames))
-
-
-def slot_labels(cache):
-    return cache.v[0][0, :cache.filled, 0, 0].round().long().tolist()
-
-
-def test_infinity_rope_flush_copies_the_buffers_last_two_slots_into_slots_one_and_two():
-    cache = make_cache(CachePolicy(6, 1, 0, True), InfinityRope(InfinityRopeParams()))
-    for start in (0, 3, 6, 9):
-        fill(cache, start)
-    assert slot_labels(cache) == [0, 7, 8, 9, 10, 11]
-    record = cache.strategy.flush(cache, cut=False)
-    assert slot_labels(cache) == [0, 10, 11] and record["copied_slots"] == [4, 5]
-    fill(cache, 12)
-    assert slot_labels(cache) == [0, 10, 11, 12, 13, 14]     # what a plain eviction leaves at window 6
-
-
-def test_infinity_rope_flush_before_the_window_fills_copies_zeros():
-    cache = make_cache(CachePolicy(6, 1, 0, True), InfinityRope(InfinityRopeParams()))
-    fill(cache, 0)
-    cache.strategy.flush(cache, cut=False)
-    fill(cache, 3)
-    assert slot_labels(cache) == [0, 0, 0, 3, 4, 5]            # slots 1-2: the never-written zeros
-
-
-def test_infinity_rope_cut_moves_only_the_boundary_blocks_positions():
-    cache = make_cache(CachePolicy(6, 1, 0, True), InfinityRope(InfinityRopeParams()))
-    for start in (0, 3, 6):
-        fill(cache, start)
-    cache.strategy.flush(cache, cut=True)
-    fill(cache, 9)
-    assert cache.query_base == 45
-    fill(cache, 12)
-    assert cache.query_base == 3
-
-
-def test_memrope_first_fold_sets_both_memories_to_the_mean_then_each_follows_its_rate():
-    cache = make_cache(CachePolicy(8, 1, 0, True), MemRope(MemRopeParams(alpha_long=0.5, alpha_short=0.25)))
-    for start in (0, 3):
-        fill(cache, start)                                     # slots [0 | 1 2 | 3 4 5 ...]
-    fill(cache, 6)                                             # overflow 1: frame 3 folds
-    assert slot_labels(cache) == [0, 3, 3, 4, 5, 6, 7, 8]
-    fill(cache, 9)                                             # frames 4, 5, 6 fold: mean 5
-    assert slot_labels(cache)[:3] == [0, round(0.5 * 5 + 0.5 * 3), round(0.25 * 5 + 0.75 * 3)]
-    assert cache.v[0][0, 1, 0, 0].item() == pytest.approx(4.0) and cache.v[0][0, 2, 0, 0].item() == pytest.approx(3.5)
-    assert [f["frames"] for f in cache.strategy.folds] == [[3], [4, 5, 6]]
-    assert slot_labels(cache)[3:] == [7, 8, 9, 10, 11]
 
 
 def test_strategy_descriptions_are_plain_json():
