@@ -1,11 +1,9 @@
-"""Prompt schedules as a user writes them: the text and JSON forms, where each prompt begins, and the
-one-line errors (core/sampling/prompts.py, core/files/atomic.py load_prompt_schedule)."""
+"""Prompt schedules as a user writes them (core/sampling/prompts.py): the text and JSON forms, cut marks, where each
+prompt begins, and the one-line errors. Schedules in embeddings files: test_prompt_files.py."""
 import pytest
 import torch
-from safetensors.torch import save_file
 
 from core.latents.format import WAN21
-from core.sampling.prompt_files import load_prompt_schedule
 from core.sampling.prompts import (PromptSchedule, Segment, fire_frames, parse_schedule_json, parse_schedule_text,
                                    read_schedule_file, timeline)
 
@@ -96,32 +94,6 @@ def test_schedule_segments_must_agree_on_batch_and_width():
         PromptSchedule((Segment(0, a), Segment(6, a), Segment(6, a)))
     with pytest.raises(ValueError, match="first prompt must start at frame 0"):
         PromptSchedule((Segment(3, a),))
-
-
-def test_an_embeddings_file_holds_a_schedule(tmp_path):
-    e = torch.randn(3, 1, 7, 8)
-    save_file({"prompt_embeds": e[0], "prompt_embeds_1": e[1], "prompt_embeds_2": e[2],
-               "switch_frames": torch.tensor([15, 27])}, str(tmp_path / "s.safetensors"))
-    sched = load_prompt_schedule(tmp_path / "s.safetensors", text_dim=8)
-    assert [s.start for s in sched.segments] == [0, 15, 27]
-    assert torch.equal(sched.segments[2].embeds, e[2])
-    save_file({"prompt_embeds": e[0]}, str(tmp_path / "one.safetensors"))
-    assert len(load_prompt_schedule(tmp_path / "one.safetensors").segments) == 1
-
-
-@pytest.mark.parametrize("tensors, message", [
-    ({"prompt_embeds_1": torch.zeros(1, 7, 8)}, "no 'switch_frames'; save 'switch_frames' as int64 [1]"),
-    ({"prompt_embeds_1": torch.zeros(1, 7, 8), "switch_frames": torch.tensor([1.5])}, "torch.float32"),
-    ({"prompt_embeds_2": torch.zeros(1, 7, 8), "switch_frames": torch.tensor([3])}, "without gaps"),
-    ({"prompt_embeds_1": torch.zeros(1, 7, 8), "switch_frames": torch.tensor([0])}, "must be ≥ 1"),
-    ({"prompt_embeds_1": torch.zeros(1, 7, 8), "prompt_embeds_2": torch.zeros(1, 7, 8),
-      "switch_frames": torch.tensor([9, 6])}, "switch_frames[1] = 6 (prompt_embeds_2) starts at latent frame 6"),
-])
-def test_bad_schedule_files_name_what_to_fix(tmp_path, tensors, message):
-    save_file({"prompt_embeds": torch.zeros(1, 7, 8), **tensors}, str(tmp_path / "bad.safetensors"))
-    with pytest.raises(ValueError) as err:
-        load_prompt_schedule(tmp_path / "bad.safetensors")
-    assert message in str(err.value)
 
 
 def test_a_hash_after_the_time_marks_a_cut_and_old_schedules_read_as_before():
