@@ -1,4 +1,4 @@
-"""Relative errors of every golden case (tests/test_golden.py) against the published outputs.
+"""Relative errors of every golden case (tests/golden/test_longlive_rag.py) against the published outputs.
 
     python benchmarks/golden_errors.py            # one line per case; --json for a machine-readable dump
 
@@ -14,18 +14,20 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))  # the golden fixtures live with the tests
+sys.path.insert(0, str(ROOT / "tests" / "golden"))
 
 import torch  # noqa: E402
 from safetensors.torch import load_file  # noqa: E402
 
-from conftest import DATA, GOLDEN, golden_config  # noqa: E402
+from factory import golden_config  # noqa: E402
+from paths import GOLDEN  # noqa: E402
 from core.retrieval.encoder import load_encoder  # noqa: E402
 from core.model.transformer import WanTransformer  # noqa: E402
 from core.sampling.loop import generate  # noqa: E402
-from test_golden import EXTRA, config_from_case, rel_err  # noqa: E402
+from test_longlive_rag import EXTRA, config_from_case, rel_err  # noqa: E402
 
 
-# the cases tests/test_golden.py parametrizes (other folders under golden_extra belong to other features)
+# the cases tests/golden/test_longlive_rag.py parametrizes (other folders under golden_extra belong to other features)
 EXTRA_CASES = ("native", "native_sink0_win9", "rag_avgpool", "rag_batch2")
 
 

@@ -7,7 +7,7 @@ With CUDA:
   1. the CUDA tests: every test whose id contains "cuda" (they are skipped on CPU-only machines);
   2. bf16 vs fp32 on the golden retrieval case (tests/data/golden, retrieval encoder): relative error
      of the latents between the two, and of each to the published float32 outputs; whether the
-     retrieval picks the same frames. Expected: bf16 vs fp32 ≤ 0.1 (the same bound tests/test_pipeline.py
+     retrieval picks the same frames. Expected: bf16 vs fp32 ≤ 0.1 (the same bound tests/core/sampling/test_loop.py
      uses on a tiny model). bf16 rounds every activation to 8 bits of mantissa (unit roundoff
      2^-8 ≈ 4e-3); 2 layers x 80 forwards compound that to about 1e-2, and the AR loop feeds each
      block's output back through the cache, so the error grows block by block. A retrieval pick can
@@ -41,6 +41,7 @@ from floor import (ROOT, STEADY_FROM_FRAME, BlockShape, FloorProbe, block_flops,
 
 import torch  # noqa: E402
 
+from core.model.tiny import tiny_config  # noqa: E402
 from core.model.transformer import WanConfig  # noqa: E402
 from core.app.plan import sampling_config
 
@@ -63,7 +64,7 @@ def write_report(report: dict, path: Path) -> Path:
 
 def self_check() -> dict:
     """CPU-only checks of this script's own machinery; raises AssertionError when one fails."""
-    cfg = WanConfig(dim=64, ffn_dim=128, num_layers=2, num_heads=2)
+    cfg = tiny_config()
     s = BlockShape(cfg, tokens=6, frames_per_block=3, context_frames=4, forwards=5)
     n, lk, d = 18, 24, 64   # query tokens, key tokens, dim
     per_layer = 2 * n * d * d * 6 + 2 * n * d * 128 * 2 + 4 * n * lk * d + 4 * n * 512 * d
@@ -90,10 +91,11 @@ def cuda_tests() -> dict:
 
 def bf16_vs_fp32() -> dict:
     """The golden retrieval case on CUDA in float32 and bfloat16."""
-    sys.path.insert(0, str(ROOT / "tests"))
-    from conftest import GOLDEN, golden_config
+    sys.path[:0] = [str(ROOT / "tests"), str(ROOT / "tests" / "golden")]
+    from factory import golden_config
+    from paths import GOLDEN
     from safetensors.torch import load_file
-    from test_golden import config_from_case, rel_err
+    from test_longlive_rag import config_from_case, rel_err
 
     from core.retrieval.encoder import load_encoder
     from core.model.transformer import WanTransformer

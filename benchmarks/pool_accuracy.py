@@ -8,12 +8,12 @@ relative L2 error of the final latents of a full run with that storage versus ex
 """
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "tests"))  # the golden case's tiny backbone: tests/factory.py
 
 import torch  # noqa: E402
 from safetensors.torch import load_file  # noqa: E402
@@ -23,7 +23,8 @@ from core.retrieval.config import PoolConfig, RetrievalConfig
 from core.sampling.config import SamplingConfig  # noqa: E402
 from core.retrieval.encoder import load_encoder  # noqa: E402
 from core.retrieval.pool import HistoryPool  # noqa: E402
-from core.model.transformer import WanConfig, WanTransformer  # noqa: E402
+from core.model.transformer import WanTransformer  # noqa: E402
+from factory import golden_config  # noqa: E402
 from core.sampling.loop import generate, recompute_kv  # noqa: E402
 from core.app.plan import sampling_config
 
@@ -57,9 +58,7 @@ def rel(a, b):
 
 
 def main() -> int:
-    arch = json.loads((GOLDEN / "case.json").read_text())["arch"]
-    model = WanTransformer(WanConfig(dim=arch["dim"], ffn_dim=arch["ffn_dim"], num_layers=arch["num_layers"],
-                                     num_heads=arch["num_heads"], text_dim=arch["text_dim"]))
+    model = WanTransformer(golden_config())
     model.load_state_dict(load_file(str(GOLDEN / "wan_tiny_t2v_bare.safetensors")))
     model.eval()
     emb = load_file(str(GOLDEN / "inputs.safetensors"))["prompt_embeds"]

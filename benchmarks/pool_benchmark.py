@@ -26,6 +26,7 @@ from core.families.registry import family  # noqa: E402
 from core.retrieval.config import PoolConfig, RetrievalConfig
 from core.sampling.config import SamplingConfig  # noqa: E402
 from core.retrieval.pool import HistoryPool  # noqa: E402
+from core.model.tiny import randomise  # noqa: E402
 from core.model.transformer import WanConfig, WanTransformer  # noqa: E402
 from core.sampling.loop import generate  # noqa: E402
 from core.app.plan import sampling_config
@@ -50,10 +51,7 @@ def build(size: str, device: torch.device, dtype: torch.dtype) -> tuple[WanTrans
     with torch.device("meta"):
         model = WanTransformer(WanConfig(dim=dim, ffn_dim=ffn, num_layers=layers, num_heads=heads, text_dim=text_dim))
     model = model.to_empty(device=device).to(dtype)
-    with torch.no_grad():
-        for p in model.parameters():
-            p.normal_(0, 0.02)
-    return model.eval().requires_grad_(False), hw, text_dim
+    return randomise(model, std=0.02, bias_std=0.02), hw, text_dim
 
 
 def run_once(size, mode, frames, location, budget, storage, device, dtype, pool_dir=None):

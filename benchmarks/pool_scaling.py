@@ -33,19 +33,10 @@ import torch  # noqa: E402
 from core.retrieval.config import PoolConfig, RetrievalConfig
 from core.sampling.config import SamplingConfig  # noqa: E402
 from core.retrieval.pool import HistoryPool  # noqa: E402
-from core.model.transformer import WanConfig, WanTransformer  # noqa: E402
+from core.model.tiny import tiny_model  # noqa: E402
 from core.sampling import loop as pipeline  # noqa: E402
 from core.sampling.loop import generate  # noqa: E402
 from core.app.plan import sampling_config
-
-
-def tiny_model() -> WanTransformer:
-    torch.manual_seed(0)
-    model = WanTransformer(WanConfig(dim=128, ffn_dim=256, num_layers=2, num_heads=2, text_dim=64))
-    with torch.no_grad():
-        for p in model.parameters():
-            p.normal_(0, 0.02)
-    return model.eval().requires_grad_(False)
 
 
 class TimedPool(HistoryPool):
@@ -71,7 +62,7 @@ def window(timings: list[dict], centre: int, first: int, half: int = 5) -> tuple
 
 
 def run_scaling(frames: int, budget_mb: float, pool_dir: str, centres: list[int]) -> None:
-    model = tiny_model()
+    model = tiny_model(0, dim=128, text_dim=64, freq_dim=256, std=0.02, bias_std=0.02)
     emb = torch.randn(1, 32, 64, generator=torch.Generator().manual_seed(0))
     pool = PoolConfig(location="host", budget_mb=budget_mb, storage="kv", directory=pool_dir)
     cfg = sampling_config(retrieval=RetrievalConfig(pool=pool))

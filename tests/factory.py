@@ -1,6 +1,8 @@
 """The tiny models the tests build, and a third backbone family that exists only here.
 
-``tiny_config`` / ``tiny_model``: a random Wan transformer of 2 layers and 2 heads (any latent channel count).
+``tiny_config`` / ``tiny_model`` / ``randomise``: core's tiny-model factory (``core/model/tiny.py``, shared with the
+benchmarks and the demo): a random Wan transformer of 2 layers and 2 heads (any latent channel count).
+``golden_config``: the architecture of the golden cases' tiny backbone (tests/data/golden/case.json).
 
 ``make_test_family(root)``: a family unlike both Wan ones — 8 latent channels with their own statistics, 4×
 spatial and 2× temporal compression, 12 fps, blocks of 2 latent frames, window 10, sink 2 — built from the
@@ -12,38 +14,23 @@ channel count.
 from __future__ import annotations
 
 import importlib
+import json
 from dataclasses import asdict
 from pathlib import Path
 
-import torch
-
-from core.model.transformer import WanConfig, WanTransformer
+from core.model.tiny import randomise, tiny_config, tiny_model  # noqa: F401  (the tests import them from here)
+from core.model.transformer import WanConfig
+from paths import GOLDEN
 
 TEST_CHANNELS = 8
 TEXT_DIM = 32
 
 
-def tiny_config(dim: int = 64, layers: int = 2, heads: int = 2, text_dim: int = TEXT_DIM,
-                channels: int = 16) -> WanConfig:
-    """A Wan transformer of ``layers`` layers and ``heads`` heads working on ``channels`` latent channels."""
-    return WanConfig(dim=dim, ffn_dim=2 * dim, num_layers=layers, num_heads=heads, text_dim=text_dim, freq_dim=32,
-                     in_dim=channels, out_dim=channels)
-
-
-def randomise(model: torch.nn.Module) -> torch.nn.Module:
-    """Random weights (from torch's global generator) scaled so activations stay moderate; eval mode, no grad."""
-    with torch.no_grad():
-        for p in model.parameters():
-            p.normal_(0, 0.05) if p.dim() > 1 else p.normal_(0, 0.02)
-    return model.eval().requires_grad_(False)
-
-
-def tiny_model(seed: int = 0, layers: int = 2, dim: int = 64, heads: int = 2, text_dim: int = TEXT_DIM,
-               channels: int = 16, module=WanTransformer) -> WanTransformer:
-    """A random tiny Wan transformer (``module``: the class, e.g. the nodes' copy of it); the same ``seed``, the
-    same weights."""
-    torch.manual_seed(seed)
-    return randomise(module(tiny_config(dim, layers, heads, text_dim, channels)))
+def golden_config() -> WanConfig:
+    """The golden cases' tiny backbone, as their case.json states it."""
+    arch = json.loads((GOLDEN / "case.json").read_text())["arch"]
+    return WanConfig(dim=arch["dim"], ffn_dim=arch["ffn_dim"], num_layers=arch["num_layers"],
+                     num_heads=arch["num_heads"], freq_dim=arch["freq_dim"], text_dim=arch["text_dim"])
 
 
 def make_test_family(root: str = "core"):

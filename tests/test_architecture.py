@@ -1,10 +1,6 @@
 """core/ is layered: each package imports only the packages below it (tools/package_graph.py LAYERS), so the
 package graph is acyclic and the folder tree reads as the data flow of one block."""
-import sys
-from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))
-from package_graph import CORE, LAYERS, graph  # noqa: E402
+from package_graph import CORE, LAYERS, graph     # tools/ is on the path (pyproject.toml)
 
 
 def test_every_core_module_lives_in_a_layer_package():

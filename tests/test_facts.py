@@ -12,11 +12,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from load_pack import load_pack, pack_nodes
-
-ROOT = Path(__file__).resolve().parents[1]
-PACK = load_pack("comfyui_longlive_rag_under_test")   # as tests/test_node_docs.py
-N = pack_nodes(PACK)
+from pack import PACK, N
+from paths import DATA, ROOT
 
 
 def module(name: str):
@@ -150,7 +147,7 @@ def test_lengths_are_whole_blocks_of_at_least_the_duration():
                                            ("longlive2", "wan2.2_ti2v_5b_keys.json")])
 def test_released_sizes_are_the_released_checkpoints_key_set(key, keys_file):
     """The memory figures use the family's released sizes: exactly the real checkpoint's tensors."""
-    real = json.loads((ROOT / "tests" / "data" / keys_file).read_text())["base_keys"]
+    real = json.loads((DATA / keys_file).read_text())["base_keys"]
     f = family(key)
     assert {k: list(v) for k, v in f.shapes(f.released).items()} == real
     assert F.released(f).parameters == sum(torch.Size(v).numel() for v in real.values())

@@ -8,9 +8,9 @@ import sys
 from collections import Counter
 from pathlib import Path
 
-from load_pack import load_pack, pack_nodes
+from pack import PACK, N
+from paths import ROOT
 
-ROOT = Path(__file__).resolve().parents[1]
 LOCALES = ROOT / "locales"
 CJK = re.compile(r"[\u4e00-\u9fff]")
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".gif", ".webp", ".svg"}
@@ -26,8 +26,6 @@ def load(name: str, path: Path):
     return module
 
 
-PACK = load_pack("comfyui_longlive_rag_under_test")   # as tests/test_nodes.py
-N = pack_nodes(PACK)
 BUILD = load("locales_build", LOCALES / "build.py")
 DOCS = ROOT / PACK.WEB_DIRECTORY / "docs"
 

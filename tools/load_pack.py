@@ -3,7 +3,7 @@ the scripts that read the nodes' own definitions (workflows/build.py, locales/bu
 
 The nodes are ComfyUI V3 nodes (``comfy_api.latest``). Without ComfyUI (CI: it is not on PyPI) the test
 stand-in in tests/comfy_standin provides ``comfy_api``; the node definitions read through it are checked
-against a real ComfyUI by tests/test_comfyui_integration.py.
+against a real ComfyUI by tests/integration/test_comfyui.py.
 """
 from __future__ import annotations
 

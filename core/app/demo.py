@@ -20,7 +20,7 @@ from ..retrieval.config import RetrievalConfig
 from ..retrieval.encoder import EncoderConfig, RetrievalEncoder, load_encoder
 from ..files.atomic import atomic_path, check_output_dir, save_json, save_tensors
 from ..latents.format import LatentFormat
-from ..model.transformer import WanConfig, WanTransformer
+from ..model.tiny import tiny_config, tiny_model
 from ..sampling.loop import generate
 from .default_family import default_family
 from .demo_preview import summary, summary_lines, three_panels
@@ -28,7 +28,7 @@ from ..retrieval.map import render_retrieval_map
 from .plan import sampling_config
 
 CHANNELS = default_family().defaults.latent.channels      # the demo's backbone is of the default family
-DEMO_CONFIG = WanConfig(dim=128, ffn_dim=256, num_layers=2, num_heads=2, text_dim=64, in_dim=CHANNELS, out_dim=CHANNELS)
+DEMO_CONFIG = tiny_config(dim=128, text_dim=64, channels=CHANNELS, freq_dim=256)
 LATENT_HW = (8, 12)
 
 
@@ -53,11 +53,7 @@ def _label(frames: np.ndarray, text: str) -> np.ndarray:
 def write_demo_checkpoints(folder: Path, seed: int = 0) -> tuple[Path, Path]:
     """A tiny random backbone (bare Wan names, safetensors) and retrieval encoder (released .pt format)."""
     from ..formats import save_backbone_safetensors
-    torch.manual_seed(seed)
-    model = WanTransformer(DEMO_CONFIG)
-    with torch.no_grad():
-        for p in model.parameters():
-            p.normal_(0, 0.05) if p.dim() > 1 else p.normal_(0, 0.02)
+    model = tiny_model(seed, DEMO_CONFIG)
     folder.mkdir(parents=True, exist_ok=True)
     backbone = folder / "demo_wan_tiny.safetensors"
     # the head count travels in the file's metadata (it changes no weight shape, so it cannot be inferred)

@@ -1,0 +1,44 @@
+"""Headless jobs (core/app/jobs.py): output names, prompt lists, and the retrieval map a run writes."""
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from core.app import jobs
+from core.app.jobs import output_stem, read_prompts
+from core.app.plan import sampling_config
+from core.families.wan22_ti2v import DEFAULTS as LL2
+from core.retrieval.config import RetrievalConfig
+from core.retrieval.map import render_retrieval_map
+
+LOG = [{"block": b, "query_frame": 8 * b, "global_frames": [1, 3], "similarities": [0.9, 0.5]} for b in (5, 6, 7)]
+
+
+def test_the_cli_draws_the_band_of_the_runs_blocks(tmp_path, monkeypatch):
+    """A LongLive 2.0 run (blocks of 8): the map jobs.write_outputs saves is the one of blocks of 8."""
+    cfg = sampling_config(LL2, retrieval=RetrievalConfig(top_k=2, recent_exclude=1), strategy="rag")
+    assert (cfg.frames_per_block, cfg.window, cfg.sink) == (8, 32, 8)
+    monkeypatch.setattr("core.files.video.write_mp4", lambda path, frames, fps: list(frames))   # no encoder needed
+    vae = SimpleNamespace(device="cpu", latent=LL2.latent,
+                          iter_decode=lambda z: iter([torch.zeros(1, 3, 1, 2, 2)]))
+    res = SimpleNamespace(latents=torch.zeros(1, 48, 64, 2, 2), retrieval_log=LOG, switches=[])
+    progress = jobs.Progress(report=lambda line: None)
+    jobs.write_outputs(vae, res, tmp_path / "run", cfg, {"prompt": "a fox"}, progress)
+    saved = np.asarray(Image.open(tmp_path / "run.retrieval_map.png").convert("RGB"))
+    assert np.array_equal(saved, render_retrieval_map(LOG, 64, 8, 32, 8, title="a fox"))
+    assert not np.array_equal(saved, render_retrieval_map(LOG, 64, 8, 32, 3, title="a fox"))
+
+
+def test_output_names_are_deterministic_and_safe():
+    assert output_stem(3, "A cat, on a *mat*!") == "0003_a_cat_on_a_mat"
+    assert output_stem(12, "???") == "0012_prompt"
+
+
+def test_prompt_list_errors(tmp_path):
+    with pytest.raises(FileNotFoundError, match="one prompt per line"):
+        read_prompts(None, str(tmp_path / "none.txt"))
+    (tmp_path / "empty.txt").write_text("\n  \n")
+    with pytest.raises(ValueError, match="holds no prompts"):
+        read_prompts(None, str(tmp_path / "empty.txt"))

@@ -1,0 +1,122 @@
+"""The AR Block Sampler without ComfyUI: the golden case through LATENT normalisation, the native window when
+nothing is connected, outputs that a later run leaves alone, cancellation, progress with previews, the History
+Pool node, and bad inputs named."""
+import json
+import sys
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from pack import N, bridge, conditioning, latent_format, load, rag_retrieval, sample
+from paths import GOLDEN
+
+
+def test_sampler_with_retrieval_reproduces_the_golden_case_through_latent_normalisation(models_dir):
+    backbone, _ = load(models_dir)
+    latent, log = sample(backbone, rag_retrieval())
+    raw = latent["samples"]
+    assert raw.shape == (1, 16, 48, 8, 12)
+    ref = load_file(str(GOLDEN / "outputs.safetensors"))["latents_bcthw"]
+    model_space = latent_format.to_model_space(raw)
+    assert ((model_space - ref).norm() / ref.norm()) < 1e-4          # raw = model·std + mean, exactly invertible
+    golden_log = json.loads((GOLDEN / "memory_log.json").read_text())
+    assert [r["pool_indices"] for r in log.records] == [g["selected_pool_indices"][0] for g in golden_log]
+    assert log.strategy == "rag" and log.num_frames == 48
+
+
+def test_unconnected_retrieval_is_the_native_window(models_dir):
+    backbone, _ = load(models_dir)
+    latent, log = sample(backbone, None, length=49)
+    assert log.strategy == "native" and log.records == ()
+    assert latent["samples"].shape[2] == 15                        # 13 latent frames rounded up to 5 blocks
+
+
+def test_outputs_are_not_mutated_by_a_later_run(models_dir):
+    backbone, _ = load(models_dir)
+    weights = {k: v.clone() for k, v in backbone.backbone.model.state_dict().items()}
+    retrieval = rag_retrieval()
+    first, log1 = sample(backbone, retrieval, length=97)
+    kept = first["samples"].clone()
+    second, log2 = sample(backbone, retrieval, length=97, seed=7)
+    assert torch.equal(first["samples"], kept) and not torch.equal(second["samples"], kept)
+    assert all(torch.equal(v, weights[k]) for k, v in backbone.backbone.model.state_dict().items())
+    assert isinstance(log1.records, tuple) and log1 != log2
+
+
+def test_cancel_stops_within_a_block_and_frees_the_pool(models_dir, monkeypatch, tmp_path):
+    backbone, _ = load(models_dir)
+    pool = N["LongLiveRAG_HistoryPool"].execute("host (RAM)", 0, "kv (exact)", "").args[0]
+    disk_pool = type(pool)("host", 0.0001, "kv", str(tmp_path / "pool"))   # spills to disk at once
+    calls = []
+
+    class Interrupted(Exception):
+        pass
+
+    def interrupt():
+        calls.append(1)
+        if len(calls) == 8:
+            raise Interrupted
+
+    monkeypatch.setattr(bridge, "check_interrupted", interrupt)
+    with pytest.raises(Interrupted):
+        sample(backbone, rag_retrieval(pool=disk_pool))
+    assert len(calls) == 8                                   # checked after every block, stopped at block 8
+    assert list((tmp_path / "pool").rglob("*")) == []       # pool files removed
+
+
+def test_history_pool_node_validates_and_builds_settings():
+    node = N["LongLiveRAG_HistoryPool"]
+    (settings,) = node.execute("device (GPU)", 2048, "kv-half (approximate)", "").args
+    assert (settings.location, settings.budget_mb, settings.storage) == ("device", 2048, "kv-half")
+    with pytest.raises(ValueError, match="disk"):
+        node.execute("disk", 100, "kv (exact)", "")
+
+
+def test_bad_sampler_inputs_fail_clearly(models_dir):
+    backbone, _ = load(models_dir)
+    sampler = N["LongLiveRAG_ARBlockSampler"]
+    with pytest.raises(ValueError, match="multiples of 16"):
+        sampler.execute(backbone, conditioning(), 100, 64, 17, 0, 1, 12, 3, "1000,750,500,250", 5.0)
+    with pytest.raises(ValueError, match="CLIPLoader type 'wan'"):
+        sampler.execute(backbone, [[torch.zeros(1, 77, 768), {}]], 96, 64, 17, 0, 1, 12, 3, "1000", 5.0)
+    with pytest.raises(ValueError, match="local_attn_size"):
+        sampler.execute(backbone, conditioning(), 96, 64, 17, 0, 1, 8, 3, "1000", 5.0, rag_retrieval())
+    with pytest.raises(ValueError, match="steps"):
+        sampler.execute(backbone, conditioning(), 96, 64, 17, 0, 1, 12, 3, "1000,abc", 5.0)
+
+
+# ------------------------------------------------------------------------------------------ workflows
+
+
+def test_progress_bar_advances_per_block_with_a_latent_preview(models_dir, monkeypatch):
+    """With ComfyUI present, each block updates ComfyUI's ProgressBar with a preview of its newest frame."""
+    import types
+    calls, previews = [], []
+
+    class ProgressBar:
+        def __init__(self, total):
+            self.total = total
+
+        def update_absolute(self, value, total=None, preview=None):
+            calls.append((value, total, preview))
+
+    class Previewer:
+        def decode_latent_to_preview_image(self, fmt, x0):
+            previews.append(tuple(x0.shape))
+            return (fmt, "image", 512)
+
+    fake = {"comfy": types.ModuleType("comfy"), "comfy.utils": types.ModuleType("comfy.utils"),
+            "comfy.latent_formats": types.ModuleType("comfy.latent_formats"),
+            "latent_preview": types.ModuleType("latent_preview")}
+    fake["comfy.utils"].ProgressBar = ProgressBar
+    fake["comfy"].utils, fake["comfy"].latent_formats = fake["comfy.utils"], fake["comfy.latent_formats"]
+    fake["comfy.latent_formats"].Wan21 = object
+    fake["latent_preview"].get_previewer = lambda device, fmt: Previewer()
+    for name, module in fake.items():
+        monkeypatch.setitem(sys.modules, name, module)
+    backbone, _ = load(models_dir)
+    sample(backbone, None, length=37)                        # 10 latent frames → 4 blocks
+    assert [(v, t) for v, t, _ in calls] == [(1, 4), (2, 4), (3, 4), (4, 4)]
+    assert all(p == ("JPEG", "image", 512) for *_, p in calls)
+    assert previews == [(1, 16, 1, 8, 12)] * 4               # newest latent frame of each block
