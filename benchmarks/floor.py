@@ -34,7 +34,7 @@ from core.model.transformer import WanConfig, WanTransformer  # noqa: E402
 from core.app.plan import sampling_config
 
 # The medium size: 4 layers of 512 (4 heads of 128), 16x24 latents = 8x12 = 96 tokens/frame.
-MEDIUM = WanConfig(dim=512, ffn_dim=2048, num_layers=4, num_heads=4, text_dim=64)
+MEDIUM = WanConfig(dim=512, ffn_dim=2048, num_layers=4, num_heads=4, text_dim=64, in_dim=16, out_dim=16)
 MEDIUM_HW = (16, 24)
 MEDIUM_FRAMES = 60
 STEADY_FROM_FRAME = 30   # blocks from here on attend a full context in both regimes (K = 6 retrieved)

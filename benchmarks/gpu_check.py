@@ -41,11 +41,11 @@ from floor import (ROOT, STEADY_FROM_FRAME, BlockShape, FloorProbe, block_flops,
 
 import torch  # noqa: E402
 
-from core.model.tiny import tiny_config  # noqa: E402
+from core.app.tiny import tiny_config  # noqa: E402
 from core.model.transformer import WanConfig  # noqa: E402
 from core.app.plan import sampling_config
 
-REAL = WanConfig(dim=1536, ffn_dim=8960, num_layers=30, num_heads=12)
+REAL = WanConfig(dim=1536, ffn_dim=8960, num_layers=30, num_heads=12, in_dim=16, out_dim=16)
 REAL_HW = (60, 104)
 REAL_FRAMES = 120          # 30 s at 16 fps: 480 video frames → 120 latent frames (4x temporal compression)
 BF16_TOLERANCE = 0.1

@@ -26,7 +26,7 @@ from core.families.registry import family  # noqa: E402
 from core.retrieval.config import PoolConfig, RetrievalConfig
 from core.sampling.config import SamplingConfig  # noqa: E402
 from core.retrieval.pool import HistoryPool  # noqa: E402
-from core.model.tiny import randomise  # noqa: E402
+from core.app.tiny import randomise  # noqa: E402
 from core.model.transformer import WanConfig, WanTransformer  # noqa: E402
 from core.sampling.loop import generate  # noqa: E402
 from core.app.plan import sampling_config
@@ -49,7 +49,8 @@ def build(size: str, device: torch.device, dtype: torch.dtype) -> tuple[WanTrans
     dim, ffn, layers, heads, text_dim, hw = SIZES[size]
     torch.manual_seed(0)
     with torch.device("meta"):
-        model = WanTransformer(WanConfig(dim=dim, ffn_dim=ffn, num_layers=layers, num_heads=heads, text_dim=text_dim))
+        model = WanTransformer(WanConfig(dim=dim, ffn_dim=ffn, num_layers=layers, num_heads=heads, text_dim=text_dim,
+                                                 in_dim=16, out_dim=16))
     model = model.to_empty(device=device).to(dtype)
     return randomise(model, std=0.02, bias_std=0.02), hw, text_dim
 

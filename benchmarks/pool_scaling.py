@@ -33,7 +33,7 @@ import torch  # noqa: E402
 from core.retrieval.config import PoolConfig, RetrievalConfig
 from core.sampling.config import SamplingConfig  # noqa: E402
 from core.retrieval.pool import HistoryPool  # noqa: E402
-from core.model.tiny import tiny_model  # noqa: E402
+from core.app.tiny import tiny_model  # noqa: E402
 from core.sampling import loop as pipeline  # noqa: E402
 from core.sampling.loop import generate  # noqa: E402
 from core.app.plan import sampling_config

@@ -6,7 +6,8 @@ from core.model.transformer import WanConfig
 
 from factory import tiny_config, tiny_model
 
-CFG = WanConfig(dim=128, ffn_dim=256, num_layers=2, num_heads=1, text_dim=64, freq_dim=256)   # 1 head: dim / 128
+CFG = WanConfig(dim=128, ffn_dim=256, num_layers=2, num_heads=1, text_dim=64, freq_dim=256, in_dim=16,
+                out_dim=16)   # 1 head: dim / 128
 TINY = tiny_config(layers=1)                   # dim 64, 2 heads: 64 is not k·128
 
 

@@ -1,6 +1,6 @@
 """The tiny models the tests build, and a third backbone family that exists only here.
 
-``tiny_config`` / ``tiny_model`` / ``randomise``: core's tiny-model factory (``core/model/tiny.py``, shared with the
+``tiny_config`` / ``tiny_model`` / ``randomise``: core's tiny-model factory (``core/app/tiny.py``, shared with the
 benchmarks and the demo): a random Wan transformer of 2 layers and 2 heads (any latent channel count).
 ``golden_config``: the architecture of the golden cases' tiny backbone (tests/data/golden/case.json).
 
@@ -18,7 +18,7 @@ import json
 from dataclasses import asdict
 from pathlib import Path
 
-from core.model.tiny import randomise, tiny_config, tiny_model  # noqa: F401  (the tests import them from here)
+from core.app.tiny import randomise, tiny_config, tiny_model  # noqa: F401  (the tests import them from here)
 from core.model.transformer import WanConfig
 from paths import GOLDEN
 
@@ -30,7 +30,8 @@ def golden_config() -> WanConfig:
     """The golden cases' tiny backbone, as their case.json states it."""
     arch = json.loads((GOLDEN / "case.json").read_text())["arch"]
     return WanConfig(dim=arch["dim"], ffn_dim=arch["ffn_dim"], num_layers=arch["num_layers"],
-                     num_heads=arch["num_heads"], freq_dim=arch["freq_dim"], text_dim=arch["text_dim"])
+                     num_heads=arch["num_heads"], freq_dim=arch["freq_dim"], text_dim=arch["text_dim"],
+                     in_dim=16, out_dim=16)
 
 
 def make_test_family(root: str = "core"):

@@ -20,7 +20,7 @@ from ..retrieval.config import RetrievalConfig
 from ..retrieval.encoder import EncoderConfig, RetrievalEncoder, load_encoder
 from ..files.atomic import atomic_path, check_output_dir, save_json, save_tensors
 from ..latents.format import LatentFormat
-from ..model.tiny import tiny_config, tiny_model
+from .tiny import tiny_config, tiny_model
 from ..sampling.loop import generate
 from .default_family import default_family
 from .demo_preview import summary, summary_lines, three_panels
@@ -58,7 +58,8 @@ def write_demo_checkpoints(folder: Path, seed: int = 0) -> tuple[Path, Path]:
     backbone = folder / "demo_wan_tiny.safetensors"
     # the head count travels in the file's metadata (it changes no weight shape, so it cannot be inferred)
     save_backbone_safetensors(model, backbone, DEMO_CONFIG)
-    cfg = EncoderConfig(spatial_h=LATENT_HW[0], spatial_w=LATENT_HW[1], latent_dim=64, hidden_dims=[16, 32, 64])
+    cfg = EncoderConfig(in_channels=CHANNELS, spatial_h=LATENT_HW[0], spatial_w=LATENT_HW[1], latent_dim=64,
+                        hidden_dims=[16, 32, 64])
     enc = RetrievalEncoder(cfg)
     encoder = folder / "demo_encoder.pt"
     with atomic_path(encoder) as tmp:

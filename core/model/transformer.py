@@ -29,11 +29,11 @@ class WanConfig:
     ffn_dim: int
     num_layers: int
     num_heads: int
+    in_dim: int                    # latent channels in and out: the backbone family's latent format's
+    out_dim: int
     freq_dim: int = 256
     text_dim: int = 4096
     text_len: int = 512
-    in_dim: int = 16
-    out_dim: int = 16
     patch_size: tuple[int, int, int] = (1, 2, 2)
     eps: float = 1e-6
 

@@ -20,6 +20,8 @@ from ..files.safe_reader import read_weights
 
 @dataclass
 class EncoderConfig:
+    """The encoder's sizes. The defaults are those of the released LongLive-RAG encoder (ae_latent_mem.pt, Wan2.1
+    latents at 480x832): a file that states no size is read with them; everything else states its own."""
     in_channels: int = 16
     spatial_h: int = 60
     spatial_w: int = 104

@@ -39,7 +39,7 @@ def free_port() -> int:
 def write_models(base: Path) -> None:
     """Tiny checkpoints in the released formats, under the names the workflows use."""
     from core.retrieval.encoder import EncoderConfig, RetrievalEncoder
-    from core.model.tiny import tiny_model
+    from core.app.tiny import tiny_model
     m = base / "models"
     for d in ("diffusion_models", "loras", "retrieval_encoders", "vae", "text_encoders"):
         (m / d).mkdir(parents=True, exist_ok=True)

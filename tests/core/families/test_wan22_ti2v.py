@@ -230,7 +230,8 @@ def test_a_wan2_2_a14b_diffusers_folder_is_refused(tmp_path):
 
 def test_a_14b_without_a_wan2_2_name_is_still_read_as_wan2_1(tmp_path):
     """The sizes alone cannot tell Wan2.2 A14B from Wan2.1 14B: only the name or the two-expert folder does."""
-    sd = meta_state(expected_shapes(WanConfig(dim=5120, ffn_dim=13824, num_layers=40, num_heads=40)))
+    sd = meta_state(expected_shapes(WanConfig(dim=5120, ffn_dim=13824, num_layers=40, num_heads=40, in_dim=16,
+                                                          out_dim=16)))
     assert identify(sd, tmp_path / "wan2.1_t2v_14B_fp16.safetensors") is WAN21_T2V
     assert infer_config(sd, path="wan2.1_t2v_14B_fp16.safetensors").num_heads == 40
 

@@ -121,7 +121,8 @@ def test_loaded_model_is_frozen_in_eval_mode_in_the_requested_dtype(tmp_path, st
 
 
 def test_infer_config_reads_every_size_from_the_shapes():
-    cfg = WanConfig(dim=256, ffn_dim=320, num_layers=3, num_heads=2, text_dim=48, freq_dim=64)
+    cfg = WanConfig(dim=256, ffn_dim=320, num_layers=3, num_heads=2, text_dim=48, freq_dim=64, in_dim=16,
+                    out_dim=16)
     with torch.device("meta"):
         sd = WanTransformer(cfg).state_dict()
     assert infer_config(sd) == cfg                                  # 256 / 128 = 2 heads
@@ -144,7 +145,8 @@ def test_preset_detection_reads_only_names(tmp_path, state):
 def golden_arch(golden_dir):
     arch = json.loads((golden_dir / "case.json").read_text())["arch"]
     return WanConfig(dim=arch["dim"], ffn_dim=arch["ffn_dim"], num_layers=arch["num_layers"],
-                     num_heads=arch["num_heads"], freq_dim=arch["freq_dim"], text_dim=arch["text_dim"])
+                     num_heads=arch["num_heads"], freq_dim=arch["freq_dim"], text_dim=arch["text_dim"],
+                     in_dim=16, out_dim=16)
 
 
 def test_golden_bare_safetensors_loads_with_the_golden_architecture(golden_dir):

@@ -7,7 +7,7 @@ from core.app.plan import sampling_config
 def test_vram_estimate_for_the_real_model_at_480p():
     from core.sampling.budget import device_bytes_needed
     from core.model.transformer import WanConfig, WanTransformer
-    cfg = WanConfig(dim=1536, ffn_dim=8960, num_layers=30, num_heads=12)
+    cfg = WanConfig(dim=1536, ffn_dim=8960, num_layers=30, num_heads=12, in_dim=16, out_dim=16)
     with torch.device("meta"):
         model = WanTransformer(cfg)
     native = device_bytes_needed(model, sampling_config(), (60, 104), 1, torch.bfloat16)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import torch
 
-from .transformer import WanConfig, WanTransformer
+from ..model.transformer import WanConfig, WanTransformer
 
 
 def tiny_config(dim: int = 64, layers: int = 2, heads: int = 2, text_dim: int = 32, channels: int = 16,
