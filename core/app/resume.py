@@ -47,7 +47,8 @@ def run_identity(backbone: str, embeds, seed: int, frames: int, latent_hw, cfg: 
     """What a resumed run must share with the stopped one (plain JSON values); ``embeds`` a prompt
     tensor or a PromptSchedule."""
     settings = asdict(cfg)
-    settings.pop("policy", None)
+    for where in ("request", "family", "scaled"):       # where the values came from, not what they are
+        settings.pop(where, None)
     if settings.get("retrieval"):
         pool = settings["retrieval"].pop("pool")
         settings["retrieval"]["pool_storage"] = pool["storage"]      # where the pool lives changes nothing
