@@ -127,6 +127,9 @@ def _frames(request: RunRequest, cfg: SamplingConfig, family: FamilyDefaults) ->
     elif request.seconds is not None:
         frames = family.latent.latent_frames_for_seconds(request.seconds, nf) + cfg.first_block(p)
     else:
+        if request.video_frames < 1:
+            raise ValueError(f"length {request.video_frames} must be at least 1 video frame "
+                             f"(e.g. {family.latent.latent_to_video_frames(4 * nf)})")
         frames = family.latent.latent_frames_for_video(request.video_frames, nf, cfg.first_block(p))
         if p and frames <= p:
             least = p + nf if cfg.start_block == "short" else -(-(p + 1) // nf) * nf

@@ -64,6 +64,8 @@ def test_a_length_in_seconds_video_frames_or_latent_frames_is_planned_once():
         plan_run(RunRequest(frames=12, seconds=3), WAN21)
     with pytest.raises(ValueError, match="give the length once"):
         plan_run(RunRequest(), WAN21)
+    with pytest.raises(ValueError, match="length 0 must be at least 1 video frame"):
+        plan_run(RunRequest(video_frames=0), WAN21)
 
 
 def test_an_image_start_gives_a_short_first_block_on_wan21_and_a_clamped_one_on_longlive_2():
