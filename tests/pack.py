@@ -5,6 +5,7 @@
 calls run the golden tiny backbone (``load`` after the ``models_dir`` fixture) at the golden case's settings, and
 ``FakeCLIP`` / ``build`` run the Prompt Schedule node on a stand-in text encoder.
 """
+import importlib.util
 import itertools
 import sys
 
@@ -22,6 +23,17 @@ latent_format = sys.modules[f"{PACK.__name__}.core.latents.format"]
 
 STORY = "0s: a red fox in the snow\n# a comment\n1.5s: the fox at a frozen lake\n12f: the ice cracks"
 _NODE_IDS = itertools.count(1)
+
+
+def load_script(name: str, path):
+    """A build script of the repository (locales/build.py, workflows/notes.py, …) imported as module ``name``, once."""
+    if name in sys.modules:
+        return sys.modules[name]
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
 
 
 def conditioning():

@@ -6,13 +6,11 @@ import dataclasses
 import importlib
 import json
 import re
-import sys
-from pathlib import Path
 
 import pytest
 import torch
 
-from pack import PACK, N
+from pack import PACK, N, load_script
 from paths import DATA, ROOT
 
 
@@ -20,14 +18,7 @@ def module(name: str):
     return importlib.import_module(f"{PACK.__name__}.{name}")
 
 
-def load(name: str, path: Path):
-    if name in sys.modules:
-        return sys.modules[name]
-    spec = importlib.util.spec_from_file_location(name, path)
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules[name] = mod
-    spec.loader.exec_module(mod)
-    return mod
+load = load_script     # the build scripts these tests read
 
 
 F, X, T = module("core.app.facts"), module("core.app.fact_text"), module("core.app.fact_tables")

@@ -1,14 +1,13 @@
 """Node help pages (web/docs) and translations (locales): every node has its pages, every input and
 output its Chinese entry, the English locale is what the node classes say, and pages link only to
 files that the ComfyUI frontend can load."""
-import importlib.util
 import json
 import re
 import sys
 from collections import Counter
 from pathlib import Path
 
-from pack import PACK, N
+from pack import PACK, N, load_script
 from paths import ROOT
 
 LOCALES = ROOT / "locales"
@@ -16,14 +15,7 @@ CJK = re.compile(r"[\u4e00-\u9fff]")
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".gif", ".webp", ".svg"}
 
 
-def load(name: str, path: Path):
-    if name in sys.modules:
-        return sys.modules[name]
-    spec = importlib.util.spec_from_file_location(name, path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
+load = load_script     # the build scripts these tests read
 
 
 BUILD = load("locales_build", LOCALES / "build.py")

@@ -78,6 +78,15 @@ def load_test_backbone(models_dir):  # noqa: F811
                                                  "offload after sampling").args
 
 
+def sample_with_retrieval(models_dir):
+    """(latent, retrieval log, info) of the AR Block Sampler at auto on the test family, 47 video frames, K 2."""
+    backbone, _ = load_test_backbone(models_dir)
+    (enc,) = N["LongLiveRAG_LoadLatentEncoder"].execute("avg_pool (no file)").args
+    retrieval = N["LongLiveRAG_RetrieveContext"].execute(enc, 2, 1, None).args[0]
+    positive = [[torch.randn(1, 6, TEXT_DIM, generator=torch.Generator().manual_seed(0)), {}]]
+    return N["LongLiveRAG_ARBlockSampler"].execute(backbone, positive, 0, 0, 47, 0, *AUTO, retrieval=retrieval).args
+
+
 def test_load_backbone_names_the_family_and_its_settings(pack_registered, models_dir):  # noqa: F811
     backbone, info = load_test_backbone(models_dir)
     assert "Test8 (" in info and "Test8 T2V family" in info
@@ -87,12 +96,7 @@ def test_load_backbone_names_the_family_and_its_settings(pack_registered, models
 
 
 def test_the_sampler_at_auto_makes_the_familys_latents_in_its_blocks(pack_registered, models_dir):  # noqa: F811
-    backbone, _ = load_test_backbone(models_dir)
-    (enc,) = N["LongLiveRAG_LoadLatentEncoder"].execute("avg_pool (no file)").args
-    retrieval = N["LongLiveRAG_RetrieveContext"].execute(enc, 2, 1, None).args[0]
-    positive = [[torch.randn(1, 6, TEXT_DIM, generator=torch.Generator().manual_seed(0)), {}]]
-    latent, log, info = N["LongLiveRAG_ARBlockSampler"].execute(backbone, positive, 0, 0, 47, 0, *AUTO,
-                                                                retrieval=retrieval).args
+    latent, log, info = sample_with_retrieval(models_dir)
     assert latent["samples"].shape == (1, 8, 24, 4, 6)   # 47 video frames = (47 − 1)/2 + 1 latent frames, 4x6
     assert info.splitlines()[0] == "24 latent frames = 47 video frames (3.92 s at 12 fps)"
     assert "Test8: 24x16 px (Test8 latents, 8 channels, 4x6) at 12 fps; blocks of 2 latent frames" in info
@@ -102,12 +106,7 @@ def test_the_sampler_at_auto_makes_the_familys_latents_in_its_blocks(pack_regist
 
 
 def test_the_retrieval_map_band_is_the_familys(pack_registered, models_dir):  # noqa: F811
-    backbone, _ = load_test_backbone(models_dir)
-    (enc,) = N["LongLiveRAG_LoadLatentEncoder"].execute("avg_pool (no file)").args
-    retrieval = N["LongLiveRAG_RetrieveContext"].execute(enc, 2, 1, None).args[0]
-    positive = [[torch.randn(1, 6, TEXT_DIM, generator=torch.Generator().manual_seed(0)), {}]]
-    _, log, _ = N["LongLiveRAG_ARBlockSampler"].execute(backbone, positive, 0, 0, 47, 0, *AUTO,
-                                                        retrieval=retrieval).args
+    _, log, _ = sample_with_retrieval(models_dir)
     render = sys.modules[f"{PACK.__name__}.core.retrieval.map"].render_retrieval_map
     (img,) = N["LongLiveRAG_RetrievalMap"].execute(log, 400, 300).args
     got = (img[0] * 255).round().to(torch.uint8).numpy()
