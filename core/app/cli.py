@@ -245,7 +245,8 @@ def cmd_generate(args, progress: jobs.Progress) -> int:
     if args.embeds is None and args.resume:
         raise ValueError("--resume is for --embeds runs; a stopped video run is picked up by running the same "
                          "command again")
-    given = start.check(latent_size(run_request(args, "native"), defaults), latent) if args.resume is None else 0
+    size = RunRequest(latent_hw=args.latent_size, width=args.width, height=args.height)   # the run's, before the start
+    given = start.check(latent_size(size, defaults), latent) if args.resume is None else 0
     runs = plans(args, defaults, given)
     first = next(iter(runs.values()))
     configs = {name: plan.config for name, plan in runs.items()}

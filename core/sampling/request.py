@@ -67,7 +67,7 @@ def resolve(request: SamplingRequest, family: FamilyDefaults) -> SamplingConfig:
     elif not spec.top_k and retrieval is not None:
         raise ValueError(f"retrieval settings apply to strategy 'rag' only; strategy '{name}' retrieves nothing: "
                          "drop them (disconnect Retrieve Context) or choose rag")
-    switch = SwitchConfig(request.switch or (family.switch if spec.follows_family else spec.switch),
+    switch = SwitchConfig(request.switch or family.switch_for(name),
                           **{k: v for k, v in (("global_sink", request.global_sink),
                                                ("retrieval_scope", request.retrieval_scope)) if v is not None})
     native = name == "native"
