@@ -67,7 +67,8 @@ def test_rag_ae_retrieval_selections_are_identical(rag_ae_result):
 
 # ----------------------------------------------------------------------------------------------
 # Further cases made with the published code (tests/data/golden_extra/<case>/case.json says how):
-# native sliding window, sink 0, avg_pool descriptors, batch of two prompts.
+# native sliding window, sink 0, avg_pool descriptors, batch of two prompts; the retrieval regime at two other
+# latent sizes (6x10 and 10x6: 15 tokens per frame on a non-square grid) with other lengths, sinks and K/R.
 EXTRA = DATA / "golden_extra"
 
 
@@ -83,7 +84,8 @@ def run_extra_case(name, model, golden_inputs):
     return generate(model, emb, t, (h, w), case["seeds"]["noise"], cfg, encoder=encoder)
 
 
-@pytest.mark.parametrize("name", ["native", "native_sink0_win9", "rag_avgpool", "rag_batch2"])
+@pytest.mark.parametrize("name", ["native", "native_sink0_win9", "rag_avgpool", "rag_batch2", "rag_ae_6x10",
+                                  "rag_avgpool_10x6"])
 def test_published_extra_cases_reproduce(name, golden_model, golden_inputs):
     res = run_extra_case(name, golden_model, golden_inputs)
     ref = load_file(str(EXTRA / name / "outputs.safetensors"))

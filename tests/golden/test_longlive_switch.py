@@ -67,7 +67,7 @@ def results(golden_model):
 
 
 def test_all_switch_cases_are_present():
-    assert len(NAMES) == 7
+    assert len(NAMES) == 10
 
 
 @pytest.mark.parametrize("name", NAMES)

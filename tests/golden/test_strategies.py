@@ -22,8 +22,8 @@ from factory import golden_config
 from paths import DATA, GOLDEN
 
 CASES = DATA / "golden_extra"
-INF = ["infinity_rope_win6", "infinity_rope_flush", "infinity_rope_flush_early"]
-MEM = ["memrope_selfforcing", "memrope_longlive_lora"]
+INF = ["infinity_rope_win6", "infinity_rope_flush", "infinity_rope_flush_early", "infinity_rope_flush_10x6"]
+MEM = ["memrope_selfforcing", "memrope_longlive_lora", "memrope_selfforcing_6x10"]
 TOL = 1e-4        # the cases' tolerance hint; measured ~3e-7
 MEMORY_TOL = 1e-5
 
@@ -105,6 +105,7 @@ def lora_model():
 def results(golden_model, lora_model):
     out = {name: run(name, golden_model, "infinity-rope", scene_schedule) for name in INF}
     out["memrope_selfforcing"] = run("memrope_selfforcing", golden_model, "memrope")
+    out["memrope_selfforcing_6x10"] = run("memrope_selfforcing_6x10", golden_model, "memrope")
     out["memrope_longlive_lora"] = run("memrope_longlive_lora", lora_model, "memrope")
     return out
 
@@ -144,7 +145,7 @@ def test_blocks_fill_evict_and_place_queries_like_the_reference(name, results):
         assert ours["evicted"] == theirs.get("evicted_on_this_call", theirs.get("fold_on_this_call"))
 
 
-@pytest.mark.parametrize("name", ["infinity_rope_flush", "infinity_rope_flush_early"])
+@pytest.mark.parametrize("name", ["infinity_rope_flush", "infinity_rope_flush_early", "infinity_rope_flush_10x6"])
 def test_infinity_rope_flushes_at_each_boundary_and_cuts_where_marked(name, results):
     case, res, _, _, _ = results[name]
     assert [s["block_start"] for s in res.switches] == [b["start_frame"] for b in case["boundaries"]]
