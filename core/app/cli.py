@@ -336,9 +336,9 @@ def _add_generate(sub) -> None:
                        "(the same command plus this; the same command alone picks OUT's up by itself); exact")
     start.add_argument("--partial-every", type=_arg(parse_seconds), default=PARTIAL_EVERY, metavar="SECONDS",
                        help="keep the finished blocks in OUT.partial.safetensors (a video's: <name>.partial.safetensors) "
-                            f"every SECONDS (default {PARTIAL_EVERY:g}; 0: after every block; writing never takes more "
-                            "than 1/20 of the time), when stopped, and until every output is written: a killed run "
-                            "loses at most that much")
+                            f"every SECONDS (default {PARTIAL_EVERY:g}, and writing it never takes more than 1/20 of "
+                            "the time; 0: after every block), when stopped, and until every output is written: a "
+                            "killed run loses at most that much")
     gen.add_argument("--out", help="--embeds: output .safetensors ('latents' [B,C,T,H,W]); a missing folder is created "
                                    "if its parent exists, a longer missing path is refused (a typo)")
     gen.add_argument("--log", help="--embeds: retrieval log .json")

@@ -113,13 +113,14 @@ class PartialKeeper(BlockCollector):
             self.then(update)
 
     def _due(self) -> bool:
-        return time.monotonic() - self._last >= max(self.every, _WRITE_SHARE * self._cost)
+        """``every`` seconds since the last write, and 20× what that write took (cadence 0: always)."""
+        return not self.every or time.monotonic() - self._last >= max(self.every, _WRITE_SHARE * self._cost)
 
     def finished(self, result: GenerationResult) -> None:
-        """The whole video is made (``result``): keep it, with its logs, before the outputs are written."""
+        """The whole video is made (``result``): keep it, with its logs, before the outputs are written (a VAE
+        decode that runs out of memory, a kill or a full disk then costs only the outputs)."""
         self.result = result
-        if self._due():
-            self.save()
+        self.save()
 
     def save(self) -> None:
         """Write the partial now if it gains frames (or the result); a signal waits until the file is complete."""

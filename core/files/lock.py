@@ -42,19 +42,20 @@ class OutputBusy(ValueError):
     """Another live run holds the output's lock."""
 
 
-def _holder(fd: int) -> str:
+def _holder(fd: int) -> str | None:
+    """'pid <pid> on <host>' from a lock file, or None (empty; Windows: the holder's locked byte cannot be read)."""
     try:
         os.lseek(fd, 0, os.SEEK_SET)
         text = os.read(fd, 200).decode(errors="replace").split()
-    except OSError:                        # Windows: the holder's locked byte cannot be read
-        return "pid unknown"
-    return f"pid {text[0]} on {text[1]}" if len(text) >= 2 else "pid not written yet"
+    except OSError:
+        return None
+    return f"pid {text[0]} on {text[1]}" if len(text) >= 2 else None
 
 
 class OutputLock:
     """``with OutputLock(path, "--out"):`` — refuses (``OutputBusy``, one line naming the other run's pid and the
-    option ``what`` to change) while another run holds ``path``'s lock. ``previous``: the holder named in a lock file left by a run now gone, or
-    None."""
+    option ``what`` to change) while another run holds ``path``'s lock. ``previous``: 'pid <pid> on <host>', the
+    run named in a lock file left by a run now gone, or None."""
 
     def __init__(self, output: str | Path, what: str = "output"):
         self.output, self.what = Path(output), what
@@ -66,7 +67,7 @@ class OutputLock:
         while True:
             fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
             if not _try_lock(fd):
-                holder = _holder(fd)
+                holder = _holder(fd) or "pid unknown"
                 os.close(fd)
                 raise OutputBusy(f"'{self.output}' is being written by another run ({holder}, lock '{self.path}'); "
                                  f"wait for it to end, or choose another {self.what}")
@@ -77,8 +78,7 @@ class OutputLock:
             if same:           # not a file its holder deleted while this run waited for it: start again
                 break
             os.close(fd)
-        old = os.read(fd, 200).decode(errors="replace").strip()
-        self.previous = old or None
+        self.previous = _holder(fd)
         os.ftruncate(fd, 0)
         os.lseek(fd, 0, os.SEEK_SET)
         os.write(fd, f"{os.getpid()} {owners.host()}\n".encode())
