@@ -122,7 +122,8 @@ def generate_latents(spec: ModelSpec, cfg: SamplingConfig, job: LatentJob, progr
     device, dtype = spec.resolve(current_rank())
     identity = run_identity(spec.backbone, load_prompt_schedule(job.embeds), job.seed, job.frames, job.latent_hw,
                             cfg, spec.lora)
-    with claiming({Path(job.out): "--out"}, progress.report, _pool_dirs([cfg])):
+    outputs = {Path(p): what for what, p in (("--out", job.out), ("--log", job.log), ("--timings", job.timings)) if p}
+    with claiming(outputs, progress.report, _pool_dirs([cfg])):
         resumed = resumption(job.out, identity, job.frames, cfg.frames_per_block, job.resume)
         start = resumed.start if resumed else read_start(job.start) if job.start else None
         result = resumed.result if resumed else None

@@ -28,6 +28,9 @@ def _bytes(t: torch.Tensor) -> memoryview:
 def write_safetensors(path: str | Path, tensors: dict[str, torch.Tensor], metadata: dict[str, str] | None = None
                       ) -> None:
     """``tensors`` (any device, any layout) into a new safetensors file at ``path``, flushed to disk (fsync)."""
+    # largest element first (then by name, as safetensors orders them): every tensor starts at a multiple of
+    # its element size, so a reader may map it without a copy
+    tensors = dict(sorted(tensors.items(), key=lambda kv: (-kv[1].element_size(), kv[0])))
     header, offset = {}, 0
     for name, t in tensors.items():
         if t.dtype not in _DTYPES:

@@ -1,4 +1,6 @@
 """Writing safetensors files ourselves (core/files/tensors.py): what safetensors reads back is what was written."""
+import json
+
 import pytest
 import torch
 from safetensors import safe_open
@@ -29,3 +31,13 @@ def test_every_dtype_and_layout_reads_back_exactly(tmp_path):
 def test_a_dtype_the_format_cannot_hold_is_refused_by_name(tmp_path):
     with pytest.raises(ValueError, match="tensor 'z' has dtype torch.complex64, which a safetensors file cannot hold"):
         write_safetensors(tmp_path / "t.safetensors", {"z": torch.zeros(2, dtype=torch.complex64)})
+
+
+def test_every_tensor_starts_at_a_multiple_of_its_element_size(tmp_path):
+    path = tmp_path / "t.safetensors"
+    write_safetensors(path, {"a_odd": torch.zeros(3, dtype=torch.uint8), "b": torch.zeros(3, dtype=torch.float16),
+                             "c": torch.zeros(1, dtype=torch.float64), "d": torch.zeros(5, dtype=torch.int32)})
+    header = json.loads(path.read_bytes()[8:8 + int.from_bytes(path.read_bytes()[:8], "little")])
+    sizes = {"a_odd": 1, "b": 2, "c": 8, "d": 4}
+    assert all(header[name]["data_offsets"][0] % size == 0 for name, size in sizes.items())
+    assert int.from_bytes(path.read_bytes()[:8], "little") % 8 == 0     # the data begins 8-byte aligned
