@@ -335,8 +335,8 @@ def _add_generate(sub) -> None:
     start.add_argument("--resume", metavar="PARTIAL", help="--embeds: finish a stopped run from its OUT.partial.safetensors "
                        "(the same command plus this; the same command alone picks OUT's up by itself); exact")
     start.add_argument("--partial-every", type=_arg(parse_seconds), default=PARTIAL_EVERY, metavar="SECONDS",
-                       help="keep the finished blocks in OUT.partial.safetensors (a video's: <name>.partial.safetensors) "
-                            f"every SECONDS (default {PARTIAL_EVERY:g}, and writing it never takes more than 1/20 of "
+                       help="keep the finished blocks in OUT.partial.safetensors (a video's: "
+                            f"<name>.partial.safetensors) every SECONDS (default {PARTIAL_EVERY:g}, and writing it never takes more than 1/20 of "
                             "the time; 0: after every block), when stopped, and until every output is written: a "
                             "killed run loses at most that much")
     gen.add_argument("--out", help="--embeds: output .safetensors ('latents' [B,C,T,H,W]); a missing folder is created "
@@ -346,8 +346,9 @@ def _add_generate(sub) -> None:
     gen.add_argument("--text-encoder", help="text mode: a Wan2.1 or Wan2.2 folder (models_t5_umt5-xxl-enc-bf16.pth + google/umt5-xxl) or diffusers folder")
     gen.add_argument("--vae", help="text mode: Wan2.1_VAE.pth or a diffusers vae/ folder (LongLive 2.0: the Wan2.2 VAE's "
                                    "diffusers vae/ folder)")
-    gen.add_argument("--out-dir", help="text mode: folder for <index>_<prompt>_<mode>.mp4/.retrieval.json/.retrieval_map.png; "
-                                       "created if its parent exists, a longer missing path is refused (a typo)")
+    gen.add_argument("--out-dir", help="text mode: folder for <index>_<prompt>_<mode>.mp4/.retrieval.json/"
+                                       ".retrieval_map.png; created if its parent exists, a longer missing path is "
+                                       "refused (a typo)")
     gen.add_argument("--overwrite", action="store_true", help="text mode: redo videos that already exist")
     gen.set_defaults(func=cmd_generate)
 

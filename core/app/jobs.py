@@ -125,7 +125,7 @@ def generate_latents(spec: ModelSpec, cfg: SamplingConfig, job: LatentJob, progr
     outputs = {Path(p): what for what, p in (("--out", job.out), ("--log", job.log), ("--timings", job.timings)) if p}
     with claiming(outputs, progress.report, _pool_dirs([cfg])):
         resumed = resumption(job.out, identity, job.frames, cfg.frames_per_block, job.resume)
-        start = resumed.start if resumed else read_start(job.start) if job.start else None
+        start = resumed.start if resumed and resumed.start is not None else read_start(job.start) if job.start else None
         result = resumed.result if resumed else None
         if resumed:
             progress.report(f"resuming from the {resumed.given} finished latent frames in {resumed.path}"

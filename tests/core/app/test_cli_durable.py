@@ -109,7 +109,8 @@ def test_sigterm_keeps_the_partial_and_a_rerun_resumes_it_or_refuses_never_short
     assert sorted(os.listdir(tmp_path)) == [partial.name]                    # no lock, no temporary, no output
     kept = partial.read_bytes()
     code, lines = run(options(embeds, "--out", out, "--seed", 4))
-    assert code == 2 and lines[-1].startswith(f"error: '{partial}' holds the ") and "seed: 3 (partial) vs 4 (now)" in lines[-1]
+    assert code == 2 and lines[-1].startswith(f"error: '{partial}' holds the ")
+    assert "seed: 3 (partial) vs 4 (now)" in lines[-1]
     assert partial.read_bytes() == kept and not out.exists()
     frames = partial_frames(partial)[0]
     code, lines = run(args)

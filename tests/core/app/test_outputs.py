@@ -13,7 +13,7 @@ def test_an_output_that_is_an_input_is_refused_through_links(tmp_path):
     embeds.write_bytes(b"x")
     (tmp_path / "link.safetensors").symlink_to(embeds)
     os.link(embeds, tmp_path / "hard.safetensors")
-    for out in (embeds, tmp_path / "link.safetensors", tmp_path / "hard.safetensors", tmp_path / "." / "emb.safetensors"):
+    for out in (embeds, tmp_path / "link.safetensors", tmp_path / "hard.safetensors", tmp_path / "." / embeds.name):
         with pytest.raises(ValueError, match=rf"^--out '{out}' is the same file as the input --embeds '{embeds}'; "
                                              r"writing it would destroy that input: give --out another path$"):
             check_distinct({"--out": out}, {"--embeds": embeds, "--continue-from": None})
