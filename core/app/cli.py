@@ -9,7 +9,11 @@
 
 Everything that can be checked without the models (frames, latent size, output paths, settings)
 is checked before anything is loaded. Bad input: one line on stderr, exit code 2, nothing written.
-Ctrl-C: one line, exit code 130, nothing half-written.
+An output may not be an input or another output; a missing output folder is created when its parent
+exists (and said so), a longer missing path is refused; two runs never write one output (a lock).
+Ctrl-C, SIGTERM, SIGHUP: the finished blocks are kept (OUT.partial.safetensors), one line says how to
+finish, exit code 128 + the signal (130 for Ctrl-C); nothing is ever half-written. A full disk: one
+line (what failed, the space left, what was kept). The same command again resumes a stopped run.
 """
 from __future__ import annotations
 
@@ -17,6 +21,8 @@ import argparse
 import sys
 
 from . import demo, jobs
+from .resume import PARTIAL_EVERY
+from .signals import Stopped, handling_signals
 from ..training import cli as train_encoder
 from ..sampling.config import (DTYPES, RETRIEVAL_SCOPES, SAMPLERS, STRATEGIES, SWITCH_MODES, SamplingConfig,
                                check_latent_size, parse_steps)
@@ -263,7 +269,7 @@ def cmd_generate(args, progress: jobs.Progress) -> int:
                           progress, latent)
         prompts = (story[0].text,) if story else tuple(jobs.read_prompts(args.prompt, args.prompts))
         job = jobs.VideoJob(prompts, first.frames, first.latent_hw, args.seed, args.text_encoder, args.vae,
-                            args.out_dir, latent, args.overwrite, start, story)
+                            args.out_dir, latent, args.overwrite, start, story, partial_every=args.partial_every)
         return (jobs.story_to_video if story else jobs.text_to_video)(model_spec(args), configs, job, progress)
     if args.out is None or len(runs) > 1:
         raise ValueError("generating from --embeds needs --out and one strategy (--strategy NAME, or --mode rag / "
@@ -275,7 +281,7 @@ def cmd_generate(args, progress: jobs.Progress) -> int:
     show_timeline([s.start for s in segments], [s.label for s in segments], first.config, first.frames, progress,
                   latent)
     job = jobs.LatentJob(args.embeds, first.frames, first.latent_hw, args.seed, args.out, args.log, args.timings,
-                         start=args.continue_from, resume=args.resume)
+                         start=args.continue_from, resume=args.resume, partial_every=args.partial_every)
     return jobs.generate_latents(model_spec(args), first.config, job, progress)
 
 
@@ -327,14 +333,22 @@ def _add_generate(sub) -> None:
                      "video's); LongLive 2.0 holds it clean inside the first block (image-to-video)")
     one.add_argument("--video", metavar="FILE", help="text mode: begin with this clip (its first 4k+1 frames)")
     start.add_argument("--resume", metavar="PARTIAL", help="--embeds: finish a stopped run from its OUT.partial.safetensors "
-                       "(the same command plus this); exact")
-    gen.add_argument("--out", help="--embeds: output .safetensors ('latents' [B,C,T,H,W])")
+                       "(the same command plus this; the same command alone picks OUT's up by itself); exact")
+    start.add_argument("--partial-every", type=_arg(parse_seconds), default=PARTIAL_EVERY, metavar="SECONDS",
+                       help="keep the finished blocks in OUT.partial.safetensors (a video's: "
+                            f"<name>.partial.safetensors) every SECONDS (default {PARTIAL_EVERY:g}, and writing it never takes more than 1/20 of "
+                            "the time; 0: after every block), when stopped, and until every output is written: a "
+                            "killed run loses at most that much")
+    gen.add_argument("--out", help="--embeds: output .safetensors ('latents' [B,C,T,H,W]); a missing folder is created "
+                                   "if its parent exists, a longer missing path is refused (a typo)")
     gen.add_argument("--log", help="--embeds: retrieval log .json")
     gen.add_argument("--timings", help="--embeds: per-block timings and peak memory .json")
     gen.add_argument("--text-encoder", help="text mode: a Wan2.1 or Wan2.2 folder (models_t5_umt5-xxl-enc-bf16.pth + google/umt5-xxl) or diffusers folder")
     gen.add_argument("--vae", help="text mode: Wan2.1_VAE.pth or a diffusers vae/ folder (LongLive 2.0: the Wan2.2 VAE's "
                                    "diffusers vae/ folder)")
-    gen.add_argument("--out-dir", help="text mode: folder for <index>_<prompt>_<mode>.mp4/.retrieval.json/.retrieval_map.png")
+    gen.add_argument("--out-dir", help="text mode: folder for <index>_<prompt>_<mode>.mp4/.retrieval.json/"
+                                       ".retrieval_map.png; created if its parent exists, a longer missing path is "
+                                       "refused (a typo)")
     gen.add_argument("--overwrite", action="store_true", help="text mode: redo videos that already exist")
     gen.set_defaults(func=cmd_generate)
 
@@ -361,20 +375,32 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _interrupted(progress: jobs.Progress) -> str:
+def parse_seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not value >= 0:
+        raise ValueError(f"'{text}' is not a number of seconds ≥ 0 (e.g. 60; 0: after every block)")
+    return value
+
+
+def _interrupted(progress: jobs.Progress, why: str = "") -> str:
     where = f" of {progress.current}" if progress.current else ""
     kept = f"; finished outputs kept: {len(progress.finished)}" if progress.finished else ""
-    return f"interrupted after block {progress.blocks_done}{where}; nothing half-written{kept}"
+    return f"interrupted{why} after block {progress.blocks_done}{where}; nothing half-written{kept}"
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     progress = jobs.Progress()
     try:
-        return args.func(args, progress)
-    except KeyboardInterrupt:
-        print(_interrupted(progress), file=sys.stderr)
-        return 130
+        with handling_signals():
+            return args.func(args, progress)
+    except KeyboardInterrupt as exc:
+        stopped = isinstance(exc, Stopped) and exc.name != "SIGINT"
+        print(_interrupted(progress, f" ({exc.name})" if stopped else ""), file=sys.stderr)
+        return exc.exit_code if isinstance(exc, Stopped) else 130
     except (ValueError, OSError) as exc:       # CheckpointError is a ValueError; FileNotFoundError an OSError
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -8,7 +8,9 @@
 
 The prompt-list jobs shard their list across ``torchrun`` processes and skip outputs that already
 exist, so an interrupted or repeated run resumes where it stopped. Every output is written
-atomically: an interrupted job leaves nothing half-written.
+atomically: an interrupted job leaves nothing half-written. Before any work a job refuses outputs that are
+its inputs or each other and locks its outputs (core/app/outputs.py); while it works, the finished blocks of
+each video are kept in a partial file until every output of that video is written (core/app/resume.py).
 """
 from __future__ import annotations
 
@@ -16,6 +18,7 @@ import json
 import re
 import sys
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Callable
 
@@ -29,7 +32,8 @@ from ..latents.format import LatentFormat
 from ..sampling.loop import BlockUpdate, GenerationResult, generate
 from ..sampling.prompts import TimedPrompt, cut_texts, schedule_from_timed
 from .starts import StartFiles
-from .resume import keeping_partial, partial_path, read_partial, read_start, run_identity
+from .outputs import check_distinct, claiming
+from .resume import PARTIAL_EVERY, keeping_partial, partial_path, read_start, resumption, run_identity
 
 
 @dataclass(frozen=True)
@@ -94,28 +98,66 @@ class LatentJob:
     timings: str | None = None
     start: str | None = None       # --continue-from: latents the video begins with
     resume: str | None = None      # --resume: a stopped run's .partial file
+    partial_every: float = PARTIAL_EVERY   # seconds between two writes of the partial (0: after every block)
+
+
+def _inputs(spec: ModelSpec, **files) -> dict:
+    """The files a run reads, by option: none of its outputs may be one of them."""
+    return {"--backbone": spec.backbone, "--lora": spec.lora,
+            "--encoder": None if spec.encoder == "avg_pool" else spec.encoder, **files}
+
+
+def _pool_dirs(configs) -> list:
+    """The disk pool's folder of every retrieval run (None: the system's temporary folder)."""
+    return [c.retrieval.pool.directory for c in configs if c.retrieval is not None]
 
 
 def generate_latents(spec: ModelSpec, cfg: SamplingConfig, job: LatentJob, progress: Progress) -> int:
     """``generate --embeds``: latents [B, C, T, H, W] (model space) in ``job.out``. The file may hold a
-    prompt schedule (core/files/atomic.py ``load_prompt_schedule``). A run that stops after finishing blocks keeps
-    them in ``<out>.partial.safetensors`` (see core/app/resume.py)."""
+    prompt schedule (core/files/atomic.py ``load_prompt_schedule``). The finished blocks are kept in
+    ``<out>.partial.safetensors`` until every output is written; the same command (or ``--resume``) picks it up
+    (see core/app/resume.py)."""
+    check_distinct({"--out": job.out, "--log": job.log, "--timings": job.timings},
+                   _inputs(spec, **{"--embeds": job.embeds, "--continue-from": job.start, "--resume": job.resume}))
     device, dtype = spec.resolve(current_rank())
     identity = run_identity(spec.backbone, load_prompt_schedule(job.embeds), job.seed, job.frames, job.latent_hw,
                             cfg, spec.lora)
-    start = read_partial(job.resume, identity) if job.resume else read_start(job.start) if job.start else None
-    if start is not None:
-        cfg.check_frames(job.frames, start.shape[2])
+    outputs = {Path(p): what for what, p in (("--out", job.out), ("--log", job.log), ("--timings", job.timings)) if p}
+    with claiming(outputs, progress.report, _pool_dirs([cfg])):
+        resumed = resumption(job.out, identity, job.frames, cfg.frames_per_block, job.resume)
+        start = resumed.start if resumed and resumed.start is not None else read_start(job.start) if job.start else None
+        result = resumed.result if resumed else None
+        if resumed:
+            progress.report(f"resuming from the {resumed.given} finished latent frames in {resumed.path}"
+                            if result is None else f"{resumed.path} holds the whole run; writing its outputs")
+        if start is not None and result is None:
+            cfg.check_frames(job.frames, start.shape[2])
+        given = start.shape[2] if start is not None else 0
+        with keeping_partial(job.out, identity, given, progress.on_block, progress.report, every=job.partial_every,
+                             frames=job.frames) as keeper:
+            if result is None:
+                result = _generate_latents(spec, cfg, job, device, dtype, start, keeper, progress)
+            keeper.finished(result)
+            _save_latents(job, cfg, result)
+        partial_path(job.out).unlink(missing_ok=True)
+    progress.report(f"wrote {job.out}")
+    return 0
+
+
+def _generate_latents(spec: ModelSpec, cfg: SamplingConfig, job: LatentJob, device, dtype, start, callback,
+                      progress: Progress) -> GenerationResult:
     backbone, encoder = load_models(spec, device, dtype, need_encoder=cfg.retrieval is not None)
     embeds = load_prompt_schedule(job.embeds, backbone.config.text_dim)
     progress.report(f"backbone: {backbone.info.preset} ({backbone.info.format}), {backbone.config.num_layers} "
                     f"layers, dim {backbone.config.dim}; strategy {cfg.strategy}, encoder "
                     f"{spec.encoder if cfg.retrieval is not None else '-'}"
                     + (f"; starting from {start.shape[2]} given frames" if start is not None else ""))
-    given = start.shape[2] if start is not None else 0
-    with keeping_partial(job.out, identity, given, progress.on_block, progress.report) as collector:
-        result = generate(backbone.model, embeds, job.frames, job.latent_hw, job.seed, cfg, encoder=encoder,
-                          callback=collector, timings=job.timings is not None, start=start)
+    return generate(backbone.model, embeds, job.frames, job.latent_hw, job.seed, cfg, encoder=encoder,
+                    callback=callback, timings=job.timings is not None, start=start)
+
+
+def _save_latents(job: LatentJob, cfg: SamplingConfig, result: GenerationResult) -> None:
+    """``job.out`` (+ the retrieval log and timings when asked for)."""
     save_tensors(job.out, {"latents": result.latents},
                  metadata={"layout": f"[B,{result.latents.shape[1]},T,H,W] model-normalised", "seed": str(job.seed),
                            "strategy": cfg.strategy, "window": str(cfg.window), "sink": str(cfg.sink),
@@ -126,9 +168,6 @@ def generate_latents(spec: ModelSpec, cfg: SamplingConfig, job: LatentJob, progr
         save_json(job.timings, {"blocks": result.timings, "peak_memory_mb": result.peak_memory_mb,
                                 "pool_bytes_per_frame": result.pool_bytes_per_frame,
                                 "pool_peak_bytes": result.pool_peak_bytes, "pool_usage": result.pool_usage})
-    partial_path(job.out).unlink(missing_ok=True)
-    progress.report(f"wrote {job.out}")
-    return 0
 
 
 # ------------------------------------------------------------------------------------ prompt lists
@@ -176,6 +215,7 @@ class VideoJob:
     overwrite: bool = False
     start: StartFiles = StartFiles()
     story: tuple[TimedPrompt, ...] = ()
+    partial_every: float = PARTIAL_EVERY   # seconds between two writes of a video's partial (0: after every block)
 
 
 def _pending_videos(job: VideoJob, strategies: dict[str, SamplingConfig], rank: Rank, progress: Progress):
@@ -200,18 +240,21 @@ def text_to_video(spec: ModelSpec, strategies: dict[str, SamplingConfig], job: V
         for base in mine:
             write_comparison(base, list(strategies), False, progress, job.latent.fps)
         return 0
-    device, dtype = spec.resolve(rank)
-    init_process_group(rank, device)
-    indices = sorted({i for i, *_ in work})
-    embeds = dict(zip(indices, encode_prompts(job.text_encoder, [job.prompts[i] for i in indices], device, dtype)))
-    vae = load_vae(job.vae, device=device, dtype=dtype, latent=job.latent)
-    backbone, encoder = load_models(spec, device, dtype, any(c.retrieval is not None for c in strategies.values()))
-    start = job.start.load(vae, job.latent_hw)
-    for index, prompt, name, stem in work:
-        cfg = strategies[name]
-        res = _resumable(spec, backbone.model, embeds[index], job, job.seed + index, cfg, encoder, start, stem, progress)
-        write_outputs(vae, res, stem, cfg, {"prompt": prompt, "seed": job.seed + index}, progress)
-        progress.report(f"[rank {rank.rank}] wrote {stem.name}.mp4")
+    with _claiming_videos(spec, job, [stem for *_, stem in work], strategies.values(), progress):
+        device, dtype = spec.resolve(rank)
+        init_process_group(rank, device)
+        indices = sorted({i for i, *_ in work})
+        embeds = dict(zip(indices, encode_prompts(job.text_encoder, [job.prompts[i] for i in indices], device, dtype)))
+        vae = load_vae(job.vae, device=device, dtype=dtype, latent=job.latent)
+        backbone, encoder = load_models(spec, device, dtype, any(c.retrieval is not None for c in strategies.values()))
+        start = job.start.load(vae, job.latent_hw)
+        for index, prompt, name, stem in work:
+            cfg = strategies[name]
+            write = partial(write_outputs, vae, stem=stem, cfg=cfg, about={"prompt": prompt, "seed": job.seed + index},
+                            progress=progress)
+            _make_video(spec, backbone.model, embeds[index], job, job.seed + index, cfg, encoder, start, stem, progress,
+                        write)
+            progress.report(f"[rank {rank.rank}] wrote {stem.name}.mp4")
     for base in mine:
         write_comparison(base, list(strategies), job.overwrite, progress, job.latent.fps)
     barrier(rank)
@@ -230,25 +273,41 @@ def write_comparison(base: Path, strategies: list[str], overwrite: bool, progres
     progress.report(f"wrote {grid.name}")
 
 
-def _resumable(spec: ModelSpec, model, prompts, job, seed: int, cfg: SamplingConfig, encoder, start, stem: Path,
-               progress: Progress) -> GenerationResult:
-    """One video's generate call; a stopped run leaves ``stem``.partial.safetensors, which the same command
-    picks up (and --overwrite discards)."""
+def _claiming_videos(spec: ModelSpec, job: VideoJob, stems: list[Path], configs, progress: Progress):
+    """Refuse videos that would overwrite an input; then lock each video (core/app/outputs.py ``claiming``)."""
+    outputs = {f"--out-dir's {stem.name}{suffix}": Path(f"{stem}{suffix}") for stem in stems
+               for suffix in (".mp4", ".retrieval.json", ".retrieval_map.png")}
+    check_distinct(outputs, _inputs(spec, **{"--text-encoder": job.text_encoder, "--vae": job.vae,
+                                             "--image": job.start.image, "--video": job.start.video,
+                                             "--continue-from": job.start.latents}))
+    return claiming({stem.with_suffix(".mp4"): "--out-dir" for stem in stems}, progress.report, _pool_dirs(configs))
+
+
+def _make_video(spec: ModelSpec, model, prompts, job, seed: int, cfg: SamplingConfig, encoder, start, stem: Path,
+                progress: Progress, write) -> None:
+    """One video: its generate call, then ``write(result)`` its outputs. Its finished blocks are kept in
+    ``stem``.partial.safetensors until every output is written; the same command picks that up (--overwrite
+    discards it)."""
     progress.current = stem.name
     identity = run_identity(spec.backbone, prompts, seed, job.frames, job.latent_hw, cfg, spec.lora)
-    partial = partial_path(stem.with_suffix(".safetensors"))
-    if partial.exists() and job.overwrite:
-        partial.unlink()
-    elif partial.exists():
-        start = read_partial(partial, identity)
-        progress.report(f"{stem.name}: resuming from the {start.shape[2]} frames in {partial.name}")
+    out = stem.with_suffix(".safetensors")
+    if job.overwrite:
+        partial_path(out).unlink(missing_ok=True)
+    resumed = resumption(out, identity, job.frames, cfg.frames_per_block, fresh="add --overwrite")
+    res = resumed.result if resumed else None
+    if resumed:
+        start = resumed.start if resumed.start is not None else start
+        progress.report(f"{stem.name}: resuming from the {resumed.given} frames in {resumed.path.name}"
+                        if res is None else f"{stem.name}: {resumed.path.name} holds the whole video; writing it")
     given = start.shape[2] if start is not None else 0
-    with keeping_partial(stem.with_suffix(".safetensors"), identity, given, progress.on_block, progress.report,
-                         auto=True) as collector:
-        res = generate(model, prompts, job.frames, job.latent_hw, seed, cfg, encoder=encoder if cfg.retrieval else None,
-                       callback=collector, start=start)
-    partial.unlink(missing_ok=True)
-    return res
+    with keeping_partial(out, identity, given, progress.on_block, progress.report, auto=True, every=job.partial_every,
+                         frames=job.frames) as keeper:
+        if res is None:
+            res = generate(model, prompts, job.frames, job.latent_hw, seed, cfg,
+                           encoder=encoder if cfg.retrieval else None, callback=keeper, start=start)
+        keeper.finished(res)
+        write(res)
+    partial_path(out).unlink(missing_ok=True)
 
 
 def write_outputs(vae, res: GenerationResult, stem: Path, cfg: SamplingConfig, about: dict, progress: Progress) -> None:
@@ -271,7 +330,6 @@ def write_outputs(vae, res: GenerationResult, stem: Path, cfg: SamplingConfig, a
 
 def story_to_video(spec: ModelSpec, strategies: dict[str, SamplingConfig], job: VideoJob, progress: Progress) -> int:
     """One mp4 per strategy of the whole schedule (same seed for every strategy), named story_<first prompt>_<strategy>."""
-    from ..formats.vae import load_vae
     rank = current_rank()
     base = Path(job.out_dir) / output_stem(0, job.story[0].text).replace("0000_", "story_", 1)
     work = [m for m in strategies if job.overwrite or not Path(f"{base}_{m}.mp4").exists()]
@@ -282,7 +340,17 @@ def story_to_video(spec: ModelSpec, strategies: dict[str, SamplingConfig], job: 
     if not work:
         write_comparison(base, list(strategies), False, progress, job.latent.fps)
         return 0
-    device, dtype = spec.resolve(rank)
+    with _claiming_videos(spec, job, [Path(f"{base}_{m}") for m in work], [strategies[m] for m in work], progress):
+        _make_story(spec, strategies, job, work, base, progress)
+    write_comparison(base, list(strategies), job.overwrite, progress, job.latent.fps)
+    return 0
+
+
+def _make_story(spec: ModelSpec, strategies: dict[str, SamplingConfig], job: VideoJob, work: list[str], base: Path,
+                progress: Progress) -> None:
+    """The story's video for each strategy named in ``work``."""
+    from ..formats.vae import load_vae
+    device, dtype = spec.resolve(current_rank())
     # a shot's first block: the scene-cut prefix + its prompt (families with shots; elsewhere a cut is a prompt change)
     shots = any(c.has_shots for c in strategies.values())
     cuts = cut_texts(list(job.story)) if shots else {}
@@ -295,13 +363,11 @@ def story_to_video(spec: ModelSpec, strategies: dict[str, SamplingConfig], job: 
     start = job.start.load(vae, job.latent_hw)
     for name in work:
         cfg, stem = strategies[name], Path(f"{base}_{name}")
-        res = _resumable(spec, backbone.model, schedule, job, job.seed, cfg, encoder, start, stem, progress)
-        write_outputs(vae, res, stem, cfg, {"prompt": job.story[0].text, "seed": job.seed,
-                                            "schedule": schedule.timeline(cfg.frames_per_block, job.latent)},
-                      progress)
+        about = {"prompt": job.story[0].text, "seed": job.seed,
+                 "schedule": schedule.timeline(cfg.frames_per_block, job.latent)}
+        write = partial(write_outputs, vae, stem=stem, cfg=cfg, about=about, progress=progress)
+        _make_video(spec, backbone.model, schedule, job, job.seed, cfg, encoder, start, stem, progress, write)
         progress.report(f"wrote {stem.name}.mp4")
-    write_comparison(base, list(strategies), job.overwrite, progress, job.latent.fps)
-    return 0
 
 
 # ------------------------------------------------------------------------------------ corpus

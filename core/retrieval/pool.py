@@ -9,9 +9,11 @@ pinned when the compute device is CUDA), ``disk`` — the first with an optional
 frame that does not fit spills to the next tier, so each tier holds one run of consecutive entries.
 Every tier stores one fixed-size row per entry and sample, its fields (K, V, scales or the latent)
 back to back: RAM and GPU tiers in a few large chunks, the disk tier in one append-only file per
-pool (row r at byte r·row_bytes), deleted by close() or garbage collection. Nothing is listed or
-searched, so an append or a gather costs the same at entry 10 as at 100,000: a gather reads its
-rows into one reused buffer (pinned, then one copy, for a GPU) and decodes them into new tensors.
+pool (row r at byte r·row_bytes), deleted by close() or garbage collection; its name carries the run's pid and
+host, so that ``sweep_pool_files`` (called by a front end at its start) can delete the files of runs killed
+before they could. Nothing is listed or searched, so an append or a gather costs the same at entry 10 as at
+100,000: a gather reads its rows into one reused buffer (pinned, then one copy, for a GPU) and decodes them into
+new tensors.
 
 What is stored (``storage``):
   ``kv``       exact K/V in the compute dtype (reference behaviour, the default);
@@ -32,6 +34,8 @@ from typing import Callable, Sequence
 
 import torch
 
+from ..files import owners
+from ..files.atomic import WriteError
 from .config import PoolConfig
 
 # (latents [B, n, C, H, W]) -> (k, v) each [layers, B, n·tokens, heads, d] before RoPE
@@ -144,6 +148,22 @@ def _resolve(device: str | torch.device) -> torch.device:
     return device
 
 
+POOL_PREFIX = "longlive_rag_pool_"      # + <pid>@<host>.<random>.bin: its run is in its name
+POOL_FILES = owners.temp_pattern(POOL_PREFIX, r"\.bin")
+_POOL_FIX = "free space there or choose another pool folder (--pool-dir), or keep the pool in RAM"
+
+
+def pool_folder(directory: str | None) -> Path:
+    """Where the disk tier's file goes: ``directory``, else the system's temporary folder."""
+    return Path(directory) if directory is not None else Path(tempfile.gettempdir())
+
+
+def sweep_pool_files(directory: str | Path | None) -> list[Path]:
+    """Delete the pool files that runs now gone (killed before they could) left in ``directory`` (None: the
+    system's temporary folder); a live run's file is never touched (core/files/owners.py). → those deleted."""
+    return owners.sweep(pool_folder(directory), POOL_FILES)
+
+
 def _delete_file(fh, path: str) -> None:
     fh.close()
     try:
@@ -165,9 +185,12 @@ class _DiskTier(_Tier):
         self._scratch: _Rows | None = None   # the entry being written
 
     def _open(self) -> None:
-        root = Path(self.directory) if self.directory is not None else Path(tempfile.gettempdir())
+        root = pool_folder(self.directory)
         root.mkdir(parents=True, exist_ok=True)
-        fd, self.path = tempfile.mkstemp(prefix="longlive_rag_pool_", suffix=".bin", dir=root)
+        try:
+            fd, self.path = owners.temp_file(root, POOL_PREFIX, ".bin")
+        except OSError as e:
+            raise WriteError("history pool: creating its file in", root, e, _POOL_FIX, folder=root) from e
         self._fh = os.fdopen(fd, "r+b", buffering=0)
         self._finalizer = weakref.finalize(self, _delete_file, self._fh, self.path)
 
@@ -184,8 +207,7 @@ class _DiskTier(_Tier):
                 n = _pwrite(self._fh, data, offset)
                 data, offset = data[n:], offset + n
         except OSError as e:
-            raise OSError(f"history pool: writing frame {self.frames} to {self.path} failed ({e}); free space "
-                          f"there or choose another pool directory") from e
+            raise WriteError(f"history pool: writing frame {self.frames} to", self.path, e, _POOL_FIX) from e
         self._stored(layout)
 
     def read(self, r: int, dst: memoryview) -> None:

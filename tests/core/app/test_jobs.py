@@ -1,4 +1,6 @@
-"""Headless jobs (core/app/jobs.py): output names, prompt lists, and the retrieval map a run writes."""
+"""Headless jobs (core/app/jobs.py): output names, prompt lists, the retrieval map a run writes, and a video's
+partial kept until its outputs are written."""
+import errno
 from types import SimpleNamespace
 
 import numpy as np
@@ -9,9 +11,12 @@ from PIL import Image
 from core.app import jobs
 from core.app.jobs import output_stem, read_prompts
 from core.app.plan import sampling_config
+from core.app.resume import partial_frames, partial_path
+from core.files.atomic import WriteError
 from core.families.wan22_ti2v import DEFAULTS as LL2
 from core.retrieval.config import RetrievalConfig
 from core.retrieval.map import render_retrieval_map
+from factory import tiny_model
 
 LOG = [{"block": b, "query_frame": 8 * b, "global_frames": [1, 3], "similarities": [0.9, 0.5]} for b in (5, 6, 7)]
 
@@ -42,3 +47,26 @@ def test_prompt_list_errors(tmp_path):
     (tmp_path / "empty.txt").write_text("\n  \n")
     with pytest.raises(ValueError, match="holds no prompts"):
         read_prompts(None, str(tmp_path / "empty.txt"))
+
+
+def test_a_video_keeps_its_partial_through_the_decode_and_a_rerun_only_writes_it(tmp_path, monkeypatch):
+    cfg = sampling_config(strategy="native")
+    job = jobs.VideoJob(("a fox",), 6, (4, 4), 0, "te", "vae", str(tmp_path), cfg.family.latent, partial_every=1e9)
+    spec, stem, lines = jobs.ModelSpec("backbone.pt"), tmp_path / "0000_a_fox_native", []
+    progress = jobs.Progress(report=lines.append)
+    partial = partial_path(stem.with_suffix(".safetensors"))
+    made = []
+
+    def decode_out_of_space(res):
+        assert partial_frames(partial) == (6, True)        # kept before the decode begins
+        made.append(res.latents)
+        raise WriteError("writing", stem.with_suffix(".mp4"), OSError(errno.ENOSPC, "No space left on device"))
+    prompt = torch.randn(1, 4, 32, generator=torch.Generator().manual_seed(0))
+    with pytest.raises(OSError, match=f"; kept the 6 finished latent frames in {partial}; free some space, then run "
+                                      "the same command again to finish it$"):
+        jobs._make_video(spec, tiny_model(0), prompt, job, 0, cfg, None, None, stem, progress, decode_out_of_space)
+    monkeypatch.setattr(jobs, "generate", lambda *a, **k: pytest.fail("the finished video was generated again"))
+    jobs._make_video(spec, tiny_model(0), prompt, job, 0, cfg, None, None, stem, progress,
+                     lambda res: made.append(res.latents))
+    assert torch.equal(made[1], made[0]) and not partial.exists()
+    assert lines[-1] == f"{stem.name}: {partial.name} holds the whole video; writing it"
