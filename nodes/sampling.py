@@ -1,9 +1,8 @@
 """History Pool, Retrieve Context and AR Block Sampler."""
 from __future__ import annotations
 
-import dataclasses
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 
@@ -88,11 +87,17 @@ class HistoryPoolNode(io.ComfyNode):
 
     @classmethod
     def execute(cls, location, budget_mb, storage) -> io.NodeOutput:
-        node = ((cls.hidden.prompt or {}).get(cls.hidden.unique_id) or {}) if cls.hidden is not None else {}
-        if str(node.get("inputs", {}).get("directory", "") or "").strip():
+        if saved_directory(cls.hidden):
             LOG.warning("History Pool: the workflow's 'directory' is ignored (an input of earlier versions); disk "
                         "files go to the server's pool folder, see the node's help")
         return io.NodeOutput(PoolConfig(LOCATIONS[location], budget_mb or None, STORAGES[storage]))
+
+
+def saved_directory(hidden) -> str:
+    """The 'directory' a prompt saved by an earlier version gives this History Pool ('' if none): ignored."""
+    prompt = getattr(hidden, "prompt", None) or {}
+    node = prompt.get(getattr(hidden, "unique_id", None)) or {}
+    return str(node.get("inputs", {}).get("directory") or "").strip()
 
 
 class RetrieveContext(io.ComfyNode):
@@ -191,8 +196,8 @@ def server_pool(cfg: SamplingConfig) -> SamplingConfig:
     files are written is never a workflow's choice."""
     if cfg.retrieval is None:
         return cfg
-    pool = dataclasses.replace(cfg.retrieval.pool, directory=bridge.pool_directory())
-    return dataclasses.replace(cfg, retrieval=dataclasses.replace(cfg.retrieval, pool=pool))
+    pool = replace(cfg.retrieval.pool, directory=bridge.pool_directory())
+    return replace(cfg, retrieval=replace(cfg.retrieval, pool=pool))
 
 
 def run_prompts(positive, cfg: SamplingConfig, latent: LatentFormat,
