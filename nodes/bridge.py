@@ -2,10 +2,16 @@
 ``ComfyExtension``) is imported here for every node module; without ComfyUI the tests and the locale and
 workflow builders provide it (tests/comfy_standin, see tools/load_pack.py). The rest is imported lazily with
 a fallback so the nodes also run (and are tested) without ComfyUI: model folders, progress + preview,
-cancellation, devices."""
+cancellation, devices.
+
+Files: a workflow names a file only by its name in one of ComfyUI's folders (a combo of that folder's files,
+resolved through ``folder_paths``); a name that is absolute or holds '..' is refused, and in the folders that
+ordinary users can write to (``CONFINED``) so is a link leading out of the folder. The History Pool's disk files
+go to a server-side folder (``pool_directory``), never to one a workflow names."""
 from __future__ import annotations
 
 import os
+import tempfile
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -14,6 +20,13 @@ from comfy_api.latest import ComfyExtension, io, ui  # noqa: F401  (re-exported 
 
 ENCODER_FOLDER = "retrieval_encoders"
 ENCODER_EXTENSIONS = {".pt", ".pth", ".safetensors"}
+EMBEDS_FOLDER = "prompt_embeds"        # ComfyUI's input folder + models/prompt_embeds
+EMBEDS_EXTENSIONS = {".safetensors"}
+# Folders a link may not lead out of. The model folders may (ComfyUI follows links there: weights are often
+# linked from a shared store, and only the server's owner puts files there); the input folder is filled by uploads.
+CONFINED = {EMBEDS_FOLDER}
+POOL_DIR_ENV = "LONGLIVE_RAG_POOL_DIR"     # the History Pool's disk folder, set by the server's owner
+POOL_FOLDER = "longlive_rag_pool"          # or this key in extra_model_paths.yaml
 
 
 def _folder_paths():
@@ -24,16 +37,21 @@ def _folder_paths():
         return None
 
 
+def _add_folder(fp, kind: str, defaults: list[str], extensions: set[str]) -> None:
+    paths, known = fp.folder_names_and_paths.get(kind, ([], set()))
+    # extra_model_paths.yaml may have declared the folder already (without extensions)
+    fp.folder_names_and_paths[kind] = (paths + [d for d in defaults if d not in paths], set(known) | extensions)
+
+
 def register_model_folders() -> None:
-    """Add ComfyUI/models/retrieval_encoders (where ae_latent_mem.pt goes) to ComfyUI's folders."""
+    """Add ComfyUI/models/retrieval_encoders (where ae_latent_mem.pt goes) and the prompt_embeds folder (ComfyUI's
+    input folder, then models/prompt_embeds) to ComfyUI's folders."""
     fp = _folder_paths()
     if fp is None:
         return
-    default = os.path.join(fp.models_dir, ENCODER_FOLDER)
-    paths, extensions = fp.folder_names_and_paths.get(ENCODER_FOLDER, ([], set()))
-    # extra_model_paths.yaml may have declared the folder already (without extensions)
-    fp.folder_names_and_paths[ENCODER_FOLDER] = (paths + [default] * (default not in paths),
-                                                 set(extensions) | ENCODER_EXTENSIONS)
+    _add_folder(fp, ENCODER_FOLDER, [os.path.join(fp.models_dir, ENCODER_FOLDER)], ENCODER_EXTENSIONS)
+    _add_folder(fp, EMBEDS_FOLDER, [fp.get_input_directory(), os.path.join(fp.models_dir, EMBEDS_FOLDER)],
+                EMBEDS_EXTENSIONS)
 
 
 def _fallback_dirs(kind: str) -> list[Path]:
@@ -41,33 +59,98 @@ def _fallback_dirs(kind: str) -> list[Path]:
     return [Path(os.environ.get("LONGLIVE_RAG_MODELS", "models")) / kind]
 
 
+def folder_roots(kind: str) -> list[str]:
+    """The folders of ComfyUI's ``kind`` (``folder_paths``), or the fallback ones without ComfyUI."""
+    fp = _folder_paths()
+    if fp is None:
+        return [str(d) for d in _fallback_dirs(kind)]
+    try:
+        return fp.get_folder_paths(kind)
+    except KeyError:
+        return []
+
+
 def list_models(kind: str, extensions=(".pt", ".pth", ".safetensors", ".sft")) -> list[str]:
+    """The file names a node's combo offers from ComfyUI's ``kind`` folder; none that a node would refuse."""
     fp = _folder_paths()
     if fp is not None:
         try:
-            return [f for f in fp.get_filename_list(kind) if f.lower().endswith(tuple(extensions))]
+            names = [f for f in fp.get_filename_list(kind) if f.lower().endswith(tuple(extensions))]
         except KeyError:
             return []
-    names = []
-    for d in _fallback_dirs(kind):
-        if d.is_dir():
-            names += sorted(str(p.relative_to(d)) for p in d.rglob("*") if p.suffix.lower() in extensions)
+    else:
+        names = sorted({str(p.relative_to(d)) for d in _fallback_dirs(kind) if d.is_dir() for p in d.rglob("*")
+                        if p.suffix.lower() in extensions})
+    if kind in CONFINED:
+        names = [n for n in names if _link_out(n, folder_roots(kind)) is None]
     return names
 
 
+def check_name(kind: str, name: str) -> None:
+    """Refuse a file name that is not a plain relative name inside a folder: absolute, a drive, or with '..'."""
+    parts = str(name).replace("\\", "/").split("/")
+    if not str(name).strip() or os.path.isabs(name) or str(name).startswith(("/", "\\")) \
+            or os.path.splitdrive(name)[0] or ".." in parts:
+        raise PermissionError(f"'{name}' is not a file name inside ComfyUI's '{kind}' folder: a name there is "
+                              "relative and holds no '..'; choose a file from the list (put the file in the "
+                              "folder first)")
+
+
+def _link_out(name: str, roots: list[str]) -> str | None:
+    """The first of ``roots`` in which ``name`` exists (even as a broken link) but leads outside it, else None."""
+    for root in roots:
+        candidate = os.path.join(root, name)
+        if os.path.lexists(candidate) and not _inside(os.path.realpath(candidate), os.path.realpath(root)):
+            return root
+    return None
+
+
+def _inside(path: str, folder: str) -> bool:
+    try:
+        return os.path.commonpath([path, folder]) == folder
+    except ValueError:          # another drive
+        return False
+
+
 def model_path(kind: str, name: str) -> str:
-    """Full path of a model file chosen in a node; clear error when it is gone."""
+    """Full path of the file a node's combo chose in ComfyUI's ``kind`` folder. Refused: a name that is not a plain
+    relative name (``check_name``) and, in a ``CONFINED`` folder, a link leading out of the folder. Errors name
+    only ``name`` and the folder's name, never what lies outside the folder."""
+    check_name(kind, name)
+    if kind in CONFINED and _link_out(name, folder_roots(kind)) is not None:
+        raise PermissionError(f"'{name}' in ComfyUI's '{kind}' folder is a link that leads outside the folder, "
+                              "which this node does not follow; copy the file itself into the folder")
     fp = _folder_paths()
     if fp is not None:
         path = fp.get_full_path(kind, name)
         if path is None:
-            raise FileNotFoundError(f"'{name}' is not in ComfyUI's '{kind}' model folder "
-                                    f"({fp.get_folder_paths(kind)}); put the file there and refresh")
+            raise FileNotFoundError(f"'{name}' is not in ComfyUI's '{kind}' folder; put the file there and "
+                                    "refresh the page (R)")
         return path
     for d in _fallback_dirs(kind):
         if (d / name).is_file():
             return str(d / name)
-    raise FileNotFoundError(f"'{name}' not found in {[str(d) for d in _fallback_dirs(kind)]}")
+    raise FileNotFoundError(f"'{name}' is not in the '{kind}' folder ($LONGLIVE_RAG_MODELS/{kind} without "
+                            "ComfyUI); put the file there")
+
+
+def pool_directory() -> str:
+    """The History Pool's disk folder: $LONGLIVE_RAG_POOL_DIR, else the ``longlive_rag_pool`` folder of
+    extra_model_paths.yaml, else ComfyUI's temp folder (emptied when ComfyUI starts and stops; the system temp
+    folder without ComfyUI). A folder the server's owner set must exist: nothing is created outside it."""
+    fp = _folder_paths()
+    chosen, setting = os.environ.get(POOL_DIR_ENV, "").strip(), POOL_DIR_ENV
+    if not chosen and fp is not None and fp.folder_names_and_paths.get(POOL_FOLDER, ([],))[0]:
+        chosen, setting = fp.folder_names_and_paths[POOL_FOLDER][0][0], f"extra_model_paths.yaml '{POOL_FOLDER}'"
+    if chosen:
+        if not os.path.isdir(chosen):
+            raise FileNotFoundError(f"the History Pool folder set by {setting} on the server is not an existing "
+                                    "folder; create it, or unset it to use ComfyUI's temp folder")
+        return os.path.abspath(chosen)
+    if fp is None:
+        return tempfile.gettempdir()
+    os.makedirs(fp.get_temp_directory(), exist_ok=True)       # ComfyUI's own folder (it makes it at start)
+    return fp.get_temp_directory()
 
 
 def compute_device() -> torch.device:
@@ -112,12 +195,6 @@ def models_on_device(models: list, device: torch.device, bytes_needed: int, offl
                 if m is not None:
                     m.to(offload_device())
         empty_cache()
-
-
-def input_directory() -> str | None:
-    """ComfyUI's input folder (relative node paths resolve there), or None without ComfyUI."""
-    fp = _folder_paths()
-    return fp.get_input_directory() if fp is not None else None
 
 
 class WanStreamingDecoder:

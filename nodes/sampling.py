@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 
@@ -63,7 +63,10 @@ class HistoryPoolNode(io.ComfyNode):
             node_id="LongLiveRAG_HistoryPool", display_name="History Pool (LongLive-RAG)", category=CATEGORY,
             description=("Where the K/V of frames that leave the sliding window are kept for retrieval. At the "
                          f"published sizes in bf16 (exact storage): {fragment('pool-grows')}. Give RAM or VRAM a "
-                         "budget and the rest spills to disk, or store compactly (approximate)."),
+                         "budget and the rest spills to disk, or store compactly (approximate). Disk files go to "
+                         "the server's pool folder (ComfyUI's temp folder, or the folder set in the "
+                         f"{bridge.POOL_DIR_ENV} environment variable or as '{bridge.POOL_FOLDER}' in "
+                         "extra_model_paths.yaml) and are deleted after the run."),
             inputs=[
                 io.Combo.Input("location", options=list(LOCATIONS), default="host (RAM)",
                                tooltip="First place for evicted frames: host RAM (the published behaviour), the GPU "
@@ -76,17 +79,25 @@ class HistoryPoolNode(io.ComfyNode):
                                        f"latent: per frame {fragment('latent-pool-frame')}, K/V recomputed on "
                                        "retrieval without the frame's original context — APPROXIMATE, and slower per "
                                        "retrieving block."),
-                io.String.Input("directory", default="",
-                                tooltip="Folder for the disk tier (empty = system temp). Files are deleted after the "
-                                        "run."),
             ],
             outputs=[POOL.Output(display_name="pool",
                                  tooltip="History Pool settings for Retrieve Context's 'pool' input.")],
+            hidden=[io.Hidden.prompt, io.Hidden.unique_id],      # to spot an old workflow's 'directory'
         )
 
     @classmethod
-    def execute(cls, location, budget_mb, storage, directory) -> io.NodeOutput:
-        return io.NodeOutput(PoolConfig(LOCATIONS[location], budget_mb or None, STORAGES[storage], directory or None))
+    def execute(cls, location, budget_mb, storage) -> io.NodeOutput:
+        if saved_directory(cls.hidden):
+            LOG.warning("History Pool: the workflow's 'directory' is ignored (an input of earlier versions); disk "
+                        "files go to the server's pool folder, see the node's help")
+        return io.NodeOutput(PoolConfig(LOCATIONS[location], budget_mb or None, STORAGES[storage]))
+
+
+def saved_directory(hidden) -> str:
+    """The 'directory' a prompt saved by an earlier version gives this History Pool ('' if none): ignored."""
+    prompt = getattr(hidden, "prompt", None) or {}
+    node = prompt.get(getattr(hidden, "unique_id", None)) or {}
+    return str(node.get("inputs", {}).get("directory") or "").strip()
 
 
 class RetrieveContext(io.ComfyNode):
@@ -153,7 +164,7 @@ class ARBlockSampler(io.ComfyNode):
         request = sampling_request(family, strategy, retrieval.config if retrieval else None, switch, noise_contract,
                                    sink_size, local_attn_size, frames_per_block, steps, shift, settings)
         plan = plan_run(run_request(request, length, width, height, given), family, bb.info.preset)
-        cfg, frames, latent_hw, p = plan.config, plan.frames, plan.latent_hw, plan.start_frames
+        cfg, frames, latent_hw, p = server_pool(plan.config), plan.frames, plan.latent_hw, plan.start_frames
         prompts, timeline = run_prompts(positive, cfg, family.latent, frames)
         encoder = retrieval.encoder.model if retrieval else None
         batch = prompts.batch if isinstance(prompts, PromptSchedule) else prompts.shape[0]
@@ -178,6 +189,15 @@ class ARBlockSampler(io.ComfyNode):
         info = "\n".join([*plan.info(), *continued_line(continued, family.latent), *timeline])
         LOG.info("AR Block Sampler: %s", info.replace("\n", "; "))
         return io.NodeOutput(output_latent(res.latents, given), log, info, ui=ui.PreviewText(info))
+
+
+def server_pool(cfg: SamplingConfig) -> SamplingConfig:
+    """``cfg`` with its history pool's disk files in the server's pool folder (``bridge.pool_directory``): where
+    files are written is never a workflow's choice."""
+    if cfg.retrieval is None:
+        return cfg
+    pool = replace(cfg.retrieval.pool, directory=bridge.pool_directory())
+    return replace(cfg, retrieval=replace(cfg.retrieval, pool=pool))
 
 
 def run_prompts(positive, cfg: SamplingConfig, latent: LatentFormat,

@@ -9,27 +9,29 @@ from safetensors.torch import load_file
 from .prompts import PromptSchedule, Segment
 
 
-def load_prompt_embeds(path: str | Path, text_dim: int | None = None) -> torch.Tensor:
-    """Read ``prompt_embeds`` [B, L, text_dim] from a safetensors file, with clear errors."""
+def load_prompt_embeds(path: str | Path, text_dim: int | None = None, shown: str | None = None) -> torch.Tensor:
+    """Read ``prompt_embeds`` [B, L, text_dim] from a safetensors file, with clear errors; ``shown``: how they name
+    the file (default: its path, quoted)."""
     path = Path(path)
+    shown = shown or f"'{path}'"
     if not path.is_file():
-        raise FileNotFoundError(f"prompt embeddings '{path}' do not exist; pass a .safetensors file holding "
+        raise FileNotFoundError(f"prompt embeddings {shown} do not exist; pass a .safetensors file holding "
                                 "'prompt_embeds' [B, L, text_dim]")
     try:
         tensors = load_file(str(path))
     except Exception as exc:
-        raise ValueError(f"prompt embeddings '{path}' are not a readable safetensors file ({exc})") from exc
+        raise ValueError(f"prompt embeddings {shown} are not a readable safetensors file ({exc})") from exc
     if "prompt_embeds" not in tensors:
-        raise ValueError(f"prompt embeddings '{path}' hold {sorted(tensors)} but no 'prompt_embeds' "
+        raise ValueError(f"prompt embeddings {shown} hold {sorted(tensors)} but no 'prompt_embeds' "
                          "[B, L, text_dim] tensor; save it under that key")
     emb = tensors["prompt_embeds"]
     if emb.dim() == 2:
         emb = emb.unsqueeze(0)
     if emb.dim() != 3:
-        raise ValueError(f"prompt embeddings '{path}': 'prompt_embeds' has shape {list(emb.shape)}; "
+        raise ValueError(f"prompt embeddings {shown}: 'prompt_embeds' has shape {list(emb.shape)}; "
                          "expected [B, L, text_dim]")
     if text_dim is not None and emb.shape[-1] != text_dim:
-        raise ValueError(f"prompt embeddings '{path}' have text_dim {emb.shape[-1]} but the backbone expects "
+        raise ValueError(f"prompt embeddings {shown} have text_dim {emb.shape[-1]} but the backbone expects "
                          f"{text_dim} (umT5-XXL embeddings are 4096 wide); encode the prompt with the Wan2.1 "
                          "text encoder")
     return emb.float()

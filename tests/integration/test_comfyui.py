@@ -15,6 +15,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -22,6 +23,7 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
+from comfy_scripts import DECODE_CHECK, TINY_CLIP_NODE, VAE_WRITER
 from paths import ROOT
 
 COMFY = os.environ.get("COMFYUI_PATH")
@@ -73,63 +75,6 @@ def write_models(base: Path) -> None:
     Image.fromarray(pixels).save(base / "input" / "example.png")
 
 
-# ComfyUI builds its Wan VAEs at fixed sizes (comfy/sd.py: the Wan2.1 VAE's width is read from the file, but
-# the Wan2.2 VAE is always dim 160 / decoder 256 / 48 channels, 704,688,668 weights) and loads a file
-# non-strictly, leaving missing weights uninitialised: so each is written at the size ComfyUI builds, with its
-# real key names and random weights (fp16: Wan2.1 ~250 MB at dim 96, Wan2.2 1.4 GB), built on the meta device.
-VAE_WRITER = r"""
-import sys, torch
-comfy, name, out = sys.argv[1:4]
-sys.argv = sys.argv[:1] + ["--cpu"]
-sys.path.insert(0, comfy)
-import comfy.options; comfy.options.enable_args_parsing()
-from safetensors.torch import save_file
-from comfy.ldm.wan import vae as wan21, vae2_2 as wan22
-torch.manual_seed(0)
-with torch.device("meta"):
-    if name == "wan2.2_vae.safetensors":     # what comfy/sd.py builds for a Wan2.2 VAE
-        v = wan22.WanVAE(dim=160, z_dim=48, dim_mult=[1, 2, 4, 4], num_res_blocks=2, attn_scales=[],
-                         temperal_downsample=[False, True, True], dropout=0.0)
-    else:
-        v = wan21.WanVAE(dim=96, z_dim=16, dim_mult=[1, 2, 4, 4], num_res_blocks=2, attn_scales=[],
-                         temperal_downsample=[False, True, True], dropout=0.0)
-def init(k, t):
-    if k.endswith("gamma"):
-        return torch.ones(t.shape)
-    return torch.randn(t.shape) / max(1, t[0].numel()) ** 0.5 if t.dim() > 1 else torch.zeros(t.shape)
-save_file({k: init(k, t).half().contiguous() for k, t in v.state_dict().items()}, out)
-"""
-TINY_CLIP_NODE = """
-import torch
-
-
-class TinyWanCLIP:
-    # a stand-in for ComfyUI's CLIP with what CLIPTextEncode uses; tokens under umT5's key, 64-wide embeddings
-    def tokenize(self, text):
-        return {"umt5xxl": [[(ord(c), 1.0) for c in text]]}
-
-    def encode_from_tokens_scheduled(self, tokens):
-        text = "".join(chr(t) for t, _ in tokens["umt5xxl"][0])
-        g = torch.Generator().manual_seed(sum(map(ord, text)))
-        emb = torch.cat([torch.randn(1, 20, 64, generator=g), torch.zeros(1, 492, 64)], 1)
-        return [[emb, {"pooled_output": None}]]
-
-
-class LoadTinyWanCLIP:
-    RETURN_TYPES = ("CLIP",)
-    FUNCTION = "load"
-    CATEGORY = "testing"
-
-    @classmethod
-    def INPUT_TYPES(cls):
-        return {"required": {}}
-
-    def load(self):
-        return (TinyWanCLIP(),)
-
-
-NODE_CLASS_MAPPINGS = {"LLRAGTest_TinyWanCLIP": LoadTinyWanCLIP}
-"""
 STORY = "0s: a red fox in the snow\n1.5s: the fox at a frozen lake\n3.5s: the ice cracks"   # blocks 0, 6, 15
 
 
@@ -186,6 +131,8 @@ def test_every_pack_node_is_served_as_its_v3_schema_reads(server, monkeypatch):
             kind, options = served["input"]["optional" if i.optional else "required"][i.id]
             assert kind == i.get_io_type(), (node_id, i.id)
             for name in SCHEMA_FIELDS:
+                if (node_id, i.id, name) == ("LongLiveRAG_LoadPromptEmbeds", "path", "options"):
+                    continue      # ComfyUI's input folder: no such folder without ComfyUI (checked below)
                 if getattr(i, name, None) is not None:
                     assert options[name] == getattr(i, name), (node_id, i.id, name)
         assert served["output"] == [o.io_type for o in schema.outputs], node_id
@@ -193,6 +140,12 @@ def test_every_pack_node_is_served_as_its_v3_schema_reads(server, monkeypatch):
         assert served["output_tooltips"] == [o.tooltip for o in schema.outputs], node_id
     assert "self_forcing.pt" in info["LongLiveRAG_LoadBackbone"]["input"]["required"]["backbone"][1]["options"]
     assert "ae_latent_mem.pt" in info["LongLiveRAG_LoadLatentEncoder"]["input"]["required"]["encoder"][1]["options"]
+    assert embeds_options(server) == ["prompt.safetensors"]         # the .safetensors files of input/
+
+
+def embeds_options(server) -> list[str]:
+    return get(server, "/object_info/LongLiveRAG_LoadPromptEmbeds")["LongLiveRAG_LoadPromptEmbeds"]["input"][
+        "required"]["path"][1]["options"]
 
 
 def test_the_workflows_are_listed_as_templates(server):
@@ -200,9 +153,9 @@ def test_the_workflows_are_listed_as_templates(server):
     assert sorted(templates["ComfyUI-LongLive-RAG"]) == sorted(p.stem for p in WORKFLOWS)
 
 
-def for_test(wf: dict, embeds: Path) -> dict:
-    """Swap CLIPLoader + CLIPTextEncode for Load Prompt Embeds, or (stories) CLIPLoader for the tiny test CLIP
-    and the schedule for one that fits the tiny video; make the video tiny."""
+def for_test(wf: dict, embeds: str) -> dict:
+    """Swap CLIPLoader + CLIPTextEncode for Load Prompt Embeds (``embeds``: a file of the input folder), or (stories)
+    CLIPLoader for the tiny test CLIP and the schedule for one that fits the tiny video; make the video tiny."""
     wf = json.loads(json.dumps(wf))
     loader = next(n for n in wf["nodes"] if n["type"] == "CLIPLoader")
     story = next((n for n in wf["nodes"] if n["type"] == "LongLiveRAG_PromptSchedule"), None)
@@ -214,7 +167,7 @@ def for_test(wf: dict, embeds: Path) -> dict:
         text = next(n for n in wf["nodes"] if n["type"] == "CLIPTextEncode")
         wf["links"] = [l for l in wf["links"] if l[1] != loader["id"]]
         wf["nodes"] = [n for n in wf["nodes"] if n["id"] != loader["id"]]
-        text.update(type="LongLiveRAG_LoadPromptEmbeds", inputs=[], widgets_values=[str(embeds)],
+        text.update(type="LongLiveRAG_LoadPromptEmbeds", inputs=[], widgets_values=[embeds],
                     properties={"Node name for S&R": "LongLiveRAG_LoadPromptEmbeds"})
         text["outputs"][0]["name"] = "conditioning"
     by_id = {n["id"]: n for n in wf["nodes"]}
@@ -262,19 +215,24 @@ def shown_texts(server) -> list[str]:
             for t in out.get("text", [])]
 
 
-@pytest.mark.parametrize("path", WORKFLOWS, ids=lambda p: p.stem)
-def test_workflow_runs_in_comfyui(server, path, tmp_path):
-    wf = for_test(json.loads(path.read_text()), server["base"] / "input" / "prompt.safetensors")
-    f = tmp_path / path.name
+def run_workflow(server, wf: dict, f: Path) -> subprocess.CompletedProcess:
+    """Run the UI-format workflow ``wf`` (written to ``f``) with comfy-cli, as a user would; it must succeed."""
     f.write_text(json.dumps(wf))
-    before = set((server["base"] / "output").rglob("*")) if (server["base"] / "output").exists() else set()
     comfy = os.environ.get("COMFY_CLI") or shutil.which("comfy") or str(Path(PY).with_name("comfy"))
-    t0 = time.time()
     proc = subprocess.run([comfy, "--skip-prompt", "--workspace", COMFY, "run", "--workflow", str(f), "--wait",
                            "--host", "127.0.0.1", "--port", str(server["port"]), "--where", "local", "--no-watch",
                            "--timeout", "900"], capture_output=True, text=True, timeout=1200)
-    elapsed = time.time() - t0
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    return proc
+
+
+@pytest.mark.parametrize("path", WORKFLOWS, ids=lambda p: p.stem)
+def test_workflow_runs_in_comfyui(server, path, tmp_path):
+    wf = for_test(json.loads(path.read_text()), "prompt.safetensors")
+    before = set((server["base"] / "output").rglob("*")) if (server["base"] / "output").exists() else set()
+    t0 = time.time()
+    proc = run_workflow(server, wf, tmp_path / path.name)
+    elapsed = time.time() - t0
     new = set((server["base"] / "output").rglob("*")) - before
     videos = [p for p in new if p.suffix == ".mp4"]
     maps = [p for p in new if p.suffix == ".png" and "retrieval_map" in p.name]
@@ -334,9 +292,8 @@ while True:
 def test_cancel_then_queue_again_continues_where_the_run_stopped(server):
     """Cancel (POST /interrupt, as the Cancel button) after some blocks, queue the same graph again: the
     sampler continues from the cancelled run's finished blocks (its info says so) and completes."""
-    embeds = str(server["base"] / "input" / "prompt.safetensors")
     prompt = {
-        "1": {"class_type": "LongLiveRAG_LoadPromptEmbeds", "inputs": {"path": embeds}},
+        "1": {"class_type": "LongLiveRAG_LoadPromptEmbeds", "inputs": {"path": "prompt.safetensors"}},
         "2": {"class_type": "LongLiveRAG_LoadBackbone", "inputs": {
             "backbone": "causal_forcing.pt", "lora": "none", "lora_strength": 1.0, "weight_dtype": "auto",
             "device": "auto", "offload": "offload after sampling"}},
@@ -363,28 +320,6 @@ def test_cancel_then_queue_again_continues_where_the_run_stopped(server):
     done = int(info.split("its first ")[1].split()[0])
     assert 15 <= done < 600, info
     print(f"cancelled after block {seen}; the next queue continued from {done} latent frames")
-
-
-DECODE_CHECK = r"""
-import importlib.util, sys, torch
-comfy_dir, root, vae_path, channels, stride = sys.argv[1:6]
-channels, stride = int(channels), int(stride)
-sys.argv = sys.argv[:1] + ["--cpu"]
-sys.path.insert(0, comfy_dir)
-import comfy.options; comfy.options.enable_args_parsing()
-import comfy.sd, comfy.utils
-spec = importlib.util.spec_from_file_location("llrag_pack", root + "/__init__.py", submodule_search_locations=[root])
-pack = importlib.util.module_from_spec(spec); sys.modules["llrag_pack"] = pack; spec.loader.exec_module(pack)
-from llrag_pack.nodes.decode import decode_video
-vae = comfy.sd.VAE(sd=comfy.utils.load_torch_file(vae_path))
-h, w = 32 // stride, 48 // stride
-z = torch.randn(1, channels, 7, h, w, generator=torch.Generator().manual_seed(0))
-whole = vae.decode(z).reshape(-1, 32, 48, 3)
-for chunk in (1, 3, 7):
-    got = decode_video(vae, z, chunk)
-    assert got.shape == whole.shape == (25, 32, 48, 3), (got.shape, whole.shape)
-    print(chunk, float((got - whole).abs().max()))
-"""
 
 
 @pytest.mark.parametrize("vae, channels, stride", [("wan_2.1_vae.safetensors", 16, 8),
@@ -425,3 +360,77 @@ def test_a_longlive2_story_reads_seconds_at_24_fps_and_cut_lines_start_shots(ser
                                         "16 (2.66667 s)")
     assert "strategy native" in info and "multi-shot sink on" in info and "the Prompt Schedule at" not in info
     assert "Wan2.2 TI2V-5B family" in loaded and "1280x704 px (Wan2.2 latents, 48 channels, 44x80) at 24 fps" in loaded
+
+
+OUTSIDE = "outside_the_folders"      # under the server's base folder, beside input/ and models/
+
+
+def refused(server, path: str) -> str:
+    """ComfyUI's answer (JSON text) to a prompt whose Load Prompt Embeds names ``path``: HTTP 400, nothing run."""
+    prompt = {"1": {"class_type": "LongLiveRAG_LoadPromptEmbeds", "inputs": {"path": path}},
+              "2": {"class_type": "PreviewAny", "inputs": {"source": ["1", 0]}}}
+    with pytest.raises(urllib.error.HTTPError) as answer:
+        post(server, "/prompt", {"prompt": prompt})
+    assert answer.value.code == 400
+    text = answer.value.read().decode()
+    errors = json.loads(text)["node_errors"]["1"]["errors"]
+    assert [e["type"] for e in errors] == ["value_not_in_list"] and f"'{path}'" in errors[0]["details"], text
+    return text
+
+
+def test_prompt_embeds_outside_comfyuis_folders_are_refused(server):
+    """A workflow's Load Prompt Embeds cannot read a file outside ComfyUI's folders: a path with '..', an absolute
+    path and a link leading out of the input folder are refused before anything runs, and the answer is the same
+    whether the file outside exists or not (nor does it show the file's keys)."""
+    base = server["base"]
+    (base / OUTSIDE).mkdir(exist_ok=True)
+    secret = base / OUTSIDE / "secret.safetensors"
+    save_file({"prompt_embeds": torch.zeros(1, 4, 64), "secret_key": torch.zeros(1)}, str(secret))
+    link = base / "input" / "link.safetensors"
+    link.symlink_to(secret)
+    try:
+        assert embeds_options(server) == ["prompt.safetensors"]            # the link is not offered
+        for path in (f"../{OUTSIDE}/secret.safetensors", f"../../{base.name}/{OUTSIDE}/secret.safetensors",
+                     str(secret), "link.safetensors"):
+            answer = refused(server, path)
+            missing = path.replace("secret", "nothing").replace("link", "nothing")
+            assert refused(server, missing).replace(missing, path) == answer
+            assert "secret_key" not in answer
+    finally:
+        link.unlink()
+
+
+def test_an_old_workflows_pool_directory_is_ignored_and_nothing_is_created_outside(server, tmp_path):
+    """A History Pool saved with the earlier 'directory' input (here '..' and absolute paths, in a UI-format
+    workflow run by comfy-cli and in an API prompt) still runs with its pool on disk: the value is ignored with a
+    warning, nothing is created where it pointed, and no pool file is left behind."""
+    base = server["base"]
+    targets = [base / OUTSIDE / "pool_rel", base / OUTSIDE / "pool_abs"]
+    relative = os.path.relpath(targets[0], COMFY)                         # from ComfyUI's working folder
+    assert relative.startswith("..")
+    wf = for_test(json.loads((ROOT / "workflows" / "longlive_rag_causal_forcing_t2v.json").read_text()),
+                  "prompt.safetensors")
+    pool = next(n for n in wf["nodes"] if n["type"] == "LongLiveRAG_HistoryPool")
+    pool["widgets_values"] = ["disk", 0, "kv (exact)", relative]         # as saved before
+    run_workflow(server, wf, tmp_path / "old_pool.json")
+    prompt = {
+        "1": {"class_type": "LongLiveRAG_LoadPromptEmbeds", "inputs": {"path": "prompt.safetensors"}},
+        "2": {"class_type": "LongLiveRAG_LoadBackbone", "inputs": {
+            "backbone": "causal_forcing.pt", "lora": "none", "lora_strength": 1.0, "weight_dtype": "auto",
+            "device": "auto", "offload": "offload after sampling"}},
+        "3": {"class_type": "LongLiveRAG_LoadLatentEncoder", "inputs": {"encoder": "avg_pool (no file)"}},
+        "4": {"class_type": "LongLiveRAG_HistoryPool", "inputs": {
+            "location": "disk", "budget_mb": 0, "storage": "kv (exact)", "directory": str(targets[1])}},
+        "5": {"class_type": "LongLiveRAG_RetrieveContext", "inputs": {
+            "encoder": ["3", 0], "top_k": 2, "recent_exclude": 1, "pool": ["4", 0]}},
+        "6": {"class_type": "LongLiveRAG_ARBlockSampler", "inputs": {
+            "backbone": ["2", 0], "positive": ["1", 0], "retrieval": ["5", 0], "width": 48, "height": 32,
+            "length": 81, "seed": 3, "sink_size": -1, "local_attn_size": 0, "frames_per_block": 0, "steps": "auto",
+            "shift": 0.0}},
+        "7": {"class_type": "PreviewAny", "inputs": {"source": ["6", 2]}},
+    }
+    done = wait_for(server, post(server, "/prompt", {"prompt": prompt})["prompt_id"])
+    assert done["status"]["status_str"] == "success", done["status"]
+    assert not any(t.exists() for t in targets), targets
+    assert not list(base.rglob("longlive_rag_pool_*")), list(base.rglob("longlive_rag_pool_*"))
+    assert "History Pool: the workflow's 'directory' is ignored" in (base / "server.log").read_text()

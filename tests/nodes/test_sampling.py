@@ -3,6 +3,8 @@ nothing is connected, outputs that a later run leaves alone, cancellation, progr
 Pool node, and bad inputs named."""
 import json
 import sys
+import tempfile
+import types
 
 import pytest
 import torch
@@ -44,17 +46,22 @@ def test_outputs_are_not_mutated_by_a_later_run(models_dir):
     assert isinstance(log1.records, tuple) and log1 != log2
 
 
-def test_cancel_stops_within_a_block_and_frees_the_pool(models_dir, monkeypatch, tmp_path):
+def test_cancel_stops_within_a_block_and_frees_the_pool_in_the_server_folder(models_dir, monkeypatch, tmp_path):
+    """The disk tier writes only to the server's pool folder (LONGLIVE_RAG_POOL_DIR), whatever folder the pool
+    settings name, and its files are gone after a cancelled run."""
     backbone, _ = load(models_dir)
-    pool = N["LongLiveRAG_HistoryPool"].execute("host (RAM)", 0, "kv (exact)", "").args[0]
-    disk_pool = type(pool)("host", 0.0001, "kv", str(tmp_path / "pool"))   # spills to disk at once
-    calls = []
+    (tmp_path / "server_pool").mkdir()
+    monkeypatch.setenv(bridge.POOL_DIR_ENV, str(tmp_path / "server_pool"))
+    pool = N["LongLiveRAG_HistoryPool"].execute("host (RAM)", 0, "kv (exact)").args[0]
+    disk_pool = type(pool)("host", 0.0001, "kv", str(tmp_path / "named" / "pool"))   # spills to disk at once
+    calls, during = [], []
 
     class Interrupted(Exception):
         pass
 
     def interrupt():
         calls.append(1)
+        during.append(sorted(p.name for p in (tmp_path / "server_pool").iterdir()))
         if len(calls) == 8:
             raise Interrupted
 
@@ -62,15 +69,56 @@ def test_cancel_stops_within_a_block_and_frees_the_pool(models_dir, monkeypatch,
     with pytest.raises(Interrupted):
         sample(backbone, rag_retrieval(pool=disk_pool))
     assert len(calls) == 8                                   # checked after every block, stopped at block 8
-    assert list((tmp_path / "pool").rglob("*")) == []       # pool files removed
+    assert during[-1] and all(n.startswith("longlive_rag_pool_") for n in during[-1])   # the pool was on disk
+    assert list((tmp_path / "server_pool").iterdir()) == []   # pool files removed
+    assert not (tmp_path / "named").exists()                  # nothing created where the settings pointed
 
 
 def test_history_pool_node_validates_and_builds_settings():
     node = N["LongLiveRAG_HistoryPool"]
-    (settings,) = node.execute("device (GPU)", 2048, "kv-half (approximate)", "").args
-    assert (settings.location, settings.budget_mb, settings.storage) == ("device", 2048, "kv-half")
+    (settings,) = node.execute("device (GPU)", 2048, "kv-half (approximate)").args
+    assert (settings.location, settings.budget_mb, settings.storage, settings.directory) == \
+        ("device", 2048, "kv-half", None)
     with pytest.raises(ValueError, match="disk"):
-        node.execute("disk", 100, "kv (exact)", "")
+        node.execute("disk", 100, "kv (exact)")
+
+
+def test_an_old_workflows_pool_directory_is_ignored_with_a_warning(caplog):
+    """An API-format prompt saved before the folder became the server's still runs; its 'directory' is named in
+    one warning line and not used."""
+    node, hidden = N["LongLiveRAG_HistoryPool"], bridge.io.Hidden
+    for directory, warned in (("/tmp/anywhere", True), ("", False)):
+        prompt = {"7": {"class_type": "LongLiveRAG_HistoryPool",
+                        "inputs": {"location": "disk", "budget_mb": 0, "storage": "kv (exact)",
+                                   "directory": directory}}}
+        clone = node.PREPARE_CLASS_CLONE({"hidden_inputs": {hidden.prompt: prompt, hidden.unique_id: "7"}})
+        caplog.clear()
+        (settings,) = clone.execute("disk", 0, "kv (exact)").args
+        lines = [r.getMessage() for r in caplog.records if "'directory' is ignored" in r.getMessage()]
+        assert len(lines) == warned and settings.directory is None and "\n" not in "".join(lines)
+
+
+def test_the_pool_folder_is_the_servers_and_must_exist(monkeypatch, tmp_path):
+    monkeypatch.delenv(bridge.POOL_DIR_ENV, raising=False)
+    assert bridge.pool_directory() == tempfile.gettempdir()              # without ComfyUI
+    monkeypatch.setenv(bridge.POOL_DIR_ENV, str(tmp_path))
+    assert bridge.pool_directory() == str(tmp_path)
+    monkeypatch.setenv(bridge.POOL_DIR_ENV, str(tmp_path / "typo" / "pool"))
+    with pytest.raises(FileNotFoundError, match=bridge.POOL_DIR_ENV) as refused:
+        bridge.pool_directory()
+    assert "typo" not in str(refused.value) and not (tmp_path / "typo").exists()
+
+
+def test_the_pool_folder_under_comfyui_is_its_temp_folder_or_the_extra_paths_one(monkeypatch, tmp_path):
+    monkeypatch.delenv(bridge.POOL_DIR_ENV, raising=False)
+    fp = types.SimpleNamespace(folder_names_and_paths={}, get_temp_directory=lambda: str(tmp_path / "temp"))
+    monkeypatch.setattr(bridge, "_folder_paths", lambda: fp)
+    assert bridge.pool_directory() == str(tmp_path / "temp") and (tmp_path / "temp").is_dir()
+    (tmp_path / "fast").mkdir()
+    fp.folder_names_and_paths[bridge.POOL_FOLDER] = ([str(tmp_path / "fast")], set())
+    assert bridge.pool_directory() == str(tmp_path / "fast")
+    monkeypatch.setenv(bridge.POOL_DIR_ENV, str(tmp_path))               # the environment comes first
+    assert bridge.pool_directory() == str(tmp_path)
 
 
 def test_bad_sampler_inputs_fail_clearly(models_dir):
