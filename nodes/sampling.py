@@ -10,6 +10,7 @@ from ..core.app.plan import plan_run
 from ..core.sampling.budget import device_bytes_needed
 from ..core.latents.format import LatentFormat
 from ..core.retrieval.config import PoolConfig, RetrievalConfig
+from ..core.retrieval.pool import sweep_pool_files
 from ..core.sampling.config import SamplingConfig
 from ..core.sampling.noise import NOISE_CONTRACTS
 from ..core.sampling.loop import generate
@@ -193,10 +194,15 @@ class ARBlockSampler(io.ComfyNode):
 
 def server_pool(cfg: SamplingConfig) -> SamplingConfig:
     """``cfg`` with its history pool's disk files in the server's pool folder (``bridge.pool_directory``): where
-    files are written is never a workflow's choice."""
+    files are written is never a workflow's choice. Pool files that killed runs left there are deleted first (a live
+    run's never are)."""
     if cfg.retrieval is None:
         return cfg
-    pool = replace(cfg.retrieval.pool, directory=bridge.pool_directory())
+    directory = bridge.pool_directory()
+    swept = sweep_pool_files(directory)
+    if swept:
+        LOG.info("History Pool: deleted %d pool file(s) that stopped runs left in the pool folder", len(swept))
+    pool = replace(cfg.retrieval.pool, directory=directory)
     return replace(cfg, retrieval=replace(cfg.retrieval, pool=pool))
 
 

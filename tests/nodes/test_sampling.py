@@ -1,6 +1,7 @@
 """The AR Block Sampler without ComfyUI: the golden case through LATENT normalisation, the native window when
 nothing is connected, outputs that a later run leaves alone, cancellation, progress with previews, the History
 Pool node, and bad inputs named."""
+import os
 import json
 import sys
 import tempfile
@@ -168,3 +169,19 @@ def test_progress_bar_advances_per_block_with_a_latent_preview(models_dir, monke
     assert [(v, t) for v, t, _ in calls] == [(1, 4), (2, 4), (3, 4), (4, 4)]
     assert all(p == ("JPEG", "image", 512) for *_, p in calls)
     assert previews == [(1, 16, 1, 8, 12)] * 4               # newest latent frame of each block
+
+
+def test_the_sampler_sweeps_pool_files_killed_runs_left_in_the_server_folder(monkeypatch, tmp_path):
+    """A pool file whose run is gone is deleted before a retrieval run; a live run's file stays."""
+    from pack import PACK
+    host = sys.modules[f"{PACK.__name__}.core.files.owners"].host
+    server_pool = sys.modules[f"{PACK.__name__}.nodes.sampling"].server_pool
+    strategy_config = sys.modules[f"{PACK.__name__}.core.app.plan"].strategy_config
+    monkeypatch.setenv(bridge.POOL_DIR_ENV, str(tmp_path))
+    dead = tmp_path / f"longlive_rag_pool_{2 ** 22 + 12345}@{host()}.abcd1234.bin"   # no such pid
+    live = tmp_path / f"longlive_rag_pool_{os.getpid()}@{host()}.efgh5678.bin"
+    dead.write_bytes(b"x")
+    live.write_bytes(b"y")
+    cfg = server_pool(strategy_config("rag"))
+    assert cfg.retrieval.pool.directory == str(tmp_path)
+    assert not dead.exists() and live.exists()
