@@ -81,6 +81,16 @@ def _preview(results: dict, out: Path, latent: LatentFormat, frames_per_block: i
 
 
 def run_demo(out: Path, frames: int = 48, seed: int = 0) -> dict:
+    """The demo into the folder ``out``: ``frames`` latent frames per run from ``seed``; returns what it made."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)      # tiny models: more threads only wait on each other, and on a core that is busy
+    try:
+        return _run(out, frames, seed)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _run(out: Path, frames: int, seed: int) -> dict:
     from ..formats import load_backbone
     from ..files.video import write_png
     modes = demo_modes()

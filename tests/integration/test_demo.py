@@ -1,6 +1,7 @@
 """``python -m core demo`` from a fresh copy of the repository, then every command it prints, exactly as printed
 (split as a shell would, run from the folder it names): each exits 0 and makes what it says, with no download."""
 import os
+import re
 import shlex
 import shutil
 import subprocess
@@ -53,7 +54,9 @@ def test_every_printed_demo_command_runs_as_printed_from_a_fresh_copy(tmp_path):
     cwd, found = printed_commands(demo.stdout)
     assert cwd == repo and sorted(found) == ["extend", "image", "resume", "schedule", "strategies"]
     assert all(argv[:3] == [sys.executable, "-m", "core"] for argv in found.values())
-    assert "demo_out/models/demo_umt5" in found["schedule"]                 # paths as the README shows them
+    readme = re.sub(r" \\\n\s+", " ", (repo / "README.md").read_text())        # continuation lines joined
+    for kind, argv in found.items():                  # the README lists them (with the venv's Python, as it says)
+        assert shlex.join([".venv/bin/python", *argv[1:]]) in readme, f"README lacks the demo's {kind} command"
 
     def run(argv):
         return subprocess.run(argv, cwd=cwd, capture_output=True, text=True, env=OFFLINE, timeout=600)
