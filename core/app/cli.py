@@ -5,7 +5,7 @@
                 a prompt schedule (timed prompts, one story) → mp4 per mode
   build-corpus  clean latents of a frozen backbone: the retrieval encoder's training data
   train-encoder train the retrieval encoder
-  demo          the whole pipeline on a tiny random backbone (no downloads)
+  demo          the whole pipeline on tiny random models (no downloads), and a command for every other feature
 
 Everything that can be checked without the models (frames, latent size, output paths, settings)
 is checked before anything is loaded. Bad input: one line on stderr, exit code 2, nothing written.
@@ -332,8 +332,8 @@ def _add_generate(sub) -> None:
                      "keeps the run's size (--latent-size or --width/--height, else the family's): an image of "
                      "another size is centre-cropped to that aspect ratio and scaled to it. LongLive 2.0 holds it "
                      "clean inside the first block (image-to-video)")
-    one.add_argument("--video", metavar="FILE", help="text mode: begin with this clip (its first 4k+1 frames; fitted to "
-                     "the run's size like --image)")
+    one.add_argument("--video", metavar="FILE", help="text mode: begin with this clip (its first 4k+1 frames; "
+                     "fitted to the run's size like --image)")
     start.add_argument("--resume", metavar="PARTIAL", help="--embeds: finish a stopped run from its OUT.partial.safetensors "
                        "(the same command plus this); exact")
     gen.add_argument("--out", help="--embeds: output .safetensors ('latents' [B,C,T,H,W])")

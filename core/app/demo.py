@@ -116,8 +116,9 @@ def _run(out: Path, frames: int, seed: int) -> dict:
     numbers = _preview(results, out, backbone.defaults.latent, rag.frames_per_block)
     write_inputs(files)
     blocks = len(rag.blocks(frames))
-    partial = interrupt_run(files, rag, frames, seed, LATENT_HW, blocks // 2 or 1)
-    found = commands(files, frames, seed, LATENT_HW, backbone.defaults.latent, (blocks // 2 or 1, blocks))
+    stop = blocks // 2 or 1                         # the interrupted run keeps its first half
+    partial = interrupt_run(files, rag, frames, seed, LATENT_HW, stop)
+    found = commands(files, frames, seed, LATENT_HW, backbone.defaults.latent, (stop, blocks))
     (out / "README.txt").write_text(
         "LongLive-RAG pipeline demo — tiny RANDOM models (backbone, retrieval encoder, text encoder, VAE), no real\n"
         "model. models/: the files, in the real formats the loaders read.\n"
@@ -140,7 +141,8 @@ def _run(out: Path, frames: int, seed: int) -> dict:
 
 
 def add_cli(sub) -> None:
-    p = sub.add_parser("demo", help="pipeline demo on a tiny random backbone (no downloads)")
+    p = sub.add_parser("demo", help="pipeline demo on tiny random models (no downloads); prints a command for every "
+                                    "other headless feature on its files")
     p.add_argument("--out", default="demo_out", help="output folder")
     p.add_argument("--frames", type=int, default=48, help="latent frames (multiple of 3)")
     p.add_argument("--seed", type=int, default=0)

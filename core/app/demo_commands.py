@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import shlex
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -52,10 +52,10 @@ class DemoFiles:
 
 @dataclass(frozen=True)
 class Command:
-    """One printed command: what it shows (comment lines above it) and its argv."""
+    """One printed command: the feature it shows, what it does (comment lines above it) and its argv."""
+    name: str
     about: tuple[str, ...]
     argv: tuple[str, ...]
-    name: str = field(default="")
 
     def text(self) -> str:
         return "\n".join(f"# {line}" for line in self.about) + "\n" + shlex.join(self.argv)
@@ -97,13 +97,15 @@ class _StopAfter(jobs.Progress):
 def interrupt_run(files: DemoFiles, cfg, frames: int, seed: int, latent_hw, blocks: int) -> Path:
     """Run the resume command's run (retrieval, ``cfg``) through the job layer and stop it after ``blocks``
     blocks, as Ctrl-C would: the job keeps the finished blocks in its .partial file (returned)."""
+    partial_path(files.resumed).unlink(missing_ok=True)     # left by an earlier demo into this folder: made anew
     spec = jobs.ModelSpec(str(files.backbone), encoder=str(files.encoder), device="cpu")
     job = jobs.LatentJob(str(files.embeds), frames, latent_hw, seed, str(files.resumed))
     try:
         jobs.generate_latents(spec, cfg, job, _StopAfter(report=lambda line: None, blocks=blocks))
     except KeyboardInterrupt:
         return partial_path(files.resumed)
-    raise RuntimeError(f"the demo's interrupted run finished all {frames} frames instead of stopping after block {blocks}")
+    raise RuntimeError(f"the demo's interrupted run finished all {frames} frames instead of stopping after block "
+                       f"{blocks}")
 
 
 def commands(files: DemoFiles, frames: int, seed: int, latent_hw, latent, stopped: tuple[int, int]) -> list[Command]:
@@ -114,37 +116,38 @@ def commands(files: DemoFiles, frames: int, seed: int, latent_hw, latent, stoppe
     text = py + ["--text-encoder", files.text_encoder, "--vae", files.vae]
     embeds = py + ["--embeds", files.embeds]
     interrupted = embeds + ["--frames", frames, "--out", files.resumed]
+    partial = partial_path(files.resumed)
     px = "{}x{}".format(*latent.video_size(latent_hw))
-    found = [
-        Command((f"a prompt schedule ({shown(files.story)}: the prompt changes at {SWITCH_S} s), rag and native side by side "
-                 "(--mode both)",), tuple(text + ["--prompt-schedule", files.story, "--frames", VIDEO_FRAMES,
-                                                  "--mode", "both", "--out-dir", files.out / "story"]), "schedule"),
-        Command((f"an image start: {shown(files.start)} ({START_PX[1]}x{START_PX[0]} px) is centre-cropped and scaled "
-                 f"to the video's {px} px, then the video goes on",),
-                tuple(text + ["--prompt", PROMPT, "--image", files.start, "--frames", VIDEO_FRAMES + 1,
-                              "--out-dir", files.out / "image_start"]), "image"),
-        Command((f"extend the retrieval run: its {frames} latent frames are replayed and kept as they are, "
-                 f"{EXTEND_BY} more are generated",),
-                tuple(embeds + ["--continue-from", files.rag_latents, "--frames", frames + EXTEND_BY,
-                                "--out", files.out / "latents_rag_extended.safetensors"]), "extend"),
-        Command((f"resume an interrupted run: the demo ran this one and stopped it after block {stopped[0]} of "
-                 f"{stopped[1]}, as Ctrl-C would,", f"which kept the finished blocks in "
-                 f"{shown(partial_path(files.resumed))}:", f"  {_join(interrupted)}",
-                 f"the same command plus --resume finishes it (the latents of {shown(files.rag_latents)}, bit for "
-                 "bit):"), tuple(interrupted + ["--resume", partial_path(files.resumed)]), "resume"),
-        Command(("every long-context strategy on one prompt and seed: one video each and a grid of them side by side",),
-                tuple(text + ["--prompt", PROMPT, "--strategy", "all", "--frames", VIDEO_FRAMES,
-                              "--out-dir", files.out / "strategies"]), "strategies"),
+    return [
+        _command("schedule", f"a prompt schedule ({shown(files.story)}: the prompt changes at {SWITCH_S} s), rag and "
+                 "native side by side (--mode both)",
+                 text + ["--prompt-schedule", files.story, "--frames", VIDEO_FRAMES, "--mode", "both",
+                         "--out-dir", files.out / "story"]),
+        _command("image", f"an image start: {shown(files.start)} ({START_PX[1]}x{START_PX[0]} px) is centre-cropped "
+                 f"and scaled to the video's {px} px, then the video goes on",
+                 text + ["--prompt", PROMPT, "--image", files.start, "--frames", VIDEO_FRAMES + 1,
+                         "--out-dir", files.out / "image_start"]),
+        _command("extend", f"extend the retrieval run: its {frames} latent frames are replayed and kept as they are, "
+                 f"{EXTEND_BY} more are generated",
+                 embeds + ["--continue-from", files.rag_latents, "--frames", frames + EXTEND_BY,
+                           "--out", files.out / "latents_rag_extended.safetensors"]),
+        _command("resume", f"resume an interrupted run: the demo ran this one and stopped it after block {stopped[0]} "
+                 f"of {stopped[1]}, as Ctrl-C would,\nwhich kept the finished blocks in {shown(partial)}:\n"
+                 f"  {shlex.join(_args(interrupted))}\nthe same command plus --resume finishes it (the latents of "
+                 f"{shown(files.rag_latents)}, bit for bit):", interrupted + ["--resume", partial]),
+        _command("strategies", "every long-context strategy on one prompt and seed: one video each and a grid of them "
+                 "side by side", text + ["--prompt", PROMPT, "--strategy", "all", "--frames", VIDEO_FRAMES,
+                                         "--out-dir", files.out / "strategies"]),
     ]
-    return [Command(c.about, tuple(_arg(a) for a in c.argv), c.name) for c in found]
 
 
-def _arg(a) -> str:
-    return shown(a) if isinstance(a, Path) else str(a)
+def _command(name: str, about: str, argv: list) -> Command:
+    return Command(name, tuple(about.splitlines()), _args(argv))
 
 
-def _join(argv) -> str:
-    return shlex.join(_arg(a) for a in argv)
+def _args(argv: list) -> tuple[str, ...]:
+    """Paths as ``shown``, numbers as text."""
+    return tuple(shown(a) if isinstance(a, Path) else str(a) for a in argv)
 
 
 def commands_text(found: list[Command]) -> str:

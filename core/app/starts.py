@@ -58,8 +58,8 @@ class StartFiles:
         px = (latent_hw[0] * latent.stride, latent_hw[1] * latent.stride)
         if report is not None and frames.shape[1:3] != px:
             report(f"start '{self.image or self.video}' is {frames.shape[2]}x{frames.shape[1]} px: centre-cropped to "
-                   f"the run's aspect ratio and scaled to its {px[1]}x{px[0]} px (latent {latent_hw[0]}x{latent_hw[1]}; "
-                   "another size: --width/--height or --latent-size)")
+                   f"the run's aspect ratio and scaled to its {px[1]}x{px[0]} px (latent "
+                   f"{latent_hw[0]}x{latent_hw[1]}; another size: --width/--height or --latent-size)")
         return latent.video_to_latent_frames(len(frames))
 
     def _read(self, latent: LatentFormat) -> np.ndarray:

@@ -51,7 +51,8 @@ def umt5_state_dict(vocab: int = VOCAB, seed: int = 0, dim: int = DIM) -> dict[s
     return sd
 
 
-# Wan's block names → transformers' UMT5 names (Wan: fc2(fc1(x) * gelu_tanh(gate.0(x))); UMT5: wo(wi_1(x) * gelu(wi_0(x))))
+# Wan's block names → transformers' UMT5 names
+# (Wan: fc2(fc1(x) * gelu_tanh(gate.0(x))); UMT5: wo(wi_1(x) * gelu(wi_0(x))))
 HF_NAME = {"norm1.weight": "layer.0.layer_norm.weight", "attn.q.weight": "layer.0.SelfAttention.q.weight",
            "attn.k.weight": "layer.0.SelfAttention.k.weight", "attn.v.weight": "layer.0.SelfAttention.v.weight",
            "attn.o.weight": "layer.0.SelfAttention.o.weight",
