@@ -16,7 +16,7 @@ from core.model.transformer import WanTransformer  # noqa: E402
 from checkpoints import random_state  # noqa: E402
 from factory import golden_config, tiny_model  # noqa: E402
 from paths import GOLDEN  # noqa: E402
-from tiny_files import WORDS, build_tokenizer, save_diffusers_layout, wan_state_dict, write_tiny_vae  # noqa: E402
+from tiny_files import umt5_state_dict, write_tiny_vae, write_tokenizer, write_umt5_diffusers  # noqa: E402
 
 # The nodes import comfy_api.latest: ComfyUI's own when it is importable, else tests/comfy_standin.
 ensure_comfy_api()
@@ -73,11 +73,10 @@ def assets(tmp_path_factory):
     """Files for prompt-to-video runs: a tiny umT5 in Wan's (wan/) and diffusers' (diffusers/) layouts, the tiny
     Wan2.1 VAE in both (wan/Wan2.1_VAE.pth, diffusers/vae/) and a tiny backbone (causal_forcing_tiny.safetensors)."""
     root = tmp_path_factory.mktemp("t2v")
-    vocab = 3 + len(WORDS) + 27
-    sd = wan_state_dict(vocab)
-    build_tokenizer(root / "wan" / "google" / "umt5-xxl")
+    sd = umt5_state_dict()
+    write_tokenizer(root / "wan" / "google" / "umt5-xxl")
     torch.save({k: v.to(torch.bfloat16) for k, v in sd.items()}, root / "wan" / "models_t5_umt5-xxl-enc-bf16.pth")
-    save_diffusers_layout({k: v.to(torch.bfloat16).float() for k, v in sd.items()}, vocab, root / "diffusers")
+    write_umt5_diffusers({k: v.to(torch.bfloat16).float() for k, v in sd.items()}, root / "diffusers")
     write_tiny_vae(root)
     model = tiny_model(1, bias_std=0.05)
     save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(root / "causal_forcing_tiny.safetensors"))

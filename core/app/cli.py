@@ -5,7 +5,7 @@
                 a prompt schedule (timed prompts, one story) → mp4 per mode
   build-corpus  clean latents of a frozen backbone: the retrieval encoder's training data
   train-encoder train the retrieval encoder
-  demo          the whole pipeline on a tiny random backbone (no downloads)
+  demo          the whole pipeline on tiny random models (no downloads), and a command for every other feature
 
 Everything that can be checked without the models (frames, latent size, output paths, settings)
 is checked before anything is loaded. Bad input: one line on stderr, exit code 2, nothing written.
@@ -252,7 +252,7 @@ def cmd_generate(args, progress: jobs.Progress) -> int:
         raise ValueError("--resume is for --embeds runs; a stopped video run is picked up by running the same "
                          "command again")
     size = RunRequest(latent_hw=args.latent_size, width=args.width, height=args.height)   # the run's, before the start
-    given = start.check(latent_size(size, defaults), latent) if args.resume is None else 0
+    given = start.check(latent_size(size, defaults), latent, progress.report) if args.resume is None else 0
     runs = plans(args, defaults, given)
     first = next(iter(runs.values()))
     configs = {name: plan.config for name, plan in runs.items()}
@@ -260,7 +260,12 @@ def cmd_generate(args, progress: jobs.Progress) -> int:
         missing = [o for o, v in (("--text-encoder", args.text_encoder), ("--vae", args.vae),
                                   ("--out-dir", args.out_dir)) if v is None]
         if missing:
-            raise ValueError(f"generating from text needs {', '.join(missing)}")
+            source = next(o for o, v in (("--prompt-schedule", args.prompt_schedule), ("--prompt", args.prompt),
+                                         ("--prompts", args.prompts)) if v is not None)
+            embeds = ("; without a text encoder, give the prompts as embeddings instead: --embeds FILE with --out "
+                      "('prompt_embeds' [B, L, D]; a schedule adds 'prompt_embeds_1', … and 'switch_frames')"
+                      if args.text_encoder is None else "")
+            raise ValueError(f"generating from text ({source}) needs {', '.join(missing)}{embeds}")
         check_output_dir(args.out_dir, "--out-dir")
         story = ()
         if args.prompt_schedule is not None:
@@ -329,9 +334,12 @@ def _add_generate(sub) -> None:
     one = start.add_mutually_exclusive_group()
     one.add_argument("--continue-from", metavar="LATENTS", help="begin with these latents (this tool's output or any "
                      "[B,C,T,H,W] model-space latents, C = 16 Wan2.1 / 48 Wan2.2): extend a video")
-    one.add_argument("--image", metavar="FILE", help="text mode: begin with this image (one latent frame; its size is the "
-                     "video's); LongLive 2.0 holds it clean inside the first block (image-to-video)")
-    one.add_argument("--video", metavar="FILE", help="text mode: begin with this clip (its first 4k+1 frames)")
+    one.add_argument("--image", metavar="FILE", help="text mode: begin with this image (one latent frame). The video "
+                     "keeps the run's size (--latent-size or --width/--height, else the family's): an image of "
+                     "another size is centre-cropped to that aspect ratio and scaled to it. LongLive 2.0 holds it "
+                     "clean inside the first block (image-to-video)")
+    one.add_argument("--video", metavar="FILE", help="text mode: begin with this clip (its first 4k+1 frames; "
+                     "fitted to the run's size like --image)")
     start.add_argument("--resume", metavar="PARTIAL", help="--embeds: finish a stopped run from its OUT.partial.safetensors "
                        "(the same command plus this; the same command alone picks OUT's up by itself); exact")
     start.add_argument("--partial-every", type=_arg(parse_seconds), default=PARTIAL_EVERY, metavar="SECONDS",

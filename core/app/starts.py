@@ -2,8 +2,10 @@
 
 An image is one latent frame; a clip of n video frames is trimmed to the first s·k + 1 (s = the latent
 format's ``time_stride``, 4 for the Wan VAEs; k = ⌊(n − 1)/s⌋, what the VAE encodes) and becomes k + 1
-latent frames. Its size must be the run's (the format's stride × the latent size: 8× for Wan2.1, 16× for
-Wan2.2). The start's frames are replayed, then the rest is generated (core/sampling/loop.py ``generate``).
+latent frames. An image or clip of another size than the run's (the format's stride × the latent size: 8× for
+Wan2.1, 16× for Wan2.2) is centre-cropped to the run's aspect ratio and scaled to its size, as ComfyUI's Upscale
+Image with crop "center" does in the image-to-video workflows. The start's frames are replayed, then the rest is
+generated (core/sampling/loop.py ``generate``).
 """
 from __future__ import annotations
 
@@ -47,32 +49,43 @@ class StartFiles:
             return latent.video_to_latent_frames(len(_read_clip(self.video, latent)))
         return 0
 
-    def check(self, latent_hw: tuple[int, int], latent: LatentFormat) -> int:
-        """Latent frames of the start (0: none), after checking an image's or clip's size against the run
-        (``latent``: the backbone's latent format, its stride 8 Wan2.1 / 16 Wan2.2)."""
+    def check(self, latent_hw: tuple[int, int], latent: LatentFormat, report=None) -> int:
+        """Latent frames of the start (0: none), read without any model (``latent``: the backbone's latent format,
+        its stride 8 Wan2.1 / 16 Wan2.2); ``report`` is told when an image or clip will be fitted to the run's size."""
         if self.image is None and self.video is None:
             return self.frames(latent)
-        frames = _read_image(self.image) if self.image is not None else _read_clip(self.video, latent)  # read once
-        self._check_size(frames.shape[1:3], latent_hw, latent.stride)
+        frames = self._read(latent)                                                   # read once
+        px = (latent_hw[0] * latent.stride, latent_hw[1] * latent.stride)
+        if report is not None and frames.shape[1:3] != px:
+            report(f"start '{self.image or self.video}' is {frames.shape[2]}x{frames.shape[1]} px: centre-cropped to "
+                   f"the run's aspect ratio and scaled to its {px[1]}x{px[0]} px (latent "
+                   f"{latent_hw[0]}x{latent_hw[1]}; another size: --width/--height or --latent-size)")
         return latent.video_to_latent_frames(len(frames))
 
-    def _check_size(self, hw, latent_hw, stride: int) -> None:
-        h, w = latent_hw[0] * stride, latent_hw[1] * stride
-        if tuple(hw) != (h, w):
-            raise ValueError(f"start '{self.image or self.video}' is {hw[1]}x{hw[0]} px; the run is {w}x{h} (latent "
-                             f"{latent_hw[0]}x{latent_hw[1]}): resize it, or pass --latent-size "
-                             f"{hw[0] // stride}x{hw[1] // stride} if both sides are multiples of {stride * 2}")
+    def _read(self, latent: LatentFormat) -> np.ndarray:
+        return _read_image(self.image) if self.image is not None else _read_clip(self.video, latent)
 
     def load(self, vae, latent_hw: tuple[int, int]) -> torch.Tensor | None:
-        """Model-space latents [1, C, P, H, W] (files: as stored), or None."""
+        """Model-space latents [1, C, P, H, W] (files: as stored; an image or clip fitted to the run's size first),
+        or None."""
         if self.latents is not None:
             return read_start(self.latents)
         if self.image is None and self.video is None:
             return None
-        frames = _read_image(self.image) if self.image is not None else _read_clip(self.video, vae.latent)
-        self._check_size(frames.shape[1:3], latent_hw, vae.latent.stride)
+        stride = vae.latent.stride
+        frames = fit_frames(self._read(vae.latent), (latent_hw[0] * stride, latent_hw[1] * stride))
         video = torch.from_numpy(frames).permute(3, 0, 1, 2).unsqueeze(0).float() / 255.0   # [1, 3, T, H, W]
         return vae.encode(video).float().cpu()
+
+
+def fit_frames(frames: np.ndarray, hw: tuple[int, int]) -> np.ndarray:
+    """uint8 frames [T, h, w, 3] → [T, H, W, 3] for ``hw`` = (H, W) px: each centre-cropped to the aspect ratio of
+    (H, W) and scaled to it (bicubic); returned as given when already (H, W)."""
+    if tuple(frames.shape[1:3]) == tuple(hw):
+        return frames
+    from PIL import Image, ImageOps
+    size = (hw[1], hw[0])
+    return np.stack([np.asarray(ImageOps.fit(Image.fromarray(f), size, Image.Resampling.BICUBIC)) for f in frames])
 
 
 def _read_image(path: str) -> np.ndarray:

@@ -103,18 +103,15 @@ def test_image_and_clip_starts_begin_the_video(assets, tmp_path):
     assert proc.returncode == 0, proc.stderr
     frames = read_video(out / "0000_a_red_cat_runs_in_the_snow_rag.mp4")
     assert len(frames) == 4 * 21 + 1            # 22 latent frames: the image's, then 7 generated blocks
-    # a 13-frame clip is 4 latent frames: 4 + 3k
-    clip = (torch.rand(13, 32, 48, 3, generator=torch.Generator().manual_seed(1)) * 255).to(torch.uint8).numpy()
+    # a 13-frame clip is 4 latent frames: 4 + 3k; one of another size is fitted to the run's 48x32 px
+    clip = (torch.rand(13, 48, 48, 3, generator=torch.Generator().manual_seed(1)) * 255).to(torch.uint8).numpy()
     write_mp4(tmp_path / "clip.mp4", clip, fps=16)
     proc = run(assets, tmp_path / "clip", "wan", "--mode", "native", "--video", str(tmp_path / "clip.mp4"),
                "--frames", "10")
     assert proc.returncode == 0, proc.stderr
-    # wrong size and a length that does not fit the start are refused before loading anything
-    Image.fromarray(img[:16]).save(tmp_path / "small.png")
-    bad = run(assets, tmp_path / "bad", "wan", "--mode", "rag", "--image", str(tmp_path / "small.png"), "--frames", "22",
-              check=False)
-    assert bad.returncode == 2 and "is 48x16 px; the run is 48x32" in bad.stderr
-    assert "backbone:" not in bad.stderr and not (tmp_path / "bad").exists()
+    assert "is 48x48 px: centre-cropped to the run's aspect ratio and scaled to its 48x32 px" in proc.stderr
+    assert read_video(next((tmp_path / "clip").glob("*_native.mp4"))).shape == (4 * 9 + 1, 32, 48, 3)
+    # a length that does not fit the start is refused before loading anything
     bad = run(assets, tmp_path / "bad", "wan", "--mode", "rag", "--image", str(tmp_path / "start.png"), "--frames", "21",
               check=False)
     assert bad.returncode == 2 and "1 plus a multiple of the block size 3 (e.g. 22)" in bad.stderr

@@ -23,7 +23,7 @@ from core.files.video import read_video
 from factory import tiny_config, tiny_model
 from pack import FakeCLIP, N, PACK, bridge, conditioning, load
 from paths import DATA
-from tiny_files import WORDS, build_tokenizer, wan_state_dict, write_tiny_vae, write_tiny_vae22
+from tiny_files import umt5_state_dict, write_tiny_vae, write_tiny_vae22, write_tokenizer
 
 latent_format = sys.modules[f"{PACK.__name__}.core.latents.format"]
 start_mod = sys.modules[f"{PACK.__name__}.nodes.start"]
@@ -279,9 +279,8 @@ def _small_lora(tmp_path):
 def assets(tmp_path_factory):
     """A tiny umT5 (Wan layout), the tiny Wan2.2 and Wan2.1 VAEs and a tiny 5B-style backbone (text_dim 32)."""
     root = tmp_path_factory.mktemp("ll2")
-    vocab = 3 + len(WORDS) + 27
-    build_tokenizer(root / "wan" / "google" / "umt5-xxl")
-    torch.save({k: v.to(torch.bfloat16) for k, v in wan_state_dict(vocab).items()},
+    write_tokenizer(root / "wan" / "google" / "umt5-xxl")
+    torch.save({k: v.to(torch.bfloat16) for k, v in umt5_state_dict().items()},
                root / "wan" / "models_t5_umt5-xxl-enc-bf16.pth")
     write_tiny_vae22(root)
     write_tiny_vae(root)

@@ -169,19 +169,6 @@ def test_continue_from_extends_a_finished_video_exactly(tmp_path, embeds):
     assert bad.returncode == 2 and "already holds 30 latent frames" in bad.stderr
 
 
-def test_the_demo_prints_a_command_that_reproduces_its_retrieval_run(tmp_path):
-    out = tmp_path / "demo"
-    proc = run_cli("demo", "--out", out, "--frames", 24)
-    command = proc.stderr.strip().splitlines()[-1]
-    assert command.startswith("python -m core generate ") and "--num-heads" not in command
-    argv = command.split()[3:]
-    run_cli(*argv)
-    again = load_file(str(out / "latents_rag_again.safetensors"))["latents"]
-    assert torch.equal(again, load_file(str(out / "latents_rag.safetensors"))["latents"])
-    assert json.loads((out / "retrieval_log_again.json").read_text()) == \
-        json.loads((out / "retrieval_log.json").read_text())
-
-
 def test_wrong_text_dim_is_explained(tmp_path):
     emb = tmp_path / "e.safetensors"
     save_file({"prompt_embeds": torch.zeros(1, 8, 4096)}, str(emb))

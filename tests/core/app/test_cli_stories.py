@@ -97,6 +97,17 @@ def test_bad_prompt_schedules_exit_2_with_one_line_before_loading_anything(tmp_p
     assert len(lines) == 1 and message in lines[0]
 
 
+def test_a_schedule_without_a_text_encoder_names_the_embeds_route(tmp_path, capsys):
+    from core.app.cli import main
+    (tmp_path / "story.txt").write_text("0s: a fox\n1s: a lake\n")
+    code = main([*map(str, BASE), "--prompt-schedule", str(tmp_path / "story.txt"), "--frames", "24",
+                 "--out-dir", str(tmp_path / "out")])
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(lines) == 1 and not (tmp_path / "out").exists()
+    assert lines[0].startswith("error: generating from text (--prompt-schedule) needs --text-encoder, --vae; ")
+    assert "--embeds FILE with --out" in lines[0] and "'switch_frames'" in lines[0]
+
+
 def test_prompt_schedule_makes_one_story_per_mode(assets, tmp_path):  # noqa: F811
     (tmp_path / "story.txt").write_text("0s: a red cat runs in the snow\n2s: the cat sleeps\n3.5s: a dog barks\n")
     out = tmp_path / "videos"

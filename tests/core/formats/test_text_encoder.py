@@ -1,7 +1,7 @@
 """The Wan2.1 umT5 text encoder: both on-disk layouts, Wan's math, padding, clear missing-file errors.
 
-Tiny models only (d_model 32, 2 layers, a 40-token tokenizer built here); the file and tensor names
-are the real ones.
+Tiny models only (d_model 32, 2 layers, a 45-token tokenizer: core/app/tiny_files.py); the file and tensor
+names are the real ones.
 """
 import math
 import shutil
@@ -12,7 +12,7 @@ import torch
 
 from core.formats.text_encoder import MissingModelFiles, TextEncoder, clean_prompt, load_text_encoder
 
-from tiny_files import BUCKETS, DIM, HEADS, LAYERS, WORDS, build_tokenizer, save_diffusers_layout, wan_state_dict
+from tiny_files import BUCKETS, DIM, HEADS, LAYERS, WORDS, umt5_state_dict, write_tokenizer, write_umt5_diffusers
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -20,12 +20,11 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 @pytest.fixture(scope="module")
 def layouts(tmp_path_factory) -> dict:
     root = tmp_path_factory.mktemp("t5")
-    build_tokenizer(root / "wan" / "google" / "umt5-xxl")
-    vocab = 3 + len(WORDS) + 27
-    sd_bf16 = {k: v.to(torch.bfloat16) for k, v in wan_state_dict(vocab).items()}   # the real file is bf16
+    write_tokenizer(root / "wan" / "google" / "umt5-xxl")
+    sd_bf16 = {k: v.to(torch.bfloat16) for k, v in umt5_state_dict().items()}   # the real file is bf16
     sd = {k: v.float() for k, v in sd_bf16.items()}
     torch.save(sd_bf16, root / "wan" / "models_t5_umt5-xxl-enc-bf16.pth")
-    save_diffusers_layout(sd, vocab, root / "diffusers")
+    write_umt5_diffusers(sd, root / "diffusers")
     return {"wan": root / "wan", "diffusers": root / "diffusers", "state": sd}
 
 
