@@ -6,6 +6,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file
 
+from ..files.safe_reader import why_unreadable
 from .prompts import PromptSchedule, Segment
 
 
@@ -18,7 +19,8 @@ def load_prompt_embeds(path: str | Path, text_dim: int | None = None) -> torch.T
     try:
         tensors = load_file(str(path))
     except Exception as exc:
-        raise ValueError(f"prompt embeddings '{path}' are not a readable safetensors file ({exc})") from exc
+        raise ValueError(f"prompt embeddings '{path}' are not a readable .safetensors file: {why_unreadable(exc)}; "
+                         "save them again (a .safetensors file holding 'prompt_embeds')") from exc
     if "prompt_embeds" not in tensors:
         raise ValueError(f"prompt embeddings '{path}' hold {sorted(tensors)} but no 'prompt_embeds' "
                          "[B, L, text_dim] tensor; save it under that key")
