@@ -14,6 +14,7 @@ from ..context.strategies import describe as describe_strategy
 from ..families.family import BackboneFamily
 from ..sampling.config import SamplingConfig, check_latent_size
 from ..sampling.defaults import FamilyDefaults, settings_line
+from ..sampling import limits
 from ..sampling.request import SamplingRequest, resolve
 from .default_family import default_family
 
@@ -107,6 +108,7 @@ def latent_size(request: RunRequest, family: FamilyDefaults) -> tuple[int, int]:
     else:
         w, h = fmt.video_size(request.start_hw or family.latent_hw)
         hw = fmt.latent_size_for_video(request.width or w, request.height or h)
+    limits.check_size(hw, fmt)
     if request.start_hw is not None and tuple(request.start_hw) != tuple(hw):
         (have_w, have_h), (want_w, want_h), (lh, lw) = fmt.video_size(request.start_hw), fmt.video_size(hw), request.start_hw
         raise ValueError(f"the start is {have_w}x{have_h} px (latent {lh}x{lw}) but the run makes {want_w}x{want_h}: "
@@ -125,17 +127,20 @@ def _frames(request: RunRequest, cfg: SamplingConfig, family: FamilyDefaults) ->
     if request.frames is not None:
         frames = int(request.frames)
     elif request.seconds is not None:
-        frames = family.latent.latent_frames_for_seconds(request.seconds, nf) + cfg.first_block(p)
+        seconds = limits.check_seconds(float(request.seconds))
+        frames = family.latent.latent_frames_for_seconds(seconds, nf) + cfg.first_block(p)
     else:
         if request.video_frames < 1:
             raise ValueError(f"length {request.video_frames} must be at least 1 video frame "
                              f"(e.g. {family.latent.latent_to_video_frames(4 * nf)})")
+        limits.check_video_frames(request.video_frames, family.latent)
         frames = family.latent.latent_frames_for_video(request.video_frames, nf, cfg.first_block(p))
         if p and frames <= p:
             least = p + nf if cfg.start_block == "short" else -(-(p + 1) // nf) * nf
             raise ValueError(f"the start already holds {p} latent frames ({family.latent.latent_to_video_frames(p)} "
                              f"video frames) and length {request.video_frames} asks for no more: set length to at "
                              f"least {family.latent.latent_to_video_frames(least)}")
+    limits.check_latent_frames(frames, family.latent, nf)
     cfg.check_frames(frames, p)
     return frames
 
