@@ -116,6 +116,8 @@ def generate_latents(spec: ModelSpec, cfg: SamplingConfig, job: LatentJob, progr
     with keeping_partial(job.out, identity, given, progress.on_block, progress.report) as collector:
         result = generate(backbone.model, embeds, job.frames, job.latent_hw, job.seed, cfg, encoder=encoder,
                           callback=collector, timings=job.timings is not None, start=start)
+    for line in result.notes:
+        progress.report(line)
     save_tensors(job.out, {"latents": result.latents},
                  metadata={"layout": f"[B,{result.latents.shape[1]},T,H,W] model-normalised", "seed": str(job.seed),
                            "strategy": cfg.strategy, "window": str(cfg.window), "sink": str(cfg.sink),
@@ -247,6 +249,8 @@ def _resumable(spec: ModelSpec, model, prompts, job, seed: int, cfg: SamplingCon
                          auto=True) as collector:
         res = generate(model, prompts, job.frames, job.latent_hw, seed, cfg, encoder=encoder if cfg.retrieval else None,
                        callback=collector, start=start)
+    for line in res.notes:
+        progress.report(f"{stem.name}: {line}")
     partial.unlink(missing_ok=True)
     return res
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
+from safetensors import safe_open
 from safetensors.torch import load_file
 
 from ..files.safe_reader import why_unreadable
@@ -35,6 +36,17 @@ def load_prompt_embeds(path: str | Path, text_dim: int | None = None) -> torch.T
                          f"{text_dim} (umT5-XXL embeddings are 4096 wide); encode the prompt with the Wan2.1 "
                          "text encoder")
     return emb.float()
+
+
+def prompt_batch(path: str | Path) -> int:
+    """Videos per run of a prompt-embedding file (B of ``prompt_embeds`` [B, L, text_dim]) from its header alone;
+    1 when it cannot be read yet (loading it later names the problem)."""
+    try:
+        with safe_open(str(path), "pt") as fh:
+            shape = fh.get_slice("prompt_embeds").get_shape()
+    except Exception:           # missing, damaged, no prompt_embeds: load_prompt_schedule says which
+        return 1
+    return int(shape[0]) if len(shape) == 3 else 1
 
 
 def load_prompt_schedule(path: str | Path, text_dim: int | None = None):
