@@ -8,7 +8,6 @@ neither derives a setting of its own. A family's values come from its ``FamilyDe
 """
 from __future__ import annotations
 
-import tempfile
 from dataclasses import dataclass, field
 
 import torch
@@ -17,6 +16,7 @@ from ..context.strategies import describe as describe_strategy
 from ..families.family import BackboneFamily
 from ..files.memory import device_available, disk_free, host_available
 from ..model.backbone import BackboneModel
+from ..retrieval.pool import disk_folder
 from ..sampling.budget import LATENT_COPIES, RunBytes, run_bytes
 from ..sampling.config import SamplingConfig, check_latent_size
 from ..sampling.defaults import FamilyDefaults, settings_line
@@ -163,7 +163,8 @@ def check_memory(plan: RunPlan, model: BackboneModel, batch: int, device, dtype:
     backbone, possibly on the meta device; ``batch``: prompts per run. Returns the estimate."""
     need = run_bytes(model, plan.config, plan.latent_hw, plan.frames, batch, dtype)
     device = torch.device(device)
-    resident = any(p.device == device for p in model.parameters())
+    resident = any(p.device.type == device.type and device.index in (None, p.device.index)
+                   for p in model.parameters())
     on_device = (0 if resident else need.device.weights) + need.working
     cpu = device.type == "cpu"
     rooms = {"host": host_available(), "device": host_available() if cpu else
@@ -179,9 +180,8 @@ def check_memory(plan: RunPlan, model: BackboneModel, batch: int, device, dtype:
     else:
         _refuse(plan, need, {**parts, "the History Pool": pool.get("device", 0)}, rooms["device"], str(device))
         _refuse(plan, need, ram, rooms["host"], "RAM")
-    folder = plan.config.retrieval.pool.directory if plan.config.retrieval else None
-    folder = folder or tempfile.gettempdir()
-    free = disk_free(folder)
+    folder = disk_folder(plan.config.retrieval.pool.directory) if plan.config.retrieval else None
+    free = disk_free(folder) if folder is not None else None
     if pool.get("disk", 0) and free is not None and pool["disk"] > free:
         raise ValueError(f"the History Pool spills {size(pool['disk'])} to disk in '{folder}' but {size(free)} is "
                          "free there: free space, choose another pool folder, store it compactly (kv-half, latent) "

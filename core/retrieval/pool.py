@@ -153,6 +153,12 @@ def _delete_file(fh, path: str) -> None:
         pass
 
 
+def disk_folder(directory: str | None) -> Path:
+    """The folder a disk tier writes its file to: ``directory``, else the system's temp folder (what the
+    planner checks the free space of)."""
+    return Path(directory) if directory is not None else Path(tempfile.gettempdir())
+
+
 class _DiskTier(_Tier):
     """Rows in one append-only file, row r at byte r·row_bytes; created at the first write and
     deleted by close() or when the tier is garbage-collected."""
@@ -166,7 +172,7 @@ class _DiskTier(_Tier):
         self._scratch: _Rows | None = None   # the entry being written
 
     def _open(self) -> None:
-        root = Path(self.directory) if self.directory is not None else Path(tempfile.gettempdir())
+        root = disk_folder(self.directory)
         root.mkdir(parents=True, exist_ok=True)
         fd, self.path = tempfile.mkstemp(prefix="longlive_rag_pool_", suffix=".bin", dir=root)
         self._fh = os.fdopen(fd, "r+b", buffering=0)

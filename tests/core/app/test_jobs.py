@@ -42,3 +42,15 @@ def test_prompt_list_errors(tmp_path):
     (tmp_path / "empty.txt").write_text("\n  \n")
     with pytest.raises(ValueError, match="holds no prompts"):
         read_prompts(None, str(tmp_path / "empty.txt"))
+
+
+def test_a_retrieval_run_that_retrieved_nothing_says_so_in_the_log(tmp_path):
+    from paths import GOLDEN
+    lines = []
+    spec = jobs.ModelSpec(str(GOLDEN / "wan_tiny_t2v_bare.safetensors"), num_heads=2, device="cpu")
+    job = jobs.LatentJob(str(GOLDEN / "inputs.safetensors"), 12, (8, 12), 0, str(tmp_path / "out.safetensors"))
+    jobs.generate_latents(spec, sampling_config(strategy="rag"), job, jobs.Progress(report=lines.append))
+    said = [line for line in lines if line.startswith("retrieval:")]
+    assert said == ["retrieval: no block retrieved a past frame; no frame left the KV cache window before the last "
+                    "block: the video is too short for retrieval with this window (make it longer or the window "
+                    "smaller)"]
