@@ -84,7 +84,9 @@ def run_bytes(model: BackboneModel, cfg: SamplingConfig, latent_hw: tuple[int, i
     itemsize = torch.finfo(dtype).bits // 8
     tokens = (latent_hw[0] // c.patch_size[1]) * (latent_hw[1] // c.patch_size[2])
     block = batch * cfg.frames_per_block * tokens
-    activations = 2 * block * (4 * c.dim + c.ffn_dim) * max(itemsize, 4)    # float32 where the layers upcast
+    # a layer's peak per token: q, k, v, the attention's output and the feed-forward layer (~6·dim in the Wan
+    # transformers), ×2 for what the next op writes while the last is read; float32 where the layers upcast
+    activations = 2 * block * 12 * c.dim * max(itemsize, 4)
     latents = batch * frames * c.in_dim * latent_hw[0] * latent_hw[1] * 4
     pool_frames = pool_bytes = 0
     if cfg.retrieval is not None:
