@@ -178,7 +178,8 @@ def check_memory(plan: RunPlan, model: BackboneModel, batch: int, device, dtype:
         _refuse(plan, need, {**parts, **ram, "the History Pool": pool.get("host", 0) + pool.get("device", 0)},
                 rooms["host"], "RAM")
     else:
-        _refuse(plan, need, {**parts, "the History Pool": pool.get("device", 0)}, rooms["device"], str(device))
+        on_gpu = {**parts, "the History Pool": pool.get("device", 0)}
+        _refuse(plan, need, on_gpu, rooms["device"], f"{device} memory")
         _refuse(plan, need, ram, rooms["host"], "RAM")
     folder = disk_folder(plan.config.retrieval.pool.directory) if plan.config.retrieval else None
     free = disk_free(folder) if folder is not None else None
@@ -230,7 +231,8 @@ def _fix(plan: RunPlan, need: RunBytes, largest: str, over: int) -> str:
         how = ("keep it in RAM (location host)" if pool.location == "device" else
                "give it the auto budget (it spills to disk beyond what memory holds)" if pool.budget_mb is None else
                "give it a smaller budget or the auto one")
-        return f"the History Pool keeps every frame that left the window; {how}, or store it compactly (kv-half, latent)"
+        return (f"the History Pool keeps every frame that left the window; {how}, or store it compactly "
+                "(kv-half, latent)")
     return "make the video smaller (width and height) or the window shorter"
 
 

@@ -67,7 +67,7 @@ def test_a_gpu_too_small_for_the_cache_is_refused_with_its_own_numbers(meta_mode
     wide = plan(24, (512, 512))                           # 65536 tokens per frame: a large window cache
     need = check_memory(wide, meta_model, 1, "cuda", torch.bfloat16, device_room=64 * GIB)
     message = refusal(wide, meta_model, 1, "cuda", torch.bfloat16, device_room=need.working // 2)
-    assert " of cuda (" in message and "the KV cache" in message
+    assert " of cuda memory (" in message and "the KV cache" in message
     assert message.endswith("make the video smaller (width and height) or the window shorter")
 
 
