@@ -169,6 +169,18 @@ def offload_device() -> torch.device:
         return torch.device("cpu")
 
 
+def device_room(device: torch.device) -> int | None:
+    """The most a run may use on ``device`` inside ComfyUI: a GPU's whole memory (ComfyUI unloads its own models
+    to make room), or None (without ComfyUI, or on the CPU: what is free is measured)."""
+    if torch.device(device).type != "cuda":
+        return None
+    try:
+        import comfy.model_management as mm
+    except ImportError:
+        return None
+    return int(mm.get_total_memory(device))
+
+
 def make_room(bytes_needed: int, device: torch.device) -> None:
     """Ask ComfyUI to unload its own models (e.g. the text encoder) until ``bytes_needed`` fit on device;
     our backbone is not managed by ComfyUI, so it would not do this by itself."""

@@ -6,10 +6,11 @@ from dataclasses import dataclass, replace
 
 import torch
 
-from ..core.app.plan import plan_run
+from ..core.app.plan import check_memory, plan_run
 from ..core.sampling.budget import device_bytes_needed
+from ..core.sampling.limits import MAX_SIDE_PX, MAX_WINDOW, max_video_frames
 from ..core.latents.format import LatentFormat
-from ..core.retrieval.config import PoolConfig, RetrievalConfig
+from ..core.retrieval.config import AUTO as AUTO_BUDGET, PoolConfig, RetrievalConfig
 from ..core.retrieval.pool import sweep_pool_files
 from ..core.sampling.config import SamplingConfig
 from ..core.sampling.noise import NOISE_CONTRACTS
@@ -63,18 +64,20 @@ class HistoryPoolNode(io.ComfyNode):
         return io.Schema(
             node_id="LongLiveRAG_HistoryPool", display_name="History Pool (LongLive-RAG)", category=CATEGORY,
             description=("Where the K/V of frames that leave the sliding window are kept for retrieval. At the "
-                         f"published sizes in bf16 (exact storage): {fragment('pool-grows')}. Give RAM or VRAM a "
-                         "budget and the rest spills to disk, or store compactly (approximate). Disk files go to "
-                         "the server's pool folder (ComfyUI's temp folder, or the folder set in the "
-                         f"{bridge.POOL_DIR_ENV} environment variable or as '{bridge.POOL_FOLDER}' in "
-                         "extra_model_paths.yaml) and are deleted after the run."),
+                         f"published sizes in bf16 (exact storage): {fragment('pool-grows')}. By default (budget auto) it "
+                         "keeps what the memory leaves free and spills the rest to disk; or store compactly "
+                         "(approximate). Disk files go to the server's pool folder (ComfyUI's temp folder, or the "
+                         f"folder set in the {bridge.POOL_DIR_ENV} environment variable or as '{bridge.POOL_FOLDER}' "
+                         "in extra_model_paths.yaml) and are deleted after the run."),
             inputs=[
                 io.Combo.Input("location", options=list(LOCATIONS), default="host (RAM)",
                                tooltip="First place for evicted frames: host RAM (the published behaviour), the GPU "
                                        "(fastest, uses VRAM) or disk (memory-mapped files)."),
-                io.Int.Input("budget_mb", default=0, min=0, max=10**7, step=256,
+                io.Int.Input("budget_mb", default=-1, min=-1, max=10**7, step=256,
                              tooltip="Memory this location may use (MB); beyond it frames spill to the next "
-                                     "(GPU → RAM → disk). 0 = unlimited. Must be 0 for disk."),
+                                     "(GPU → RAM → disk). -1 = auto: half of the memory the rest of the run leaves "
+                                     "free there, checked before the run. 0 = unlimited: every frame that leaves "
+                                     f"the window stays in memory ({fragment('pool-grows')}). -1 or 0 for disk."),
                 io.Combo.Input("storage", options=list(STORAGES), default="kv (exact)",
                                tooltip="kv: exact. kv-half: half the bytes, APPROXIMATE (slightly different video). "
                                        f"latent: per frame {fragment('latent-pool-frame')}, K/V recomputed on "
@@ -91,7 +94,8 @@ class HistoryPoolNode(io.ComfyNode):
         if saved_directory(cls.hidden):
             LOG.warning("History Pool: the workflow's 'directory' is ignored (an input of earlier versions); disk "
                         "files go to the server's pool folder, see the node's help")
-        return io.NodeOutput(PoolConfig(LOCATIONS[location], budget_mb or None, STORAGES[storage]))
+        budget = AUTO_BUDGET if budget_mb < 0 else budget_mb or None        # 0: unlimited
+        return io.NodeOutput(PoolConfig(LOCATIONS[location], budget, STORAGES[storage]))
 
 
 def saved_directory(hidden) -> str:
@@ -118,7 +122,8 @@ class RetrieveContext(io.ComfyNode):
                 io.Int.Input("recent_exclude", default=DEFAULT_RETRIEVAL.recent_exclude, min=0, max=64,
                              tooltip="R: the most recently evicted frames are never retrieved (they sit next to the "
                                      f"window). Published: {fragment('recent-exclude')}."),
-                POOL.Input("pool", optional=True, tooltip="History Pool settings; default: exact K/V in RAM."),
+                POOL.Input("pool", optional=True, tooltip="History Pool settings; default: exact K/V in RAM with the auto "
+                                                         "budget, the rest on disk."),
             ],
             outputs=[RETRIEVAL.Output(display_name="retrieval",
                                       tooltip="For the AR Block Sampler's 'retrieval' input.")],
@@ -169,6 +174,8 @@ class ARBlockSampler(io.ComfyNode):
         prompts, timeline = run_prompts(positive, cfg, family.latent, frames)
         encoder = retrieval.encoder.model if retrieval else None
         batch = prompts.batch if isinstance(prompts, PromptSchedule) else prompts.shape[0]
+        check_memory(plan, bb.model, batch, backbone.device, backbone.dtype,
+                     device_room=bridge.device_room(backbone.device))
         need = device_bytes_needed(bb.model, cfg, latent_hw, batch, backbone.dtype)
         models = (bb.model, encoder)
         key = run_key(backbone, retrieval.encoder.name if retrieval else None, prompts, seed, frames, latent_hw, cfg,
@@ -180,14 +187,14 @@ class ARBlockSampler(io.ComfyNode):
         try:
             with bridge.models_on_device(list(models), backbone.device, need, offload=backbone.offload) as (model, _):
                 res = generate(model, prompts, frames, latent_hw, seed, cfg, encoder=encoder, callback=collector,
-                               start=prefix)
+                               start=prefix, cancel=bridge.check_interrupted)
         except BaseException:
             MEMO.keep(key, models, collector.latents() if collector.blocks else None, p, stopped=True)
             raise
         MEMO.keep(key, models, res.latents, p, stopped=False)     # shared with the output, not a copy
         log = RetrievalLog(tuple(res.retrieval_log), frames, cfg.sink, cfg.window, cfg.frames_per_block, cfg.strategy,
                            tuple(res.switches))
-        info = "\n".join([*plan.info(), *continued_line(continued, family.latent), *timeline])
+        info = "\n".join([*plan.info(), *continued_line(continued, family.latent), *timeline, *res.notes])
         LOG.info("AR Block Sampler: %s", info.replace("\n", "; "))
         return io.NodeOutput(output_latent(res.latents, given), log, info, ui=ui.PreviewText(info))
 
@@ -230,13 +237,13 @@ def sampler_inputs() -> list:
                            tooltip="Prompt from CLIPTextEncode with the Wan umT5 text encoder (CLIPLoader type "
                                    "'wan', umt5_xxl), or a Prompt Schedule (timed prompts: one story; its switch "
                                    "settings apply)."),
-        io.Int.Input("width", default=0, min=0, max=4096, step=16,
+        io.Int.Input("width", default=0, min=0, max=MAX_SIDE_PX, step=16,
                      tooltip=f"Video width in px; 0 = the start's, else the backbone's ({fragment('width')}). A "
                              f"multiple of the VAE's stride × the patch ({fragment('size-step')})."),
-        io.Int.Input("height", default=0, min=0, max=4096, step=16,
+        io.Int.Input("height", default=0, min=0, max=MAX_SIDE_PX, step=16,
                      tooltip=f"Video height in px; 0 = the start's, else the backbone's ({fragment('height')}). A "
                              f"multiple of the VAE's stride × the patch ({fragment('size-step')})."),
-        io.Int.Input("length", default=477, min=1, max=100001, step=4,
+        io.Int.Input("length", default=477, min=1, max=max_video_frames(), step=4,
                      tooltip=f"Video frames at the backbone's rate ({fragment('fps')}). Wan packs "
                              f"{fragment('time-stride')} frames per latent frame plus the first: use "
                              f"{fragment('time-stride')}k+1; latent frames = (length−1)/{fragment('time-stride')}+1, "
@@ -247,7 +254,7 @@ def sampler_inputs() -> list:
         io.Int.Input("sink_size", display_name="sink", default=-1, min=-1, max=32,
                      tooltip=f"First latent frames kept in the cache forever; -1 = the backbone's "
                              f"({fragment('sink')}). Must match the backbone's training."),
-        io.Int.Input("local_attn_size", display_name="window", default=0, min=0, max=128,
+        io.Int.Input("local_attn_size", display_name="window", default=0, min=0, max=MAX_WINDOW,
                      tooltip=f"KV cache window in latent frames; 0 = the backbone's ({fragment('window')})."),
         io.Int.Input("frames_per_block", default=0, min=0, max=16,
                      tooltip=f"Latent frames per block; 0 = the backbone's ({fragment('block')}). Must match "

@@ -10,6 +10,7 @@ from ..core.context.strategies import NAMES, describe
 from ..core.files.grid import tile
 from ..core.formats import FAMILIES
 from ..core.sampling.config import SWITCH_MODES
+from ..core.sampling.limits import MAX_WINDOW
 from ..core.sampling.request import SamplingRequest, parse_options, resolve
 from ..core.app.fact_text import fragment
 from .bridge import io
@@ -65,7 +66,7 @@ class ContextStrategy(io.ComfyNode):
                          "replace the sampler's."),
             inputs=[
                 io.Combo.Input("strategy", options=list(NAMES), default="infinity-rope", tooltip=tooltip_table()),
-                io.Int.Input("window", default=0, min=0, max=64,
+                io.Int.Input("window", default=0, min=0, max=MAX_WINDOW,
                              tooltip="KV cache frames; 0 = the strategy's default on the backbone: "
                                      f"{fragment('strategy-windows')}."),
                 io.Int.Input("sink", default=-1, min=-1, max=32,

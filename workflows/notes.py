@@ -26,7 +26,8 @@ def memory(family) -> str:
             f"to free {T.size(rag.needed)}): a {T.gpu(rag.needed)} GB GPU or larger ({T.gpu(native.needed)} GB "
             "without retrieval); on a smaller GPU lower width/height (memory falls with the pixel count). The History "
             f"Pool keeps {T.size(pool['kv'][0])} per latent frame that leaves the window ({T.size(pool['kv'][1])} for "
-            "30 s) in RAM — give it a budget to spill to disk, or kv-half (half). A 30 s video is "
+            "30 s): its auto budget keeps in RAM what the rest of the run leaves free and spills the rest to disk; "
+            "kv-half halves it. A 30 s video is "
             f"{blocks} blocks of {T.passes(d)} forwards each ({T.passes(d) - 1} denoising steps + 1 context pass).")
 
 

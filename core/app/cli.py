@@ -26,7 +26,7 @@ from .signals import Stopped, handling_signals
 from ..training import cli as train_encoder
 from ..sampling.config import (DTYPES, RETRIEVAL_SCOPES, SAMPLERS, STRATEGIES, SWITCH_MODES, SamplingConfig,
                                check_latent_size, parse_steps)
-from ..retrieval.config import POOL_LOCATIONS, POOL_STORAGES, PREFETCH, PoolConfig, RetrievalConfig
+from ..retrieval.config import AUTO, POOL_LOCATIONS, POOL_STORAGES, PREFETCH, PoolConfig, RetrievalConfig
 from ..sampling.defaults import FamilyDefaults
 from ..context.strategies import SPECS
 from ..files.atomic import check_output_dir, check_output_file
@@ -37,7 +37,7 @@ from ..sampling.noise import NOISE_CONTRACTS
 from ..sampling.request import SamplingRequest, parse_options
 from ..sampling.samplers import get_sampler
 from .fact_text import each, fragment
-from .plan import RunPlan, RunRequest, default_family, latent_size, plan_run
+from .plan import RunPlan, RunRequest, check_memory, default_family, latent_size, plan_run
 from .starts import StartFiles
 
 DEFAULT_RETRIEVAL = RetrievalConfig()
@@ -144,8 +144,11 @@ def _add_pool_and_switch_options(p: argparse.ArgumentParser) -> None:
     m = p.add_argument_group("history pool (rag mode)")
     m.add_argument("--pool", choices=POOL_LOCATIONS, default="host",
                    help="where evicted frames' K/V live first (host RAM is the published behaviour)")
-    m.add_argument("--pool-budget-mb", type=float, default=None,
-                   help="memory budget of that first location; frames beyond it spill to the next (device→host→disk)")
+    m.add_argument("--pool-budget-mb", type=_arg(parse_pool_budget), default=AUTO, metavar="auto|MB",
+                   help="memory budget of that first location; frames beyond it spill to the next (device→host→disk). "
+                        "auto (default): half of the memory the rest of the run leaves free there; a number of MB; "
+                        "0 = unlimited: every frame that leaves the window stays in memory (tens of GB for 30 s at "
+                        "the published sizes: README, History Pool)")
     m.add_argument("--pool-dir", default=None, help="folder for the disk pool's file (default: system temp)")
     m.add_argument("--pool-storage", choices=POOL_STORAGES, default="kv",
                    help="kv: exact (default); kv-half: half the bytes (approximate); "
@@ -169,6 +172,19 @@ def _add_pool_and_switch_options(p: argparse.ArgumentParser) -> None:
     w.add_argument("--retrieval-scope", choices=RETRIEVAL_SCOPES,
                    help="rag mode: all past frames stay retrievable after a switch (default), or only the current "
                         "prompt's (segment)")
+
+
+def parse_pool_budget(text: str) -> float | str | None:
+    """--pool-budget-mb: 'auto', a number of MB, or 0 (unlimited: None)."""
+    if text.strip().lower() == AUTO:
+        return AUTO
+    try:
+        mb = float(text)
+    except ValueError:
+        mb = -1.0
+    if not mb >= 0:
+        raise ValueError(f"pool budget '{text}' must be auto, a number of MB ≥ 0, or 0 (unlimited)")
+    return mb or None
 
 
 def parse_strategies(text: str) -> tuple[str, ...]:
@@ -231,8 +247,26 @@ def run_request(args, name: str, start_frames: int = 0) -> RunRequest:
 
 
 def plans(args, defaults: FamilyDefaults, start_frames: int = 0, preset: str = "") -> dict[str, RunPlan]:
-    """One plan per strategy the options name (checked here, before any model is loaded)."""
-    return {name: plan_run(run_request(args, name, start_frames), defaults, preset) for name in strategy_names(args)}
+    """One plan per strategy the options name (checked here, before any model is loaded, memory included)."""
+    runs = {name: plan_run(run_request(args, name, start_frames), defaults, preset) for name in strategy_names(args)}
+    check_fits(args, runs)
+    return runs
+
+
+def check_fits(args, runs: dict[str, RunPlan]) -> None:
+    """Refuse, before anything is loaded, a run the memory that exists cannot hold (the planner's check_memory,
+    on the backbone's sizes from its file); a backbone that cannot be read is left to its loader's error."""
+    from ..formats import CheckpointError, backbone_on_meta
+    from ..sampling.prompt_files import prompt_batch
+    from ..training.distributed import current_rank
+    try:
+        model = backbone_on_meta(args.backbone, num_heads=args.num_heads, use_ema=not args.no_ema)
+    except (CheckpointError, OSError):
+        return
+    device, dtype = model_spec(args).resolve(current_rank())
+    batch = prompt_batch(args.embeds) if isinstance(getattr(args, "embeds", None), str) else 1
+    for plan in runs.values():
+        check_memory(plan, model, batch, device, dtype)
 
 
 def model_spec(args) -> jobs.ModelSpec:

@@ -16,6 +16,7 @@ from __future__ import annotations
 from typing import Callable
 
 from ..context.strategies import describe
+from ..sampling import limits
 from . import facts as F
 
 EN, ZH = "en", "zh"
@@ -261,6 +262,11 @@ FRAGMENTS: dict[str, Callable[[str], str]] = {
     "strategy-switches": lambda lang: by_strategy(lambda n, f: F.strategy_defaults(n, f)["switch"], lang),
     "strategy-options": lambda lang: by_strategy(_options, lang),
     "strategy-choices": _strategy_choices,
+    "run-limits": lambda lang: tr(
+        lang, f"lengths above {duration(limits.MAX_SECONDS)}, sides above {limits.MAX_SIDE_PX} px, windows above "
+              f"{limits.MAX_WINDOW} latent frames and more than {limits.MAX_STEPS} steps per block",
+        f"超过 {duration(limits.MAX_SECONDS, ZH)} 的长度、超过 {limits.MAX_SIDE_PX} px 的边长、超过 {limits.MAX_WINDOW} "
+        f"个潜在帧的窗口和每块超过 {limits.MAX_STEPS} 步"),
 }
 
 

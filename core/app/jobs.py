@@ -152,8 +152,11 @@ def _generate_latents(spec: ModelSpec, cfg: SamplingConfig, job: LatentJob, devi
                     f"layers, dim {backbone.config.dim}; strategy {cfg.strategy}, encoder "
                     f"{spec.encoder if cfg.retrieval is not None else '-'}"
                     + (f"; starting from {start.shape[2]} given frames" if start is not None else ""))
-    return generate(backbone.model, embeds, job.frames, job.latent_hw, job.seed, cfg, encoder=encoder,
-                    callback=callback, timings=job.timings is not None, start=start)
+    result = generate(backbone.model, embeds, job.frames, job.latent_hw, job.seed, cfg, encoder=encoder,
+                      callback=callback, timings=job.timings is not None, start=start)
+    for line in result.notes:
+        progress.report(line)
+    return result
 
 
 def _save_latents(job: LatentJob, cfg: SamplingConfig, result: GenerationResult) -> None:
@@ -305,6 +308,8 @@ def _make_video(spec: ModelSpec, model, prompts, job, seed: int, cfg: SamplingCo
         if res is None:
             res = generate(model, prompts, job.frames, job.latent_hw, seed, cfg,
                            encoder=encoder if cfg.retrieval else None, callback=keeper, start=start)
+            for line in res.notes:
+                progress.report(f"{stem.name}: {line}")
         keeper.finished(res)
         write(res)
     partial_path(out).unlink(missing_ok=True)

@@ -10,12 +10,20 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import torch
+
 from ..context.strategies import describe as describe_strategy
 from ..families.family import BackboneFamily
+from ..files.memory import device_available, disk_free, host_available
+from ..model.backbone import BackboneModel
+from ..retrieval.pool import pool_folder
+from ..sampling.budget import LATENT_COPIES, RunBytes, run_bytes
 from ..sampling.config import SamplingConfig, check_latent_size
 from ..sampling.defaults import FamilyDefaults, settings_line
+from ..sampling import limits
 from ..sampling.request import SamplingRequest, resolve
 from .default_family import default_family
+from .fact_text import size
 
 
 @dataclass(frozen=True)
@@ -107,6 +115,7 @@ def latent_size(request: RunRequest, family: FamilyDefaults) -> tuple[int, int]:
     else:
         w, h = fmt.video_size(request.start_hw or family.latent_hw)
         hw = fmt.latent_size_for_video(request.width or w, request.height or h)
+    limits.check_size(hw, fmt)
     if request.start_hw is not None and tuple(request.start_hw) != tuple(hw):
         (have_w, have_h), (want_w, want_h), (lh, lw) = fmt.video_size(request.start_hw), fmt.video_size(hw), request.start_hw
         raise ValueError(f"the start is {have_w}x{have_h} px (latent {lh}x{lw}) but the run makes {want_w}x{want_h}: "
@@ -125,19 +134,106 @@ def _frames(request: RunRequest, cfg: SamplingConfig, family: FamilyDefaults) ->
     if request.frames is not None:
         frames = int(request.frames)
     elif request.seconds is not None:
-        frames = family.latent.latent_frames_for_seconds(request.seconds, nf) + cfg.first_block(p)
+        seconds = limits.check_seconds(float(request.seconds))
+        frames = family.latent.latent_frames_for_seconds(seconds, nf) + cfg.first_block(p)
     else:
         if request.video_frames < 1:
             raise ValueError(f"length {request.video_frames} must be at least 1 video frame "
                              f"(e.g. {family.latent.latent_to_video_frames(4 * nf)})")
+        limits.check_video_frames(request.video_frames, family.latent)
         frames = family.latent.latent_frames_for_video(request.video_frames, nf, cfg.first_block(p))
         if p and frames <= p:
             least = p + nf if cfg.start_block == "short" else -(-(p + 1) // nf) * nf
             raise ValueError(f"the start already holds {p} latent frames ({family.latent.latent_to_video_frames(p)} "
                              f"video frames) and length {request.video_frames} asks for no more: set length to at "
                              f"least {family.latent.latent_to_video_frames(least)}")
+    limits.check_latent_frames(frames, family.latent, nf)
     cfg.check_frames(frames, p)
     return frames
+
+
+def check_memory(plan: RunPlan, model: BackboneModel, batch: int, device, dtype: torch.dtype, *,
+                 device_room: int | None = None) -> RunBytes:
+    """Refuse, before anything is allocated, a run that the memory which exists cannot hold, in one line with the
+    numbers and the fix. On the compute ``device``: the weights (unless ``model`` is already there), the window's
+    cache, the context buffers and one block's forward, against its free memory (``device_room`` when the front
+    end knows better: ComfyUI frees its own models). In RAM: the video's latents at their peak and the history
+    pool's RAM part (on a CPU the device's bytes too), against what the machine leaves this process
+    (core/files/memory.py). On disk: what the pool spills, against the free space there. ``model``: the
+    backbone, possibly on the meta device; ``batch``: prompts per run. Returns the estimate."""
+    need = run_bytes(model, plan.config, plan.latent_hw, plan.frames, batch, dtype)
+    device = torch.device(device)
+    resident = any(p.device.type == device.type and device.index in (None, p.device.index)
+                   for p in model.parameters())
+    on_device = (0 if resident else need.device.weights) + need.working
+    cpu = device.type == "cpu"
+    rooms = {"host": host_available(), "device": host_available() if cpu else
+             device_room if device_room is not None else device_available(device)}
+    reserved = {"host": need.host + (on_device if cpu else 0), "device": on_device}
+    pool = _pool_placement(plan, need.pool, rooms, reserved)
+    parts = {"the weights": 0 if resident else need.device.weights, "the KV cache": need.device.cache,
+             "the context buffers": need.device.buffers, "one block's forward": need.activations}
+    ram = {f"the video's latents ×{LATENT_COPIES}": need.host, "the History Pool": pool.get("host", 0)}
+    if cpu:
+        _refuse(plan, need, {**parts, **ram, "the History Pool": pool.get("host", 0) + pool.get("device", 0)},
+                rooms["host"], "RAM")
+    else:
+        on_gpu = {**parts, "the History Pool": pool.get("device", 0)}
+        _refuse(plan, need, on_gpu, rooms["device"], f"{device} memory")
+        _refuse(plan, need, ram, rooms["host"], "RAM")
+    folder = pool_folder(plan.config.retrieval.pool.directory) if plan.config.retrieval else None
+    free = disk_free(folder) if folder is not None else None
+    if pool.get("disk", 0) and free is not None and pool["disk"] > free:
+        raise ValueError(f"the History Pool spills {size(pool['disk'])} to disk in '{folder}' but {size(free)} is "
+                         "free there: free space, choose another pool folder, store it compactly (kv-half, latent) "
+                         "or make the video shorter")
+    return need
+
+
+def _pool_placement(plan: RunPlan, total: int, rooms: dict, reserved: dict) -> dict[str, int]:
+    """Bytes of the history pool in each of its tiers at the end of the run, as the pool will place them."""
+    out, left = {}, total
+    if plan.config.retrieval is None or not total:
+        return out
+    pool = plan.config.retrieval.pool
+    for i, kind in enumerate(pool.tier_kinds):
+        budget = None if kind == "disk" else pool.budget_for(i, rooms[kind], reserved[kind])
+        out[kind] = left if budget is None else min(left, budget)
+        left -= out[kind]
+    return out
+
+
+def _refuse(plan: RunPlan, need: RunBytes, parts: dict[str, int], room: int | None, where: str) -> None:
+    """Raise when ``parts`` (name → bytes) do not fit in ``room`` bytes of ``where``, naming the largest parts
+    and what to change about the largest."""
+    total = sum(parts.values())
+    if room is None or total <= room:
+        return
+    shown = ", ".join(f"{name} {size(n)}" for name, n in sorted(parts.items(), key=lambda p: -p[1]) if n)
+    largest = max(parts, key=parts.get)
+    raise ValueError(f"this run needs {size(total)} of {where} ({shown}) but {size(room)} is free: "
+                     f"{_fix(plan, need, largest, total - room)}")
+
+
+def _fix(plan: RunPlan, need: RunBytes, largest: str, over: int) -> str:
+    """What to change when ``largest`` (a part's name) is the largest part of a run ``over`` bytes too big."""
+    if largest.startswith("the video's latents"):
+        per_frame = LATENT_COPIES * need.latents // plan.frames
+        fit = max(0, plan.frames - -(-over // per_frame))
+        fit -= fit % plan.config.frames_per_block
+        fmt = plan.family.latent
+        return (f"make the video shorter (about {fit} latent frames = {fmt.latent_to_video_frames(max(fit, 1))} video "
+                "frames fit) or smaller (width and height)")
+    if largest == "the weights":
+        return "load the backbone in a 16-bit dtype (bfloat16) or run on a device with more memory"
+    if largest == "the History Pool":
+        pool = plan.config.retrieval.pool
+        how = ("keep it in RAM (location host)" if pool.location == "device" else
+               "give it the auto budget (it spills to disk beyond what memory holds)" if pool.budget_mb is None else
+               "give it a smaller budget or the auto one")
+        return (f"the History Pool keeps every frame that left the window; {how}, or store it compactly "
+                "(kv-half, latent)")
+    return "make the video smaller (width and height) or the window shorter"
 
 
 def _family_defaults(family) -> FamilyDefaults:

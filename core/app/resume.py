@@ -24,6 +24,7 @@ from safetensors import safe_open
 from ..sampling.config import SamplingConfig
 from ..sampling.loop import GenerationResult
 from ..files.atomic import WriteError, save_tensors
+from ..files.safe_reader import why_unreadable
 from .signals import deferred
 
 PARTIAL_SUFFIX = ".partial.safetensors"
@@ -280,7 +281,7 @@ def _read(path, option: str) -> tuple[torch.Tensor, dict]:
     except ValueError:
         raise
     except Exception as exc:
-        raise ValueError(f"{option} '{path}' is not a readable safetensors file ({exc})") from exc
+        raise ValueError(f"{option} '{path}' is not a readable .safetensors file: {why_unreadable(exc)}") from exc
 
 
 def _flat(d: dict, prefix: str = "") -> dict:

@@ -59,6 +59,44 @@ def sniff(path: Path) -> str:
     return "safetensors" if path.suffix in (".safetensors", ".sft") else "unknown"
 
 
+def why_unreadable(exc: BaseException, echo: bool = True) -> str:
+    """Why a library could not read a file, as one short clause in this pack's words: a known kind of damage
+    (truncated, not JSON, a zip without its end, a pickle of something else), else (``echo``) the first sentence
+    of the library's message when it is short and plain, else only the error's type. Never a multi-line dump,
+    never a message cut mid-sentence, never the advice to turn the weights-only loader off."""
+    text = " ".join(str(exc).split())
+    low = text.lower()
+    for needles, clause in _DAMAGE:
+        if any(n in low for n in needles):
+            return clause
+    if isinstance(exc, EOFError):
+        return _TRUNCATED
+    if isinstance(exc, pickle.UnpicklingError):
+        return "its contents are not a pickle of tensors"
+    mismatch = re.search(r"size mismatch for ([\w.]+)", text)     # load_state_dict's many-line report
+    if mismatch:
+        return f"its tensor {mismatch.group(1)} has another shape than the model's"
+    if "missing key" in low or "unexpected key" in low:
+        return "its tensor names are not the model's"
+    sentence = re.split(r"(?<=[.;!?])\s", text)[0].rstrip(".;:! ")
+    if not echo or not sentence or len(sentence) > 120 or re.search(r"weights[_ ]only|pickle|\bload\b", sentence, re.I):
+        return f"it cannot be read ({type(exc).__name__})"
+    return sentence
+
+
+_TRUNCATED = "it is truncated (it ends before its data does)"
+_DAMAGE = (   # (phrases of torch's, zipfile's or safetensors' messages, what they mean), first match wins
+    (("central directory", "not a zip file", "zip archive", "zipfile"), "it is truncated (its zip archive has no "
+                                                                       "end)"),
+    (("unexpected eof", "ran out of input", "end of file", "file not fully covered", "incomplete metadata",
+      "header too small", "truncated"), _TRUNCATED),
+    (("invalid json", "expected value", "utf-8", "utf8", "key must be a string"), "its header is not valid JSON"),
+    (("header too large", "metadata too large"), "its header states an impossible size"),
+    (("unsupported operand", "unpickler", "invalid load key", "magic number"), "its contents are not a pickle of "
+                                                                                 "tensors"),
+)
+
+
 def _read_safetensors(path: Path, what: str, shapes_only: bool) -> tuple[dict, dict[str, str]]:
     """(tensors, header metadata). shapes_only: float32 meta tensors of the stored shapes (reads the header only)."""
     try:
@@ -69,8 +107,8 @@ def _read_safetensors(path: Path, what: str, shapes_only: bool) -> tuple[dict, d
                 tensors = {k: fh.get_tensor(k) for k in fh.keys()}
             return tensors, dict(fh.metadata() or {})
     except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
-        raise CheckpointError(f"{what} '{path}' is not a readable safetensors file ({exc}); it is probably truncated "
-                              "or corrupt — download it again") from exc
+        raise CheckpointError(f"{what} '{path}' is a damaged .safetensors file: {why_unreadable(exc, echo=False)}; "
+                              "download it again") from exc
 
 
 def _read_pickle(path: Path, what: str, kind: str, mmap: bool):
@@ -88,11 +126,19 @@ def _read_pickle(path: Path, what: str, kind: str, mmap: bool):
                 f"{what} '{path}' is a pickle that needs Python code execution to load{needs}; refusing: only "
                 "weights-only pickles are read. Re-save its state dict (torch.save(model.state_dict(), ...)) or "
                 "convert it to .safetensors") from exc
-        raise CheckpointError(f"{what} '{path}' is not a torch checkpoint ({exc}); expected a .pt/.pth state dict "
-                              "or a .safetensors file") from exc
+        raise _damaged(path, what, kind, exc) from exc
     except Exception as exc:  # torch raises RuntimeError/EOFError/KeyError/zip errors for damaged files
-        raise CheckpointError(f"{what} '{path}' could not be read as a torch checkpoint ({type(exc).__name__}: "
-                              f"{str(exc)[:160]}); the file is truncated or corrupt — download it again") from exc
+        raise _damaged(path, what, kind, exc) from exc
+
+
+def _damaged(path: Path, what: str, kind: str, exc: BaseException) -> CheckpointError:
+    """A pickle that torch could not read: a file of no known format, or a damaged torch checkpoint."""
+    if kind == "unknown":
+        return CheckpointError(f"{what} '{path}' is not a checkpoint: its first bytes are neither a .safetensors "
+                               "header nor a torch .pt/.pth file; check that the path names the model file and that "
+                               "its download finished")
+    return CheckpointError(f"{what} '{path}' is a damaged torch checkpoint: {why_unreadable(exc, echo=False)}; "
+                           "download it again")
 
 
 def _read_one_file(path: Path, what: str, mmap: bool, shapes_only: bool) -> WeightsFile:

@@ -220,6 +220,17 @@ def detect_preset(path: str | Path, lora: str | Path | None = None) -> str:
     return preset_for(parsed.family, "longlive" if lora is not None else parsed.layout, Path(path))
 
 
+def backbone_on_meta(path: str | Path, *, num_heads: int | None = None, use_ema: bool = True) -> WanTransformer:
+    """The backbone of a file built on the meta device: its sizes and parameter count with no weight read
+    (safetensors: headers only; pickles are memory-mapped), for estimating a run's memory before loading it.
+    Raises CheckpointError as ``load_backbone`` would."""
+    path = Path(path)
+    parsed = _parse(path, use_ema=use_ema, shapes_only=True)
+    heads, source = resolve_heads(parsed.family, parsed.sizes, num_heads, parsed.stated_heads, path)
+    with torch.device("meta"):
+        return parsed.family.build(make_config(parsed.family, parsed.sizes, heads, source, path))
+
+
 def detect_family(path: str | Path) -> BackboneFamily:
     """The family of a backbone file (its run defaults: ``.defaults``), reading safetensors headers only
     (pickles are memory-mapped, not read). Raises CheckpointError for files that are not backbones."""

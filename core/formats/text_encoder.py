@@ -23,7 +23,7 @@ from pathlib import Path
 
 import torch
 
-from ..files.safe_reader import read_state_dict
+from ..files.safe_reader import read_state_dict, why_unreadable
 
 TEXT_LEN = 512
 WAN_T5_FILE = "models_t5_umt5-xxl-enc-bf16.pth"
@@ -188,7 +188,7 @@ def _load_diffusers_t5(folder: Path, device, dtype):
         model = UMT5EncoderModel.from_pretrained(str(folder), local_files_only=True, **{dtype_kw: dtype})
     except (OSError, ValueError) as exc:
         raise ValueError(f"text encoder folder '{folder}' could not be loaded as a transformers "
-                         f"UMT5EncoderModel ({exc}); download it again: hf download {DIFFUSERS_REPO} "
+                         f"UMT5EncoderModel ({why_unreadable(exc)}); download it again: hf download {DIFFUSERS_REPO} "
                          f"--include 'text_encoder/*' 'tokenizer/*'") from exc
     return model.to(device)
 
@@ -262,7 +262,7 @@ def load_text_encoder(folder: str | Path, device: str | torch.device = "cpu",
     try:
         tokenizer = AutoTokenizer.from_pretrained(str(files.tokenizer), local_files_only=True)
     except (OSError, ValueError) as exc:
-        raise ValueError(f"tokenizer folder '{files.tokenizer}' could not be loaded ({exc}); it should hold the "
+        raise ValueError(f"tokenizer folder '{files.tokenizer}' could not be loaded ({why_unreadable(exc)}); it should hold the "
                          "umT5 tokenizer files (tokenizer.json, tokenizer_config.json, …)") from exc
     device = torch.device(device)
     if files.layout == "wan":

@@ -26,7 +26,7 @@ from typing import Iterator
 
 import torch
 
-from ..files.safe_reader import read_state_dict
+from ..files.safe_reader import read_state_dict, why_unreadable
 from ..latents.format import WAN21, WAN22, LatentFormat, format_for_channels, to_model_space, to_raw_space
 from .text_encoder import MissingModelFiles
 
@@ -174,7 +174,8 @@ def _model_from_diffusers(folder: Path, device: torch.device, dtype: torch.dtype
     try:
         model = AutoencoderKLWan.from_pretrained(str(folder), torch_dtype=dtype, local_files_only=True)
     except (OSError, ValueError) as exc:
-        raise ValueError(f"VAE folder '{folder}' could not be loaded as a diffusers AutoencoderKLWan ({exc}); "
+        raise ValueError(f"VAE folder '{folder}' could not be loaded as a diffusers AutoencoderKLWan "
+                         f"({why_unreadable(exc)}); "
                          f"download it again: hf download {DIFFUSERS_REPO} --include 'vae/*'") from exc
     return model.to(device)   # device only: diffusers warns on every dtype cast through .to()
 

@@ -8,6 +8,14 @@ import torch
 POOL_LOCATIONS = ("device", "host", "disk")      # tiers, fastest first; a full tier spills to the next
 PREFETCH = ("auto", "on", "off")
 POOL_STORAGES = ("kv", "kv-half", "latent")
+AUTO = "auto"           # a memory tier's budget: from the memory that exists (``auto_budget``)
+
+
+def auto_budget(room: int | None, reserved: int = 0) -> int | None:
+    """The ``auto`` budget of a memory tier: half of what its ``room`` (free bytes: RAM, or the GPU's) leaves after
+    ``reserved`` (what the rest of the run still takes there); the other half stays free for everything else
+    (the system, other programs, ComfyUI's models). None (no limit) when the room is unknown."""
+    return None if room is None else max(0, (room - reserved) // 2)
 
 
 
@@ -16,11 +24,14 @@ class PoolConfig:
     """Where the K/V of frames that leave the window are kept (retrieval only).
 
     ``location``: the first tier (``device`` GPU memory, ``host`` RAM, ``disk`` files); ``budget_mb``
-    caps it (None = unlimited), frames beyond it spill to the slower tiers. ``storage``: ``kv`` exact,
-    ``kv-half`` and ``latent`` approximate (see history_pool.py). ``directory``: the disk tier's folder.
+    caps it: ``auto`` (default: half of what the memory that exists leaves after the rest of the run,
+    ``auto_budget``), a number of MB, or None (unlimited: every frame in that memory, however long the video);
+    frames beyond it spill to the slower tiers, each memory tier after the first with an ``auto`` budget, the
+    disk last. ``storage``: ``kv`` exact, ``kv-half`` and ``latent`` approximate (see pool.py). ``directory``:
+    the disk tier's folder.
     """
     location: str = "host"
-    budget_mb: float | None = None
+    budget_mb: float | str | None = AUTO
     storage: str = "kv"
     directory: str | None = None
 
@@ -29,9 +40,12 @@ class PoolConfig:
             raise ValueError(f"pool location '{self.location}' is unknown; use one of {POOL_LOCATIONS}")
         if self.storage not in POOL_STORAGES:
             raise ValueError(f"pool storage '{self.storage}' is unknown; use one of {POOL_STORAGES}")
-        if self.budget_mb is not None and self.budget_mb < 0:
+        if isinstance(self.budget_mb, str) and self.budget_mb != AUTO:
+            raise ValueError(f"pool budget '{self.budget_mb}' is unknown; give a number of MB, '{AUTO}' or None "
+                             "(unlimited)")
+        if self.explicit_budget and self.budget_mb < 0:
             raise ValueError(f"pool budget {self.budget_mb} MB must be ≥ 0")
-        if self.budget_mb is not None and self.location == "disk":
+        if self.explicit_budget and self.location == "disk":
             raise ValueError("a budget for the disk tier is not supported: disk is the last tier; "
                              "choose pool location host or device with a budget to spill to disk")
 
@@ -41,8 +55,16 @@ class PoolConfig:
         return POOL_LOCATIONS[POOL_LOCATIONS.index(self.location):]
 
     @property
-    def budget_bytes(self) -> int | None:
-        return None if self.budget_mb is None else int(self.budget_mb * 2**20)
+    def explicit_budget(self) -> bool:
+        """Whether the first tier has a number of MB as its budget (not ``auto``, not unlimited)."""
+        return self.budget_mb is not None and self.budget_mb != AUTO
+
+    def budget_for(self, tier: int, room: int | None, reserved: int = 0) -> int | None:
+        """The byte budget of memory tier number ``tier`` (0: the first): the first tier's own (its MB; None:
+        unlimited), else — and for ``auto`` — ``auto_budget(room, reserved)``."""
+        if tier == 0 and self.budget_mb != AUTO:
+            return None if self.budget_mb is None else int(self.budget_mb * 2**20)
+        return auto_budget(room, reserved)
 
 
 @dataclass(frozen=True)

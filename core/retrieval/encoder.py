@@ -15,7 +15,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ..files.safe_reader import read_weights
+from ..files.safe_reader import read_weights, why_unreadable
 
 
 @dataclass
@@ -144,7 +144,7 @@ def load_encoder(path: str | Path, device: str | torch.device = "cpu") -> Retrie
         missing, unexpected = model.load_state_dict(state, strict=False)
     except RuntimeError as exc:  # shape mismatch
         raise ValueError(f"retrieval encoder '{path}' weights do not fit its config "
-                         f"{dataclasses.asdict(cfg)}: {exc}") from exc
+                         f"{dataclasses.asdict(cfg)}: {why_unreadable(exc)}; train it again or use avg_pool") from exc
     missing_enc = [k for k in missing if k.startswith("encoder.")]
     if missing_enc or [k for k in unexpected if k.startswith("encoder.")]:
         raise ValueError(f"retrieval encoder '{path}' does not match its config {dataclasses.asdict(cfg)}: "

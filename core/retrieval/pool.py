@@ -36,6 +36,7 @@ import torch
 
 from ..files import owners
 from ..files.atomic import WriteError
+from ..files.memory import device_available, host_available
 from .config import PoolConfig
 
 # (latents [B, n, C, H, W]) -> (k, v) each [layers, B, n·tokens, heads, d] before RoPE
@@ -154,7 +155,8 @@ _POOL_FIX = "free space there or choose another pool folder (--pool-dir), or kee
 
 
 def pool_folder(directory: str | None) -> Path:
-    """Where the disk tier's file goes: ``directory``, else the system's temporary folder."""
+    """Where the disk tier's file goes: ``directory``, else the system's temporary folder (the folder the planner
+    checks the free space of, and stale pool files are swept from)."""
     return Path(directory) if directory is not None else Path(tempfile.gettempdir())
 
 
@@ -269,14 +271,24 @@ def _fields(storage: str, k: Sequence[torch.Tensor], v: Sequence[torch.Tensor],
 def frame_bytes(storage: str, k: Sequence[torch.Tensor], v: Sequence[torch.Tensor],
                 latent: torch.Tensor | None = None) -> int:
     """Bytes one frame costs a pool of this ``storage`` (what ``HistoryPool.bytes_per_frame`` reports), for
-    per-layer k/v [B, tokens, heads, d] and the latent [B, C, H, W]; meta tensors are fine (nothing is stored)."""
-    return _Layout(_fields(storage, k, v, latent)).frame_bytes
+    per-layer k/v [B, tokens, heads, d] and the latent [B, C, H, W]; meta tensors are fine (nothing is stored).
+    For meta K/V the stored fields are encoded from real frames of one and two tokens (every field but the
+    per-head scales grows by the same bytes per token), so no computation runs on the meta device: torch
+    implements it in Python and imports its compiler for it, seconds of start-up."""
+    if storage == "latent" or not k[0].is_meta:
+        return _Layout(_fields(storage, k, v, latent)).frame_bytes
+    b, tokens, heads, d = k[0].shape
+    one, two = (frame_bytes(storage, [torch.zeros(b, n, heads, d, dtype=x.dtype) for x in k],
+                            [torch.zeros(b, n, heads, d, dtype=x.dtype) for x in v]) for n in (1, 2))
+    return one + (tokens - 1) * (two - one)
 
 
 class HistoryPool:
     def __init__(self, config: PoolConfig | None = None, compute_device: str | torch.device = "cpu",
-                 recompute: Recompute | None = None):
-        """``recompute`` turns stored latents back into K/V; the ``latent`` storage needs it."""
+                 recompute: Recompute | None = None, reserved: dict[str, int] | None = None):
+        """``recompute`` turns stored latents back into K/V; the ``latent`` storage needs it. ``reserved``: bytes
+        the rest of the run will still take in ``host`` RAM and on the ``device`` (what an ``auto`` budget
+        leaves to it)."""
         self.config = config = config if config is not None else PoolConfig()
         if config.storage == "latent" and recompute is None:
             raise ValueError("latent pool storage needs a recompute function (generate() passes it)")
@@ -285,11 +297,12 @@ class HistoryPool:
         cuda = self.compute_device.type == "cuda"
         self.tiers: list[_Tier] = []
         for i, kind in enumerate(config.tier_kinds):
-            budget = config.budget_bytes if i == 0 else None
             if kind == "disk":
                 self.tiers.append(_DiskTier(config.directory))
             else:
                 device = self.compute_device if kind == "device" else torch.device("cpu")
+                room = device_available(device) if kind == "device" else host_available()
+                budget = config.budget_for(i, room, (reserved or {}).get(kind, 0))
                 self.tiers.append(_MemoryTier(kind, budget, device, pin=kind == "host" and cuda))
         self.recompute = recompute
         self.peak_bytes = 0
@@ -334,7 +347,7 @@ class HistoryPool:
             self._current += 1
         if self._current == len(self.tiers):
             raise MemoryError(f"history pool budget exhausted: a frame needs {nbytes / 2**20:.1f} MB and every "
-                              f"tier ({[t.kind for t in self.tiers]}) is full; raise --pool-budget-mb or add disk")
+                              f"tier ({[t.kind for t in self.tiers]}) is full; raise the pool budget or add disk")
         self.tiers[self._current].write(self._layout, fields)
         self.peak_bytes = max(self.peak_bytes, self.total_bytes)
 

@@ -66,3 +66,41 @@ def log_record(block: int, query_frame: int, choice: RetrievalChoice, sink: int,
         "global_frames": pick((idx + sink).tolist()),
         "similarities": pick(sims.tolist()),
     }
+
+
+def idle_note(idle: list[tuple[int, int]], blocks: int, recent_exclude: int, segment_scope: bool) -> str | None:
+    """One line when a retrieval run retrieved nothing where frames were to be expected, and why: no block at all,
+    or (retrieval scope ``segment``) blocks after a switch whose prompt had no frame in the pool yet. The first
+    blocks of any run, before frames leave the window, are expected to retrieve nothing and are not named.
+    ``idle``: (block, frames in the pool it saw) for every block that retrieved nothing; ``blocks``: the run's."""
+    if not idle:
+        return None
+    if len(idle) == blocks:
+        seen = max(p for _, p in idle)
+        if seen == 0:
+            why = ("no frame left the KV cache window before the last block: the video is too short for retrieval "
+                   "with this window (make it longer or the window smaller)")
+        elif seen <= recent_exclude:
+            why = (f"only {seen} frames had left the window and the {recent_exclude} most recently evicted are never "
+                   "retrieved (recent_exclude): make the video longer or recent_exclude smaller")
+        else:
+            why = ("with retrieval scope 'segment' only frames of the current prompt are retrieved and none of them "
+                   "had left the window yet: use scope 'all' or longer prompt segments")
+        return f"retrieval: no block retrieved a past frame; {why}"
+    scoped = [b for b, p in idle if segment_scope and p > recent_exclude]
+    if not scoped:
+        return None
+    return (f"retrieval: block{'s' * (len(scoped) > 1)} {_ranges(scoped)} of {blocks} retrieved nothing: with retrieval "
+            "scope 'segment' only frames of the current prompt are retrieved, and after its switch none had left "
+            "the window yet (scope 'all' retrieves from the whole video)")
+
+
+def _ranges(blocks: list[int]) -> str:
+    """0-based block indices → '3–5, 9' in 1-based block numbers (as the progress lines count them)."""
+    runs: list[list[int]] = []
+    for b in blocks:
+        if runs and b == runs[-1][1] + 1:
+            runs[-1][1] = b
+        else:
+            runs.append([b, b])
+    return ", ".join(f"{a + 1}" if a == z else f"{a + 1}–{z + 1}" for a, z in runs)

@@ -38,6 +38,7 @@ import torch
 from ..context.kv_cache import CachePolicy
 from ..context.strategies import NAMES as STRATEGIES, get_spec
 from ..retrieval.config import POOL_LOCATIONS, POOL_STORAGES, PREFETCH, PoolConfig, RetrievalConfig  # noqa: F401
+from .limits import check_steps, check_window
 from .noise import NOISE_CONTRACTS
 from .samplers import NAMES as SAMPLERS, BlockSampler, get_sampler
 from .samplers.renoise import parse_timesteps as parse_steps  # noqa: F401  (the front ends' name)
@@ -136,6 +137,9 @@ class SamplingConfig:
     family: object = field(default=None, repr=False, compare=False)     # the FamilyDefaults it was resolved over
 
     def __post_init__(self):
+        check_window(self.window)                 # the bounds first: nothing below may allocate by their size
+        check_steps(len(self.steps), "steps")
+        check_steps(self.sampling_steps, "sampling steps")
         self.block_sampler.check(self)
         if self.frames_per_block < 1:
             raise ValueError(f"frames per block {self.frames_per_block} must be ≥ 1")

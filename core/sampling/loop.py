@@ -17,6 +17,7 @@ from typing import Callable, Sequence
 import torch
 
 from ..model.attention import attention
+from .budget import LATENT_COPIES, run_bytes
 from .config import SamplingConfig, check_latent_size
 from ..retrieval.encoder import RetrievalEncoder
 from ..retrieval.pool import HistoryPool
@@ -28,7 +29,7 @@ from .samplers import NoisyBlock
 from ..retrieval.prefetch import Prefetcher
 from .prompts import PromptSchedule, as_schedule
 from ..context.recache import recache
-from ..retrieval.select import RetrievalChoice, log_record, make_describer, select_frames
+from ..retrieval.select import RetrievalChoice, idle_note, log_record, make_describer, select_frames
 from ..model.rope import apply_rope, rope_table
 
 
@@ -56,6 +57,7 @@ class GenerationResult:
     peak_memory_mb: float = 0.0               # CUDA: max allocated; CPU: process peak RSS
     cache_bytes: int = 0                      # the attention cache's tensors at the end (KV, context buffers, …)
     switches: list[dict] = field(default_factory=list)   # one record per prompt switch (_BlockLoop.switch)
+    notes: list[str] = field(default_factory=list)      # what the user should hear once (e.g. retrieval found nothing)
 
 
 def check_start(start: torch.Tensor, batch: int, channels: int, latent_hw: tuple[int, int]) -> torch.Tensor:
@@ -141,6 +143,7 @@ class _BlockLoop:
                  latent_hw: tuple[int, int], seed: int, cfg: SamplingConfig, encoder: RetrievalEncoder | None):
         param = next(model.parameters())
         self.model, self.cfg = model, cfg
+        self.cancel: Callable[[], None] = lambda: None      # before every model call: raise to stop
         self.device, self.dtype = param.device, param.dtype
         self.prompts = as_schedule(prompt_embeds)
         self.b, self.c = self.prompts.batch, model.cfg.in_dim
@@ -156,6 +159,7 @@ class _BlockLoop:
         self.describe = make_describer(encoder)
         self.descriptors: torch.Tensor | None = None                    # [B, T, D]
         self.pool = self._make_pool()
+        self.pool_seen, self.idle = 0, []       # retrieval: the pool the last choice saw; blocks that got nothing
         self.prefetcher = None
         if self.pool is not None and cfg.retrieval.prefetches(self.device):
             self.prefetcher = Prefetcher(self.pool, self.device, self.dtype)
@@ -191,6 +195,7 @@ class _BlockLoop:
         plan, flush = None, None
         seg = self.prompts.segments[self.segment]
         if sw.mode == "recache":
+            self.cancel()
             plan = recache(self.model, self.cache, self.text, self.output, start, sw.global_sink, self.cfg.context_noise)
         elif sw.mode == "flush":
             flush = self.cache.strategy.flush(self.cache, seg.cut)
@@ -206,9 +211,13 @@ class _BlockLoop:
         return max(f for f in self.fires if f <= start)
 
     def _make_pool(self) -> HistoryPool | None:
+        """The history pool (retrieval only); an ``auto`` budget leaves the rest of the run its memory: the
+        latents' other copies (and on a CPU the cache and the forward) in RAM, the cache and the forward on a GPU."""
         if self.cfg.retrieval is None:
             return None
-        return HistoryPool(self.cfg.retrieval.pool, self.device,
+        need = run_bytes(self.model, self.cfg, self.hw, self.output.shape[1], self.b, self.dtype)
+        host = (LATENT_COPIES - 1) * need.latents + (need.working if self.device.type == "cpu" else 0)
+        return HistoryPool(self.cfg.retrieval.pool, self.device, reserved={"host": host, "device": need.working},
                            recompute=lambda lat: recompute_kv(self.model, self.text, lat, self.cfg.context_noise))
 
     def _evict(self, frame: int, ks: list[torch.Tensor], vs: list[torch.Tensor]) -> None:
@@ -216,6 +225,7 @@ class _BlockLoop:
 
     def _flow(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         """x [B, F, C, H, W] at timesteps t [B, F] → the model's flow, same layout."""
+        self.cancel()
         return self.model(x.permute(0, 2, 1, 3, 4), t, self.text, self.cache).permute(0, 2, 1, 3, 4)
 
     def _timestep(self, value: float, frames: int) -> torch.Tensor:
@@ -228,6 +238,7 @@ class _BlockLoop:
         ahead = self.prefetcher.take(start) if self.prefetcher is not None else None
         choice = ahead[0] if ahead is not None else None
         r = self.cfg.retrieval
+        self.pool_seen = len(self.pool) if self.pool is not None else 0      # the pool the choice sees
         if ahead is None and r is not None and self.descriptors is not None:
             choice = select_frames(self.descriptors, start, len(self.pool), self.cfg.sink, r.recent_exclude, r.top_k,
                                    first_frame=self.retrievable_from(start))
@@ -285,10 +296,22 @@ class _BlockLoop:
         """The block's clean K/V into the cache (the last layer's output and the head are skipped, unless the
         strategy reads the block's queries at every layer: Deep Forcing scores history with them)."""
         x, t = x0.permute(0, 2, 1, 3, 4), self._timestep(self.cfg.context_noise, x0.shape[1])
+        self.cancel()
         if self.cache.strategy.observes_queries:
             self.model(x, t, self.text, self.cache)
         else:
             self.model.write_cache(x, t, self.text, self.cache)
+
+    def report(self, result: GenerationResult, blocks: int) -> None:
+        """The run's figures into ``result``: the pool's use, the cache's bytes and, once, the blocks that
+        retrieved nothing when frames were to be expected (``idle``: (block, pool frames seen) per such block)."""
+        if self.pool is not None:
+            result.pool_bytes_per_frame, result.pool_peak_bytes = self.pool.bytes_per_frame, self.pool.peak_bytes
+            result.pool_usage = self.pool.usage()
+            segment = self.cfg.switch.retrieval_scope == "segment"
+            note = idle_note(self.idle, blocks, self.cfg.retrieval.recent_exclude, segment)
+            result.notes += [note] if note else []
+        result.cache_bytes = tensor_bytes(self.cache)
 
     def close(self) -> None:
         if self.prefetcher is not None:
@@ -301,7 +324,8 @@ class _BlockLoop:
 def generate(model: BackboneModel, prompt_embeds: torch.Tensor | PromptSchedule, num_frames: int, latent_hw: tuple[int, int],
              seed: int, config: SamplingConfig | None = None, encoder: RetrievalEncoder | None = None,
              callback: Callable[[BlockUpdate], None] | None = None, timings: bool = False,
-             start: torch.Tensor | None = None, prefix: torch.Tensor | None = None) -> GenerationResult:
+             start: torch.Tensor | None = None, prefix: torch.Tensor | None = None,
+             cancel: Callable[[], None] | None = None) -> GenerationResult:
     """Generate ``num_frames`` latent frames of ``latent_hw`` for each prompt.
 
     prompt_embeds [B, L, text_dim], or a PromptSchedule (core/sampling/prompts.py: prompts that change over time;
@@ -310,8 +334,9 @@ def generate(model: BackboneModel, prompt_embeds: torch.Tensor | PromptSchedule,
     history pool is built from ``config.retrieval.pool``, used and closed here; its figures are in
     the result. Returns latents [B, C, T, H, W] (C = the model's channels: 16 Wan2.1, 48 Wan2.2) in the
     model's normalised space. ``callback`` runs
-    after every block (raise from it to stop; the partial state is dropped). ``timings``: per-phase
-    times (synchronises CUDA at each phase; off, only each block's total is measured).
+    after every block, ``cancel`` before every model call (a denoising step, the context pass, a re-cache): raise
+    from either to stop (the partial state is dropped). ``timings``: per-phase times (synchronises CUDA at each
+    phase; off, only each block's total is measured). ``result.notes``: lines to tell the user once.
 
     ``start`` [B, C, P, H, W] (model space): the video's first P frames, given (``prefix`` is its former name). Their blocks are
     replayed — retrieval, descriptors and context pass as if generated, no denoising — and the rest is
@@ -332,6 +357,8 @@ def generate(model: BackboneModel, prompt_embeds: torch.Tensor | PromptSchedule,
     blocks = cfg.blocks(num_frames, given)
     latent_hw = check_latent_size(latent_hw, model.cfg.patch_size[1:])
     loop = _BlockLoop(model, prompt_embeds, num_frames, latent_hw, seed, cfg, encoder)
+    if cancel is not None:
+        loop.cancel = cancel
     if cfg.shots.sink and blocks[0][1] != cfg.frames_per_block:
         raise ValueError(f"the multi-shot sink needs whole blocks from frame 0; a start of {given} frames makes a "
                          f"first block of {blocks[0][1]}: trim the start to whole blocks of {cfg.frames_per_block}")
@@ -347,6 +374,8 @@ def generate(model: BackboneModel, prompt_embeds: torch.Tensor | PromptSchedule,
             clock.mark()
             loop.switch(first)
             choice = loop.retrieve(first, frames)
+            if choice is None and loop.pool is not None:
+                loop.idle.append((blk, loop.pool_seen))
             clock.mark()
             x0 = loop.replay(blk, first, frames) if first + frames <= given else \
                 loop.denoise(blk, first, frames, max(given - first, 0))
@@ -364,10 +393,7 @@ def generate(model: BackboneModel, prompt_embeds: torch.Tensor | PromptSchedule,
             result.timings.append(timing)
             if callback is not None:
                 callback(BlockUpdate(blk, len(blocks), first, x0, record, timing, replayed=first + frames <= given))
-        if loop.pool is not None:
-            result.pool_bytes_per_frame, result.pool_peak_bytes = loop.pool.bytes_per_frame, loop.pool.peak_bytes
-            result.pool_usage = loop.pool.usage()
-        result.cache_bytes = tensor_bytes(loop.cache)
+        loop.report(result, len(blocks))
     finally:
         loop.close()
     result.latents = loop.output.permute(0, 2, 1, 3, 4).contiguous()

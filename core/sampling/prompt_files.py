@@ -4,8 +4,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
+from safetensors import safe_open
 from safetensors.torch import load_file
 
+from ..files.safe_reader import why_unreadable
 from .prompts import PromptSchedule, Segment
 
 
@@ -20,7 +22,8 @@ def load_prompt_embeds(path: str | Path, text_dim: int | None = None, shown: str
     try:
         tensors = load_file(str(path))
     except Exception as exc:
-        raise ValueError(f"prompt embeddings {shown} are not a readable safetensors file ({exc})") from exc
+        raise ValueError(f"prompt embeddings {shown} are not a readable .safetensors file: {why_unreadable(exc)}; "
+                         "save them again (a .safetensors file holding 'prompt_embeds')") from exc
     if "prompt_embeds" not in tensors:
         raise ValueError(f"prompt embeddings {shown} hold {sorted(tensors)} but no 'prompt_embeds' "
                          "[B, L, text_dim] tensor; save it under that key")
@@ -35,6 +38,17 @@ def load_prompt_embeds(path: str | Path, text_dim: int | None = None, shown: str
                          f"{text_dim} (umT5-XXL embeddings are 4096 wide); encode the prompt with the Wan2.1 "
                          "text encoder")
     return emb.float()
+
+
+def prompt_batch(path: str | Path) -> int:
+    """Videos per run of a prompt-embedding file (B of ``prompt_embeds`` [B, L, text_dim]) from its header alone;
+    1 when it cannot be read yet (loading it later names the problem)."""
+    try:
+        with safe_open(str(path), "pt") as fh:
+            shape = fh.get_slice("prompt_embeds").get_shape()
+    except Exception:           # missing, damaged, no prompt_embeds: load_prompt_schedule says which
+        return 1
+    return int(shape[0]) if len(shape) == 3 else 1
 
 
 def load_prompt_schedule(path: str | Path, text_dim: int | None = None):

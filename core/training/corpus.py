@@ -12,7 +12,7 @@ from pathlib import Path
 
 import torch
 
-from ..files.safe_reader import read_weights
+from ..files.safe_reader import read_weights, why_unreadable
 
 
 def _latents_shape(path: Path) -> tuple[int, ...]:
@@ -54,7 +54,8 @@ def _checked_shape(path: Path) -> tuple[int, ...]:
     except ValueError:
         raise
     except Exception as exc:  # truncated, not a safetensors/torch file, unsafe pickle
-        raise ValueError(f"corpus file '{path}' is not readable ({exc}); expected 'latents' [T, C, H, W]") from exc
+        raise ValueError(f"corpus file '{path}' is not readable: {why_unreadable(exc)}; expected 'latents' "
+                         "[T, C, H, W] (write it again with python -m core build-corpus)") from exc
     if len(s) != 4 or s[0] < 1:
         raise ValueError(f"corpus file '{path}': 'latents' has shape {list(s)}; expected [T, C, H, W] with "
                          "T ≥ 1 frames (one video per file, no batch dimension)")

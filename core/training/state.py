@@ -17,7 +17,7 @@ from typing import Callable
 import torch
 import torch.nn as nn
 
-from ..files.safe_reader import read_weights
+from ..files.safe_reader import read_weights, why_unreadable
 from ..retrieval.encoder import EncoderConfig, ResBlock, RetrievalEncoder
 from ..files.atomic import atomic_path
 from .config import TrainConfig
@@ -99,7 +99,8 @@ def restore_state(state: TrainState, ckpt: dict, path: str, say: Callable[[str],
     try:
         state.model.load_state_dict(ckpt["model"])
     except RuntimeError as exc:
-        raise ValueError(f"--resume checkpoint '{path}' weights do not fit its config: {exc}") from exc
+        raise ValueError(f"--resume checkpoint '{path}' weights do not fit its config: "
+                         f"{why_unreadable(exc)}; resume from a checkpoint of this run or start afresh") from exc
     if "optimizer" in ckpt:
         state.optimizer.load_state_dict(ckpt["optimizer"])
     else:

@@ -87,7 +87,7 @@ def test_errors_about_a_file_of_the_folder_name_it_by_its_name_not_its_path(fold
     inside, _ = folders
     (inside / "bad.safetensors").write_bytes(b"not a safetensors file")
     save_file({"other": torch.ones(1)}, str(inside / "keys.safetensors"))
-    for name, expected in (("bad.safetensors", "not a readable safetensors file"),
+    for name, expected in (("bad.safetensors", "not a readable .safetensors file"),
                            ("keys.safetensors", "but no 'prompt_embeds'"), ("gone.safetensors", "is not in")):
         with pytest.raises((ValueError, FileNotFoundError), match=expected) as failed:
             run(name)

@@ -11,7 +11,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from pack import N, bridge, conditioning, latent_format, load, rag_retrieval, sample
+from pack import N, bridge, conditioning, latent_format, load, rag_retrieval, sample, schema
 from paths import GOLDEN
 
 
@@ -47,32 +47,50 @@ def test_outputs_are_not_mutated_by_a_later_run(models_dir):
     assert isinstance(log1.records, tuple) and log1 != log2
 
 
+class Interrupted(Exception):
+    pass
+
+
 def test_cancel_stops_within_a_block_and_frees_the_pool_in_the_server_folder(models_dir, monkeypatch, tmp_path):
     """The disk tier writes only to the server's pool folder (LONGLIVE_RAG_POOL_DIR), whatever folder the pool
     settings name, and its files are gone after a cancelled run."""
     backbone, _ = load(models_dir)
-    (tmp_path / "server_pool").mkdir()
-    monkeypatch.setenv(bridge.POOL_DIR_ENV, str(tmp_path / "server_pool"))
+    server = tmp_path / "server_pool"
+    server.mkdir()
+    monkeypatch.setenv(bridge.POOL_DIR_ENV, str(server))
     pool = N["LongLiveRAG_HistoryPool"].execute("host (RAM)", 0, "kv (exact)").args[0]
     disk_pool = type(pool)("host", 0.0001, "kv", str(tmp_path / "named" / "pool"))   # spills to disk at once
-    calls, during = [], []
+    seen = []
 
-    class Interrupted(Exception):
-        pass
-
-    def interrupt():
-        calls.append(1)
-        during.append(sorted(p.name for p in (tmp_path / "server_pool").iterdir()))
-        if len(calls) == 8:
+    def interrupt():                                         # Cancel pressed once the pool has a file on disk
+        seen.append(sorted(p.name for p in server.iterdir()))
+        if seen[-1]:
             raise Interrupted
 
     monkeypatch.setattr(bridge, "check_interrupted", interrupt)
     with pytest.raises(Interrupted):
         sample(backbone, rag_retrieval(pool=disk_pool))
-    assert len(calls) == 8                                   # checked after every block, stopped at block 8
-    assert during[-1] and all(n.startswith("longlive_rag_pool_") for n in during[-1])   # the pool was on disk
-    assert list((tmp_path / "server_pool").iterdir()) == []   # pool files removed
-    assert not (tmp_path / "named").exists()                  # nothing created where the settings pointed
+    assert len(seen[-1]) == 1 and not any(seen[:-1])        # stopped at the first check after the file appeared
+    assert seen[-1][0].startswith("longlive_rag_pool_")      # the pool was on disk, in the server's folder
+    assert list(server.iterdir()) == []                      # pool files removed
+    assert not (tmp_path / "named").exists()                 # nothing created where the settings pointed
+
+
+def test_cancel_is_checked_between_the_model_calls_of_a_block(models_dir, monkeypatch):
+    backbone, _ = load(models_dir)
+    model, calls, checks = backbone.backbone.model, [], []
+    forward = model.forward
+    monkeypatch.setattr(model, "forward", lambda *a, **k: calls.append(1) or forward(*a, **k))
+
+    def interrupt():                                         # Cancel pressed during the first denoising step
+        checks.append(1)
+        if calls:
+            raise Interrupted
+
+    monkeypatch.setattr(bridge, "check_interrupted", interrupt)
+    with pytest.raises(Interrupted):
+        sample(backbone)
+    assert len(calls) == 1 and len(checks) == 2              # the block's second step never ran
 
 
 def test_history_pool_node_validates_and_builds_settings():
@@ -80,6 +98,9 @@ def test_history_pool_node_validates_and_builds_settings():
     (settings,) = node.execute("device (GPU)", 2048, "kv-half (approximate)").args
     assert (settings.location, settings.budget_mb, settings.storage, settings.directory) == \
         ("device", 2048, "kv-half", None)
+    budgets = {b: node.execute("host (RAM)", b, "kv (exact)").args[0].budget_mb for b in (-1, 0, 512)}
+    assert budgets == {-1: "auto", 0: None, 512: 512}         # -1 auto (the default), 0 unlimited, else MB
+    assert schema("LongLiveRAG_HistoryPool").inputs[1].default == -1
     with pytest.raises(ValueError, match="disk"):
         node.execute("disk", 100, "kv (exact)")
 
@@ -120,6 +141,36 @@ def test_the_pool_folder_under_comfyui_is_its_temp_folder_or_the_extra_paths_one
     assert bridge.pool_directory() == str(tmp_path / "fast")
     monkeypatch.setenv(bridge.POOL_DIR_ENV, str(tmp_path))               # the environment comes first
     assert bridge.pool_directory() == str(tmp_path)
+
+
+def test_the_sampler_widgets_stop_at_the_bounds_of_one_run():
+    from importlib import import_module
+    limits = import_module(f"{bridge.__name__.rsplit('.', 2)[0]}.core.sampling.limits")
+    inputs = {i.id: i for i in schema("LongLiveRAG_ARBlockSampler").inputs}
+    assert inputs["width"].max == inputs["height"].max == limits.MAX_SIDE_PX
+    assert inputs["local_attn_size"].max == limits.MAX_WINDOW
+    assert inputs["length"].max == limits.max_video_frames() == limits.MAX_SECONDS * 24 + 1     # the fastest fps
+    strategy = {i.id: i for i in schema("LongLiveRAG_ContextStrategy").inputs}
+    assert strategy["window"].max == limits.MAX_WINDOW
+
+
+def test_the_sampler_refuses_sizes_beyond_the_bounds_or_the_memory_before_running(models_dir, monkeypatch):
+    backbone, _ = load(models_dir)
+    sampler = N["LongLiveRAG_ARBlockSampler"]
+    plan = sys.modules[f"{bridge.__name__.rsplit('.', 2)[0]}.core.app.plan"]
+    with pytest.raises(ValueError, match="steps text of .* characters is beyond the bound"):
+        sampler.execute(backbone, conditioning(), 96, 64, 17, 0, 1, 12, 3, "1000," * 5000, 5.0)
+    monkeypatch.setattr(plan, "host_available", lambda: 2**30)
+    with pytest.raises(ValueError, match=r"this run needs .* of RAM .* but 1\.0 GiB is free: make the video shorter"):
+        sampler.execute(backbone, conditioning(), 4096, 4096, 4001, 0, 1, 12, 3, "1000,750,500,250", 5.0)
+
+
+def test_the_sampler_says_when_retrieval_retrieved_nothing(models_dir):
+    backbone, _ = load(models_dir)
+    out = N["LongLiveRAG_ARBlockSampler"].execute(backbone, conditioning(), 96, 64, 37, 42, 1, 12, 3,
+                                                  "1000,750,500,250", 5.0, rag_retrieval())
+    assert out.args[1].records == ()
+    assert "retrieval: no block retrieved a past frame; no frame left the KV cache window" in out.args[2]
 
 
 def test_bad_sampler_inputs_fail_clearly(models_dir):

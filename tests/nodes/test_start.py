@@ -83,16 +83,18 @@ class Cancelled(Exception):
 
 
 def cancel_after(monkeypatch, blocks):
-    """ComfyUI's Cancel: the per-block interrupt check raises once ``blocks`` blocks have finished."""
-    seen = []
+    """ComfyUI's Cancel, pressed as the ``blocks``-th block finishes: the interrupt check after that block raises
+    (the checks between model calls before it pass)."""
+    done = []
+    on_block = bridge.Progress.on_block
+    monkeypatch.setattr(bridge.Progress, "on_block", lambda self, update: done.append(1) or on_block(self, update))
 
     def check():
-        seen.append(1)
-        if len(seen) == blocks:
+        if len(done) >= blocks:
             raise Cancelled
 
     monkeypatch.setattr(bridge, "check_interrupted", check)
-    return seen
+    return done
 
 
 @pytest.mark.parametrize("noise, rag, image", [("per-block", True, False), ("per-block", False, True),

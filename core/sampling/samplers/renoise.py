@@ -11,18 +11,21 @@ from dataclasses import dataclass
 
 import torch
 
+from ..limits import check_steps, check_steps_text
 from ..timesteps import FlowMatchTimesteps
 from .base import NoisyBlock, StepSettings
 
 
 def parse_timesteps(text: str) -> tuple[int, ...]:
-    """'1000,750,500,250' → (1000, 750, 500, 250); a clear error for anything else."""
+    """'1000,750,500,250' → (1000, 750, 500, 250); a clear error for anything else (and beyond the bounds)."""
+    check_steps_text(str(text))
     try:
         steps = tuple(int(s) for s in str(text).replace(" ", "").split(",") if s)
     except ValueError:
         raise ValueError(f"steps '{text}' must be comma-separated integers such as 1000,750,500,250") from None
     if not steps:
         raise ValueError("steps must list at least one timestep, e.g. 1000,750,500,250")
+    check_steps(len(steps), "steps")
     return steps
 
 

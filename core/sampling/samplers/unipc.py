@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 import torch
 
+from ..limits import check_steps, check_steps_text
 from ..unipc import UniPCSolver
 from .base import NoisyBlock, StepSettings
 
@@ -49,6 +50,7 @@ class UniPC:
 
     def parse_steps(self, text: str) -> dict:
         """'4' → {"sampling_steps": 4}."""
+        check_steps_text(str(text))
         try:
             count = int(str(text).strip())
         except ValueError:
@@ -56,6 +58,7 @@ class UniPC:
                              "not a list of timesteps; give a whole number such as 4") from None
         if count < 1:
             raise ValueError(f"steps '{text}': the unipc sampler needs at least 1 solver step (LongLive 2.0: 4)")
+        check_steps(count, "steps")
         return {"sampling_steps": count}
 
     def describe(self, settings: StepSettings) -> str:

@@ -70,3 +70,15 @@ def test_a_video_keeps_its_partial_through_the_decode_and_a_rerun_only_writes_it
                      lambda res: made.append(res.latents))
     assert torch.equal(made[1], made[0]) and not partial.exists()
     assert lines[-1] == f"{stem.name}: {partial.name} holds the whole video; writing it"
+
+
+def test_a_retrieval_run_that_retrieved_nothing_says_so_in_the_log(tmp_path):
+    from paths import GOLDEN
+    lines = []
+    spec = jobs.ModelSpec(str(GOLDEN / "wan_tiny_t2v_bare.safetensors"), num_heads=2, device="cpu")
+    job = jobs.LatentJob(str(GOLDEN / "inputs.safetensors"), 12, (8, 12), 0, str(tmp_path / "out.safetensors"))
+    jobs.generate_latents(spec, sampling_config(strategy="rag"), job, jobs.Progress(report=lines.append))
+    said = [line for line in lines if line.startswith("retrieval:")]
+    assert said == ["retrieval: no block retrieved a past frame; no frame left the KV cache window before the last "
+                    "block: the video is too short for retrieval with this window (make it longer or the window "
+                    "smaller)"]

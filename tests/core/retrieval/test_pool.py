@@ -27,7 +27,7 @@ def run(model, inputs, encoder, pool=None, frames=48, callback=None):
 
 @pytest.fixture(scope="module")
 def reference(golden_model, golden_inputs, encoder):
-    return run(golden_model, golden_inputs, encoder)   # host RAM, unlimited
+    return run(golden_model, golden_inputs, encoder)   # host RAM, the auto budget: everything fits
 
 
 def frame_bytes(model):
@@ -91,6 +91,36 @@ def test_tier_order_follows_the_chosen_location(location, budget, kinds):
     use = HistoryPool(PoolConfig(location, budget)).usage()
     assert list(use) == kinds
     assert use[location]["budget"] == (None if budget is None else budget * 2**20)
+
+
+def test_the_auto_budget_is_half_of_the_ram_the_rest_of_the_run_leaves(monkeypatch):
+    from core.retrieval import pool as pool_mod
+    monkeypatch.setattr(pool_mod, "host_available", lambda: 10 * 2**20)
+    assert HistoryPool(PoolConfig(), reserved={"host": 4 * 2**20}).usage()["host"]["budget"] == 3 * 2**20
+    assert HistoryPool(PoolConfig(budget_mb=None)).usage()["host"]["budget"] is None      # unlimited when asked
+    use = HistoryPool(PoolConfig("device", 1)).usage()               # a RAM tier after the GPU: auto as well
+    assert (use["device"]["budget"], use["host"]["budget"]) == (2**20, 5 * 2**20)
+    monkeypatch.setattr(pool_mod, "host_available", lambda: 2**20)
+    assert HistoryPool(PoolConfig(), reserved={"host": 4 * 2**20}).usage()["host"]["budget"] == 0
+
+
+def test_a_pool_whose_ram_is_taken_spills_everything_to_disk_with_the_same_video(golden_model, golden_inputs, encoder,
+                                                                                 reference, tmp_path, monkeypatch):
+    from core.retrieval import pool as pool_mod
+    monkeypatch.setattr(pool_mod, "host_available", lambda: 0)
+    res = run(golden_model, golden_inputs, encoder, PoolConfig(directory=str(tmp_path)))
+    assert res.pool_usage["host"]["frames"] == 0
+    assert res.pool_usage["disk"]["frames"] == reference.pool_usage["host"]["frames"] > 0
+    assert torch.equal(res.latents, reference.latents)
+
+
+@pytest.mark.parametrize("budget, words", [("lots", "pool budget 'lots' is unknown"), (-1, "must be ≥ 0")])
+def test_a_pool_budget_that_is_no_number_nor_auto_is_refused(budget, words):
+    with pytest.raises(ValueError, match=words):
+        PoolConfig(budget_mb=budget)
+    assert PoolConfig("disk").budget_mb == "auto"                   # the default is fine on disk, a number is not
+    with pytest.raises(ValueError, match="disk"):
+        PoolConfig("disk", 100)
 
 
 def test_unknown_location_and_storage_are_refused():

@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from core.retrieval.select import avg_pool_descriptor, log_record, select_frames
+from core.retrieval.select import avg_pool_descriptor, idle_note, log_record, select_frames
 
 
 def descriptors(rows):
@@ -47,3 +47,22 @@ def test_log_record_is_flat_for_batch_one_and_names_global_frames():
     assert set(rec) >= {"block", "query_frame", "pool_indices", "global_frames", "similarities"}
     assert rec["global_frames"] == [i + 1 for i in rec["pool_indices"]]
     assert isinstance(rec["similarities"][0], float)
+
+
+def test_a_run_that_retrieved_nothing_is_told_why_in_one_line():
+    # (block, pool frames the block saw), for the blocks that retrieved nothing
+    never_left = idle_note([(0, 0), (1, 0), (2, 0)], 3, recent_exclude=5, segment_scope=False)
+    assert "no block retrieved a past frame; no frame left the KV cache window" in never_left
+    too_recent = idle_note([(0, 0), (1, 0), (2, 3)], 3, recent_exclude=5, segment_scope=False)
+    assert "only 3 frames had left the window and the 5 most recently evicted are never retrieved" in too_recent
+    scoped = idle_note([(0, 0), (1, 9)], 2, recent_exclude=5, segment_scope=True)
+    assert "with retrieval scope 'segment' only frames of the current prompt" in scoped
+    assert all("\n" not in note for note in (never_left, too_recent, scoped))
+
+
+def test_blocks_after_a_switch_that_found_no_frame_of_their_prompt_are_named_once():
+    idle = [(0, 0), (1, 0), (2, 0), (6, 8), (7, 11), (8, 14), (11, 20)]   # blocks 3-5, 9-10 retrieved
+    note = idle_note(idle, 12, recent_exclude=5, segment_scope=True)
+    assert note.startswith("retrieval: blocks 7–9, 12 of 12 retrieved nothing: with retrieval scope 'segment'")
+    assert idle_note(idle, 12, recent_exclude=5, segment_scope=False) is None     # early blocks: as expected
+    assert idle_note([], 12, recent_exclude=5, segment_scope=True) is None

@@ -124,3 +124,34 @@ def test_timings_are_detailed_only_when_asked(model):
     detailed = generate(model, EMB, 6, (4, 6), 0, sampling_config(strategy="rag"), timings=True).timings
     assert set(plain[0]) == {"block", "total_s"}
     assert set(detailed[0]) == {"block", "retrieval_s", "denoise_s", "context_s", "total_s"}
+
+
+class _Stop(Exception):
+    pass
+
+
+def test_the_cancel_hook_runs_before_every_model_call_and_stops_inside_a_block(model, monkeypatch):
+    calls, hooks = [], []
+    for name in ("forward", "write_cache"):                 # the denoising steps' calls, the context pass's
+        method = getattr(model, name)
+        monkeypatch.setattr(model, name, lambda *a, _m=method, **k: calls.append(len(hooks)) or _m(*a, **k))
+    run_all = generate(model, EMB, 24, (4, 6), 3, config(), cancel=lambda: hooks.append(1))
+    assert len(hooks) == len(calls) > 0 and calls == list(range(1, len(hooks) + 1))   # each call right after a hook
+    calls.clear()
+
+    def cancel_in_block_two():
+        if len(calls) == per_block + 1:          # after the first model call of the second block
+            raise _Stop
+    per_block = len(hooks) // len(run_all.timings)
+    updates = []
+    with pytest.raises(_Stop):
+        generate(model, EMB, 24, (4, 6), 3, config(), cancel=cancel_in_block_two, callback=updates.append)
+    assert len(calls) == per_block + 1 and len(updates) == 1          # stopped before the block's second call
+
+
+def test_a_retrieval_run_that_retrieves_nothing_says_so_once_and_why(model):
+    short = run(model, frames=12)                 # the window holds the whole video: nothing ever leaves it
+    assert short.retrieval_log == [] and len(short.notes) == 1
+    assert short.notes[0].startswith("retrieval: no block retrieved a past frame; no frame left the KV cache window")
+    assert run(model, frames=48).notes == []                         # a run that retrieves has nothing to say
+    assert run(model, mode="native", frames=12).notes == []          # nor does one that never retrieves
