@@ -101,7 +101,8 @@ def add_generation_options(p: argparse.ArgumentParser, default_mode: str = "rag"
                         "and <name>_grid.mp4 with them side by side")
     s.add_argument("--mode", choices=modes, default=None,
                    help=f"the original strategies by their old name: rag (retrieval) or native (sliding window)"
-                        f"{', or both' if 'both' in modes else ''}; same as --strategy (default {default_mode})")
+                        f"{', or both' if 'both' in modes else ''}; same as --strategy (default {default_mode}; native "
+                        f"is the backbone's published method)")
     p.set_defaults(default_mode=default_mode)
     s.add_argument("--encoder", default="avg_pool", help="retrieval encoder checkpoint (ae_latent_mem.pt) or avg_pool")
     s.add_argument("--top-k", "--memory-size", dest="top_k", type=int, default=DEFAULT_RETRIEVAL.top_k,
