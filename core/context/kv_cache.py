@@ -17,8 +17,11 @@ whose keys are already rotated. Otherwise each layer keeps a context buffer [sin
 local] of rotated keys and values. Only the current block's slots change between the forwards of
 a block, so everything before them is rotated and copied once per block and layer (at the layer's
 first forward); a forward rotates and writes just the block's own keys, at its queries' positions.
-Memory: those buffers hold window frames of K and V per layer (the retrieved frames live in them),
-so the retrieval regime keeps twice the window's K/V; the native regime keeps no copy.
+Memory: ``context="per-layer"`` keeps one such buffer per layer (window frames of K and V each: the retrieval
+regime then holds twice the window's K/V). ``context="shared"`` keeps ONE buffer that every layer refills at its
+forward (the part before the block rotated and copied again; bit-identical results, a little more work per
+forward) plus each layer's retrieved frames (rotated once when retrieved): the cost is the window's K/V, one
+layer's context and the retrieved frames. The native regime keeps no copy either way.
 
 What happens when a block does not fit, where the block's queries sit in RoPE time and how a slot run
 is rotated are the ``strategy``'s hooks (core/context/strategies/base.py); the default is the sliding window
@@ -39,6 +42,9 @@ import torch
 from ..model.attention import attention
 from ..model.rope import apply_rope, compute_dtype, rope_table
 from .strategies.base import Strategy
+
+
+CONTEXT_BUFFERS = ("per-layer", "shared")   # KVCache ``context``: one context buffer per layer, or one for all
 
 
 @dataclass(frozen=True)
@@ -86,10 +92,14 @@ class KVCache:
     def __init__(self, policy: CachePolicy, num_layers: int, batch: int, grid_hw: tuple[int, int],
                  heads: int, head_dim: int, dtype: torch.dtype, device: torch.device,
                  on_evict: Callable[[int, list[torch.Tensor], list[torch.Tensor]], None] | None = None,
-                 strategy: Strategy | None = None):
+                 strategy: Strategy | None = None, context: str = "per-layer"):
         """``on_evict(global_frame, k_per_layer, v_per_layer)`` receives each frame leaving the window
         (views of the cache, valid only during the call). ``strategy``: the long-context strategy's hooks
-        (one object per run; default the sliding window)."""
+        (one object per run; default the sliding window). ``context``: "per-layer" or "shared" context buffers
+        (see the module's docstring)."""
+        if context not in CONTEXT_BUFFERS:
+            raise ValueError(f"context buffers {context!r} are not one of {', '.join(CONTEXT_BUFFERS)}")
+        self.shared_context = context == "shared"
         self.policy = policy
         self.strategy = strategy if strategy is not None else Strategy()
         self._observe = self.strategy.observe if self.strategy.observes_queries else None
@@ -110,9 +120,12 @@ class KVCache:
         self._tables: dict[tuple[int, int], torch.Tensor] = {}
         self._sink = self._local = (0, 0)   # attended slot ranges [a, b)
         self._retrieved = 0        # frames retrieved for the current block
-        self._ctx_k: list[torch.Tensor] = []   # per-layer context buffers, allocated on first use
+        self._ctx_k: list[torch.Tensor] = []   # context buffers (one per layer, or one shared), allocated on first use
         self._ctx_v: list[torch.Tensor] = []
+        self._ret_k: list[torch.Tensor] = []   # shared context: each layer's retrieved K (rotated) and V
+        self._ret_v: list[torch.Tensor] = []
         self._stale = [True] * num_layers      # context part before the block not yet filled this block
+        self._holder = -1                      # shared context: the layer whose context the buffer holds
         self.rope_offset = 0.0     # added to the current block's temporal positions (shots)
         self.pinned: tuple[int, int] | None = None   # (first slot, frames) of the shot sink
 
@@ -205,14 +218,26 @@ class KVCache:
         table = self._table(torch.zeros(n, dtype=torch.long))
         a, b = self._sink[1] * self.tokens, (self._sink[1] + n) * self.tokens
         for layer in range(len(self.k)):
-            apply_rope(k[layer], table, out=self._ctx_k[layer][:, a:b])
-            self._ctx_v[layer][:, a:b] = v[layer]
+            if self.shared_context:
+                self._ret_k[layer][:, :b - a] = apply_rope(k[layer], table)
+                self._ret_v[layer][:, :b - a] = v[layer]
+            else:
+                apply_rope(k[layer], table, out=self._ctx_k[layer][:, a:b])
+                self._ctx_v[layer][:, a:b] = v[layer]
         self._stale = [True] * len(self.k)
+        self._holder = -1
 
     def _allocate_context(self) -> None:
-        if not self._ctx_k:
-            self._ctx_k = [_heads_first(k.shape, k.dtype, k.device) for k in self.k]
-            self._ctx_v = [_heads_first(v.shape, v.dtype, v.device) for v in self.v]
+        if self._ctx_k:
+            return
+        layers = self.k[:1] if self.shared_context else self.k
+        self._ctx_k = [_heads_first(k.shape, k.dtype, k.device) for k in layers]
+        self._ctx_v = [_heads_first(v.shape, v.dtype, v.device) for v in layers]
+        if self.shared_context and self.policy.top_k:
+            b, _, h, d = self.k[0].shape
+            shape = (b, self.policy.top_k * self.tokens, h, d)
+            self._ret_k = [_heads_first(shape, k.dtype, k.device) for k in self.k]
+            self._ret_v = [_heads_first(shape, v.dtype, v.device) for v in self.v]
 
     # ------------------------------------------------------------------ per-layer attention
     def attend(self, layer: int, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
@@ -251,22 +276,28 @@ class KVCache:
         (s0, s1), (l0, l1), t = self._sink, self._local, self.tokens
         self._allocate_context()
         n = (s1 - s0 + self._retrieved + l1 - l0) * t
-        ks, vs = self._ctx_k[layer][:, :n], self._ctx_v[layer][:, :n]
-        if self._stale[layer]:
+        buf = 0 if self.shared_context else layer
+        ks, vs = self._ctx_k[buf][:, :n], self._ctx_v[buf][:, :n]
+        if self._stale[layer] or (self.shared_context and self._holder != layer):
             self._stale[layer] = False
+            self._holder = layer
             local_at = (s1 - s0 + self._retrieved) * t
             for dst, (a, b) in ((0, (s0, s1)), (local_at, (l0, self.block_slot))):
                 if b > a:
                     self._fill(layer, dst, a, b)
+            if self.shared_context and self._retrieved:
+                r = self._retrieved * t
+                ks[:, (s1 - s0) * t:local_at] = self._ret_k[layer][:, :r]
+                vs[:, (s1 - s0) * t:local_at] = self._ret_v[layer][:, :r]
         return ks, vs
 
     def _fill(self, layer: int, dst: int, a: int, b: int) -> None:
         """Copy slots [a, b) to the context at token ``dst``, keys rotated at their slot positions (retrieval
         regime; native keys are stored rotated)."""
-        t = self.tokens
-        src, out = self.k[layer][:, a * t:b * t], self._ctx_k[layer][:, dst:dst + (b - a) * t]
+        t, buf = self.tokens, 0 if self.shared_context else layer
+        src, out = self.k[layer][:, a * t:b * t], self._ctx_k[buf][:, dst:dst + (b - a) * t]
         if self.policy.relative_rope:
             apply_rope(src, self.strategy.slot_table(self, layer, a, b), out=out)
         else:
             out.copy_(src)
-        self._ctx_v[layer][:, dst:dst + (b - a) * t] = self.v[layer][:, a * t:b * t]
+        self._ctx_v[buf][:, dst:dst + (b - a) * t] = self.v[layer][:, a * t:b * t]
