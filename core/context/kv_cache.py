@@ -21,7 +21,8 @@ Memory: ``context="per-layer"`` keeps one such buffer per layer (window frames o
 regime then holds twice the window's K/V). ``context="shared"`` keeps ONE buffer that every layer refills at its
 forward (the part before the block rotated and copied again; bit-identical results, a little more work per
 forward) plus each layer's retrieved frames (rotated once when retrieved): the cost is the window's K/V, one
-layer's context and the retrieved frames. The native regime keeps no copy either way.
+layer's context and the retrieved frames. ``context="auto"`` (the default) keeps one per layer when the device
+has ample room for them, else shares one. The native regime keeps no copy either way.
 
 What happens when a block does not fit, where the block's queries sit in RoPE time and how a slot run
 is rotated are the ``strategy``'s hooks (core/context/strategies/base.py); the default is the sliding window
@@ -39,12 +40,14 @@ from typing import Callable
 
 import torch
 
+from ..files.memory import device_available
 from ..model.attention import attention
 from ..model.rope import apply_rope, compute_dtype, rope_table
 from .strategies.base import Strategy
 
 
-CONTEXT_BUFFERS = ("per-layer", "shared")   # KVCache ``context``: one context buffer per layer, or one for all
+CONTEXT_BUFFERS = ("auto", "per-layer", "shared")   # KVCache ``context``: one context buffer per layer, or one for all
+_ROOM = 4          # auto: one buffer per layer when the device has this many times their extra bytes free
 
 
 @dataclass(frozen=True)
@@ -92,13 +95,15 @@ class KVCache:
     def __init__(self, policy: CachePolicy, num_layers: int, batch: int, grid_hw: tuple[int, int],
                  heads: int, head_dim: int, dtype: torch.dtype, device: torch.device,
                  on_evict: Callable[[int, list[torch.Tensor], list[torch.Tensor]], None] | None = None,
-                 strategy: Strategy | None = None, context: str = "per-layer"):
+                 strategy: Strategy | None = None, context: str = "auto"):
         """``on_evict(global_frame, k_per_layer, v_per_layer)`` receives each frame leaving the window
         (views of the cache, valid only during the call). ``strategy``: the long-context strategy's hooks
         (one object per run; default the sliding window). ``context``: "per-layer" or "shared" context buffers
-        (see the module's docstring)."""
+        (see the module's docstring), or "auto": per layer when the device has room for them, decided when they
+        are first needed (after the weights and the cache are in place)."""
         if context not in CONTEXT_BUFFERS:
             raise ValueError(f"context buffers {context!r} are not one of {', '.join(CONTEXT_BUFFERS)}")
+        self.context_mode = context
         self.shared_context = context == "shared"
         self.policy = policy
         self.strategy = strategy if strategy is not None else Strategy()
@@ -230,6 +235,8 @@ class KVCache:
     def _allocate_context(self) -> None:
         if self._ctx_k:
             return
+        if self.context_mode == "auto":
+            self.shared_context = not self._room_per_layer()
         layers = self.k[:1] if self.shared_context else self.k
         self._ctx_k = [_heads_first(k.shape, k.dtype, k.device) for k in layers]
         self._ctx_v = [_heads_first(v.shape, v.dtype, v.device) for v in layers]
@@ -238,6 +245,13 @@ class KVCache:
             shape = (b, self.policy.top_k * self.tokens, h, d)
             self._ret_k = [_heads_first(shape, k.dtype, k.device) for k in self.k]
             self._ret_v = [_heads_first(shape, v.dtype, v.device) for v in self.v]
+
+    def _room_per_layer(self) -> bool:
+        """Whether the device has room for one context buffer per layer (``_ROOM`` × what they cost beyond one)."""
+        k = self.k[0]
+        extra = 2 * (len(self.k) - 1) * k.untyped_storage().nbytes()
+        free = device_available(k.device)
+        return free is None or free >= _ROOM * extra
 
     # ------------------------------------------------------------------ per-layer attention
     def attend(self, layer: int, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:

@@ -66,5 +66,18 @@ def test_a_layer_refills_the_shared_buffer_only_when_another_layer_used_it(monke
 
 def test_an_unknown_context_mode_is_refused():
     from core.context.kv_cache import CachePolicy
-    with pytest.raises(ValueError, match="context buffers 'some' are not one of per-layer, shared"):
+    with pytest.raises(ValueError, match="context buffers 'some' are not one of auto, per-layer, shared"):
         KVCache(CachePolicy.native(6, 1), 1, 1, (1, 1), 1, 6, torch.float32, torch.device("cpu"), context="some")
+
+
+@pytest.mark.parametrize("free, shared", [(None, False), (10**12, False), (1, True)])
+def test_auto_shares_the_context_buffer_when_the_device_has_no_room_for_one_per_layer(monkeypatch, free, shared):
+    """auto: one buffer per layer when the device has 4× their extra bytes free (or cannot say), else one shared."""
+    from core.context.kv_cache import CachePolicy
+    monkeypatch.setattr(kv_cache_mod, "device_available", lambda device: free)
+    cache = KVCache(CachePolicy.retrieval(window=12, sink=1, top_k=0), 3, 1, (1, 1), 1, 6, torch.float64,
+                    torch.device("cpu"))
+    monkeypatch.setattr(kv_cache_mod, "attention", lambda q, k, v: q)
+    cache.begin_block(0, 3)
+    cache.attend(0, *(torch.randn(1, 3, 1, 6, dtype=torch.float64) for _ in range(3)))
+    assert cache.shared_context == shared and len(cache._ctx_k) == (1 if shared else 3)
