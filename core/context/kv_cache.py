@@ -21,8 +21,9 @@ Memory: ``context="per-layer"`` keeps one such buffer per layer (window frames o
 regime then holds twice the window's K/V). ``context="shared"`` keeps ONE buffer that every layer refills at its
 forward (the part before the block rotated and copied again; bit-identical results, a little more work per
 forward) plus each layer's retrieved frames (rotated once when retrieved): the cost is the window's K/V, one
-layer's context and the retrieved frames. ``context="auto"`` (the default) keeps one per layer when the device
-has ample room for them, else shares one. The native regime keeps no copy either way.
+layer's context and the retrieved frames. ``context="auto"`` keeps one per layer when the device has ample room
+for them, else shares one. The run's memory estimate (core/sampling/budget.py) counts one per layer, the default.
+The native regime keeps no copy either way.
 
 What happens when a block does not fit, where the block's queries sit in RoPE time and how a slot run
 is rotated are the ``strategy``'s hooks (core/context/strategies/base.py); the default is the sliding window
@@ -95,7 +96,7 @@ class KVCache:
     def __init__(self, policy: CachePolicy, num_layers: int, batch: int, grid_hw: tuple[int, int],
                  heads: int, head_dim: int, dtype: torch.dtype, device: torch.device,
                  on_evict: Callable[[int, list[torch.Tensor], list[torch.Tensor]], None] | None = None,
-                 strategy: Strategy | None = None, context: str = "auto"):
+                 strategy: Strategy | None = None, context: str = "per-layer"):
         """``on_evict(global_frame, k_per_layer, v_per_layer)`` receives each frame leaving the window
         (views of the cache, valid only during the call). ``strategy``: the long-context strategy's hooks
         (one object per run; default the sliding window). ``context``: "per-layer" or "shared" context buffers

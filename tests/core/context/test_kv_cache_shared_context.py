@@ -76,7 +76,7 @@ def test_auto_shares_the_context_buffer_when_the_device_has_no_room_for_one_per_
     from core.context.kv_cache import CachePolicy
     monkeypatch.setattr(kv_cache_mod, "device_available", lambda device: free)
     cache = KVCache(CachePolicy.retrieval(window=12, sink=1, top_k=0), 3, 1, (1, 1), 1, 6, torch.float64,
-                    torch.device("cpu"))
+                    torch.device("cpu"), context="auto")
     monkeypatch.setattr(kv_cache_mod, "attention", lambda q, k, v: q)
     cache.begin_block(0, 3)
     cache.attend(0, *(torch.randn(1, 3, 1, 6, dtype=torch.float64) for _ in range(3)))
