@@ -47,7 +47,7 @@ def strategy_names() -> list[str]:
 
 def one_run(name: str, frames: int, threads: int) -> dict:
     """The child process: one generate call of strategy ``name``, ``frames`` latent frames."""
-    from core.sampling.config import strategy_config
+    from core.app.plan import strategy_config
     from core.sampling.loop import generate
     torch.set_num_threads(threads)
     model = random_model()
