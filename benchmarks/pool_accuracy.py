@@ -2,7 +2,7 @@
 
     python benchmarks/pool_accuracy.py
 
-For kv-half and latent storage it reports (1) the relative L2 error of the retrieved K/V, with the
+For kv-half, kv-fp8 and latent storage it reports (1) the relative L2 error of the retrieved K/V, with the
 pool fed the exact run's evicted frames, for every retrieval the exact run made, and (2) the
 relative L2 error of the final latents of a full run with that storage versus exact storage.
 """
@@ -79,7 +79,7 @@ def report(model, emb, enc, dtype) -> None:
     text = model.encode_text(emb.to(dtype))
     print(f"{'storage':8} {'bytes/frame':>11} {'retrieved K rel.err':>20} {'retrieved V rel.err':>20} "
           f"{'latents rel.err':>16}")
-    for storage in ("kv", "kv-half", "latent"):
+    for storage in ("kv", "kv-half", "kv-fp8", "latent"):
         pool = HistoryPool(PoolConfig(storage=storage), recompute=lambda lat: recompute_kv(model, text, lat, 0.0))
         for k, v, lat in exact_pool.frames:
             pool.append(k, v, lat)

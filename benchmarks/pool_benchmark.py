@@ -41,6 +41,7 @@ STORAGE_MODES = [  # (name, location, budget MB, storage)
     ("kv/host", "host", None, "kv"),
     ("kv/disk(budget 0)", "host", 0, "kv"),
     ("kv-half/host", "host", None, "kv-half"),
+    ("kv-fp8/host", "host", None, "kv-fp8"),
     ("latent/host", "host", None, "latent"),
 ]
 
@@ -90,7 +91,7 @@ def real_frame_bytes(family: str = "wan2.1") -> int:
     print(f"{family}: {layers} layers x {tokens} tokens x {heads * d} (K and V), latent {fmt.channels}x{h}x{w}, "
           f"{fmt.fps} fps, window {defaults.window}")
     print(f"{'storage':10} {'bytes/frame':>12} {'MiB/frame':>10} {'30 s GiB':>9} {'60 s GiB':>9} {'120 s GiB':>10}")
-    for storage in ("kv", "kv-half", "latent"):
+    for storage in ("kv", "kv-half", "kv-fp8", "latent"):
         pool = HistoryPool(PoolConfig(storage=storage), recompute=lambda lat: (lat, lat))  # never called here
         pool.append(k, k, latent=latent)
         per = pool.bytes_per_frame

@@ -30,7 +30,8 @@ from .start import MEMO, continued_line, output_latent, run_key, start_latents
 CATEGORY = "LongLive-RAG/sampling"
 LOG = logging.getLogger(__name__)
 LOCATIONS = {"host (RAM)": "host", "device (GPU)": "device", "disk": "disk"}
-STORAGES = {"kv (exact)": "kv", "kv-half (approximate)": "kv-half", "latent (approximate, smallest)": "latent"}
+STORAGES = {"kv (exact)": "kv", "kv-half (approximate)": "kv-half",
+            "kv-fp8 (approximate)": "kv-fp8", "latent (approximate, smallest)": "latent"}
 DEFAULT_RETRIEVAL = RetrievalConfig()
 
 
@@ -80,6 +81,8 @@ class HistoryPoolNode(io.ComfyNode):
                                      f"the window stays in memory ({fragment('pool-grows')}). -1 or 0 for disk."),
                 io.Combo.Input("storage", options=list(STORAGES), default="kv (exact)",
                                tooltip="kv: exact. kv-half: half the bytes, APPROXIMATE (slightly different video). "
+                                       "kv-fp8: float8 with a scale per token and head, about half of bf16 K/V "
+                                       "(a quarter of float32), APPROXIMATE. "
                                        f"latent: per frame {fragment('latent-pool-frame')}, K/V recomputed on "
                                        "retrieval without the frame's original context — APPROXIMATE, and slower per "
                                        "retrieving block."),

@@ -155,7 +155,7 @@ def test_device_memory_is_the_budget_of_the_released_model():
             assert F.device_memory(f, name).needed == need
 
 
-@pytest.mark.parametrize("storage", ["kv", "kv-half", "latent"])
+@pytest.mark.parametrize("storage", ["kv", "kv-half", "kv-fp8", "latent"])
 def test_pool_frame_bytes_are_what_a_pool_counts(storage):
     """frame_bytes (meta tensors, nothing stored) is the pool's own bytes_per_frame."""
     pool_mod = module("core.retrieval.pool")

@@ -152,7 +152,8 @@ def _add_pool_and_switch_options(p: argparse.ArgumentParser) -> None:
                         "the published sizes: README, History Pool)")
     m.add_argument("--pool-dir", default=None, help="folder for the disk pool's file (default: system temp)")
     m.add_argument("--pool-storage", choices=POOL_STORAGES, default="kv",
-                   help="kv: exact (default); kv-half: half the bytes (approximate); "
+                   help="kv: exact (default); kv-half: half the bytes (approximate); kv-fp8: float8 with a scale per "
+                        "token and head, about half of bf16 / a quarter of float32 K/V (approximate); "
                         "latent: store latents, recompute K/V on retrieval (approximate, smallest)")
     m.add_argument("--prefetch", choices=PREFETCH, default=DEFAULT_RETRIEVAL.prefetch,
                    help="read each block's retrieved frames during the previous block's context pass (same output); "

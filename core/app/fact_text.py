@@ -26,8 +26,10 @@ SWITCH = {EN: {"recache": "KV re-cache", "none": "the prompt only", "flush": "KV
 START = {EN: {"short": "its own first block of 1 frame", "clamp": "held clean inside the first block"},
          ZH: {"short": "单独一个 1 帧的首块", "clamp": "在第一块之内保持干净"}}
 STORAGE = {EN: {"kv": "kv (exact, the published behaviour)", "kv-half": "kv-half (half the bytes, approximate)",
+                "kv-fp8": "kv-fp8 (fp8 with per-token scales, approximate)",
                 "latent": "latent (K/V recomputed on retrieval, approximate)"},
-           ZH: {"kv": "kv（精确，论文行为）", "kv-half": "kv-half（字节减半，近似）", "latent": "latent（检索时重算 K/V，近似）"}}
+           ZH: {"kv": "kv（精确，论文行为）", "kv-half": "kv-half（字节减半，近似）",
+               "kv-fp8": "kv-fp8（fp8，每 token 一个缩放，近似）", "latent": "latent（检索时重算 K/V，近似）"}}
 GPUS_GB = (8, 12, 16, 24, 32, 40, 48, 80, 96, 141, 192)     # common GPU memory sizes
 GPU_SPARE = 2**30                                          # what the CUDA context and the decode need beside
 

@@ -185,7 +185,7 @@ def check_memory(plan: RunPlan, model: BackboneModel, batch: int, device, dtype:
     free = disk_free(folder) if folder is not None else None
     if pool.get("disk", 0) and free is not None and pool["disk"] > free:
         raise ValueError(f"the History Pool spills {size(pool['disk'])} to disk in '{folder}' but {size(free)} is "
-                         "free there: free space, choose another pool folder, store it compactly (kv-half, latent) "
+                         "free there: free space, choose another pool folder, store it compactly (kv-half, kv-fp8, latent) "
                          "or make the video shorter")
     return need
 
@@ -232,7 +232,7 @@ def _fix(plan: RunPlan, need: RunBytes, largest: str, over: int) -> str:
                "give it the auto budget (it spills to disk beyond what memory holds)" if pool.budget_mb is None else
                "give it a smaller budget or the auto one")
         return (f"the History Pool keeps every frame that left the window; {how}, or store it compactly "
-                "(kv-half, latent)")
+                "(kv-half, kv-fp8, latent)")
     return "make the video smaller (width and height) or the window shorter"
 
 

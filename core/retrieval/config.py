@@ -7,7 +7,7 @@ import torch
 
 POOL_LOCATIONS = ("device", "host", "disk")      # tiers, fastest first; a full tier spills to the next
 PREFETCH = ("auto", "on", "off")
-POOL_STORAGES = ("kv", "kv-half", "latent")
+POOL_STORAGES = ("kv", "kv-half", "kv-fp8", "latent")
 AUTO = "auto"           # a memory tier's budget: from the memory that exists (``auto_budget``)
 
 
@@ -27,7 +27,7 @@ class PoolConfig:
     caps it: ``auto`` (default: half of what the memory that exists leaves after the rest of the run,
     ``auto_budget``), a number of MB, or None (unlimited: every frame in that memory, however long the video);
     frames beyond it spill to the slower tiers, each memory tier after the first with an ``auto`` budget, the
-    disk last. ``storage``: ``kv`` exact, ``kv-half`` and ``latent`` approximate (see pool.py). ``directory``:
+    disk last. ``storage``: ``kv`` exact, ``kv-half``, ``kv-fp8`` and ``latent`` approximate (see pool.py). ``directory``:
     the disk tier's folder.
     """
     location: str = "host"

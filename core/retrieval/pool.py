@@ -19,6 +19,9 @@ What is stored (``storage``):
   ``kv``       exact K/V in the compute dtype (reference behaviour, the default);
   ``kv-half``  K/V in half the bytes (bfloat16 for float32 compute, float8-e4m3 with a
                per-frame/layer/head scale for 16-bit compute) — an approximation;
+  ``kv-fp8``   K/V as float8-e4m3 with one float32 scale per token and head (amax over head_dim / 448),
+               whatever the compute dtype: about a quarter of ``kv`` for float32 compute, about half for
+               16-bit — an approximation (≤ 2^-4 relative per element);
   ``latent``   only the frame's clean latent [B, C, H, W]; its K/V are recomputed when it is
                retrieved, without the frame's original context — an approximation.
 """
@@ -248,11 +251,22 @@ def _encode(storage: str, ks: torch.Tensor, vs: torch.Tensor) -> list[torch.Tens
     """ks, vs [layers, B, T, heads, d] → the stored fields, same layout (fp8 adds two scales)."""
     if storage == "kv":
         return [ks, vs]
+    if storage == "kv-fp8":
+        return _fp8(ks, vs, dims=(4,))            # one scale per layer/sample/token/head
     if ks.element_size() >= 4:
         return [ks.to(torch.bfloat16), vs.to(torch.bfloat16)]
+    return _fp8(ks, vs, dims=(2, 4))              # one scale per layer/sample/head
+
+
+_FP8_MAX = 448.0    # the largest finite float8-e4m3fn
+
+
+def _fp8(ks: torch.Tensor, vs: torch.Tensor, dims: tuple[int, ...]) -> list[torch.Tensor]:
+    """ks, vs [layers, B, T, heads, d] → [k8, v8, k_scale, v_scale]: float8-e4m3fn values and float32 scales
+    (amax over ``dims`` / 448, kept as size-1 dims so that ``x8.float() * scale`` decodes)."""
     out, scales = [], []
-    for x in (ks, vs):  # x [layers, B, T, heads, d]: one scale per layer/sample/head
-        s = x.abs().amax(dim=(2, 4), keepdim=True).float().clamp_min(1e-12) / 448.0
+    for x in (ks, vs):
+        s = x.abs().amax(dim=dims, keepdim=True).float().clamp_min(1e-12) / _FP8_MAX
         out.append((x.float() / s).to(torch.float8_e4m3fn))
         scales.append(s)
     return out + scales
@@ -272,8 +286,8 @@ def frame_bytes(storage: str, k: Sequence[torch.Tensor], v: Sequence[torch.Tenso
                 latent: torch.Tensor | None = None) -> int:
     """Bytes one frame costs a pool of this ``storage`` (what ``HistoryPool.bytes_per_frame`` reports), for
     per-layer k/v [B, tokens, heads, d] and the latent [B, C, H, W]; meta tensors are fine (nothing is stored).
-    For meta K/V the stored fields are encoded from real frames of one and two tokens (every field but the
-    per-head scales grows by the same bytes per token), so no computation runs on the meta device: torch
+    For meta K/V the stored fields are encoded from real frames of one and two tokens (every field but
+    kv-half's per-head scales grows by the same bytes per token), so no computation runs on the meta device: torch
     implements it in Python and imports its compiler for it, seconds of start-up."""
     if storage == "latent" or not k[0].is_meta:
         return _Layout(_fields(storage, k, v, latent)).frame_bytes
