@@ -42,6 +42,7 @@ from typing import Callable
 import torch
 
 from ..files.memory import device_available
+from ..files.memory_trace import label
 from ..model.attention import attention
 from ..model.rope import apply_rope, compute_dtype, rope_table
 from .strategies.base import Strategy
@@ -117,6 +118,7 @@ class KVCache:
         shape = (batch, policy.window * self.tokens, heads, head_dim)
         self.k = [_heads_first(shape, dtype, device) for _ in range(num_layers)]
         self.v = [_heads_first(shape, dtype, device) for _ in range(num_layers)]
+        label("kv cache", *self.k, *self.v)
         self.filled = 0            # frames in the cache
         self.block_start = -1      # global index of the current block's first frame
         self.block_slot = 0        # its first slot
@@ -246,6 +248,7 @@ class KVCache:
             shape = (b, self.policy.top_k * self.tokens, h, d)
             self._ret_k = [_heads_first(shape, k.dtype, k.device) for k in self.k]
             self._ret_v = [_heads_first(shape, v.dtype, v.device) for v in self.v]
+        label("context", *self._ctx_k, *self._ctx_v, *self._ret_k, *self._ret_v)
 
     def _room_per_layer(self) -> bool:
         """Whether the device has room for one context buffer per layer (``_ROOM`` × what they cost beyond one)."""

@@ -210,6 +210,8 @@ def merge_padding(rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None
     6e-8 vs 1.8e-6 relative to float64, since no long sum of equal terms is rounded).
     """
     n = rows.shape[1]
+    if rows.is_meta:    # a dry run (core/files/memory_trace.py): no values; stand-in: every row kept (the most)
+        return rows, None
     same = (rows == rows[:, -1:]).all(-1)                                     # [B, L]
     run = same.flip(1).to(torch.int32).cumprod(1).sum(1)                      # trailing run per sample
     keep = int(n - int(run.min()) + 1)

@@ -40,6 +40,7 @@ import torch
 from ..files import owners
 from ..files.atomic import WriteError
 from ..files.memory import device_available, host_available
+from ..files.memory_trace import HOST, host_device, label
 from .config import PoolConfig
 
 # (latents [B, n, C, H, W]) -> (k, v) each [layers, B, n·tokens, heads, d] before RoPE
@@ -128,6 +129,7 @@ class _MemoryTier(_Tier):
                 frames = min(frames, max(1, (self.budget_bytes - self.used_bytes) // layout.frame_bytes))
             self.starts.append(self.capacity)
             self.chunks.append(_Rows(layout, frames * b, self.device, self.pin))
+            label("pool (device)" if self.kind == "device" else HOST, self.chunks[-1].data)
             self.capacity += frames * b
         r = row - self.starts[-1]
         for dst, src in zip(self.chunks[-1].fields, fields):
@@ -203,7 +205,7 @@ class _DiskTier(_Tier):
         """Append the next entry's fields [B, *shape] to the file."""
         if self._fh is None:
             self._open()
-            self._scratch = _Rows(layout, layout.batch, torch.device("cpu"))
+            self._scratch = _Rows(layout, layout.batch, host_device())
         for dst, src in zip(self._scratch.fields, fields):
             dst.copy_(src)
         data, offset = self._scratch.bytes, self.frames * len(self._scratch.bytes)
@@ -314,7 +316,7 @@ class HistoryPool:
             if kind == "disk":
                 self.tiers.append(_DiskTier(config.directory))
             else:
-                device = self.compute_device if kind == "device" else torch.device("cpu")
+                device = self.compute_device if kind == "device" else host_device()
                 room = device_available(device) if kind == "device" else host_available()
                 budget = config.budget_for(i, room, (reserved or {}).get(kind, 0))
                 self.tiers.append(_MemoryTier(kind, budget, device, pin=kind == "host" and cuda))
@@ -346,6 +348,7 @@ class HistoryPool:
         buf = self._gather.get(device)
         if buf is None or len(buf) < rows:
             buf = self._gather[device] = _Rows(self._layout, rows, device, pin)
+            label("retrieved" if device == self.compute_device else HOST, buf.data)
         return buf
 
     # ------------------------------------------------------------------ writing
@@ -390,7 +393,7 @@ class HistoryPool:
             cuda = device.type == "cuda"
             if self._h2d_done is not None:
                 self._h2d_done.synchronize()     # the previous gather's copy has left the host buffer
-            host = self._gather_buffer(b * n, torch.device("cpu"), pin=cuda)
+            host = self._gather_buffer(b * n, host_device(), pin=cuda)
             self._fill(host, far)
             dst.data[:b * n].copy_(host.data[:b * n], non_blocking=cuda)
             if cuda:
@@ -428,6 +431,7 @@ class HistoryPool:
             o = torch.empty((layers, b, n, t, h, d), dtype=dtype, device=device)
             o.copy_(x.permute(2, 0, 1, 3, 4, 5))
             out.append(o.view(layers, b, n * t, h, d))
+        label("retrieved", *out)
         return out[0], out[1]
 
     # ------------------------------------------------------------------ lifetime

@@ -17,6 +17,8 @@ from dataclasses import dataclass
 
 import torch
 
+from ..files.memory_trace import following
+
 from .pool import HistoryPool
 from .select import RetrievalChoice
 
@@ -47,7 +49,7 @@ class Prefetcher:
 
     def _read(self, indices: torch.Tensor):
         stream = torch.cuda.stream(self._stream) if self._stream is not None else contextlib.nullcontext()
-        with torch.no_grad(), stream:
+        with torch.no_grad(), stream, following():   # a memory trace of the run counts this thread too
             k, v = self.pool.gather(indices, self.device, self.dtype)
             event = None
             if self._stream is not None:

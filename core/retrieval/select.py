@@ -48,6 +48,10 @@ def select_frames(descriptors: torch.Tensor, num_generated: int, num_evicted: in
     kn = keys / (keys.norm(dim=-1, keepdim=True) + 1e-8)
     sims = torch.bmm(kn, q.transpose(1, 2)).squeeze(-1)
     top, idx = torch.topk(sims, k=min(top_k, eligible - lo), dim=-1)
+    if idx.is_meta:     # a dry run (core/files/memory_trace.py): no values; stand-in: the newest eligible frames
+        k = idx.shape[-1]
+        idx = torch.arange(eligible - k, eligible).expand(idx.shape[0], k) - lo
+        top = torch.zeros(idx.shape)
     return RetrievalChoice(idx + lo, top, num_evicted)
 
 

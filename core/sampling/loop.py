@@ -16,6 +16,7 @@ from typing import Callable, Sequence
 
 import torch
 
+from ..files.memory_trace import HOST, host_device, label
 from ..model.attention import attention
 from .budget import LATENT_COPIES, run_bytes
 from .config import SamplingConfig, check_latent_size
@@ -76,7 +77,7 @@ def check_start(start: torch.Tensor, batch: int, channels: int, latent_hw: tuple
                          f"(set the size to the start's: {w * stride}x{h * stride} px, latent {h}x{w})")
     if b != batch:
         raise ValueError(f"start latents hold {b} videos; the run has {batch} prompts")
-    return start.detach().to(device="cpu", dtype=torch.float32)
+    return start.detach().to(device=host_device(), dtype=torch.float32)
 
 
 def tensor_bytes(obj) -> int:
@@ -155,7 +156,8 @@ class _BlockLoop:
         self.steps = self.sampler.step_list(cfg)
         self.noise = NoiseSource(cfg.noise, seed, (self.b, self.c, num_frames, *latent_hw), cfg.renoises_per_block + 1)
         self.text = self._encode(0)
-        self.output = torch.zeros(self.b, num_frames, self.c, *latent_hw, dtype=torch.float32)
+        self.output = torch.zeros(self.b, num_frames, self.c, *latent_hw, dtype=torch.float32, device=host_device())
+        label(HOST, self.output)
         self.describe = make_describer(encoder)
         self.descriptors: torch.Tensor | None = None                    # [B, T, D]
         self.pool = self._make_pool()
@@ -171,7 +173,9 @@ class _BlockLoop:
     def _encode(self, segment: int, cut: bool = False) -> TextContext:
         seg = self.prompts.segments[segment]
         embeds = seg.cut_embeds if cut and seg.cut_embeds is not None else seg.embeds
-        return self.model.encode_text(embeds.to(device=self.device, dtype=self.dtype))
+        text = self.model.encode_text(embeds.to(device=self.device, dtype=self.dtype))
+        label("text", *(t for kv in text.kv for t in kv))
+        return text
 
     def switch(self, start: int) -> None:
         """Before the block at ``start``: when a segment begins there, its prompt replaces the current one
@@ -285,7 +289,7 @@ class _BlockLoop:
     def commit(self, start: int, x0: torch.Tensor) -> None:
         """Keep the block's x0 and its frames' descriptors, then write its clean K/V (context pass)."""
         frames = x0.shape[1]
-        self.output[:, start:start + frames] = x0.float().cpu()
+        self.output[:, start:start + frames] = x0.float().to(host_device())
         desc = self.describe(x0.flatten(0, 1)).float().unflatten(0, (self.b, frames))
         if self.descriptors is None:
             self.descriptors = torch.zeros(self.b, self.output.shape[1], desc.shape[-1], dtype=torch.float32,
@@ -397,7 +401,7 @@ def generate(model: BackboneModel, prompt_embeds: torch.Tensor | PromptSchedule,
     finally:
         loop.close()
     result.latents = loop.output.permute(0, 2, 1, 3, 4).contiguous()
-    result.descriptors = loop.descriptors.cpu() if loop.descriptors is not None else None
+    result.descriptors = loop.descriptors.to(host_device()) if loop.descriptors is not None else None
     result.peak_memory_mb = peak_memory_mb(loop.device)
     result.switches = loop.switches
     return result
