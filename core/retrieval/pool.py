@@ -67,6 +67,11 @@ class _Layout:
         self.row_bytes = offset
         self.frame_bytes = self.batch * data    # what a frame costs against a budget (no padding)
 
+    def view(self, row: torch.Tensor, f: int) -> torch.Tensor:
+        """Field ``f`` of one row (uint8 [row_bytes]) as a tensor [*shape] of its dtype (a view, no copy)."""
+        (shape, dtype), o = self.fields[f], self.offsets[f]
+        return row[o:o + math.prod(shape) * dtype.itemsize].view(dtype).view(shape)
+
     def check(self, fields: Sequence[torch.Tensor]) -> None:
         got = [(f.shape, f.dtype) for f in fields]
         if got != self.signature:
@@ -348,7 +353,7 @@ class HistoryPool:
         buf = self._gather.get(device)
         if buf is None or len(buf) < rows:
             buf = self._gather[device] = _Rows(self._layout, rows, device, pin)
-            label("retrieved" if device == self.compute_device else HOST, buf.data)
+            label(HOST, buf.data)
         return buf
 
     # ------------------------------------------------------------------ writing
@@ -377,62 +382,69 @@ class HistoryPool:
             local -= tier.frames
         raise IndexError(f"history pool index {i} out of range: the pool holds {len(self)} frames")
 
-    def _read_rows(self, indices: list[list[int]], device: torch.device) -> _Rows:
-        """The rows of entries indices[b][j] for sample b into the first B·n rows of the reused
-        gather buffer on ``device`` (valid until the next gather). Disk and RAM rows bound for a
-        GPU are collected in one pinned buffer and moved in one copy."""
+    def _sources(self, indices: list[list[int]], device: torch.device) -> list[tuple[int, int, torch.Tensor]]:
+        """(sample, j, row) for entry indices[b][j]: a RAM or GPU row as the view its tier keeps, a disk row read
+        into the reused host buffer (pinned for a GPU; valid until the next gather), in file order."""
         b, n = len(indices), len(indices[0])
-        dst = self._gather_buffer(b * n, device)
-        far, near = [], []           # (row in dst, tier, row in tier); far: via the host buffer
+        out, disk = [], []
         for bi, row in enumerate(indices):
             for j, i in enumerate(row):
                 tier, local = self._locate(i)
-                here = device.type == "cpu" or (isinstance(tier, _MemoryTier) and tier.device == device)
-                (near if here else far).append((bi * n + j, tier, local * b + bi))
-        if far:
-            cuda = device.type == "cuda"
+                if isinstance(tier, _DiskTier):
+                    disk.append((len(disk), tier, local * b + bi))
+                    out.append((bi, j, len(disk) - 1))
+                else:
+                    out.append((bi, j, tier.row(local * b + bi)))
+        if disk:
             if self._h2d_done is not None:
-                self._h2d_done.synchronize()     # the previous gather's copy has left the host buffer
-            host = self._gather_buffer(b * n, host_device(), pin=cuda)
-            self._fill(host, far)
-            dst.data[:b * n].copy_(host.data[:b * n], non_blocking=cuda)
-            if cuda:
-                self._h2d_done = torch.cuda.Event()
-                self._h2d_done.record(torch.cuda.current_stream(device))
-        self._fill(dst, near)        # after the bulk copy, which carried garbage in these rows
-        return dst
+                self._h2d_done.synchronize()     # the previous gather's copies have left the host buffer
+            host = self._gather_buffer(len(disk), host_device(), pin=device.type == "cuda")
+            self._fill(host, disk)
+            out = [(bi, j, host.data[r] if isinstance(r, int) else r) for bi, j, r in out]
+        return out
 
     def _fill(self, dst: _Rows, rows: list[tuple[int, _Tier, int]]) -> None:
         size = self._layout.row_bytes
         for j, tier, r in sorted(rows, key=lambda x: x[2]):   # disk rows in file order
-            if isinstance(tier, _DiskTier):
-                tier.read(r, dst.bytes[j * size:(j + 1) * size])
-            else:
-                dst.data[j].copy_(tier.row(r))
+            tier.read(r, dst.bytes[j * size:(j + 1) * size])
 
     def gather(self, indices: torch.Tensor, device: torch.device, dtype: torch.dtype
                ) -> tuple[torch.Tensor, torch.Tensor]:
         """indices [B, n] pool entries per sample → (k, v) [layers, B, n·tokens, heads, d] before RoPE,
         on ``device`` in ``dtype`` (new tensors the caller owns). Called once per block; the result
-        serves every step and layer."""
+        serves every step and layer. Each row is decoded straight from where it is kept into the result (one
+        frame at a time: nothing of the size of the whole choice but the result exists on the device)."""
         device = _resolve(device)
         b, n = indices.shape
         if len(self) == 0:
             raise IndexError("history pool: gather from an empty pool")
-        rows = self._read_rows(indices.tolist(), device)
-        fields = [f[:b * n].view(b, n, *f.shape[1:]) for f in rows.fields]
+        sources = self._sources(indices.tolist(), device)
+        cuda = device.type == "cuda"
         if self.storage == "latent":
-            return self.recompute(fields[0].clone())                      # [B, n, C, H, W]
-        scales = fields[2:] if len(fields) == 4 else (None, None)
-        out = []
-        for x, s in zip(fields[:2], scales):                                # x [B, n, layers, T, heads, d]
-            x = x if s is None else x.float() * s
-            layers, t, h, d = x.shape[2:]
-            o = torch.empty((layers, b, n, t, h, d), dtype=dtype, device=device)
-            o.copy_(x.permute(2, 0, 1, 3, 4, 5))
-            out.append(o.view(layers, b, n * t, h, d))
+            (shape, dt), = self._layout.fields
+            lat = torch.empty((b, n, *shape), dtype=dt, device=device)
+            for bi, j, row in sources:
+                lat[bi, j].copy_(self._layout.view(row, 0), non_blocking=cuda)
+            self._copied(device)
+            return self.recompute(lat)                                     # [B, n, C, H, W]
+        layers, t, h, d = self._layout.fields[0][0]
+        out = [torch.empty((layers, b, n, t, h, d), dtype=dtype, device=device) for _ in range(2)]
+        for bi, j, row in sources:
+            for f, o in enumerate(out):                      # K, V: [layers, T, heads, d] each
+                x = self._layout.view(row, f)
+                if len(self._layout.fields) == 4:            # scaled storages: decoded on the device
+                    x = x.to(device, non_blocking=cuda).float() * self._layout.view(row, 2 + f).to(device, non_blocking=cuda)
+                o[:, bi, j].copy_(x, non_blocking=cuda)
+        self._copied(device)
+        out = [o.view(layers, b, n * t, h, d) for o in out]
         label("retrieved", *out)
         return out[0], out[1]
+
+    def _copied(self, device: torch.device) -> None:
+        """After a gather's copies were queued: the host buffer may be refilled once they are done."""
+        if device.type == "cuda":
+            self._h2d_done = torch.cuda.Event()
+            self._h2d_done.record(torch.cuda.current_stream(device))
 
     # ------------------------------------------------------------------ lifetime
     def close(self) -> None:
