@@ -138,7 +138,7 @@ class _MemoryTier(_Tier):
             self.capacity += frames * b
         r = row - self.starts[-1]
         for dst, src in zip(self.chunks[-1].fields, fields):
-            dst[r:r + b].copy_(src)
+            _put(dst[r:r + b], src)
         self._stored(layout)
 
     def row(self, r: int) -> torch.Tensor:
@@ -211,8 +211,9 @@ class _DiskTier(_Tier):
         if self._fh is None:
             self._open()
             self._scratch = _Rows(layout, layout.batch, host_device())
+            label(HOST, self._scratch.data)
         for dst, src in zip(self._scratch.fields, fields):
-            dst.copy_(src)
+            _put(dst, src)
         data, offset = self._scratch.bytes, self.frames * len(self._scratch.bytes)
         try:
             while data:
@@ -279,14 +280,38 @@ def _fp8(ks: torch.Tensor, vs: torch.Tensor, dims: tuple[int, ...]) -> list[torc
     return out + scales
 
 
+class _Layers:
+    """Field ``f`` of a frame's encoding, batch first [B, layers, *shape], encoded one layer at a time as it is
+    copied (``_put``): the device never holds the whole frame's K/V stacked or encoded, only one layer's."""
+
+    def __init__(self, storage: str, k: Sequence[torch.Tensor], v: Sequence[torch.Tensor], f: int, first: list):
+        self.storage, self.k, self.v, self.f = storage, k, v, f
+        one = first[f]                                    # layer 0's field [1, B, *shape]
+        self.shape = torch.Size((one.shape[1], len(k), *one.shape[2:]))
+        self.dtype = one.dtype
+
+    def layer(self, i: int) -> torch.Tensor:
+        return _encode(self.storage, self.k[i][None], self.v[i][None])[self.f][0]     # [B, *shape]
+
+
+def _put(dst: torch.Tensor, src) -> None:
+    """Copy a field (a tensor, or ``_Layers`` layer by layer) into ``dst`` [B, ...]."""
+    if isinstance(src, _Layers):
+        for i in range(dst.shape[1]):
+            dst[:, i].copy_(src.layer(i))
+    else:
+        dst.copy_(src)
+
+
 def _fields(storage: str, k: Sequence[torch.Tensor], v: Sequence[torch.Tensor],
-            latent: torch.Tensor | None) -> list[torch.Tensor]:
-    """One frame's stored fields, batch first [B, *shape]."""
+            latent: torch.Tensor | None) -> list:
+    """One frame's stored fields, batch first [B, *shape] (K/V fields as ``_Layers``)."""
     if storage == "latent":
         if latent is None:
             raise ValueError("latent pool storage needs each evicted frame's latent")
         return [latent.detach()]
-    return [f.transpose(0, 1) for f in _encode(storage, torch.stack(list(k)), torch.stack(list(v)))]
+    first = _encode(storage, k[0][None], v[0][None])
+    return [_Layers(storage, k, v, f, first) for f in range(len(first))]
 
 
 def frame_bytes(storage: str, k: Sequence[torch.Tensor], v: Sequence[torch.Tensor],
