@@ -37,7 +37,8 @@ from ..sampling.noise import NOISE_CONTRACTS
 from ..sampling.request import SamplingRequest, parse_options
 from ..sampling.samplers import get_sampler
 from .fact_text import each, fragment
-from .plan import RunPlan, RunRequest, check_memory, default_family, latent_size, plan_run
+from .plan import RunPlan, RunRequest, check_memory, choose_memory, default_family, latent_size, plan_run
+from .memory_options import add_memory_options, arg_type as _arg, memory_settings
 from .starts import StartFiles
 
 DEFAULT_RETRIEVAL = RetrievalConfig()
@@ -55,17 +56,6 @@ class _Parser(argparse.ArgumentParser):
 
     def error(self, message):
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
-
-
-def _arg(parse):
-    """An argparse type from a parser that raises ValueError (the message is shown as is)."""
-    def convert(text):
-        try:
-            return parse(text)
-        except ValueError as exc:
-            raise argparse.ArgumentTypeError(str(exc)) from None
-    convert.__name__ = parse.__name__
-    return convert
 
 
 def parse_size(text: str) -> tuple[int, int]:
@@ -138,6 +128,7 @@ def add_generation_options(p: argparse.ArgumentParser, default_mode: str = "rag"
                         "shorter run and resume/extend are exact; reference: the published code's draws (the "
                         "golden cases). The same seed gives different videos under the two")
     _add_pool_and_switch_options(p)
+    add_memory_options(p)
 
 
 def _add_pool_and_switch_options(p: argparse.ArgumentParser) -> None:
@@ -265,16 +256,19 @@ def check_fits(args, runs: dict[str, RunPlan]) -> None:
         model = backbone_on_meta(args.backbone, num_heads=args.num_heads, use_ema=not args.no_ema)
     except (CheckpointError, OSError):
         return
-    device, dtype = model_spec(args).resolve(current_rank())
+    spec = model_spec(args)
+    device, dtype = spec.resolve(current_rank())
     batch = prompt_batch(args.embeds) if isinstance(getattr(args, "embeds", None), str) else 1
     for plan in runs.values():
-        check_memory(plan, model, batch, device, dtype)
+        memory, _ = choose_memory(plan, model, batch, device, dtype, spec.memory)
+        check_memory(plan, model, batch, device, dtype, memory=memory)
 
 
 def model_spec(args) -> jobs.ModelSpec:
     return jobs.ModelSpec(args.backbone, lora=args.lora, lora_strength=args.lora_strength, num_heads=args.num_heads,
                           use_ema=not args.no_ema, encoder=args.encoder, device=args.device, dtype=args.dtype,
-                          compile=args.compile)
+                          compile=args.compile, memory=memory_settings(args))
+
 
 
 def cmd_generate(args, progress: jobs.Progress) -> int:

@@ -31,6 +31,7 @@ from ..files.memory_trace import HOST, KINDS, MemoryTrace, host_on
 from ..model.backbone import BackboneModel
 from ..sampling.config import SamplingConfig
 from ..sampling.loop import generate
+from ..sampling.memory import EXACT, MemorySettings
 from ..sampling.prompts import PromptSchedule, Segment
 
 DRY_STEPS = 2       # a block's denoising steps are the same forward over the same cache: two show what all hold
@@ -89,7 +90,7 @@ def _prompts(model: BackboneModel, batch: int, rows: int, device: torch.device, 
 
 def trace_run(model: BackboneModel, cfg: SamplingConfig, latent_hw: tuple[int, int], frames: int | None = None, *,
               batch: int = 1, dtype: torch.dtype | None = None, dry: bool = True, text_rows: int | None = None,
-              switch_at: int | None = None) -> Traced:
+              switch_at: int | None = None, memory: MemorySettings = EXACT) -> Traced:
     """Run ``generate`` traced (see the module's docstring). ``model``: any backbone (a dry run uses a meta copy
     of it in ``dtype``, default its own; a real run uses it as it is). ``switch_at``: a second prompt from this
     latent frame on (the switch's re-cache or flush is traced too)."""
@@ -109,6 +110,7 @@ def trace_run(model: BackboneModel, cfg: SamplingConfig, latent_hw: tuple[int, i
     with host_on("meta" if dry else "cpu"), trace:
         trace.add("weights", [*model.parameters(), *model.buffers()])
         trace.add(HOST, [])
-        result = generate(model, prompts, frames, latent_hw, seed=0, config=trace_config(cfg, device, dry))
+        result = generate(model, prompts, frames, latent_hw, seed=0, config=trace_config(cfg, device, dry),
+                          memory=memory)
     return Traced(trace.peak, dict(trace.at_peak.by_kind), trace.host_peak, len(result.timings),
                   time.perf_counter() - begin)

@@ -30,8 +30,10 @@ from ..sampling.prompt_files import load_prompt_embeds, load_prompt_schedule
 from ..files.atomic import save_json, save_tensors
 from ..latents.format import LatentFormat
 from ..sampling.loop import BlockUpdate, GenerationResult, generate
-from ..sampling.prompts import TimedPrompt, cut_texts, schedule_from_timed
+from ..sampling.prompts import TimedPrompt, as_schedule, cut_texts, schedule_from_timed
 from .starts import StartFiles
+from .plan import choose_memory
+from ..sampling.memory import MemorySettings
 from .outputs import check_distinct, claiming
 from .resume import PARTIAL_EVERY, keeping_partial, partial_path, read_start, resumption, run_identity
 
@@ -48,6 +50,7 @@ class ModelSpec:
     device: str | None = None        # None: cuda if present (cuda:LOCAL_RANK under torchrun), else cpu
     dtype: str | None = None         # None: default_dtype(device)
     compile: bool = False            # torch.compile each layer's cache-free halves (WanTransformer.compile_blocks)
+    memory: MemorySettings = MemorySettings()    # context buffers, KV cache, block swap (core/sampling/memory.py)
 
     def __post_init__(self):
         if self.dtype is not None and self.dtype not in DTYPES:
@@ -152,11 +155,21 @@ def _generate_latents(spec: ModelSpec, cfg: SamplingConfig, job: LatentJob, devi
                     f"layers, dim {backbone.config.dim}; strategy {cfg.strategy}, encoder "
                     f"{spec.encoder if cfg.retrieval is not None else '-'}"
                     + (f"; starting from {start.shape[2]} given frames" if start is not None else ""))
+    memory = run_memory(spec, backbone.model, cfg, job.latent_hw, as_schedule(embeds).batch, device, dtype,
+                        progress.report)
     result = generate(backbone.model, embeds, job.frames, job.latent_hw, job.seed, cfg, encoder=encoder,
-                      callback=callback, timings=job.timings is not None, start=start)
+                      callback=callback, timings=job.timings is not None, start=start, memory=memory)
     for line in result.notes:
         progress.report(line)
     return result
+
+
+def run_memory(spec: ModelSpec, model, cfg: SamplingConfig, latent_hw, batch: int, device, dtype,
+               report: Callable[[str], None]) -> MemorySettings:
+    """The run's memory settings, each ``auto`` resolved from the device's free memory (told to the user)."""
+    memory, line = choose_memory((cfg, latent_hw), model, batch, device, dtype, spec.memory)
+    report(line)
+    return memory
 
 
 def _save_latents(job: LatentJob, cfg: SamplingConfig, result: GenerationResult) -> None:
@@ -306,8 +319,11 @@ def _make_video(spec: ModelSpec, model, prompts, job, seed: int, cfg: SamplingCo
     with keeping_partial(out, identity, given, progress.on_block, progress.report, auto=True, every=job.partial_every,
                          frames=job.frames) as keeper:
         if res is None:
+            param = next(model.parameters())
+            memory = run_memory(spec, model, cfg, job.latent_hw, as_schedule(prompts).batch, param.device,
+                                param.dtype, lambda line: progress.report(f"{stem.name}: {line}"))
             res = generate(model, prompts, job.frames, job.latent_hw, seed, cfg,
-                           encoder=encoder if cfg.retrieval else None, callback=keeper, start=start)
+                           encoder=encoder if cfg.retrieval else None, callback=keeper, start=start, memory=memory)
             for line in res.notes:
                 progress.report(f"{stem.name}: {line}")
         keeper.finished(res)
@@ -415,8 +431,9 @@ def build_corpus(spec: ModelSpec, cfg: SamplingConfig, job: CorpusJob, progress:
     backbone, encoder = load_models(spec, device, dtype, need_encoder=cfg.retrieval is not None)
     for i, (name, emb) in mine:
         progress.current = name
+        memory = run_memory(spec, backbone.model, cfg, job.latent_hw, emb.shape[0], device, dtype, lambda _: None)
         res = generate(backbone.model, emb, job.frames, job.latent_hw, job.seed + i, cfg, encoder=encoder,
-                       callback=progress.on_block)
+                       callback=progress.on_block, memory=memory)
         save_tensors(out_dir / f"{name}.safetensors", {"latents": res.latents[0].permute(1, 0, 2, 3)},
                      metadata={"layout": f"[T,{res.latents.shape[1]},H,W] model-normalised", "seed": str(job.seed + i)})
         progress.finished.append(f"{name}.safetensors")

@@ -17,7 +17,8 @@ from ..families.family import BackboneFamily
 from ..files.memory import device_available, disk_free, host_available
 from ..model.backbone import BackboneModel
 from ..retrieval.pool import pool_folder
-from ..sampling.budget import LATENT_COPIES, RunBytes, run_bytes
+from ..sampling.budget import LATENT_COPIES, RunBytes, device_bytes, run_bytes, weight_bytes
+from ..sampling.memory import AUTO, EXACT, MemorySettings
 from ..sampling.config import SamplingConfig, check_latent_size
 from ..sampling.defaults import FamilyDefaults, settings_line
 from ..sampling import limits
@@ -153,26 +154,27 @@ def _frames(request: RunRequest, cfg: SamplingConfig, family: FamilyDefaults) ->
 
 
 def check_memory(plan: RunPlan, model: BackboneModel, batch: int, device, dtype: torch.dtype, *,
-                 device_room: int | None = None) -> RunBytes:
+                 device_room: int | None = None, memory: MemorySettings = EXACT) -> RunBytes:
     """Refuse, before anything is allocated, a run that the memory which exists cannot hold, in one line with the
     numbers and the fix. On the compute ``device``: the weights (unless ``model`` is already there), the window's
     cache, the context buffers and one block's forward, against its free memory (``device_room`` when the front
     end knows better: ComfyUI frees its own models). In RAM: the video's latents at their peak and the history
     pool's RAM part (on a CPU the device's bytes too), against what the machine leaves this process
     (core/files/memory.py). On disk: what the pool spills, against the free space there. ``model``: the
-    backbone, possibly on the meta device; ``batch``: prompts per run. Returns the estimate."""
-    need = run_bytes(model, plan.config, plan.latent_hw, plan.frames, batch, dtype)
+    backbone, possibly on the meta device; ``batch``: prompts per run; ``memory``: the run's resolved memory
+    settings (``choose_memory``). Returns the estimate."""
+    need = run_bytes(model, plan.config, plan.latent_hw, plan.frames, batch, dtype, memory)
     device = torch.device(device)
-    resident = any(p.device.type == device.type and device.index in (None, p.device.index)
-                   for p in model.parameters())
+    resident = _resident(model, device)
     on_device = (0 if resident else need.device.weights) + need.working
     cpu = device.type == "cpu"
     rooms = {"host": host_available(), "device": host_available() if cpu else
              device_room if device_room is not None else device_available(device)}
     reserved = {"host": need.host + (on_device if cpu else 0), "device": on_device}
     pool = _pool_placement(plan, need.pool, rooms, reserved)
-    parts = {"the weights": 0 if resident else need.device.weights, "the KV cache": need.device.cache,
-             "the context buffers": need.device.buffers, "one block's forward": need.activations}
+    d = need.device
+    parts = {"the weights": 0 if resident else d.weights, "the KV cache": d.cache, "the context buffers": d.buffers,
+             "the retrieved frames": d.retrieved, "the prompt's K/V": d.text, "one block's forward": d.activations}
     ram = {f"the video's latents ×{LATENT_COPIES}": need.host, "the History Pool": pool.get("host", 0)}
     if cpu:
         _refuse(plan, need, {**parts, **ram, "the History Pool": pool.get("host", 0) + pool.get("device", 0)},
@@ -188,6 +190,50 @@ def check_memory(plan: RunPlan, model: BackboneModel, batch: int, device, dtype:
                          "free there: free space, choose another pool folder, store it compactly (kv-half, kv-fp8, latent) "
                          "or make the video shorter")
     return need
+
+
+def memory_choices(settings: MemorySettings, layers: int, device) -> list[MemorySettings]:
+    """The settings ``auto`` may become, best first: lossless before lossy (exact K/V before fp8), and among the
+    lossless the fastest first (one context buffer per layer, then one shared, then ever more swapped blocks).
+    A CPU swaps nothing (host memory is its device memory)."""
+    swaps = [0] if torch.device(device).type == "cpu" else list(range(layers + 1))
+    pick = lambda asked, options: options if asked == AUTO else [asked]   # noqa: E731
+    out = []
+    for kv in pick(settings.kv, ["exact", "fp8"]):
+        for context in pick(settings.context, ["per-layer", "shared"]):
+            for swap in pick(settings.block_swap, swaps):
+                out.append(MemorySettings(context, kv, swap))
+    return out
+
+
+def choose_memory(plan: RunPlan | tuple[SamplingConfig, tuple[int, int]], model: BackboneModel, batch: int, device,
+                  dtype: torch.dtype, settings: MemorySettings = MemorySettings(), *, device_room: int | None = None
+                  ) -> tuple[MemorySettings, str]:
+    """``settings`` with each ``auto`` resolved: the first of ``memory_choices`` whose device bytes
+    (core/sampling/budget.py ``needed``) fit the free device memory (``device_room`` when the front end knows
+    better), else the most compact (check_memory then refuses it with the numbers). Returns (settings, a line for
+    the run's info saying what was chosen and why). ``plan``: a RunPlan or (config, latent_hw)."""
+    cfg, latent_hw = (plan.config, plan.latent_hw) if isinstance(plan, RunPlan) else plan
+    if settings.resolved:
+        return settings, f"memory: {settings.describe()}"
+    device = torch.device(device)
+    cpu = device.type == "cpu"
+    room = host_available() if cpu else device_room if device_room is not None else device_available(device)
+    options = memory_choices(settings, model.cfg.num_layers, device)
+    if room is None:
+        return options[0], f"memory: {options[0].describe()} (auto; free memory unknown)"
+    resident = _resident(model, device)
+    room += weight_bytes(model, dtype) if resident else 0
+    for choice in options:
+        need = device_bytes(model, cfg, latent_hw, batch, dtype, choice).needed
+        if need <= room:
+            return choice, f"memory: {choice.describe()} (auto: {size(need)} of the {size(room)} free)"
+    choice = options[-1]
+    return choice, f"memory: {choice.describe()} (auto: the most compact; it does not fit either)"
+
+
+def _resident(model: BackboneModel, device: torch.device) -> bool:
+    return any(p.device.type == device.type and device.index in (None, p.device.index) for p in model.parameters())
 
 
 def _pool_placement(plan: RunPlan, total: int, rooms: dict, reserved: dict) -> dict[str, int]:
@@ -225,7 +271,8 @@ def _fix(plan: RunPlan, need: RunBytes, largest: str, over: int) -> str:
         return (f"make the video shorter (about {fit} latent frames = {fmt.latent_to_video_frames(max(fit, 1))} video "
                 "frames fit) or smaller (width and height)")
     if largest == "the weights":
-        return "load the backbone in a 16-bit dtype (bfloat16) or run on a device with more memory"
+        return ("load the backbone in a 16-bit dtype (bfloat16) or with fp8 weights, swap blocks to host memory "
+                "(block swap), or run on a device with more memory")
     if largest == "the History Pool":
         pool = plan.config.retrieval.pool
         how = ("keep it in RAM (location host)" if pool.location == "device" else
@@ -233,7 +280,8 @@ def _fix(plan: RunPlan, need: RunBytes, largest: str, over: int) -> str:
                "give it a smaller budget or the auto one")
         return (f"the History Pool keeps every frame that left the window; {how}, or store it compactly "
                 "(kv-half, kv-fp8, latent)")
-    return "make the video smaller (width and height) or the window shorter"
+    return ("make the video smaller (width and height) or the window shorter, or leave the memory settings on auto "
+            "(shared context buffers, block swap, an fp8 KV cache)")
 
 
 def _family_defaults(family) -> FamilyDefaults:

@@ -25,6 +25,7 @@ from ..retrieval.pool import HistoryPool
 from ..context.kv_cache import KVCache
 from ..latents.format import format_for_channels
 from ..model.backbone import BackboneModel, TextContext
+from .memory import EXACT, MemorySettings
 from .noise import NoiseSource, initial_noise  # noqa: F401  (initial_noise: the reference contract's first draw)
 from .samplers import NoisyBlock
 from ..retrieval.prefetch import Prefetcher
@@ -141,7 +142,8 @@ class _BlockLoop:
     """The state of one run (cache, pool, noise, descriptors) and its per-block steps."""
 
     def __init__(self, model: BackboneModel, prompt_embeds: torch.Tensor | PromptSchedule, num_frames: int,
-                 latent_hw: tuple[int, int], seed: int, cfg: SamplingConfig, encoder: RetrievalEncoder | None):
+                 latent_hw: tuple[int, int], seed: int, cfg: SamplingConfig, encoder: RetrievalEncoder | None,
+                 memory: MemorySettings):
         param = next(model.parameters())
         self.model, self.cfg = model, cfg
         self.cancel: Callable[[], None] = lambda: None      # before every model call: raise to stop
@@ -168,7 +170,8 @@ class _BlockLoop:
         p = model.cfg.patch_size
         self.cache = KVCache(cfg.policy, model.cfg.num_layers, self.b, (latent_hw[0] // p[1], latent_hw[1] // p[2]),
                              model.cfg.num_heads, model.cfg.head_dim, self.dtype, self.device,
-                             self._evict if self.pool is not None else None, strategy=cfg.make_strategy())
+                             self._evict if self.pool is not None else None, strategy=cfg.make_strategy(),
+                             context=memory.context)
 
     def _encode(self, segment: int, cut: bool = False) -> TextContext:
         seg = self.prompts.segments[segment]
@@ -329,7 +332,7 @@ def generate(model: BackboneModel, prompt_embeds: torch.Tensor | PromptSchedule,
              seed: int, config: SamplingConfig | None = None, encoder: RetrievalEncoder | None = None,
              callback: Callable[[BlockUpdate], None] | None = None, timings: bool = False,
              start: torch.Tensor | None = None, prefix: torch.Tensor | None = None,
-             cancel: Callable[[], None] | None = None) -> GenerationResult:
+             cancel: Callable[[], None] | None = None, memory: MemorySettings | None = None) -> GenerationResult:
     """Generate ``num_frames`` latent frames of ``latent_hw`` for each prompt.
 
     prompt_embeds [B, L, text_dim], or a PromptSchedule (core/sampling/prompts.py: prompts that change over time;
@@ -347,6 +350,10 @@ def generate(model: BackboneModel, prompt_embeds: torch.Tensor | PromptSchedule,
     generated (``SamplingConfig.blocks``: a P that is not whole blocks makes a shorter first block, or with
     ``start_block`` "clamp" stays inside a whole block and is held clean while the rest of it is denoised).
     For latents this engine made, the replayed state and retrieval log are those of the original run.
+
+    ``memory``: how the cache and the weights use the device (core/sampling/memory.py; default ``EXACT``, what the
+    published codes do). Its ``auto`` choices are the planner's to resolve (core/app/plan.py); one left ``auto``
+    here takes the exact choice, the context buffers theirs from the free memory (core/context/kv_cache.py).
     """
     if config is None:
         raise ValueError("generate needs the run's SamplingConfig: core.sampling_config(backbone.defaults, ...) or "
@@ -360,7 +367,7 @@ def generate(model: BackboneModel, prompt_embeds: torch.Tensor | PromptSchedule,
     given = start.shape[2] if start is not None else 0
     blocks = cfg.blocks(num_frames, given)
     latent_hw = check_latent_size(latent_hw, model.cfg.patch_size[1:])
-    loop = _BlockLoop(model, prompt_embeds, num_frames, latent_hw, seed, cfg, encoder)
+    loop = _BlockLoop(model, prompt_embeds, num_frames, latent_hw, seed, cfg, encoder, memory or EXACT)
     if cancel is not None:
         loop.cancel = cancel
     if cfg.shots.sink and blocks[0][1] != cfg.frames_per_block:

@@ -1,0 +1,23 @@
+"""The memory settings benchmarks/vram.py and benchmarks/gpu_check.py measure: name → (MemorySettings, weights),
+and the goals they are held to (peak device GiB at the family's published size)."""
+from __future__ import annotations
+
+import torch
+
+from core.sampling.memory import EXACT, MemorySettings
+
+VARIANTS = {
+    "exact": (EXACT, "native"),                                             # what the published codes do
+    "shared": (MemorySettings("shared", "exact", 0), "native"),             # lossless
+}
+
+FAMILY = {"wan21": "Wan2.1 text-to-video", "wan22": "Wan2.2 TI2V-5B"}
+GOALS = {   # name: (family, strategy, variant, GiB)
+    "LongLive 2.0 + retrieval, bf16, default quality": (FAMILY["wan22"], "rag", "shared", 22),
+    "Wan 1.3B + retrieval, bf16, default quality": (FAMILY["wan21"], "rag", "shared", 8),
+}
+
+
+def prepare(model: torch.nn.Module, weights: str, dtype: torch.dtype) -> torch.nn.Module:
+    """The meta model in ``dtype`` with the weights as ``weights`` keeps them on the device."""
+    return model.to(dtype)
