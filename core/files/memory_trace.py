@@ -34,6 +34,7 @@ KINDS = ("weights", "kv cache", "context", "retrieved", "pool (device)", "text",
 
 _active: list["MemoryTrace"] = []
 _host = [torch.device("cpu")]
+_kinds: list[str] = []
 
 
 def host_device() -> torch.device:
@@ -55,6 +56,17 @@ def label(kind: str, *tensors: torch.Tensor) -> None:
     """Tell the active trace (if any) that ``tensors`` hold ``kind`` (one of ``KINDS`` or ``HOST``)."""
     for trace in _active:
         trace.relabel(kind, tensors)
+
+
+@contextmanager
+def allocating(kind: str):
+    """What the tensors created inside the block hold (``label`` for the ones made there): RAM-side buffers must be
+    told here, before the peak could count them as device bytes."""
+    _kinds.append(kind)
+    try:
+        yield
+    finally:
+        _kinds.pop()
 
 
 def current() -> "MemoryTrace | None":
@@ -157,7 +169,7 @@ class MemoryTrace(TorchDispatchMode):
         out = func(*args, **(kwargs or {}))
         for t in tree_flatten(out)[0]:
             if isinstance(t, torch.Tensor) and self._counts(t):
-                self._track(t, ACTIVATIONS)
+                self._track(t, _kinds[-1] if _kinds else ACTIVATIONS)
         return out
 
     def __enter__(self):

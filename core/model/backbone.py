@@ -16,7 +16,7 @@ implementation). A model that provides them runs in the loop with every cache st
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Iterator, Protocol, runtime_checkable
+from typing import Iterator, Protocol, Sequence, runtime_checkable
 
 import torch
 
@@ -60,6 +60,8 @@ class BackboneConfig(Protocol):
     in_dim: int                          # latent channels in (16 Wan2.1, 48 Wan2.2)
     out_dim: int                         # channels of the flow: the loop needs out_dim == in_dim
     text_dim: int                        # width of the prompt embeddings given to ``encode_text``
+    text_len: int                        # prompt rows at most (the cross-attention K/V the memory budget counts)
+    ffn_dim: int                         # width of a layer's feed-forward (its largest activation)
     patch_size: tuple[int, int, int]     # (time, height, width) latents per token; the loop needs time 1
 
     @property
@@ -71,8 +73,13 @@ class BackboneModel(Protocol):
     """A backbone the AR loop can drive (``WanTransformer`` is one)."""
     cfg: BackboneConfig
 
+    blocks: Sequence[torch.nn.Module]    # its layers in order (the budget's and block swap's unit)
+
     def parameters(self, recurse: bool = True) -> Iterator[torch.nn.Parameter]:
         """Its weights: the first one's device and dtype are the run's; the budget counts them all."""
+
+    def buffers(self, recurse: bool = True) -> Iterator[torch.Tensor]:
+        """Its other tensors (e.g. the scales of fp8 weights): the budget counts them too."""
 
     def encode_text(self, prompt_embeds: torch.Tensor) -> TextContext:
         """prompt_embeds [B, L, text_dim] (device and dtype of the parameters) → the prompt's conditioning."""

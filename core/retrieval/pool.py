@@ -40,7 +40,7 @@ import torch
 from ..files import owners
 from ..files.atomic import WriteError
 from ..files.memory import device_available, host_available
-from ..files.memory_trace import HOST, host_device, label
+from ..files.memory_trace import HOST, allocating, host_device, label
 from .config import PoolConfig
 
 # (latents [B, n, C, H, W]) -> (k, v) each [layers, B, n·tokens, heads, d] before RoPE
@@ -84,8 +84,9 @@ class _Rows:
     """uint8 rows [n, row_bytes] on one device, with their field views [n, *shape] made once."""
     __slots__ = ("data", "fields", "bytes")
 
-    def __init__(self, layout: _Layout, n: int, device: torch.device, pin: bool = False):
-        self.data = torch.zeros((n, layout.row_bytes), dtype=torch.uint8, device=device, pin_memory=pin)
+    def __init__(self, layout: _Layout, n: int, device: torch.device, pin: bool = False, kind: str = HOST):
+        with allocating(kind):
+            self.data = torch.zeros((n, layout.row_bytes), dtype=torch.uint8, device=device, pin_memory=pin)
         self.fields = [self.data[:, o:o + math.prod(shape) * dtype.itemsize].view(dtype).view(n, *shape)
                        for o, (shape, dtype) in zip(layout.offsets, layout.fields)]
         self.bytes = memoryview(self.data.numpy()).cast("B") if self.data.device.type == "cpu" else None
@@ -133,8 +134,8 @@ class _MemoryTier(_Tier):
             if self.budget_bytes is not None:
                 frames = min(frames, max(1, (self.budget_bytes - self.used_bytes) // layout.frame_bytes))
             self.starts.append(self.capacity)
-            self.chunks.append(_Rows(layout, frames * b, self.device, self.pin))
-            label("pool (device)" if self.kind == "device" else HOST, self.chunks[-1].data)
+            self.chunks.append(_Rows(layout, frames * b, self.device, self.pin,
+                                     "pool (device)" if self.kind == "device" else HOST))
             self.capacity += frames * b
         r = row - self.starts[-1]
         for dst, src in zip(self.chunks[-1].fields, fields):
@@ -211,7 +212,6 @@ class _DiskTier(_Tier):
         if self._fh is None:
             self._open()
             self._scratch = _Rows(layout, layout.batch, host_device())
-            label(HOST, self._scratch.data)
         for dst, src in zip(self._scratch.fields, fields):
             _put(dst, src)
         data, offset = self._scratch.bytes, self.frames * len(self._scratch.bytes)
@@ -378,7 +378,6 @@ class HistoryPool:
         buf = self._gather.get(device)
         if buf is None or len(buf) < rows:
             buf = self._gather[device] = _Rows(self._layout, rows, device, pin)
-            label(HOST, buf.data)
         return buf
 
     # ------------------------------------------------------------------ writing

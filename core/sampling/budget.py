@@ -46,7 +46,7 @@ def weight_bytes(model: BackboneModel, dtype: torch.dtype, block_swap: int = 0) 
     """Device bytes of the weights (and buffers) in ``dtype`` (fp8 layers at their own size); ``block_swap``
     blocks live in host memory, two of them on the device at once while they are streamed."""
     total = sum(p.numel() * _itemsize(p, dtype) for p in (*model.parameters(), *model.buffers()))
-    blocks = getattr(model, "blocks", None)
+    blocks = model.blocks
     if not block_swap or not blocks:
         return total
     one = sum(p.numel() * _itemsize(p, dtype) for p in (*blocks[0].parameters(), *blocks[0].buffers()))
@@ -80,9 +80,9 @@ def device_bytes(model: BackboneModel, cfg: SamplingConfig, latent_hw: tuple[int
     else:
         buffers = cfg.window * exact if memory.kv == "fp8" else 0
     retrieved = L * top_k * exact
-    text = L * 2 * batch * getattr(c, "text_len", 512) * c.dim * item
+    text = L * 2 * batch * c.text_len * c.dim * item
     block = batch * cfg.frames_per_block * tokens
-    forward = block * (2 * getattr(c, "ffn_dim", 4 * c.dim) + 4 * c.dim) * item
+    forward = block * (2 * c.ffn_dim + 4 * c.dim) * item
     evict = exact if cfg.retrieval is not None else 0       # one layer's frame on its way to the pool
     return DeviceBytes(weight_bytes(model, dtype, memory.block_swap), cache, buffers, retrieved, text,
                        max(forward, evict))

@@ -16,7 +16,7 @@ from typing import Callable, Sequence
 
 import torch
 
-from ..files.memory_trace import HOST, host_device, label
+from ..files.memory_trace import HOST, allocating, host_device, label
 from ..model.attention import attention
 from .budget import LATENT_COPIES, run_bytes
 from .config import SamplingConfig, check_latent_size
@@ -158,8 +158,8 @@ class _BlockLoop:
         self.steps = self.sampler.step_list(cfg)
         self.noise = NoiseSource(cfg.noise, seed, (self.b, self.c, num_frames, *latent_hw), cfg.renoises_per_block + 1)
         self.text = self._encode(0)
-        self.output = torch.zeros(self.b, num_frames, self.c, *latent_hw, dtype=torch.float32, device=host_device())
-        label(HOST, self.output)
+        with allocating(HOST):
+            self.output = torch.zeros(self.b, num_frames, self.c, *latent_hw, dtype=torch.float32, device=host_device())
         self.describe = make_describer(encoder)
         self.descriptors: torch.Tensor | None = None                    # [B, T, D]
         self.pool = self._make_pool()

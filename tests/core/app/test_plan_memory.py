@@ -68,7 +68,8 @@ def test_a_gpu_too_small_for_the_cache_is_refused_with_its_own_numbers(meta_mode
     need = check_memory(wide, meta_model, 1, "cuda", torch.bfloat16, device_room=64 * GIB)
     message = refusal(wide, meta_model, 1, "cuda", torch.bfloat16, device_room=need.working // 2)
     assert " of cuda memory (" in message and "the KV cache" in message
-    assert message.endswith("make the video smaller (width and height) or the window shorter")
+    assert message.endswith("or the window shorter, or leave the memory settings on auto (shared context buffers, "
+                            "block swap, an fp8 KV cache)")
 
 
 def test_weights_already_on_the_device_are_not_counted_again(ram):

@@ -31,9 +31,9 @@ def declared(protocol) -> set[str]:
 def test_the_wan_transformer_is_a_backbone_model():
     model = tiny_model()
     assert isinstance(model, BackboneModel) and isinstance(model.cfg, BackboneConfig)
-    assert declared(BackboneModel) == {"cfg", "parameters", "encode_text", "__call__", "write_cache"}
-    assert {"dim", "num_layers", "num_heads", "head_dim", "in_dim", "out_dim", "patch_size", "text_dim"} == \
-        declared(BackboneConfig)
+    assert declared(BackboneModel) == {"cfg", "blocks", "parameters", "buffers", "encode_text", "__call__", "write_cache"}
+    assert {"dim", "num_layers", "num_heads", "head_dim", "in_dim", "out_dim", "patch_size", "text_dim", "text_len",
+            "ffn_dim"} == declared(BackboneConfig)
 
 
 def test_the_cache_and_the_recache_are_attention_contexts_that_write():
@@ -98,6 +98,8 @@ class FakeSizes:
     in_dim: int = 16
     out_dim: int = 16
     text_dim: int = 8
+    text_len: int = 4
+    ffn_dim: int = 32
     patch_size: tuple[int, int, int] = (1, 1, 1)
 
     @property
@@ -113,10 +115,14 @@ class FakeBackbone:
     def __init__(self):
         self.cfg = FakeSizes()
         self.weight = torch.nn.Parameter(torch.ones(()))
+        self.blocks = ()
         self.forwards = 0
 
     def parameters(self, recurse: bool = True):
         yield self.weight
+
+    def buffers(self, recurse: bool = True):
+        return iter(())
 
     def encode_text(self, prompt_embeds):
         return TextContext([(prompt_embeds.mean(1), prompt_embeds.mean(1))])
