@@ -9,11 +9,11 @@ pinned when the compute device is CUDA), ``disk`` — the first with an optional
 frame that does not fit spills to the next tier, so each tier holds one run of consecutive entries.
 Every tier stores one fixed-size row per entry and sample, its fields (K, V, scales or the latent)
 back to back: RAM and GPU tiers in a few large chunks, the disk tier in one append-only file per
-pool (row r at byte r·row_bytes), deleted by close() or garbage collection; its name carries the run's pid and
-host, so that ``sweep_pool_files`` (called by a front end at its start) can delete the files of runs killed
-before they could. Nothing is listed or searched, so an append or a gather costs the same at entry 10 as at
-100,000: a gather reads its rows into one reused buffer (pinned, then one copy, for a GPU) and decodes them into
-new tensors.
+pool (disk.py: row r at byte r·stride, large rows read past the page cache, a few at once), deleted by close()
+or garbage collection, and swept by ``sweep_pool_files`` when its run was killed before it could. Nothing is listed
+or searched, so an append or a gather costs the same at entry 10 as at 100,000: a gather reads its rows into one
+reused buffer (pinned for a GPU, each row copied on as soon as it is read) and decodes them into new tensors or
+the caller's.
 
 What is stored (``storage``):
   ``kv``       exact K/V in the compute dtype (reference behaviour, the default);
@@ -29,18 +29,16 @@ from __future__ import annotations
 
 import bisect
 import math
-import os
-import tempfile
-import weakref
-from pathlib import Path
-from typing import Callable, Sequence
+from typing import Callable, Iterator, Sequence
 
 import torch
 
-from ..files import owners
-from ..files.atomic import WriteError
 from ..files.memory import device_available, host_available
 from .config import PoolConfig
+from .disk import (DIRECT_ALIGN, POOL_FILES, POOL_PREFIX, PoolFile, aligned_bytes, pool_folder, row_stride,
+                   sweep_pool_files)
+
+__all__ = ["HistoryPool", "frame_bytes", "POOL_FILES", "POOL_PREFIX", "pool_folder", "sweep_pool_files"]
 
 # (latents [B, n, C, H, W]) -> (k, v) each [layers, B, n·tokens, heads, d] before RoPE
 Recompute = Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
@@ -75,11 +73,15 @@ class _Layout:
 
 
 class _Rows:
-    """uint8 rows [n, row_bytes] on one device, with their field views [n, *shape] made once."""
+    """uint8 rows [n, stride] on one device (stride: row_bytes, or more for the disk's aligned rows; on the host the
+    first row starts at a multiple of 4 KiB), with their field views [n, *shape] made once."""
     __slots__ = ("data", "fields", "bytes")
 
-    def __init__(self, layout: _Layout, n: int, device: torch.device, pin: bool = False):
-        self.data = torch.zeros((n, layout.row_bytes), dtype=torch.uint8, device=device, pin_memory=pin)
+    def __init__(self, layout: _Layout, n: int, device: torch.device, pin: bool = False, stride: int | None = None):
+        stride = layout.row_bytes if stride is None else stride
+        flat = aligned_bytes(n * stride, pin) if device.type == "cpu" else \
+            torch.zeros(n * stride, dtype=torch.uint8, device=device)
+        self.data = flat.view(n, stride)
         self.fields = [self.data[:, o:o + math.prod(shape) * dtype.itemsize].view(dtype).view(n, *shape)
                        for o, (shape, dtype) in zip(layout.offsets, layout.fields)]
         self.bytes = memoryview(self.data.numpy()).cast("B") if self.data.device.type == "cpu" else None
@@ -144,6 +146,13 @@ class _MemoryTier(_Tier):
         self.chunks, self.starts, self.capacity = [], [], 0
 
 
+def _new(shape: tuple[int, ...], dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    """An empty tensor; on the host at a multiple of 4 KiB, so that a disk read can fill it directly."""
+    if device.type != "cpu":
+        return torch.empty(shape, dtype=dtype, device=device)
+    return aligned_bytes(math.prod(shape) * dtype.itemsize, zero=False).view(dtype).view(shape)
+
+
 def _resolve(device: str | torch.device) -> torch.device:
     """'cuda' → 'cuda:<current>', so devices compare equal however they were named."""
     device = torch.device(device)
@@ -152,99 +161,35 @@ def _resolve(device: str | torch.device) -> torch.device:
     return device
 
 
-POOL_PREFIX = "longlive_rag_pool_"      # + <pid>@<host>.<random>.bin: its run is in its name
-POOL_FILES = owners.temp_pattern(POOL_PREFIX, r"\.bin")
-_POOL_FIX = "free space there or choose another pool folder (--pool-dir), or keep the pool in RAM"
-
-
-def pool_folder(directory: str | None) -> Path:
-    """Where the disk tier's file goes: ``directory``, else the system's temporary folder (the folder the planner
-    checks the free space of, and stale pool files are swept from)."""
-    return Path(directory) if directory is not None else Path(tempfile.gettempdir())
-
-
-def sweep_pool_files(directory: str | Path | None) -> list[Path]:
-    """Delete the pool files that runs now gone (killed before they could) left in ``directory`` (None: the
-    system's temporary folder); a live run's file is never touched (core/files/owners.py). → those deleted."""
-    return owners.sweep(pool_folder(directory), POOL_FILES)
-
-
-def _delete_file(fh, path: str) -> None:
-    fh.close()
-    try:
-        os.remove(path)
-    except FileNotFoundError:
-        pass
-
-
 class _DiskTier(_Tier):
-    """Rows in one append-only file, row r at byte r·row_bytes; created at the first write and
-    deleted by close() or when the tier is garbage-collected."""
+    """Rows in one append-only file (``PoolFile``, disk.py), created at the first write and deleted by close() or
+    when the tier is garbage-collected."""
 
     def __init__(self, directory: str | None):
         super().__init__("disk", None)
         self.directory = directory
-        self.path: str | None = None
-        self._fh = None
-        self._finalizer = None
+        self.file: PoolFile | None = None
         self._scratch: _Rows | None = None   # the entry being written
 
-    def _open(self) -> None:
-        root = pool_folder(self.directory)
-        root.mkdir(parents=True, exist_ok=True)
-        try:
-            fd, self.path = owners.temp_file(root, POOL_PREFIX, ".bin")
-        except OSError as e:
-            raise WriteError("history pool: creating its file in", root, e, _POOL_FIX, folder=root) from e
-        self._fh = os.fdopen(fd, "r+b", buffering=0)
-        self._finalizer = weakref.finalize(self, _delete_file, self._fh, self.path)
+    @property
+    def path(self) -> str | None:
+        return self.file.path if self.file is not None else None
 
     def write(self, layout: _Layout, fields: Sequence[torch.Tensor]) -> None:
         """Append the next entry's fields [B, *shape] to the file."""
-        if self._fh is None:
-            self._open()
-            self._scratch = _Rows(layout, layout.batch, torch.device("cpu"))
+        if self.file is None:
+            self.file = PoolFile(self.directory, layout.row_bytes)
+            self._scratch = _Rows(layout, layout.batch, torch.device("cpu"), stride=self.file.stride)
         for dst, src in zip(self._scratch.fields, fields):
             dst.copy_(src)
-        data, offset = self._scratch.bytes, self.frames * len(self._scratch.bytes)
-        try:
-            while data:
-                n = _pwrite(self._fh, data, offset)
-                data, offset = data[n:], offset + n
-        except OSError as e:
-            raise WriteError(f"history pool: writing frame {self.frames} to", self.path, e, _POOL_FIX) from e
+        self.file.write(self.frames * layout.batch, self._scratch.bytes, self.frames)
         self._stored(layout)
-
-    def read(self, r: int, dst: memoryview) -> None:
-        """Row r into dst (row_bytes bytes)."""
-        offset = r * len(dst)
-        while dst:
-            n = _preadinto(self._fh, dst, offset)
-            if not n:
-                raise OSError(f"history pool: {self.path} ended before row {r}; was it deleted or truncated?")
-            dst, offset = dst[n:], offset + n
 
     def close(self) -> None:
         super().close()
-        if self._finalizer is not None:
-            self._finalizer()
-        self._fh = self._finalizer = self.path = self._scratch = None
-
-
-if hasattr(os, "pwrite") and hasattr(os, "preadv"):   # one system call each, no shared file position
-    def _pwrite(fh, data: memoryview, offset: int) -> int:
-        return os.pwrite(fh.fileno(), data, offset)
-
-    def _preadinto(fh, dst: memoryview, offset: int) -> int:
-        return os.preadv(fh.fileno(), [dst], offset)
-else:                                                  # Windows
-    def _pwrite(fh, data: memoryview, offset: int) -> int:
-        fh.seek(offset)
-        return fh.write(data)
-
-    def _preadinto(fh, dst: memoryview, offset: int) -> int:
-        fh.seek(offset)
-        return fh.readinto(dst)
+        if self.file is not None:
+            self.file.close()
+        self.file = self._scratch = None
 
 
 def _encode(storage: str, ks: torch.Tensor, vs: torch.Tensor) -> list[torch.Tensor]:
@@ -342,10 +287,11 @@ class HistoryPool:
         return {t.kind: {"bytes": t.used_bytes, "budget": t.budget_bytes, "frames": t.frames} for t in self.tiers}
 
     def _gather_buffer(self, rows: int, device: torch.device, pin: bool = False) -> _Rows:
-        """The reused gather buffer on ``device`` with at least ``rows`` rows."""
+        """The reused gather buffer on ``device`` with at least ``rows`` rows (of the disk's aligned stride)."""
         buf = self._gather.get(device)
         if buf is None or len(buf) < rows:
-            buf = self._gather[device] = _Rows(self._layout, rows, device, pin)
+            self._gather.pop(device, None)          # the old buffer's memory goes before the new one's comes
+            buf = self._gather[device] = _Rows(self._layout, rows, device, pin, row_stride(self._layout.row_bytes))
         return buf
 
     # ------------------------------------------------------------------ writing
@@ -374,61 +320,101 @@ class HistoryPool:
             local -= tier.frames
         raise IndexError(f"history pool index {i} out of range: the pool holds {len(self)} frames")
 
-    def _read_rows(self, indices: list[list[int]], device: torch.device) -> _Rows:
-        """The rows of entries indices[b][j] for sample b into the first B·n rows of the reused
-        gather buffer on ``device`` (valid until the next gather). Disk and RAM rows bound for a
-        GPU are collected in one pinned buffer and moved in one copy."""
+    def _read_rows(self, indices: list[list[int]], device: torch.device, dst: _Rows,
+                   place: Callable[[int], list[torch.Tensor]] | None = None) -> Iterator[tuple[int, bool]]:
+        """Read the rows of entries indices[b][j] for sample b into row b·n + j of ``dst`` (the reused gather buffer
+        on ``device``); yields (each such row, whether it went to ``place(row)`` instead) once it is there, so that
+        it is decoded while the next are read. ``place``: where a disk row's bytes go straight to, in order (the
+        caller's tensors), for a host ``device``. Disk and RAM rows bound for a GPU pass through one pinned buffer,
+        each copied on as soon as it is read."""
         b, n = len(indices), len(indices[0])
-        dst = self._gather_buffer(b * n, device)
         far, near = [], []           # (row in dst, tier, row in tier); far: via the host buffer
         for bi, row in enumerate(indices):
             for j, i in enumerate(row):
                 tier, local = self._locate(i)
                 here = device.type == "cpu" or (isinstance(tier, _MemoryTier) and tier.device == device)
                 (near if here else far).append((bi * n + j, tier, local * b + bi))
+        yield from self._fill(dst, near, place)
         if far:
             cuda = device.type == "cuda"
             if self._h2d_done is not None:
-                self._h2d_done.synchronize()     # the previous gather's copy has left the host buffer
+                self._h2d_done.synchronize()     # the previous gather's copies have left the host buffer
             host = self._gather_buffer(b * n, torch.device("cpu"), pin=cuda)
-            self._fill(host, far)
-            dst.data[:b * n].copy_(host.data[:b * n], non_blocking=cuda)
+            for j, _ in self._fill(host, far):   # the copy of a row overlaps the reads of the next
+                dst.data[j].copy_(host.data[j], non_blocking=cuda)
+                yield j, False
             if cuda:
                 self._h2d_done = torch.cuda.Event()
                 self._h2d_done.record(torch.cuda.current_stream(device))
-        self._fill(dst, near)        # after the bulk copy, which carried garbage in these rows
-        return dst
 
-    def _fill(self, dst: _Rows, rows: list[tuple[int, _Tier, int]]) -> None:
-        size = self._layout.row_bytes
-        for j, tier, r in sorted(rows, key=lambda x: x[2]):   # disk rows in file order
+    def _fill(self, dst: _Rows, rows: list[tuple[int, _Tier, int]],
+              place: Callable[[int], list[torch.Tensor]] | None = None) -> Iterator[tuple[int, bool]]:
+        """Copy ``rows`` [(row in dst, tier, row in tier)] into ``dst`` (disk rows into ``place(row)`` if given);
+        yields (each row of dst, placed) once it is there: memory rows first, then the disk's in file order, read a
+        few at a time."""
+        size, disk = self._layout.row_bytes, []
+        for j, tier, r in rows:
             if isinstance(tier, _DiskTier):
-                tier.read(r, dst.bytes[j * size:(j + 1) * size])
+                disk.append((r, j, tier))
             else:
-                dst.data[j].copy_(tier.row(r))
+                dst.data[j, :size].copy_(tier.row(r))
+                yield j, False
+        if disk:
+            disk.sort(key=lambda x: x[0])
+            jobs = [(r, dst.data[j] if place is None else place(j)) for r, j, _ in disk]
+            for pos in disk[0][2].file.read_many(jobs):
+                yield disk[pos][1], place is not None
 
-    def gather(self, indices: torch.Tensor, device: torch.device, dtype: torch.dtype
-               ) -> tuple[torch.Tensor, torch.Tensor]:
+    def _in_place(self, result: Sequence[torch.Tensor], device: torch.device, n: int, tokens: int
+                  ) -> Callable[[int], list[torch.Tensor]] | None:
+        """For exact K/V bound for the host: row b·n + j → the slices of ``result`` (k, v [layers, B, n·tokens,
+        heads, d]) its bytes are, in file order, when a disk read can fill them directly (no decode copy): the
+        stored dtype, no padding in or after the row, every slice at a multiple of 4 KiB. Else None."""
+        layout, k = self._layout, result[0]
+        chunk = k[0, 0, :tokens].numel() * k.element_size()           # one layer's K of one frame
+        if (self.storage != "kv" or device.type != "cpu" or k.dtype != layout.fields[0][1]
+                or layout.offsets[1] != layout.row_bytes // 2 or row_stride(layout.row_bytes) != layout.row_bytes
+                or chunk % DIRECT_ALIGN or any(o.data_ptr() % DIRECT_ALIGN for o in result) or k.shape[0] > 256):
+            return None
+
+        def place(j: int) -> list[torch.Tensor]:
+            b, i = divmod(j, n)
+            return [o[layer, b, i * tokens:(i + 1) * tokens] for o in result for layer in range(o.shape[0])]
+        return place
+
+    def gather(self, indices: torch.Tensor, device: torch.device, dtype: torch.dtype,
+               out: tuple[torch.Tensor, torch.Tensor] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """indices [B, n] pool entries per sample → (k, v) [layers, B, n·tokens, heads, d] before RoPE,
-        on ``device`` in ``dtype`` (new tensors the caller owns). Called once per block; the result
-        serves every step and layer."""
+        on ``device`` in ``dtype`` (new tensors the caller owns, or ``out``: contiguous tensors of that shape,
+        written and returned — saves allocating 1–2 GB per block at real size; the latent storage ignores it).
+        Called once per block; the result serves every step and layer."""
         device = _resolve(device)
         b, n = indices.shape
         if len(self) == 0:
             raise IndexError("history pool: gather from an empty pool")
-        rows = self._read_rows(indices.tolist(), device)
-        fields = [f[:b * n].view(b, n, *f.shape[1:]) for f in rows.fields]
+        rows = self._gather_buffer(b * n, device)
         if self.storage == "latent":
-            return self.recompute(fields[0].clone())                      # [B, n, C, H, W]
-        scales = fields[2:] if len(fields) == 4 else (None, None)
-        out = []
-        for x, s in zip(fields[:2], scales):                                # x [B, n, layers, T, heads, d]
-            x = x if s is None else x.float() * s
-            layers, t, h, d = x.shape[2:]
-            o = torch.empty((layers, b, n, t, h, d), dtype=dtype, device=device)
-            o.copy_(x.permute(2, 0, 1, 3, 4, 5))
-            out.append(o.view(layers, b, n * t, h, d))
-        return out[0], out[1]
+            for _ in self._read_rows(indices.tolist(), device, rows):
+                pass
+            return self.recompute(rows.fields[0][:b * n].view(b, n, *rows.fields[0].shape[1:]).clone())
+        layers, t, h, d = rows.fields[0].shape[1:]                        # a row's K: [layers, T, heads, d]
+        shape = (layers, b, n * t, h, d)
+        result = out if out is not None else [_new(shape, dtype, device) for _ in range(2)]
+        for o in result:
+            if o.shape != shape or o.dtype != dtype or _resolve(o.device) != device or not o.is_contiguous():
+                raise ValueError(f"history pool: gather into a {o.dtype} tensor of shape {tuple(o.shape)} on "
+                                 f"{o.device}; expected a contiguous {dtype} tensor of shape {shape} on {device} "
+                                 f"(or no out= to get new tensors)")
+        scaled = len(rows.fields) == 4
+        arrivals = self._read_rows(indices.tolist(), device, rows, self._in_place(result, device, n, t))
+        for j, placed in arrivals:                                          # decode each row as it arrives
+            if placed:
+                continue
+            bi, jj = divmod(j, n)
+            for i, o in enumerate(result):
+                x = rows.fields[i][j] if not scaled else rows.fields[i][j].float() * rows.fields[2 + i][j]
+                o[:, bi, jj * t:(jj + 1) * t].copy_(x)
+        return result[0], result[1]
 
     # ------------------------------------------------------------------ lifetime
     def close(self) -> None:
