@@ -8,8 +8,9 @@ rows where the same disk reads 1.5–2 GB/s directly (benchmarks/pool_disk.py). 
 available (macOS, Windows, tmpfs, a buffer or device it rejects) a read goes through the page cache instead: the
 same bytes. Small rows (tiny models, tests) are neither padded nor read directly.
 
-Writes go through the page cache (an append returns without waiting for the disk); a direct read of a row not yet
-on the disk makes the kernel write it first, so a read always returns what was written.
+Writes go through the page cache, so an append returns without waiting for the disk (a direct write would add the
+disk's time to every block that evicts); a direct read of a row not yet on the disk makes the kernel write it
+first, so a read always returns what was written.
 
 The file's name carries the run's pid and host, so that ``sweep_pool_files`` (called by a front end at its start)
 can delete the files of runs killed before they could; ``close()`` (or garbage collection) deletes it.
@@ -113,7 +114,7 @@ class PoolFile:
         self._finalizer = weakref.finalize(self, _close, self._fds, self.path)
 
     def write(self, r: int, data: memoryview, frame: int) -> None:
-        """Row r ← ``data`` (``stride`` bytes); ``frame`` names the entry in an error."""
+        """Rows r, r+1, … ← ``data`` (a whole number of rows); ``frame`` names the entry in an error."""
         if self._fd < 0:
             self._open()
         offset = r * self.stride
