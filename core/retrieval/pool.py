@@ -1,24 +1,23 @@
 """The history pool: what is kept of each frame that leaves the KV cache window.
 
-Entry i is global frame ``sink + i`` (frames leave in order). Stored per frame, for every
-layer: K (before RoPE) and V, each [layers, B, tokens, heads, head_dim]. Entries are real
-copies taken at eviction — never views of the cache, which keeps moving.
+Entry i is global frame ``sink + i`` (frames leave in order). Stored per frame, for every layer: K (before RoPE)
+and V, each [layers, B, tokens, heads, head_dim]: copies taken at eviction, never views of the moving cache.
 
 Where entries live is a list of tiers filled in order — ``device`` (GPU memory), ``host`` (RAM,
 pinned when the compute device is CUDA), ``disk`` — the first with an optional byte budget; a
 frame that does not fit spills to the next tier, so each tier holds one run of consecutive entries.
 Every tier stores one fixed-size row per entry and sample, its fields (K, V, scales or the latent)
 back to back: RAM and GPU tiers in a few large chunks, the disk tier in one append-only file per
-pool (row r at byte r·row_bytes), deleted by close() or garbage collection; its name carries the run's pid and
-host, so that ``sweep_pool_files`` (called by a front end at its start) can delete the files of runs killed
-before they could. Nothing is listed or searched, so an append or a gather costs the same at entry 10 as at
-100,000: a gather reads its rows into one reused buffer (pinned, then one copy, for a GPU) and decodes them into
-new tensors.
+pool (disk.py: row r at byte r·stride, large rows read past the page cache, a few at once), deleted by close()
+or garbage collection, and swept by ``sweep_pool_files`` when its run was killed before it could. Nothing is listed
+or searched, so an append or a gather costs the same at entry 10 as at 100,000. An append encodes and copies one
+layer at a time; a gather decodes each row straight from where it is kept (disk rows via one reused host buffer,
+pinned for a GPU) into new tensors or the caller's: nothing of the whole choice's size is made on the device twice.
 
 What is stored (``storage``):
   ``kv``       exact K/V in the compute dtype (reference behaviour, the default);
-  ``kv-half``  K/V in half the bytes (bfloat16 for float32 compute, float8-e4m3 with a
-               per-frame/layer/head scale for 16-bit compute) — an approximation;
+  ``kv-half``  K/V in half the bytes (bfloat16 for float32 compute, float8-e4m3 with a per-frame/layer/head scale
+               for 16-bit compute) — an approximation;
   ``kv-fp8``   K/V as float8-e4m3 with one float32 scale per token and head (amax over head_dim / 448),
                whatever the compute dtype: about a quarter of ``kv`` for float32 compute, about half for
                16-bit — an approximation (≤ 2^-4 relative per element);
@@ -29,22 +28,19 @@ from __future__ import annotations
 
 import bisect
 import math
-import os
-import tempfile
-import weakref
-from pathlib import Path
-from typing import Callable, Sequence
+from typing import Callable, Iterator, Sequence
 
 import torch
 
-from ..files import owners
-from ..files.atomic import WriteError
 from ..files.memory import device_available, host_available
 from ..files.memory_trace import HOST, allocating, host_device, label
 from .config import PoolConfig
+from .disk import (DIRECT_ALIGN, POOL_FILES, POOL_PREFIX, PoolFile, aligned_bytes, pool_folder,  # noqa: F401
+                   row_stride, sweep_pool_files)
 
-# (latents [B, n, C, H, W]) -> (k, v) each [layers, B, n·tokens, heads, d] before RoPE
-Recompute = Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
+__all__ = ["HistoryPool", "frame_bytes", "POOL_FILES", "POOL_PREFIX", "pool_folder", "sweep_pool_files"]
+
+Recompute = Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]]   # latents [B, n, C, H, W] → k, v before RoPE
 
 _ALIGN = 8                  # field offsets within a row: any dtype can view its bytes
 _CHUNK_BYTES = 64 * 2**20   # RAM/GPU tiers grow by chunks of at most this (or one frame if larger)
@@ -68,7 +64,7 @@ class _Layout:
         self.frame_bytes = self.batch * data    # what a frame costs against a budget (no padding)
 
     def view(self, row: torch.Tensor, f: int) -> torch.Tensor:
-        """Field ``f`` of one row (uint8 [row_bytes]) as a tensor [*shape] of its dtype (a view, no copy)."""
+        """Field ``f`` of one row (uint8, at least row_bytes) as a tensor [*shape] of its dtype (a view, no copy)."""
         (shape, dtype), o = self.fields[f], self.offsets[f]
         return row[o:o + math.prod(shape) * dtype.itemsize].view(dtype).view(shape)
 
@@ -81,12 +77,17 @@ class _Layout:
 
 
 class _Rows:
-    """uint8 rows [n, row_bytes] on one device, with their field views [n, *shape] made once."""
+    """uint8 rows [n, stride] on one device (stride: row_bytes, or more for the disk's aligned rows; on the host the
+    first row starts at a multiple of 4 KiB), with their field views [n, *shape] made once."""
     __slots__ = ("data", "fields", "bytes")
 
-    def __init__(self, layout: _Layout, n: int, device: torch.device, pin: bool = False, kind: str = HOST):
+    def __init__(self, layout: _Layout, n: int, device: torch.device, pin: bool = False, stride: int | None = None,
+                 kind: str = HOST):
+        stride = layout.row_bytes if stride is None else stride
         with allocating(kind):
-            self.data = torch.zeros((n, layout.row_bytes), dtype=torch.uint8, device=device, pin_memory=pin)
+            flat = aligned_bytes(n * stride, pin) if device.type == "cpu" else \
+                torch.zeros(n * stride, dtype=torch.uint8, device=device)
+        self.data = flat.view(n, stride)
         self.fields = [self.data[:, o:o + math.prod(shape) * dtype.itemsize].view(dtype).view(n, *shape)
                        for o, (shape, dtype) in zip(layout.offsets, layout.fields)]
         self.bytes = memoryview(self.data.numpy()).cast("B") if self.data.device.type == "cpu" else None
@@ -135,7 +136,7 @@ class _MemoryTier(_Tier):
                 frames = min(frames, max(1, (self.budget_bytes - self.used_bytes) // layout.frame_bytes))
             self.starts.append(self.capacity)
             self.chunks.append(_Rows(layout, frames * b, self.device, self.pin,
-                                     "pool (device)" if self.kind == "device" else HOST))
+                                     kind="pool (device)" if self.kind == "device" else HOST))
             self.capacity += frames * b
         r = row - self.starts[-1]
         for dst, src in zip(self.chunks[-1].fields, fields):
@@ -152,6 +153,13 @@ class _MemoryTier(_Tier):
         self.chunks, self.starts, self.capacity = [], [], 0
 
 
+def _new(shape: tuple[int, ...], dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    """An empty tensor; on the host at a multiple of 4 KiB, so that a disk read can fill it directly."""
+    if device.type != "cpu":
+        return torch.empty(shape, dtype=dtype, device=device)
+    return aligned_bytes(math.prod(shape) * dtype.itemsize, zero=False).view(dtype).view(shape)
+
+
 def _resolve(device: str | torch.device) -> torch.device:
     """'cuda' → 'cuda:<current>', so devices compare equal however they were named."""
     device = torch.device(device)
@@ -160,99 +168,35 @@ def _resolve(device: str | torch.device) -> torch.device:
     return device
 
 
-POOL_PREFIX = "longlive_rag_pool_"      # + <pid>@<host>.<random>.bin: its run is in its name
-POOL_FILES = owners.temp_pattern(POOL_PREFIX, r"\.bin")
-_POOL_FIX = "free space there or choose another pool folder (--pool-dir), or keep the pool in RAM"
-
-
-def pool_folder(directory: str | None) -> Path:
-    """Where the disk tier's file goes: ``directory``, else the system's temporary folder (the folder the planner
-    checks the free space of, and stale pool files are swept from)."""
-    return Path(directory) if directory is not None else Path(tempfile.gettempdir())
-
-
-def sweep_pool_files(directory: str | Path | None) -> list[Path]:
-    """Delete the pool files that runs now gone (killed before they could) left in ``directory`` (None: the
-    system's temporary folder); a live run's file is never touched (core/files/owners.py). → those deleted."""
-    return owners.sweep(pool_folder(directory), POOL_FILES)
-
-
-def _delete_file(fh, path: str) -> None:
-    fh.close()
-    try:
-        os.remove(path)
-    except FileNotFoundError:
-        pass
-
-
 class _DiskTier(_Tier):
-    """Rows in one append-only file, row r at byte r·row_bytes; created at the first write and
-    deleted by close() or when the tier is garbage-collected."""
+    """Rows in one append-only file (``PoolFile``, disk.py), created at the first write and deleted by close() or
+    when the tier is garbage-collected."""
 
     def __init__(self, directory: str | None):
         super().__init__("disk", None)
         self.directory = directory
-        self.path: str | None = None
-        self._fh = None
-        self._finalizer = None
+        self.file: PoolFile | None = None
         self._scratch: _Rows | None = None   # the entry being written
 
-    def _open(self) -> None:
-        root = pool_folder(self.directory)
-        root.mkdir(parents=True, exist_ok=True)
-        try:
-            fd, self.path = owners.temp_file(root, POOL_PREFIX, ".bin")
-        except OSError as e:
-            raise WriteError("history pool: creating its file in", root, e, _POOL_FIX, folder=root) from e
-        self._fh = os.fdopen(fd, "r+b", buffering=0)
-        self._finalizer = weakref.finalize(self, _delete_file, self._fh, self.path)
+    @property
+    def path(self) -> str | None:
+        return self.file.path if self.file is not None else None
 
     def write(self, layout: _Layout, fields: Sequence[torch.Tensor]) -> None:
         """Append the next entry's fields [B, *shape] to the file."""
-        if self._fh is None:
-            self._open()
-            self._scratch = _Rows(layout, layout.batch, host_device())
+        if self.file is None:
+            self.file = PoolFile(self.directory, layout.row_bytes)
+            self._scratch = _Rows(layout, layout.batch, host_device(), stride=self.file.stride)
         for dst, src in zip(self._scratch.fields, fields):
             _put(dst, src)
-        data, offset = self._scratch.bytes, self.frames * len(self._scratch.bytes)
-        try:
-            while data:
-                n = _pwrite(self._fh, data, offset)
-                data, offset = data[n:], offset + n
-        except OSError as e:
-            raise WriteError(f"history pool: writing frame {self.frames} to", self.path, e, _POOL_FIX) from e
+        self.file.write(self.frames * layout.batch, self._scratch.bytes, self.frames)
         self._stored(layout)
-
-    def read(self, r: int, dst: memoryview) -> None:
-        """Row r into dst (row_bytes bytes)."""
-        offset = r * len(dst)
-        while dst:
-            n = _preadinto(self._fh, dst, offset)
-            if not n:
-                raise OSError(f"history pool: {self.path} ended before row {r}; was it deleted or truncated?")
-            dst, offset = dst[n:], offset + n
 
     def close(self) -> None:
         super().close()
-        if self._finalizer is not None:
-            self._finalizer()
-        self._fh = self._finalizer = self.path = self._scratch = None
-
-
-if hasattr(os, "pwrite") and hasattr(os, "preadv"):   # one system call each, no shared file position
-    def _pwrite(fh, data: memoryview, offset: int) -> int:
-        return os.pwrite(fh.fileno(), data, offset)
-
-    def _preadinto(fh, dst: memoryview, offset: int) -> int:
-        return os.preadv(fh.fileno(), [dst], offset)
-else:                                                  # Windows
-    def _pwrite(fh, data: memoryview, offset: int) -> int:
-        fh.seek(offset)
-        return fh.write(data)
-
-    def _preadinto(fh, dst: memoryview, offset: int) -> int:
-        fh.seek(offset)
-        return fh.readinto(dst)
+        if self.file is not None:
+            self.file.close()
+        self.file = self._scratch = None
 
 
 def _encode(storage: str, ks: torch.Tensor, vs: torch.Tensor) -> list[torch.Tensor]:
@@ -290,12 +234,11 @@ class _Layers:
         self.shape = torch.Size((one.shape[1], len(k), *one.shape[2:]))
         self.dtype = one.dtype
 
-    def layer(self, i: int) -> torch.Tensor:
-        return _encode(self.storage, self.k[i][None], self.v[i][None])[self.f][0]     # [B, *shape]
+    def layer(self, i: int) -> torch.Tensor:     # [B, *shape]
+        return _encode(self.storage, self.k[i][None], self.v[i][None])[self.f][0]
 
 
-def _put(dst: torch.Tensor, src) -> None:
-    """Copy a field (a tensor, or ``_Layers`` layer by layer) into ``dst`` [B, ...]."""
+def _put(dst: torch.Tensor, src) -> None:     # a field (a tensor, or _Layers layer by layer) into dst [B, ...]
     if isinstance(src, _Layers):
         for i in range(dst.shape[1]):
             dst[:, i].copy_(src.layer(i))
@@ -374,10 +317,11 @@ class HistoryPool:
         return {t.kind: {"bytes": t.used_bytes, "budget": t.budget_bytes, "frames": t.frames} for t in self.tiers}
 
     def _gather_buffer(self, rows: int, device: torch.device, pin: bool = False) -> _Rows:
-        """The reused gather buffer on ``device`` with at least ``rows`` rows."""
+        """The reused gather buffer on ``device`` with at least ``rows`` rows (of the disk's aligned stride)."""
         buf = self._gather.get(device)
         if buf is None or len(buf) < rows:
-            buf = self._gather[device] = _Rows(self._layout, rows, device, pin)
+            self._gather.pop(device, None)          # the old buffer's memory goes before the new one's comes
+            buf = self._gather[device] = _Rows(self._layout, rows, device, pin, row_stride(self._layout.row_bytes))
         return buf
 
     # ------------------------------------------------------------------ writing
@@ -406,66 +350,91 @@ class HistoryPool:
             local -= tier.frames
         raise IndexError(f"history pool index {i} out of range: the pool holds {len(self)} frames")
 
-    def _sources(self, indices: list[list[int]], device: torch.device) -> list[tuple[int, int, torch.Tensor]]:
-        """(sample, j, row) for entry indices[b][j]: a RAM or GPU row as the view its tier keeps, a disk row read
-        into the reused host buffer (pinned for a GPU; valid until the next gather), in file order."""
+    def _read_rows(self, indices: list[list[int]], device: torch.device,
+                   place: Callable[[int], list[torch.Tensor]] | None = None
+                   ) -> Iterator[tuple[int, torch.Tensor | None]]:
+        """The rows of entries indices[b][j] for sample b: yields (b·n + j, its bytes) once they are readable, so
+        that each is decoded while the next are read. The bytes (uint8, at least row_bytes) are the row where a RAM
+        or GPU tier keeps it, or a disk row read into the reused host buffer (pinned for a GPU; valid until the next
+        gather) — or None when the read put them straight into ``place(b·n + j)`` (the caller's tensors, in file
+        order). Nothing of the size of the whole choice is made on the device."""
         b, n = len(indices), len(indices[0])
-        out, disk = [], []
+        disk = []
         for bi, row in enumerate(indices):
             for j, i in enumerate(row):
                 tier, local = self._locate(i)
                 if isinstance(tier, _DiskTier):
-                    disk.append((len(disk), tier, local * b + bi))
-                    out.append((bi, j, len(disk) - 1))
+                    disk.append((local * b + bi, bi * n + j, tier))
                 else:
-                    out.append((bi, j, tier.row(local * b + bi)))
-        if disk:
-            if self._h2d_done is not None:
-                self._h2d_done.synchronize()     # the previous gather's copies have left the host buffer
-            host = self._gather_buffer(len(disk), host_device(), pin=device.type == "cuda")
-            self._fill(host, disk)
-            out = [(bi, j, host.data[r] if isinstance(r, int) else r) for bi, j, r in out]
-        return out
+                    yield bi * n + j, tier.row(local * b + bi)
+        if not disk:
+            return
+        if self._h2d_done is not None:
+            self._h2d_done.synchronize()     # the previous gather's copies have left the host buffer
+        host = self._gather_buffer(b * n, host_device(), pin=device.type == "cuda")
+        disk.sort(key=lambda x: x[0])
+        jobs = [(r, host.data[j] if place is None else place(j)) for r, j, _ in disk]
+        for pos in disk[0][2].file.read_many(jobs):
+            j = disk[pos][1]
+            yield j, None if place is not None else host.data[j]
 
-    def _fill(self, dst: _Rows, rows: list[tuple[int, _Tier, int]]) -> None:
-        size = self._layout.row_bytes
-        for j, tier, r in sorted(rows, key=lambda x: x[2]):   # disk rows in file order
-            tier.read(r, dst.bytes[j * size:(j + 1) * size])
+    def _in_place(self, result: Sequence[torch.Tensor], device: torch.device, n: int, tokens: int
+                  ) -> Callable[[int], list[torch.Tensor]] | None:
+        """For exact K/V bound for the host: row b·n + j → the slices of ``result`` (k, v [layers, B, n·tokens,
+        heads, d]) its bytes are, in file order, when a disk read can fill them directly (no decode copy): the
+        stored dtype, no padding in or after the row, every slice at a multiple of 4 KiB. Else None."""
+        layout, k = self._layout, result[0]
+        chunk = k[0, 0, :tokens].numel() * k.element_size()           # one layer's K of one frame
+        if (self.storage != "kv" or device.type != "cpu" or k.dtype != layout.fields[0][1]
+                or layout.offsets[1] != layout.row_bytes // 2 or row_stride(layout.row_bytes) != layout.row_bytes
+                or chunk % DIRECT_ALIGN or any(o.data_ptr() % DIRECT_ALIGN for o in result) or k.shape[0] > 256):
+            return None
 
-    def gather(self, indices: torch.Tensor, device: torch.device, dtype: torch.dtype
-               ) -> tuple[torch.Tensor, torch.Tensor]:
+        def place(j: int) -> list[torch.Tensor]:
+            b, i = divmod(j, n)
+            return [o[layer, b, i * tokens:(i + 1) * tokens] for o in result for layer in range(o.shape[0])]
+        return place
+
+    def gather(self, indices: torch.Tensor, device: torch.device, dtype: torch.dtype,
+               out: tuple[torch.Tensor, torch.Tensor] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """indices [B, n] pool entries per sample → (k, v) [layers, B, n·tokens, heads, d] before RoPE,
-        on ``device`` in ``dtype`` (new tensors the caller owns). Called once per block; the result
-        serves every step and layer. Each row is decoded straight from where it is kept into the result (one
-        frame at a time: nothing of the size of the whole choice but the result exists on the device)."""
+        on ``device`` in ``dtype`` (new tensors the caller owns, or ``out``: contiguous tensors of that shape,
+        written and returned — saves allocating 1–2 GB per block at real size; the latent storage ignores it).
+        Called once per block; the result serves every step and layer."""
         device = _resolve(device)
         b, n = indices.shape
         if len(self) == 0:
             raise IndexError("history pool: gather from an empty pool")
-        sources = self._sources(indices.tolist(), device)
-        cuda = device.type == "cuda"
+        cuda, layout = device.type == "cuda", self._layout
         if self.storage == "latent":
-            (shape, dt), = self._layout.fields
-            lat = torch.empty((b, n, *shape), dtype=dt, device=device)
-            for bi, j, row in sources:
-                lat[bi, j].copy_(self._layout.view(row, 0), non_blocking=cuda)
+            lat = torch.empty((b, n, *layout.fields[0][0]), dtype=layout.fields[0][1], device=device)
+            for j, row in self._read_rows(indices.tolist(), device):
+                lat[divmod(j, n)].copy_(layout.view(row, 0), non_blocking=cuda)
             self._copied(device)
-            return self.recompute(lat)                                     # [B, n, C, H, W]
-        layers, t, h, d = self._layout.fields[0][0]
-        out = [torch.empty((layers, b, n, t, h, d), dtype=dtype, device=device) for _ in range(2)]
-        for bi, j, row in sources:
-            for f, o in enumerate(out):                      # K, V: [layers, T, heads, d] each
-                x = self._layout.view(row, f)
-                if len(self._layout.fields) == 4:            # scaled storages: decoded on the device
-                    x = x.to(device, non_blocking=cuda).float() * self._layout.view(row, 2 + f).to(device, non_blocking=cuda)
-                o[:, bi, j].copy_(x, non_blocking=cuda)
+            return self.recompute(lat)
+        layers, t, h, d = layout.fields[0][0]                             # a row's K: [layers, T, heads, d]
+        shape = (layers, b, n * t, h, d)
+        result = out if out is not None else [_new(shape, dtype, device) for _ in range(2)]
+        for o in result:
+            if o.shape != shape or o.dtype != dtype or _resolve(o.device) != device or not o.is_contiguous():
+                raise ValueError(f"history pool: gather into a {o.dtype} tensor of shape {tuple(o.shape)} on "
+                                 f"{o.device}; expected a contiguous {dtype} tensor of shape {shape} on {device} "
+                                 f"(or no out= to get new tensors)")
+        scaled = len(layout.fields) == 4
+        for j, row in self._read_rows(indices.tolist(), device, self._in_place(result, device, n, t)):
+            if row is None:                                                 # read straight into the result
+                continue
+            bi, jj = divmod(j, n)
+            for i, o in enumerate(result):                                  # decoded as each row arrives
+                x = layout.view(row, i)
+                if scaled:                                                  # decoded on the device
+                    x = x.to(device, non_blocking=cuda).float() * layout.view(row, 2 + i).to(device, non_blocking=cuda)
+                o[:, bi, jj * t:(jj + 1) * t].copy_(x, non_blocking=cuda)
         self._copied(device)
-        out = [o.view(layers, b, n * t, h, d) for o in out]
-        label("retrieved", *out)
-        return out[0], out[1]
+        label("retrieved", *result)
+        return result[0], result[1]
 
-    def _copied(self, device: torch.device) -> None:
-        """After a gather's copies were queued: the host buffer may be refilled once they are done."""
+    def _copied(self, device: torch.device) -> None:   # after a gather's copies: when may the host buffer refill
         if device.type == "cuda":
             self._h2d_done = torch.cuda.Event()
             self._h2d_done.record(torch.cuda.current_stream(device))

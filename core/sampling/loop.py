@@ -340,8 +340,7 @@ def generate(model: BackboneModel, prompt_embeds: torch.Tensor | PromptSchedule,
     interface of core/model/backbone.py (``WanTransformer``); its parameters decide device and compute dtype. The
     history pool is built from ``config.retrieval.pool``, used and closed here; its figures are in
     the result. Returns latents [B, C, T, H, W] (C = the model's channels: 16 Wan2.1, 48 Wan2.2) in the
-    model's normalised space. ``callback`` runs
-    after every block, ``cancel`` before every model call (a denoising step, the context pass, a re-cache): raise
+    model's normalised space. ``callback`` runs after every block, ``cancel`` before every model call (a denoising step, the context pass, a re-cache): raise
     from either to stop (the partial state is dropped). ``timings``: per-phase times (synchronises CUDA at each
     phase; off, only each block's total is measured). ``result.notes``: lines to tell the user once.
 
@@ -350,10 +349,7 @@ def generate(model: BackboneModel, prompt_embeds: torch.Tensor | PromptSchedule,
     generated (``SamplingConfig.blocks``: a P that is not whole blocks makes a shorter first block, or with
     ``start_block`` "clamp" stays inside a whole block and is held clean while the rest of it is denoised).
     For latents this engine made, the replayed state and retrieval log are those of the original run.
-
-    ``memory``: how the cache and the weights use the device (core/sampling/memory.py; default ``EXACT``, what the
-    published codes do). Its ``auto`` choices are the planner's to resolve (core/app/plan.py); one left ``auto``
-    here takes the exact choice, the context buffers theirs from the free memory (core/context/kv_cache.py).
+    ``memory``: core/sampling/memory.py (default ``EXACT``: the published codes'; core/app/plan.py resolves ``auto``).
     """
     if config is None:
         raise ValueError("generate needs the run's SamplingConfig: core.sampling_config(backbone.defaults, ...) or "

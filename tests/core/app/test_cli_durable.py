@@ -123,15 +123,15 @@ def _enospc():
 
 
 def test_a_full_disk_under_the_pool_ends_in_one_line_and_the_run_resumes(tmp_path, embeds, reference, monkeypatch):
-    from core.retrieval import pool as pool_module
-    real, calls = pool_module._pwrite, []
+    from core.retrieval import disk
+    real, calls = disk._pwrite, []
 
-    def filling(fh, data, offset):
+    def filling(file, data, offset):
         calls.append(offset)
         if len(calls) > 4:
             raise _enospc()
-        return real(fh, data, offset)
-    monkeypatch.setattr(pool_module, "_pwrite", filling)
+        return real(file, data, offset)
+    monkeypatch.setattr(disk, "_pwrite", filling)
     out = tmp_path / "run" / "run.safetensors"
     args = options(embeds, "--out", out, "--log", out.with_suffix(".json"), "--pool", "disk", "--pool-dir", tmp_path)
     code, lines = run(args)
@@ -141,7 +141,7 @@ def test_a_full_disk_under_the_pool_ends_in_one_line_and_the_run_resumes(tmp_pat
     assert lines[-1].endswith(f"kept the {partial_frames(partial)[0]} finished latent frames in {partial}; free some "
                               f"space, then run the same command again to finish it (or add --resume {partial})")
     assert sorted(os.listdir(out.parent)) == [partial.name] and not list(tmp_path.glob("longlive_rag_pool_*"))
-    monkeypatch.setattr(pool_module, "_pwrite", real)
+    monkeypatch.setattr(disk, "_pwrite", real)
     assert run(args)[0] == 0
     assert_finished_exactly(out, reference)
 
