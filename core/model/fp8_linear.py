@@ -36,6 +36,9 @@ SCALE_BYTES = 4                         # one float32 scale per output row
 def quantise_rows(weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """weight [out, in] (any float dtype) → (e4m3fn [out, in], float32 scale [out]) with weight ≈ q · scale:
     each row scaled so its largest magnitude becomes 448. An all-zero row gets scale 1."""
+    if weight.is_meta:        # shapes only (and torch's first meta abs() costs seconds)
+        return (torch.empty(weight.shape, dtype=FP8, device="meta"),
+                torch.empty(weight.shape[0], dtype=torch.float32, device="meta"))
     w = weight.float()
     amax = w.abs().amax(dim=1)
     scale = torch.where(amax > 0, amax / FP8_MAX, torch.ones_like(amax))
@@ -94,14 +97,13 @@ class Fp8Linear(nn.Module):
 
     def _apply(self, fn, recurse=True):
         """``.to(device)`` moves the layer; a dtype change (``model.to(torch.bfloat16)``) reaches the bias only:
-        the weight stays fp8 (fp8 values are exact in every wider float, so the round trip loses nothing) and
-        the scales float32."""
-        stored = self.weight.dtype
+        the weight stays fp8 and the scales float32 (the originals, moved: a bfloat16 scale would lose bits)."""
+        weight, scale = self.weight.data, self.weight_scale
         super()._apply(fn, recurse)
-        if self.weight.dtype != stored:
-            self.weight.data = self.weight.data.to(stored)
-        if self.weight_scale.dtype != torch.float32:
-            self.weight_scale = self.weight_scale.float()
+        if self.weight.dtype != weight.dtype:
+            self.weight.data = weight.to(self.weight.device)
+        if self.weight_scale.dtype != scale.dtype:
+            self.weight_scale = scale.to(self.weight_scale.device)
         return self
 
     def extra_repr(self) -> str:
