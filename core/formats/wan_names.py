@@ -4,7 +4,8 @@ Key renames live here, not in the model: training wrappers (FSDP, activation che
 ``torch.compile``) are removed anywhere in a name, shared prefixes (``model.``, ComfyUI's
 ``model.diffusion_model.``, peft's ``base_model.model.``, ...) are stripped, diffusers
 ``WanTransformer3DModel`` names are mapped back to Wan's, and ComfyUI's fp8 layouts ("scaled fp8",
-``comfy_quant``) are dequantised.
+``comfy_quant``) are taken apart into fp8 weights and their scales (``split_fp8_scales``), which the loader
+applies (de-quantising) or keeps (fp8 weights on the device).
 """
 from __future__ import annotations
 
