@@ -67,6 +67,7 @@ class _Parsed:
     source_key: str | None
     stated_heads: int | None
     scales: dict = field(default_factory=dict)  # fp8 weight key → float32 scale [1] or [rows] (not yet applied)
+    fp8_file: bool = False      # the file stores its block projections as fp8 (before any LoRA merge)
 
 
 # ------------------------------------------------------------------------------------- one read
@@ -151,7 +152,7 @@ def _parse_state(state: dict, path, layout: str = "wan_safetensors", source: str
         family.check_file_config(config, sizes, path, where)
     check_keys(family, state, sizes, path)
     return _Parsed(state, family, sizes, "diffusers" if diffusers else layout, source, _stated_heads(config or {}),
-                   scales)
+                   scales, holds_fp8(state))
 
 
 def _dtype_summary(state: dict) -> str:
@@ -218,7 +219,7 @@ def backbone_from_state(state: dict[str, torch.Tensor], *, num_heads: int | None
 def _build(parsed: _Parsed, info: CheckpointInfo, path, num_heads, dtype, device, weights: str) -> Backbone:
     heads, source = resolve_heads(parsed.family, parsed.sizes, num_heads, parsed.stated_heads, path)
     cfg = make_config(parsed.family, parsed.sizes, heads, source, path)
-    chosen = resolve_weights(weights, file_fp8=holds_fp8(parsed.state), device=device)
+    chosen = resolve_weights(weights, file_fp8=parsed.fp8_file, device=device)
     with torch.device("meta"):
         model = parsed.family.build(cfg)
         if chosen == "fp8":
@@ -264,7 +265,7 @@ def backbone_on_meta(path: str | Path, *, num_heads: int | None = None, use_ema:
     path = Path(path)
     parsed = _parse(path, use_ema=use_ema, shapes_only=True)
     heads, source = resolve_heads(parsed.family, parsed.sizes, num_heads, parsed.stated_heads, path)
-    chosen = resolve_weights(weights, file_fp8=holds_fp8(parsed.state), device=device)
+    chosen = resolve_weights(weights, file_fp8=parsed.fp8_file, device=device)
     with torch.device("meta"):
         model = parsed.family.build(make_config(parsed.family, parsed.sizes, heads, source, path))
         return to_fp8(model) if chosen == "fp8" else model
@@ -272,7 +273,7 @@ def backbone_on_meta(path: str | Path, *, num_heads: int | None = None, use_ema:
 
 def is_fp8_file(path: str | Path, *, use_ema: bool = True) -> bool:
     """Whether a backbone file's block projections are stored as fp8 (safetensors: headers only)."""
-    return holds_fp8(_parse(Path(path), use_ema=use_ema, shapes_only=True).state)
+    return _parse(Path(path), use_ema=use_ema, shapes_only=True).fp8_file
 
 
 def detect_family(path: str | Path) -> BackboneFamily:

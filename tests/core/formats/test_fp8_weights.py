@@ -140,6 +140,19 @@ def test_auto_is_fp8_only_for_an_fp8_file_on_cuda(tmp_path, state):
     assert isinstance(on_cuda.blocks[0].ffn[0], Fp8Linear)
 
 
+
+def test_auto_asks_about_the_file_not_the_weights_a_lora_widened(tmp_path, state, monkeypatch):
+    import core.formats.loader as loader
+    seen = []
+    monkeypatch.setattr(loader, "resolve_weights", lambda setting, **kw: seen.append(kw["file_fp8"]) or "native")
+    scaled_fp8_file(state, tmp_path / "wan_fp8.safetensors")
+    torch.save(peft_lora(state), tmp_path / "lora.pt")
+    load_backbone(tmp_path / "wan_fp8.safetensors", lora=tmp_path / "lora.pt")
+    save_file(state, str(tmp_path / "wan.safetensors"))
+    load_backbone(tmp_path / "wan.safetensors", num_heads=1)
+    assert seen == [True, False]
+
+
 def test_an_unknown_weights_setting_is_refused_naming_the_choices():
     with pytest.raises(CheckpointError, match=r"weights setting 'int8' is not one of auto, native, fp8; choose"):
         resolve_weights("int8", file_fp8=False, device="cpu")
