@@ -18,11 +18,16 @@ from ..model.fp8_linear import FP8_DTYPES, WEIGHTS, Fp8Linear, quantise_rows
 from .wan_names import scaled
 
 
-def resolve_weights(setting: str, *, file_fp8: bool, device: str | torch.device) -> str:
-    """The weights setting ("auto" | "native" | "fp8") → "native" or "fp8" (see the module docstring)."""
+def check_weights(setting: str) -> None:
+    """Refuse a weights setting that is not "auto", "native" or "fp8" (before any file is read)."""
     if setting not in WEIGHTS:
         raise CheckpointError(f"weights setting {setting!r} is not one of {', '.join(WEIGHTS)}; choose 'auto' (fp8 "
                               "for an fp8 file on a CUDA GPU), 'native' (the compute dtype) or 'fp8'")
+
+
+def resolve_weights(setting: str, *, file_fp8: bool, device: str | torch.device) -> str:
+    """The weights setting ("auto" | "native" | "fp8") → "native" or "fp8" (see the module docstring)."""
+    check_weights(setting)
     if setting == "auto":
         return "fp8" if file_fp8 and torch.device(device).type == "cuda" else "native"
     return setting

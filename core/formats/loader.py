@@ -26,7 +26,7 @@ from ..families.registry import expected_any, identify
 from ..families.family import BackboneFamily, check_keys, make_config, preset_for, resolve_heads
 from .lora import match_lora, merge_lora, read_lora
 from ..files.safe_reader import CheckpointError, WeightsFile, is_state_dict, read_weights
-from .fp8_weights import fill_tensors, holds_fp8, resolve_weights
+from .fp8_weights import check_weights, fill_tensors, holds_fp8, resolve_weights
 from .wan_names import apply_scales, rename_map, split_fp8_scales
 
 WHERE = "ComfyUI: backbones go in models/diffusion_models/, LoRAs in models/loras/"
@@ -200,6 +200,7 @@ def load_backbone(path: str | Path, *, lora: str | Path | None = None, lora_stre
     weights: "auto" | "native" | "fp8" — whether the block projections stay fp8 on the device
     (core/formats/fp8_weights.py; "auto" is fp8 only for an fp8 file on CUDA). ``info.weights`` says which."""
     path = Path(path)
+    check_weights(weights)
     parsed, info = _read(path, lora, lora_strength, use_ema)
     return _build(parsed, info, path, num_heads, dtype, device, weights)
 
@@ -208,7 +209,7 @@ def backbone_from_state(state: dict[str, torch.Tensor], *, num_heads: int | None
                         dtype: torch.dtype = torch.float32, device: str | torch.device = "cpu",
                         weights: str = "auto", path: str | Path = "<state dict>") -> Backbone:
     """``load_backbone`` for a state dict already in memory (any naming ``load_backbone`` reads, fp8 layouts
-    included; meta tensors with ``device="meta"``: shapes and bytes only). ``state`` is emptied as it is used."""
+    included; meta tensors with ``device="meta"``: shapes and bytes only). ``state`` itself is left as it is."""
     parsed = _parse_state(state, path)
     info = CheckpointInfo(path=str(path), format=parsed.layout, preset=preset_for(parsed.family, parsed.layout,
                           Path(str(path))), source_key=None, lora_path=None, lora_strength=0.0,

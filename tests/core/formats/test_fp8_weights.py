@@ -153,9 +153,11 @@ def test_auto_asks_about_the_file_not_the_weights_a_lora_widened(tmp_path, state
     assert seen == [True, False]
 
 
-def test_an_unknown_weights_setting_is_refused_naming_the_choices():
+def test_an_unknown_weights_setting_is_refused_naming_the_choices_before_the_file_is_read(tmp_path):
     with pytest.raises(CheckpointError, match=r"weights setting 'int8' is not one of auto, native, fp8; choose"):
         resolve_weights("int8", file_fp8=False, device="cpu")
+    with pytest.raises(CheckpointError, match=r"weights setting 'FP8' is not one of"):
+        load_backbone(tmp_path / "absent.safetensors", weights="FP8")      # not "does not exist"
 
 
 # ------------------------------------------------------------------------------ the real key sets on meta
