@@ -27,6 +27,13 @@ from core.context.kv_cache import KVCache  # noqa: E402
 from core.sampling.loop import generate  # noqa: E402
 
 INIT = KVCache.__init__
+MEDIUM_RUN = {"latent_hw": (16, 24), "seed": 5}     # and 60 frames, strategy "rag" by default
+
+
+def medium_case():
+    """(float32 backbone, prompt embeddings) of the medium size: random weights, 4 layers of 512 (4 heads)."""
+    model = tiny_model(0, dim=512, layers=4, heads=4, text_dim=64)
+    return model, torch.randn(1, 12, 64, generator=torch.Generator().manual_seed(1))
 
 
 def run(model, embeds, strategy: str, context: str, frames: int):
@@ -34,7 +41,8 @@ def run(model, embeds, strategy: str, context: str, frames: int):
         INIT(self, *args, **{**kw, "context": context})
     KVCache.__init__ = init
     try:
-        res = generate(model, embeds, frames, (16, 24), 5, strategy_config(strategy), timings=True)
+        res = generate(model, embeds, frames, MEDIUM_RUN["latent_hw"], MEDIUM_RUN["seed"], strategy_config(strategy),
+                       timings=True)
     finally:
         KVCache.__init__ = INIT
     times = [t["total_s"] for t in res.timings if t["block"] * 3 >= 30]
@@ -48,8 +56,7 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=8)
     args = ap.parse_args()
     torch.set_grad_enabled(False)
-    model = tiny_model(0, dim=512, layers=4, heads=4, text_dim=64)
-    embeds = torch.randn(1, 12, 64, generator=torch.Generator().manual_seed(1))
+    model, embeds = medium_case()
     times = {"per-layer": [], "shared": []}
     latents, cache = {}, {}
     for r in range(args.rounds):

@@ -97,12 +97,24 @@ _DAMAGE = (   # (phrases of torch's, zipfile's or safetensors' messages, what th
 )
 
 
+# safetensors header dtypes → torch (others are read as float32 meta tensors: only their shapes matter)
+_HEADER_DTYPES = {"F64": torch.float64, "F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16,
+                  "F8_E4M3": torch.float8_e4m3fn, "F8_E5M2": torch.float8_e5m2, "I64": torch.int64,
+                  "I32": torch.int32, "I16": torch.int16, "I8": torch.int8, "U8": torch.uint8, "BOOL": torch.bool}
+
+
+def _meta(fh, key: str) -> torch.Tensor:
+    part = fh.get_slice(key)
+    return torch.empty(part.get_shape(), device="meta", dtype=_HEADER_DTYPES.get(part.get_dtype(), torch.float32))
+
+
 def _read_safetensors(path: Path, what: str, shapes_only: bool) -> tuple[dict, dict[str, str]]:
-    """(tensors, header metadata). shapes_only: float32 meta tensors of the stored shapes (reads the header only)."""
+    """(tensors, header metadata). shapes_only: meta tensors of the stored shapes and dtypes (reads the header
+    only)."""
     try:
         with safe_open(str(path), framework="pt", device="cpu") as fh:
             if shapes_only:
-                tensors = {k: torch.empty(fh.get_slice(k).get_shape(), device="meta") for k in fh.keys()}
+                tensors = {k: _meta(fh, k) for k in fh.keys()}
             else:
                 tensors = {k: fh.get_tensor(k) for k in fh.keys()}
             return tensors, dict(fh.metadata() or {})

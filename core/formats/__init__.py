@@ -11,7 +11,8 @@ One concept per module:
 
 - ``reader``     — the one safe file reader every loader in core/ uses (weights-only pickles, safetensors,
                    folders, shards; missing / empty / truncated / corrupt / GGUF / code-running pickles);
-- ``wan_names``  — Wan key naming: prefixes and wrappers, diffusers → Wan, scaled-fp8 dequantisation;
+- ``wan_names``  — Wan key naming: prefixes and wrappers, diffusers → Wan, fp8 scales (set aside, applied);
+- ``fp8_weights`` — the weights setting ("auto" | "native" | "fp8"): block projections kept fp8 on the device;
 - ``lora``       — LoRA reading, matching to backbone weights and merging;
 - ``family``     — what a backbone family is to the loader, and the checks every family gets;
 - ``wan_arch``   — the Wan transformer's sizes and tensor names, shared by the Wan families;
@@ -22,15 +23,16 @@ One concept per module:
 from ..families.registry import FAMILIES, describe_foreign, identify
 from ..families.family import BackboneFamily, Refusal
 from .lora import match_lora, merge_lora, normalise_lora, read_lora
-from .loader import (Backbone, CheckpointInfo, backbone_on_meta,
-                     detect_family, detect_preset, infer_config, is_backbone_checkpoint,
+from .fp8_weights import resolve_weights
+from .loader import (Backbone, CheckpointInfo, backbone_from_state, backbone_on_meta,
+                     detect_family, detect_preset, infer_config, is_backbone_checkpoint, is_fp8_file,
                      load_backbone, read_backbone, save_backbone_safetensors, validate_backbone)
 from ..files.safe_reader import CheckpointError, WeightsFile, is_state_dict, read_state_dict, read_weights
 from ..families.wan_arch import WanSizes, expected_shapes
 from .wan_names import diffusers_to_wan, normalise_names
 
 __all__ = ["Backbone", "BackboneFamily",
-           "backbone_on_meta", "CheckpointError", "CheckpointInfo", "FAMILIES", "Refusal", "WanSizes", "detect_family",
+           "backbone_from_state", "backbone_on_meta", "is_fp8_file", "resolve_weights", "CheckpointError", "CheckpointInfo", "FAMILIES", "Refusal", "WanSizes", "detect_family",
            "WeightsFile", "describe_foreign", "detect_preset", "diffusers_to_wan", "expected_shapes", "identify",
            "infer_config", "is_backbone_checkpoint", "is_state_dict", "load_backbone", "match_lora", "merge_lora",
            "normalise_lora", "normalise_names", "read_backbone", "read_lora", "read_state_dict", "read_weights",

@@ -1,8 +1,9 @@
 """Backbone file → ready model, in one pass: read once, name once, identify once, size once, check once.
 
-    read_weights ─ unwrap (training layouts) ─ dequantise ─ bare Wan names ─ identify the family
+    read_weights ─ unwrap (training layouts) ─ fp8 scales set aside ─ bare Wan names ─ identify the family
     (refusing neighbours by name) ─ sizes from shapes ─ file config vs. weights ─ key set and shapes
-    ─ LoRA merge ─ head count ─ model built on the meta device, filled one tensor at a time.
+    ─ LoRA merge (on de-quantised weights) ─ head count ─ model built on the meta device (its block
+    projections fp8 under ``weights="fp8"``: core/formats/fp8_weights.py), filled one tensor at a time.
 
 The head count is the one size no weight shape shows. It comes from the caller (``num_heads``), else
 from the file (a folder's config.json, the safetensors metadata — ``{"config": "{\\"num_heads\\": 2,
@@ -12,19 +13,21 @@ head size; never from a guess. ``save_backbone_safetensors`` writes a file that 
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field, is_dataclass
+from dataclasses import asdict, dataclass, field, is_dataclass, replace
 from pathlib import Path
 
 import torch
 
 from ..sampling.defaults import FamilyDefaults
 from ..files.atomic import save_tensors
+from ..model.fp8_linear import to_fp8
 from ..model.transformer import WanConfig, WanTransformer
 from ..families.registry import expected_any, identify
 from ..families.family import BackboneFamily, check_keys, make_config, preset_for, resolve_heads
 from .lora import match_lora, merge_lora, read_lora
 from ..files.safe_reader import CheckpointError, WeightsFile, is_state_dict, read_weights
-from .wan_names import dequantize_scaled_fp8, normalise_names
+from .fp8_weights import check_weights, fill_tensors, holds_fp8, resolve_weights
+from .wan_names import apply_scales, rename_map, split_fp8_scales
 
 WHERE = "ComfyUI: backbones go in models/diffusion_models/, LoRAs in models/loras/"
 _HEAD_KEYS = ("num_heads", "num_attention_heads")
@@ -43,6 +46,7 @@ class CheckpointInfo:
     lora_layers: int = 0        # weights the LoRA changed
     num_heads: int | None = None  # head count stated by the file (config.json / metadata), if any
     family: str = ""            # the backbone family's name, e.g. "Wan2.2 TI2V-5B"
+    weights: str = "native"     # the resolved weights setting: "native" | "fp8" (core/formats/fp8_weights.py)
 
 
 @dataclass
@@ -62,6 +66,8 @@ class _Parsed:
     layout: str                 # CheckpointInfo.format before a LoRA is merged
     source_key: str | None
     stated_heads: int | None
+    scales: dict = field(default_factory=dict)  # fp8 weight key → float32 scale [1] or [rows] (not yet applied)
+    fp8_file: bool = False      # the file stores its block projections as fp8 (before any LoRA merge)
 
 
 # ------------------------------------------------------------------------------------- one read
@@ -130,14 +136,23 @@ def _parse(path: Path, *, use_ema: bool, shapes_only: bool = False) -> _Parsed:
     state, layout, source = _unwrap(weights, use_ema)
     config, where = _file_config(weights)
     del weights             # releases the unused half of a Self-Forcing file (mapped, never read)
-    state = dequantize_scaled_fp8(state, path)
-    state, diffusers = normalise_names(state, path)
+    return _parse_state(state, path, layout, source, config, where)
+
+
+def _parse_state(state: dict, path, layout: str = "wan_safetensors", source: str | None = None,
+                 config: dict | None = None, where: str = "") -> _Parsed:
+    """The checks of ``_parse`` on a state dict: fp8 scales set aside (applied later), names, family, sizes."""
+    state, scales = split_fp8_scales(state, path)
+    names, diffusers = rename_map(state, path)
+    state = {new: state[old] for old, new in names.items()}
+    scales = {names[k]: v for k, v in scales.items() if k in names}
     family = identify(state, path)
     sizes = family.read_sizes(state, path)
     if config:
         family.check_file_config(config, sizes, path, where)
     check_keys(family, state, sizes, path)
-    return _Parsed(state, family, sizes, "diffusers" if diffusers else layout, source, _stated_heads(config))
+    return _Parsed(state, family, sizes, "diffusers" if diffusers else layout, source, _stated_heads(config or {}),
+                   scales, holds_fp8(state))
 
 
 def _dtype_summary(state: dict) -> str:
@@ -150,8 +165,9 @@ def _dtype_summary(state: dict) -> str:
 
 def _read(path: Path, lora, lora_strength: float, use_ema: bool) -> tuple[_Parsed, CheckpointInfo]:
     parsed = _parse(path, use_ema=use_ema)
-    layout, n_lora = parsed.layout, 0
+    layout, n_lora, stored = parsed.layout, 0, _dtype_summary(parsed.state)
     if lora is not None:
+        parsed.state, parsed.scales = apply_scales(parsed.state, parsed.scales), {}   # merged in full precision
         factors, alpha = read_lora(lora)
         family = parsed.family
         pairs = match_lora(factors, parsed.state, lora, alpha, backbone=f"a {family.name} backbone, "
@@ -161,7 +177,7 @@ def _read(path: Path, lora, lora_strength: float, use_ema: bool) -> tuple[_Parse
     info = CheckpointInfo(path=str(path), format=layout, preset=preset_for(parsed.family, layout, path),
                           source_key=parsed.source_key, lora_path=str(lora) if lora is not None else None,
                           lora_strength=float(lora_strength) if lora is not None else 0.0,
-                          dtype=_dtype_summary(parsed.state), lora_layers=n_lora, num_heads=parsed.stated_heads,
+                          dtype=stored, lora_layers=n_lora, num_heads=parsed.stated_heads,
                           family=parsed.family.name)
     return parsed, info
 
@@ -172,29 +188,49 @@ def read_backbone(path: str | Path, *, lora: str | Path | None = None, lora_stre
     """Weights with bare Wan names (stored dtype; LoRA merged in float32 and cast back) and where they came
     from. Raises CheckpointError — before anything is built — when the file is not a usable backbone."""
     parsed, info = _read(Path(path), lora, lora_strength, use_ema)
-    return parsed.state, info
+    return apply_scales(parsed.state, parsed.scales), info
 
 
 def load_backbone(path: str | Path, *, lora: str | Path | None = None, lora_strength: float = 1.0,
                   num_heads: int | None = None, dtype: torch.dtype = torch.float32,
-                  device: str | torch.device = "cpu", use_ema: bool = True) -> Backbone:
+                  device: str | torch.device = "cpu", use_ema: bool = True, weights: str = "auto") -> Backbone:
     """A ready ``WanTransformer`` (eval, no grad) in ``dtype`` on ``device``. fp8/fp16/bf16 weights are
     converted here, one tensor at a time into a module built on the meta device (no second copy).
-    num_heads overrides the head count the file states (see the module docstring for the order)."""
+    num_heads overrides the head count the file states (see the module docstring for the order).
+    weights: "auto" | "native" | "fp8" — whether the block projections stay fp8 on the device
+    (core/formats/fp8_weights.py; "auto" is fp8 only for an fp8 file on CUDA). ``info.weights`` says which."""
     path = Path(path)
+    check_weights(weights)
     parsed, info = _read(path, lora, lora_strength, use_ema)
+    return _build(parsed, info, path, num_heads, dtype, device, weights)
+
+
+def backbone_from_state(state: dict[str, torch.Tensor], *, num_heads: int | None = None,
+                        dtype: torch.dtype = torch.float32, device: str | torch.device = "cpu",
+                        weights: str = "auto", path: str | Path = "<state dict>") -> Backbone:
+    """``load_backbone`` for a state dict already in memory (any naming ``load_backbone`` reads, fp8 layouts
+    included; meta tensors with ``device="meta"``: shapes and bytes only). ``state`` itself is left as it is."""
+    parsed = _parse_state(state, path)
+    info = CheckpointInfo(path=str(path), format=parsed.layout, preset=preset_for(parsed.family, parsed.layout,
+                          Path(str(path))), source_key=None, lora_path=None, lora_strength=0.0,
+                          dtype=_dtype_summary(parsed.state), family=parsed.family.name)
+    return _build(parsed, info, path, num_heads, dtype, device, weights)
+
+
+def _build(parsed: _Parsed, info: CheckpointInfo, path, num_heads, dtype, device, weights: str) -> Backbone:
     heads, source = resolve_heads(parsed.family, parsed.sizes, num_heads, parsed.stated_heads, path)
     cfg = make_config(parsed.family, parsed.sizes, heads, source, path)
+    chosen = resolve_weights(weights, file_fp8=parsed.fp8_file, device=device)
     with torch.device("meta"):
         model = parsed.family.build(cfg)
-    state, weights = parsed.state, {}
-    for key in list(state):
-        # copy=True: never alias a memory-mapped file (it could change on disk or stay locked on Windows).
-        weights[key] = state.pop(key).to(device=device, dtype=dtype, copy=True)
-    model.load_state_dict(weights, strict=True, assign=True)
+        if chosen == "fp8":
+            to_fp8(model)
+    tensors = fill_tensors(model, parsed.state, parsed.scales, device, dtype)
+    model.load_state_dict(tensors, strict=True, assign=True)
     left = [n for n, t in [*model.named_parameters(), *model.named_buffers()] if t.is_meta]
     if left and torch.device(device).type != "meta":      # device "meta": shapes only (checks, no memory)
         raise RuntimeError(f"internal error: {left[:3]} were not loaded from '{path}'")
+    info = replace(info, weights=chosen)
     return Backbone(model.eval().requires_grad_(False), cfg, info, parsed.family.defaults)
 
 
@@ -220,15 +256,25 @@ def detect_preset(path: str | Path, lora: str | Path | None = None) -> str:
     return preset_for(parsed.family, "longlive" if lora is not None else parsed.layout, Path(path))
 
 
-def backbone_on_meta(path: str | Path, *, num_heads: int | None = None, use_ema: bool = True) -> WanTransformer:
+def backbone_on_meta(path: str | Path, *, num_heads: int | None = None, use_ema: bool = True,
+                     weights: str = "native", device: str | torch.device = "cpu") -> WanTransformer:
     """The backbone of a file built on the meta device: its sizes and parameter count with no weight read
     (safetensors: headers only; pickles are memory-mapped), for estimating a run's memory before loading it.
-    Raises CheckpointError as ``load_backbone`` would."""
+    weights: as ``load_backbone`` would resolve it for a run on ``device`` (fp8: its block projections are
+    ``Fp8Linear``; ``core.model.fp8_linear.weight_bytes`` counts the bytes). Raises CheckpointError as
+    ``load_backbone`` would."""
     path = Path(path)
     parsed = _parse(path, use_ema=use_ema, shapes_only=True)
     heads, source = resolve_heads(parsed.family, parsed.sizes, num_heads, parsed.stated_heads, path)
+    chosen = resolve_weights(weights, file_fp8=parsed.fp8_file, device=device)
     with torch.device("meta"):
-        return parsed.family.build(make_config(parsed.family, parsed.sizes, heads, source, path))
+        model = parsed.family.build(make_config(parsed.family, parsed.sizes, heads, source, path))
+        return to_fp8(model) if chosen == "fp8" else model
+
+
+def is_fp8_file(path: str | Path, *, use_ema: bool = True) -> bool:
+    """Whether a backbone file's block projections are stored as fp8 (safetensors: headers only)."""
+    return _parse(Path(path), use_ema=use_ema, shapes_only=True).fp8_file
 
 
 def detect_family(path: str | Path) -> BackboneFamily:

@@ -4,7 +4,8 @@ Key renames live here, not in the model: training wrappers (FSDP, activation che
 ``torch.compile``) are removed anywhere in a name, shared prefixes (``model.``, ComfyUI's
 ``model.diffusion_model.``, peft's ``base_model.model.``, ...) are stripped, diffusers
 ``WanTransformer3DModel`` names are mapped back to Wan's, and ComfyUI's fp8 layouts ("scaled fp8",
-``comfy_quant``) are dequantised.
+``comfy_quant``) are taken apart into fp8 weights and their scales (``split_fp8_scales``), which the loader
+applies (de-quantising) or keeps (fp8 weights on the device).
 """
 from __future__ import annotations
 
@@ -94,17 +95,43 @@ def normalise_names(state: dict, path: str | Path = "<state dict>") -> tuple[dic
     return {new: state[old] for old, new in renamed.items()}, diffusers
 
 
-def _scale_into(out: dict, state: dict, key: str, suffix: str, path) -> None:
-    """out[weight] = weight · scale (a scalar or one value per output row), in float32."""
-    weight_key = key[: -len(suffix)] + "weight"
-    if weight_key not in out:
-        raise CheckpointError(f"backbone '{path}': '{key}' scales a missing weight '{weight_key}'; the file is "
-                              "incomplete — download it again")
-    w, scale = out[weight_key], state[key].float()
-    if scale.numel() not in (1, w.shape[0]):
-        raise CheckpointError(f"backbone '{path}': '{key}' has shape {list(scale.shape)}; expected a scalar or "
-                              f"one scale per output row ({w.shape[0]})")
-    out[weight_key] = w.float() * scale.reshape(-1, *[1] * (w.dim() - 1))
+def split_fp8_scales(state: dict, path: str | Path) -> tuple[dict, dict]:
+    """ComfyUI's fp8 layouts taken apart, nothing converted: (weights, scales). "fp8_scaled" files give each
+    scaled weight a ``scale_weight`` (and a ``scaled_fp8`` marker), ``comfy_quant`` files a ``weight_scale``
+    (plus ``input_scale`` and a per-layer ``comfy_quant`` record of the format). weights: the state without
+    those entries (fp8 weights stay fp8); scales: weight key → float32 [1] or [rows] (weight ≈ weight · scale).
+    NVFP4 (``weight_scale_2``) is refused."""
+    if any(k.endswith(".weight_scale_2") for k in state):
+        raise CheckpointError(f"backbone '{path}' holds NVFP4-quantised weights (.weight_scale_2 keys), which are not "
+                              "supported; use the fp16, bf16 or fp8 file of the same model")
+    suffix = ".scale_weight" if any(k.endswith(".scale_weight") for k in state) else \
+        ".weight_scale" if any(k.endswith(".weight_scale") for k in state) else None
+    if suffix is None:
+        return {k: v for k, v in state.items() if not k.endswith(".comfy_quant")}, {}
+    drop = (".scale_weight", ".scale_input", ".weight_scale", ".input_scale", ".comfy_quant")
+    out = {k: v for k, v in state.items() if not (k.endswith(drop) or k.split(".")[-1] == "scaled_fp8")}
+    scales = {}
+    for key in [k for k in state if k.endswith(suffix)]:
+        weight_key = key[: -len(suffix)] + ".weight"
+        if weight_key not in out:
+            raise CheckpointError(f"backbone '{path}': '{key}' scales a missing weight '{weight_key}'; the file is "
+                                  "incomplete — download it again")
+        rows, scale = out[weight_key].shape[0], state[key].float().reshape(-1)
+        if scale.numel() not in (1, rows):
+            raise CheckpointError(f"backbone '{path}': '{key}' has shape {list(state[key].shape)}; expected a scalar "
+                                  f"or one scale per output row ({rows})")
+        scales[weight_key] = scale
+    return out, scales
+
+
+def scaled(weight, scale):
+    """weight · scale in float32 (scale: [1] or one value per output row of ``weight``)."""
+    return weight.float() * scale.reshape(-1, *[1] * (weight.dim() - 1))
+
+
+def apply_scales(state: dict, scales: dict) -> dict:
+    """The state with every scaled weight multiplied by its scale (float32); the others unchanged."""
+    return {k: scaled(v, scales[k]) if k in scales else v for k, v in state.items()}
 
 
 def dequantize_scaled_fp8(state: dict, path: str | Path) -> dict:
@@ -112,15 +139,4 @@ def dequantize_scaled_fp8(state: dict, path: str | Path) -> dict:
     ``comfy_quant`` layout (float8 e4m3fn / e5m2 weight · ``weight_scale``; ``input_scale`` and the
     per-layer ``comfy_quant`` records dropped). NVFP4 (``weight_scale_2``) is refused. Plain fp8 / fp16 /
     bf16 states are returned unchanged (cast at load)."""
-    if any(k.endswith(".weight_scale_2") for k in state):
-        raise CheckpointError(f"backbone '{path}' holds NVFP4-quantised weights (.weight_scale_2 keys), which are not "
-                              "supported; use the fp16, bf16 or fp8 file of the same model")
-    suffix = ".scale_weight" if any(k.endswith(".scale_weight") for k in state) else \
-        ".weight_scale" if any(k.endswith(".weight_scale") for k in state) else None
-    if suffix is None:
-        return {k: v for k, v in state.items() if not k.endswith(".comfy_quant")}
-    drop = (".scale_weight", ".scale_input", ".weight_scale", ".input_scale", ".comfy_quant")
-    out = {k: v for k, v in state.items() if not (k.endswith(drop) or k.split(".")[-1] == "scaled_fp8")}
-    for key in [k for k in state if k.endswith(suffix)]:
-        _scale_into(out, state, key, suffix[1:], path)
-    return out
+    return apply_scales(*split_fp8_scales(state, path))

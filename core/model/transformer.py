@@ -171,7 +171,7 @@ class Block(nn.Module):
 
     def _ffn(self, h):
         up, act, down = self.ffn
-        if h.device.type == "cpu":   # torch's CPU addmm adds a wide bias slower than a separate in-place add
+        if h.device.type == "cpu" and type(up) is nn.Linear:   # CPU addmm adds a wide bias slower than an in-place add
             return down(act(F.linear(h, up.weight).add_(up.bias)))
         return self.ffn(h)
 
