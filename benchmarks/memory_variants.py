@@ -2,13 +2,18 @@
 and the goals they are held to (peak device GiB at the family's published size)."""
 from __future__ import annotations
 
+import copy
+
 import torch
+
+from core.model.fp8_linear import to_fp8
 
 from core.sampling.memory import EXACT, MemorySettings
 
 VARIANTS = {
     "exact": (EXACT, "native"),                                             # what the published codes do
     "shared": (MemorySettings("shared", "exact", 0), "native"),             # lossless
+    "fp8 weights": (MemorySettings("shared", "exact", 0), "fp8"),
 }
 
 FAMILY = {"wan21": "Wan2.1 text-to-video", "wan22": "Wan2.2 TI2V-5B"}
@@ -19,5 +24,6 @@ GOALS = {   # name: (family, strategy, variant, GiB)
 
 
 def prepare(model: torch.nn.Module, weights: str, dtype: torch.dtype) -> torch.nn.Module:
-    """The meta model in ``dtype`` with the weights as ``weights`` keeps them on the device."""
-    return model.to(dtype)
+    """A copy of the meta model in ``dtype`` with the weights as ``weights`` keeps them on the device."""
+    model = copy.deepcopy(model).to(dtype)
+    return to_fp8(model) if weights == "fp8" else model

@@ -37,7 +37,9 @@ from ..sampling.noise import NOISE_CONTRACTS
 from ..sampling.request import SamplingRequest, parse_options
 from ..sampling.samplers import get_sampler
 from .fact_text import each, fragment
-from .plan import RunPlan, RunRequest, check_memory, choose_memory, default_family, latent_size, plan_run
+from .plan import (RunPlan, RunRequest, check_memory, choose_memory, choose_weights, default_family, latent_size,
+                   plan_run)
+from ..model.fp8_linear import to_fp8
 from .memory_options import add_memory_options, arg_type as _arg, memory_settings
 from .starts import StartFiles
 
@@ -249,7 +251,7 @@ def plans(args, defaults: FamilyDefaults, start_frames: int = 0, preset: str = "
 def check_fits(args, runs: dict[str, RunPlan]) -> None:
     """Refuse, before anything is loaded, a run the memory that exists cannot hold (the planner's check_memory,
     on the backbone's sizes from its file); a backbone that cannot be read is left to its loader's error."""
-    from ..formats import CheckpointError, backbone_on_meta
+    from ..formats import CheckpointError, backbone_on_meta, is_fp8_file
     from ..sampling.prompt_files import prompt_batch
     from ..training.distributed import current_rank
     try:
@@ -260,14 +262,18 @@ def check_fits(args, runs: dict[str, RunPlan]) -> None:
     device, dtype = spec.resolve(current_rank())
     batch = prompt_batch(args.embeds) if isinstance(getattr(args, "embeds", None), str) else 1
     for plan in runs.values():
-        memory, _ = choose_memory(plan, model, batch, device, dtype, spec.memory)
-        check_memory(plan, model, batch, device, dtype, memory=memory)
+        args.weights = choose_weights(plan, model, batch, device, dtype, spec.memory, spec.weights,
+                                      is_fp8_file(args.backbone))          # what the load then keeps on the device
+        fitted = to_fp8(model) if args.weights == "fp8" else model
+        memory = choose_memory(plan, fitted, batch, device, dtype, spec.memory).settings
+        check_memory(plan, fitted, batch, device, dtype, memory=memory)
 
 
 def model_spec(args) -> jobs.ModelSpec:
     return jobs.ModelSpec(args.backbone, lora=args.lora, lora_strength=args.lora_strength, num_heads=args.num_heads,
                           use_ema=not args.no_ema, encoder=args.encoder, device=args.device, dtype=args.dtype,
-                          compile=args.compile, memory=memory_settings(args))
+                          compile=args.compile, memory=memory_settings(args),
+                          weights=getattr(args, "weights", AUTO))
 
 
 

@@ -51,6 +51,7 @@ class ModelSpec:
     dtype: str | None = None         # None: default_dtype(device)
     compile: bool = False            # torch.compile each layer's cache-free halves (WanTransformer.compile_blocks)
     memory: MemorySettings = MemorySettings()    # context buffers, KV cache, block swap (core/sampling/memory.py)
+    weights: str = "auto"            # the weights on the device: native (compute dtype), fp8, auto (core/formats)
 
     def __post_init__(self):
         if self.dtype is not None and self.dtype not in DTYPES:
@@ -82,7 +83,8 @@ def load_models(spec: ModelSpec, device: torch.device, dtype: torch.dtype, need_
     from ..formats import load_backbone
     from ..retrieval.encoder import load_encoder
     backbone = load_backbone(spec.backbone, lora=spec.lora, lora_strength=spec.lora_strength,
-                             num_heads=spec.num_heads, dtype=dtype, device=device, use_ema=spec.use_ema)
+                             num_heads=spec.num_heads, dtype=dtype, device=device, use_ema=spec.use_ema,
+                             weights=spec.weights)
     if spec.compile:
         backbone.model.compile_blocks()
     encoder = load_encoder(spec.encoder, device=device) if need_encoder and spec.encoder != "avg_pool" else None
@@ -167,9 +169,9 @@ def _generate_latents(spec: ModelSpec, cfg: SamplingConfig, job: LatentJob, devi
 def run_memory(spec: ModelSpec, model, cfg: SamplingConfig, latent_hw, batch: int, device, dtype,
                report: Callable[[str], None]) -> MemorySettings:
     """The run's memory settings, each ``auto`` resolved from the device's free memory (told to the user)."""
-    memory, line = choose_memory((cfg, latent_hw), model, batch, device, dtype, spec.memory)
-    report(line)
-    return memory
+    choice = choose_memory((cfg, latent_hw), model, batch, device, dtype, spec.memory)
+    report(choice.line)
+    return choice.settings
 
 
 def _save_latents(job: LatentJob, cfg: SamplingConfig, result: GenerationResult) -> None:

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 
+from ..model.fp8_linear import WEIGHTS
 from ..sampling.memory import AUTO, CONTEXTS, KVS, MemorySettings
 
 
@@ -29,6 +30,10 @@ def add_memory_options(p: argparse.ArgumentParser) -> None:
                    help="exact: K/V in the compute dtype (the published behaviour); fp8: the window's K/V and the "
                         "retrieved frames as float8 with a scale per token and head (about half the bytes, "
                         "approximate). auto: exact unless only fp8 fits")
+    g.add_argument("--weights", choices=WEIGHTS, default=AUTO,
+                   help="native: the weights in the compute dtype; fp8: kept (an fp8 file) or quantised (a bf16 one) to "
+                        "float8 with a scale per output channel, about half the bytes (approximate); auto: fp8 for an "
+                        "fp8 file on a GPU, or when only fp8 weights fit, else native")
     g.add_argument("--block-swap", type=arg_type(parse_block_swap), default=AUTO, metavar="auto|N",
                    help="keep N transformer blocks' weights in host memory, streamed to the GPU ahead of their use "
                         "(same output, slower); auto: as few as fit, 0 = none")

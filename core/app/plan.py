@@ -8,6 +8,7 @@ neither derives a setting of its own. A family's values come from its ``FamilyDe
 """
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass, field
 
 import torch
@@ -16,6 +17,7 @@ from ..context.strategies import describe as describe_strategy
 from ..families.family import BackboneFamily
 from ..files.memory import device_available, disk_free, host_available
 from ..model.backbone import BackboneModel
+from ..model.fp8_linear import to_fp8
 from ..retrieval.pool import pool_folder
 from ..sampling.budget import LATENT_COPIES, RunBytes, device_bytes, run_bytes, weight_bytes
 from ..sampling.memory import AUTO, EXACT, MemorySettings
@@ -206,30 +208,51 @@ def memory_choices(settings: MemorySettings, layers: int, device) -> list[Memory
     return out
 
 
+@dataclass(frozen=True)
+class MemoryChoice:
+    """The resolved memory settings, a line for the run's info, and whether they fit the free memory."""
+    settings: MemorySettings
+    line: str
+    fits: bool = True
+
+
 def choose_memory(plan: RunPlan | tuple[SamplingConfig, tuple[int, int]], model: BackboneModel, batch: int, device,
                   dtype: torch.dtype, settings: MemorySettings = MemorySettings(), *, device_room: int | None = None
-                  ) -> tuple[MemorySettings, str]:
+                  ) -> MemoryChoice:
     """``settings`` with each ``auto`` resolved: the first of ``memory_choices`` whose device bytes
     (core/sampling/budget.py ``needed``) fit the free device memory (``device_room`` when the front end knows
-    better), else the most compact (check_memory then refuses it with the numbers). Returns (settings, a line for
-    the run's info saying what was chosen and why). ``plan``: a RunPlan or (config, latent_hw)."""
+    better), else the most compact (check_memory then refuses it with the numbers). ``plan``: a RunPlan or
+    (config, latent_hw)."""
     cfg, latent_hw = (plan.config, plan.latent_hw) if isinstance(plan, RunPlan) else plan
-    if settings.resolved:
-        return settings, f"memory: {settings.describe()}"
     device = torch.device(device)
     cpu = device.type == "cpu"
     room = host_available() if cpu else device_room if device_room is not None else device_available(device)
     options = memory_choices(settings, model.cfg.num_layers, device)
     if room is None:
-        return options[0], f"memory: {options[0].describe()} (auto; free memory unknown)"
-    resident = _resident(model, device)
-    room += weight_bytes(model, dtype) if resident else 0
+        return MemoryChoice(options[0], f"memory: {options[0].describe()}")
+    room += weight_bytes(model, dtype) if _resident(model, device) else 0
     for choice in options:
         need = device_bytes(model, cfg, latent_hw, batch, dtype, choice).needed
         if need <= room:
-            return choice, f"memory: {choice.describe()} (auto: {size(need)} of the {size(room)} free)"
-    choice = options[-1]
-    return choice, f"memory: {choice.describe()} (auto: the most compact; it does not fit either)"
+            how = "" if settings.resolved else f" (auto: {size(need)} of the {size(room)} free)"
+            return MemoryChoice(choice, f"memory: {choice.describe()}{how}")
+    return MemoryChoice(options[-1], f"memory: {options[-1].describe()} (the most compact; it does not fit)", False)
+
+
+def choose_weights(plan: RunPlan, model: BackboneModel, batch: int, device, dtype: torch.dtype,
+                   settings: MemorySettings, weights: str, file_fp8: bool, *, device_room: int | None = None) -> str:
+    """The weights setting with ``auto`` resolved: native on a CPU; fp8 for an fp8 file on a GPU, or when the run
+    fits only with fp8 weights (``model``: the backbone on the meta device, in its native dtype)."""
+    if weights != AUTO:
+        return weights
+    if torch.device(device).type == "cpu":
+        return "native"
+    if file_fp8:
+        return "fp8"
+    if choose_memory(plan, model, batch, device, dtype, settings, device_room=device_room).fits:
+        return "native"
+    fp8 = to_fp8(copy.deepcopy(model))
+    return "fp8" if choose_memory(plan, fp8, batch, device, dtype, settings, device_room=device_room).fits else "native"
 
 
 def _resident(model: BackboneModel, device: torch.device) -> bool:
