@@ -29,9 +29,16 @@ from core.sampling.loop import generate  # noqa: E402
 INIT = KVCache.__init__
 
 
-def run(model, embeds, strategy: str, context: str, frames: int):
+def medium_case():
+    """The medium size's model (random weights, float32) and prompt embeddings."""
+    model = tiny_model(0, dim=512, layers=4, heads=4, text_dim=64)
+    return model, torch.randn(1, 12, 64, generator=torch.Generator().manual_seed(1))
+
+
+def run(model, embeds, strategy: str, context: str, frames: int, **cache):
+    """One medium-size run with the KV cache's ``context`` (and any other KVCache setting in ``cache``)."""
     def init(self, *args, **kw):
-        INIT(self, *args, **{**kw, "context": context})
+        INIT(self, *args, **{**kw, "context": context, **cache})
     KVCache.__init__ = init
     try:
         res = generate(model, embeds, frames, (16, 24), 5, strategy_config(strategy), timings=True)
@@ -48,8 +55,7 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=8)
     args = ap.parse_args()
     torch.set_grad_enabled(False)
-    model = tiny_model(0, dim=512, layers=4, heads=4, text_dim=64)
-    embeds = torch.randn(1, 12, 64, generator=torch.Generator().manual_seed(1))
+    model, embeds = medium_case()
     times = {"per-layer": [], "shared": []}
     latents, cache = {}, {}
     for r in range(args.rounds):

@@ -68,8 +68,8 @@ class KVCache:
                  on_evict: Callable[[int, list[torch.Tensor], list[torch.Tensor]], None] | None = None,
                  strategy: Strategy | None = None, context: str = "per-layer", kv: str = "exact"):
         """``on_evict(global_frame, k_per_layer, v_per_layer)`` receives each frame leaving the window
-        (in the compute dtype; views of the cache, valid only during the call). ``strategy``: the long-context strategy's hooks
-        (one object per run; default the sliding window). ``context``: "per-layer" or "shared" context buffers
+        (in the compute dtype; views of the cache, valid only during the call). ``strategy``: the long-context
+        strategy's hooks (one object per run; default the sliding window). ``context``: "per-layer" or "shared" context buffers
         (see the module's docstring), or "auto": per layer when the device has room for them, decided when they
         are first needed (after the weights and the cache are in place). ``kv``: "exact" (the compute ``dtype``)
         or "fp8" storage of the window's K/V and the retrieved frames (see the module's docstring)."""
