@@ -36,9 +36,16 @@ def medium_case():
     return model, torch.randn(1, 12, 64, generator=torch.Generator().manual_seed(1))
 
 
-def run(model, embeds, strategy: str, context: str, frames: int):
+def medium_case():
+    """The medium size's model (random weights, float32) and prompt embeddings."""
+    model = tiny_model(0, dim=512, layers=4, heads=4, text_dim=64)
+    return model, torch.randn(1, 12, 64, generator=torch.Generator().manual_seed(1))
+
+
+def run(model, embeds, strategy: str, context: str, frames: int, **cache):
+    """One medium-size run with the KV cache's ``context`` (and any other KVCache setting in ``cache``)."""
     def init(self, *args, **kw):
-        INIT(self, *args, **{**kw, "context": context})
+        INIT(self, *args, **{**kw, "context": context, **cache})
     KVCache.__init__ = init
     try:
         res = generate(model, embeds, frames, MEDIUM_RUN["latent_hw"], MEDIUM_RUN["seed"], strategy_config(strategy),

@@ -25,6 +25,14 @@ layer's context and the retrieved frames. ``context="auto"`` keeps one per layer
 for them, else shares one. The run's memory estimate (core/sampling/budget.py) counts one per layer, the default.
 The native regime keeps no copy either way.
 
+Storage (``kv``, core/context/kv_store.py): "exact" keeps the window's K/V in the compute dtype; "fp8" keeps
+them, and the shared context's retrieved frames, as float8-e4m3 with a float32 scale per token and head (about
+half of bf16). Attention still reads one contiguous K/V in the compute dtype: the part before the block is
+de-quantised into the context buffer(s) (the native regime, which otherwise reads the window itself, gets one
+shared scratch of the window's size), the block's own K/V are attended as computed, and stored quantised. With
+per-layer buffers the retrieved frames go through the same fp8 round trip, so ``context`` never changes results.
+Frames handed to ``on_evict`` are de-quantised (the pool's own kv-fp8 encoding of them gives the same bytes).
+
 What happens when a block does not fit, where the block's queries sit in RoPE time and how a slot run
 is rotated are the ``strategy``'s hooks (core/context/strategies/base.py); the default is the sliding window
 above. ∞-RoPE, MemRoPE and Deep Forcing are other strategies over this same cache.
@@ -36,7 +44,6 @@ evictions take the frames after it) until the next ``pin`` replaces it.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Callable
 
 import torch
@@ -45,50 +52,13 @@ from ..files.memory import device_available
 from ..files.memory_trace import label
 from ..model.attention import attention
 from ..model.rope import apply_rope, compute_dtype, rope_table
+from .kv_store import CONTEXT_BUFFERS, KV_STORAGES, SlotStore, check_kv, heads_first, round_trip
+from .policy import CachePolicy
 from .strategies.base import Strategy
 
+__all__ = ["CONTEXT_BUFFERS", "KV_STORAGES", "CachePolicy", "KVCache"]
 
-CONTEXT_BUFFERS = ("auto", "per-layer", "shared")   # KVCache ``context``: one context buffer per layer, or one for all
 _ROOM = 4          # auto: one buffer per layer when the device has this many times their extra bytes free
-
-
-@dataclass(frozen=True)
-class CachePolicy:
-    """The cache's regime. Window and sink are the run's (its family's or strategy's): no default here."""
-    window: int               # L: cache capacity in frames
-    sink: int                 # S: first frames kept forever
-    top_k: int = 0            # K: retrieved frames per block (0 = plain sliding window)
-    relative_rope: bool = False
-
-    @classmethod
-    def native(cls, window: int, sink: int) -> "CachePolicy":
-        return cls(window, sink, 0, False)
-
-    @classmethod
-    def retrieval(cls, window: int, sink: int, top_k: int) -> "CachePolicy":
-        return cls(window, sink, top_k, True)
-
-    @property
-    def local_frames(self) -> int:
-        """The window budget: frames of the cache (current block included) attended besides sink and retrieved."""
-        return self.window - self.sink - self.top_k
-
-    def check(self, frames_per_block: int) -> None:
-        if self.sink < 0 or self.top_k < 0 or frames_per_block < 1:
-            raise ValueError(f"sink ({self.sink}), top_k ({self.top_k}) and frames per block "
-                             f"({frames_per_block}) must be ≥ 0, ≥ 0 and ≥ 1")
-        if self.local_frames < frames_per_block:
-            raise ValueError(
-                f"local attention window {self.window} leaves {self.local_frames} local frames after sink "
-                f"{self.sink} and top_k {self.top_k}, fewer than the {frames_per_block} frames of a "
-                f"block; use a window (local_attn_size) ≥ {self.sink + self.top_k + frames_per_block}")
-
-
-def _heads_first(shape, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
-    """A zeroed [B, tokens, heads, d] tensor stored as [B, heads, tokens, d]: each head's keys are contiguous,
-    the layout the attention kernel reads fastest (the cache is written a block at a time, read every forward)."""
-    b, n, h, d = shape
-    return torch.zeros((b, h, n, d), dtype=dtype, device=device).transpose(1, 2)
 
 
 class KVCache:
@@ -97,14 +67,17 @@ class KVCache:
     def __init__(self, policy: CachePolicy, num_layers: int, batch: int, grid_hw: tuple[int, int],
                  heads: int, head_dim: int, dtype: torch.dtype, device: torch.device,
                  on_evict: Callable[[int, list[torch.Tensor], list[torch.Tensor]], None] | None = None,
-                 strategy: Strategy | None = None, context: str = "per-layer"):
+                 strategy: Strategy | None = None, context: str = "per-layer", kv: str = "exact"):
         """``on_evict(global_frame, k_per_layer, v_per_layer)`` receives each frame leaving the window
-        (views of the cache, valid only during the call). ``strategy``: the long-context strategy's hooks
-        (one object per run; default the sliding window). ``context``: "per-layer" or "shared" context buffers
+        (in the compute dtype; views of the cache, valid only during the call). ``strategy``: the long-context
+        strategy's hooks (one object per run; default the sliding window). ``context``: "per-layer" or "shared" context buffers
         (see the module's docstring), or "auto": per layer when the device has room for them, decided when they
-        are first needed (after the weights and the cache are in place)."""
+        are first needed (after the weights and the cache are in place). ``kv``: "exact" (the compute ``dtype``)
+        or "fp8" storage of the window's K/V and the retrieved frames (see the module's docstring)."""
         if context not in CONTEXT_BUFFERS:
             raise ValueError(f"context buffers {context!r} are not one of {', '.join(CONTEXT_BUFFERS)}")
+        check_kv(kv)
+        self.kv, self.dtype = kv, dtype
         self.context_mode = context
         self.shared_context = context == "shared"
         self.policy = policy
@@ -116,9 +89,10 @@ class KVCache:
         self.on_evict = on_evict
         self.oldest = policy.sink  # global index of the oldest non-sink frame in the cache
         shape = (batch, policy.window * self.tokens, heads, head_dim)
-        self.k = [_heads_first(shape, dtype, device) for _ in range(num_layers)]
-        self.v = [_heads_first(shape, dtype, device) for _ in range(num_layers)]
-        label("kv cache", *self.k, *self.v)
+        self.keys, self.values = (SlotStore(kv, num_layers, shape, dtype, device) for _ in range(2))
+        self.k, self.v = self.keys.data, self.values.data     # per layer: compute dtype (exact) or float8 (fp8)
+        self._scales = self.keys.scale + self.values.scale   # fp8: float32 per token and head (else empty)
+        label("kv cache", *self.k, *self.v, *self._scales)
         self.filled = 0            # frames in the cache
         self.block_start = -1      # global index of the current block's first frame
         self.block_slot = 0        # its first slot
@@ -130,8 +104,10 @@ class KVCache:
         self._retrieved = 0        # frames retrieved for the current block
         self._ctx_k: list[torch.Tensor] = []   # context buffers (one per layer, or one shared), allocated on first use
         self._ctx_v: list[torch.Tensor] = []
-        self._ret_k: list[torch.Tensor] = []   # shared context: each layer's retrieved K (rotated) and V
+        self._ret: tuple[SlotStore, SlotStore] | None = None   # shared context: each layer's retrieved K (rotated), V
+        self._ret_k: list[torch.Tensor] = []   # their data (and fp8 scales) as lists, what the cache holds
         self._ret_v: list[torch.Tensor] = []
+        self._ret_scales: list[torch.Tensor] = []
         self._stale = [True] * num_layers      # context part before the block not yet filled this block
         self._holder = -1                      # shared context: the layer whose context the buffer holds
         self.rope_offset = 0.0     # added to the current block's temporal positions (shots)
@@ -170,7 +146,8 @@ class KVCache:
         if self.on_evict is not None:
             for f in range(overflow):
                 a, b = lo + f * t, lo + (f + 1) * t
-                self.on_evict(self.oldest + f, [k[:, a:b] for k in self.k], [v[:, a:b] for v in self.v])
+                self.on_evict(self.oldest + f, *([s.read(i, a, b) for i in range(len(s.data))]
+                                                 for s in (self.keys, self.values)))
         self.oldest += overflow
         self.shift_out(kept, overflow)
         if self.pinned is not None and self.pinned[0] >= kept:    # a shot sink not yet behind the sink slides
@@ -180,7 +157,7 @@ class KVCache:
         """Drop slots [first_slot, first_slot + overflow): the slots after them shift left over them."""
         t = self.tokens
         lo, step, end = first_slot * t, overflow * t, self.filled * t
-        for buf in (*self.k, *self.v):
+        for buf in self.slot_buffers():
             # chunks of ``step`` tokens, oldest first: a chunk's source starts where its destination
             # ends, so nothing is overwritten before it is read (no temporary copy of the window)
             for a in range(lo, end - step, step):
@@ -204,7 +181,7 @@ class KVCache:
     def _table(self, frame_positions: torch.Tensor) -> torch.Tensor:
         dev, h, w = self.k[0].device, *self.grid_hw
         table = rope_table(frame_positions.to(dev), h, w, self.head_dim)
-        return table.to(compute_dtype(self.k[0].dtype))
+        return table.to(compute_dtype(self.dtype))
 
     def slot_rotations(self, a: int, b: int) -> torch.Tensor:
         """Rotations of slots [a, b), each at its index (kept for the block: every layer reads them)."""
@@ -214,7 +191,8 @@ class KVCache:
 
     def set_retrieved(self, k: torch.Tensor, v: torch.Tensor) -> None:
         """Retrieved frames' pre-RoPE K and V [layers, B, n·tokens, heads, d] for the current block.
-        Their RoPE (temporal position 0) is applied once here, straight into every layer's context."""
+        Their RoPE (temporal position 0) is applied once here, straight into every layer's context
+        (shared context: into each layer's retrieved frames, exact or fp8)."""
         n = k.shape[2] // self.tokens
         frames = self._sink[1] + n + self._local[1] - self._local[0]
         if frames > self.policy.window:
@@ -227,33 +205,39 @@ class KVCache:
         a, b = self._sink[1] * self.tokens, (self._sink[1] + n) * self.tokens
         for layer in range(len(self.k)):
             if self.shared_context:
-                self._ret_k[layer][:, :b - a] = apply_rope(k[layer], table)
-                self._ret_v[layer][:, :b - a] = v[layer]
+                self._ret[0].write(layer, 0, b - a, apply_rope(k[layer], table))
+                self._ret[1].write(layer, 0, b - a, v[layer])
             else:
                 apply_rope(k[layer], table, out=self._ctx_k[layer][:, a:b])
                 self._ctx_v[layer][:, a:b] = v[layer]
+                if self.kv != "exact":    # what the shared context's fp8 store would read back
+                    round_trip(self._ctx_k[layer][:, a:b])
+                    round_trip(self._ctx_v[layer][:, a:b])
         self._stale = [True] * len(self.k)
         self._holder = -1
 
     def _allocate_context(self) -> None:
         if self._ctx_k:
             return
-        if self.context_mode == "auto":
+        if not self.policy.relative_rope and self.kv != "exact":   # one scratch the window is de-quantised into
+            self.shared_context = True
+        elif self.context_mode == "auto":
             self.shared_context = not self._room_per_layer()
-        layers = self.k[:1] if self.shared_context else self.k
-        self._ctx_k = [_heads_first(k.shape, k.dtype, k.device) for k in layers]
-        self._ctx_v = [_heads_first(v.shape, v.dtype, v.device) for v in layers]
+        b, n, h, d = self.k[0].shape
+        dev, layers = self.k[0].device, 1 if self.shared_context else len(self.k)
+        self._ctx_k = [heads_first((b, n, h, d), self.dtype, dev) for _ in range(layers)]
+        self._ctx_v = [heads_first((b, n, h, d), self.dtype, dev) for _ in range(layers)]
         if self.shared_context and self.policy.top_k:
-            b, _, h, d = self.k[0].shape
             shape = (b, self.policy.top_k * self.tokens, h, d)
-            self._ret_k = [_heads_first(shape, k.dtype, k.device) for k in self.k]
-            self._ret_v = [_heads_first(shape, v.dtype, v.device) for v in self.v]
-        label("context", *self._ctx_k, *self._ctx_v, *self._ret_k, *self._ret_v)
+            self._ret = tuple(SlotStore(self.kv, len(self.k), shape, self.dtype, dev) for _ in range(2))
+            self._ret_k, self._ret_v = self._ret[0].data, self._ret[1].data
+            self._ret_scales = self._ret[0].scale + self._ret[1].scale
+        label("context", *self._ctx_k, *self._ctx_v, *self._ret_k, *self._ret_v, *self._ret_scales)
 
     def _room_per_layer(self) -> bool:
         """Whether the device has room for one context buffer per layer (``_ROOM`` × what they cost beyond one)."""
         k = self.k[0]
-        extra = 2 * (len(self.k) - 1) * k.untyped_storage().nbytes()
+        extra = 2 * (len(self.k) - 1) * k.numel() * self.dtype.itemsize
         free = device_available(k.device)
         return free is None or free >= _ROOM * extra
 
@@ -262,12 +246,13 @@ class KVCache:
         """Write this block's K/V into its slots, then attend over the policy's context."""
         self.write(layer, k, v)
         t, n = self.tokens, k.shape[1]
-        if not self.policy.relative_rope and not self._retrieved and self._sink[1] == self._local[0]:
+        if self.kv == "exact" and not self.policy.relative_rope and not self._retrieved \
+                and self._sink[1] == self._local[0]:
             ks, vs = self.k[layer][:, :self.filled * t], self.v[layer][:, :self.filled * t]
         else:
             ks, vs = self._context(layer)
-            # the block's keys sit at its queries' positions in both regimes
-            if self.policy.relative_rope:
+            # the block's keys sit at its queries' positions in both regimes (attended as computed, not stored)
+            if self.policy.relative_rope or self.kv != "exact":
                 apply_rope(k, self._q_table, out=ks[:, -n:])
             else:
                 ks[:, -n:] = self.k[layer][:, self.block_slot * t:self.filled * t]
@@ -283,10 +268,17 @@ class KVCache:
         t = self.tokens
         a, b = self.block_slot * t, (self.block_slot + self.block_frames) * t
         if self.policy.relative_rope:
-            self.k[layer][:, a:b] = k
-        else:
+            self.keys.write(layer, a, b, k)
+        elif self.kv == "exact":
             apply_rope(k, self._q_table, out=self.k[layer][:, a:b])
-        self.v[layer][:, a:b] = v
+        else:
+            self.keys.write(layer, a, b, apply_rope(k, self._q_table))
+        self.values.write(layer, a, b, v)
+
+    def slot_buffers(self, layer: int | None = None) -> list[torch.Tensor]:
+        """Every tensor holding ``layer``'s K/V tokens (all layers' when None), token axis 1: moving, gathering
+        or copying tokens in each moves the cached K/V unchanged, whatever the storage (what the strategies use)."""
+        return self.keys.buffers(layer) + self.values.buffers(layer)
 
     def _context(self, layer: int) -> tuple[torch.Tensor, torch.Tensor]:
         """This layer's [sink | retrieved | local] K (rotated) and V, views of its context buffers; the
@@ -305,17 +297,20 @@ class KVCache:
                     self._fill(layer, dst, a, b)
             if self.shared_context and self._retrieved:
                 r = self._retrieved * t
-                ks[:, (s1 - s0) * t:local_at] = self._ret_k[layer][:, :r]
-                vs[:, (s1 - s0) * t:local_at] = self._ret_v[layer][:, :r]
+                self._ret[0].read_into(layer, 0, r, ks[:, (s1 - s0) * t:local_at])
+                self._ret[1].read_into(layer, 0, r, vs[:, (s1 - s0) * t:local_at])
         return ks, vs
 
     def _fill(self, layer: int, dst: int, a: int, b: int) -> None:
         """Copy slots [a, b) to the context at token ``dst``, keys rotated at their slot positions (retrieval
         regime; native keys are stored rotated)."""
         t, buf = self.tokens, 0 if self.shared_context else layer
-        src, out = self.k[layer][:, a * t:b * t], self._ctx_k[buf][:, dst:dst + (b - a) * t]
-        if self.policy.relative_rope:
-            apply_rope(src, self.strategy.slot_table(self, layer, a, b), out=out)
+        out = self._ctx_k[buf][:, dst:dst + (b - a) * t]
+        if self.policy.relative_rope and self.kv == "exact":
+            apply_rope(self.k[layer][:, a * t:b * t], self.strategy.slot_table(self, layer, a, b), out=out)
+        elif self.policy.relative_rope:
+            apply_rope(self.keys.read_into(layer, a * t, b * t, out), self.strategy.slot_table(self, layer, a, b),
+                       out=out)
         else:
-            out.copy_(src)
-        self._ctx_v[buf][:, dst:dst + (b - a) * t] = self.v[layer][:, a * t:b * t]
+            self.keys.read_into(layer, a * t, b * t, out)
+        self.values.read_into(layer, a * t, b * t, self._ctx_v[buf][:, dst:dst + (b - a) * t])

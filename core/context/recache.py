@@ -67,7 +67,7 @@ class _RecacheContext:
 
     def __init__(self, cache: KVCache, plan: RecachePlan):
         self.cache, self.plan = cache, plan
-        dev, cdt = cache.k[0].device, compute_dtype(cache.k[0].dtype)
+        dev, cdt = cache.k[0].device, compute_dtype(cache.dtype)
         grid = (*cache.grid_hw, cache.head_dim)
         self.table = rope_table(torch.tensor(plan.positions, device=dev), *grid).to(cdt)
         self.kept_table = rope_table(torch.arange(max(plan.first_slot, 1), device=dev), *grid).to(cdt)
@@ -76,7 +76,7 @@ class _RecacheContext:
         rotated = self.write(layer, k, v)
         keep = self.plan.first_slot * self.cache.tokens
         if keep:
-            kept_k, kept_v = self.cache.k[layer][:, :keep], self.cache.v[layer][:, :keep]
+            kept_k, kept_v = (s.read(layer, 0, keep) for s in (self.cache.keys, self.cache.values))
             if self.cache.policy.relative_rope:
                 kept_k = apply_rope(kept_k, self.kept_table[:keep])
             rotated, v = torch.cat([kept_k, rotated], 1), torch.cat([kept_v, v], 1)
@@ -87,8 +87,8 @@ class _RecacheContext:
         t = self.cache.tokens
         a, b = self.plan.first_slot * t, (self.plan.first_slot + len(self.plan.frames)) * t
         rotated = apply_rope(k, self.table)
-        self.cache.k[layer][:, a:b] = k if self.cache.policy.relative_rope else rotated
-        self.cache.v[layer][:, a:b] = v
+        self.cache.keys.write(layer, a, b, k if self.cache.policy.relative_rope else rotated)
+        self.cache.values.write(layer, a, b, v)
         return rotated
 
 

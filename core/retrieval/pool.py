@@ -32,6 +32,7 @@ from typing import Callable, Iterator, Sequence
 
 import torch
 
+from ..context.fp8 import quantise
 from ..files.memory import device_available, host_available
 from ..files.memory_trace import HOST, allocating, host_device, label
 from .config import PoolConfig
@@ -210,18 +211,11 @@ def _encode(storage: str, ks: torch.Tensor, vs: torch.Tensor) -> list[torch.Tens
     return _fp8(ks, vs, dims=(2, 4))              # one scale per layer/sample/head
 
 
-_FP8_MAX = 448.0    # the largest finite float8-e4m3fn
-
-
 def _fp8(ks: torch.Tensor, vs: torch.Tensor, dims: tuple[int, ...]) -> list[torch.Tensor]:
     """ks, vs [layers, B, T, heads, d] → [k8, v8, k_scale, v_scale]: float8-e4m3fn values and float32 scales
-    (amax over ``dims`` / 448, kept as size-1 dims so that ``x8.float() * scale`` decodes)."""
-    out, scales = [], []
-    for x in (ks, vs):
-        s = x.abs().amax(dim=dims, keepdim=True).float().clamp_min(1e-12) / _FP8_MAX
-        out.append((x.float() / s).to(torch.float8_e4m3fn))
-        scales.append(s)
-    return out + scales
+    (amax over ``dims`` / 448, kept as size-1 dims so that ``x8.float() * scale`` decodes; core/context/fp8.py)."""
+    (k8, k_scale), (v8, v_scale) = quantise(ks, dims), quantise(vs, dims)
+    return [k8, v8, k_scale, v_scale]
 
 
 class _Layers:

@@ -25,7 +25,7 @@ from ..retrieval.pool import HistoryPool
 from ..context.kv_cache import KVCache
 from ..latents.format import format_for_channels
 from ..model.backbone import BackboneModel, TextContext
-from .memory import EXACT, MemorySettings
+from .memory import AUTO, EXACT, MemorySettings
 from .noise import NoiseSource, initial_noise  # noqa: F401  (initial_noise: the reference contract's first draw)
 from .samplers import NoisyBlock
 from ..retrieval.prefetch import Prefetcher
@@ -171,7 +171,7 @@ class _BlockLoop:
         self.cache = KVCache(cfg.policy, model.cfg.num_layers, self.b, (latent_hw[0] // p[1], latent_hw[1] // p[2]),
                              model.cfg.num_heads, model.cfg.head_dim, self.dtype, self.device,
                              self._evict if self.pool is not None else None, strategy=cfg.make_strategy(),
-                             context=memory.context)
+                             context=memory.context, kv="exact" if memory.kv == AUTO else memory.kv)
 
     def _encode(self, segment: int, cut: bool = False) -> TextContext:
         seg = self.prompts.segments[segment]

@@ -89,17 +89,17 @@ class DeepForcing(Strategy):
         end = cache.filled - r                       # candidates: slots [s, end)
         compressed = bool(self.spatial)
         frames, spatial = self._slot_tokens(cache, s + c if compressed else s, end, start)
-        for layer, (k, v) in enumerate(zip(cache.k, cache.v)):
+        for layer in range(len(cache.k)):
             f, sp = frames, spatial
             if compressed:                           # the tokens kept last time come first
                 f, sp = torch.cat([self.kept_frames[layer], f], 1), torch.cat([self.spatial[layer], sp], 1)
-            keys = apply_rope(k[:, s * t:end * t], self.slot_table(cache, layer, s, end))
+            keys = apply_rope(cache.keys.read(layer, s * t, end * t), self.slot_table(cache, layer, s, end))
             keep = top_tokens(participation(self._queries[layer], keys), c * t)
-            for buf in (k, v):
+            for buf in cache.slot_buffers(layer):    # K and V (fp8: their bytes and scales)
                 src = buf[:, s * t:end * t]
                 buf[:, s * t:(s + c) * t] = src.gather(1, keep[:, :, None, None].expand(-1, -1, *src.shape[2:]))
             self.spatial[layer], self.kept_frames[layer] = sp.gather(1, keep), f.gather(1, keep)
-        for buf in (*cache.k, *cache.v):
+        for buf in cache.slot_buffers():
             buf[:, (s + c) * t:(s + c + r) * t] = buf[:, end * t:cache.filled * t].clone()
         self.compressions.append({"block_start": start, "candidate_slots": [s, end], "kept_tokens": c * t,
                                   "recent_frames": list(range(start - r, start))})

@@ -47,7 +47,7 @@ class InfinityRope(Strategy):
     def flush(self, cache, cut: bool) -> dict:
         """Before the boundary block: the reference's KV flush (+ a RoPE cut of that block when ``cut``)."""
         s, w, t = cache.policy.sink, cache.policy.window, cache.tokens
-        for buf in (*cache.k, *cache.v):
+        for buf in cache.slot_buffers():
             buf[:, s * t:(s + FLUSH_KEEP) * t] = buf[:, (w - FLUSH_KEEP) * t:w * t].clone()
         cache.filled = s + FLUSH_KEEP
         self._cut_next = cut

@@ -39,25 +39,27 @@ class MemRope(Strategy):
         s, t = cache.policy.sink, cache.tokens
         first = s + MEMORY_FRAMES
         lo, hi = first * t, (first + overflow) * t
-        for buf in (*cache.k, *cache.v):
-            self._fold(buf, buf[:, lo:hi].mean(dim=1, keepdim=True), s * t, t)
+        for store in (cache.keys, cache.values):
+            for layer in range(len(store.data)):
+                self._fold(store, layer, store.read(layer, lo, hi).mean(dim=1, keepdim=True), s * t, t)
         # slots first… hold consecutive frames that end where the new block starts
         start = cache.block_start + cache.block_frames
         oldest = start - (cache.filled - first)
         self.folds.append({"block_start": start, "frames": list(range(oldest, oldest + overflow))})
         cache.shift_out(first, overflow)
 
-    def _fold(self, buf, m, long_at: int, t: int) -> None:
-        """Memory slots of ``buf`` [B, L, heads, d] (long at ``long_at``, short after it) ← fold of m [B, 1, heads, d]."""
-        long_, short = buf[:, long_at:long_at + t], buf[:, long_at + t:long_at + 2 * t]
+    def _fold(self, store, layer: int, m, long_at: int, t: int) -> None:
+        """Memory slots of ``store``'s ``layer`` (K or V, core/context/kv_store.py; long at token ``long_at``, short
+        after it) ← fold of m [B, 1, heads, d]."""
         if not self.folds:
             new_long = new_short = m
         else:
             a, b = self.params.alpha_long, self.params.alpha_short
-            new_long = a * m + (1 - a) * long_[:, :1]
-            new_short = b * m + (1 - b) * short[:, :1]
-        long_.copy_(new_long.expand_as(long_))
-        short.copy_(new_short.expand_as(short))
+            new_long = a * m + (1 - a) * store.read(layer, long_at, long_at + 1)
+            new_short = b * m + (1 - b) * store.read(layer, long_at + t, long_at + t + 1)
+        shape = (m.shape[0], t, *m.shape[2:])
+        store.write(layer, long_at, long_at + t, new_long.expand(shape))
+        store.write(layer, long_at + t, long_at + 2 * t, new_short.expand(shape))
 
 
 def check(policy, frames_per_block: int, params: MemRopeParams) -> None:
