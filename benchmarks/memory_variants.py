@@ -14,12 +14,16 @@ VARIANTS = {
     "exact": (EXACT, "native"),                                             # what the published codes do
     "shared": (MemorySettings("shared", "exact", 0), "native"),             # lossless
     "fp8 weights": (MemorySettings("shared", "exact", 0), "fp8"),
+    "fp8 KV": (MemorySettings("shared", "fp8", 0), "native"),
+    "fp8 weights + fp8 KV": (MemorySettings("shared", "fp8", 0), "fp8"),
 }
 
 FAMILY = {"wan21": "Wan2.1 text-to-video", "wan22": "Wan2.2 TI2V-5B"}
 GOALS = {   # name: (family, strategy, variant, GiB)
     "LongLive 2.0 + retrieval, bf16, default quality": (FAMILY["wan22"], "rag", "shared", 22),
     "Wan 1.3B + retrieval, bf16, default quality": (FAMILY["wan21"], "rag", "shared", 8),
+    "LongLive 2.0 + retrieval, fp8 weights + fp8 KV": (FAMILY["wan22"], "rag", "fp8 weights + fp8 KV", 14),
+    "LongLive 2.0 native, fp8 weights + fp8 KV": (FAMILY["wan22"], "native", "fp8 weights + fp8 KV", 11),
 }
 
 

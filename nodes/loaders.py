@@ -5,7 +5,8 @@ from dataclasses import dataclass
 
 import torch
 
-from ..core.formats import Backbone, load_backbone
+from ..core.formats import Backbone, is_fp8_file, load_backbone, resolve_weights
+from ..core.model.fp8_linear import WEIGHTS
 from ..core.app.fact_text import fragment
 from ..core.sampling.config import DTYPES as CORE_DTYPES, default_dtype
 from ..core.retrieval.encoder import RetrievalEncoder, load_encoder
@@ -75,6 +76,11 @@ class LoadBackbone(io.ComfyNode):
                 io.Boolean.Input("compile", default=False, optional=True,
                                  tooltip="torch.compile the layers: fuses the element-wise work after a first run "
                                          "that compiles (on a CPU measured 1.06-1.09x faster)."),
+                io.Combo.Input("weights", options=list(WEIGHTS), default="auto", optional=True,
+                               tooltip="How the block weights live on the GPU: native (the compute dtype), fp8 "
+                                       "(an fp8 file's weights kept as stored, a bf16 file's quantised with a scale "
+                                       "per output channel: about half the bytes, a small change to the video). "
+                                       "auto: fp8 for an fp8 file on a GPU, else native."),
             ],
             outputs=[
                 BACKBONE.Output(display_name="backbone", tooltip="The backbone for AR Block Sampler (and, optionally, "
@@ -86,19 +92,21 @@ class LoadBackbone(io.ComfyNode):
 
     @classmethod
     def execute(cls, backbone, lora, lora_strength, weight_dtype, device, offload, num_heads=0,
-                compile=False) -> io.NodeOutput:
+                compile=False, weights="auto") -> io.NodeOutput:
         dev = bridge.compute_device() if device == "auto" else torch.device("cpu")
         dtype = DTYPES[weight_dtype] or default_dtype(dev)
         lora_path = None if lora == "none" else bridge.model_path("loras", lora)
-        bb = load_backbone(bridge.model_path("diffusion_models", backbone), lora=lora_path, lora_strength=lora_strength,
-                           num_heads=num_heads or None, dtype=dtype, device="cpu")
+        path = bridge.model_path("diffusion_models", backbone)
+        weights = resolve_weights(weights, file_fp8=is_fp8_file(path), device=dev)
+        bb = load_backbone(path, lora=lora_path, lora_strength=lora_strength, num_heads=num_heads or None,
+                           dtype=dtype, device="cpu", weights=weights)
         if compile:
             bb.model.compile_blocks()
         info = (f"{bb.info.preset} ({bb.info.format}), {bb.info.family} family; {bb.config.num_layers} layers, dim "
                 f"{bb.config.dim}, {bb.config.num_heads} heads; stored {bb.info.dtype} -> "
                 f"{str(dtype).replace('torch.', '')}"
                 + (f"; LoRA {lora} x{lora_strength} on {bb.info.lora_layers} weights" if lora_path else "")
-                + ("; compiled" if compile else "")
+                + ("; compiled" if compile else "") + ("; fp8 weights" if weights == "fp8" else "")
                 + f"\nAR Block Sampler at auto: {bb.defaults.describe()}")
         return io.NodeOutput(BackboneHandle(bb, dev, dtype, offload != "keep on device"), info, ui=ui.PreviewText(info))
 

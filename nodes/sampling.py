@@ -6,7 +6,8 @@ from dataclasses import dataclass, replace
 
 import torch
 
-from ..core.app.plan import check_memory, plan_run
+from ..core.app.plan import check_memory, choose_memory, plan_run
+from ..core.sampling.memory import MemorySettings
 from ..core.sampling.budget import device_bytes_needed
 from ..core.sampling.limits import MAX_SIDE_PX, MAX_WINDOW, max_video_frames
 from ..core.latents.format import LatentFormat
@@ -177,9 +178,11 @@ class ARBlockSampler(io.ComfyNode):
         prompts, timeline = run_prompts(positive, cfg, family.latent, frames)
         encoder = retrieval.encoder.model if retrieval else None
         batch = prompts.batch if isinstance(prompts, PromptSchedule) else prompts.shape[0]
-        check_memory(plan, bb.model, batch, backbone.device, backbone.dtype,
-                     device_room=bridge.device_room(backbone.device))
-        need = device_bytes_needed(bb.model, cfg, latent_hw, batch, backbone.dtype)
+        room = bridge.device_room(backbone.device)
+        memory = choose_memory(plan, bb.model, batch, backbone.device, backbone.dtype,
+                               settings.memory if settings else MemorySettings(), device_room=room)
+        check_memory(plan, bb.model, batch, backbone.device, backbone.dtype, device_room=room, memory=memory.settings)
+        need = device_bytes_needed(bb.model, cfg, latent_hw, batch, backbone.dtype, memory.settings)
         models = (bb.model, encoder)
         key = run_key(backbone, retrieval.encoder.name if retrieval else None, prompts, seed, frames, latent_hw, cfg,
                       given)
@@ -190,14 +193,14 @@ class ARBlockSampler(io.ComfyNode):
         try:
             with bridge.models_on_device(list(models), backbone.device, need, offload=backbone.offload) as (model, _):
                 res = generate(model, prompts, frames, latent_hw, seed, cfg, encoder=encoder, callback=collector,
-                               start=prefix, cancel=bridge.check_interrupted)
+                               start=prefix, cancel=bridge.check_interrupted, memory=memory.settings)
         except BaseException:
             MEMO.keep(key, models, collector.latents() if collector.blocks else None, p, stopped=True)
             raise
         MEMO.keep(key, models, res.latents, p, stopped=False)     # shared with the output, not a copy
         log = RetrievalLog(tuple(res.retrieval_log), frames, cfg.sink, cfg.window, cfg.frames_per_block, cfg.strategy,
                            tuple(res.switches))
-        info = "\n".join([*plan.info(), *continued_line(continued, family.latent), *timeline, *res.notes])
+        info = "\n".join([*plan.info(), memory.line, *continued_line(continued, family.latent), *timeline, *res.notes])
         LOG.info("AR Block Sampler: %s", info.replace("\n", "; "))
         return io.NodeOutput(output_latent(res.latents, given), log, info, ui=ui.PreviewText(info))
 

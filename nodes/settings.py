@@ -1,10 +1,12 @@
 """Sampler Settings: the sampling settings the AR Block Sampler's own widgets do not show (the CLI's
---sampler, --context-noise, --shot-rope-offset, --multi-shot-sink), each "auto" = the backbone family's."""
+--sampler, --context-noise, --shot-rope-offset, --multi-shot-sink), each "auto" = the backbone family's; and the
+device-memory settings (--context-buffers, --kv-cache, --block-swap), each "auto" = chosen from the free memory."""
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 from ..core.sampling.config import SAMPLERS
+from ..core.sampling.memory import CONTEXTS, KVS, MemorySettings
 from .bridge import io
 
 CATEGORY = "LongLive-RAG/sampling"
@@ -19,9 +21,10 @@ class SamplerSettings:
     context_noise: float | None = None
     shot_rope_offset: float | None = None
     shot_sink: bool | None = None
+    memory: MemorySettings = MemorySettings()       # device memory (core/sampling/memory.py), not a sampling field
 
     def fields(self) -> dict:
-        return {k: v for k, v in vars(self).items() if v is not None}
+        return {k: v for k, v in vars(self).items() if v is not None and k != "memory"}
 
 
 SETTINGS = io.Custom("LLRAG_SAMPLER_SETTINGS")     # carries a SamplerSettings
@@ -49,12 +52,26 @@ class SamplerSettingsNode(io.ComfyNode):
                 io.Combo.Input("multi_shot_sink", options=list(SHOT_SINK), default=AUTO,
                                tooltip="Native strategy: keep a new shot's first block behind the sink until the next "
                                        "cut. auto = the backbone's (LongLive 2.0: on without retrieval)."),
+                io.Combo.Input("context_buffers", options=list(CONTEXTS), default=AUTO, optional=True,
+                               tooltip="Device memory (relative-RoPE strategies: rag, infinity-rope, memrope, "
+                                       "deep-forcing): one context buffer per layer (fastest) or one shared by all "
+                                       "(same video, ~5% slower, the window's K/V once instead of twice). auto: per "
+                                       "layer when the GPU has room."),
+                io.Combo.Input("kv_cache", options=list(KVS), default=AUTO, optional=True,
+                               tooltip="exact: K/V in the compute dtype (as published); fp8: the window's K/V and the "
+                                       "retrieved frames in float8 with a scale per token and head (about half the "
+                                       "bytes; a small change to the video). auto: exact unless only fp8 fits."),
+                io.Int.Input("block_swap", default=-1, min=-1, max=64, optional=True,
+                             tooltip="Transformer blocks whose weights stay in RAM and are streamed to the GPU ahead "
+                                     "of their use (same video, slower). -1 = auto: as few as fit; 0 = none."),
             ],
             outputs=[SETTINGS.Output(display_name="settings", tooltip="For the AR Block Sampler's 'settings' input.")],
         )
 
     @classmethod
-    def execute(cls, sampler, context_noise, shot_rope_offset, multi_shot_sink) -> io.NodeOutput:
+    def execute(cls, sampler, context_noise, shot_rope_offset, multi_shot_sink, context_buffers=AUTO, kv_cache=AUTO,
+                block_swap=-1) -> io.NodeOutput:
+        memory = MemorySettings(context_buffers, kv_cache, AUTO if block_swap < 0 else block_swap)
         return io.NodeOutput(SamplerSettings(None if sampler == AUTO else sampler, context_noise or None,
                                              None if shot_rope_offset < 0 else shot_rope_offset,
-                                             SHOT_SINK[multi_shot_sink]))
+                                             SHOT_SINK[multi_shot_sink], memory))
