@@ -18,7 +18,9 @@ With CUDA:
      device / host / disk: ms per block after the cache is full, its ratio to the floor (benchmarks/floor.py,
      measured after every block on this GPU), peak VRAM, and the bytes the pool moves host→device per block
      (what its gather reads from the host and disk tiers); host and disk pools each with the next block's
-     frames read during the context pass (overlap, the default) and at the block's start (serial).
+     frames read during the context pass (overlap, the default) and at the block's start (serial);
+  4. peak device memory (``torch.cuda.max_memory_allocated``) of each family × native/rag × memory setting at the
+     published size, next to the real-size dry run's figure of the same run (benchmarks/vram.py's table).
 Writes benchmarks/results/gpu_check.json. Without CUDA it runs the CPU self-check (the FLOP counter
 against a hand count, the report writer round trip), prints one line and exits 0.
 """
@@ -180,10 +182,48 @@ def real_size(frames: int) -> list[dict]:
     return out
 
 
+def vram_table(variants: list[str]) -> list[dict]:
+    """The table of benchmarks/vram.py measured for real: each family × native/rag × memory variant at the published
+    size with random weights in bf16, ``torch.cuda.max_memory_allocated`` of the run (weights included) next to the
+    dry run's peak of the same run (core/app/dry_run.py, meta device, same process) and their ratio."""
+    from core.app import facts as F
+    from core.app.dry_run import default_frames, trace_config, trace_run
+    from core.sampling.loop import generate
+    from memory_variants import VARIANTS, prepare
+    out = []
+    for family in (f for f in F.families() if F.released(f) is not None):
+        for strategy in ("native", "rag"):
+            cfg, hw = F._config(family, strategy), family.defaults.latent_hw
+            for name in variants:
+                memory, weights = VARIANTS[name]
+                meta = prepare(F._model(family), weights, torch.bfloat16)
+                dry = trace_run(meta, cfg, hw, dtype=torch.bfloat16, memory=memory)
+                model = meta.to_empty(device="cuda")
+                with torch.no_grad():
+                    for p in model.parameters():
+                        if p.is_floating_point() and p.element_size() >= 2:
+                            p.normal_(0, 0.02)
+                torch.cuda.empty_cache()
+                torch.cuda.reset_peak_memory_stats()
+                emb = torch.randn(1, 512, family.released.text_dim, device="cuda", dtype=torch.bfloat16)
+                generate(model, emb, default_frames(cfg), hw, 0, trace_config(cfg, torch.device("cuda"), dry=False),
+                         memory=memory)
+                real = torch.cuda.max_memory_allocated()
+                del model
+                row = {"family": family.name, "strategy": strategy, "variant": name, "real_gib": real / 2**30,
+                       "dry_run_gib": dry.peak / 2**30, "dry_over_real": dry.peak / real}
+                print(f"  {family.name:22} {strategy:7} {name:22} real {row['real_gib']:6.2f} GiB  dry run "
+                      f"{row['dry_run_gib']:6.2f} GiB  ratio {row['dry_over_real']:.3f}", flush=True)
+                out.append(row)
+    return out
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--frames", type=int, default=REAL_FRAMES, help="latent frames of the real-size runs")
     ap.add_argument("--skip-tests", action="store_true")
+    ap.add_argument("--vram-variants", nargs="*", default=["exact", "shared", "fp8 weights + fp8 KV"],
+                    help="memory settings of benchmarks/memory_variants.py to measure (each family × native/rag)")
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "gpu_check.json")
     args = ap.parse_args()
     check = self_check()
@@ -200,6 +240,8 @@ def main() -> int:
           f"same retrieval picks: {report['bf16']['same_selection']}", flush=True)
     print(f"real size, {args.frames} latent frames of {REAL_HW[0]}x{REAL_HW[1]}, bf16:")
     report["real_size"] = real_size(args.frames)
+    print("peak device memory, real run vs the dry run (benchmarks/vram.py's table):")
+    report["vram"] = vram_table(args.vram_variants)
     print(f"wrote {write_report(report, args.out)}")
     ok = report["bf16"]["ok"] and report.get("cuda_tests", {}).get("returncode", 0) in (0, 5)
     return 0 if ok else 1

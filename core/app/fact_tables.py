@@ -86,28 +86,38 @@ def pool_memory(lang: str, family) -> str:
 
 
 def device_memory(lang: str, family) -> str:
-    """Weights, KV cache and context buffers of one run at the published size; what the sampler asks for."""
+    """One run's device bytes at the published size by what holds them, exact settings; then the compact settings."""
     r, rag, native = F.released(family), F.device_memory(family, "rag"), F.device_memory(family, "native")
+    shared, fp8 = F.device_memory(family, "rag", F.SHARED), F.device_memory(family, "rag", F.COMPACT, "fp8")
     d, item = family.defaults, F.DTYPE.itemsize
     per_frame = tr(lang, f"{r.layers} layers × {r.tokens} tokens", f"{r.layers} 层 × {r.tokens} 个 token") + \
         f" × {r.heads * r.head_dim} × 2 (K, V) × {item}"
     if 2 * r.layers * r.tokens * r.heads * r.head_dim * item * d.window != rag.cache:
         raise ValueError(f"the KV cache of {family.name} is not {d.window} frames × {per_frame} bytes as "
                          "budget.py computes it; update device_memory's explanation")
-    asks = tr(lang, f"the sampler asks ComfyUI to free 1.25 × this = {size(rag.needed)} (native: "
-                    f"{size(native.weights + native.cache)}, asks {size(native.needed)})",
-              f"采样器请求 ComfyUI 释放 1.25 × 此值 = {size(rag.needed)}（native：{size(native.weights + native.cache)}，"
-              f"请求 {size(native.needed)}）")
+    k = F.RETRIEVAL.top_k
     rows = [
-        [tr(lang, "backbone weights", "主干权重"), f"{rag.weights:,} = {size(rag.weights)}",
-         tr(lang, f"{r.parameters:,} parameters × {item} bytes", f"{r.parameters:,} 个参数 × {item} 字节")],
-        [tr(lang, f"KV cache, {d.window}-frame window", f"KV 缓存，{d.window} 帧窗口"), f"{rag.cache:,} = {size(rag.cache)}",
-         tr(lang, f"{d.window} frames × {per_frame} bytes", f"{d.window} 帧 × {per_frame} 字节")],
+        [tr(lang, "backbone weights", "主干权重"), size(rag.weights),
+         tr(lang, f"{r.parameters:,} parameters × {item} bytes (fp8 weights: {size(fp8.weights)})",
+            f"{r.parameters:,} 个参数 × {item} 字节（fp8 权重：{size(fp8.weights)}）")],
+        [tr(lang, f"KV cache, {d.window}-frame window", f"KV 缓存，{d.window} 帧窗口"), size(rag.cache),
+         tr(lang, f"{d.window} frames × {per_frame} bytes (fp8: {size(fp8.cache)})",
+            f"{d.window} 帧 × {per_frame} 字节（fp8：{size(fp8.cache)}）")],
         [tr(lang, "context buffers (retrieval and the other relative-RoPE strategies)", "上下文缓冲（检索及其他相对 RoPE 策略）"),
-         f"{rag.buffers:,} = {size(rag.buffers)}",
-         tr(lang, f"the window's K/V again, pre-rotated; the {F.RETRIEVAL.top_k} retrieved frames live in it",
-            f"窗口的 K/V 再存一份（已旋转）；检索到的 {F.RETRIEVAL.top_k} 帧就在其中")],
-        [tr(lang, "sum with retrieval", "检索时合计"), size(rag.weights + rag.cache + rag.buffers), asks],
+         size(rag.buffers),
+         tr(lang, f"per layer: the window's K/V again, pre-rotated; shared by all layers: {size(shared.buffers)}",
+            f"每层一份：窗口的 K/V 再存一份（已旋转）；所有层共用：{size(shared.buffers)}")],
+        [tr(lang, "retrieved frames", "检索到的帧"), size(rag.retrieved),
+         tr(lang, f"{k} frames as read from the pool", f"从历史池读出的 {k} 帧")],
+        [tr(lang, "the prompt's K/V and the largest transient", "提示词的 K/V 与最大的临时张量"),
+         size(rag.text + rag.activations),
+         tr(lang, "512 prompt rows in every layer; one block's feed-forward layer",
+            "每层 512 行提示词；一个块的前馈层")],
+        [tr(lang, "sum with retrieval", "检索时合计"), size(rag.total),
+         tr(lang, f"the sampler asks ComfyUI to free 1.1 × this (native: {size(native.total)}); shared context "
+                  f"buffers: {size(shared.total)}; + fp8 KV and fp8 weights: {size(fp8.total)}",
+            f"采样器请求 ComfyUI 释放 1.1 × 此值（native：{size(native.total)}）；共用上下文缓冲：{size(shared.total)}；"
+            f"再加 fp8 KV 与 fp8 权重：{size(fp8.total)}")],
     ]
     return table(["", tr(lang, "bytes", "字节"), ""], rows)
 
@@ -119,6 +129,7 @@ def sampler_memory(lang: str = EN) -> str:
         d, native, rag, pool = f.defaults, F.device_memory(f), F.device_memory(f, "rag"), F.pool_table(f)
         if native is None:
             continue
+        shared, compact = F.device_memory(f, "rag", F.SHARED), F.device_memory(f, "rag", F.COMPACT, "fp8")
         blocks = F.latent_frames_for(d, 30) // d.frames_per_block
         head = tr(lang, "- **{}, {}×{}**: ", "- **{}，{}×{}**：").format(F.label(f), *F.size_px(d))
         lines.append(head + tr(
@@ -126,16 +137,17 @@ def sampler_memory(lang: str = EN) -> str:
             f"a block of {d.frames_per_block} latent frames costs {passes(d)} backbone passes ({passes(d) - 1} "
             f"denoising steps + 1 context pass); a 30 s video is {blocks} blocks. {size(native.weights)} of weights and "
             f"{size(native.cache)} of KV cache ({d.window} frames); retrieval and the other relative-RoPE strategies "
-            f"keep the window's K/V twice (pre-rotated context buffers, where the retrieved frames live): "
-            f"{size(rag.cache + rag.buffers)}. The sampler asks for {size(native.needed)} ({size(rag.needed)} with "
-            f"retrieval): a {gpu(native.needed)} GB GPU ({gpu(rag.needed)} GB with retrieval). None of this grows "
+            f"keep context buffers of the window's size, per layer ({size(rag.buffers)}) or shared by all layers "
+            f"({size(shared.buffers)}). The sampler asks for {size(native.needed)} ({size(rag.needed)} with "
+            f"retrieval): a {gpu(native.needed)} GB GPU ({gpu(rag.needed)} GB with retrieval; with the memory settings "
+            f"at auto, {gpu(shared.needed)} GB lossless, {gpu(compact.needed)} GB with fp8 weights and KV). None of this grows "
             f"with the length. With retrieval, the pool grows by {size(pool['kv'][0])} per latent frame in RAM by "
             f"default (30 s ≈ {size(pool['kv'][1])}).",
             f"每个 {d.frames_per_block} 个潜空间帧的块需要 {passes(d)} 次主干前向（{passes(d) - 1} 个去噪步 + 1 次上下文前向）；"
             f"30 秒视频为 {blocks} 个块。权重 {size(native.weights)}，KV 缓存 {size(native.cache)}（{d.window} 帧）；"
-            f"检索及其他相对 RoPE 策略把窗口的 K/V 存两份（预先旋转的上下文缓冲，检索到的帧就在其中）：{size(rag.cache + rag.buffers)}。"
+            f"检索及其他相对 RoPE 策略保留窗口大小的上下文缓冲：每层一份（{size(rag.buffers)}）或所有层共用（{size(shared.buffers)}）。"
             f"采样器请求 {size(native.needed)}（检索时 {size(rag.needed)}）：需要 {gpu(native.needed)} GB 显卡（检索时 "
-            f"{gpu(rag.needed)} GB）。这些都不随长度增长。启用检索时，历史池默认在内存中每个潜空间帧增长 "
+            f"{gpu(rag.needed)} GB；显存设置为 auto 时无损 {gpu(shared.needed)} GB，fp8 权重与 KV 时 {gpu(compact.needed)} GB）。这些都不随长度增长。启用检索时，历史池默认在内存中每个潜空间帧增长 "
             f"{size(pool['kv'][0])}（30 秒 ≈ {size(pool['kv'][1])}）。"))
     return "\n".join(lines)
 
@@ -150,9 +162,11 @@ def backbone_memory(lang: str = EN) -> str:
         w, h = F.size_px(d)
         lines.append(tr(lang, f"- {F.label(f)}: {size(rag.weights)} of weights, plus the KV cache ({size(rag.cache)} for "
                               f"its {d.window}-frame window at {w}×{h}; with retrieval another {size(rag.buffers)} of "
-                              "context buffers).",
+                              "context buffers, one per layer, or less shared). fp8 weights (`weights`) halve the "
+                              "weights.",
                         f"- {F.label(f)}：权重 {size(rag.weights)}，另加 KV 缓存（{w}×{h} 下 {d.window} 帧窗口为 "
-                        f"{size(rag.cache)}；启用检索时再加 {size(rag.buffers)} 上下文缓冲）。"))
+                        f"{size(rag.cache)}；启用检索时再加 {size(rag.buffers)} 上下文缓冲，每层一份，共用时更少）。"
+                        "fp8 权重（`weights`）使权重减半。"))
     return "\n".join(lines)
 
 

@@ -7,6 +7,8 @@ notes and the README, so a number changes in one place and every text follows (`
 """
 from __future__ import annotations
 
+import copy
+
 import math
 from dataclasses import dataclass
 
@@ -17,6 +19,8 @@ from ..families import registry
 from ..retrieval.config import POOL_STORAGES, RetrievalConfig
 from ..retrieval.pool import frame_bytes
 from ..sampling.budget import DeviceBytes, device_bytes
+from ..sampling.memory import EXACT, MemorySettings
+from ..model.fp8_linear import to_fp8
 from ..sampling.defaults import FamilyDefaults
 from ..sampling.request import SamplingRequest, resolve
 from .default_family import default_family
@@ -142,12 +146,23 @@ def released(family) -> Released | None:
                     (h // c.patch_size[1]) * (w // c.patch_size[2]))
 
 
-def device_memory(family, strategy: str = "native") -> DeviceBytes | None:
-    """Device bytes of one run at the published size in bf16 (budget.py); None when the family states no
-    released sizes or the strategy's defaults do not fit its blocks."""
+def device_memory(family, strategy: str = "native", memory: MemorySettings = EXACT,
+                  weights: str = "native") -> DeviceBytes | None:
+    """Device bytes of one run at the published size in bf16 (budget.py, the estimate benchmarks/vram.py checks
+    against the real-size dry run) under ``memory`` and ``weights`` ("native" | "fp8"); None when the family states
+    no released sizes or the strategy's defaults do not fit its blocks."""
     if released(family) is None or not strategy_runs(strategy, family):
         return None
-    return device_bytes(_model(family), _config(family, strategy), family.defaults.latent_hw, 1, DTYPE)
+    model = _model(family)
+    if weights == "fp8":
+        if (family.name, "fp8") not in _MODELS:
+            _MODELS[family.name, "fp8"] = to_fp8(copy.deepcopy(model))
+        model = _MODELS[family.name, "fp8"]
+    return device_bytes(model, _config(family, strategy), family.defaults.latent_hw, 1, DTYPE, memory)
+
+
+SHARED = MemorySettings("shared", "exact", 0)        # lossless: one context buffer for all layers
+COMPACT = MemorySettings("shared", "fp8", 0)         # + the KV cache in fp8
 
 
 def pool_frame(family, storage: str = "kv") -> int | None:
@@ -183,4 +198,4 @@ def decoded_frame(defaults: FamilyDefaults) -> int:
 __all__ = ["NAMES", "DURATIONS", "RETRIEVAL", "STRATEGIES", "families", "default_family", "key", "label",
            "family_by_key", "strategy_defaults", "strategy_runs", "time_stride", "block_video_frames", "block_seconds",
            "latent_frames_for", "length_for", "size_px", "size_step", "Released", "released", "device_memory",
-           "pool_frame", "pooled_frames", "pool_table", "decoded_frame"]
+           "pool_frame", "pooled_frames", "pool_table", "decoded_frame", "SHARED", "COMPACT"]

@@ -200,10 +200,10 @@ def memory_choices(settings: MemorySettings, layers: int, device) -> list[Memory
     A CPU swaps nothing (host memory is its device memory)."""
     swaps = [0] if torch.device(device).type == "cpu" else list(range(layers + 1))
     pick = lambda asked, options: options if asked == AUTO else [asked]   # noqa: E731
-    out = []
+    out, contexts = [], pick(settings.context, ["per-layer", "shared"])
     for kv in pick(settings.kv, ["exact", "fp8"]):
-        for context in pick(settings.context, ["per-layer", "shared"]):
-            for swap in pick(settings.block_swap, swaps):
+        for context in contexts:       # blocks are swapped only once the context is as small as it gets
+            for swap in pick(settings.block_swap, swaps if context == contexts[-1] else swaps[:1]):
                 out.append(MemorySettings(context, kv, swap))
     return out
 
