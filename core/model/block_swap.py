@@ -5,6 +5,7 @@ just ahead of their use, so the device holds the rest of the model plus at most 
     generate(model, ...)                     # unchanged: every forward streams the 8 blocks through
     swap.undo()                              # or unswap_blocks(model): every weight back on the device
     swap_bytes(model, 8)                     # the device bytes this saves / still needs (for the memory budget)
+    blocks_to_swap(model, short)             # the fewest blocks that save ``short`` device bytes (an ``auto``)
 
 Which blocks: the LAST N. Every forward runs the blocks in order, so the first swapped block's copy is issued at
 the end of the previous forward (or of ``encode_text``) and runs behind the head, everything the loop does between
@@ -76,6 +77,15 @@ def swap_bytes(model: nn.Module, n: int, dtype: torch.dtype | None = None) -> Sw
     blocks = list(model.blocks)[len(model.blocks) - n:]
     sizes = sorted((_module_bytes(b, dtype) for b in blocks), reverse=True)
     return SwapBytes(n, sizes[0] if sizes else 0, sum(sizes), sum(sizes[:2]), _module_bytes(model, dtype))
+
+
+def blocks_to_swap(model: nn.Module, short: int, dtype: torch.dtype | None = None) -> int | None:
+    """The fewest blocks to swap so that the weights need ``short`` fewer device bytes (0 when ``short`` <= 0);
+    None when swapping every block does not save that much. For an ``auto`` setting: ``short`` = what the run
+    needs on the device - what is free there."""
+    if short <= 0:
+        return 0
+    return next((n for n in range(len(model.blocks) + 1) if swap_bytes(model, n, dtype).saved >= short), None)
 
 
 def _check_n(model: nn.Module, n: int) -> None:

@@ -7,7 +7,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from core.app.plan import sampling_config
-from core.model.block_swap import (BlockSwap, CopyTransfer, swap_blocks, swap_bytes, swapped_blocks,
+from core.model.block_swap import (BlockSwap, CopyTransfer, blocks_to_swap, swap_blocks, swap_bytes, swapped_blocks,
                                    unswap_blocks)
 from core.model.transformer import WanConfig, WanTransformer
 from core.retrieval.config import RetrievalConfig
@@ -234,3 +234,12 @@ def test_swap_bytes_of_the_real_1_3b_block_on_the_meta_device():
     assert got.saved == 52 * per_block and got.device == 2 * total - 52 * per_block
     assert swap_bytes(m, 1).saved == 0 and swap_bytes(m, 2).saved == 0 and swap_bytes(m, 0).host == 0
     assert swap_bytes(m, 3).block == 4 * per_block                        # meta tensors in float32: their own size
+
+
+def test_blocks_to_swap_is_the_fewest_count_that_saves_what_is_short():
+    m = model()
+    block = swap_bytes(m, 1).block
+    assert blocks_to_swap(m, 0) == 0 and blocks_to_swap(m, -5) == 0
+    assert blocks_to_swap(m, 1) == 3                                    # the first two swapped blocks save nothing
+    assert blocks_to_swap(m, block) == 3 and blocks_to_swap(m, block + 1) == 4
+    assert blocks_to_swap(m, 2 * block) == 4 and blocks_to_swap(m, 2 * block + 1) is None
