@@ -1,14 +1,16 @@
 """Block swap (core/model/block_swap.py): time per block with and without swapped blocks, and what a copy costs on CUDA.
 
-    python benchmarks/block_swap.py                  # medium size, rag, swap 0 / 2 / 4 of 4 blocks, 4 rounds
+    python benchmarks/block_swap.py                  # medium size: swap 0 / 2 / 4 of 4 blocks
+    python benchmarks/block_swap.py --rounds 0       # the forwards only (no whole runs)
     python benchmarks/block_swap.py --bandwidth 12   # PCIe 4.0 x8 (a laptop or 4060-class card)
 
-Measured here: the medium size of benchmarks/floor.py (4 layers of 512, 4 heads of 128, 16x24 latents = 96 tokens
-per frame, random weights, float32, rag, 60 frames). One process; the swap counts alternate run by run so a change
-of machine load hits all. Reported: the median AR-block time from frame 30 on of each count, the extra time per
-swapped layer-forward ((block time − no-swap block time) / (swapped blocks × forwards per block)) and the copy
-rate that implies. On a CPU the "device" is host memory, so this is the swap's bookkeeping plus one memcpy per
-swapped layer-forward. The latents of every count must be bit-identical (checked).
+Measured here, at the medium size of benchmarks/floor.py (4 layers of 512, 4 heads of 128, 16x24 latents = 96
+tokens per frame, random weights, float32), each swap count interleaved with the others so a change of machine
+load hits all: (1) one backbone forward of a 3-frame block (``--forwards`` of them): its median time, and the
+extra time per swapped block ((forward time − no-swap forward time) / swapped blocks) with the copy rate that
+implies; (2) whole rag runs of ``--frames`` frames (``--rounds`` each): the median AR-block time from frame 30
+on. On a CPU the "device" is host memory, so the extra is the swap's bookkeeping plus one memcpy of the block's
+weights per forward. Outputs and latents of every count must be bit-identical (checked).
 
 Expected on CUDA (not measured here: no GPU): each swapped block is copied host→device once per forward, so
 its cost per forward is its bytes / the PCIe bandwidth, hidden when it is at most the time one block computes.
@@ -21,6 +23,7 @@ from __future__ import annotations
 import argparse
 import statistics
 import sys
+import time
 from pathlib import Path
 
 import torch
@@ -37,7 +40,38 @@ from core.model.block_swap import swap_blocks, swap_bytes, unswap_blocks  # noqa
 from core.sampling.loop import generate  # noqa: E402
 
 RATES = (("H100-class", 400.0), ("8-16 GB consumer card", 40.0))   # assumed sustained bf16 rates
-FORWARDS = 5          # per AR block on Wan2.1: 4 denoising steps + the context pass
+
+
+def forward_times(args) -> None:
+    """One backbone forward of a block (3 frames attending to themselves), swap counts interleaved forward by forward."""
+    counts = (0, MEDIUM.num_layers // 2, MEDIUM.num_layers)
+    models = {n: tiny_model(0, MEDIUM) for n in counts}
+    swaps = {n: swap_blocks(m, n, "cpu") for n, m in models.items()}
+    g = torch.Generator().manual_seed(1)
+    embeds = torch.randn(1, 12, MEDIUM.text_dim, generator=g)
+    x, t = torch.randn(1, MEDIUM.in_dim, 3, *MEDIUM_HW, generator=g), torch.full((1, 3), 500.0)
+    text = {n: m.encode_text(embeds) for n, m in models.items()}
+    times: dict[int, list[float]] = {n: [] for n in counts}
+    out = {}
+    for r in range(args.forwards + 1):
+        for n in counts if r % 2 == 0 else counts[::-1]:
+            start = time.perf_counter()
+            out[n] = models[n](x, t, text[n])
+            if r:                                   # the first round warms up
+                times[n].append(time.perf_counter() - start)
+    assert all(torch.equal(out[0], o) for o in out.values()), "a swap changed a forward's output"
+    assert all(s.peak <= 2 for s in swaps.values())
+    block = swap_bytes(models[0], 1).block
+    med = {n: statistics.median(v) for n, v in times.items()}
+    print(f"measured, one forward of 3 frames ({MEDIUM.num_layers} layers of {MEDIUM.dim}, 96 tokens/frame, float32, "
+          f"median of {args.forwards}; torch {torch.__version__}, {torch.get_num_threads()} threads): "
+          f"one block's weights {block / 2**20:.2f} MiB, {1000 * med[0] / MEDIUM.num_layers:.2f} ms per block unswapped")
+    for n in counts:
+        extra = (med[n] - med[0]) / n if n else 0.0
+        rate = f" ({block / extra / 1e9:.2f} GB/s)" if extra > 0 else ""
+        print(f"  swap {n} of {MEDIUM.num_layers}: {1000 * med[n]:7.2f} ms per forward, {med[n] / med[0]:.3f}x no swap;"
+              f" per swapped block {1000 * extra:+.2f} ms{rate}")
+    print("  outputs bit-identical for every count")
 
 
 def run(model, embeds, n: int, frames: int):
@@ -51,7 +85,8 @@ def run(model, embeds, n: int, frames: int):
     return res.latents, statistics.median(times)
 
 
-def measured(args) -> None:
+def block_times(args) -> None:
+    """Whole rag runs; the median AR-block time from frame 30 on (4 denoising forwards + the context pass)."""
     model = tiny_model(0, MEDIUM)
     embeds = torch.randn(1, 12, MEDIUM.text_dim, generator=torch.Generator().manual_seed(1))
     counts = (0, MEDIUM.num_layers // 2, MEDIUM.num_layers)
@@ -63,17 +98,11 @@ def measured(args) -> None:
             times[n].append(t)
             latents.setdefault(n, lat)
     assert all(torch.equal(latents[0], lat) for lat in latents.values()), "a swap changed the latents"
-    block = swap_bytes(model, 1).block
     med = {n: statistics.median(v) for n, v in times.items()}
-    print(f"measured: rag, {MEDIUM.num_layers} layers of {MEDIUM.dim}, 96 tokens/frame, {args.frames} frames, "
-          f"{args.rounds} rounds each, float32 (torch {torch.__version__}, {torch.get_num_threads()} threads); "
-          f"one block's weights {block / 2**20:.2f} MiB")
+    print(f"measured, whole runs: rag, {args.frames} frames, {args.rounds} rounds each")
     for n in counts:
-        extra = (med[n] - med[0]) / (n * FORWARDS) if n else 0.0
-        rate = f", {block / extra / 1e9:.1f} GB/s per copy" if extra > 0 else ""
-        print(f"  swap {n} of {MEDIUM.num_layers}: median block {1000 * med[n]:7.1f} ms "
-              f"({med[n] / med[0]:.3f}x no swap; runs {', '.join(f'{1000 * t:.0f}' for t in times[n])}); "
-              f"per swapped layer-forward +{1000 * extra:.2f} ms{rate}")
+        print(f"  swap {n} of {MEDIUM.num_layers}: median AR block {1000 * med[n]:7.1f} ms "
+              f"({med[n] / med[0]:.3f}x no swap; runs {', '.join(f'{1000 * t:.0f}' for t in times[n])})")
     print("  latents bit-identical for every count")
 
 
@@ -104,13 +133,16 @@ def expected(args) -> None:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--frames", type=int, default=MEDIUM_FRAMES)
-    ap.add_argument("--rounds", type=int, default=4)
+    ap.add_argument("--forwards", type=int, default=20, help="timed forwards per swap count")
+    ap.add_argument("--rounds", type=int, default=2, help="whole runs per swap count (0: none)")
     ap.add_argument("--bandwidth", type=float, default=25.0, help="host→device GB/s (PCIe 4.0 x16 ≈ 25)")
     ap.add_argument("--expected-only", action="store_true", help="only the CUDA figures (no run)")
     args = ap.parse_args()
     torch.set_grad_enabled(False)
     if not args.expected_only:
-        measured(args)
+        forward_times(args)
+        if args.rounds:
+            block_times(args)
     expected(args)
 
 
