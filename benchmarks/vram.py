@@ -27,7 +27,7 @@ from core.app import facts as F  # noqa: E402
 from core.app.dry_run import trace_run  # noqa: E402
 from core.app.plan import strategy_config  # noqa: E402
 from core.app.tiny import tiny_model  # noqa: E402
-from core.sampling.budget import device_bytes  # noqa: E402
+from core.sampling.budget import device_bytes, run_bytes  # noqa: E402
 from core.sampling.memory import EXACT, MemorySettings  # noqa: E402
 from memory_variants import VARIANTS, GOALS, prepare  # noqa: E402
 
@@ -73,6 +73,26 @@ def validate() -> list[dict]:
     return rows
 
 
+def host_ram(ram_gib: int, minutes: float = 2) -> list[str]:
+    """The history pool of a ``minutes`` 480p retrieval run (Wan 1.3B) with the auto budget on a machine of
+    ``ram_gib`` GiB: what stays in RAM, what spills to disk (the planner's own placement, core/app/plan.py)."""
+    from core.app.plan import _pool_placement, plan_run, RunRequest
+    from core.retrieval.config import PoolConfig, RetrievalConfig
+    from core.sampling.request import SamplingRequest
+    family = F.family_by_key("wan21")
+    out = []
+    for storage in ("kv", "kv-fp8"):
+        request = SamplingRequest(strategy="rag", retrieval=RetrievalConfig(pool=PoolConfig(storage=storage)))
+        plan = plan_run(RunRequest(request, seconds=60 * minutes), family.defaults)
+        need = run_bytes(F._model(family), plan.config, plan.latent_hw, plan.frames, 1, DTYPE)
+        room = ram_gib * GiB - 6 * GiB                        # the OS, ComfyUI and the rest of the desktop
+        placed = _pool_placement(plan, need.pool, {"host": room, "device": 0}, {"host": need.host, "device": 0})
+        out.append(f"{minutes:g} min 480p rag, pool {storage} ({need.pool_frame_bytes / 2**20:.1f} MiB per frame, "
+                   f"{need.pool / GiB:.1f} GiB in all), {ram_gib} GiB RAM, auto budget: {placed.get('host', 0) / GiB:.1f}"
+                   f" GiB in RAM, {placed.get('disk', 0) / GiB:.1f} GiB on disk")
+    return out
+
+
 def _kinds(kinds) -> str:
     return ", ".join(f"{k} {v / GiB:.2f}" for k, v in kinds)
 
@@ -101,6 +121,9 @@ def main() -> None:
             peak = found.get((fam, strategy, variant))
             if peak is not None:
                 print(f"goal {name}: {peak / GiB:.2f} GiB (goal ≤ {goal} GiB): {'met' if peak <= goal * GiB else 'NOT met'}")
+        print()
+        for ram in (32, 64):
+            print("\n".join(host_ram(ram)))
         print()
     print("validation at the medium size (4 layers of 512, 16×24 latents, float32, CPU): the dry run (meta) against "
           "the same trace on real tensors, and the estimate against the real run")

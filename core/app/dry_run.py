@@ -29,6 +29,7 @@ import torch
 
 from ..files.memory_trace import HOST, KINDS, MemoryTrace, host_on
 from ..model.backbone import BackboneModel
+from ..model.block_swap import swap_blocks
 from ..sampling.config import SamplingConfig
 from ..sampling.loop import generate
 from ..sampling.memory import EXACT, MemorySettings
@@ -108,9 +109,13 @@ def trace_run(model: BackboneModel, cfg: SamplingConfig, latent_hw: tuple[int, i
     trace = MemoryTrace(device)
     begin = time.perf_counter()
     with host_on("meta" if dry else "cpu"), trace:
+        swap = swap_blocks(model, memory.block_swap, device) if memory.block_swap else None
         trace.add("weights", [*model.parameters(), *model.buffers()])
-        trace.add(HOST, [])
-        result = generate(model, prompts, frames, latent_hw, seed=0, config=trace_config(cfg, device, dry),
-                          memory=memory)
+        try:
+            result = generate(model, prompts, frames, latent_hw, seed=0, config=trace_config(cfg, device, dry),
+                              memory=memory)
+        finally:
+            if swap is not None:
+                swap.undo()
     return Traced(trace.peak, dict(trace.at_peak.by_kind), trace.host_peak, len(result.timings),
                   time.perf_counter() - begin)

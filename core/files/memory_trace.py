@@ -139,13 +139,11 @@ class MemoryTrace(TorchDispatchMode):
         self.host_peak = max(self.host_peak, self._live.get(HOST, 0))
 
     def add(self, kind: str, tensors) -> None:
-        """Count tensors made before the trace began (the weights) as ``kind``."""
+        """Count tensors made before the trace began (the weights) as ``kind``; those it counts already keep theirs
+        (a swapped block's weights in RAM)."""
         for t in tensors:
-            if isinstance(t, torch.Tensor) and self._counts(t):
-                if t.untyped_storage()._cdata in self._storages:
-                    self.relabel(kind, (t,))
-                else:
-                    self._track(t, kind)
+            if isinstance(t, torch.Tensor) and self._counts(t) and t.untyped_storage()._cdata not in self._storages:
+                self._track(t, kind)
 
     def relabel(self, kind: str, tensors) -> None:
         with self._lock:

@@ -36,6 +36,8 @@ from dataclasses import dataclass
 import torch
 import torch.nn as nn
 
+from ..files.memory_trace import HOST, allocating, host_device
+
 _SWAP = "_block_swap"                                        # the model's attribute holding its BlockSwap
 _WRAPPED = (("", "forward"), ("", "write_kv"), ("cross_attn", "text_kv"))   # what runs a block's weights
 
@@ -103,7 +105,8 @@ class CopyTransfer:
 
     def copy(self, host: list[torch.Tensor]) -> tuple[list[torch.Tensor], object]:
         """Device copies of ``host`` and a token that ``ready`` waits for."""
-        return [torch.empty_like(h, device=self.device).copy_(h) for h in host], None
+        with allocating("weights"):
+            return [torch.empty_like(h, device=self.device).copy_(h) for h in host], None
 
     def ready(self, token) -> None:
         """Make the compute wait for the copy that returned ``token``."""
@@ -118,7 +121,8 @@ class CudaTransfer(CopyTransfer):
 
     def copy(self, host):
         compute = torch.cuda.current_stream(self.device)
-        out = [torch.empty_like(h, device=self.device) for h in host]    # the compute stream's: freed there after use
+        with allocating("weights"):
+            out = [torch.empty_like(h, device=self.device) for h in host]    # the compute stream's: freed there after use
         self.stream.wait_stream(compute)      # that memory may be a released block's that queued work still reads
         with torch.cuda.stream(self.stream):
             for o, h in zip(out, host):
@@ -254,8 +258,9 @@ class BlockSwap:
 
 def _host_copy(t: torch.Tensor, pin: bool) -> torch.Tensor:
     """``t`` in host memory (pinned when ``pin``); ``t`` itself when it already is."""
-    h = t.detach().to("cpu")
-    return h.pin_memory() if pin and not h.is_pinned() else h
+    with allocating(HOST):
+        h = t.detach().to(host_device(), copy=True)     # its own storage, counted as RAM by a memory trace
+        return h.pin_memory() if pin and not h.is_pinned() else h
 
 
 def _move(model: nn.Module, device: torch.device, skip: set[int]) -> None:
@@ -280,7 +285,7 @@ def swap_blocks(model: nn.Module, n: int, device=None) -> BlockSwap:
     Returns the ``BlockSwap`` (``undo()``, ``loaded()``); ``unswap_blocks(model)`` undoes it too."""
     _check_n(model, n)
     target = torch.device(device) if device is not None else next(model.parameters()).device
-    unswap_blocks(model, "cpu")
+    unswap_blocks(model, host_device())
     return BlockSwap(model, n, target)
 
 

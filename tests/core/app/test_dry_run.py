@@ -14,16 +14,17 @@ from factory import tiny_model
 HW = (8, 12)
 CASES = [("native", MemorySettings("per-layer", "exact", 0)), ("rag", MemorySettings("per-layer", "exact", 0)),
          ("rag", MemorySettings("shared", "exact", 0)), ("rag", MemorySettings("shared", "fp8", 0)),
-         ("memrope", MemorySettings("shared", "exact", 0)), ("native", MemorySettings("per-layer", "fp8", 0))]
+         ("memrope", MemorySettings("shared", "exact", 0)), ("native", MemorySettings("per-layer", "fp8", 0)),
+         ("rag", MemorySettings("shared", "exact", 3)), ("native", MemorySettings("shared", "fp8", 4))]
 
 
 @pytest.fixture(scope="module")
 def model():
     torch.manual_seed(0)
-    return tiny_model(0, dim=128, layers=2, heads=2, text_dim=32)
+    return tiny_model(0, dim=128, layers=4, heads=2, text_dim=32)
 
 
-@pytest.mark.parametrize("strategy, memory", CASES, ids=[f"{s}-{m.context}-{m.kv}" for s, m in CASES])
+@pytest.mark.parametrize("strategy, memory", CASES, ids=[f"{s}-{m.context}-{m.kv}-swap{m.block_swap}" for s, m in CASES])
 def test_the_dry_run_measures_what_real_tensors_hold_and_the_estimate_agrees(model, strategy, memory):
     cfg = strategy_config(strategy)
     with torch.no_grad():
@@ -36,6 +37,10 @@ def test_the_dry_run_measures_what_real_tensors_hold_and_the_estimate_agrees(mod
     assert abs(estimate / real.peak - 1) < 0.10, (estimate, real.kinds())
     if strategy == "rag":
         assert dict(real.kinds()).get("retrieved") or dict(real.kinds()).get("context")
+    if memory.block_swap:          # the swapped blocks' weights are in RAM, at most two of them on the device
+        block = sum(p.numel() * 4 for p in model.blocks[0].parameters())
+        all_weights = sum(p.numel() * 4 for p in (*model.parameters(), *model.buffers()))
+        assert dict(dry.kinds())["weights"] <= all_weights - (memory.block_swap - 2) * block
     assert real.host_peak > 0        # the video's latents are counted in RAM, not on the device
 
 
