@@ -16,6 +16,8 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import torch
+
+from ..core.model.block_swap import swap_blocks, unswap_blocks
 from comfy_api.latest import ComfyExtension, io, ui  # noqa: F401  (re-exported to the node modules)
 
 ENCODER_FOLDER = "retrieval_encoders"
@@ -194,19 +196,30 @@ def make_room(bytes_needed: int, device: torch.device) -> None:
 
 
 @contextmanager
-def models_on_device(models: list, device: torch.device, bytes_needed: int, offload: bool):
+def models_on_device(models: list, device: torch.device, bytes_needed: int, offload: bool, block_swap: int = 0):
     """Move ``models`` (None entries skipped) to ``device`` after asking ComfyUI for ``bytes_needed``;
-    yield them; afterwards move them back to ComfyUI's offload device when ``offload`` and free the cache."""
+    yield them; afterwards move them back to ComfyUI's offload device when ``offload`` and free the cache.
+    ``block_swap``: the first model (the backbone) keeps that many blocks' weights in RAM, streamed to the device
+    as they are used (core/model/block_swap.py); afterwards they all go back to the offload device."""
     make_room(bytes_needed, device)
-    moved = [m.to(device) if m is not None else None for m in models]
+    moved = [m if m is None else m.to(device) if i or not block_swap else _swapped(m, block_swap, device)
+             for i, m in enumerate(models)]
     try:
         yield moved
     finally:
-        if offload:
-            for m in moved:
-                if m is not None:
-                    m.to(offload_device())
+        for i, m in enumerate(moved):
+            if m is None:
+                continue
+            if i == 0 and block_swap:
+                unswap_blocks(m, offload_device())      # never every block onto a device too small for them
+            elif offload:
+                m.to(offload_device())
         empty_cache()
+
+
+def _swapped(model, blocks: int, device: torch.device):
+    swap_blocks(model, blocks, device)
+    return model
 
 
 class WanStreamingDecoder:

@@ -191,7 +191,8 @@ class ARBlockSampler(io.ComfyNode):
         progress = bridge.Progress(len(plan.blocks), family.latent.comfy_latent)
         collector = BlockCollector(progress.on_block)
         try:
-            with bridge.models_on_device(list(models), backbone.device, need, offload=backbone.offload) as (model, _):
+            with bridge.models_on_device(list(models), backbone.device, need, offload=backbone.offload,
+                                         block_swap=memory.settings.block_swap) as (model, _):
                 res = generate(model, prompts, frames, latent_hw, seed, cfg, encoder=encoder, callback=collector,
                                start=prefix, cancel=bridge.check_interrupted, memory=memory.settings)
         except BaseException:

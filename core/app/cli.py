@@ -24,6 +24,7 @@ from . import demo, jobs
 from .resume import PARTIAL_EVERY
 from .signals import Stopped, handling_signals
 from ..training import cli as train_encoder
+from ..training.distributed import current_rank
 from ..sampling.config import (DTYPES, RETRIEVAL_SCOPES, SAMPLERS, STRATEGIES, SWITCH_MODES, SamplingConfig,
                                check_latent_size, parse_steps)
 from ..retrieval.config import AUTO, POOL_LOCATIONS, POOL_STORAGES, PREFETCH, PoolConfig, RetrievalConfig
@@ -249,11 +250,10 @@ def plans(args, defaults: FamilyDefaults, start_frames: int = 0, preset: str = "
 
 
 def check_fits(args, runs: dict[str, RunPlan]) -> None:
-    """Refuse, before anything is loaded, a run the memory that exists cannot hold (the planner's check_memory,
-    on the backbone's sizes from its file); a backbone that cannot be read is left to its loader's error."""
+    """Resolve the auto weights and memory settings, then refuse a run the memory cannot hold (check_memory, on the
+    backbone's sizes from its file), before anything is loaded; an unreadable backbone is left to its loader."""
     from ..formats import CheckpointError, backbone_on_meta, is_fp8_file
     from ..sampling.prompt_files import prompt_batch
-    from ..training.distributed import current_rank
     try:
         model = backbone_on_meta(args.backbone, num_heads=args.num_heads, use_ema=not args.no_ema)
     except (CheckpointError, OSError):
@@ -267,6 +267,7 @@ def check_fits(args, runs: dict[str, RunPlan]) -> None:
         fitted = to_fp8(model) if args.weights == "fp8" else model
         memory = choose_memory(plan, fitted, batch, device, dtype, spec.memory).settings
         check_memory(plan, fitted, batch, device, dtype, memory=memory)
+        args.block_swap = memory.block_swap or getattr(args, "block_swap", "auto")   # swapped: loaded to RAM first
 
 
 def model_spec(args) -> jobs.ModelSpec:

@@ -33,6 +33,7 @@ from ..sampling.loop import BlockUpdate, GenerationResult, generate
 from ..sampling.prompts import TimedPrompt, as_schedule, cut_texts, schedule_from_timed
 from .starts import StartFiles
 from .plan import choose_memory
+from ..model.block_swap import swap_blocks, swapped_blocks
 from ..sampling.memory import MemorySettings
 from .outputs import check_distinct, claiming
 from .resume import PARTIAL_EVERY, keeping_partial, partial_path, read_start, resumption, run_identity
@@ -82,9 +83,12 @@ def load_models(spec: ModelSpec, device: torch.device, dtype: torch.dtype, need_
     """(backbone, encoder or None)."""
     from ..formats import load_backbone
     from ..retrieval.encoder import load_encoder
+    swap = spec.memory.block_swap if spec.memory.block_swap != "auto" else 0
     backbone = load_backbone(spec.backbone, lora=spec.lora, lora_strength=spec.lora_strength,
-                             num_heads=spec.num_heads, dtype=dtype, device=device, use_ema=spec.use_ema,
-                             weights=spec.weights)
+                             num_heads=spec.num_heads, dtype=dtype, device="cpu" if swap else device,
+                             use_ema=spec.use_ema, weights=spec.weights)
+    if swap:                                    # the swapped blocks never all land on the device
+        swap_blocks(backbone.model, swap, device)
     if spec.compile:
         backbone.model.compile_blocks()
     encoder = load_encoder(spec.encoder, device=device) if need_encoder and spec.encoder != "avg_pool" else None
@@ -171,6 +175,8 @@ def run_memory(spec: ModelSpec, model, cfg: SamplingConfig, latent_hw, batch: in
     """The run's memory settings, each ``auto`` resolved from the device's free memory (told to the user)."""
     choice = choose_memory((cfg, latent_hw), model, batch, device, dtype, spec.memory)
     report(choice.line)
+    if choice.settings.block_swap and swapped_blocks(model) != choice.settings.block_swap:
+        swap_blocks(model, choice.settings.block_swap, device)    # the rest of the model stays where it is
     return choice.settings
 
 
