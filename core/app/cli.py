@@ -38,8 +38,7 @@ from ..sampling.noise import NOISE_CONTRACTS
 from ..sampling.request import SamplingRequest, parse_options
 from ..sampling.samplers import get_sampler
 from .fact_text import each, fragment
-from .plan import (RunPlan, RunRequest, check_memory, choose_memory, choose_weights, default_family, latent_size,
-                   plan_run)
+from .plan import RunPlan, RunRequest, check_memory, choose_memory, choose_weights, default_family, latent_size, plan_run
 from ..model.fp8_linear import to_fp8
 from .memory_options import add_memory_options, arg_type as _arg, memory_settings
 from .starts import StartFiles

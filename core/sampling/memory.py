@@ -43,7 +43,8 @@ class MemorySettings:
         return AUTO not in (self.context, self.kv, self.block_swap)
 
     def describe(self) -> str:
-        swap = "none" if self.block_swap == 0 else f"{self.block_swap} blocks"
+        n = self.block_swap
+        swap = "none" if n == 0 else f"{n} block" if n == 1 else f"{n} blocks"
         return f"context buffers {self.context}, KV cache {self.kv}, block swap {swap}"
 
 
