@@ -7,7 +7,10 @@ import torch
 
 from ..core.formats import Backbone, is_fp8_file, load_backbone, resolve_weights
 from ..core.model.fp8_linear import WEIGHTS
-from ..core.app.fact_text import fragment
+from ..core.app.fact_text import fragment, size
+from ..core.app.plan import sampling_config
+from ..core.sampling.budget import device_bytes
+from ..core.sampling.memory import EXACT, MemorySettings
 from ..core.sampling.config import DTYPES as CORE_DTYPES, default_dtype
 from ..core.retrieval.encoder import RetrievalEncoder, load_encoder
 from . import bridge
@@ -107,8 +110,20 @@ class LoadBackbone(io.ComfyNode):
                 f"{str(dtype).replace('torch.', '')}"
                 + (f"; LoRA {lora} x{lora_strength} on {bb.info.lora_layers} weights" if lora_path else "")
                 + ("; compiled" if compile else "") + ("; fp8 weights" if weights == "fp8" else "")
-                + f"\nAR Block Sampler at auto: {bb.defaults.describe()}")
+                + f"\nAR Block Sampler at auto: {bb.defaults.describe()}" + memory_line(bb, dtype, weights))
         return io.NodeOutput(BackboneHandle(bb, dev, dtype, offload != "keep on device"), info, ui=ui.PreviewText(info))
+
+
+def memory_line(bb: Backbone, dtype: torch.dtype, weights: str) -> str:
+    """The device memory of a run at the family's published size with this backbone (the estimate
+    benchmarks/vram.py checks against the real-size dry run), exact and with the lossless shared context."""
+    family, hw = bb.defaults, bb.defaults.latent_hw
+    native = device_bytes(bb.model, sampling_config(family), hw, 1, dtype, EXACT)
+    rag, shared = (device_bytes(bb.model, sampling_config(family, strategy="rag"), hw, 1, dtype, m)
+                   for m in (EXACT, MemorySettings("shared", "exact", 0)))
+    w, h = family.latent.video_size(hw)
+    return (f"\nGPU memory of a run at {w}×{h} (estimate): native {size(native.total)}, retrieval {size(rag.total)}"
+            f" ({size(shared.total)} with shared context buffers; the sampler's memory settings go lower)")
 
 
 class LoadLatentEncoder(io.ComfyNode):

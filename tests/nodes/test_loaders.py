@@ -8,6 +8,8 @@ def test_load_backbone_lists_files_and_reports_the_family(models_dir):
     assert "tiny.safetensors" in schema("LongLiveRAG_LoadBackbone").inputs[0].options
     backbone, info = load(models_dir)
     assert backbone.backbone.config.num_layers == 2 and "Wan2.1" in info and "2 layers" in info
+    memory = info.splitlines()[-1]                 # the estimate of a run at the family's published size
+    assert memory.startswith("GPU memory of a run at 832×480 (estimate): native ") and "shared context" in memory
 
 
 def test_load_backbone_compile_option_compiles_the_layers(models_dir, monkeypatch):
