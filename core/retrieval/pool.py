@@ -36,6 +36,7 @@ from ..context.fp8 import quantise
 from ..files.memory import device_available, host_available
 from ..files.memory_trace import HOST, allocating, host_device, label
 from .config import PoolConfig
+from .lazy import RetrievedLayers
 from .disk import (DIRECT_ALIGN, POOL_FILES, POOL_PREFIX, PoolFile, aligned_bytes, pool_folder,  # noqa: F401
                    row_stride, sweep_pool_files)
 
@@ -390,16 +391,21 @@ class HistoryPool:
         return place
 
     def gather(self, indices: torch.Tensor, device: torch.device, dtype: torch.dtype,
-               out: tuple[torch.Tensor, torch.Tensor] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+               out: tuple[torch.Tensor, torch.Tensor] | None = None, lazy: bool = False):
         """indices [B, n] pool entries per sample → (k, v) [layers, B, n·tokens, heads, d] before RoPE,
         on ``device`` in ``dtype`` (new tensors the caller owns, or ``out``: contiguous tensors of that shape,
         written and returned — saves allocating 1–2 GB per block at real size; the latent storage ignores it).
-        Called once per block; the result serves every step and layer."""
+        Called once per block; the result serves every step and layer. ``lazy``: ``RetrievedLayers`` instead,
+        decoded one layer at a time when the cache reads them (core/retrieval/lazy.py; not for the latent storage)."""
         device = _resolve(device)
         b, n = indices.shape
         if len(self) == 0:
             raise IndexError("history pool: gather from an empty pool")
         cuda, layout = device.type == "cuda", self._layout
+        if lazy and self.storage != "latent":
+            rows = [(*divmod(j, n), row) for j, row in self._read_rows(indices.tolist(), device)]
+            return tuple(RetrievedLayers(layout, rows, f, b, n, device, dtype, lambda: self._copied(device))
+                         for f in (0, 1))
         if self.storage == "latent":
             lat = torch.empty((b, n, *layout.fields[0][0]), dtype=layout.fields[0][1], device=device)
             for j, row in self._read_rows(indices.tolist(), device):

@@ -33,8 +33,10 @@ class _Pending:
 class Prefetcher:
     """One outstanding read of a block's retrieved frames from ``pool``, started early, taken once."""
 
-    def __init__(self, pool: HistoryPool, device: torch.device, dtype: torch.dtype):
-        self.pool, self.device, self.dtype = pool, device, dtype
+    def __init__(self, pool: HistoryPool, device: torch.device, dtype: torch.dtype, lazy: bool = False):
+        """``lazy``: read the rows ahead but leave them in RAM, decoded layer by layer when the cache takes them
+        (``HistoryPool.gather(lazy=True)``): nothing of the read ahead on the device."""
+        self.pool, self.device, self.dtype, self.lazy = pool, device, dtype, lazy
         self._reader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="history-pool-reader")
         self._stream = torch.cuda.Stream(device) if device.type == "cuda" else None
         self._pending: _Pending | None = None
@@ -50,7 +52,7 @@ class Prefetcher:
     def _read(self, indices: torch.Tensor):
         stream = torch.cuda.stream(self._stream) if self._stream is not None else contextlib.nullcontext()
         with torch.no_grad(), stream, following():   # a memory trace of the run counts this thread too
-            k, v = self.pool.gather(indices, self.device, self.dtype)
+            k, v = self.pool.gather(indices, self.device, self.dtype, lazy=self.lazy)
             event = None
             if self._stream is not None:
                 event = torch.cuda.Event()
@@ -68,8 +70,9 @@ class Prefetcher:
         if event is not None:
             compute = torch.cuda.current_stream(self.device)
             compute.wait_event(event)
-            k.record_stream(compute)
-            v.record_stream(compute)
+            if not self.lazy:
+                k.record_stream(compute)
+                v.record_stream(compute)
         return pending.choice, k, v
 
     def drop(self) -> None:

@@ -22,7 +22,7 @@ class DeviceBytes:
     weights: int
     cache: int          # K/V of the window's frames
     buffers: int        # context buffers (relative-RoPE strategies; with an fp8 cache, the window de-quantised)
-    retrieved: int = 0  # retrieval: one block's retrieved frames as read from the pool
+    retrieved: int = 0  # retrieval: one block's retrieved frames as read from the pool (shared context: one layer)
     text: int = 0       # the prompt's cross-attention K/V, every layer
     activations: int = 0    # the largest transient: one block's forward, or a frame leaving for the pool
 
@@ -79,7 +79,7 @@ def device_bytes(model: BackboneModel, cfg: SamplingConfig, latent_hw: tuple[int
                    cfg.window * exact + L * top_k * stored)
     else:
         buffers = cfg.window * exact if memory.kv == "fp8" else 0
-    retrieved = L * top_k * exact
+    retrieved = (1 if memory.context == "shared" else L) * top_k * exact    # shared: read one layer at a time
     text = L * 2 * batch * c.text_len * c.dim * item
     block = batch * cfg.frames_per_block * tokens
     forward = block * (2 * c.ffn_dim + 4 * c.dim) * item

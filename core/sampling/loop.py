@@ -164,9 +164,10 @@ class _BlockLoop:
         self.descriptors: torch.Tensor | None = None                    # [B, T, D]
         self.pool = self._make_pool()
         self.pool_seen, self.idle = 0, []       # retrieval: the pool the last choice saw; blocks that got nothing
+        self.lazy = memory.context == "shared"   # retrieved frames decoded layer by layer: none held whole
         self.prefetcher = None
         if self.pool is not None and cfg.retrieval.prefetches(self.device):
-            self.prefetcher = Prefetcher(self.pool, self.device, self.dtype)
+            self.prefetcher = Prefetcher(self.pool, self.device, self.dtype, lazy=self.lazy)
         p = model.cfg.patch_size
         self.cache = KVCache(cfg.policy, model.cfg.num_layers, self.b, (latent_hw[0] // p[1], latent_hw[1] // p[2]),
                              model.cfg.num_heads, model.cfg.head_dim, self.dtype, self.device,
@@ -256,7 +257,7 @@ class _BlockLoop:
         if ahead is not None:
             self.cache.set_retrieved(ahead[1], ahead[2])
         elif choice is not None:
-            self.cache.set_retrieved(*self.pool.gather(choice.pool_indices, self.device, self.dtype))
+            self.cache.set_retrieved(*self.pool.gather(choice.pool_indices, self.device, self.dtype, lazy=self.lazy))
         return choice
 
     def prefetch(self, start: int) -> None:

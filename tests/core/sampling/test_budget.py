@@ -36,7 +36,8 @@ def test_retrieval_keeps_context_buffers_per_layer_or_one_shared(model):
     shared = parts(model, "rag", MemorySettings("shared", "exact", 0))
     assert per_layer.buffers == 12 * PER_FRAME                           # the window again, rotated
     assert shared.buffers == 12 * PER_FRAME // LAYERS + 6 * PER_FRAME    # one layer's window + each layer's K frames
-    assert per_layer.retrieved == shared.retrieved == 6 * PER_FRAME      # K = 6 frames as read from the pool
+    assert per_layer.retrieved == 6 * PER_FRAME                          # K = 6 frames as read from the pool
+    assert shared.retrieved == 6 * PER_FRAME // LAYERS                   # ... one layer at a time
     memrope = parts(model, "memrope", MemorySettings("per-layer", "exact", 0))
     assert memrope.buffers == per_layer.buffers and memrope.retrieved == 0
 
