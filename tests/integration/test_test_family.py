@@ -90,7 +90,8 @@ def sample_with_retrieval(models_dir):
 def test_load_backbone_names_the_family_and_its_settings(pack_registered, models_dir):  # noqa: F811
     backbone, info = load_test_backbone(models_dir)
     assert "Test8 (" in info and "Test8 T2V family" in info
-    assert info.splitlines()[-1] == ("AR Block Sampler at auto: 24x16 px (Test8 latents, 8 channels, 4x6) at 12 fps; "
+    assert info.splitlines()[-1].startswith("GPU memory of a run at 24×16 (estimate): native ")
+    assert info.splitlines()[-2] == ("AR Block Sampler at auto: 24x16 px (Test8 latents, 8 channels, 4x6) at 12 fps; "
                                      "blocks of 2 latent frames, window 10, sink 2, steps 1000,500, shift 3")
     assert backbone.backbone.defaults is pack_registered.defaults
 

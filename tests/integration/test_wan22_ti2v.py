@@ -71,7 +71,8 @@ def sample(backbone, positive, width, height, length, seed, widgets=AUTO, **kw):
 def test_load_backbone_names_the_family_and_the_settings_the_sampler_takes_from_it(ll2_dir):
     out = load_ll2()
     backbone, info = out.args
-    first, auto = info.splitlines()
+    first, auto, memory = info.splitlines()
+    assert memory.startswith("GPU memory of a run at 1280×704 (estimate): native ")
     assert first.startswith("LongLive 2.0 (longlive), Wan2.2 TI2V-5B family; 2 layers, dim 128, 2 heads")
     assert "LoRA lora_checkpoint.pt x1.0 on 20 weights" in first
     assert auto == ("AR Block Sampler at auto: 1280x704 px (Wan2.2 latents, 48 channels, 44x80) at 24 fps; blocks of 8 "
