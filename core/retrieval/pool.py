@@ -37,7 +37,7 @@ from ..files.memory import device_available, host_available
 from ..files.memory_trace import HOST, allocating, host_device, label
 from .config import PoolConfig
 from .lazy import RetrievedLayers
-from .disk import (DIRECT_ALIGN, POOL_FILES, POOL_PREFIX, PoolFile, aligned_bytes, pool_folder,  # noqa: F401
+from .disk import (POOL_FILES, POOL_PREFIX, PoolFile, aligned_bytes, pool_folder,  # noqa: F401
                    row_stride, sweep_pool_files)
 
 __all__ = ["HistoryPool", "frame_bytes", "POOL_FILES", "POOL_PREFIX", "pool_folder", "sweep_pool_files"]
@@ -345,14 +345,13 @@ class HistoryPool:
             local -= tier.frames
         raise IndexError(f"history pool index {i} out of range: the pool holds {len(self)} frames")
 
-    def _read_rows(self, indices: list[list[int]], device: torch.device,
-                   place: Callable[[int], list[torch.Tensor]] | None = None
-                   ) -> Iterator[tuple[int, torch.Tensor | None]]:
+    def _read_rows(self, indices: list[list[int]], device: torch.device) -> Iterator[tuple[int, torch.Tensor]]:
         """The rows of entries indices[b][j] for sample b: yields (b·n + j, its bytes) once they are readable, so
         that each is decoded while the next are read. The bytes (uint8, at least row_bytes) are the row where a RAM
         or GPU tier keeps it, or a disk row read into the reused host buffer (pinned for a GPU; valid until the next
-        gather) — or None when the read put them straight into ``place(b·n + j)`` (the caller's tensors, in file
-        order). Nothing of the size of the whole choice is made on the device."""
+        gather), the disk's in file order. Nothing of the size of the whole choice is made on the device. (Reading
+        rows straight into the caller's tensors, a scatter of per-layer slices, measured slower: 0.78 vs 0.97 of the
+        disk's sequential rate, benchmarks/pool_disk.py.)"""
         b, n = len(indices), len(indices[0])
         disk = []
         for bi, row in enumerate(indices):
@@ -368,27 +367,10 @@ class HistoryPool:
             self._h2d_done.synchronize()     # the previous gather's copies have left the host buffer
         host = self._gather_buffer(b * n, host_device(), pin=device.type == "cuda")
         disk.sort(key=lambda x: x[0])
-        jobs = [(r, host.data[j] if place is None else place(j)) for r, j, _ in disk]
+        jobs = [(r, host.data[j]) for r, j, _ in disk]
         for pos in disk[0][2].file.read_many(jobs):
             j = disk[pos][1]
-            yield j, None if place is not None else host.data[j]
-
-    def _in_place(self, result: Sequence[torch.Tensor], device: torch.device, n: int, tokens: int
-                  ) -> Callable[[int], list[torch.Tensor]] | None:
-        """For exact K/V bound for the host: row b·n + j → the slices of ``result`` (k, v [layers, B, n·tokens,
-        heads, d]) its bytes are, in file order, when a disk read can fill them directly (no decode copy): the
-        stored dtype, no padding in or after the row, every slice at a multiple of 4 KiB. Else None."""
-        layout, k = self._layout, result[0]
-        chunk = k[0, 0, :tokens].numel() * k.element_size()           # one layer's K of one frame
-        if (self.storage != "kv" or device.type != "cpu" or k.dtype != layout.fields[0][1]
-                or layout.offsets[1] != layout.row_bytes // 2 or row_stride(layout.row_bytes) != layout.row_bytes
-                or chunk % DIRECT_ALIGN or any(o.data_ptr() % DIRECT_ALIGN for o in result) or k.shape[0] > 256):
-            return None
-
-        def place(j: int) -> list[torch.Tensor]:
-            b, i = divmod(j, n)
-            return [o[layer, b, i * tokens:(i + 1) * tokens] for o in result for layer in range(o.shape[0])]
-        return place
+            yield j, host.data[j]
 
     def gather(self, indices: torch.Tensor, device: torch.device, dtype: torch.dtype,
                out: tuple[torch.Tensor, torch.Tensor] | None = None, lazy: bool = False):
@@ -421,9 +403,7 @@ class HistoryPool:
                                  f"{o.device}; expected a contiguous {dtype} tensor of shape {shape} on {device} "
                                  f"(or no out= to get new tensors)")
         scaled = len(layout.fields) == 4
-        for j, row in self._read_rows(indices.tolist(), device, self._in_place(result, device, n, t)):
-            if row is None:                                                 # read straight into the result
-                continue
+        for j, row in self._read_rows(indices.tolist(), device):    # decoded as the readers fetch the next rows
             bi, jj = divmod(j, n)
             for i, o in enumerate(result):                                  # decoded as each row arrives
                 x = layout.view(row, i)
