@@ -20,7 +20,7 @@ from __future__ import annotations
 import argparse
 import copy
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable
 
@@ -34,6 +34,8 @@ from core.app.plan import strategy_config  # noqa: E402
 from core.model.fp8_linear import to_fp8  # noqa: E402
 from core.sampling.config import SamplingConfig  # noqa: E402
 from core.sampling.loop import generate  # noqa: E402
+from core.sampling.memory import EXACT, MemorySettings  # noqa: E402
+from core.retrieval.pool import HistoryPool  # noqa: E402
 from context_buffers import MEDIUM_RUN, medium_case  # noqa: E402
 from pool_accuracy import golden_case, rel, with_storage  # noqa: E402
 
@@ -43,6 +45,7 @@ class Variant:
     doc: str
     model: Callable[[torch.nn.Module], torch.nn.Module] = lambda m: m          # gets a copy of the float32 model
     config: Callable[[SamplingConfig], SamplingConfig] = lambda c: c
+    memory: MemorySettings = EXACT
 
 
 VARIANTS: dict[str, Variant] = {
@@ -50,6 +53,11 @@ VARIANTS: dict[str, Variant] = {
     "fp8-weights": Variant("block projections fp8 (per-row scales), compute float32", to_fp8),
     "fp8-weights-bf16": Variant("block projections fp8, the rest and the compute bfloat16",
                                 lambda m: to_fp8(m).to(torch.bfloat16)),
+    "fp8-kv-cache": Variant("the KV cache and the retrieved frames fp8 (a scale per token and head)",
+                            memory=MemorySettings("shared", "fp8", 0)),
+    "pool-kv-fp8": Variant("the history pool stored fp8 (a scale per token and head)",
+                           config=lambda c: replace(c, retrieval=replace(c.retrieval, pool=replace(
+                               c.retrieval.pool, storage="kv-fp8")))),
 }
 YARDSTICK = "bf16"
 
@@ -64,14 +72,31 @@ class Case:
     config: SamplingConfig
     encoder: object = None
 
-    def run(self, variant: Variant | None = None) -> torch.Tensor:
-        """Final latents of the exact run (``variant`` None) or of ``variant``."""
-        model, cfg = self.model, self.config
+    def run(self, variant: Variant | None = None) -> tuple[torch.Tensor, list]:
+        """Final latents of the exact run (``variant`` None) or of ``variant``, and what each block retrieved:
+        [(pool indices, K, V)] as the history pool's gather returned them (float32)."""
+        model, cfg, memory = self.model, self.config, EXACT
         if variant is not None:
             model, cfg = variant.model(copy.deepcopy(self.model)), variant.config(self.config)
-        with torch.no_grad():
-            return generate(model, self.embeds, self.frames, self.latent_hw, self.seed, cfg,
-                            encoder=self.encoder).latents
+            memory = variant.memory
+        seen, gather = [], HistoryPool.gather
+
+        def recording(pool, indices, *args, **kw):
+            k, v = gather(pool, indices, *args, **kw)
+            if isinstance(k, torch.Tensor):
+                seen.append((indices.tolist(), k.float().clone(), v.float().clone()))
+            else:   # read a layer at a time (shared context buffers): the layers as the cache takes them
+                seen.append((indices.tolist(), torch.stack([k[i].float() for i in range(len(k))]),
+                             torch.stack([v[i].float() for i in range(len(v))])))
+            return k, v
+        HistoryPool.gather = recording
+        try:
+            with torch.no_grad():
+                latents = generate(model, self.embeds, self.frames, self.latent_hw, self.seed, cfg,
+                                   encoder=self.encoder, memory=memory).latents
+        finally:
+            HistoryPool.gather = gather
+        return latents, seen
 
 
 def golden() -> Case:
@@ -87,10 +112,21 @@ def medium() -> Case:
 CASES: dict[str, Callable[[], Case]] = {"golden": golden, "medium": medium}
 
 
-def errors(case: Case, names) -> dict[str, float]:
-    """Relative L2 error of each variant's final latents against the exact run (float32 throughout)."""
-    exact = case.run()
-    return {name: rel(case.run(VARIANTS[name]), exact) for name in names}
+def errors(case: Case, names) -> dict[str, tuple[float, float | None]]:
+    """(final latents, retrieved K/V): relative L2 errors of each variant against the exact run (float32), the K/V
+    over every block whose retrieval picked the same frames as the exact run's (None when none did)."""
+    exact, exact_kv = case.run()
+    out = {}
+    for name in names:
+        latents, kv = case.run(VARIANTS[name])
+        same = [(a, b) for a, b in zip(kv, exact_kv) if a[0] == b[0]]
+        kv_err = None
+        if same:
+            got = torch.cat([torch.cat([a[1].flatten(), a[2].flatten()]) for a, _ in same])
+            ref = torch.cat([torch.cat([b[1].flatten(), b[2].flatten()]) for _, b in same])
+            kv_err = rel(got, ref)
+        out[name] = (rel(latents, exact), kv_err)
+    return out
 
 
 def main() -> int:
@@ -101,10 +137,13 @@ def main() -> int:
     names = [YARDSTICK] + [v for v in (args.variant or VARIANTS) if v != YARDSTICK]
     for case_name in args.case or CASES:
         err = errors(CASES[case_name](), names)
-        print(f"\n== {case_name} case: final latents, relative L2 error against float32 ==")
+        print(f"\n== {case_name} case: relative L2 error against the float32 exact run ==")
+        y = err[YARDSTICK]
         for name in names:
-            print(f"  {name:18s} {err[name]:.3e}  ({err[name] / err[YARDSTICK]:.2f}x the bf16 yardstick)  "
-                  f"{VARIANTS[name].doc}")
+            (lat, kv), doc = err[name], VARIANTS[name].doc
+            kv_text = "—" if kv is None else f"{kv:.3e} ({kv / y[1]:.2f}x)"
+            print(f"  {name:18s} latents {lat:.3e} ({lat / y[0]:.2f}x the bf16 yardstick)   retrieved K/V {kv_text}  "
+                  f"{doc}")
     return 0
 
 
