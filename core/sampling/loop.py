@@ -168,11 +168,12 @@ class _BlockLoop:
         self.prefetcher = None
         if self.pool is not None and cfg.retrieval.prefetches(self.device):
             self.prefetcher = Prefetcher(self.pool, self.device, self.dtype, lazy=self.lazy)
-        p = model.cfg.patch_size
-        self.cache = KVCache(cfg.policy, model.cfg.num_layers, self.b, (latent_hw[0] // p[1], latent_hw[1] // p[2]),
-                             model.cfg.num_heads, model.cfg.head_dim, self.dtype, self.device,
-                             self._evict if self.pool is not None else None, strategy=cfg.make_strategy(),
-                             context=memory.context, kv="exact" if memory.kv == AUTO else memory.kv)
+        p, own = model.cfg.patch_size, getattr(self.sampler, "make_cache", None)   # rolling: its own context
+        self.cache = own(cfg, model.cfg, self.b, latent_hw, self.dtype, self.device, memory) if own else \
+            KVCache(cfg.policy, model.cfg.num_layers, self.b, (latent_hw[0] // p[1], latent_hw[1] // p[2]),
+                    model.cfg.num_heads, model.cfg.head_dim, self.dtype, self.device,
+                    self._evict if self.pool is not None else None, strategy=cfg.make_strategy(),
+                    context=memory.context, kv="exact" if memory.kv == AUTO else memory.kv)
 
     def _encode(self, segment: int, cut: bool = False) -> TextContext:
         seg = self.prompts.segments[segment]
@@ -277,7 +278,7 @@ class _BlockLoop:
         image-to-video)."""
         clean = self.output[:, start:start + given].to(self.device) if given else None
         noisy = NoisyBlock(self.noise.block_noise(block, start, frames), self._flow,
-                           lambda: self.noise.renoise(frames), clean, self.device, self.dtype)
+                           lambda: self.noise.renoise(frames), clean, self.device, self.dtype, block, start, self)
         return self.sampler.denoise(noisy, self.steps)
 
     def end_block(self) -> None:

@@ -15,6 +15,7 @@ All draws are float32 on the CPU, cast and moved by the caller: same seed, same 
 from __future__ import annotations
 
 import hashlib
+from typing import Callable
 
 import torch
 
@@ -66,3 +67,19 @@ class NoiseSource:
         if self.contract == "reference":
             for _ in range(self.steps - 1):
                 self.renoise(frames)
+
+    def stream(self, block: int, start: int, frames: int) -> tuple[torch.Tensor, Callable[[int, int], torch.Tensor]]:
+        """A block's initial noise [B, F, C, H, W] and its re-noise draws, for samplers that keep several blocks in
+        flight (the rolling sampler): ``draw(window, offset)`` → [B·F, C, H, W], the block's rows of a draw the size
+        of a ``window`` of frames in which it starts at frame ``offset``. per-block: the block's own generator, one
+        [B·F] draw each; reference: the run's one generator, one [B·window] draw each (the published code's)."""
+        if self._video is not None:
+            def draw(window: int, offset: int) -> torch.Tensor:
+                full = torch.randn((self.b * window, self.c, self.h, self.w), generator=self._gen, dtype=torch.float32)
+                return full.unflatten(0, (self.b, window))[:, offset:offset + frames].flatten(0, 1)
+            return self._video[:, start:start + frames], draw
+        gen = torch.Generator("cpu").manual_seed(block_seed(self.seed, block))
+        noise = torch.randn((self.b, self.c, frames, self.h, self.w), generator=gen, dtype=torch.float32)
+        return noise.permute(0, 2, 1, 3, 4), \
+            lambda window, offset: torch.randn((self.b * frames, self.c, self.h, self.w), generator=gen,
+                                               dtype=torch.float32)

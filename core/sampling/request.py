@@ -76,8 +76,10 @@ def resolve(request: SamplingRequest, family: FamilyDefaults) -> SamplingConfig:
     pick = lambda asked, default: default if asked is None else asked   # noqa: E731
     sampler = pick(request.sampler, family.sampler)
     own = family.steps_for(sampler)       # the family's steps for its own sampler, another sampler's published ones
+    # (with, for a sampler that publishes them, its window and sink: the rolling sampler's attention window, anchor)
     return SamplingConfig(
-        strategy=name, window=pick(request.window, defaults.window), sink=pick(request.sink, defaults.sink),
+        strategy=name, window=pick(request.window, own.get("window", defaults.window)),
+        sink=pick(request.sink, own.get("sink", defaults.sink)),
         strategy_options=_options(spec, {**defaults.options, **dict(request.options)}),
         retrieval=retrieval, frames_per_block=pick(request.frames_per_block, family.frames_per_block),
         sampler=sampler, steps=pick(request.steps, own.get("steps", family.steps)),

@@ -11,6 +11,8 @@ published block samplers disagree on:
   check         its settings in a SamplingConfig are usable (an error that says which and the fix)
   parse_steps   the text of a "steps" setting (the nodes' widget, the CLI) → the SamplingConfig fields it sets
   describe      its steps in one phrase for run summaries ("steps 1000,750,500,250", "UniPC 4 steps")
+  make_cache    (optional) its own attention context instead of the KV cache (the rolling sampler's window
+                attends an anchor, clean frames and several noisy blocks at once: core/context/rolling.py)
 
 Samplers by name: core/sampling/samplers/registry.py. The config names one (``SamplingConfig.sampler``); the
 loop never asks which.
@@ -39,7 +41,8 @@ class NoisyBlock:
     [B, F, C, H, W] in the compute dtype at timesteps t [B, F] (float32, 0..1000) → flow, same layout and
     dtype. ``fresh_noise()``: the block's next noise draw [B·F, C, H, W] float32 (CPU); a sampler draws
     exactly ``noise_draws`` of them. ``clean`` [B, G, C, H, W] (or None): the given frames at the block's
-    start, held clean at timestep 0 while the rest of the block is denoised (``start_block`` "clamp").
+    start, held clean at timestep 0 while the rest of the block is denoised (``start_block`` "clamp"). ``index``,
+    ``start`` and ``run``: for a sampler that works across blocks (core/sampling/samplers/rolling.py).
     """
     noise: torch.Tensor
     flow: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
@@ -47,6 +50,10 @@ class NoisyBlock:
     clean: torch.Tensor | None
     device: torch.device
     dtype: torch.dtype
+    index: int = 0                # the block's number in the video and its first frame
+    start: int = 0
+    run: object = None            # the loop (core/sampling/loop.py): its noise source, cache and frame count,
+                                  # for a sampler that keeps several blocks in flight (rolling)
 
     @property
     def shape(self) -> tuple[int, int]:

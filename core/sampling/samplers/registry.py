@@ -1,11 +1,12 @@
-"""Every block sampler by name (``SamplingConfig.sampler``, CLI ``--sampler``): ``renoise``, ``unipc``."""
+"""Every block sampler by name (``SamplingConfig.sampler``, CLI ``--sampler``): ``renoise``, ``unipc``, ``rolling``."""
 from __future__ import annotations
 
 from .base import BlockSampler
 from .renoise import Renoise
+from .rolling import Rolling
 from .unipc import UniPC
 
-SAMPLERS: dict[str, BlockSampler] = {s.name: s for s in (Renoise(), UniPC())}
+SAMPLERS: dict[str, BlockSampler] = {s.name: s for s in (Renoise(), UniPC(), Rolling())}
 NAMES = tuple(SAMPLERS)
 
 
