@@ -119,9 +119,11 @@ def memory_line(bb: Backbone, dtype: torch.dtype, weights: str) -> str:
     benchmarks/vram.py checks against the real-size dry run), exact and with the lossless shared context."""
     family, hw = bb.defaults, bb.defaults.latent_hw
     native = device_bytes(bb.model, sampling_config(family), hw, 1, dtype, EXACT)
+    w, h = family.latent.video_size(hw)
+    if family.sampler == "rolling":       # no retrieval with the rolling sampler (core/sampling/samplers/rolling.py)
+        return f"\nGPU memory of a run at {w}×{h} (estimate): {size(native.total)} (the rolling sampler, native)"
     rag, shared = (device_bytes(bb.model, sampling_config(family, strategy="rag"), hw, 1, dtype, m)
                    for m in (EXACT, MemorySettings("shared", "exact", 0)))
-    w, h = family.latent.video_size(hw)
     return (f"\nGPU memory of a run at {w}×{h} (estimate): native {size(native.total)}, retrieval {size(rag.total)}"
             f" ({size(shared.total)} with shared context buffers; the sampler's memory settings go lower)")
 

@@ -111,9 +111,9 @@ def add_generation_options(p: argparse.ArgumentParser, default_mode: str = "rag"
                    help="the strategy's own settings, e.g. alpha_long=0.02 (memrope) or compressed_frames=5,"
                         "recent_frames=3 (deep-forcing); default: its published values on this backbone")
     s.add_argument("--frames-per-block", type=int, help="latent frames per block " + FAMILY.format(fragment("block")))
-    s.add_argument("--sampler", choices=SAMPLERS, help="renoise: x0 then fresh noise at each step (Self-Forcing, "
-                   "LongLive); unipc: a UniPC solver per block " + FAMILY.format(per_family(lambda d: d.sampler)))
-    s.add_argument("--steps", type=_arg(parse_steps), help="renoise sampler: the denoising timesteps (default: the family's, else "
+    s.add_argument("--sampler", choices=SAMPLERS, help="renoise: x0 then fresh noise at each step (Self-Forcing, LongLive); unipc: "
+                   "a UniPC solver per block; rolling: blocks denoised together (Rolling Forcing) " + FAMILY.format(per_family(lambda d: d.sampler)))
+    s.add_argument("--steps", type=_arg(parse_steps), help="renoise, rolling: the denoising timesteps (default: the family's, else "
                    f"{','.join(map(str, get_sampler('renoise').published['steps']))})")
     s.add_argument("--sampling-steps", type=int, help="unipc sampler: solver steps (default: the family's, else "
                    f"{get_sampler('unipc').published['sampling_steps']})")
@@ -207,14 +207,14 @@ def strategy_names(args) -> list[str]:
 def family_defaults(args, progress: jobs.Progress | None = None) -> FamilyDefaults:
     """The run defaults of the backbone's family, read from the file's tensor names and shapes (no weights).
     A file that cannot be identified gets the default family's; loading it later reports the problem."""
-    from ..formats import CheckpointError, detect_family
+    from ..formats.loader import CheckpointError, detect_defaults
     try:
-        family = detect_family(args.backbone)
+        family, defaults = detect_defaults(args.backbone)
     except (CheckpointError, OSError):
         return default_family().defaults
-    if progress is not None and family is not default_family():
-        progress.report(f"{family.name} backbone: {family.defaults.describe()} (unless set)")
-    return family.defaults
+    if progress is not None and defaults is not default_family().defaults:
+        progress.report(f"{family.name} backbone: {defaults.describe()} (unless set)")
+    return defaults
 
 
 def sampling_request(args, name: str) -> SamplingRequest:

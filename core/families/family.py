@@ -8,7 +8,7 @@ a family by name.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
@@ -52,6 +52,12 @@ class BackboneFamily:
     layout_defaults: Mapping[str, str]          # file layout → preset, when the name does not tell
     default_preset: str                         # when neither layout nor name tells
     released: Any = None                        # the sizes of its released checkpoints (memory estimates in docs)
+    preset_defaults: Mapping[str, FamilyDefaults] = field(default_factory=dict)   # a preset that runs otherwise
+
+    def defaults_for(self, preset: str) -> FamilyDefaults:
+        """The run defaults of a checkpoint of ``preset``: its own where it has them (e.g. Rolling Forcing's
+        sampler and window), else the family's."""
+        return self.preset_defaults.get(preset, self.defaults)
 
 
 def refusal(family: BackboneFamily, state: State, path) -> CheckpointError | None:
@@ -118,10 +124,14 @@ def make_config(family: BackboneFamily, sizes, heads: int, source: str, path):
 
 def preset_for(family: BackboneFamily, layout: str, path: Path) -> str:
     """The preset the layout proves, else the one the file / folder name suggests, else the layout's usual
-    one, else the default. (One family's checkpoints share an architecture: only layout and name differ.)"""
+    one, else the default. (One family's checkpoints share an architecture: only layout and name differ.) A preset
+    with its own run defaults is told by its name before the layout (Rolling Forcing saves Self-Forcing's layout)."""
+    name = "/".join(path.parts[-2:]).lower().replace("-", "_")
+    for hint, preset in family.name_hints:
+        if preset in family.preset_defaults and hint in name:
+            return preset
     if layout in family.layout_presets:
         return family.layout_presets[layout]
-    name = "/".join(path.parts[-2:]).lower().replace("-", "_")
     for hint, preset in family.name_hints:
         if hint in name:
             return preset

@@ -1,4 +1,5 @@
-"""The Wan2.1 text-to-video family: Self-Forcing, Causal-Forcing, LongLive and plain Wan2.1 T2V transformers.
+"""The Wan2.1 text-to-video family: Self-Forcing, Causal-Forcing, LongLive, Rolling Forcing and plain Wan2.1 T2V
+transformers (Rolling Forcing's and Causal-Forcing's long-video checkpoints run with the rolling sampler).
 
 All four share one architecture (``model.WanTransformer``, sizes and names in ``wan_arch``); only the
 file layout and the file name tell them apart. Neighbouring Wan models that share the names are
@@ -8,7 +9,7 @@ Wan2.1 14B's). Wan2.1 attention heads are 128 wide (1.3B: dim 1536 → 12 heads;
 """
 from __future__ import annotations
 
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 
 from ..sampling.config import ShotConfig
@@ -69,6 +70,15 @@ def read_sizes(state: State, path: Path) -> WanSizes:
     return wan_arch.read_sizes(state, path, WAN21.channels, "Wan2.1 latents", PICK)
 
 
+DEFAULTS = FamilyDefaults(WAN21, frames_per_block=3, window=12, sink=1, sampler="renoise",
+                          steps=(1000, 750, 500, 250), sampling_steps=4, shift=5.0, shots=ShotConfig(),
+                          switch="recache", start_block="short", latent_hw=(60, 104))
+# Rolling Forcing checkpoints (TencentARC/RollingForcing checkpoints/rolling_forcing_dmd.pt; Causal-Forcing's
+# chunkwise/longvideo.pt): the rolling sampler, an attention window of 21 frames with the first block as anchor
+# (core/sampling/samplers/rolling.py), their configs' steps
+ROLLING = replace(DEFAULTS, sampler="rolling", steps=(1000, 800, 600, 400, 200), window=21, sink=3)
+CAUSAL_LONG_VIDEO = replace(ROLLING, steps=(1000, 750, 500, 250))
+
 WAN21_T2V = BackboneFamily(
     name="Wan2.1 text-to-video",
     expected="a Wan2.1 text-to-video transformer (keys patch_embedding.weight, blocks.0.self_attn.q.weight, "
@@ -83,16 +93,17 @@ WAN21_T2V = BackboneFamily(
     head_dim=HEAD_DIM,
     make_config=lambda sizes, heads: WanConfig(**asdict(sizes), num_heads=heads),
     build=WanTransformer,
-    defaults=FamilyDefaults(WAN21, frames_per_block=3, window=12, sink=1, sampler="renoise",
-                            steps=(1000, 750, 500, 250), sampling_steps=4, shift=5.0, shots=ShotConfig(),
-                            switch="recache", start_block="short", latent_hw=(60, 104)),
+    defaults=DEFAULTS,
     lora_file="LongLive's longlive_lora.pt",
-    presets=("Self-Forcing", "Causal-Forcing", "LongLive", "Wan2.1"),
+    presets=("Self-Forcing", "Causal-Forcing", "LongLive", "Wan2.1", "Rolling Forcing", "Causal-Forcing long video"),
     layout_presets={"longlive": "LongLive", "self_forcing": "Self-Forcing"},
-    name_hints=(("self_forcing", "Self-Forcing"), ("selfforcing", "Self-Forcing"),
+    name_hints=(("rolling_forcing", "Rolling Forcing"), ("rollingforcing", "Rolling Forcing"),
+                ("longvideo", "Causal-Forcing long video"), ("long_video", "Causal-Forcing long video"),
+                ("self_forcing", "Self-Forcing"), ("selfforcing", "Self-Forcing"),
                 ("causal_forcing", "Causal-Forcing"), ("causalforcing", "Causal-Forcing"), ("longlive", "LongLive")),
     layout_defaults={"causal_forcing": "Causal-Forcing"},
     default_preset="Wan2.1",
     released=WanSizes(dim=1536, ffn_dim=8960, num_layers=30, text_dim=4096, freq_dim=256, in_dim=WAN21.channels,
                       out_dim=WAN21.channels, patch_size=(1, 2, 2)),   # the 1.3B
+    preset_defaults={"Rolling Forcing": ROLLING, "Causal-Forcing long video": CAUSAL_LONG_VIDEO},
 )

@@ -231,7 +231,7 @@ def _build(parsed: _Parsed, info: CheckpointInfo, path, num_heads, dtype, device
     if left and torch.device(device).type != "meta":      # device "meta": shapes only (checks, no memory)
         raise RuntimeError(f"internal error: {left[:3]} were not loaded from '{path}'")
     info = replace(info, weights=chosen)
-    return Backbone(model.eval().requires_grad_(False), cfg, info, parsed.family.defaults)
+    return Backbone(model.eval().requires_grad_(False), cfg, info, parsed.family.defaults_for(info.preset))
 
 
 def infer_config(state: dict, num_heads: int | None = None, *, path: str | Path = "<state dict>") -> WanConfig:
@@ -281,6 +281,13 @@ def detect_family(path: str | Path) -> BackboneFamily:
     """The family of a backbone file (its run defaults: ``.defaults``), reading safetensors headers only
     (pickles are memory-mapped, not read). Raises CheckpointError for files that are not backbones."""
     return _parse(Path(path), use_ema=True, shapes_only=True).family
+
+
+def detect_defaults(path: str | Path) -> tuple[BackboneFamily, FamilyDefaults]:
+    """The family of a backbone file and the run defaults of its preset (Rolling Forcing's own, else the family's),
+    read as ``detect_family`` reads. Raises CheckpointError for files that are not backbones."""
+    parsed = _parse(Path(path), use_ema=True, shapes_only=True)
+    return parsed.family, parsed.family.defaults_for(preset_for(parsed.family, parsed.layout, Path(path)))
 
 
 def is_backbone_checkpoint(path: str | Path) -> bool:

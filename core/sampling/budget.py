@@ -72,16 +72,20 @@ def device_bytes(model: BackboneModel, cfg: SamplingConfig, latent_hw: tuple[int
     item = torch.finfo(dtype).bits // 8
     tokens = (latent_hw[0] // c.patch_size[1]) * (latent_hw[1] // c.patch_size[2])
     exact, stored = _kv_frame(c, tokens, batch, item, "exact"), _kv_frame(c, tokens, batch, item, memory.kv)
-    cache = L * cfg.window * stored
+    own = getattr(cfg.block_sampler, "memory_frames", None)   # a sampler with its own cache: rolling
+    cached, per_call = own(cfg) if own else (cfg.window, cfg.frames_per_block)
+    cache = L * cached * stored
     top_k = cfg.retrieval.top_k if cfg.retrieval is not None else 0
-    if cfg.policy.relative_rope:
+    if own:
+        buffers = cfg.window * exact            # one layer's attended K/V, joined for the call
+    elif cfg.policy.relative_rope:
         buffers = (L * cfg.window * exact if memory.context == "per-layer" else
                    cfg.window * exact + L * top_k * stored)
     else:
         buffers = cfg.window * exact if memory.kv == "fp8" else 0
     retrieved = (1 if memory.context == "shared" else L) * top_k * exact    # shared: read one layer at a time
     text = L * 2 * batch * c.text_len * c.dim * item
-    block = batch * cfg.frames_per_block * tokens
+    block = batch * per_call * tokens
     forward = block * (2 * c.ffn_dim + 4 * c.dim) * item
     evict = exact if cfg.retrieval is not None else 0       # one layer's frame on its way to the pool
     return DeviceBytes(weight_bytes(model, dtype, memory.block_swap), cache, buffers, retrieved, text,

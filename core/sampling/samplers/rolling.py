@@ -18,7 +18,8 @@ is a draw the size of the whole window from the run's generator, of which the bl
 published code's draws, oldest block first).
 
 Not composed (the settings' check refuses them): retrieval and the other strategies (their hooks live in the KV
-cache, which this sampler replaces); starts inside a block. A prompt schedule is refused by the run planner.
+cache, which this sampler replaces); starts inside a block; prompt schedules (a window mixes blocks of two prompts
+in one call: no published definition), refused before the first model call.
 A run continued from a start (a partial, a clip) refills the window from its first generated block, as the
 reference does with an initial latent: it is not the uninterrupted run's continuation.
 """
@@ -96,12 +97,20 @@ class Rolling:
         return RollingCache(model_cfg.num_layers, batch, (latent_hw[0] // p[1], latent_hw[1] // p[2]),
                             model_cfg.num_heads, model_cfg.head_dim, dtype, device, cfg.window, cfg.sink)
 
+    def memory_frames(self, cfg) -> tuple[int, int]:
+        """(frames the cache holds, frames one call runs): anchor + window, and the window's blocks."""
+        return cfg.window + cfg.sink, len(cfg.steps) * cfg.frames_per_block
+
     def denoise(self, block: NoisyBlock, steps: RollingRun) -> torch.Tensor:
         """The block's x0 [B, F, C, H, W] in the compute dtype: the joint calls until it leaves the window."""
         if block.clean is not None:
             raise ValueError("the rolling sampler denoises whole blocks: a start that ends inside a block is not "
                              "available with it; trim the start to whole blocks")
         if not steps.window:              # the first generated block: the window starts filling here
+            if len(block.run.fires) > 1:
+                raise ValueError(f"the rolling sampler takes one prompt; this prompt schedule has {len(block.run.fires)} "
+                                 "(its window denoises blocks of two prompts in one call, and no published code says "
+                                 "how they meet): use one prompt, or sampler renoise for a schedule")
             steps.next_block = (block.index, block.start)
         if steps.window and steps.window[0].index != block.index:
             raise RuntimeError(f"rolling window holds block {steps.window[0].index}, asked for block {block.index}")
