@@ -41,8 +41,11 @@ class SamplerSettingsNode(io.ComfyNode):
             inputs=[
                 io.Combo.Input("sampler", options=[AUTO, *SAMPLERS], default=AUTO,
                                tooltip="How a block is denoised: renoise (x0, then fresh noise at each step: "
-                                       "Self-Forcing, LongLive) or unipc (a UniPC solver per block: LongLive 2.0). "
-                                       "auto = the backbone's. The sampler's 'steps' are read for the one chosen."),
+                                       "Self-Forcing, LongLive), unipc (a UniPC solver per block: LongLive 2.0) or "
+                                       "rolling (as many blocks as steps denoised together in one call, the first "
+                                       "block kept as anchor: Rolling Forcing; window 21, sink 3, native strategy, "
+                                       "one prompt). auto = the backbone's. The sampler's 'steps' are read for the "
+                                       "one chosen."),
                 io.Float.Input("context_noise", default=0.0, min=0.0, max=1000.0, step=1.0,
                                tooltip="Timestep of the clean context pass that writes each block into the cache "
                                        "(0, as published)."),

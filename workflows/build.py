@@ -262,6 +262,22 @@ def text_to_video(specs, backbone, lora, title, story=False, family=WAN21, prefi
     return g.to_json(title)
 
 
+def rolling_video(specs, backbone="rolling_forcing_dmd.pt", seconds=60):
+    """One prompt → a minute of video with the rolling sampler (Rolling Forcing's file brings it; no retrieval)."""
+    g = Graph(specs)
+    text = add_prompt(g, False)
+    bb = g.add("LongLiveRAG_LoadBackbone", (0, 420), {"backbone": backbone, "lora": "none"}, size=(380, 220))
+    rolling = pack_module("core.app.default_family").default_family().defaults_for("Rolling Forcing")
+    length = pack_module("core.app.facts").length_for(rolling, seconds)
+    sampler = g.add("LongLiveRAG_ARBlockSampler", (800, 0), {"length": length}, size=(360, 380))
+    g.link(bb, "backbone", sampler, "backbone")
+    g.link(*text, sampler, "positive")
+    vae = g.add("VAELoader", (800, 440), {"vae_name": WAN21.vae}, size=(320, 80))
+    add_outputs(g, sampler, vae, 1200, "video/LongLiveRAG_rolling_forcing", WAN21.fps)
+    show_info(g, sampler, (800, 560))
+    return g.to_json("Rolling Forcing: text to a minute-long video")
+
+
 def ab_compare(specs, frames=WAN21.frames, story=False, backbone="causal_forcing.pt", lora=None,
                title="A/B: native window vs LongLive-RAG"):
     g = Graph(specs)
@@ -374,6 +390,7 @@ def graphs() -> dict[str, dict]:
         "longlive_rag_image_to_video.json": image_to_video(specs),
         "longlive_rag_extend_video.json": extend_video(specs),
         "longlive_rag_compare_strategies.json": compare_strategies(specs),
+        "longlive_rag_rolling_forcing_t2v.json": rolling_video(specs),
         "longlive_rag_longlive2_t2v.json": text_to_video(
             specs, LL2_BACKBONE, "none", "LongLive 2.0 (Wan2.2-TI2V-5B, 720p) + LongLive-RAG: text to long video",
             family=LL2, prefix="video/LongLiveRAG_longlive2"),

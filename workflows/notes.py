@@ -12,6 +12,7 @@ _PACK = load_pack().__name__
 F = importlib.import_module(f"{_PACK}.core.app.facts")
 T = importlib.import_module(f"{_PACK}.core.app.fact_text")
 LL2_BACKBONE = "model_bf16.pt"          # the workflows whose backbone is LongLive 2.0 (workflows/build.py)
+ROLLING_BACKBONE = "rolling_forcing_dmd.pt"   # Rolling Forcing's release: its name brings the rolling sampler
 
 
 def memory(family) -> str:
@@ -131,13 +132,41 @@ def ll2_i2v(family) -> str:
             f"preview says how the length was rounded (whole blocks of {d.frames_per_block} latent frames).")
 
 
+def rolling_memory(family, d) -> str:
+    m = F.preset_memory(family, "Rolling Forcing")
+    return (f"**Expect** ({F.label(family)} at {size(family)}, bf16): {T.size(m.weights)} of weights + {T.size(m.cache)} "
+            f"of KV cache (anchor + window: {d.sink + d.window} frames) + {T.size(m.buffers)} for the frames a call "
+            f"attends = {T.size(m.weights + m.cache + m.buffers)} of VRAM before working space (the sampler asks "
+            f"ComfyUI to free {T.size(m.needed)}): a {T.gpu(m.needed)} GB GPU or larger.")
+
+
+def rolling(family) -> str:
+    """The Rolling Forcing workflow: what the rolling sampler does and what the sampler takes at auto."""
+    d = family.defaults_for("Rolling Forcing")
+    n = len(d.steps)
+    return ("**{title}**\n\nRolling Forcing writes a minute-long video from one prompt: a window of " f"{n} blocks of "
+            f"{d.frames_per_block} latent frames is denoised together in one model call, each block one step less "
+            "noisy than the next; the oldest leaves the window finished and a fresh block of noise enters. The "
+            f"video's first block stays in the cache as an anchor ({d.sink} frames), so every call attends the anchor, "
+            f"the newest clean frames and the window: {d.window} frames at most. Load Backbone recognises the file "
+            f"by its name and the sampler's widgets at auto take {T.steps_text(d)}, window {d.window}, sink {d.sink} "
+            f"(the `info` says what it used). One forward per block and one context pass, {size(family)} at "
+            f"{d.latent.fps} fps. No retrieval (the rolling window has its own context) and one prompt.\n\n"
+            f"{rolling_memory(family, d)}\n\n"
+            f"**Change first:** the prompt, `length` ({lengths(family, (60, 120))}) and the seed. Causal-Forcing's "
+            "`chunkwise/longvideo.pt` runs the same way (4 steps).")
+
+
 def note_for(wf: dict) -> str:
     """The note of workflow ``wf``, by what it holds (its backbone decides the family it describes)."""
     title = wf["extra"]["info"]["title"]
     kinds = {n["type"] for n in wf["nodes"]}
     samplers = sum(n["type"] == "LongLiveRAG_ARBlockSampler" for n in wf["nodes"])
     has_story = "LongLiveRAG_PromptSchedule" in kinds
-    if any(n["type"] == "LongLiveRAG_LoadBackbone" and n["widgets_values"][0] == LL2_BACKBONE for n in wf["nodes"]):
+    backbones = [n["widgets_values"][0] for n in wf["nodes"] if n["type"] == "LongLiveRAG_LoadBackbone"]
+    if ROLLING_BACKBONE in backbones:
+        return rolling(F.family_by_key("wan21")).replace("{title}", title)
+    if LL2_BACKBONE in backbones:
         text = (ll2_i2v if "VAEEncode" in kinds else ll2_t2v)(F.family_by_key("longlive2"))
     else:
         family = F.family_by_key("wan21")

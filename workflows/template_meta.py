@@ -23,6 +23,8 @@ MODEL_FILES = {
     "umt5_xxl_fp8_e4m3fn_scaled.safetensors": (HF_WAN + "text_encoders/umt5_xxl_fp8_e4m3fn_scaled.safetensors",
                                                "text_encoders"),
     "model_bf16.pt": (HF_LONGLIVE2 + "model_bf16.pt", "diffusion_models"),       # LongLive 2.0, LoRA merged
+    "rolling_forcing_dmd.pt": ("https://huggingface.co/TencentARC/RollingForcing/resolve/main/checkpoints/"
+                               "rolling_forcing_dmd.pt", "diffusion_models"),  # its name selects the rolling sampler
 }
 VAE_FOLDERS = {"Wan2.1": HF_WAN + "vae/", "Wan2.2": HF_WAN22 + "vae/"}    # latent format → where its VAE file is
 # the VAE files by their names in the latent formats (core/latents/format.py)
