@@ -2,6 +2,7 @@
 
     python benchmarks/strategies.py                       # medium size, 24 → 192 latent frames
     python benchmarks/strategies.py --frames 24,48 --strategies native,rag     # quicker
+    python benchmarks/strategies.py --strategies native,rolling       # the rolling block sampler beside native
 
 Each (strategy, length) runs in a fresh process (so its peak RSS is its own), one after the other in a
 rotating order (a change of machine load hits every strategy). The medium size of benchmarks/floor.py:
@@ -51,7 +52,8 @@ def one_run(name: str, frames: int, threads: int) -> dict:
     from core.sampling.loop import generate
     torch.set_num_threads(threads)
     model = random_model()
-    cfg = strategy_config(name)
+    # "rolling": the native window under the rolling block sampler (Rolling Forcing's steps, window and anchor)
+    cfg = strategy_config("native", sampler="rolling") if name == "rolling" else strategy_config(name)
     rss_loaded = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     res = generate(model, prompt(MEDIUM), frames, MEDIUM_HW, 0, cfg, timings=True)
     blocks = steady_blocks(res.timings, cfg.frames_per_block) or res.timings[-2:]
