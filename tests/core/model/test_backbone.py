@@ -7,6 +7,7 @@ import torch
 from core.app.plan import sampling_config
 
 import core.context.kv_cache
+import core.context.rolling
 from core.context.kv_cache import CachePolicy, KVCache
 from core.context.recache import RecachePlan, _RecacheContext
 from core.model.backbone import AttentionContext, BackboneConfig, BackboneModel, CacheWriter, TextContext
@@ -152,11 +153,13 @@ def test_a_model_that_is_only_the_interface_drives_the_loop(sampler, monkeypatch
     fake, keys = FakeBackbone(), []
     assert isinstance(fake, BackboneModel)
     real = core.context.kv_cache.attention
-    monkeypatch.setattr(core.context.kv_cache, "attention", lambda q, k, v: keys.append(k.shape[1]) or real(q, k, v))
+    spy = lambda q, k, v: keys.append(k.shape[1]) or real(q, k, v)    # noqa: E731
+    monkeypatch.setattr(core.context.kv_cache, "attention", spy)
+    monkeypatch.setattr(core.context.rolling, "attention", spy)          # the rolling sampler's own cache
     cfg = sampling_config(sampler=sampler, steps=(1000, 500), sampling_steps=3)
     res = generate(fake, torch.randn(1, 4, 8), 6, HW, 0, cfg)
-    calls = 2 if sampler == "renoise" else 3
-    assert fake.forwards == 2 * calls and res.latents.shape == (1, 16, 6, *HW) and torch.isfinite(res.latents).all()
+    # 2 blocks: 2 steps each (renoise), 3 solver steps (unipc); rolling: 3 joint calls of a 2-block window
+    assert fake.forwards == {"renoise": 4, "unipc": 6, "rolling": 3}[sampler] and res.latents.shape == (1, 16, 6, *HW) and torch.isfinite(res.latents).all()
     tokens = HW[0] * HW[1]
     # the second block attends the first block's cached keys: the cache filled through the interface alone
     assert keys[0] == 3 * tokens and keys[-1] == 6 * tokens
