@@ -24,7 +24,7 @@ from ..families.registry import FAMILIES, describe_foreign, identify
 from ..families.family import BackboneFamily, Refusal
 from .lora import match_lora, merge_lora, normalise_lora, read_lora
 from .fp8_weights import resolve_weights
-from .loader import (Backbone, CheckpointInfo, backbone_from_state, backbone_on_meta,
+from .loader import (Backbone, CheckpointInfo, backbone_from_state, backbone_on_meta, backbone_spec,
                      detect_family, detect_preset, infer_config, is_backbone_checkpoint, is_fp8_file,
                      load_backbone, read_backbone, save_backbone_safetensors, validate_backbone)
 from ..files.safe_reader import CheckpointError, WeightsFile, is_state_dict, read_state_dict, read_weights

@@ -244,6 +244,17 @@ def infer_config(state: dict, num_heads: int | None = None, *, path: str | Path 
     return make_config(family, sizes, heads, source, path)
 
 
+def backbone_spec(state: dict, num_heads: int | None = None, *, path: str | Path = "<state dict>"
+                  ) -> tuple[BackboneFamily, WanConfig, str]:
+    """(family, architecture, preset) of a backbone's tensors (shapes only: meta tensors are fine; any naming
+    ``load_backbone`` reads), checked as Load Backbone checks a file: a model of another family or task is refused
+    in one line (``CheckpointError``). For a model another program loaded, to run with ``WanTransformer.from_modules``."""
+    parsed = _parse_state(state, path)
+    heads, source = resolve_heads(parsed.family, parsed.sizes, num_heads, parsed.stated_heads, path)
+    cfg = make_config(parsed.family, parsed.sizes, heads, source, path)
+    return parsed.family, cfg, preset_for(parsed.family, parsed.layout, Path(str(path)))
+
+
 def validate_backbone(state: dict, cfg: WanConfig, path: str | Path = "<state dict>") -> None:
     """The key set must be exactly that of ``cfg``'s transformer, with matching shapes."""
     check_keys(identify(state, path), state, cfg, path)

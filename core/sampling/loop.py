@@ -24,7 +24,7 @@ from ..retrieval.encoder import RetrievalEncoder
 from ..retrieval.pool import HistoryPool
 from ..context.kv_cache import KVCache
 from ..latents.format import format_for_channels
-from ..model.backbone import BackboneModel, TextContext
+from ..model.backbone import BackboneModel, TextContext, compute_place
 from .memory import AUTO, EXACT, MemorySettings
 from .noise import NoiseSource, initial_noise  # noqa: F401  (initial_noise: the reference contract's first draw)
 from .samplers import NoisyBlock
@@ -144,10 +144,9 @@ class _BlockLoop:
     def __init__(self, model: BackboneModel, prompt_embeds: torch.Tensor | PromptSchedule, num_frames: int,
                  latent_hw: tuple[int, int], seed: int, cfg: SamplingConfig, encoder: RetrievalEncoder | None,
                  memory: MemorySettings):
-        param = next(model.parameters())
         self.model, self.cfg = model, cfg
         self.cancel: Callable[[], None] = lambda: None      # before every model call: raise to stop
-        self.device, self.dtype = param.device, param.dtype
+        self.device, self.dtype = compute_place(model)
         self.prompts = as_schedule(prompt_embeds)
         self.b, self.c = self.prompts.batch, model.cfg.in_dim
         self.hw = latent_hw
@@ -433,12 +432,12 @@ def recompute_kv(model: BackboneModel, text: TextContext, latents: torch.Tensor,
     latents [B, n, C, H, W] → (k, v) [layers, B, n·tokens, heads, d], K before RoPE.
     """
     b, n, c, h, w = latents.shape
-    param = next(model.parameters())
-    x = latents.to(device=param.device, dtype=param.dtype).reshape(b * n, c, 1, h, w)
+    device, dtype = compute_place(model)
+    x = latents.to(device=device, dtype=dtype).reshape(b * n, c, 1, h, w)
     rep = text.repeat_batch(n)
     p = model.cfg.patch_size
-    ctx = _CaptureKV((h // p[1], w // p[2]), model.cfg.head_dim, param.device)
-    model(x, torch.full((b * n, 1), float(t), device=param.device), rep, ctx)
+    ctx = _CaptureKV((h // p[1], w // p[2]), model.cfg.head_dim, device)
+    model(x, torch.full((b * n, 1), float(t), device=device), rep, ctx)
     k = torch.stack(ctx.k).reshape(len(ctx.k), b, n * ctx.k[0].shape[1], *ctx.k[0].shape[2:])
     v = torch.stack(ctx.v).reshape(len(ctx.v), b, n * ctx.v[0].shape[1], *ctx.v[0].shape[2:])
     return k, v

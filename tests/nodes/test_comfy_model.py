@@ -1,0 +1,84 @@
+"""A ComfyUI MODEL as the sampler's backbone, without ComfyUI: a stand-in MODEL (a ModelPatcher's shape) whose
+diffusion model holds the golden tiny backbone's layers under Wan's names, as ComfyUI's WanModel does. The real
+ComfyUI loaders (Load Diffusion Model, LoraLoaderModelOnly, scaled fp8, GGUF) are run by
+tests/integration/test_comfyui.py."""
+import sys
+
+import pytest
+import torch
+
+from core.formats import load_backbone
+
+from pack import PACK, N, conditioning, load, sample
+
+
+class WanModel(torch.nn.Module):
+    """ComfyUI's Wan diffusion model as the sampler sees it: Wan's layer names, ``num_heads``, float32 patch embedding."""
+
+    def __init__(self, source):
+        super().__init__()
+        for name, child in source.named_children():
+            self.add_module(name, child)
+        self.num_heads = source.cfg.num_heads
+
+
+class Inner:
+    manual_cast_dtype = None
+
+    def __init__(self, dm):
+        self.diffusion_model = dm
+
+    def get_dtype(self):
+        return torch.float32
+
+
+class FakeModel:
+    """The parts of a ComfyUI ModelPatcher the pack reads."""
+
+    def __init__(self, dm, patches=None):
+        self.model, self.load_device = Inner(dm), torch.device("cpu")
+        self.patches, self.patches_uuid = patches or {}, "uuid-1"
+
+
+def comfy_model(models_dir, cls=WanModel):
+    bb = load_backbone(models_dir / "diffusion_models" / "tiny.safetensors", num_heads=2)
+    return FakeModel(cls(bb.model))
+
+
+def test_a_comfyui_model_gives_the_same_video_as_load_backbone(models_dir):
+    backbone, _ = load(models_dir)
+    model = comfy_model(models_dir)
+    a, _ = sample(backbone, length=45)
+    b, _ = sample(model, length=45)
+    assert torch.equal(a["samples"], b["samples"])
+    info = N["LongLiveRAG_ARBlockSampler"].execute(model, conditioning(), 96, 64, 45, 42, 1, 12, 3,
+                                                   "1000,750,500,250", 5.0, None).args[2]
+    assert "weights where the MODEL keeps them" in info
+
+
+def test_the_family_and_its_defaults_come_from_the_model(models_dir):
+    model = comfy_model(models_dir)
+    cm = sys.modules[f"{PACK.__name__}.nodes.comfy_model"]
+    handle = cm.as_backbone(model)
+    assert handle.backbone.defaults.frames_per_block == 3 and handle.backbone.info.family == "Wan2.1 text-to-video"
+    assert handle.backbone.info.format == "comfyui" and "no patches" in handle.backbone.info.path
+    assert cm.as_backbone(model).backbone.model is handle.backbone.model        # one adapter per diffusion model
+    patched = FakeModel(model.model.diffusion_model, patches={"blocks.0.self_attn.q.weight": [(0.7,)]})
+    assert cm.as_backbone(patched).backbone.info.path != handle.backbone.info.path   # patches change the run key
+
+
+def test_a_model_that_is_not_wan_text_to_video_is_refused_in_one_line(models_dir):
+    class Flux(torch.nn.Module):
+        pass
+
+    with pytest.raises(ValueError, match="ComfyUI MODEL of type Flux") as e:
+        sample(FakeModel(Flux()), length=45)
+    assert "\n" not in str(e.value)
+    bb = load_backbone(models_dir / "diffusion_models" / "tiny.safetensors", num_heads=2)
+    dm = WanModel(bb.model)
+    dm.img_emb = torch.nn.Linear(4, 4)                   # an image-to-video Wan
+    with pytest.raises(ValueError, match="image-to-video") as e:
+        sample(FakeModel(dm), length=45)
+    assert "\n" not in str(e.value)
+    with pytest.raises(ValueError, match="connect Load Backbone"):
+        sample("a string", length=45)
