@@ -8,7 +8,7 @@ a family by name.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
@@ -55,6 +55,11 @@ class BackboneFamily:
     # presets trained to run otherwise (same weights' shapes, other run settings: e.g. frame-wise blocks), told by
     # name: preset → its FamilyDefaults; their name hints are checked before the layout's preset
     variants: Mapping[str, FamilyDefaults] = field(default_factory=dict)
+
+    def as_variant(self, preset: str) -> "BackboneFamily":
+        """This family as its variant ``preset`` runs (named after it, its defaults; no variants of its own): what
+        the generated docs ask for a variant's numbers, as they ask a family."""
+        return replace(self, name=preset, defaults=self.variants[preset], presets=(preset,), variants={})
 
     def defaults_for(self, preset: str | None) -> FamilyDefaults:
         """The run settings of a backbone of this family detected as ``preset``: its variant's, else the family's."""
