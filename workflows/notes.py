@@ -12,6 +12,8 @@ _PACK = load_pack().__name__
 F = importlib.import_module(f"{_PACK}.core.app.facts")
 T = importlib.import_module(f"{_PACK}.core.app.fact_text")
 LL2_BACKBONE = "model_bf16.pt"          # the workflows whose backbone is LongLive 2.0 (workflows/build.py)
+CFPP_BACKBONE = "framewise-2step.pt"    # the frame-wise Causal Forcing++ workflow's (its preset: by the file name)
+CFPP_PRESET = "Causal-Forcing++ 2-step"
 
 
 def memory(family) -> str:
@@ -121,6 +123,19 @@ def ll2_t2v(family) -> str:
             f"set to {family.defaults.latent.fps} fps.")
 
 
+def framewise_t2v(family) -> str:
+    d = family.defaults
+    return ("**{title}**\n\nCausal Forcing++ frame-wise makes the video one latent frame at a time (the first frame "
+            f"in {len(d.first_steps)} steps, every later one in {len(d.steps)}), with retrieval before every frame. "
+            f"The published setup stops at 81 video frames (a cache of {d.window} frames and no window); here the "
+            f"window slides past it (sink {d.sink}), so the video can be long. The sampler's widgets are left at auto "
+            f"(0, -1, `auto`): it takes these settings — blocks of 1 latent frame ({F.block_video_frames(d)} video "
+            f"frames), window {d.window}, sink {d.sink}, {T.steps_text(d)} (the first frame "
+            f"{','.join(map(str, d.first_steps))}), shift {d.shift:g} — and its `info` says what it used. The file name "
+            f"`{CFPP_BACKBONE}` tells Load Backbone the variant (`framewise-1step.pt`: 1 step).\n\n{memory(family)}"
+            f"\n\n**Change first:** the prompt, `length` ({lengths(family, F.DURATIONS)}) and the seed.")
+
+
 def ll2_i2v(family) -> str:
     d = family.defaults
     return ("**{title}**\n\n" f"Image to video: Load Image → Upscale Image (to {size(family)}) → VAE Encode with the "
@@ -137,8 +152,11 @@ def note_for(wf: dict) -> str:
     kinds = {n["type"] for n in wf["nodes"]}
     samplers = sum(n["type"] == "LongLiveRAG_ARBlockSampler" for n in wf["nodes"])
     has_story = "LongLiveRAG_PromptSchedule" in kinds
-    if any(n["type"] == "LongLiveRAG_LoadBackbone" and n["widgets_values"][0] == LL2_BACKBONE for n in wf["nodes"]):
+    backbones = {n["widgets_values"][0] for n in wf["nodes"] if n["type"] == "LongLiveRAG_LoadBackbone"}
+    if LL2_BACKBONE in backbones:
         text = (ll2_i2v if "VAEEncode" in kinds else ll2_t2v)(F.family_by_key("longlive2"))
+    elif CFPP_BACKBONE in backbones:
+        text = framewise_t2v(F.family_by_key("wan21").as_variant(CFPP_PRESET))
     else:
         family = F.family_by_key("wan21")
         if "LongLiveRAG_CompareGrid" in kinds:

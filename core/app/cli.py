@@ -207,14 +207,14 @@ def strategy_names(args) -> list[str]:
 def family_defaults(args, progress: jobs.Progress | None = None) -> FamilyDefaults:
     """The run defaults of the backbone's family, read from the file's tensor names and shapes (no weights).
     A file that cannot be identified gets the default family's; loading it later reports the problem."""
-    from ..formats import CheckpointError, detect_family
+    from ..formats import CheckpointError, detect_defaults
     try:
-        family = detect_family(args.backbone)
+        family, preset, defaults = detect_defaults(args.backbone)
     except (CheckpointError, OSError):
         return default_family().defaults
-    if progress is not None and family is not default_family():
-        progress.report(f"{family.name} backbone: {family.defaults.describe()} (unless set)")
-    return family.defaults
+    if progress is not None and defaults is not default_family().defaults:
+        progress.report(f"{preset if preset in family.variants else family.name} backbone: {defaults.describe()} (unless set)")
+    return defaults
 
 
 def sampling_request(args, name: str) -> SamplingRequest:

@@ -1,6 +1,7 @@
-"""The Wan2.1 text-to-video family: Self-Forcing, Causal-Forcing, LongLive and plain Wan2.1 T2V transformers.
+"""The Wan2.1 text-to-video family: Self-Forcing, Causal-Forcing, LongLive and plain Wan2.1 T2V transformers, and the
+frame-wise Causal Forcing / Causal Forcing++ variants (``framewise.py``: blocks of one frame, their own steps).
 
-All four share one architecture (``model.WanTransformer``, sizes and names in ``wan_arch``); only the
+All share one architecture (``model.WanTransformer``, sizes and names in ``wan_arch``); only the
 file layout and the file name tell them apart. Neighbouring Wan models that share the names are
 refused by name: image-to-video (image embedder, 36 input channels), VACE (control blocks) and the
 Wan2.2 A14B experts (recognised by their sizes plus their file or folder name: their architecture is
@@ -15,7 +16,7 @@ from ..sampling.config import ShotConfig
 from ..sampling.defaults import FamilyDefaults
 from ..latents.format import WAN21
 from ..model.transformer import WanConfig, WanTransformer
-from . import wan_arch
+from . import framewise, wan_arch
 from .family import BackboneFamily, Refusal, State
 from .wan_arch import WanSizes, expected_shapes  # noqa: F401  (re-exported: the family's sizes and key template)
 
@@ -69,6 +70,10 @@ def read_sizes(state: State, path: Path) -> WanSizes:
     return wan_arch.read_sizes(state, path, WAN21.channels, "Wan2.1 latents", PICK)
 
 
+DEFAULTS = FamilyDefaults(WAN21, frames_per_block=3, window=12, sink=1, sampler="renoise", steps=(1000, 750, 500, 250),
+                          sampling_steps=4, shift=5.0, shots=ShotConfig(), switch="recache", start_block="short",
+                          latent_hw=(60, 104))
+
 WAN21_T2V = BackboneFamily(
     name="Wan2.1 text-to-video",
     expected="a Wan2.1 text-to-video transformer (keys patch_embedding.weight, blocks.0.self_attn.q.weight, "
@@ -83,16 +88,15 @@ WAN21_T2V = BackboneFamily(
     head_dim=HEAD_DIM,
     make_config=lambda sizes, heads: WanConfig(**asdict(sizes), num_heads=heads),
     build=WanTransformer,
-    defaults=FamilyDefaults(WAN21, frames_per_block=3, window=12, sink=1, sampler="renoise",
-                            steps=(1000, 750, 500, 250), sampling_steps=4, shift=5.0, shots=ShotConfig(),
-                            switch="recache", start_block="short", latent_hw=(60, 104)),
+    defaults=DEFAULTS,
     lora_file="LongLive's longlive_lora.pt",
-    presets=("Self-Forcing", "Causal-Forcing", "LongLive", "Wan2.1"),
+    presets=("Self-Forcing", "Causal-Forcing", "LongLive", "Wan2.1", *framewise.PRESETS),
     layout_presets={"longlive": "LongLive", "self_forcing": "Self-Forcing"},
-    name_hints=(("self_forcing", "Self-Forcing"), ("selfforcing", "Self-Forcing"),
+    name_hints=(*framewise.NAME_HINTS, ("self_forcing", "Self-Forcing"), ("selfforcing", "Self-Forcing"),
                 ("causal_forcing", "Causal-Forcing"), ("causalforcing", "Causal-Forcing"), ("longlive", "LongLive")),
     layout_defaults={"causal_forcing": "Causal-Forcing"},
     default_preset="Wan2.1",
     released=WanSizes(dim=1536, ffn_dim=8960, num_layers=30, text_dim=4096, freq_dim=256, in_dim=WAN21.channels,
                       out_dim=WAN21.channels, patch_size=(1, 2, 2)),   # the 1.3B
+    variants=framewise.variants(DEFAULTS),     # frame-wise Causal Forcing (++): blocks of one latent frame
 )

@@ -231,7 +231,7 @@ def _build(parsed: _Parsed, info: CheckpointInfo, path, num_heads, dtype, device
     if left and torch.device(device).type != "meta":      # device "meta": shapes only (checks, no memory)
         raise RuntimeError(f"internal error: {left[:3]} were not loaded from '{path}'")
     info = replace(info, weights=chosen)
-    return Backbone(model.eval().requires_grad_(False), cfg, info, parsed.family.defaults)
+    return Backbone(model.eval().requires_grad_(False), cfg, info, parsed.family.defaults_for(info.preset))
 
 
 def infer_config(state: dict, num_heads: int | None = None, *, path: str | Path = "<state dict>") -> WanConfig:
@@ -292,6 +292,15 @@ def detect_family(path: str | Path) -> BackboneFamily:
     """The family of a backbone file (its run defaults: ``.defaults``), reading safetensors headers only
     (pickles are memory-mapped, not read). Raises CheckpointError for files that are not backbones."""
     return _parse(Path(path), use_ema=True, shapes_only=True).family
+
+
+def detect_defaults(path: str | Path) -> tuple[BackboneFamily, str, FamilyDefaults]:
+    """(family, preset, run defaults) of a backbone file, as ``load_backbone`` will resolve them (a variant such as
+    frame-wise Causal Forcing++ is told by its file name), reading safetensors headers only. Raises CheckpointError
+    for files that are not backbones."""
+    parsed = _parse(Path(path), use_ema=True, shapes_only=True)
+    preset = preset_for(parsed.family, parsed.layout, Path(path))
+    return parsed.family, preset, parsed.family.defaults_for(preset)
 
 
 def is_backbone_checkpoint(path: str | Path) -> bool:

@@ -29,7 +29,7 @@ turns it, over a backbone family's published settings (``FamilyDefaults``, core/
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace as replace_fields
 from functools import cached_property
 from typing import Sequence
 
@@ -129,6 +129,9 @@ class SamplingConfig:
     # their block is denoised (LongLive 2.0's independent_first_frame, image-to-video)
     start_block: str
     strategy_options: tuple[tuple[str, float], ...] = ()
+    # renoise: the steps of the video's first block (the block at frame 0, when it is generated), empty = ``steps``
+    # (frame-wise Causal Forcing++: a 4-step first frame before 2- or 1-step frames; core/families/framewise.py)
+    first_steps: tuple[int, ...] = ()
     warp_steps: bool = True
     context_noise: float = 0.0
     noise: str = "per-block"        # core/sampling/noise.py: "per-block" (a longer run begins as the shorter) or "reference" (published)
@@ -141,6 +144,11 @@ class SamplingConfig:
         check_steps(len(self.steps), "steps")
         check_steps(self.sampling_steps, "sampling steps")
         self.block_sampler.check(self)
+        if self.first_steps:
+            check_steps(len(self.first_steps), "first-block steps")
+            if self.sampler != "renoise":
+                raise ValueError(f"first-block steps {','.join(map(str, self.first_steps))} apply to the renoise "
+                                 f"sampler only, not '{self.sampler}'; drop them or use sampler renoise")
         if self.frames_per_block < 1:
             raise ValueError(f"frames per block {self.frames_per_block} must be ≥ 1")
         if self.shift <= 0:
@@ -197,6 +205,12 @@ class SamplingConfig:
     def renoises_per_block(self) -> int:
         """Fresh noise draws per generated block after its initial noise (the sampler's ``noise_draws``)."""
         return self.block_sampler.noise_draws(self)
+
+    @cached_property
+    def opening(self) -> "SamplingConfig":
+        """The config the video's first block (frame 0) is denoised with: ``steps`` = ``first_steps`` when
+        they are set, else this config itself."""
+        return replace_fields(self, steps=self.first_steps, first_steps=()) if self.first_steps else self
 
     @property
     def has_shots(self) -> bool:

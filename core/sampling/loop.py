@@ -154,8 +154,9 @@ class _BlockLoop:
         self.segment, self.switches = 0, []
         self.shot, self.cut_block = 0, False      # cuts so far; whether the current block begins a shot
         self.sampler = cfg.block_sampler
-        self.steps = self.sampler.step_list(cfg)
-        self.noise = NoiseSource(cfg.noise, seed, (self.b, self.c, num_frames, *latent_hw), cfg.renoises_per_block + 1)
+        self.steps, self.first_steps = self.sampler.step_list(cfg), self.sampler.step_list(cfg.opening)
+        self.noise = NoiseSource(cfg.noise, seed, (self.b, self.c, num_frames, *latent_hw), cfg.renoises_per_block + 1,
+                                 cfg.opening.renoises_per_block + 1)
         self.text = self._encode(0)
         with allocating(HOST):
             self.output = torch.zeros(self.b, num_frames, self.c, *latent_hw, dtype=torch.float32, device=host_device())
@@ -277,7 +278,7 @@ class _BlockLoop:
         clean = self.output[:, start:start + given].to(self.device) if given else None
         noisy = NoisyBlock(self.noise.block_noise(block, start, frames), self._flow,
                            lambda: self.noise.renoise(frames), clean, self.device, self.dtype)
-        return self.sampler.denoise(noisy, self.steps)
+        return self.sampler.denoise(noisy, self.first_steps if start == 0 else self.steps)
 
     def end_block(self) -> None:
         """After the context pass: a shot's first block becomes the shot sink (``shots.sink``)."""

@@ -32,6 +32,7 @@ class SamplingRequest:
     frames_per_block: int | None = None
     sampler: str | None = None
     steps: tuple[int, ...] | None = None
+    first_steps: tuple[int, ...] | None = None      # () = the first block takes ``steps`` like every other
     sampling_steps: int | None = None
     shift: float | None = None
     warp_steps: bool | None = None
@@ -46,8 +47,9 @@ class SamplingRequest:
 
     def __post_init__(self):
         object.__setattr__(self, "options", tuple(sorted(dict(self.options).items())))
-        if self.steps is not None:
-            object.__setattr__(self, "steps", tuple(int(s) for s in self.steps))
+        for name in ("steps", "first_steps"):
+            if getattr(self, name) is not None:
+                object.__setattr__(self, name, tuple(int(s) for s in getattr(self, name)))
 
     @property
     def strategy_name(self) -> str:
@@ -81,6 +83,7 @@ def resolve(request: SamplingRequest, family: FamilyDefaults) -> SamplingConfig:
         strategy_options=_options(spec, {**defaults.options, **dict(request.options)}),
         retrieval=retrieval, frames_per_block=pick(request.frames_per_block, family.frames_per_block),
         sampler=sampler, steps=pick(request.steps, own.get("steps", family.steps)),
+        first_steps=pick(request.first_steps, own.get("first_steps", ())),
         sampling_steps=pick(request.sampling_steps, own.get("sampling_steps", family.sampling_steps)), shift=pick(request.shift, family.shift),
         warp_steps=pick(request.warp_steps, True), context_noise=pick(request.context_noise, 0.0),
         noise=pick(request.noise, "per-block"), switch=switch, shots=shots,
