@@ -18,8 +18,10 @@ import torch
 
 from ..core.files.safe_reader import CheckpointError
 from ..core.formats import Backbone, CheckpointInfo, backbone_spec
+from ..core.families.registry import FAMILIES
 from . import bridge
-from .loaders import BackboneHandle
+from .bridge import io, ui
+from .loaders import BACKBONE, BackboneHandle, memory_line
 
 NOT_WAN = ("connect a Wan2.1 T2V 1.3B or Wan2.2 TI2V 5B diffusion model (Load Diffusion Model, a GGUF loader), "
            "or use Load Backbone")
@@ -93,7 +95,7 @@ def _stored(dm: torch.nn.Module) -> str:
     return "+".join(sorted(counts, key=counts.get, reverse=True))
 
 
-def describe(model, adapted: Adapted) -> str:
+def describe(model, adapted) -> str:
     """The MODEL route's info line: what the sampler runs and how ComfyUI holds it."""
     bb = adapted.backbone
     device, dtype = bridge.model_compute(model)
@@ -104,9 +106,11 @@ def describe(model, adapted: Adapted) -> str:
             + (f"; {patches} weights patched (LoRA)" if patches else ""))
 
 
-def as_backbone(backbone) -> BackboneHandle:
+def as_backbone(backbone, preset: str | None = None) -> BackboneHandle:
     """A 'backbone' input: Load Backbone's as it is, or a ComfyUI MODEL run on ComfyUI's layers where ComfyUI
-    computes (its identity — the model and its patches — stands for the file in the continue memo's run key)."""
+    computes (its identity — the model and its patches — stands for the file in the continue memo's run key).
+    ``preset``: which checkpoint of the family the MODEL is (its run settings; None: the family's default — the
+    weights alone cannot tell e.g. a frame-wise Causal Forcing++ from a chunk-wise model)."""
     if isinstance(backbone, BackboneHandle):
         return backbone
     if not is_comfy_model(backbone):
@@ -116,8 +120,51 @@ def as_backbone(backbone) -> BackboneHandle:
     device, dtype = bridge.model_compute(backbone)
     adapted.model.compute_device, adapted.model.compute_dtype = device, dtype
     bb = adapted.backbone
-    bb = replace(bb, info=replace(bb.info, path=bridge.model_identity(backbone)))
+    family = next(f for f in FAMILIES if f.name == bb.info.family)
+    if preset is not None and preset not in family.presets:
+        raise ValueError(f"preset '{preset}' is not a checkpoint of the MODEL's family ({family.name}: "
+                         f"{', '.join(family.presets)}); pick one of those or auto")
+    info = replace(bb.info, path=bridge.model_identity(backbone), preset=preset or bb.info.preset)
+    bb = replace(bb, info=info, defaults=family.defaults_for(preset))
     return BackboneHandle(bb, device, dtype, offload=False, comfy=backbone)
+
+
+AUTO = "auto (the family's)"
+
+
+class ModelBackbone(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="LongLiveRAG_ModelBackbone", display_name="Model as Backbone (LongLive-RAG)",
+            category="LongLive-RAG/loaders",
+            description=("A MODEL from ComfyUI's own loaders (Load Diffusion Model, a GGUF loader, LoRAs stacked with "
+                         "LoraLoaderModelOnly) as the AR Block Sampler's backbone, with the checkpoint it is: the "
+                         "weights tell the family (Wan2.1 1.3B or Wan2.2 TI2V 5B) but not the checkpoint, and a "
+                         "frame-wise Causal Forcing++ runs with other settings than a chunk-wise model. A MODEL "
+                         "connected straight to the sampler runs as 'auto'. ComfyUI keeps and places the weights."),
+            inputs=[
+                io.Model.Input("model", tooltip="A Wan2.1 T2V 1.3B or Wan2.2 TI2V 5B diffusion model."),
+                io.Combo.Input("preset", options=[AUTO, *dict.fromkeys(p for f in FAMILIES for p in f.presets)],
+                               default=AUTO,
+                               tooltip="Which checkpoint the MODEL holds (its published run settings). auto: the "
+                                       "family's default (Wan2.1: the chunk-wise Self-Forcing / Causal-Forcing / "
+                                       "LongLive settings; Wan2.2: LongLive 2.0)."),
+            ],
+            outputs=[
+                BACKBONE.Output(display_name="backbone", tooltip="For the AR Block Sampler's 'backbone' input."),
+                io.String.Output(display_name="info", tooltip="The family, the checkpoint and the settings the "
+                                                               "sampler takes from it."),
+            ],
+        )
+
+    @classmethod
+    def execute(cls, model, preset) -> io.NodeOutput:
+        handle = as_backbone(model, None if preset == AUTO else preset)
+        bb = handle.backbone
+        info = (f"{describe(model, handle)}\n{bb.info.preset}: AR Block Sampler at auto: {bb.defaults.describe()}"
+                + memory_line(bb, handle.dtype, "native"))
+        return io.NodeOutput(handle, info, ui=ui.PreviewText(info))
 
 
 def follow_placement(model: torch.nn.Module) -> None:

@@ -82,3 +82,17 @@ def test_a_model_that_is_not_wan_text_to_video_is_refused_in_one_line(models_dir
     assert "\n" not in str(e.value)
     with pytest.raises(ValueError, match="connect Load Backbone"):
         sample("a string", length=45)
+
+
+def test_model_as_backbone_picks_the_checkpoint_the_weights_cannot_tell(models_dir):
+    model = comfy_model(models_dir)
+    node = N["LongLiveRAG_ModelBackbone"]
+    auto, info = node.execute(model, "auto (the family's)").args
+    framewise, info_fw = node.execute(model, "Causal-Forcing++ 2-step").args
+    assert auto.backbone.defaults.frames_per_block == 3 and framewise.backbone.defaults.frames_per_block == 1
+    assert "Wan2.1 text-to-video family" in info and "Causal-Forcing++ 2-step" in info_fw
+    out = N["LongLiveRAG_ARBlockSampler"].execute(framewise, conditioning(), 96, 64, 9, 42, -1, 0, 0, "auto", 0.0,
+                                                  None).args
+    assert "blocks of 1 latent frame" in out[2] and out[0]["samples"].shape[2] == 3
+    with pytest.raises(ValueError, match="not a checkpoint of the MODEL's family"):
+        node.execute(model, "LongLive 2.0")
