@@ -26,6 +26,7 @@ class FamilyDefaults:
     switch: str                                   # what a prompt change does (SwitchConfig.mode)
     start_block: str
     latent_hw: tuple[int, int]                    # the published video size in latents
+    negative_prompt: str = ""                     # the text a guided run's negative prompt defaults to
 
     def steps_for(self, sampler: str) -> dict:
         """The step fields (SamplingConfig) of a run with ``sampler``: this family's own for its sampler, the
