@@ -17,7 +17,7 @@ from ..core.retrieval.pool import sweep_pool_files
 from ..core.sampling.config import SamplingConfig
 from ..core.sampling.noise import NOISE_CONTRACTS
 from ..core.sampling.loop import generate
-from ..core.sampling.prompts import PromptSchedule
+from ..core.sampling.prompts import PromptSchedule, as_schedule
 from ..core.app.fact_text import fragment
 from ..core.app.resume import BlockCollector
 from . import bridge, comfy_model
@@ -166,8 +166,8 @@ class ARBlockSampler(io.ComfyNode):
     @classmethod
     def execute(cls, backbone, positive, width, height, length, seed, sink_size, local_attn_size,
                 frames_per_block, steps, shift, retrieval: RetrievalInput | None = None, noise_contract="per-block",
-                start=None, strategy: StrategyInput | None = None, settings: SamplerSettings | None = None
-                ) -> io.NodeOutput:
+                start=None, strategy: StrategyInput | None = None, settings: SamplerSettings | None = None,
+                negative=None) -> io.NodeOutput:
         backbone = comfy_model.as_backbone(backbone)
         bb = backbone.backbone
         family = bb.defaults
@@ -178,6 +178,8 @@ class ARBlockSampler(io.ComfyNode):
         plan = plan_run(run_request(request, length, width, height, given), family, bb.info.preset)
         cfg, frames, latent_hw, p = server_pool(plan.config), plan.frames, plan.latent_hw, plan.start_frames
         prompts, timeline = run_prompts(positive, cfg, family.latent, frames)
+        if negative is not None and cfg.guided:      # guidance 1 (the default) ignores it: the published path
+            prompts = as_schedule(prompts, conditioning_embeds(negative, bb.config.text_dim, "negative"))
         encoder = retrieval.encoder.model if retrieval else None
         batch = prompts.batch if isinstance(prompts, PromptSchedule) else prompts.shape[0]
         memory = run_memory(backbone, plan, batch, settings)
@@ -325,8 +327,12 @@ def sampler_inputs() -> list:
                                "published window and sink (these replace sink_size and local_attn_size). "
                                "Unconnected = rag if Retrieve Context is connected, else native."),
         SETTINGS.Input("settings", optional=True,
-                       tooltip="From Sampler Settings: the sampler kind, context noise and shot settings; "
-                               "unconnected = the backbone's."),
+                       tooltip="From Sampler Settings: the sampler kind, context noise, shot settings and guidance "
+                               "scale; unconnected = the backbone's."),
+        io.Conditioning.Input("negative", optional=True,
+                              tooltip="Negative prompt (CLIPTextEncode, Wan text encoder), used when Sampler "
+                                      "Settings' guidance_scale is not 1: its own KV cache follows the run's. "
+                                      "LongLive 2.0 publishes Wan's negative prompt (see the help page)."),
     ]
 
 
@@ -342,16 +348,17 @@ def prompt_input(positive, text_dim: int) -> tuple[torch.Tensor | ScheduleInput,
     return conditioning_embeds(positive, text_dim), None
 
 
-def conditioning_embeds(positive, text_dim: int) -> torch.Tensor:
-    """CONDITIONING [[tensor [B, L, D], {...}], ...] → the first entry's embeddings [B, L, D] (float32, CPU)."""
+def conditioning_embeds(positive, text_dim: int, name: str = "positive") -> torch.Tensor:
+    """CONDITIONING [[tensor [B, L, D], {...}], ...] → the first entry's embeddings [B, L, D] (float32, CPU);
+    ``name``: the sampler input it came from (for messages)."""
     try:
         emb = positive[0][0]
     except (TypeError, IndexError, KeyError):
-        raise ValueError("positive must be a CONDITIONING from CLIPTextEncode (Wan umT5 text encoder)") from None
+        raise ValueError(f"{name} must be a CONDITIONING from CLIPTextEncode (Wan umT5 text encoder)") from None
     if not torch.is_tensor(emb) or emb.dim() != 3:
-        raise ValueError(f"positive conditioning holds {type(emb).__name__} {getattr(emb, 'shape', '')}; "
+        raise ValueError(f"{name} conditioning holds {type(emb).__name__} {getattr(emb, 'shape', '')}; "
                          "expected embeddings [1, 512, 4096] from the Wan text encoder")
     if emb.shape[-1] != text_dim:
-        raise ValueError(f"positive conditioning is {emb.shape[-1]} wide but the backbone expects {text_dim}: load the "
+        raise ValueError(f"{name} conditioning is {emb.shape[-1]} wide but the backbone expects {text_dim}: load the "
                          "text encoder with CLIPLoader type 'wan' (umt5_xxl), not a CLIP/T5 of another model")
     return emb.detach().float().cpu()

@@ -72,7 +72,7 @@ def read_sizes(state: State, path: Path) -> WanSizes:
 
 DEFAULTS = FamilyDefaults(WAN21, frames_per_block=3, window=12, sink=1, sampler="renoise", steps=(1000, 750, 500, 250),
                           sampling_steps=4, shift=5.0, shots=ShotConfig(), switch="recache", start_block="short",
-                          latent_hw=(60, 104))
+                          latent_hw=(60, 104), negative_prompt=wan_arch.NEGATIVE_PROMPT)
 
 WAN21_T2V = BackboneFamily(
     name="Wan2.1 text-to-video",

@@ -27,6 +27,7 @@ class FamilyDefaults:
     start_block: str
     latent_hw: tuple[int, int]                    # the published video size in latents
     first_steps: tuple[int, ...] = ()             # renoise: the video's first block's own steps (empty: ``steps``)
+    negative_prompt: str = ""                     # the text a guided run's negative prompt defaults to
 
     def steps_for(self, sampler: str) -> dict:
         """The step fields (SamplingConfig) of a run with ``sampler``: this family's own for its sampler, the

@@ -43,7 +43,9 @@ class SamplingRequest:
     retrieval_scope: str | None = None
     shot_rope_offset: float | None = None
     shot_sink: bool | None = None
+    shot_clean_recache: bool | None = None
     start_block: str | None = None
+    guidance_scale: float | None = None
 
     def __post_init__(self):
         object.__setattr__(self, "options", tuple(sorted(dict(self.options).items())))
@@ -74,7 +76,8 @@ def resolve(request: SamplingRequest, family: FamilyDefaults) -> SamplingConfig:
                                                ("retrieval_scope", request.retrieval_scope)) if v is not None})
     native = name == "native"
     shots = ShotConfig(family.shots.rope_offset if request.shot_rope_offset is None else request.shot_rope_offset,
-                       (family.shots.sink and native) if request.shot_sink is None else request.shot_sink)
+                       (family.shots.sink and native) if request.shot_sink is None else request.shot_sink,
+                       bool(request.shot_clean_recache))
     pick = lambda asked, default: default if asked is None else asked   # noqa: E731
     sampler = pick(request.sampler, family.sampler)
     own = family.steps_for(sampler)       # the family's steps for its own sampler, another sampler's published ones
@@ -87,6 +90,7 @@ def resolve(request: SamplingRequest, family: FamilyDefaults) -> SamplingConfig:
         sampling_steps=pick(request.sampling_steps, own.get("sampling_steps", family.sampling_steps)), shift=pick(request.shift, family.shift),
         warp_steps=pick(request.warp_steps, True), context_noise=pick(request.context_noise, 0.0),
         noise=pick(request.noise, "per-block"), switch=switch, shots=shots,
+        guidance_scale=pick(request.guidance_scale, 1.0),
         start_block=pick(request.start_block, family.start_block), scaled=defaults.scaled,
         request=request, family=family)
 
