@@ -8,8 +8,9 @@ there) and written as:
 - a backbone for Load Diffusion Model (UNETLoader): the bare Wan names ComfyUI detects a Wan2.1 T2V / Wan2.2
   TI2V model by (``head.modulation``, ``blocks.N.…``; ComfyUI counts heads as dim / 128), either
   ``dtype="bf16"``, or ``dtype="fp8"``: ComfyUI's "scaled fp8" — every 2-d (Linear) weight as float8 e4m3fn
-  with a float32 per-tensor ``<layer>.scale_weight`` (weight ≈ fp8 · scale, scale = amax / 448), the rest bf16,
-  and the empty ``scaled_fp8`` marker tensor. This is the layout both ComfyUI 0.3.48 (its ``scaled_fp8_ops``:
+  with a float32 per-tensor ``<layer>.scale_weight`` (weight ≈ fp8 · scale, scale = amax / 448) and
+  ``scale_input`` 1, the rest bf16, and the empty ``scaled_fp8`` marker tensor, as ComfyUI saves it (ComfyUI then
+  uses fp8 matrix products where the GPU has them). This is the layout both ComfyUI 0.3.48 (its ``scaled_fp8_ops``:
   scalar scales, every Linear fp8) and 0.8.0 (``convert_old_quants`` turns it into per-layer ``comfy_quant``
   records) load; the newer ``comfy_quant`` layout is not read by 0.3.48, and neither reads per-row scales.
 - a LoRA for LoraLoaderModelOnly (``lora_out``): ``diffusion_model.<layer>.lora_down.weight`` [r, in],
@@ -119,6 +120,8 @@ def _metadata(kind: str, family: BackboneFamily, preset: str, source: dict, extr
 def quantise_tensor(weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """weight (any float dtype, any shape) → (e4m3fn, float32 scale []) with weight ≈ q · scale, scale =
     amax / 448 (ComfyUI's own choice); |w − q·scale| ≤ max(|w| / 16, scale / 1024). An all-zero weight: scale 1."""
+    if weight.is_meta:                                     # shapes and bytes only
+        return torch.empty(weight.shape, dtype=FP8, device="meta"), torch.empty((), device="meta")
     w = weight.float()
     amax = w.abs().amax() if w.numel() else torch.zeros(())
     scale = amax / FP8_MAX if amax > 0 else torch.ones(())
@@ -135,7 +138,8 @@ def comfy_backbone(state: dict[str, torch.Tensor], dtype: str) -> tuple[dict, li
     for key, w in state.items():
         if dtype == "fp8" and w.dim() == 2 and w.is_floating_point():
             q, scale = quantise_tensor(w)
-            out[key], out[key[: -len("weight")] + "scale_weight"] = q, scale
+            layer = key[: -len("weight")]
+            out[key], out[layer + "scale_weight"], out[layer + "scale_input"] = q, scale, torch.ones(())
             if not w.is_meta:
                 wf = w.float()
                 errors.append((float((q.float() * scale - wf).square().sum()), float(wf.square().sum())))
