@@ -39,28 +39,12 @@ from ..files.safe_reader import read_weights
 from ..model.fp8_linear import FP8, FP8_MAX
 from .loader import CheckpointInfo, WHERE, detect_preset, infer_config, read_backbone
 from .lora import match_lora, read_lora
+from .stored_settings import SETTINGS_KEY, StoredSettings, read_settings
 
-SETTINGS_KEY = "longlive_rag"        # the metadata entry that marks a file this pack converted
 VERSION = 1
 DTYPES = ("bf16", "fp8")
 SUFFIXES = (".safetensors", ".sft")
 COMFY_HEAD = 128                     # ComfyUI's Wan detection: num_heads = dim // 128
-
-
-@dataclass(frozen=True)
-class StoredSettings:
-    """What a converted file's ``SETTINGS_KEY`` metadata says: the family (``BackboneFamily.name``), the preset
-    (e.g. "LongLive"), the file's kind ("backbone" | "lora") and the family's run settings when converted
-    (frames_per_block, window, sink, sampler, steps, sampling_steps, shift, ...) as plain JSON values."""
-    family: str
-    preset: str
-    kind: str
-    settings: dict
-    source: dict
-
-    def backbone_family(self) -> BackboneFamily | None:
-        """The registered family of that name (its ``defaults``: the run settings), None when not registered."""
-        return next((f for f in FAMILIES if f.name == self.family), None)
 
 
 @dataclass(frozen=True)
@@ -81,20 +65,6 @@ class Converted:
 
 
 # ------------------------------------------------------------------------------------- metadata
-def read_settings(metadata: dict | None) -> StoredSettings | None:
-    """A safetensors metadata dict (str → str) → the settings a converted file carries, or None when the file
-    was not converted by this pack (no ``SETTINGS_KEY``, or another tool's text under it)."""
-    text = (metadata or {}).get(SETTINGS_KEY)
-    try:
-        data = json.loads(text) if isinstance(text, str) else None
-    except ValueError:
-        return None
-    if not isinstance(data, dict) or not isinstance(data.get("family"), str):
-        return None
-    return StoredSettings(family=data["family"], preset=str(data.get("preset", "")), kind=str(data.get("kind", "")),
-                          settings=dict(data.get("settings") or {}), source=dict(data.get("source") or {}))
-
-
 def read_file_settings(path: str | Path) -> StoredSettings | None:
     """``read_settings`` of a safetensors file's header (no tensor is read); None for other files."""
     weights = read_weights(Path(path), "converted file", shapes_only=True, hint=WHERE)

@@ -288,3 +288,20 @@ def test_wan_config_is_written_for_load_backbone(files, tmp_path):
     root, _, _ = files
     _, metadata = tensors(convert_checkpoint(root / "self_forcing_dmd.pt", tmp_path / "c.safetensors").backbone)
     assert WanConfig(**{**json.loads(metadata["config"]), "patch_size": (1, 2, 2)}).num_heads == 2
+
+
+def test_a_scaled_fp8_file_converts_back_to_bf16_as_load_backbone_reads_it(files, tmp_path):
+    root, _, _ = files
+    fp8 = convert_checkpoint(root / "self_forcing_dmd.pt", tmp_path / "q.safetensors", dtype="fp8").backbone
+    wide = convert_checkpoint(fp8, tmp_path / "w.safetensors")
+    dequantised = load_backbone(fp8).model.state_dict()
+    assert_same_weights(load_backbone(wide.backbone), {k: v.to(torch.bfloat16) for k, v in dequantised.items()})
+
+
+def test_a_renamed_converted_file_keeps_its_preset_in_load_backbone(files, tmp_path):
+    root, _, _ = files
+    done = convert_checkpoint(root / "self_forcing_dmd.pt", tmp_path / "ll.safetensors", lora=root / "longlive_lora.pt")
+    renamed = done.backbone.rename(tmp_path / "my_model.safetensors")
+    assert load_backbone(renamed).info.preset == "LongLive"          # from the metadata, not the name
+    plain = convert_checkpoint(renamed, tmp_path / "sf.safetensors", overwrite=True)    # the stated preset carries on
+    assert plain.preset == "LongLive" and load_backbone(plain.backbone).info.preset == "LongLive"
