@@ -182,6 +182,9 @@ def convert_checkpoint(source: str | Path, out: str | Path, *, dtype: str = "bf1
         raise ValueError("a LoRA output was given without a LoRA; pass the LoRA to convert (--lora FILE), or drop "
                          "--lora-out")
     separate = lora_out is not None
+    if separate and lora_strength != 1.0:
+        raise ValueError(f"--lora-strength {lora_strength:g} is for a merged LoRA; a LoRA file written with --lora-out "
+                         "keeps the released factors: set the strength in LoraLoaderModelOnly instead")
     preset = detect_preset(source, lora)                  # names and shapes only: the default file names
     stem = f"{slug(preset)}{'_base' if separate else ''}_{'fp8_scaled' if dtype == 'fp8' else 'bf16'}"
     out = output_path(out, stem + ".safetensors", "output")

@@ -235,6 +235,7 @@ def test_an_output_that_is_the_input_is_refused_even_with_overwrite(files, tmp_p
     (dict(dtype="fp16"), "is not one of bf16, fp8"),
     (dict(lora_out="l.safetensors"), "without a LoRA"),
     (dict(lora="longlive_lora.pt", lora_out="o.safetensors"), "same file as output"),
+    (dict(lora="longlive_lora.pt", lora_out="l.safetensors", lora_strength=0.7), "set the strength in LoraLoader"),
 ])
 def test_bad_requests_are_one_line_and_write_nothing(files, tmp_path, kwargs, message):
     root, _, _ = files
