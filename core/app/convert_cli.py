@@ -55,6 +55,6 @@ def summary(done) -> list[str]:
         lines.append(f"fp8: relative weight error {done.fp8_error_total:.2%} overall, {done.fp8_error:.2%} in the "
                      "worst layer (e4m3 rounds each weight to 3 mantissa bits)")
     if done.lora is not None:
-        lines.append(f"wrote {done.lora} ({done.lora_layers} layers): ComfyUI LoraLoaderModelOnly (models/loras/) "
-                     f"on {done.backbone.name}, strength 1 = the released model")
+        lines.append(f"wrote {done.lora} ({done.lora_preset} LoRA, {done.lora_layers} layers): ComfyUI "
+                     f"LoraLoaderModelOnly (models/loras/) on {done.backbone.name}, strength 1 = {done.lora_preset}")
     return lines + list(done.notes)

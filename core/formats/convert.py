@@ -54,7 +54,8 @@ class Converted:
     backbone: Path
     lora: Path | None
     family: str
-    preset: str
+    preset: str                 # the backbone file's (as Load Backbone names the source without the LoRA file)
+    lora_preset: str | None     # what the backbone is with the LoRA file (e.g. "LongLive")
     dtype: str
     tensors: int
     bytes: int
@@ -98,12 +99,16 @@ def quantise_tensor(weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return (w / scale).clamp_(-FP8_MAX, FP8_MAX).to(FP8), scale.reshape(()).to(torch.float32)
 
 
-def comfy_backbone(state: dict[str, torch.Tensor], dtype: str) -> tuple[dict, list[tuple[float, float]]]:
-    """Bare-named weights (de-quantised) → ComfyUI's diffusion-model tensors in ``dtype`` ("bf16" | "fp8",
-    see the module docstring), and per quantised weight (‖W − Ŵ‖², ‖W‖²) for the error report."""
+def check_dtype(dtype: str) -> None:
     if dtype not in DTYPES:
         raise ValueError(f"dtype '{dtype}' is not one of {', '.join(DTYPES)}; choose bf16 (exact for a bf16 "
                          "checkpoint) or fp8 (ComfyUI's scaled fp8, half the bytes)")
+
+
+def comfy_backbone(state: dict[str, torch.Tensor], dtype: str) -> tuple[dict, list[tuple[float, float]]]:
+    """Bare-named weights (de-quantised) → ComfyUI's diffusion-model tensors in ``dtype`` ("bf16" | "fp8",
+    see the module docstring), and per quantised weight (‖W − Ŵ‖², ‖W‖²) for the error report."""
+    check_dtype(dtype)
     out, errors = {}, []
     for key, w in state.items():
         if dtype == "fp8" and w.dim() == 2 and w.is_floating_point():
@@ -176,8 +181,7 @@ def convert_checkpoint(source: str | Path, out: str | Path, *, dtype: str = "bf1
     or a folder: ``<preset>_<dtype>.safetensors`` inside). ``lora``: merged at ``lora_strength`` into it, or,
     with ``lora_out``, written there as a ComfyUI LoRA (the backbone file is then the base, unmerged).
     Raises CheckpointError / ValueError (one line) before writing anything when an input or output is wrong."""
-    if dtype not in DTYPES:
-        comfy_backbone({}, dtype)                         # the one error text
+    check_dtype(dtype)
     if lora_out is not None and lora is None:
         raise ValueError("a LoRA output was given without a LoRA; pass the LoRA to convert (--lora FILE), or drop "
                          "--lora-out")
@@ -185,7 +189,7 @@ def convert_checkpoint(source: str | Path, out: str | Path, *, dtype: str = "bf1
     if separate and lora_strength != 1.0:
         raise ValueError(f"--lora-strength {lora_strength:g} is for a merged LoRA; a LoRA file written with --lora-out "
                          "keeps the released factors: set the strength in LoraLoaderModelOnly instead")
-    preset = detect_preset(source, lora)                  # names and shapes only: the default file names
+    preset = detect_preset(source, lora)                  # with the LoRA; names and shapes only: file names
     stem = f"{slug(preset)}{'_base' if separate else ''}_{'fp8_scaled' if dtype == 'fp8' else 'bf16'}"
     out = output_path(out, stem + ".safetensors", "output")
     lora_path = output_path(lora_out, f"{slug(preset)}_lora.safetensors", "LoRA output") if separate else None
@@ -197,17 +201,21 @@ def convert_checkpoint(source: str | Path, out: str | Path, *, dtype: str = "bf1
     cfg = infer_config(state, num_heads if num_heads is not None else info.num_heads, path=source)
     tensors, errors = comfy_backbone(state, dtype)
     del state
-    save_tensors(out, tensors, _metadata("backbone", family, preset, _source(info, separate, lora), {
+    save_tensors(out, tensors, _metadata("backbone", family, info.preset, _source(info, separate, lora), {
         "config": asdict(cfg)}))
     if separate:
         save_tensors(lora_path, comfy_lora(pairs), _metadata("lora", family, preset, {
             "file": Path(lora).name, "rank": _rank(pairs), "base": out.name}, {}))
-    total = lambda i: sum(e[i] for e in errors)   # noqa: E731
-    return Converted(out, lora_path, family.name, preset, dtype, len(tensors),
-                     sum(t.numel() * t.element_size() for t in tensors.values()),
-                     len(pairs) or info.lora_layers,
-                     max(((d / n) ** 0.5 for d, n in errors if n > 0), default=None) if errors else None,
-                     (total(0) / total(1)) ** 0.5 if errors and total(1) > 0 else None, _notes(cfg))
+    return Converted(out, lora_path, family.name, info.preset, preset if separate else None, dtype, len(tensors),
+                     sum(t.numel() * t.element_size() for t in tensors.values()), len(pairs) or info.lora_layers,
+                     *_relative(errors), _notes(cfg))
+
+
+def _relative(errors: list[tuple[float, float]]) -> tuple[float | None, float | None]:
+    """(the worst weight's, all weights') relative error from (‖W − Ŵ‖², ‖W‖²) per weight; None without any."""
+    worst = max(((d / n) ** 0.5 for d, n in errors if n > 0), default=None)
+    norm = sum(n for _, n in errors)
+    return worst, (sum(d for d, _ in errors) / norm) ** 0.5 if norm > 0 else None
 
 
 def _lora_pairs(lora, state: dict, family: BackboneFamily, info: CheckpointInfo) -> dict:
@@ -238,5 +246,6 @@ def _notes(cfg) -> tuple[str, ...]:
             "would run it wrongly; load this file with Load Backbone (which reads the head count from the file)",)
 
 
-__all__ = ["COMFY_HEAD", "Converted", "DTYPES", "SETTINGS_KEY", "StoredSettings", "comfy_backbone", "comfy_lora",
+__all__ = ["COMFY_HEAD", "Converted", "DTYPES", "SETTINGS_KEY", "StoredSettings", "check_dtype", "comfy_backbone",
+           "comfy_lora",
            "convert_checkpoint", "family_settings", "quantise_tensor", "read_file_settings", "read_settings"]

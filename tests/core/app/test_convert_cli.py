@@ -24,8 +24,8 @@ def test_convert_writes_the_backbone_and_the_lora_and_says_how_to_load_them(rele
                  "--lora-out", f"{root}/loras/", "--out", f"{root}/models/"])
     lines = capsys.readouterr().err.splitlines()
     assert code == 0 and len(lines) == 2
-    assert "longlive_base_bf16.safetensors (LongLive, Wan2.1 text-to-video; bf16" in lines[0]
-    assert "Load Diffusion Model" in lines[0] and "LoraLoaderModelOnly" in lines[1] and "(20 layers)" in lines[1]
+    assert "longlive_base_bf16.safetensors (Self-Forcing, Wan2.1 text-to-video; bf16" in lines[0]   # generator_ema
+    assert "Load Diffusion Model" in lines[0] and "LoraLoaderModelOnly" in lines[1] and "(LongLive LoRA, 20 layers)" in lines[1]
     assert_same_weights(load_backbone(root / "models" / "longlive_base_bf16.safetensors"), state)
     assert read_file_settings(root / "loras" / "longlive_lora.safetensors").kind == "lora"
 

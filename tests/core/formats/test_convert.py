@@ -109,6 +109,9 @@ def test_a_separate_lora_file_applied_at_load_equals_the_released_lora(files, tm
     assert_same_weights(converted, released.model.state_dict())
     settings = read_file_settings(done.lora)
     assert (settings.kind, settings.preset, settings.source["base"]) == ("lora", "LongLive", done.backbone.name)
+    # each file named as Load Backbone names its source: the base alone as the .pt alone, with the LoRA as LongLive
+    assert (done.preset, done.lora_preset, converted.info.preset) == ("Self-Forcing", "LongLive", "LongLive")
+    assert load_backbone(done.backbone).info.preset == load_backbone(root / "self_forcing_dmd.pt").info.preset
 
 
 def test_longlive_2_files_convert_with_their_family_and_settings(files, tmp_path):
