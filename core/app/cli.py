@@ -4,7 +4,7 @@
                 prompts → mp4 + retrieval log + retrieval map per video (needs text encoder and VAE), or
                 a prompt schedule (timed prompts, one story) → mp4 per mode
   build-corpus  clean latents of a frozen backbone: the retrieval encoder's training data
-  train-encoder train the retrieval encoder
+  train-encoder train the retrieval encoder          convert  released backbone → ComfyUI's own format
   demo          the whole pipeline on tiny random models (no downloads), and a command for every other feature
 
 Everything that can be checked without the models (frames, latent size, output paths, settings)
@@ -20,7 +20,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from . import demo, jobs
+from . import convert_cli, demo, jobs
 from .resume import PARTIAL_EVERY
 from .signals import Stopped, handling_signals
 from ..training import cli as train_encoder
@@ -275,7 +275,6 @@ def model_spec(args) -> jobs.ModelSpec:
                           weights=getattr(args, "weights", AUTO))
 
 
-
 def cmd_generate(args, progress: jobs.Progress) -> int:
     defaults = family_defaults(args, progress)
     latent = defaults.latent
@@ -416,6 +415,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_build_corpus(sub)
     train_encoder.add_cli(sub)
     demo.add_cli(sub)
+    convert_cli.add_cli(sub)
     return parser
 
 

@@ -18,7 +18,9 @@ One concept per module:
 - ``wan_arch``   — the Wan transformer's sizes and tensor names, shared by the Wan families;
 - ``families``   — the registry: ``wan21_t2v`` (Wan2.1 T2V: Self-Forcing, Causal-Forcing, LongLive) and
                    ``wan22_ti2v`` (Wan2.2 TI2V-5B: LongLive 2.0), each with its presets and run defaults;
-- ``loader``     — one pass per load, ``load_backbone`` and friends.
+- ``loader``     — one pass per load, ``load_backbone`` and friends;
+- ``convert``    — the same files written as ComfyUI's diffusion-model / LoRA safetensors (``python -m core convert``).
+- ``stored_settings`` — what a converted file's metadata says (family, preset, run settings): ``read_settings``.
 """
 from ..families.registry import FAMILIES, describe_foreign, identify
 from ..families.family import BackboneFamily, Refusal
