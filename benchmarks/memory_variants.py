@@ -3,6 +3,7 @@ and the goals they are held to (peak device GiB at the family's published size).
 from __future__ import annotations
 
 import copy
+import dataclasses
 
 import torch
 
@@ -20,7 +21,10 @@ VARIANTS = {
     "shared, swap 8": (MemorySettings("shared", "exact", 8), "native"),
     "shared, swap 20": (MemorySettings("shared", "exact", 20), "native"),
     "fp8 weights + fp8 KV, swap 30": (MemorySettings("shared", "fp8", 30), "fp8"),
+    # a sampling setting, not a memory one: LongLive 2.0's guidance keeps a second KV cache for the negative prompt
+    "exact, guidance 3": (EXACT, "native"),
 }
+GUIDANCE = {"exact, guidance 3": 3.0}     # variant → guidance_scale (refused with retrieval: not run with rag)
 
 FAMILY = {"wan21": "Wan2.1 text-to-video", "wan22": "Wan2.2 TI2V-5B"}
 GOALS = {   # name: (family, strategy, variant, GiB)
@@ -31,6 +35,16 @@ GOALS = {   # name: (family, strategy, variant, GiB)
     "Wan 1.3B + retrieval, fp8 weights + fp8 KV + every block swapped": (FAMILY["wan21"], "rag",
                                                                           "fp8 weights + fp8 KV, swap 30", 4),
 }
+
+
+def run_config(cfg, variant: str):
+    """The run's config under ``variant`` (its guidance scale, for the guidance rows)."""
+    return dataclasses.replace(cfg, guidance_scale=GUIDANCE[variant]) if variant in GUIDANCE else cfg
+
+
+def runs(strategy: str, variant: str) -> bool:
+    """Whether ``variant`` applies to ``strategy`` (guidance has no history pool for retrieval)."""
+    return variant not in GUIDANCE or strategy != "rag"
 
 
 def prepare(model: torch.nn.Module, weights: str, dtype: torch.dtype) -> torch.nn.Module:

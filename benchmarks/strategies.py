@@ -3,6 +3,7 @@
     python benchmarks/strategies.py                       # medium size, 24 → 192 latent frames
     python benchmarks/strategies.py --frames 24,48 --strategies native,rag     # quicker
     python benchmarks/strategies.py --strategies native,rolling       # the rolling block sampler beside native
+    python benchmarks/strategies.py --preset "Causal-Forcing++ 2-step" --frames 36,72   # a frame-wise variant
 
 Each (strategy, length) runs in a fresh process (so its peak RSS is its own), one after the other in a
 rotating order (a change of machine load hits every strategy). The medium size of benchmarks/floor.py:
@@ -46,14 +47,16 @@ def strategy_names() -> list[str]:
     return list(NAMES)
 
 
-def one_run(name: str, frames: int, threads: int) -> dict:
-    """The child process: one generate call of strategy ``name``, ``frames`` latent frames."""
+def one_run(name: str, frames: int, threads: int, preset: str | None = None) -> dict:
+    """The child process: one generate call of strategy ``name``, ``frames`` latent frames (with a Wan2.1 variant's
+    settings, e.g. frame-wise Causal Forcing++, when ``preset`` names one)."""
     from core.app.plan import strategy_config
     from core.sampling.loop import generate
     torch.set_num_threads(threads)
     model = random_model()
-    # "rolling": the native window under the rolling block sampler (Rolling Forcing's steps, window and anchor)
-    cfg = strategy_config("native", sampler="rolling") if name == "rolling" else strategy_config(name)
+    # "rolling": native under Rolling Forcing's settings (the rolling block sampler, its steps, window and anchor)
+    strategy, preset = ("native", "Rolling Forcing") if name == "rolling" else (name, preset)
+    cfg = strategy_config(strategy, family("Wan2.1 text-to-video").defaults_for(preset))
     rss_loaded = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     res = generate(model, prompt(MEDIUM), frames, MEDIUM_HW, 0, cfg, timings=True)
     blocks = steady_blocks(res.timings, cfg.frames_per_block) or res.timings[-2:]
@@ -65,8 +68,9 @@ def one_run(name: str, frames: int, threads: int) -> dict:
             "cuda_peak_mb": res.peak_memory_mb if torch.cuda.is_available() else None}
 
 
-def child(name: str, frames: int, threads: int) -> dict:
-    cmd = [sys.executable, __file__, "--one", name, "--frames", str(frames), "--threads", str(threads)]
+def child(name: str, frames: int, threads: int, preset: str | None = None) -> dict:
+    cmd = [sys.executable, __file__, "--one", name, "--frames", str(frames), "--threads", str(threads)] + \
+        (["--preset", preset] if preset else [])
     out = subprocess.run(cmd, capture_output=True, text=True, check=True, env=dict(os.environ, OMP_NUM_THREADS=str(threads)))
     return json.loads(out.stdout.strip().splitlines()[-1])
 
@@ -113,24 +117,26 @@ def main() -> int:
     ap.add_argument("--strategies", help="comma-separated (default: every registered strategy)")
     ap.add_argument("--frames", default="24,48,96,192", help="latent frame counts, comma-separated")
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--preset", help="a Wan2.1 variant's settings, e.g. 'Causal-Forcing++ 2-step' (frame-wise)")
     ap.add_argument("--one", help=argparse.SUPPRESS)
     args = ap.parse_args()
     lengths = sorted(int(f) for f in args.frames.split(","))
     if args.one:
-        print(json.dumps(one_run(args.one, lengths[0], args.threads)))
+        print(json.dumps(one_run(args.one, lengths[0], args.threads, args.preset)))
         return 0
     names = args.strategies.split(",") if args.strategies else strategy_names()
     runs = []
     for i, frames in enumerate(lengths):
         order = names[i % len(names):] + names[:i % len(names)]       # rotate who runs first
         for name in order:
-            runs.append(child(name, frames, args.threads))
+            runs.append(child(name, frames, args.threads, args.preset))
             print(f"  {name:14} {frames:4d} frames: {runs[-1]['block_ms']:7.1f} ms/block, cache "
                   f"{runs[-1]['cache_bytes'] / 2**20:.2f} MB, pool {runs[-1]['pool_peak_bytes'] / 2**20:.2f} MB, "
                   f"RSS {runs[-1]['peak_rss_mb']:.0f} MB", flush=True)
     rows = summarise(runs, names, lengths)
     print_table(rows, lengths)
-    write_result("strategies", {"command": " ".join(sys.argv), "threads": args.threads, "runs": runs, "table": rows})
+    write_result("strategies" + ("_" + args.preset.lower().replace(" ", "_").replace("+", "p") if args.preset else ""),
+                 {"command": " ".join(sys.argv), "threads": args.threads, "runs": runs, "table": rows})
     return 0
 
 

@@ -29,7 +29,7 @@ from core.app.plan import strategy_config  # noqa: E402
 from core.app.tiny import tiny_model  # noqa: E402
 from core.sampling.budget import device_bytes, run_bytes  # noqa: E402
 from core.sampling.memory import EXACT, MemorySettings  # noqa: E402
-from memory_variants import VARIANTS, GOALS, prepare  # noqa: E402
+from memory_variants import VARIANTS, GOALS, prepare, run_config, runs  # noqa: E402
 
 GiB = 2 ** 30
 DTYPE = torch.bfloat16
@@ -49,7 +49,7 @@ def measure(job):
     family = F.family_by_key(fam_key)
     memory, weights = VARIANTS[variant]
     model = prepare(F._model(family), weights, DTYPE)
-    cfg = F._config(family, strategy)
+    cfg = run_config(F._config(family, strategy), variant)
     begin = time.perf_counter()
     traced = trace_run(model, cfg, family.defaults.latent_hw, dtype=DTYPE, memory=memory)
     est = device_bytes(model, cfg, family.defaults.latent_hw, 1, DTYPE, memory)
@@ -107,7 +107,7 @@ def main() -> None:
     args = ap.parse_args()
     if not args.validate_only:
         jobs = [(F.key(f), s, v) for f in families(args.family) for s in args.strategy if F.strategy_runs(s, f)
-                for v in args.variant]
+                for v in args.variant if runs(s, v)]
         with ProcessPoolExecutor(args.jobs) as pool:
             rows = list(pool.map(measure, jobs))
         print("| family | strategy | memory settings | dry-run peak | estimate | estimate / peak | live at the peak |")

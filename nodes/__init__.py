@@ -1,6 +1,7 @@
 """ComfyUI nodes of LongLive-RAG: thin adapters over ``core``, on ComfyUI's V3 schema (``comfy_api.latest``)."""
 from . import bridge
 from .bridge import ComfyExtension, io
+from .comfy_model import ModelBackbone
 from .conditioning import LoadPromptEmbeds
 from .decode import Decode, RetrievalMap
 from .loaders import LoadBackbone, LoadLatentEncoder
@@ -9,7 +10,7 @@ from .schedule import PromptScheduleNode
 from .settings import SamplerSettingsNode
 from .strategy import CompareGrid, ContextStrategy
 
-NODES: list[type[io.ComfyNode]] = [LoadBackbone, LoadLatentEncoder, HistoryPoolNode, RetrieveContext, ARBlockSampler,
+NODES: list[type[io.ComfyNode]] = [LoadBackbone, ModelBackbone, LoadLatentEncoder, HistoryPoolNode, RetrieveContext, ARBlockSampler,
                                    Decode, RetrievalMap, LoadPromptEmbeds, PromptScheduleNode, ContextStrategy,
                                    CompareGrid, SamplerSettingsNode]
 

@@ -324,3 +324,57 @@ class Progress:
         """``generate`` callback: advance, show the block's newest frame, stop if the user cancelled."""
         self.update(update.block + 1, update.x0.permute(0, 2, 1, 3, 4))
         check_interrupted()
+
+
+# ------------------------------------------------------------------ a MODEL from ComfyUI's loaders
+def diffusion_model(model):
+    """The diffusion model inside a ComfyUI MODEL (a ModelPatcher), or None when ``model`` is not one."""
+    inner = getattr(model, "model", None)
+    return getattr(inner, "diffusion_model", None)
+
+
+def model_compute(model) -> tuple[torch.device, torch.dtype]:
+    """Where and in which dtype ComfyUI runs a MODEL: its load device, and its manual-cast dtype (fp8, GGUF and
+    other stored dtypes are cast to it per layer) or else its weights' dtype."""
+    inner = model.model
+    dtype = getattr(inner, "manual_cast_dtype", None) or inner.get_dtype()
+    return torch.device(model.load_device), dtype
+
+
+def load_managed(model, extra_bytes: int) -> str:
+    """Ask ComfyUI's model management to load the MODEL for a run that needs ``extra_bytes`` on the device
+    besides the weights (cache, context, activations): it frees other models, loads the weights fully, partially
+    (the rest cast from RAM per layer) or as its memory manager streams them. Returns what it did, in words."""
+    try:
+        import comfy.model_management as mm
+    except ImportError:
+        return "weights where the MODEL keeps them"
+    mm.load_models_gpu([model], memory_required=extra_bytes)
+    loaded, total = model.loaded_size(), model.model_size()
+    device = torch.device(model.load_device)
+    if getattr(model.model, "model_lowvram", False):
+        how = (f"partially: {loaded / 2**30:.2f} of {total / 2**30:.2f} GiB on {device}, the other layers cast "
+               "from RAM per call")
+    elif device.type == "cpu":
+        how = "in RAM (the CPU computes)"
+    elif loaded >= total:
+        how = f"fully on {device}"
+    else:
+        how = f"partially: {loaded / 2**30:.2f} of {total / 2**30:.2f} GiB on {device}, the rest cast from RAM per call"
+    return f"ComfyUI loaded the MODEL {how}; asked to keep {extra_bytes / 2**30:.2f} GiB free for the run"
+
+
+def model_identity(model) -> str:
+    """What makes a MODEL's outputs differ: the diffusion model object and its patches (LoRAs and other weight
+    patches, with their strengths), for the continue memo's run identity."""
+    patches = getattr(model, "patches", None) or {}
+    return (f"ComfyUI MODEL {id(diffusion_model(model)):x}, "
+            + (f"patches {getattr(model, 'patches_uuid', '?')}" if patches else "no patches"))
+
+
+def plain_linear(layer) -> bool:
+    """Whether a ComfyUI Linear layer runs as a plain Linear would: its weight a plain tensor used as it is (no
+    per-call cast, de-quantisation or weight patch), as after a full load with LoRA patches merged."""
+    weight = getattr(layer, "weight", None)
+    return (type(weight) in (torch.Tensor, torch.nn.Parameter) and not getattr(layer, "comfy_cast_weights", False)
+            and not getattr(layer, "weight_function", None) and not getattr(layer, "bias_function", None))

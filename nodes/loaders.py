@@ -28,6 +28,7 @@ class BackboneHandle:
     device: torch.device
     dtype: torch.dtype
     offload: bool
+    comfy: object = None        # the ComfyUI MODEL the backbone runs on (nodes/comfy_model.py), else None
 
 
 @dataclass

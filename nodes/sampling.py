@@ -2,13 +2,14 @@
 from __future__ import annotations
 
 import logging
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 
 import torch
 
 from ..core.app.plan import check_memory, choose_memory, plan_run
 from ..core.sampling.memory import MemorySettings
-from ..core.sampling.budget import device_bytes_needed
+from ..core.sampling.budget import device_bytes
 from ..core.sampling.limits import MAX_SIDE_PX, MAX_WINDOW, max_video_frames
 from ..core.latents.format import LatentFormat
 from ..core.retrieval.config import AUTO as AUTO_BUDGET, PoolConfig, RetrievalConfig
@@ -16,10 +17,10 @@ from ..core.retrieval.pool import sweep_pool_files
 from ..core.sampling.config import SamplingConfig
 from ..core.sampling.noise import NOISE_CONTRACTS
 from ..core.sampling.loop import generate
-from ..core.sampling.prompts import PromptSchedule
+from ..core.sampling.prompts import PromptSchedule, as_schedule
 from ..core.app.fact_text import fragment
 from ..core.app.resume import BlockCollector
-from . import bridge
+from . import bridge, comfy_model
 from .bridge import io, ui
 from .request import AUTO, run_request, sampling_request
 from .loaders import BACKBONE, ENCODER, BackboneHandle, EncoderHandle
@@ -163,10 +164,11 @@ class ARBlockSampler(io.ComfyNode):
         )
 
     @classmethod
-    def execute(cls, backbone: BackboneHandle, positive, width, height, length, seed, sink_size, local_attn_size,
+    def execute(cls, backbone, positive, width, height, length, seed, sink_size, local_attn_size,
                 frames_per_block, steps, shift, retrieval: RetrievalInput | None = None, noise_contract="per-block",
-                start=None, strategy: StrategyInput | None = None, settings: SamplerSettings | None = None
-                ) -> io.NodeOutput:
+                start=None, strategy: StrategyInput | None = None, settings: SamplerSettings | None = None,
+                negative=None) -> io.NodeOutput:
+        backbone = comfy_model.as_backbone(backbone)
         bb = backbone.backbone
         family = bb.defaults
         positive, switch = prompt_input(positive, bb.config.text_dim)
@@ -176,13 +178,11 @@ class ARBlockSampler(io.ComfyNode):
         plan = plan_run(run_request(request, length, width, height, given), family, bb.info.preset)
         cfg, frames, latent_hw, p = server_pool(plan.config), plan.frames, plan.latent_hw, plan.start_frames
         prompts, timeline = run_prompts(positive, cfg, family.latent, frames)
+        if negative is not None and cfg.guided:      # guidance 1 (the default) ignores it: the published path
+            prompts = as_schedule(prompts, conditioning_embeds(negative, bb.config.text_dim, "negative"))
         encoder = retrieval.encoder.model if retrieval else None
         batch = prompts.batch if isinstance(prompts, PromptSchedule) else prompts.shape[0]
-        room = bridge.device_room(backbone.device)
-        memory = choose_memory(plan, bb.model, batch, backbone.device, backbone.dtype,
-                               settings.memory if settings else MemorySettings(), device_room=room)
-        check_memory(plan, bb.model, batch, backbone.device, backbone.dtype, device_room=room, memory=memory.settings)
-        need = device_bytes_needed(bb.model, cfg, latent_hw, batch, backbone.dtype, memory.settings)
+        memory = run_memory(backbone, plan, batch, settings)
         models = (bb.model, encoder)
         key = run_key(backbone, retrieval.encoder.name if retrieval else None, prompts, seed, frames, latent_hw, cfg,
                       given)
@@ -190,9 +190,10 @@ class ARBlockSampler(io.ComfyNode):
         prefix = continued.latents if continued is not None else given.model if given is not None else None
         progress = bridge.Progress(len(plan.blocks), family.latent.comfy_latent)
         collector = BlockCollector(progress.on_block)
+        placed: list[str] = []
         try:
-            with bridge.models_on_device(list(models), backbone.device, need, offload=backbone.offload,
-                                         block_swap=memory.settings.block_swap) as (model, _):
+            with on_device(backbone, encoder, device_bytes(bb.model, cfg, latent_hw, batch, backbone.dtype,
+                                                           memory.settings), memory.settings, placed) as model:
                 res = generate(model, prompts, frames, latent_hw, seed, cfg, encoder=encoder, callback=collector,
                                start=prefix, cancel=bridge.check_interrupted, memory=memory.settings)
         except BaseException:
@@ -201,9 +202,40 @@ class ARBlockSampler(io.ComfyNode):
         MEMO.keep(key, models, res.latents, p, stopped=False)     # shared with the output, not a copy
         log = RetrievalLog(tuple(res.retrieval_log), frames, cfg.sink, cfg.window, cfg.frames_per_block, cfg.strategy,
                            tuple(res.switches))
-        info = "\n".join([*plan.info(), memory.line, *continued_line(continued, family.latent), *timeline, *res.notes])
+        info = "\n".join([*plan.info(), memory.line, *placed, *continued_line(continued, family.latent), *timeline,
+                          *res.notes])
         LOG.info("AR Block Sampler: %s", info.replace("\n", "; "))
         return io.NodeOutput(output_latent(res.latents, given), log, info, ui=ui.PreviewText(info))
+
+
+def run_memory(backbone: BackboneHandle, plan, batch: int, settings: SamplerSettings | None):
+    """The run's memory settings, auto resolved against the device (core/app/plan.py ``choose_memory``) and
+    checked. A ComfyUI MODEL's weights are ComfyUI's to place: no block swap (ComfyUI loads what does not fit
+    partially), and the device's room is what the run needs besides them."""
+    bb = backbone.backbone
+    asked = settings.memory if settings else MemorySettings()
+    if backbone.comfy is not None:
+        asked = replace(asked, block_swap=0)
+    room = bridge.device_room(backbone.device)
+    memory = choose_memory(plan, bb.model, batch, backbone.device, backbone.dtype, asked, device_room=room)
+    check_memory(plan, bb.model, batch, backbone.device, backbone.dtype, device_room=room, memory=memory.settings)
+    return memory
+
+
+@contextmanager
+def on_device(backbone: BackboneHandle, encoder, need, memory: MemorySettings, placed: list):
+    """The backbone and the retrieval encoder on the compute device for one run. Load Backbone's: moved by the
+    pack (block swap included) after asking ComfyUI for the room; a ComfyUI MODEL: loaded by ComfyUI's model
+    management, asked to keep the room the run needs besides the weights (what it did goes to ``placed``)."""
+    if backbone.comfy is None:
+        with bridge.models_on_device([backbone.backbone.model, encoder], backbone.device, need.needed,
+                                     offload=backbone.offload, block_swap=memory.block_swap) as (model, _):
+            yield model
+        return
+    placed.append(bridge.load_managed(backbone.comfy, need.needed - need.weights))
+    comfy_model.follow_placement(backbone.backbone.model)
+    with bridge.models_on_device([None, encoder], backbone.device, 0, offload=True):
+        yield backbone.backbone.model
 
 
 def server_pool(cfg: SamplingConfig) -> SamplingConfig:
@@ -239,7 +271,10 @@ def sampler_inputs() -> list:
     """The AR Block Sampler's inputs: the run's size and cache (0 / -1 / auto = the backbone family's), then the
     optional retrieval, noise, start and strategy."""
     return [
-        BACKBONE.Input("backbone", tooltip="From Load Backbone; its family decides every setting left at auto."),
+        io.MultiType.Input("backbone", types=[BACKBONE, io.Model],
+                           tooltip="From Load Backbone, or a MODEL from ComfyUI's loaders (Load Diffusion Model, a "
+                                   "GGUF loader; LoRAs with LoraLoaderModelOnly) of a Wan2.1 T2V 1.3B or Wan2.2 TI2V "
+                                   "5B; its family decides every setting left at auto."),
         io.MultiType.Input("positive", types=[io.Conditioning, SCHEDULE],
                            tooltip="Prompt from CLIPTextEncode with the Wan umT5 text encoder (CLIPLoader type "
                                    "'wan', umt5_xxl), or a Prompt Schedule (timed prompts: one story; its switch "
@@ -292,8 +327,12 @@ def sampler_inputs() -> list:
                                "published window and sink (these replace sink_size and local_attn_size). "
                                "Unconnected = rag if Retrieve Context is connected, else native."),
         SETTINGS.Input("settings", optional=True,
-                       tooltip="From Sampler Settings: the sampler kind, context noise and shot settings; "
-                               "unconnected = the backbone's."),
+                       tooltip="From Sampler Settings: the sampler kind, context noise, shot settings and guidance "
+                               "scale; unconnected = the backbone's."),
+        io.Conditioning.Input("negative", optional=True,
+                              tooltip="Negative prompt (CLIPTextEncode, Wan text encoder), used when Sampler "
+                                      "Settings' guidance_scale is not 1: its own KV cache follows the run's. "
+                                      "LongLive 2.0 publishes Wan's negative prompt (see the help page)."),
     ]
 
 
@@ -309,16 +348,17 @@ def prompt_input(positive, text_dim: int) -> tuple[torch.Tensor | ScheduleInput,
     return conditioning_embeds(positive, text_dim), None
 
 
-def conditioning_embeds(positive, text_dim: int) -> torch.Tensor:
-    """CONDITIONING [[tensor [B, L, D], {...}], ...] → the first entry's embeddings [B, L, D] (float32, CPU)."""
+def conditioning_embeds(positive, text_dim: int, name: str = "positive") -> torch.Tensor:
+    """CONDITIONING [[tensor [B, L, D], {...}], ...] → the first entry's embeddings [B, L, D] (float32, CPU);
+    ``name``: the sampler input it came from (for messages)."""
     try:
         emb = positive[0][0]
     except (TypeError, IndexError, KeyError):
-        raise ValueError("positive must be a CONDITIONING from CLIPTextEncode (Wan umT5 text encoder)") from None
+        raise ValueError(f"{name} must be a CONDITIONING from CLIPTextEncode (Wan umT5 text encoder)") from None
     if not torch.is_tensor(emb) or emb.dim() != 3:
-        raise ValueError(f"positive conditioning holds {type(emb).__name__} {getattr(emb, 'shape', '')}; "
+        raise ValueError(f"{name} conditioning holds {type(emb).__name__} {getattr(emb, 'shape', '')}; "
                          "expected embeddings [1, 512, 4096] from the Wan text encoder")
     if emb.shape[-1] != text_dim:
-        raise ValueError(f"positive conditioning is {emb.shape[-1]} wide but the backbone expects {text_dim}: load the "
+        raise ValueError(f"{name} conditioning is {emb.shape[-1]} wide but the backbone expects {text_dim}: load the "
                          "text encoder with CLIPLoader type 'wan' (umt5_xxl), not a CLIP/T5 of another model")
     return emb.detach().float().cpu()

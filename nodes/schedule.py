@@ -14,6 +14,7 @@ from ..core.sampling.config import RETRIEVAL_SCOPES, SWITCH_MODES, SwitchConfig
 from ..core.sampling.prompts import (PromptSchedule, TimedPrompt, cut_texts, parse_schedule_text, retime,
                                    schedule_from_timed)
 from .bridge import io, ui
+from .comfy_model import as_backbone
 from .loaders import BACKBONE
 
 WAN_TOKENS = "umt5xxl"     # the key ComfyUI's Wan (umT5-XXL) tokenizer puts its tokens under
@@ -98,8 +99,9 @@ class PromptScheduleNode(io.ComfyNode):
                                default=DEFAULT_SWITCH.retrieval_scope,
                                tooltip="With retrieval: after a switch, retrieve from all past frames, or only from "
                                        "those made under the current prompt (segment)."),
-                BACKBONE.Input("backbone", optional=True,
-                               tooltip="Optional: the Load Backbone the sampler uses, so that 'timeline' shows its "
+                io.MultiType.Input("backbone", types=[BACKBONE, io.Model], optional=True,
+                               tooltip="Optional: the backbone the sampler uses (Load Backbone or a MODEL), so that "
+                                       "'timeline' shows its "
                                        f"timing ({fragment('timing')}). Unconnected: timed for "
                                        f"{fragment('default-timing')}; the sampler re-reads the seconds at its own "
                                        "backbone's rate either way."),
@@ -115,7 +117,7 @@ class PromptScheduleNode(io.ComfyNode):
 
     @classmethod
     def execute(cls, clip, schedule, switch, global_sink, retrieval_scope, backbone=None) -> io.NodeOutput:
-        family = backbone.backbone.defaults if backbone is not None else default_family().defaults
+        family = as_backbone(backbone).backbone.defaults if backbone is not None else default_family().defaults
         latent, frames_per_block = family.latent, family.frames_per_block
         timed = parse_schedule_text(schedule, SOURCE, latent=latent)
         # a cut's first-block prompt: needed on a family with shots, so unless the backbone says it has none

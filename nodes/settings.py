@@ -1,5 +1,6 @@
 """Sampler Settings: the sampling settings the AR Block Sampler's own widgets do not show (the CLI's
---sampler, --context-noise, --shot-rope-offset, --multi-shot-sink), each "auto" = the backbone family's; and the
+--sampler, --context-noise, --shot-rope-offset, --multi-shot-sink, --shot-clean-recache, --guidance-scale), each
+"auto" = the backbone family's; and the
 device-memory settings (--context-buffers, --kv-cache, --block-swap), each "auto" = chosen from the free memory."""
 from __future__ import annotations
 
@@ -21,6 +22,8 @@ class SamplerSettings:
     context_noise: float | None = None
     shot_rope_offset: float | None = None
     shot_sink: bool | None = None
+    shot_clean_recache: bool | None = None
+    guidance_scale: float | None = None
     memory: MemorySettings = MemorySettings()       # device memory (core/sampling/memory.py), not a sampling field
 
     def fields(self) -> dict:
@@ -37,15 +40,16 @@ class SamplerSettingsNode(io.ComfyNode):
             node_id="LongLiveRAG_SamplerSettings", display_name="Sampler Settings (LongLive-RAG)", category=CATEGORY,
             description=("Less common sampling settings for the AR Block Sampler's 'settings' input; every 'auto' "
                          "(or -1) keeps the backbone family's published value. The same settings as the command "
-                         "line's --sampler, --context-noise, --shot-rope-offset and --multi-shot-sink."),
+                         "line's --sampler, --context-noise, --shot-rope-offset, --multi-shot-sink, --shot-clean-recache "
+                         "and --guidance-scale."),
             inputs=[
                 io.Combo.Input("sampler", options=[AUTO, *SAMPLERS], default=AUTO,
                                tooltip="How a block is denoised: renoise (x0, then fresh noise at each step: "
                                        "Self-Forcing, LongLive), unipc (a UniPC solver per block: LongLive 2.0) or "
                                        "rolling (as many blocks as steps denoised together in one call, the first "
                                        "block kept as anchor: Rolling Forcing; window 21, sink 3, native strategy, "
-                                       "one prompt). auto = the backbone's. The sampler's 'steps' are read for the "
-                                       "one chosen."),
+                                       "one prompt, no guidance). auto = the backbone's. The sampler's 'steps' are "
+                                       "read for the one chosen."),
                 io.Float.Input("context_noise", default=0.0, min=0.0, max=1000.0, step=1.0,
                                tooltip="Timestep of the clean context pass that writes each block into the cache "
                                        "(0, as published)."),
@@ -55,6 +59,16 @@ class SamplerSettingsNode(io.ComfyNode):
                 io.Combo.Input("multi_shot_sink", options=list(SHOT_SINK), default=AUTO,
                                tooltip="Native strategy: keep a new shot's first block behind the sink until the next "
                                        "cut. auto = the backbone's (LongLive 2.0: on without retrieval)."),
+                io.Combo.Input("shot_clean_recache", options=["off", "on"], default="off", optional=True,
+                               tooltip="With the multi-shot sink: at a cut, clear the cache down to the sink before "
+                                       "the new shot's first block is cached, so the new shot forgets the old one "
+                                       "(LongLive 2.0's shot_clean_recache; off, as published)."),
+                io.Float.Input("guidance_scale", default=1.0, min=0.0, max=30.0, step=0.1, optional=True,
+                               tooltip="Classifier-free guidance: 1 = none (as published, one forward per step). "
+                                       "Otherwise connect the sampler's 'negative': each step runs the model on the "
+                                       "prompt and on the negative prompt, each over its own KV cache (twice the "
+                                       "cache memory, twice the time), and mixes them; LongLive 2.0 trains with 3. "
+                                       "Not with retrieval or the rolling sampler."),
                 io.Combo.Input("context_buffers", options=list(CONTEXTS), default=AUTO, optional=True,
                                tooltip="Device memory (relative-RoPE strategies: rag, infinity-rope, memrope, "
                                        "deep-forcing): one context buffer per layer (fastest) or one shared by all "
@@ -73,8 +87,9 @@ class SamplerSettingsNode(io.ComfyNode):
 
     @classmethod
     def execute(cls, sampler, context_noise, shot_rope_offset, multi_shot_sink, context_buffers=AUTO, kv_cache=AUTO,
-                block_swap=-1) -> io.NodeOutput:
+                block_swap=-1, shot_clean_recache="off", guidance_scale=1.0) -> io.NodeOutput:
         memory = MemorySettings(context_buffers, kv_cache, AUTO if block_swap < 0 else block_swap)
         return io.NodeOutput(SamplerSettings(None if sampler == AUTO else sampler, context_noise or None,
                                              None if shot_rope_offset < 0 else shot_rope_offset,
-                                             SHOT_SINK[multi_shot_sink], memory))
+                                             SHOT_SINK[multi_shot_sink], shot_clean_recache == "on" or None,
+                                             None if guidance_scale == 1 else guidance_scale, memory))

@@ -394,6 +394,9 @@ def graphs() -> dict[str, dict]:
         "longlive_rag_longlive2_t2v.json": text_to_video(
             specs, LL2_BACKBONE, "none", "LongLive 2.0 (Wan2.2-TI2V-5B, 720p) + LongLive-RAG: text to long video",
             family=LL2, prefix="video/LongLiveRAG_longlive2"),
+        "longlive_rag_causal_forcing_pp_framewise_t2v.json": text_to_video(
+            specs, "framewise-2step.pt", "none", "Causal Forcing++ frame-wise (2-step) + LongLive-RAG: text to long video",
+            prefix="video/LongLiveRAG_cfpp_framewise"),
         "longlive_rag_longlive2_i2v.json": image_to_video(
             specs, LL2_BACKBONE, LL2, "LongLive 2.0 (Wan2.2-TI2V-5B, 720p) + LongLive-RAG: image to long video",
             "video/LongLiveRAG_longlive2_i2v"),

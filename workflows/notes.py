@@ -12,7 +12,10 @@ _PACK = load_pack().__name__
 F = importlib.import_module(f"{_PACK}.core.app.facts")
 T = importlib.import_module(f"{_PACK}.core.app.fact_text")
 LL2_BACKBONE = "model_bf16.pt"          # the workflows whose backbone is LongLive 2.0 (workflows/build.py)
-ROLLING_BACKBONE = "rolling_forcing_dmd.pt"   # Rolling Forcing's release: its name brings the rolling sampler
+CFPP_BACKBONE = "framewise-2step.pt"    # the frame-wise Causal Forcing++ workflow's (its preset: by the file name)
+CFPP_PRESET = "Causal-Forcing++ 2-step"
+ROLLING_BACKBONE = "rolling_forcing_dmd.pt"   # Rolling Forcing's release (its preset: by the file name)
+ROLLING_PRESET = "Rolling Forcing"
 
 
 def memory(family) -> str:
@@ -122,6 +125,19 @@ def ll2_t2v(family) -> str:
             f"set to {family.defaults.latent.fps} fps.")
 
 
+def framewise_t2v(family) -> str:
+    d = family.defaults
+    return ("**{title}**\n\nCausal Forcing++ frame-wise makes the video one latent frame at a time (the first frame "
+            f"in {len(d.first_steps)} steps, every later one in {len(d.steps)}), with retrieval before every frame. "
+            f"The published setup stops at 81 video frames (a cache of {d.window} frames and no window); here the "
+            f"window slides past it (sink {d.sink}), so the video can be long. The sampler's widgets are left at auto "
+            f"(0, -1, `auto`): it takes these settings — blocks of 1 latent frame ({F.block_video_frames(d)} video "
+            f"frames), window {d.window}, sink {d.sink}, {T.steps_text(d)} (the first frame "
+            f"{','.join(map(str, d.first_steps))}), shift {d.shift:g} — and its `info` says what it used. The file name "
+            f"`{CFPP_BACKBONE}` tells Load Backbone the variant (`framewise-1step.pt`: 1 step).\n\n{memory(family)}"
+            f"\n\n**Change first:** the prompt, `length` ({lengths(family, F.DURATIONS)}) and the seed.")
+
+
 def ll2_i2v(family) -> str:
     d = family.defaults
     return ("**{title}**\n\n" f"Image to video: Load Image → Upscale Image (to {size(family)}) → VAE Encode with the "
@@ -133,7 +149,7 @@ def ll2_i2v(family) -> str:
 
 
 def rolling_memory(family, d) -> str:
-    m = F.preset_memory(family, "Rolling Forcing")
+    m = F.device_memory(family)
     return (f"**Expect** ({F.label(family)} at {size(family)}, bf16): {T.size(m.weights)} of weights + {T.size(m.cache)} "
             f"of KV cache (anchor + window: {d.sink + d.window} frames) + {T.size(m.buffers)} for the frames a call "
             f"attends = {T.size(m.weights + m.cache + m.buffers)} of VRAM before working space (the sampler asks "
@@ -141,8 +157,9 @@ def rolling_memory(family, d) -> str:
 
 
 def rolling(family) -> str:
-    """The Rolling Forcing workflow: what the rolling sampler does and what the sampler takes at auto."""
-    d = family.defaults_for("Rolling Forcing")
+    """The Rolling Forcing workflow (``family``: the Rolling Forcing variant): what the rolling sampler does and what
+    the sampler takes at auto."""
+    d = family.defaults
     n = len(d.steps)
     return ("**{title}**\n\nRolling Forcing writes a minute-long video from one prompt: a window of " f"{n} blocks of "
             f"{d.frames_per_block} latent frames is denoised together in one model call, each block one step less "
@@ -151,7 +168,7 @@ def rolling(family) -> str:
             f"the newest clean frames and the window: {d.window} frames at most. Load Backbone recognises the file "
             f"by its name and the sampler's widgets at auto take {T.steps_text(d)}, window {d.window}, sink {d.sink} "
             f"(the `info` says what it used). One forward per block and one context pass, {size(family)} at "
-            f"{d.latent.fps} fps. No retrieval (the rolling window has its own context) and one prompt.\n\n"
+            f"{d.latent.fps} fps. No retrieval (the rolling window has its own context), one prompt and no guidance.\n\n"
             f"{rolling_memory(family, d)}\n\n"
             f"**Change first:** the prompt, `length` ({lengths(family, (60, 120))}) and the seed. Causal-Forcing's "
             "`chunkwise/longvideo.pt` runs the same way (4 steps).")
@@ -163,11 +180,13 @@ def note_for(wf: dict) -> str:
     kinds = {n["type"] for n in wf["nodes"]}
     samplers = sum(n["type"] == "LongLiveRAG_ARBlockSampler" for n in wf["nodes"])
     has_story = "LongLiveRAG_PromptSchedule" in kinds
-    backbones = [n["widgets_values"][0] for n in wf["nodes"] if n["type"] == "LongLiveRAG_LoadBackbone"]
+    backbones = {n["widgets_values"][0] for n in wf["nodes"] if n["type"] == "LongLiveRAG_LoadBackbone"}
     if ROLLING_BACKBONE in backbones:
-        return rolling(F.family_by_key("wan21")).replace("{title}", title)
-    if LL2_BACKBONE in backbones:
+        text = rolling(F.family_by_key("wan21").as_variant(ROLLING_PRESET))
+    elif LL2_BACKBONE in backbones:
         text = (ll2_i2v if "VAEEncode" in kinds else ll2_t2v)(F.family_by_key("longlive2"))
+    elif CFPP_BACKBONE in backbones:
+        text = framewise_t2v(F.family_by_key("wan21").as_variant(CFPP_PRESET))
     else:
         family = F.family_by_key("wan21")
         if "LongLiveRAG_CompareGrid" in kinds:

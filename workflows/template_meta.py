@@ -12,6 +12,7 @@ HF_LLRAG = "https://huggingface.co/qixinhu11/LongLive-RAG/resolve/main/checkpoin
 HF_WAN = "https://huggingface.co/Comfy-Org/Wan_2.1_ComfyUI_repackaged/resolve/main/split_files/"
 HF_WAN22 = "https://huggingface.co/Comfy-Org/Wan_2.2_ComfyUI_Repackaged/resolve/main/split_files/"
 HF_LONGLIVE2 = "https://huggingface.co/Efficient-Large-Model/LongLive-2.0-5B/resolve/main/"
+HF_CAUSAL_FORCING = "https://huggingface.co/zhuhz22/Causal-Forcing/resolve/main/"
 
 # file name → (public URL, ComfyUI models folder)
 MODEL_FILES = {
@@ -23,6 +24,8 @@ MODEL_FILES = {
     "umt5_xxl_fp8_e4m3fn_scaled.safetensors": (HF_WAN + "text_encoders/umt5_xxl_fp8_e4m3fn_scaled.safetensors",
                                                "text_encoders"),
     "model_bf16.pt": (HF_LONGLIVE2 + "model_bf16.pt", "diffusion_models"),       # LongLive 2.0, LoRA merged
+    # frame-wise Causal Forcing++ (released as causal-forcing++/framewise-2step.pt; the name tells the variant)
+    "framewise-2step.pt": (HF_CAUSAL_FORCING + "causal-forcing%2B%2B/framewise-2step.pt", "diffusion_models"),
     "rolling_forcing_dmd.pt": ("https://huggingface.co/TencentARC/RollingForcing/resolve/main/checkpoints/"
                                "rolling_forcing_dmd.pt", "diffusion_models"),  # its name selects the rolling sampler
 }

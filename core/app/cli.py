@@ -4,7 +4,7 @@
                 prompts → mp4 + retrieval log + retrieval map per video (needs text encoder and VAE), or
                 a prompt schedule (timed prompts, one story) → mp4 per mode
   build-corpus  clean latents of a frozen backbone: the retrieval encoder's training data
-  train-encoder train the retrieval encoder
+  train-encoder train the retrieval encoder          convert  released backbone → ComfyUI's own format
   demo          the whole pipeline on tiny random models (no downloads), and a command for every other feature
 
 Everything that can be checked without the models (frames, latent size, output paths, settings)
@@ -20,7 +20,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from . import demo, jobs
+from . import convert_cli, demo, jobs
 from .resume import PARTIAL_EVERY
 from .signals import Stopped, handling_signals
 from ..training import cli as train_encoder
@@ -40,6 +40,7 @@ from ..sampling.samplers import get_sampler
 from .fact_text import each, fragment
 from .plan import RunPlan, RunRequest, check_memory, choose_memory, choose_weights, default_family, latent_size, plan_run
 from ..model.fp8_linear import to_fp8
+from .guidance_options import add_shot_and_guidance_options, negative_text
 from .memory_options import add_memory_options, arg_type as _arg, memory_settings
 from .starts import StartFiles
 
@@ -130,6 +131,7 @@ def add_generation_options(p: argparse.ArgumentParser, default_mode: str = "rag"
                         "shorter run and resume/extend are exact; reference: the published code's draws (the "
                         "golden cases). The same seed gives different videos under the two")
     _add_pool_and_switch_options(p)
+    add_shot_and_guidance_options(p, per_family)
     add_memory_options(p)
 
 
@@ -157,10 +159,6 @@ def _add_pool_and_switch_options(p: argparse.ArgumentParser) -> None:
                         "cross-attention prompt changes (default of memrope, deep-forcing); flush: infinity-rope's KV "
                         "flush, + a RoPE cut into prompts marked 'cut' (its default). Native/rag "
                         + FAMILY.format(per_family(lambda d: d.switch)))
-    w.add_argument("--shot-rope-offset", type=float, help="a 'cut' prompt (new shot) moves the RoPE position of later "
-                   "frames by this many frames " + FAMILY.format(per_family(lambda d: f"{d.shots.rope_offset:g}")))
-    w.add_argument("--multi-shot-sink", action=argparse.BooleanOptionalAction, default=None,
-                   help="native mode: a new shot's first block is kept behind the sink " + FAMILY.format(per_family(lambda d: "on" if d.shots.sink else "off")))
     w.add_argument("--global-sink", action=argparse.BooleanOptionalAction, default=None,
                    help="a re-cache keeps the sink frames' K/V once the window has filled (LongLive's global_sink; "
                         "default on)")
@@ -207,13 +205,13 @@ def strategy_names(args) -> list[str]:
 def family_defaults(args, progress: jobs.Progress | None = None) -> FamilyDefaults:
     """The run defaults of the backbone's family, read from the file's tensor names and shapes (no weights).
     A file that cannot be identified gets the default family's; loading it later reports the problem."""
-    from ..formats.loader import CheckpointError, detect_defaults
+    from ..formats import CheckpointError, detect_defaults
     try:
-        family, defaults = detect_defaults(args.backbone)
+        family, preset, defaults = detect_defaults(args.backbone)
     except (CheckpointError, OSError):
         return default_family().defaults
     if progress is not None and defaults is not default_family().defaults:
-        progress.report(f"{family.name} backbone: {defaults.describe()} (unless set)")
+        progress.report(f"{preset if preset in family.variants else family.name} backbone: {defaults.describe()} (unless set)")
     return defaults
 
 
@@ -229,7 +227,8 @@ def sampling_request(args, name: str) -> SamplingRequest:
                            sampling_steps=args.sampling_steps, shift=args.shift, context_noise=args.context_noise,
                            noise=args.noise_contract, switch=args.switch, global_sink=args.global_sink,
                            retrieval_scope=args.retrieval_scope, shot_rope_offset=args.shot_rope_offset,
-                           shot_sink=args.multi_shot_sink)
+                           shot_sink=args.multi_shot_sink, shot_clean_recache=args.shot_clean_recache,
+                           guidance_scale=args.guidance_scale)
 
 
 def run_request(args, name: str, start_frames: int = 0) -> RunRequest:
@@ -276,7 +275,6 @@ def model_spec(args) -> jobs.ModelSpec:
                           weights=getattr(args, "weights", AUTO))
 
 
-
 def cmd_generate(args, progress: jobs.Progress) -> int:
     defaults = family_defaults(args, progress)
     latent = defaults.latent
@@ -290,6 +288,7 @@ def cmd_generate(args, progress: jobs.Progress) -> int:
     size = RunRequest(latent_hw=args.latent_size, width=args.width, height=args.height)   # the run's, before the start
     given = start.check(latent_size(size, defaults), latent, progress.report) if args.resume is None else 0
     runs = plans(args, defaults, given)
+    negative = negative_text(args, defaults)
     first = next(iter(runs.values()))
     configs = {name: plan.config for name, plan in runs.items()}
     if args.embeds is None:
@@ -310,7 +309,7 @@ def cmd_generate(args, progress: jobs.Progress) -> int:
                           progress, latent)
         prompts = (story[0].text,) if story else tuple(jobs.read_prompts(args.prompt, args.prompts))
         job = jobs.VideoJob(prompts, first.frames, first.latent_hw, args.seed, args.text_encoder, args.vae,
-                            args.out_dir, latent, args.overwrite, start, story, partial_every=args.partial_every)
+                            args.out_dir, latent, args.overwrite, start, story, args.partial_every, negative)
         return (jobs.story_to_video if story else jobs.text_to_video)(model_spec(args), configs, job, progress)
     if args.out is None or len(runs) > 1:
         raise ValueError("generating from --embeds needs --out and one strategy (--strategy NAME, or --mode rag / "
@@ -416,6 +415,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_build_corpus(sub)
     train_encoder.add_cli(sub)
     demo.add_cli(sub)
+    convert_cli.add_cli(sub)
     return parser
 
 

@@ -13,6 +13,7 @@ Stand-ins where a step needs values the meta device does not have (each is the s
   * retrieval picks the newest eligible pool frames (core/retrieval/select.py);
   * the prompt keeps all its rows (core/model/transformer.py merge_padding; a real prompt's padding is merged:
     ``text_rows`` sets how many rows to assume, default the model's text length, the most);
+  * a guided run's negative prompt is one more random prompt of the same rows;
   * attention allocates what a fused kernel does (core/model/attention.py), not torch's decomposition.
 The history pool keeps every frame in its RAM tier (unlimited; on the meta device), since where frames go in RAM
 or on disk does not change the device's peak; a pool on the ``device`` tier keeps its configured budget.
@@ -33,7 +34,7 @@ from ..model.block_swap import swap_blocks
 from ..sampling.config import SamplingConfig
 from ..sampling.loop import generate
 from ..sampling.memory import EXACT, MemorySettings
-from ..sampling.prompts import PromptSchedule, Segment
+from ..sampling.prompts import PromptSchedule, Segment, as_schedule
 
 DRY_STEPS = 2       # a block's denoising steps are the same forward over the same cache: two show what all hold
 #                     (a multistep solver's history included: UniPC keeps two model outputs)
@@ -77,16 +78,15 @@ def default_frames(cfg: SamplingConfig) -> int:
 
 
 def _prompts(model: BackboneModel, batch: int, rows: int, device: torch.device, dtype: torch.dtype,
-             switch_at: int | None, dry: bool) -> torch.Tensor | PromptSchedule:
+             switch_at: int | None, dry: bool, guided: bool = False) -> torch.Tensor | PromptSchedule:
     g = torch.Generator().manual_seed(0)
 
     def one():
         if dry:
             return torch.empty(batch, rows, model.cfg.text_dim, device="meta", dtype=dtype)
         return torch.randn(batch, rows, model.cfg.text_dim, generator=g).to(device=device, dtype=dtype)
-    if switch_at is None:
-        return one()
-    return PromptSchedule([Segment(0, one(), "first"), Segment(switch_at, one(), "second")])
+    prompts = one() if switch_at is None else PromptSchedule([Segment(0, one(), "first"), Segment(switch_at, one(), "second")])
+    return as_schedule(prompts, one()) if guided else prompts
 
 
 def trace_run(model: BackboneModel, cfg: SamplingConfig, latent_hw: tuple[int, int], frames: int | None = None, *,
@@ -105,7 +105,7 @@ def trace_run(model: BackboneModel, cfg: SamplingConfig, latent_hw: tuple[int, i
     else:
         device = param.device
     rows = text_rows or getattr(model.cfg, "text_len", 512)
-    prompts = _prompts(model, batch, rows, device, dtype, switch_at, dry)
+    prompts = _prompts(model, batch, rows, device, dtype, switch_at, dry, cfg.guided)
     trace = MemoryTrace(device)
     begin = time.perf_counter()
     with host_on("meta" if dry else "cpu"), trace:

@@ -16,13 +16,13 @@ def table(header: list[str], rows: list[list[str]]) -> str:
 
 
 def _column(family) -> str:
-    others = [p for p in family.presets if p != F.label(family)]
+    others = [p for p in family.presets if p != F.label(family) and p not in family.variants]
     return F.label(family) + (f" ({', '.join(others)})" if others else "")
 
 
 def family_table(lang: str = EN) -> str:
-    """What the sampler takes from each family at auto."""
-    fams = F.families()
+    """What the sampler takes from each family, and each variant that runs otherwise (frame-wise), at auto."""
+    fams = [c for f in F.families() for c in (f, *(f.as_variant(p) for p in f.variants))]
 
     def row(en: str, zh: str, value: Callable) -> list[str]:
         return [tr(lang, en, zh)] + [value(f.defaults, f) for f in fams]
@@ -35,7 +35,7 @@ def family_table(lang: str = EN) -> str:
         row("width × height", "宽 × 高", lambda d, f: "{} × {}".format(*F.size_px(d))
             + tr(lang, f" (multiples of {F.size_step(f)})", f"（{F.size_step(f)} 的倍数）")),
         row("frame rate of `length`", "`length` 的帧率", lambda d, f: f"{d.latent.fps} fps"),
-        row("one block", "一个块", lambda d, f: tr(lang, f"{d.frames_per_block} latent frames = {F.block_video_frames(d)} "
+        row("one block", "一个块", lambda d, f: tr(lang, f"{d.frames_per_block} latent frame{'s' * (d.frames_per_block != 1)} = {F.block_video_frames(d)} "
                                                        f"video frames = {number(F.block_seconds(d))} s",
                                               f"{d.frames_per_block} 个潜空间帧 = {F.block_video_frames(d)} 个视频帧 = "
                                               f"{number(F.block_seconds(d))} 秒")),

@@ -76,7 +76,12 @@ def steps_text(d, lang: str = EN) -> str:
     """How a family denoises a block, in words (the one place the texts read the sampler's steps)."""
     if d.sampler == "unipc":
         return tr(lang, f"a UniPC solver of {d.sampling_steps} steps per block", f"每块 {d.sampling_steps} 步的 UniPC 求解器")
-    return tr(lang, "timesteps ", "时间步 ") + ",".join(map(str, d.steps))
+    if d.sampler == "rolling":
+        return tr(lang, f"rolling: {len(d.steps)} blocks denoised together, timesteps ",
+                  f"滚动：{len(d.steps)} 个块一起去噪，时间步 ") + ",".join(map(str, d.steps))
+    first = getattr(d, "first_steps", ())
+    return tr(lang, "timesteps ", "时间步 ") + ",".join(map(str, d.steps)) + \
+        (tr(lang, " (the first block ", "（首块 ") + ",".join(map(str, first)) + tr(lang, ")", "）") if first else "")
 
 
 def passes(d) -> int:

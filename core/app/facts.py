@@ -161,14 +161,6 @@ def device_memory(family, strategy: str = "native", memory: MemorySettings = EXA
     return device_bytes(model, _config(family, strategy), family.defaults.latent_hw, 1, DTYPE, memory)
 
 
-def preset_memory(family, preset: str) -> DeviceBytes | None:
-    """``device_memory`` of a preset with run defaults of its own (e.g. Rolling Forcing's sampler and window)."""
-    if released(family) is None:
-        return None
-    d = family.defaults_for(preset)
-    return device_bytes(_model(family), resolve(SamplingRequest(), d), d.latent_hw, 1, DTYPE, EXACT)
-
-
 SHARED = MemorySettings("shared", "exact", 0)        # lossless: one context buffer for all layers
 COMPACT = MemorySettings("shared", "fp8", 0)         # + the KV cache in fp8
 

@@ -15,7 +15,6 @@ each video are kept in a partial file until every output of that video is writte
 from __future__ import annotations
 
 import json
-import re
 import sys
 from dataclasses import dataclass, field
 from functools import partial
@@ -31,6 +30,7 @@ from ..files.atomic import save_json, save_tensors
 from ..latents.format import LatentFormat
 from ..sampling.loop import BlockUpdate, GenerationResult, generate
 from ..sampling.prompts import TimedPrompt, as_schedule, cut_texts, schedule_from_timed
+from .prompt_texts import encode_prompts, output_stem, read_prompts  # noqa: F401  (read_prompts: the CLI's)
 from .starts import StartFiles
 from .plan import choose_memory
 from ..model.block_swap import swap_blocks, swapped_blocks
@@ -194,36 +194,6 @@ def _save_latents(job: LatentJob, cfg: SamplingConfig, result: GenerationResult)
                                 "pool_peak_bytes": result.pool_peak_bytes, "pool_usage": result.pool_usage})
 
 
-# ------------------------------------------------------------------------------------ prompt lists
-def read_prompts(prompt: str | None, prompts_file: str | None) -> list[str]:
-    if prompt is not None:
-        return [prompt]
-    path = Path(prompts_file)
-    if not path.is_file():
-        raise FileNotFoundError(f"prompt list '{path}' does not exist; pass a text file with one prompt per line")
-    prompts = [line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
-    if not prompts:
-        raise ValueError(f"prompt list '{path}' holds no prompts (one per line expected)")
-    return prompts
-
-
-def output_stem(index: int, prompt: str) -> str:
-    """Deterministic, filesystem-safe name: index + the prompt's first words."""
-    slug = re.sub(r"[^a-z0-9]+", "_", prompt.lower()).strip("_")[:40].rstrip("_")
-    return f"{index:04d}_{slug or 'prompt'}"
-
-
-def encode_prompts(text_encoder: str, prompts: list[str], device, dtype) -> list[torch.Tensor]:
-    """Embeddings [1, 512, dim] per prompt on CPU; the text encoder is freed afterwards."""
-    from ..formats.text_encoder import load_text_encoder
-    te = load_text_encoder(text_encoder, device=device, dtype=dtype)
-    out = [te.encode([p]).float().cpu() for p in prompts]
-    del te
-    if device.type == "cuda":
-        torch.cuda.empty_cache()
-    return out
-
-
 @dataclass(frozen=True)
 class VideoJob:
     """Prompts → videos: one video per prompt of ``prompts`` (prompt i with seed + i), or, with ``story`` (timed
@@ -240,6 +210,7 @@ class VideoJob:
     start: StartFiles = StartFiles()
     story: tuple[TimedPrompt, ...] = ()
     partial_every: float = PARTIAL_EVERY   # seconds between two writes of a video's partial (0: after every block)
+    negative: str | None = None    # a guided run's negative prompt, encoded with the prompts
 
 
 def _pending_videos(job: VideoJob, strategies: dict[str, SamplingConfig], rank: Rank, progress: Progress):
@@ -268,7 +239,10 @@ def text_to_video(spec: ModelSpec, strategies: dict[str, SamplingConfig], job: V
         device, dtype = spec.resolve(rank)
         init_process_group(rank, device)
         indices = sorted({i for i, *_ in work})
-        embeds = dict(zip(indices, encode_prompts(job.text_encoder, [job.prompts[i] for i in indices], device, dtype)))
+        negatives = [job.negative] if job.negative is not None else []
+        encoded = encode_prompts(job.text_encoder, [job.prompts[i] for i in indices] + negatives, device, dtype)
+        negative = encoded[-1] if negatives else None
+        embeds = {i: as_schedule(e, negative) for i, e in zip(indices, encoded)}    # zip: the negative is not a video
         vae = load_vae(job.vae, device=device, dtype=dtype, latent=job.latent)
         backbone, encoder = load_models(spec, device, dtype, any(c.retrieval is not None for c in strategies.values()))
         start = job.start.load(vae, job.latent_hw)
@@ -383,10 +357,12 @@ def _make_story(spec: ModelSpec, strategies: dict[str, SamplingConfig], job: Vid
     # a shot's first block: the scene-cut prefix + its prompt (families with shots; elsewhere a cut is a prompt change)
     shots = any(c.has_shots for c in strategies.values())
     cuts = cut_texts(list(job.story)) if shots else {}
-    texts = [p.text for p in job.story] + list(cuts.values())
+    negatives = [job.negative] if job.negative is not None else []
+    texts = [p.text for p in job.story] + list(cuts.values()) + negatives
     encoded = encode_prompts(job.text_encoder, texts, device, dtype)
     n = len(job.story)
     schedule = schedule_from_timed(list(job.story), encoded[:n], dict(zip(cuts, encoded[n:])))
+    schedule = as_schedule(schedule, encoded[-1] if negatives else None)
     vae = load_vae(job.vae, device=device, dtype=dtype, latent=job.latent)
     backbone, encoder = load_models(spec, device, dtype, any(strategies[m].retrieval is not None for m in work))
     start = job.start.load(vae, job.latent_hw)

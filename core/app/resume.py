@@ -50,6 +50,10 @@ def _prompt_digest(prompts) -> str:
             h.update(b"cut")
             if seg.cut_embeds is not None:
                 h.update(seg.cut_embeds.float().contiguous().numpy().tobytes())
+    negative = None if torch.is_tensor(prompts) else prompts.negative
+    if negative is not None:                  # a guided run's negative prompt (absent: the digest as before it existed)
+        h.update(b"negative")
+        h.update(negative.float().contiguous().numpy().tobytes())
     return h.hexdigest()[:16]
 
 
@@ -60,6 +64,10 @@ def run_identity(backbone: str, embeds, seed: int, frames: int, latent_hw, cfg: 
     settings = asdict(cfg)
     for where in ("request", "family", "scaled"):       # where the values came from, not what they are
         settings.pop(where, None)
+    if settings.get("guidance_scale") == 1.0:         # unguided, unset: identities as before these settings existed
+        settings.pop("guidance_scale")
+    if not settings["shots"].get("clean_recache", True):
+        settings["shots"].pop("clean_recache")
     if settings.get("retrieval"):
         pool = settings["retrieval"].pop("pool")
         settings["retrieval"]["pool_storage"] = pool["storage"]      # where the pool lives changes nothing

@@ -40,7 +40,8 @@ above. ∞-RoPE, MemRoPE and Deep Forcing are other strategies over this same ca
 Shots (LongLive 2.0): ``rope_offset`` is added to the temporal position of the current block's queries
 and keys (cached keys keep theirs). ``pin`` marks the current block as a shot sink (native regime): it
 slides with the window until it sits right behind the sink, then it is kept like the sink (the
-evictions take the frames after it) until the next ``pin`` replaces it.
+evictions take the frames after it) until the next ``pin`` replaces it. ``clear_to_sink`` drops everything
+between the sink and the current block (a clean re-cache at a cut).
 """
 from __future__ import annotations
 
@@ -137,6 +138,18 @@ class KVCache:
         if self.on_evict is not None or self.policy.relative_rope:
             raise ValueError("a shot sink pins frames of the native sliding window; it cannot be used with retrieval")
         self.pinned = (self.block_slot, min(frames, self.block_frames))
+
+    def clear_to_sink(self) -> None:
+        """Forget every frame between the sink and the current block, and the shot sink: the block's slots move to
+        right behind the sink, where the pass that follows writes its K/V (LongLive 2.0's ``shot_clean_recache``,
+        before a new shot's first block is cached and pinned; native regime)."""
+        if self.on_evict is not None or self.policy.relative_rope:
+            raise ValueError("a clean re-cache at a cut clears the native sliding window; it cannot be used with "
+                             "retrieval or a relative-RoPE strategy")
+        sink = self.policy.sink
+        self.oldest, self.block_slot, self.filled = self.block_start, sink, sink + self.block_frames
+        self.pinned = None
+        self._prepare_positions()
 
     def evict_oldest(self, overflow: int) -> None:
         """Hand the ``overflow`` oldest frames after the kept ones (sink, shot sink) to on_evict, shift the rest

@@ -30,7 +30,7 @@ import torch
 
 from ..model.attention import attention
 from .kv_cache import KVCache
-from ..model.backbone import BackboneModel, TextContext
+from ..model.backbone import BackboneModel, TextContext, compute_place
 from ..model.rope import apply_rope, compute_dtype, rope_table
 
 
@@ -104,8 +104,8 @@ def recache(model: BackboneModel, cache: KVCache, text: TextContext, latents: to
     plan = plan_recache(cache, block_start, global_sink)
     if not plan.frames:
         return plan
-    param = next(model.parameters())
-    x = latents[:, list(plan.frames)].to(device=param.device, dtype=param.dtype)      # [B, n, C, H, W]
-    t = torch.full(x.shape[:2], float(timestep), device=param.device, dtype=torch.float32)
+    device, dtype = compute_place(model)
+    x = latents[:, list(plan.frames)].to(device=device, dtype=dtype)      # [B, n, C, H, W]
+    t = torch.full(x.shape[:2], float(timestep), device=device, dtype=torch.float32)
     model.write_cache(x.permute(0, 2, 1, 3, 4), t, text, _RecacheContext(cache, plan))
     return plan

@@ -8,7 +8,7 @@ a family by name.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
@@ -52,12 +52,18 @@ class BackboneFamily:
     layout_defaults: Mapping[str, str]          # file layout → preset, when the name does not tell
     default_preset: str                         # when neither layout nor name tells
     released: Any = None                        # the sizes of its released checkpoints (memory estimates in docs)
-    preset_defaults: Mapping[str, FamilyDefaults] = field(default_factory=dict)   # a preset that runs otherwise
+    # presets trained to run otherwise (same weights' shapes, other run settings: frame-wise blocks, the rolling
+    # sampler), told by name: preset → its FamilyDefaults; their name hints are checked before the layout's preset
+    variants: Mapping[str, FamilyDefaults] = field(default_factory=dict)
 
-    def defaults_for(self, preset: str) -> FamilyDefaults:
-        """The run defaults of a checkpoint of ``preset``: its own where it has them (e.g. Rolling Forcing's
-        sampler and window), else the family's."""
-        return self.preset_defaults.get(preset, self.defaults)
+    def as_variant(self, preset: str) -> "BackboneFamily":
+        """This family as its variant ``preset`` runs (named after it, its defaults; no variants of its own): what
+        the generated docs ask for a variant's numbers, as they ask a family."""
+        return replace(self, name=preset, defaults=self.variants[preset], presets=(preset,), variants={})
+
+    def defaults_for(self, preset: str | None) -> FamilyDefaults:
+        """The run settings of a backbone of this family detected as ``preset``: its variant's, else the family's."""
+        return self.variants.get(preset, self.defaults) if preset else self.defaults
 
 
 def refusal(family: BackboneFamily, state: State, path) -> CheckpointError | None:
@@ -123,13 +129,13 @@ def make_config(family: BackboneFamily, sizes, heads: int, source: str, path):
 
 
 def preset_for(family: BackboneFamily, layout: str, path: Path) -> str:
-    """The preset the layout proves, else the one the file / folder name suggests, else the layout's usual
-    one, else the default. (One family's checkpoints share an architecture: only layout and name differ.) A preset
-    with its own run defaults is told by its name before the layout (Rolling Forcing saves Self-Forcing's layout)."""
+    """A variant the file / folder name names (e.g. frame-wise Causal Forcing++, Rolling Forcing), else the preset
+    the layout proves, else the one the name suggests, else the layout's usual one, else the default. (One family's
+    checkpoints share an architecture: only layout and name differ.)"""
     name = "/".join(path.parts[-2:]).lower().replace("-", "_")
-    for hint, preset in family.name_hints:
-        if preset in family.preset_defaults and hint in name:
-            return preset
+    variant = next((p for hint, p in family.name_hints if p in family.variants and hint in name), None)
+    if variant is not None and layout != "longlive":      # a variant trains otherwise: its name wins over the layout
+        return variant
     if layout in family.layout_presets:
         return family.layout_presets[layout]
     for hint, preset in family.name_hints:

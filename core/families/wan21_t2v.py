@@ -1,7 +1,9 @@
-"""The Wan2.1 text-to-video family: Self-Forcing, Causal-Forcing, LongLive, Rolling Forcing and plain Wan2.1 T2V
-transformers (Rolling Forcing's and Causal-Forcing's long-video checkpoints run with the rolling sampler).
+"""The Wan2.1 text-to-video family: Self-Forcing, Causal-Forcing, LongLive and plain Wan2.1 T2V transformers, and the
+frame-wise Causal Forcing / Causal Forcing++ variants (``framewise.py``: blocks of one frame, their own steps) and
+the Rolling Forcing ones (``rolling_forcing.py``: Rolling Forcing's and Causal-Forcing's long-video checkpoints run
+with the rolling sampler).
 
-All four share one architecture (``model.WanTransformer``, sizes and names in ``wan_arch``); only the
+All share one architecture (``model.WanTransformer``, sizes and names in ``wan_arch``); only the
 file layout and the file name tell them apart. Neighbouring Wan models that share the names are
 refused by name: image-to-video (image embedder, 36 input channels), VACE (control blocks) and the
 Wan2.2 A14B experts (recognised by their sizes plus their file or folder name: their architecture is
@@ -9,14 +11,14 @@ Wan2.1 14B's). Wan2.1 attention heads are 128 wide (1.3B: dim 1536 → 12 heads;
 """
 from __future__ import annotations
 
-from dataclasses import asdict, replace
+from dataclasses import asdict
 from pathlib import Path
 
 from ..sampling.config import ShotConfig
 from ..sampling.defaults import FamilyDefaults
 from ..latents.format import WAN21
 from ..model.transformer import WanConfig, WanTransformer
-from . import wan_arch
+from . import framewise, rolling_forcing, wan_arch
 from .family import BackboneFamily, Refusal, State
 from .wan_arch import WanSizes, expected_shapes  # noqa: F401  (re-exported: the family's sizes and key template)
 
@@ -70,14 +72,9 @@ def read_sizes(state: State, path: Path) -> WanSizes:
     return wan_arch.read_sizes(state, path, WAN21.channels, "Wan2.1 latents", PICK)
 
 
-DEFAULTS = FamilyDefaults(WAN21, frames_per_block=3, window=12, sink=1, sampler="renoise",
-                          steps=(1000, 750, 500, 250), sampling_steps=4, shift=5.0, shots=ShotConfig(),
-                          switch="recache", start_block="short", latent_hw=(60, 104))
-# Rolling Forcing checkpoints (TencentARC/RollingForcing checkpoints/rolling_forcing_dmd.pt; Causal-Forcing's
-# chunkwise/longvideo.pt): the rolling sampler, an attention window of 21 frames with the first block as anchor
-# (core/sampling/samplers/rolling.py), their configs' steps
-ROLLING = replace(DEFAULTS, sampler="rolling", steps=(1000, 800, 600, 400, 200), window=21, sink=3)
-CAUSAL_LONG_VIDEO = replace(ROLLING, steps=(1000, 750, 500, 250))
+DEFAULTS = FamilyDefaults(WAN21, frames_per_block=3, window=12, sink=1, sampler="renoise", steps=(1000, 750, 500, 250),
+                          sampling_steps=4, shift=5.0, shots=ShotConfig(), switch="recache", start_block="short",
+                          latent_hw=(60, 104), negative_prompt=wan_arch.NEGATIVE_PROMPT)
 
 WAN21_T2V = BackboneFamily(
     name="Wan2.1 text-to-video",
@@ -95,15 +92,15 @@ WAN21_T2V = BackboneFamily(
     build=WanTransformer,
     defaults=DEFAULTS,
     lora_file="LongLive's longlive_lora.pt",
-    presets=("Self-Forcing", "Causal-Forcing", "LongLive", "Wan2.1", "Rolling Forcing", "Causal-Forcing long video"),
+    presets=("Self-Forcing", "Causal-Forcing", "LongLive", "Wan2.1", *framewise.PRESETS, *rolling_forcing.PRESETS),
     layout_presets={"longlive": "LongLive", "self_forcing": "Self-Forcing"},
-    name_hints=(("rolling_forcing", "Rolling Forcing"), ("rollingforcing", "Rolling Forcing"),
-                ("longvideo", "Causal-Forcing long video"), ("long_video", "Causal-Forcing long video"),
+    name_hints=(*framewise.NAME_HINTS, *rolling_forcing.NAME_HINTS,
                 ("self_forcing", "Self-Forcing"), ("selfforcing", "Self-Forcing"),
                 ("causal_forcing", "Causal-Forcing"), ("causalforcing", "Causal-Forcing"), ("longlive", "LongLive")),
     layout_defaults={"causal_forcing": "Causal-Forcing"},
     default_preset="Wan2.1",
     released=WanSizes(dim=1536, ffn_dim=8960, num_layers=30, text_dim=4096, freq_dim=256, in_dim=WAN21.channels,
                       out_dim=WAN21.channels, patch_size=(1, 2, 2)),   # the 1.3B
-    preset_defaults={"Rolling Forcing": ROLLING, "Causal-Forcing long video": CAUSAL_LONG_VIDEO},
+    # frame-wise Causal Forcing (++): blocks of one latent frame; Rolling Forcing: the rolling sampler
+    variants={**framewise.variants(DEFAULTS), **rolling_forcing.variants(DEFAULTS)},
 )

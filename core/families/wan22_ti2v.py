@@ -35,7 +35,8 @@ PICK = ("pick a LongLive 2.0 checkpoint (model_bf16.pt, or generator_checkpoint.
 
 DEFAULTS = FamilyDefaults(WAN22, frames_per_block=8, window=32, sink=8, sampler="unipc", steps=(), sampling_steps=4,
                           shift=5.0, shots=ShotConfig(rope_offset=8.0, sink=True), switch="none",
-                          start_block="clamp", latent_hw=(44, 80))
+                          start_block="clamp", latent_hw=(44, 80),
+                          negative_prompt=wan_arch.NEGATIVE_PROMPT)
 
 
 def recognise(state: State) -> bool:

@@ -18,21 +18,23 @@ One concept per module:
 - ``wan_arch``   — the Wan transformer's sizes and tensor names, shared by the Wan families;
 - ``families``   — the registry: ``wan21_t2v`` (Wan2.1 T2V: Self-Forcing, Causal-Forcing, LongLive) and
                    ``wan22_ti2v`` (Wan2.2 TI2V-5B: LongLive 2.0), each with its presets and run defaults;
-- ``loader``     — one pass per load, ``load_backbone`` and friends.
+- ``loader``     — one pass per load, ``load_backbone`` and friends;
+- ``convert``    — the same files written as ComfyUI's diffusion-model / LoRA safetensors (``python -m core convert``).
+- ``stored_settings`` — what a converted file's metadata says (family, preset, run settings): ``read_settings``.
 """
 from ..families.registry import FAMILIES, describe_foreign, identify
 from ..families.family import BackboneFamily, Refusal
 from .lora import match_lora, merge_lora, normalise_lora, read_lora
 from .fp8_weights import resolve_weights
-from .loader import (Backbone, CheckpointInfo, backbone_from_state, backbone_on_meta,
-                     detect_family, detect_preset, infer_config, is_backbone_checkpoint, is_fp8_file,
+from .loader import (Backbone, CheckpointInfo, backbone_from_state, backbone_on_meta, backbone_spec,
+                     detect_defaults, detect_family, detect_preset, infer_config, is_backbone_checkpoint, is_fp8_file,
                      load_backbone, read_backbone, save_backbone_safetensors, validate_backbone)
 from ..files.safe_reader import CheckpointError, WeightsFile, is_state_dict, read_state_dict, read_weights
 from ..families.wan_arch import WanSizes, expected_shapes
 from .wan_names import diffusers_to_wan, normalise_names
 
 __all__ = ["Backbone", "BackboneFamily",
-           "backbone_from_state", "backbone_on_meta", "is_fp8_file", "resolve_weights", "CheckpointError", "CheckpointInfo", "FAMILIES", "Refusal", "WanSizes", "detect_family",
+           "backbone_from_state", "backbone_on_meta", "is_fp8_file", "resolve_weights", "CheckpointError", "CheckpointInfo", "FAMILIES", "Refusal", "WanSizes", "detect_defaults", "detect_family",
            "WeightsFile", "describe_foreign", "detect_preset", "diffusers_to_wan", "expected_shapes", "identify",
            "infer_config", "is_backbone_checkpoint", "is_state_dict", "load_backbone", "match_lora", "merge_lora",
            "normalise_lora", "normalise_names", "read_backbone", "read_lora", "read_state_dict", "read_weights",

@@ -8,7 +8,9 @@
 The head count is the one size no weight shape shows. It comes from the caller (``num_heads``), else
 from the file (a folder's config.json, the safetensors metadata — ``{"config": "{\\"num_heads\\": 2,
 ...}"}`` or a ``num_heads`` entry — or a pickle's ``config`` entry), else from the family's documented
-head size; never from a guess. ``save_backbone_safetensors`` writes a file that carries it.
+head size; never from a guess. ``save_backbone_safetensors`` writes a file that carries it. A file written by
+``python -m core convert`` states its preset in its metadata (core/formats/stored_settings.py): a renamed one
+keeps its name.
 """
 from __future__ import annotations
 
@@ -27,6 +29,7 @@ from ..families.family import BackboneFamily, check_keys, make_config, preset_fo
 from .lora import match_lora, merge_lora, read_lora
 from ..files.safe_reader import CheckpointError, WeightsFile, is_state_dict, read_weights
 from .fp8_weights import check_weights, fill_tensors, holds_fp8, resolve_weights
+from .stored_settings import read_settings
 from .wan_names import apply_scales, rename_map, split_fp8_scales
 
 WHERE = "ComfyUI: backbones go in models/diffusion_models/, LoRAs in models/loras/"
@@ -68,6 +71,13 @@ class _Parsed:
     stated_heads: int | None
     scales: dict = field(default_factory=dict)  # fp8 weight key → float32 scale [1] or [rows] (not yet applied)
     fp8_file: bool = False      # the file stores its block projections as fp8 (before any LoRA merge)
+    stated_preset: str | None = None    # the preset a converted file states (core/formats/stored_settings.py)
+
+    def preset(self, layout: str, path: Path) -> str:
+        """The preset a converted file states (unless a LoRA was merged since), else the layout's / name's."""
+        if layout == self.layout and self.stated_preset in self.family.presets:
+            return self.stated_preset
+        return preset_for(self.family, layout, path)
 
 
 # ------------------------------------------------------------------------------------- one read
@@ -135,8 +145,11 @@ def _parse(path: Path, *, use_ema: bool, shapes_only: bool = False) -> _Parsed:
     weights = read_weights(path, "backbone", mmap=True, shapes_only=shapes_only, hint=WHERE)
     state, layout, source = _unwrap(weights, use_ema)
     config, where = _file_config(weights)
+    stored = read_settings(weights.metadata)
     del weights             # releases the unused half of a Self-Forcing file (mapped, never read)
-    return _parse_state(state, path, layout, source, config, where)
+    parsed = _parse_state(state, path, layout, source, config, where)
+    parsed.stated_preset = stored.preset if stored is not None and stored.kind == "backbone" else None
+    return parsed
 
 
 def _parse_state(state: dict, path, layout: str = "wan_safetensors", source: str | None = None,
@@ -174,7 +187,7 @@ def _read(path: Path, lora, lora_strength: float, use_ema: bool) -> tuple[_Parse
                            f"{family.describe(parsed.sizes)}", released=family.lora_file)
         merge_lora(parsed.state, pairs, lora_strength)
         layout, n_lora = "longlive", len(pairs)
-    info = CheckpointInfo(path=str(path), format=layout, preset=preset_for(parsed.family, layout, path),
+    info = CheckpointInfo(path=str(path), format=layout, preset=parsed.preset(layout, path),
                           source_key=parsed.source_key, lora_path=str(lora) if lora is not None else None,
                           lora_strength=float(lora_strength) if lora is not None else 0.0,
                           dtype=stored, lora_layers=n_lora, num_heads=parsed.stated_heads,
@@ -244,6 +257,17 @@ def infer_config(state: dict, num_heads: int | None = None, *, path: str | Path 
     return make_config(family, sizes, heads, source, path)
 
 
+def backbone_spec(state: dict, num_heads: int | None = None, *, path: str | Path = "<state dict>"
+                  ) -> tuple[BackboneFamily, WanConfig, str]:
+    """(family, architecture, preset) of a backbone's tensors (shapes only: meta tensors are fine; any naming
+    ``load_backbone`` reads), checked as Load Backbone checks a file: a model of another family or task is refused
+    in one line (``CheckpointError``). For a model another program loaded, to run with ``WanTransformer.from_modules``."""
+    parsed = _parse_state(state, path)
+    heads, source = resolve_heads(parsed.family, parsed.sizes, num_heads, parsed.stated_heads, path)
+    cfg = make_config(parsed.family, parsed.sizes, heads, source, path)
+    return parsed.family, cfg, preset_for(parsed.family, parsed.layout, Path(str(path)))
+
+
 def validate_backbone(state: dict, cfg: WanConfig, path: str | Path = "<state dict>") -> None:
     """The key set must be exactly that of ``cfg``'s transformer, with matching shapes."""
     check_keys(identify(state, path), state, cfg, path)
@@ -253,7 +277,7 @@ def detect_preset(path: str | Path, lora: str | Path | None = None) -> str:
     """The backbone preset ("Self-Forcing", "Causal-Forcing", "LongLive", "Wan2.1") from the file's layout
     and name, reading safetensors headers only. Raises CheckpointError for files that are not backbones."""
     parsed = _parse(Path(path), use_ema=True, shapes_only=True)
-    return preset_for(parsed.family, "longlive" if lora is not None else parsed.layout, Path(path))
+    return parsed.preset("longlive" if lora is not None else parsed.layout, Path(path))
 
 
 def backbone_on_meta(path: str | Path, *, num_heads: int | None = None, use_ema: bool = True,
@@ -283,11 +307,13 @@ def detect_family(path: str | Path) -> BackboneFamily:
     return _parse(Path(path), use_ema=True, shapes_only=True).family
 
 
-def detect_defaults(path: str | Path) -> tuple[BackboneFamily, FamilyDefaults]:
-    """The family of a backbone file and the run defaults of its preset (Rolling Forcing's own, else the family's),
-    read as ``detect_family`` reads. Raises CheckpointError for files that are not backbones."""
+def detect_defaults(path: str | Path) -> tuple[BackboneFamily, str, FamilyDefaults]:
+    """(family, preset, run defaults) of a backbone file, as ``load_backbone`` will resolve them (a variant such as
+    frame-wise Causal Forcing++ is told by its file name), reading safetensors headers only. Raises CheckpointError
+    for files that are not backbones."""
     parsed = _parse(Path(path), use_ema=True, shapes_only=True)
-    return parsed.family, parsed.family.defaults_for(preset_for(parsed.family, parsed.layout, Path(path)))
+    preset = parsed.preset(parsed.layout, Path(path))
+    return parsed.family, preset, parsed.family.defaults_for(preset)
 
 
 def is_backbone_checkpoint(path: str | Path) -> bool:

@@ -12,6 +12,10 @@ implementation). A model that provides them runs in the loop with every cache st
                         capture); the model itself knows no cache
   ``CacheWriter``       an AttentionContext that can also store K/V without attending (``write_cache``)
   ``TextContext``       the prompt's per-layer cross-attention K/V, made by ``encode_text``, passed back as is
+
+Where a run computes is ``compute_place(model)``: the model's ``compute_device`` / ``compute_dtype`` when it
+states them (a model whose weights another memory manager places, e.g. streamed from RAM, or kept in another
+dtype and cast per layer), else its first parameter's device and dtype.
 """
 from __future__ import annotations
 
@@ -19,6 +23,19 @@ from dataclasses import dataclass, field
 from typing import Iterator, Protocol, Sequence, runtime_checkable
 
 import torch
+
+
+OPTIONAL = ("compute_device", "compute_dtype")     # what a BackboneModel may state besides the protocol
+
+
+def compute_place(model) -> tuple[torch.device, torch.dtype]:
+    """(device, dtype) a run on ``model`` computes in: its ``compute_device`` / ``compute_dtype`` attributes when
+    it has them, else its first parameter's."""
+    device, dtype = getattr(model, "compute_device", None), getattr(model, "compute_dtype", None)
+    if device is None or dtype is None:
+        param = next(model.parameters())
+        device, dtype = device or param.device, dtype or param.dtype
+    return torch.device(device), dtype
 
 
 @dataclass
@@ -76,7 +93,8 @@ class BackboneModel(Protocol):
     blocks: Sequence[torch.nn.Module]    # its layers in order (the budget's and block swap's unit)
 
     def parameters(self, recurse: bool = True) -> Iterator[torch.nn.Parameter]:
-        """Its weights: the first one's device and dtype are the run's; the budget counts them all."""
+        """Its weights: the first one's device and dtype are the run's (unless it states ``compute_device`` and
+        ``compute_dtype``: ``compute_place``); the budget counts them all."""
 
     def buffers(self, recurse: bool = True) -> Iterator[torch.Tensor]:
         """Its other tensors (e.g. the scales of fp8 weights): the budget counts them too."""

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Mapping
 
 import torch
 import torch.nn as nn
@@ -148,16 +149,19 @@ class Block(nn.Module):
         self.norm2 = LayerNorm(cfg.dim, eps=cfg.eps, elementwise_affine=False)
         self.ffn = nn.Sequential(nn.Linear(cfg.dim, cfg.ffn_dim), GELUTanh(), nn.Linear(cfg.ffn_dim, cfg.dim))
         self.modulation = nn.Parameter(torch.zeros(1, 6, cfg.dim))
+        # whether ffn.0 is a plain Linear (its weight used as it is): None = this module's own nn.Linear; a host
+        # whose layers cast or patch weights per call says so for its layers (``from_modules``)
+        self.plain_ffn: bool | None = None
 
     def forward(self, x, e, grid, text_kv, ctx):
         """x [B, F·T, dim]; e [B, F, 6, dim] (per-frame modulation)."""
-        e = (self.modulation.unsqueeze(1) + e).chunk(6, dim=2)
+        e = (_like(self.modulation, e).unsqueeze(1) + e).chunk(6, dim=2)
         attn = self.self_attn.attend(*self._qkv(x, e[0], e[1]), grid, ctx)
         return self._after_attention(x, attn, e, text_kv)
 
     def write_kv(self, x, e, ctx: CacheWriter) -> None:
         """Only the self-attention K/V of x, handed to ``ctx.write`` (same arithmetic as ``forward``)."""
-        e = (self.modulation.unsqueeze(1) + e).chunk(6, dim=2)
+        e = (_like(self.modulation, e).unsqueeze(1) + e).chunk(6, dim=2)
         ctx.write(self.self_attn.layer, *self._qkv(x, e[0], e[1])[1:])
 
     # The two cache-free halves of a layer (what ``WanTransformer.compile_blocks`` compiles).
@@ -171,9 +175,16 @@ class Block(nn.Module):
 
     def _ffn(self, h):
         up, act, down = self.ffn
-        if h.device.type == "cpu" and type(up) is nn.Linear:   # CPU addmm adds a wide bias slower than an in-place add
+        plain = type(up) is nn.Linear if self.plain_ffn is None else self.plain_ffn
+        if h.device.type == "cpu" and plain:   # CPU addmm adds a wide bias slower than an in-place add
             return down(act(F.linear(h, up.weight).add_(up.bias)))
         return self.ffn(h)
+
+
+def _like(p: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """A loose parameter (a modulation) on ``x``'s device and in its dtype: itself when it already is (this
+    module's own layers), else a copy (layers another memory manager keeps elsewhere, ``from_modules``)."""
+    return p if p.device == x.device and p.dtype == x.dtype else p.to(device=x.device, dtype=x.dtype)
 
 
 def _modulate(h, shift, scale):
@@ -195,8 +206,11 @@ class Head(nn.Module):
     def forward(self, x, e):
         """e [B, F, 1, dim] (time embedding per frame)."""
         f = e.shape[1]
-        shift, scale = (self.modulation.unsqueeze(1) + e).chunk(2, dim=2)
+        shift, scale = (_like(self.modulation, e).unsqueeze(1) + e).chunk(2, dim=2)
         return self.head(self.norm(x).unflatten(1, (f, -1)) * (1 + scale) + shift)
+
+
+_LAYERS = (nn.Linear, nn.Conv3d, nn.LayerNorm, RMSNorm)     # what ``from_modules`` takes whole
 
 
 def merge_padding(rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -285,12 +299,40 @@ class WanTransformer(nn.Module):
 
     def _embed(self, x: torch.Tensor, t: torch.Tensor):
         """Patch and time embeddings → tokens [B, F·H'·W', dim], e [B·F, dim], e0 [B, F, 6, dim], grid (F, H', W')."""
-        x = self.patch_embedding(x)
+        x = self.patch_embed(x)
         grid = tuple(x.shape[2:])
         x = x.flatten(2).transpose(1, 2).contiguous()   # else every residual add keeps the transposed layout and every norm copies it
         e = self.time_embedding(sinusoidal_embedding(self.cfg.freq_dim, t.flatten()).type_as(x))
         e0 = self.time_projection(e).unflatten(1, (6, self.cfg.dim)).unflatten(0, t.shape)
         return x, e, e0, grid
+
+    def patch_embed(self, x: torch.Tensor) -> torch.Tensor:
+        """[B, C, F, H, W] → [B, dim, F, H', W'] (a subclass may run it in another dtype)."""
+        return self.patch_embedding(x)
+
+    @classmethod
+    def from_modules(cls, cfg: WanConfig, modules: Mapping[str, nn.Module]) -> "WanTransformer":
+        """This transformer's arithmetic over another implementation's layers of the same names (e.g. a host
+        application's layers that cast, de-quantise or patch their weights per call, placed by its own memory
+        manager). Built on the meta device; then every layer holding weights (Linear, Conv3d, the norms) is
+        ``modules[name]`` and every loose parameter (the modulations) is the one the module of the same name holds.
+        Only the weights come from ``modules``: activations, attention, RoPE and the cache stay this module's.
+        Raises KeyError naming a layer ``modules`` lacks."""
+        with torch.device("meta"):
+            model = cls(cfg)
+        for name, mod in list(model.named_modules()):
+            own = [n for n, _ in mod.named_parameters(recurse=False)]
+            if not own:
+                continue
+            if name not in modules:
+                raise KeyError(f"the given layers have no '{name}' (a Wan transformer's layer)")
+            if isinstance(mod, _LAYERS):
+                parent, _, child = name.rpartition(".")
+                setattr(model.get_submodule(parent), child, modules[name])
+            else:
+                for n in own:
+                    setattr(mod, n, getattr(modules[name], n))
+        return model.eval()
 
     def unpatchify(self, x: torch.Tensor, grid, b: int) -> torch.Tensor:
         """[B, F, H'·W', p·q·r·C] → [B, C, F·p, H'·q, W'·r]."""

@@ -1,6 +1,7 @@
 """Device memory a run needs, by what holds it: weights, the KV cache window, the context buffers (relative-RoPE
 strategies, core/context/kv_cache.py), the retrieved frames, the prompt's K/V and the largest transient — under
-the run's memory settings (core/sampling/memory.py). The real-size dry run (core/app/dry_run.py) measures the same
+the run's memory settings (guidance doubles the cache, the buffers and the text K/V: a second cache for the
+negative prompt; core/sampling/memory.py). The real-size dry run (core/app/dry_run.py) measures the same
 kinds from the code; benchmarks/vram.py shows both side by side."""
 from __future__ import annotations
 
@@ -85,6 +86,8 @@ def device_bytes(model: BackboneModel, cfg: SamplingConfig, latent_hw: tuple[int
         buffers = cfg.window * exact if memory.kv == "fp8" else 0
     retrieved = (1 if memory.context == "shared" else L) * top_k * exact    # shared: read one layer at a time
     text = L * 2 * batch * c.text_len * c.dim * item
+    if cfg.guided:       # the negative prompt's own cache, context buffers and text K/V (core/sampling/guidance.py)
+        cache, buffers, text = 2 * cache, 2 * buffers, 2 * text
     block = batch * per_call * tokens
     forward = block * (2 * c.ffn_dim + 4 * c.dim) * item
     evict = exact if cfg.retrieval is not None else 0       # one layer's frame on its way to the pool

@@ -29,7 +29,8 @@ turns it, over a backbone family's published settings (``FamilyDefaults``, core/
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import math
+from dataclasses import dataclass, field, replace as replace_fields
 from functools import cached_property
 from typing import Sequence
 
@@ -87,10 +88,14 @@ class ShotConfig:
     by this many frames (cached keys keep theirs: a gap between shots; LongLive 2.0: 8; 0 = off).
     ``sink``: the cut block's frames (at most ``sink`` of them) are pinned and slide with the window
     until they sit right behind the sink, where they are kept like it until the next cut (a shot
-    sink; LongLive 2.0's ``multi_shot_sink``). The native regime only.
+    sink; LongLive 2.0's ``multi_shot_sink``). The native regime only. ``clean_recache`` (with the shot sink):
+    before the cut block's context pass the cache is cleared down to the sink, so the new shot's first block is
+    cached after the sink alone and the old shot's frames are forgotten (LongLive 2.0's ``shot_clean_recache``;
+    the cut block's own denoising steps still see the old shot).
     """
     rope_offset: float = 0.0
     sink: bool = False
+    clean_recache: bool = False
 
     @property
     def on(self) -> bool:
@@ -100,6 +105,10 @@ class ShotConfig:
     def __post_init__(self):
         if self.rope_offset < 0:
             raise ValueError(f"shot RoPE offset {self.rope_offset} must be ≥ 0 (LongLive 2.0 uses 8)")
+        if self.clean_recache and not self.sink:
+            raise ValueError("shot_clean_recache clears the cache down to the sink when a new shot's first block "
+                             "is pinned behind it; it needs the multi-shot sink (strategy native, --multi-shot-sink): "
+                             "turn the sink on or shot_clean_recache off")
 
 
 @dataclass(frozen=True)
@@ -129,9 +138,15 @@ class SamplingConfig:
     # their block is denoised (LongLive 2.0's independent_first_frame, image-to-video)
     start_block: str
     strategy_options: tuple[tuple[str, float], ...] = ()
+    # renoise: the steps of the video's first block (the block at frame 0, when it is generated), empty = ``steps``
+    # (frame-wise Causal Forcing++: a 4-step first frame before 2- or 1-step frames; core/families/framewise.py)
+    first_steps: tuple[int, ...] = ()
     warp_steps: bool = True
     context_noise: float = 0.0
     noise: str = "per-block"        # core/sampling/noise.py: "per-block" (a longer run begins as the shorter) or "reference" (published)
+    # classifier-free guidance: ≠ 1 runs every forward twice, on the prompt and on the negative prompt (each with its
+    # own KV cache), and steps with uncond + guidance_scale·(cond − uncond) (LongLive 2.0's guidance_scale)
+    guidance_scale: float = 1.0
     scaled: str = field(default="", compare=False)
     request: object = field(default=None, repr=False, compare=False)    # the SamplingRequest it was resolved from
     family: object = field(default=None, repr=False, compare=False)     # the FamilyDefaults it was resolved over
@@ -141,6 +156,11 @@ class SamplingConfig:
         check_steps(len(self.steps), "steps")
         check_steps(self.sampling_steps, "sampling steps")
         self.block_sampler.check(self)
+        if self.first_steps:
+            check_steps(len(self.first_steps), "first-block steps")
+            if self.sampler != "renoise":
+                raise ValueError(f"first-block steps {','.join(map(str, self.first_steps))} apply to the renoise "
+                                 f"sampler only, not '{self.sampler}'; drop them or use sampler renoise")
         if self.frames_per_block < 1:
             raise ValueError(f"frames per block {self.frames_per_block} must be ≥ 1")
         if self.shift <= 0:
@@ -159,6 +179,7 @@ class SamplingConfig:
                              f"{', '.join(spec.switches)}" + _SWITCH_WHY.get(self.switch.mode, ""))
         spec.resolve_params(dict(self.strategy_options))      # unknown option names: an error listing the known
         self._check_shot_sink()
+        self._check_guidance()
         spec.check(self.policy, self.frames_per_block, self.params)     # the strategy's own needs, named first
         self.policy.check(self.frames_per_block)
 
@@ -189,6 +210,20 @@ class SamplingConfig:
                              "change them or turn the multi-shot sink off")
 
     @property
+    def guided(self) -> bool:
+        """Whether a negative prompt guides the run (a second KV cache, two forwards per step)."""
+        return self.guidance_scale != 1.0
+
+    def _check_guidance(self) -> None:
+        if not math.isfinite(self.guidance_scale) or self.guidance_scale < 0:
+            raise ValueError(f"guidance scale {self.guidance_scale} must be a number ≥ 0 (1 = no guidance; "
+                             "LongLive 2.0 trains with 3)")
+        if self.guided and self.retrieval is not None:
+            raise ValueError(f"guidance scale {self.guidance_scale:g} keeps a second KV cache for the negative prompt, "
+                             "which retrieval (strategy rag) has no history pool for: use another strategy (native is "
+                             "LongLive 2.0's) or guidance 1")
+
+    @property
     def block_sampler(self) -> BlockSampler:
         """The sampler object that denoises each block (core/sampling/samplers)."""
         return get_sampler(self.sampler)
@@ -197,6 +232,12 @@ class SamplingConfig:
     def renoises_per_block(self) -> int:
         """Fresh noise draws per generated block after its initial noise (the sampler's ``noise_draws``)."""
         return self.block_sampler.noise_draws(self)
+
+    @cached_property
+    def opening(self) -> "SamplingConfig":
+        """The config the video's first block (frame 0) is denoised with: ``steps`` = ``first_steps`` when
+        they are set, else this config itself."""
+        return replace_fields(self, steps=self.first_steps, first_steps=()) if self.first_steps else self
 
     @property
     def has_shots(self) -> bool:

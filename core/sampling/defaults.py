@@ -26,12 +26,14 @@ class FamilyDefaults:
     switch: str                                   # what a prompt change does (SwitchConfig.mode)
     start_block: str
     latent_hw: tuple[int, int]                    # the published video size in latents
+    first_steps: tuple[int, ...] = ()             # renoise: the video's first block's own steps (empty: ``steps``)
+    negative_prompt: str = ""                     # the text a guided run's negative prompt defaults to
 
     def steps_for(self, sampler: str) -> dict:
         """The step fields (SamplingConfig) of a run with ``sampler``: this family's own for its sampler, the
         sampler's published ones for another (a family states steps for its own sampler only)."""
         if sampler == self.sampler:
-            return {"steps": self.steps, "sampling_steps": self.sampling_steps}
+            return {"steps": self.steps, "sampling_steps": self.sampling_steps, "first_steps": self.first_steps}
         return dict(get_sampler(sampler).published)
 
     def switch_for(self, strategy: str) -> str:
@@ -56,5 +58,5 @@ def settings_line(s, fmt: LatentFormat, latent_hw: tuple[int, int]) -> str:
                  f"{'on' if s.shots.sink else 'off' + (' with retrieval' if retrieval else '')})")
     h, w = latent_hw
     return (f"{w * fmt.stride}x{h * fmt.stride} px ({fmt.name} latents, {fmt.channels} channels, {h}x{w}) at "
-            f"{fmt.fps} fps; blocks of {s.frames_per_block} latent frames, window {s.window}, sink {s.sink}, {steps}, "
+            f"{fmt.fps} fps; blocks of {s.frames_per_block} latent frame{'s' if s.frames_per_block != 1 else ''}, window {s.window}, sink {s.sink}, {steps}, "
             f"shift {s.shift:g}{shots}")

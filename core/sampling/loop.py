@@ -3,7 +3,9 @@
 Denoising is the run's block sampler (``SamplingConfig.block_sampler``, core/sampling/samplers): the loop
 hands it each generated block's noise and the model call (a ``NoisyBlock``) and keeps the x0 it returns.
 The model is anything with the backbone interface (``BackboneModel``, core/model/backbone.py). Shots (a prompt-schedule segment marked as a cut): the temporal RoPE offset grows, the
-cut block is conditioned on the segment's ``cut_embeds`` and, with a shot sink, pinned in the cache.
+cut block is conditioned on the segment's ``cut_embeds`` and, with a shot sink, pinned in the cache (with
+``shots.clean_recache`` the cache is first cleared down to the sink). Guidance (``guidance_scale`` ≠ 1): the
+negative prompt's own cache follows every step of the run's (core/sampling/guidance.py).
 
 Reproducibility: all noise comes from CPU generators seeded from the user's seed (core/sampling/noise.py), cast
 to the compute dtype and moved to the device after drawing. Same seed, same video on any device.
@@ -17,14 +19,13 @@ from typing import Callable, Sequence
 import torch
 
 from ..files.memory_trace import HOST, allocating, host_device, label
-from ..model.attention import attention
 from .budget import LATENT_COPIES, run_bytes
 from .config import SamplingConfig, check_latent_size
 from ..retrieval.encoder import RetrievalEncoder
 from ..retrieval.pool import HistoryPool
 from ..context.kv_cache import KVCache
 from ..latents.format import format_for_channels
-from ..model.backbone import BackboneModel, TextContext
+from ..model.backbone import BackboneModel, TextContext, compute_place
 from .memory import AUTO, EXACT, MemorySettings
 from .noise import NoiseSource, initial_noise  # noqa: F401  (initial_noise: the reference contract's first draw)
 from .samplers import NoisyBlock
@@ -32,7 +33,8 @@ from ..retrieval.prefetch import Prefetcher
 from .prompts import PromptSchedule, as_schedule
 from ..context.recache import recache
 from ..retrieval.select import RetrievalChoice, idle_note, log_record, make_describer, select_frames
-from ..model.rope import apply_rope, rope_table
+from .guidance import NegativeBranch
+from .recompute import recompute_kv
 
 
 @dataclass
@@ -144,19 +146,24 @@ class _BlockLoop:
     def __init__(self, model: BackboneModel, prompt_embeds: torch.Tensor | PromptSchedule, num_frames: int,
                  latent_hw: tuple[int, int], seed: int, cfg: SamplingConfig, encoder: RetrievalEncoder | None,
                  memory: MemorySettings):
-        param = next(model.parameters())
         self.model, self.cfg = model, cfg
         self.cancel: Callable[[], None] = lambda: None      # before every model call: raise to stop
-        self.device, self.dtype = param.device, param.dtype
+        self.device, self.dtype = compute_place(model)
         self.prompts = as_schedule(prompt_embeds)
+        if cfg.guided and self.prompts.negative is None:
+            raise ValueError(f"guidance scale {cfg.guidance_scale:g} needs a negative prompt: pass a PromptSchedule "
+                             "with negative= (CLI --negative-prompt, or 'negative_prompt_embeds' in --embeds; the "
+                             "sampler's negative input), or set guidance 1")
         self.b, self.c = self.prompts.batch, model.cfg.in_dim
         self.hw = latent_hw
         self.fires = self.prompts.fire_frames(cfg.frames_per_block, num_frames)   # block start of each segment
         self.segment, self.switches = 0, []
         self.shot, self.cut_block = 0, False      # cuts so far; whether the current block begins a shot
         self.sampler = cfg.block_sampler
-        self.steps = self.sampler.step_list(cfg)
-        self.noise = NoiseSource(cfg.noise, seed, (self.b, self.c, num_frames, *latent_hw), cfg.renoises_per_block + 1)
+        self.steps = self.sampler.step_list(cfg)       # (rolling: one object that holds the blocks in flight)
+        self.first_steps = self.sampler.step_list(cfg.opening) if cfg.first_steps else self.steps
+        self.noise = NoiseSource(cfg.noise, seed, (self.b, self.c, num_frames, *latent_hw), cfg.renoises_per_block + 1,
+                                 cfg.opening.renoises_per_block + 1)
         self.text = self._encode(0)
         with allocating(HOST):
             self.output = torch.zeros(self.b, num_frames, self.c, *latent_hw, dtype=torch.float32, device=host_device())
@@ -168,12 +175,20 @@ class _BlockLoop:
         self.prefetcher = None
         if self.pool is not None and cfg.retrieval.prefetches(self.device):
             self.prefetcher = Prefetcher(self.pool, self.device, self.dtype, lazy=self.lazy)
-        p, own = model.cfg.patch_size, getattr(self.sampler, "make_cache", None)   # rolling: its own context
-        self.cache = own(cfg, model.cfg, self.b, latent_hw, self.dtype, self.device, memory) if own else \
-            KVCache(cfg.policy, model.cfg.num_layers, self.b, (latent_hw[0] // p[1], latent_hw[1] // p[2]),
-                    model.cfg.num_heads, model.cfg.head_dim, self.dtype, self.device,
-                    self._evict if self.pool is not None else None, strategy=cfg.make_strategy(),
-                    context=memory.context, kv="exact" if memory.kv == AUTO else memory.kv)
+        self.cache = self._make_cache(memory, self._evict if self.pool is not None else None)
+        self.negative = None            # guidance: the negative prompt's text and cache
+        if cfg.guided:
+            neg = self.prompts.negative.to(device=self.device, dtype=self.dtype)
+            self.negative = NegativeBranch(model, neg, self.b, self._make_cache(memory), cfg.guidance_scale)
+
+    def _make_cache(self, memory: MemorySettings, on_evict=None):
+        m, p, hw = self.model.cfg, self.model.cfg.patch_size, self.hw
+        own = getattr(self.sampler, "make_cache", None)       # rolling: its own attention context
+        if own is not None:
+            return own(self.cfg, m, self.b, hw, self.dtype, self.device, memory)
+        return KVCache(self.cfg.policy, m.num_layers, self.b, (hw[0] // p[1], hw[1] // p[2]), m.num_heads, m.head_dim,
+                       self.dtype, self.device, on_evict, strategy=self.cfg.make_strategy(), context=memory.context,
+                       kv="exact" if memory.kv == AUTO else memory.kv)
 
     def _encode(self, segment: int, cut: bool = False) -> TextContext:
         seg = self.prompts.segments[segment]
@@ -208,6 +223,9 @@ class _BlockLoop:
             plan = recache(self.model, self.cache, self.text, self.output, start, sw.global_sink, self.cfg.context_noise)
         elif sw.mode == "flush":
             flush = self.cache.strategy.flush(self.cache, seg.cut)
+        if self.negative is not None:
+            self.negative.switch(sw.mode, seg.cut, self.cache.rope_offset, self.output, start, sw.global_sink,
+                                 self.cfg.context_noise)
         self.switches.append({"segment": self.segment, "asked_frame": seg.start, "block_start": start,
                               "label": seg.label, "cut": seg.cut, "recache": plan.record() if plan is not None else None,
                               "flush": flush, **({"rope_offset": self.cache.rope_offset} if cut else {})})
@@ -235,7 +253,11 @@ class _BlockLoop:
     def _flow(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         """x [B, F, C, H, W] at timesteps t [B, F] → the model's flow, same layout."""
         self.cancel()
-        return self.model(x.permute(0, 2, 1, 3, 4), t, self.text, self.cache).permute(0, 2, 1, 3, 4)
+        x = x.permute(0, 2, 1, 3, 4)
+        flow = self.model(x, t, self.text, self.cache)
+        if self.negative is not None:
+            flow = self.negative.mix(x, t, flow)
+        return flow.permute(0, 2, 1, 3, 4)
 
     def _timestep(self, value: float, frames: int) -> torch.Tensor:
         return torch.full((self.b, frames), float(value), device=self.device, dtype=torch.float32)
@@ -254,7 +276,8 @@ class _BlockLoop:
         if choice is not None and choice.num_evicted != len(self.pool):
             raise RuntimeError(f"retrieval for frame {start} was chosen from {choice.num_evicted} pool frames; "
                                f"the pool holds {len(self.pool)}")
-        self.cache.begin_block(start, frames)
+        for cache in [self.cache] + ([self.negative.cache] if self.negative is not None else []):
+            cache.begin_block(start, frames)
         if ahead is not None:
             self.cache.set_retrieved(ahead[1], ahead[2])
         elif choice is not None:
@@ -279,12 +302,14 @@ class _BlockLoop:
         clean = self.output[:, start:start + given].to(self.device) if given else None
         noisy = NoisyBlock(self.noise.block_noise(block, start, frames), self._flow,
                            lambda: self.noise.renoise(frames), clean, self.device, self.dtype, block, start, self)
-        return self.sampler.denoise(noisy, self.steps)
+        return self.sampler.denoise(noisy, self.first_steps if start == 0 else self.steps)
 
     def end_block(self) -> None:
         """After the context pass: a shot's first block becomes the shot sink (``shots.sink``)."""
         if self.cut_block and self.cfg.shots.sink:
             self.cache.pin(self.cfg.sink)
+            if self.negative is not None:
+                self.negative.cache.pin(self.cfg.sink)
 
     def replay(self, block: int, start: int, frames: int) -> torch.Tensor:
         """A given block (the start of the video): its clean latents as x0, in the compute dtype."""
@@ -305,11 +330,17 @@ class _BlockLoop:
         """The block's clean K/V into the cache (the last layer's output and the head are skipped, unless the
         strategy reads the block's queries at every layer: Deep Forcing scores history with them)."""
         x, t = x0.permute(0, 2, 1, 3, 4), self._timestep(self.cfg.context_noise, x0.shape[1])
+        if self.cut_block and self.cfg.shots.clean_recache:     # a new shot forgets the old one (the sink stays)
+            for cache in [self.cache] + ([self.negative.cache] if self.negative is not None else []):
+                cache.clear_to_sink()
         self.cancel()
         if self.cache.strategy.observes_queries:
             self.model(x, t, self.text, self.cache)
         else:
             self.model.write_cache(x, t, self.text, self.cache)
+        if self.negative is not None:
+            self.cancel()
+            self.negative.context_pass(x, t)
 
     def report(self, result: GenerationResult, blocks: int) -> None:
         """The run's figures into ``result``: the pool's use, the cache's bytes and, once, the blocks that
@@ -320,7 +351,7 @@ class _BlockLoop:
             segment = self.cfg.switch.retrieval_scope == "segment"
             note = idle_note(self.idle, blocks, self.cfg.retrieval.recent_exclude, segment)
             result.notes += [note] if note else []
-        result.cache_bytes = tensor_bytes(self.cache)
+        result.cache_bytes = tensor_bytes(self.cache) + (tensor_bytes(self.negative.cache) if self.negative else 0)
 
     def close(self) -> None:
         if self.prefetcher is not None:
@@ -410,36 +441,3 @@ def generate(model: BackboneModel, prompt_embeds: torch.Tensor | PromptSchedule,
     result.peak_memory_mb = peak_memory_mb(loop.device)
     result.switches = loop.switches
     return result
-
-
-class _CaptureKV:
-    """Attention context for recomputing K/V of isolated frames: each frame attends to itself at
-    temporal position 0; the pre-RoPE K and V of every layer are kept."""
-
-    def __init__(self, grid_hw: tuple[int, int], head_dim: int, device: torch.device):
-        self.table = rope_table(torch.zeros(1, dtype=torch.long, device=device), *grid_hw, head_dim)
-        self.k: list[torch.Tensor] = []
-        self.v: list[torch.Tensor] = []
-
-    def attend(self, layer, q, k, v):
-        self.k.append(k)
-        self.v.append(v)
-        return attention(apply_rope(q, self.table), apply_rope(k, self.table), v)
-
-
-def recompute_kv(model: BackboneModel, text: TextContext, latents: torch.Tensor, t: float
-                 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """K/V of frames from their clean latents alone (the ``latent`` pool storage; an approximation).
-
-    latents [B, n, C, H, W] → (k, v) [layers, B, n·tokens, heads, d], K before RoPE.
-    """
-    b, n, c, h, w = latents.shape
-    param = next(model.parameters())
-    x = latents.to(device=param.device, dtype=param.dtype).reshape(b * n, c, 1, h, w)
-    rep = text.repeat_batch(n)
-    p = model.cfg.patch_size
-    ctx = _CaptureKV((h // p[1], w // p[2]), model.cfg.head_dim, param.device)
-    model(x, torch.full((b * n, 1), float(t), device=param.device), rep, ctx)
-    k = torch.stack(ctx.k).reshape(len(ctx.k), b, n * ctx.k[0].shape[1], *ctx.k[0].shape[2:])
-    v = torch.stack(ctx.v).reshape(len(ctx.v), b, n * ctx.v[0].shape[1], *ctx.v[0].shape[2:])
-    return k, v

@@ -41,10 +41,11 @@ class NoiseSource:
     what generating it would have drawn where later draws depend on it (reference), nothing otherwise.
     """
 
-    def __init__(self, contract: str, seed: int, shape_bcthw, steps: int):
+    def __init__(self, contract: str, seed: int, shape_bcthw, steps: int, first_steps: int | None = None):
         if contract not in NOISE_CONTRACTS:
             raise ValueError(f"noise contract '{contract}' is unknown; use one of {NOISE_CONTRACTS}")
         self.contract, self.seed, self.steps = contract, int(seed), steps
+        self.first_steps = steps if first_steps is None else first_steps     # the block at frame 0
         self.b, self.c, _, self.h, self.w = shape_bcthw
         self._video = self._gen = None
         if contract == "reference":
@@ -65,7 +66,7 @@ class NoiseSource:
 
     def skip_block(self, block: int, start: int, frames: int) -> None:
         if self.contract == "reference":
-            for _ in range(self.steps - 1):
+            for _ in range((self.first_steps if start == 0 else self.steps) - 1):
                 self.renoise(frames)
 
     def stream(self, block: int, start: int, frames: int) -> tuple[torch.Tensor, Callable[[int, int], torch.Tensor]]:

@@ -57,9 +57,11 @@ def load_prompt_schedule(path: str | Path, text_dim: int | None = None):
     [S−1]: the latent frame where segment s ≥ 1 is asked to begin, LongLive's ``switch_frame_indices``).
     Cuts: ``cuts`` (int64 or bool [S−1], 1 = segment s begins with a hard cut: ∞-RoPE's RoPE cut, LongLive
     2.0's new shot; ``switch_cuts`` is the same) and ``prompt_embeds_<s>_cut`` (shots: the embeddings of the
-    shot's first block, e.g. of "The scene transitions. " + its prompt)."""
+    shot's first block, e.g. of "The scene transitions. " + its prompt). ``negative_prompt_embeds`` ([L, D] or
+    [1 or B, L, D]): the negative prompt of a guided run (``guidance_scale`` ≠ 1)."""
     first = load_prompt_embeds(path, text_dim)
     tensors = load_file(str(path))
+    negative = _batched(tensors.get("negative_prompt_embeds"))
     extra = sorted((int(k.rsplit("_", 1)[1]), k) for k in tensors
                    if k.startswith("prompt_embeds_") and k.rsplit("_", 1)[1].isdigit())
     if [i for i, _ in extra] != list(range(1, len(extra) + 1)):
@@ -67,7 +69,7 @@ def load_prompt_schedule(path: str | Path, text_dim: int | None = None):
                          "prompt_embeds_1, prompt_embeds_2, … without gaps")
     switches = tensors.get("switch_frames")
     if switches is None and not extra:
-        return PromptSchedule.single(first)
+        return PromptSchedule(PromptSchedule.single(first).segments, negative)
     if switches is None or switches.dim() != 1 or switches.is_floating_point() or len(switches) != len(extra):
         found = "no 'switch_frames'" if switches is None else f"'switch_frames' {switches.dtype} {list(switches.shape)}"
         raise ValueError(f"prompt embeddings '{path}' hold {len(extra)} extra prompt(s) and {found}; save "
@@ -86,7 +88,7 @@ def load_prompt_schedule(path: str | Path, text_dim: int | None = None):
                              "frame must be ≥ 1 (prompt_embeds itself starts at frame 0)")
         segments.append(Segment(int(frame), emb, f"switch_frames[{i - 1}] = {frame} ({key})", bool(cut),
                                 first_block if cut else None))
-    return PromptSchedule(tuple(segments))
+    return PromptSchedule(tuple(segments), negative)
 
 
 def _batched(emb: torch.Tensor | None) -> torch.Tensor | None:

@@ -163,8 +163,11 @@ class Segment:
 
 @dataclass(frozen=True)
 class PromptSchedule:
-    """Segments in order; segment 0 starts at frame 0, later starts strictly increase."""
+    """Segments in order; segment 0 starts at frame 0, later starts strictly increase. ``negative`` [1 or B, L,
+    text_dim] (or None): the negative prompt of a guided run (``SamplingConfig.guidance_scale`` ≠ 1), the same for
+    every segment."""
     segments: tuple[Segment, ...]
+    negative: torch.Tensor | None = None
 
     def __post_init__(self):
         if not self.segments:
@@ -183,6 +186,12 @@ class PromptSchedule:
                     raise ValueError(f"{seg.label or 'a prompt'} has embeddings {list(emb.shape)}; every prompt "
                                      f"of a schedule needs [B, L, text_dim] with B = {first.embeds.shape[0]} and "
                                      f"text_dim = {first.embeds.shape[2]} like the first")
+        neg = self.negative
+        if neg is not None and (neg.dim() != 3 or neg.shape[0] not in (1, first.embeds.shape[0])
+                                or neg.shape[2] != first.embeds.shape[2]):
+            raise ValueError(f"the negative prompt has embeddings {list(neg.shape)}; it needs [1 or B, L, text_dim] with "
+                             f"B = {first.embeds.shape[0]} and text_dim = {first.embeds.shape[2]} like the prompt: "
+                             "encode it with the same text encoder")
 
     @classmethod
     def single(cls, prompt_embeds: torch.Tensor) -> "PromptSchedule":
@@ -245,9 +254,11 @@ def timeline(starts: list[int], labels: list[str], frames_per_block: int, latent
     return lines
 
 
-def as_schedule(prompts: torch.Tensor | PromptSchedule) -> PromptSchedule:
-    """A schedule as is; embeddings [B, L, text_dim] as a schedule of one prompt."""
-    return prompts if isinstance(prompts, PromptSchedule) else PromptSchedule.single(prompts)
+def as_schedule(prompts: torch.Tensor | PromptSchedule, negative: torch.Tensor | None = None) -> PromptSchedule:
+    """A schedule as is; embeddings [B, L, text_dim] as a schedule of one prompt. ``negative``: a negative prompt
+    [1 or B, L, text_dim] to attach (None: the schedule's own)."""
+    schedule = prompts if isinstance(prompts, PromptSchedule) else PromptSchedule.single(prompts)
+    return schedule if negative is None else replace(schedule, negative=negative)
 
 
 def schedule_from_timed(timed: list[TimedPrompt], embeds: list[torch.Tensor],

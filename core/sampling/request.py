@@ -32,6 +32,7 @@ class SamplingRequest:
     frames_per_block: int | None = None
     sampler: str | None = None
     steps: tuple[int, ...] | None = None
+    first_steps: tuple[int, ...] | None = None      # () = the first block takes ``steps`` like every other
     sampling_steps: int | None = None
     shift: float | None = None
     warp_steps: bool | None = None
@@ -42,12 +43,15 @@ class SamplingRequest:
     retrieval_scope: str | None = None
     shot_rope_offset: float | None = None
     shot_sink: bool | None = None
+    shot_clean_recache: bool | None = None
     start_block: str | None = None
+    guidance_scale: float | None = None
 
     def __post_init__(self):
         object.__setattr__(self, "options", tuple(sorted(dict(self.options).items())))
-        if self.steps is not None:
-            object.__setattr__(self, "steps", tuple(int(s) for s in self.steps))
+        for name in ("steps", "first_steps"):
+            if getattr(self, name) is not None:
+                object.__setattr__(self, name, tuple(int(s) for s in getattr(self, name)))
 
     @property
     def strategy_name(self) -> str:
@@ -72,7 +76,8 @@ def resolve(request: SamplingRequest, family: FamilyDefaults) -> SamplingConfig:
                                                ("retrieval_scope", request.retrieval_scope)) if v is not None})
     native = name == "native"
     shots = ShotConfig(family.shots.rope_offset if request.shot_rope_offset is None else request.shot_rope_offset,
-                       (family.shots.sink and native) if request.shot_sink is None else request.shot_sink)
+                       (family.shots.sink and native) if request.shot_sink is None else request.shot_sink,
+                       bool(request.shot_clean_recache))
     pick = lambda asked, default: default if asked is None else asked   # noqa: E731
     sampler = pick(request.sampler, family.sampler)
     own = family.steps_for(sampler)       # the family's steps for its own sampler, another sampler's published ones
@@ -83,9 +88,11 @@ def resolve(request: SamplingRequest, family: FamilyDefaults) -> SamplingConfig:
         strategy_options=_options(spec, {**defaults.options, **dict(request.options)}),
         retrieval=retrieval, frames_per_block=pick(request.frames_per_block, family.frames_per_block),
         sampler=sampler, steps=pick(request.steps, own.get("steps", family.steps)),
+        first_steps=pick(request.first_steps, own.get("first_steps", ())),
         sampling_steps=pick(request.sampling_steps, own.get("sampling_steps", family.sampling_steps)), shift=pick(request.shift, family.shift),
         warp_steps=pick(request.warp_steps, True), context_noise=pick(request.context_noise, 0.0),
         noise=pick(request.noise, "per-block"), switch=switch, shots=shots,
+        guidance_scale=pick(request.guidance_scale, 1.0),
         start_block=pick(request.start_block, family.start_block), scaled=defaults.scaled,
         request=request, family=family)
 

@@ -137,13 +137,14 @@ def test_the_nodes_detect_causal_forcing_long_video_and_reproduce_it(models_dir)
 
 
 def test_the_released_file_names_bring_the_rolling_defaults(tmp_path):
-    for rel, steps in (("checkpoints/rolling_forcing_dmd.safetensors", (1000, 800, 600, 400, 200)),
-                       ("chunkwise/longvideo.safetensors", (1000, 750, 500, 250))):
+    for rel, preset, steps in (("checkpoints/rolling_forcing_dmd.safetensors", "Rolling Forcing", (1000, 800, 600, 400, 200)),
+                               ("chunkwise/longvideo.safetensors", "Causal-Forcing long video", (1000, 750, 500, 250))):
         path = tmp_path / rel
         path.parent.mkdir(parents=True, exist_ok=True)
         path.symlink_to(GOLDEN / "wan_tiny_t2v_bare.safetensors")
-        _, defaults = detect_defaults(path)
+        _, found, defaults = detect_defaults(path)
+        assert found == preset
         assert (defaults.sampler, defaults.steps, defaults.window, defaults.sink) == ("rolling", steps, 21, 3)
     plain = tmp_path / "self_forcing_dmd.safetensors"
     plain.symlink_to(GOLDEN / "wan_tiny_t2v_bare.safetensors")
-    assert detect_defaults(plain)[1].sampler == "renoise"
+    assert detect_defaults(plain)[2].sampler == "renoise"

@@ -51,6 +51,8 @@ def write_models(base: Path) -> None:
                 "generator": {f"model.{k}": v for k, v in sd.items()}}, m / "diffusion_models" / "self_forcing.pt")
     torch.save({"generator": {f"model.{k}": v for k, v in sd.items()}}, m / "diffusion_models" / "causal_forcing.pt")
     torch.save({"generator": {f"model.{k}": v for k, v in sd.items()}}, m / "diffusion_models" / "longlive_base.pt")
+    torch.save({"generator_ema": {f"model.{k}": v for k, v in sd.items()}},          # frame-wise Causal Forcing++
+               m / "diffusion_models" / "framewise-2step.pt")
     lora = {}
     for k, w in sd.items():
         if k.startswith("blocks.") and k.endswith(".weight") and w.dim() == 2:
@@ -178,7 +180,8 @@ def for_test(wf: dict, embeds: str) -> dict:
             # Wan2.1: 6x4 latents, 21 latent frames: block 18 retrieves; a sampler that starts another one: 12 frames.
             # LongLive 2.0: 48 latent frames = 6 blocks of 8: block 4 evicts, block 5 retrieves; an image start
             # keeps width x height at 0 (the start's size)
-            length = 189 if is_longlive2(wf) else 41 if n["id"] in feeds_a_start else 81
+            # frame-wise Causal Forcing++: window 21, so 121 video frames (31 latent frames) evict and retrieve
+            length = 189 if is_longlive2(wf) else 41 if n["id"] in feeds_a_start else 121 if is_framewise(wf) else 81
             start = any(l[3] == n["id"] and by_id[l[3]]["inputs"][l[4]]["name"] == "start" for l in wf["links"])
             n["widgets_values"][:3] = [0, 0, length] if start and is_longlive2(wf) else [*size, length]
         if n["type"] == "ImageScale":
@@ -186,6 +189,11 @@ def for_test(wf: dict, embeds: str) -> dict:
         if n["type"] == "LongLiveRAG_Decode":
             n["widgets_values"] = [4]
     return wf
+
+
+def is_framewise(wf: dict) -> bool:
+    return any(n["type"] == "LongLiveRAG_LoadBackbone" and n["widgets_values"][0] == "framewise-2step.pt"
+               for n in wf["nodes"])
 
 
 def is_longlive2(wf: dict) -> bool:
@@ -204,6 +212,8 @@ SAMPLER_INFO = {   # what each workflow's sampler says about its start (shown by
                                    "LongLive 2.0: 32x32 px (Wan2.2 latents, 48 channels, 2x2) at 24 fps; blocks of 8 "
                                    "latent frames, window 32, sink 8, UniPC 4 steps, shift 5; a cut line starts a new shot (RoPE offset "
                                    "8, multi-shot sink off with retrieval)"],
+    "longlive_rag_causal_forcing_pp_framewise_t2v": [
+        "blocks of 1 latent frame, window 21, sink 1, steps 1000,500 (the first block 1000,750,500,250), shift 5"],
     "longlive_rag_longlive2_i2v": ["48 latent frames = 189 video frames (7.88 s at 24 fps)",
                                    "starts from the given 1 latent frames (an image), kept as given, held clean inside "
                                    "the first block", "LongLive 2.0: 32x32 px (Wan2.2 latents"],

@@ -19,19 +19,23 @@ def tiny(channels: int) -> WanTransformer:
     return tiny_model(0, channels=channels)
 
 
-@pytest.fixture(scope="module", params=FAMILIES, ids=[f.name for f in FAMILIES])
-def family(request):
+# every family, and the variants that run otherwise (frame-wise Causal Forcing++: blocks of one frame)
+RUNS = [(f.name, f.defaults) for f in FAMILIES] + [(p, d) for f in FAMILIES for p, d in f.variants.items()
+                                                   if p.startswith("Causal-Forcing++")]
+
+
+@pytest.fixture(scope="module", params=[d for _, d in RUNS], ids=[n for n, _ in RUNS])
+def defaults(request):
     return request.param
 
 
 @pytest.fixture(scope="module")
-def model(family):
-    return tiny(family.defaults.latent.channels)
+def model(defaults):
+    return tiny(defaults.latent.channels)
 
 
 @pytest.mark.parametrize("name", NAMES)
-def test_every_strategy_generates_on_every_family_past_its_first_eviction(family, model, name):
-    defaults = family.defaults
+def test_every_strategy_generates_on_every_family_past_its_first_eviction(defaults, model, name):
     retrieval = RetrievalConfig(top_k=2, recent_exclude=0) if name == "rag" else None
     first = plan_run(RunRequest(SamplingRequest(strategy=name, retrieval=retrieval), frames=defaults.frames_per_block),
                      defaults)

@@ -42,6 +42,9 @@ CASES = [
                                   "--shot-rope-offset", "4", "--no-multi-shot-sink"],
      {"steps": "1000,500", "settings": dict(sampler="renoise", context_noise=10.0, shot_rope_offset=4.0,
                                             shot_sink=False)}),
+    ("guidance and a clean re-cache at cuts", WAN22, ["--mode", "native", "--guidance-scale", "3",
+                                                      "--shot-clean-recache"],
+     {"settings": dict(guidance_scale=3.0, shot_clean_recache=True)}),
 ]
 
 

@@ -4,7 +4,8 @@ import sys
 from pack import N, PACK, schema
 
 
-NODE_IDS = ["LongLiveRAG_LoadBackbone", "LongLiveRAG_LoadLatentEncoder", "LongLiveRAG_HistoryPool",
+NODE_IDS = ["LongLiveRAG_LoadBackbone", "LongLiveRAG_ModelBackbone", "LongLiveRAG_LoadLatentEncoder",
+            "LongLiveRAG_HistoryPool",
             "LongLiveRAG_RetrieveContext", "LongLiveRAG_ARBlockSampler", "LongLiveRAG_Decode",
             "LongLiveRAG_RetrievalMap", "LongLiveRAG_LoadPromptEmbeds", "LongLiveRAG_PromptSchedule",
             "LongLiveRAG_ContextStrategy", "LongLiveRAG_CompareGrid", "LongLiveRAG_SamplerSettings"]

@@ -62,7 +62,7 @@ def test_workflows_name_the_published_checkpoint_files():
     text = "".join(p.read_text() for p in WORKFLOWS)
     for name in ("self_forcing.pt", "causal_forcing.pt", "longlive_base.pt", "longlive_lora.pt", "ae_latent_mem.pt",
                  "umt5_xxl_fp8_e4m3fn_scaled.safetensors", "wan_2.1_vae.safetensors", "model_bf16.pt",
-                 "wan2.2_vae.safetensors"):
+                 "wan2.2_vae.safetensors", "framewise-2step.pt"):
         assert name in text
 
 

@@ -6,8 +6,8 @@ One name per strategy, everywhere (CLI ``--strategy``, nodes, docs): ``native``,
 Defaults per backbone family: the published numbers below were set for blocks of 3 latent frames (the Wan2.1
 backbones). ``StrategySpec.defaults_for(frames_per_block, family_window, family_sink)`` gives a strategy's
 window, sink and options on a family with other blocks: native and rag take the family's own window and sink;
-the others scale the numbers that are whole blocks in the published configs (see each ``scale`` function) and
-say what they scaled. At blocks of 3 every strategy gets exactly its published numbers.
+the others scale the numbers that are whole blocks in the published configs to longer blocks (see each ``scale``
+function) and keep them in frames for shorter ones (frame-wise backbones), and say what they did. At blocks of 3 every strategy gets exactly its published numbers.
 """
 from __future__ import annotations
 
@@ -60,6 +60,12 @@ class StrategySpec:
             return StrategyDefaults(family_window, family_sink)
         if frames_per_block == PUBLISHED_BLOCK:
             return StrategyDefaults(self.window, self.sink)
+        if frames_per_block < PUBLISHED_BLOCK:
+            # shorter blocks (frame-wise backbones) keep the published numbers in frames: whole blocks scaled down
+            # would leave a third of the context (∞-RoPE 3 frames, MemRoPE no recent frame at all) for the same cost
+            return StrategyDefaults(self.window, self.sink, scaled=(
+                f"window {self.window} and sink {self.sink} kept in frames at blocks of {frames_per_block} (published "
+                f"at blocks of {PUBLISHED_BLOCK}; scaled by blocks: window {self.scale(self, frames_per_block).window})"))
         return self.scale(self, frames_per_block)
 
     def resolve_params(self, options) -> object:

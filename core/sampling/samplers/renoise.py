@@ -75,4 +75,6 @@ class Renoise:
         return {"steps": parse_timesteps(text)}
 
     def describe(self, settings: StepSettings) -> str:
-        return f"steps {','.join(map(str, settings.steps))}"
+        first = getattr(settings, "first_steps", ())       # the video's first block's own steps, when set
+        return f"steps {','.join(map(str, settings.steps))}" + \
+            (f" (the first block {','.join(map(str, first))})" if first else "")

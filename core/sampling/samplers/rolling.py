@@ -18,8 +18,9 @@ is a draw the size of the whole window from the run's generator, of which the bl
 published code's draws, oldest block first).
 
 Not composed (the settings' check refuses them): retrieval and the other strategies (their hooks live in the KV
-cache, which this sampler replaces); starts inside a block; prompt schedules (a window mixes blocks of two prompts
-in one call: no published definition), refused before the first model call.
+cache, which this sampler replaces); starts inside a block; guidance (a negative prompt would need a second rolling
+cache: no published definition, and the checkpoints are distilled to run without it); prompt schedules (a window
+mixes blocks of two prompts in one call: no published definition), refused before the first model call.
 A run continued from a start (a partial, a clip) refills the window from its first generated block, as the
 reference does with an initial latent: it is not the uninterrupted run's continuation.
 """
@@ -70,6 +71,10 @@ class Rolling:
                              "attends its own anchor and clean frames (Rolling Forcing's cache), where retrieved "
                              "frames or another strategy's slots have no defined place; choose strategy native "
                              "or sampler renoise")
+        if getattr(cfg, "guided", False):
+            raise ValueError(f"the rolling sampler runs unguided: guidance scale {cfg.guidance_scale:g} would need a "
+                             "second rolling cache for the negative prompt, which no published code defines (Rolling "
+                             "Forcing is distilled without guidance); set guidance 1 or use sampler renoise")
         nf, window, sink, n = cfg.frames_per_block, cfg.window, cfg.sink, len(cfg.steps)
         if sink != nf:
             raise ValueError(f"the rolling sampler's anchor is the video's first block: sink {sink} must be the block "

@@ -80,3 +80,55 @@ def test_merged_prompt_padding_gives_the_attention_over_every_padded_row():
     merged = attention_heads_first(q, heads(kept.double() @ proj_k), heads(kept.double() @ proj_v), bias.double())
     torch.testing.assert_close(merged, full, rtol=1e-7, atol=1e-7)   # the bias is float32
     assert merge_padding(torch.randn(1, 6, 8, generator=g))[1] is None    # no padding: nothing merged
+
+
+class CastingLinear(torch.nn.Linear):
+    """A host's layer that keeps its weights in another dtype on another device and casts them per call."""
+
+    def forward(self, x):
+        return torch.nn.functional.linear(x, self.weight.to(x.dtype), self.bias.to(x.dtype))
+
+
+def host_layers(model, dtype=torch.float64):
+    """Another implementation's layers holding ``model``'s weights (the Linears cast per call, in ``dtype``)."""
+    layers = {}
+    for name, mod in model.named_modules():
+        if type(mod) is torch.nn.Linear:
+            copy = CastingLinear(mod.in_features, mod.out_features, dtype=dtype)
+            copy.load_state_dict(mod.state_dict())
+            layers[name] = copy
+        else:
+            layers[name] = mod
+    return layers
+
+
+def test_from_modules_runs_this_arithmetic_over_the_given_layers(one_thread):
+    """The same video from the given layers: they are used (not copied), loose parameters in another dtype are cast
+    per call, and ``compute_place`` follows what the model states."""
+    from core.model.backbone import compute_place
+    from core.model.transformer import WanTransformer
+    from core.sampling.loop import generate
+    from core.app.plan import sampling_config
+    model = tiny_model()
+    layers = host_layers(model)
+    other = WanTransformer.from_modules(model.cfg, layers)
+    assert other.blocks[0].self_attn.q is layers["blocks.0.self_attn.q"]
+    other.blocks[0].modulation = torch.nn.Parameter(model.blocks[0].modulation.double())   # kept in float64
+    other.compute_device, other.compute_dtype = torch.device("cpu"), torch.float32
+    assert compute_place(other) == (torch.device("cpu"), torch.float32)
+    emb = torch.randn(1, 7, 32, generator=torch.Generator().manual_seed(2))
+    cfg = sampling_config(window=6)
+    a = generate(model, emb, 9, (4, 6), 0, cfg).latents
+    b = generate(other, emb, 9, (4, 6), 0, cfg).latents
+    assert torch.equal(a, b)
+    layers["blocks.1.ffn.2"].bias.data.add_(1.0)       # the given layers are the ones that run
+    assert not torch.equal(a, generate(other, emb, 9, (4, 6), 0, cfg).latents)
+
+
+def test_from_modules_names_a_missing_layer():
+    from core.model.transformer import WanTransformer
+    model = tiny_model()
+    layers = dict(model.named_modules())
+    del layers["blocks.1.cross_attn.k"]
+    with pytest.raises(KeyError, match="blocks.1.cross_attn.k"):
+        WanTransformer.from_modules(model.cfg, layers)

@@ -34,8 +34,8 @@ def test_a_shot_sink_turned_off_with_retrieval_says_so():
 
 
 def test_steps_for_the_family_s_own_sampler_are_the_family_s():
-    assert WAN21.steps_for("renoise") == {"steps": (1000, 750, 500, 250), "sampling_steps": 4}
-    assert WAN22.steps_for("unipc") == {"steps": (), "sampling_steps": 4}
+    assert WAN21.steps_for("renoise") == {"steps": (1000, 750, 500, 250), "sampling_steps": 4, "first_steps": ()}
+    assert WAN22.steps_for("unipc") == {"steps": (), "sampling_steps": 4, "first_steps": ()}
 
 
 def test_steps_for_another_sampler_are_that_sampler_s_published_ones():

@@ -33,6 +33,7 @@ def test_choosing_rolling_brings_its_published_steps_window_and_anchor():
     (dict(sink=1), "sink 1 must be the block size 3"),
     (dict(window=15), "at least 18"),
     (dict(window=20), "whole blocks of 3"),
+    (dict(guidance_scale=3.0), "runs unguided: guidance scale 3"),
 ])
 def test_settings_it_cannot_run_are_refused_in_one_line(fields, message):
     with pytest.raises(ValueError, match=message) as err:

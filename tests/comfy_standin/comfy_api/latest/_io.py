@@ -189,6 +189,11 @@ class Vae(ComfyTypeIO):
     pass
 
 
+@comfytype(io_type="MODEL")
+class Model(ComfyTypeIO):
+    pass
+
+
 @comfytype(io_type="COMFY_MULTITYPED_V3")
 class MultiType:
     class Input(Input):
