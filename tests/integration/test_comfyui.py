@@ -67,14 +67,42 @@ def write_models(base: Path) -> None:
     ll2 = tiny_model(1, dim=128, heads=1, text_dim=64, freq_dim=256, channels=48, bias_std=0.05)
     torch.save({"generator": {f"model.{k}": v.to(torch.bfloat16) for k, v in ll2.state_dict().items()}},
                m / "diffusion_models" / "model_bf16.pt")
+    write_comfy_models(m)
     for name in ("wan_2.1_vae.safetensors", "wan2.2_vae.safetensors"):
         subprocess.run([PY, "-c", VAE_WRITER, COMFY, name, str(m / "vae" / name)], check=True, cwd=COMFY)
     (base / "input").mkdir(exist_ok=True)
     emb = torch.randn(1, 20, 64, generator=torch.Generator().manual_seed(4))
     save_file({"prompt_embeds": torch.cat([emb, torch.zeros(1, 492, 64)], 1)}, str(base / "input" / "prompt.safetensors"))
+    wide = torch.randn(1, 20, 4096, generator=torch.Generator().manual_seed(6))
+    save_file({"prompt_embeds": torch.cat([wide, torch.zeros(1, 492, 4096)], 1)},
+              str(base / "input" / WIDE_EMBEDS))
     from PIL import Image                 # the image workflow's LoadImage default
     pixels = torch.rand(64, 96, 3, generator=torch.Generator().manual_seed(5)).mul(255).byte().numpy()
     Image.fromarray(pixels).save(base / "input" / "example.png")
+
+
+WIDE_EMBEDS = "prompt_4096.safetensors"     # the Wan text width ComfyUI's own Wan model is built with
+
+
+def write_comfy_models(m: Path) -> None:
+    """The ComfyUI-loaders template's files: a LongLive base and LoRA in the released layout, converted with
+    `core convert` (base for Load Diffusion Model, LoRA for LoraLoaderModelOnly); large enough for ComfyUI's model
+    detection (heads of 128, text width 4096)."""
+    from core.app.tiny import tiny_model
+    from core.formats.convert import convert_checkpoint
+    src = m / "released"
+    src.mkdir(exist_ok=True)
+    sd = {k: v.to(torch.bfloat16) for k, v in tiny_model(3, dim=256, heads=2, text_dim=4096, freq_dim=256,
+                                                          bias_std=0.05).state_dict().items()}
+    torch.save({"generator": {f"model.{k}": v for k, v in sd.items()}}, src / "longlive_base.pt")
+    lora = {}
+    for k, w in sd.items():
+        if k.startswith("blocks.") and k.endswith(".weight") and w.dim() == 2:
+            lora[f"base_model.model.{k[:-len('.weight')]}.lora_A.weight"] = torch.randn(4, w.shape[1]) * 0.01
+            lora[f"base_model.model.{k[:-len('.weight')]}.lora_B.weight"] = torch.randn(w.shape[0], 4) * 0.01
+    torch.save({"generator_lora": lora}, src / "longlive_lora.pt")
+    convert_checkpoint(src / "longlive_base.pt", m / "diffusion_models", lora=src / "longlive_lora.pt",
+                       lora_out=m / "loras")
 
 
 STORY = "0s: a red fox in the snow\n1.5s: the fox at a frozen lake\n3.5s: the ice cracks"   # blocks 0, 6, 15
@@ -202,6 +230,8 @@ def is_longlive2(wf: dict) -> bool:
 
 
 SAMPLER_INFO = {   # what each workflow's sampler says about its start (shown by Preview as Text)
+    "longlive_rag_comfy_loaders_lora": ["ComfyUI loaded the MODEL in RAM (the CPU computes)",
+                                        "strategy rag (LongLive-RAG retrieval): window 12, sink 1, top_k 6"],
     "longlive_rag_image_to_video": ["starts from the given 1 latent frames (an image), kept as given",
                                     "length 81 rounded up to 85 video frames (a first block of the start's 1 latent "
                                     "frame, then whole blocks of 3 latent frames)"],
@@ -238,7 +268,8 @@ def run_workflow(server, wf: dict, f: Path) -> subprocess.CompletedProcess:
 
 @pytest.mark.parametrize("path", WORKFLOWS, ids=lambda p: p.stem)
 def test_workflow_runs_in_comfyui(server, path, tmp_path):
-    wf = for_test(json.loads(path.read_text()), "prompt.safetensors")
+    wf = json.loads(path.read_text())
+    wf = for_test(wf, WIDE_EMBEDS if any(n["type"] == "UNETLoader" for n in wf["nodes"]) else "prompt.safetensors")
     before = set((server["base"] / "output").rglob("*")) if (server["base"] / "output").exists() else set()
     t0 = time.time()
     proc = run_workflow(server, wf, tmp_path / path.name)
