@@ -184,6 +184,8 @@ def cancel_and_continue(model, reference) -> None:
             mm.interrupt_current_processing(True)
 
     stopped = False
+    from comfy.cli_args import LatentPreviewMethod, args
+    args.preview_method = LatentPreviewMethod.Latent2RGB           # as a user with previews on
     comfy.utils.set_progress_bar_global_hook(hook)
     try:
         run(model, length=69)

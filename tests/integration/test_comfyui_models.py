@@ -67,6 +67,7 @@ def test_cancel_then_queue_again_continues_on_the_model_route(results):
     r = results["cancel_continue"]
     assert r["stopped"] and r["continued"] and r["equal"], r
     assert [v for v, total, _ in r["progress"]][-1] == r["progress"][-1][1]     # the bar reached its total
+    assert all(preview for _, _, preview in r["progress"]), r["progress"]      # a latent preview with every block
 
 
 def test_the_retrieval_map_draws_the_model_routes_log(results):
