@@ -170,7 +170,7 @@ def test_every_pack_node_is_served_as_its_v3_schema_reads(server, monkeypatch):
         assert served["output_tooltips"] == [o.tooltip for o in schema.outputs], node_id
     assert "self_forcing.pt" in info["LongLiveRAG_LoadBackbone"]["input"]["required"]["backbone"][1]["options"]
     assert "ae_latent_mem.pt" in info["LongLiveRAG_LoadLatentEncoder"]["input"]["required"]["encoder"][1]["options"]
-    assert embeds_options(server) == ["prompt.safetensors"]         # the .safetensors files of input/
+    assert sorted(embeds_options(server)) == sorted(["prompt.safetensors", WIDE_EMBEDS])   # input/'s .safetensors
 
 
 def embeds_options(server) -> list[str]:
