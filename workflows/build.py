@@ -29,6 +29,9 @@ LL2_BACKBONE = "model_bf16.pt"          # LongLive 2.0 (Efficient-Large-Model/Lo
 PROMPT = ("A red fox trots through a snowy birch forest at dawn, soft golden light, the camera follows it "
           "in one continuous tracking shot, cinematic, highly detailed")
 SECONDS = 30                            # the length of the examples
+# LongLive in ComfyUI's formats, as `python -m core convert --backbone longlive_base.pt --lora longlive_lora.pt
+# --lora-out ...` writes it: the base for Load Diffusion Model, the LoRA for LoraLoaderModelOnly
+COMFY_BACKBONE, COMFY_LORA = "longlive_base_bf16.safetensors", "longlive_lora.safetensors"
 
 
 class Family(NamedTuple):
@@ -80,6 +83,9 @@ CORE = {
     "ImageScale": ([("image", "IMAGE", None), ("upscale_method", "COMBO", "lanczos"), ("width", "INT", WAN21.size[0]),
                     ("height", "INT", WAN21.size[1]), ("crop", "COMBO", "center")], [("IMAGE", "IMAGE")]),
     "VAEEncode": ([("pixels", "IMAGE", None), ("vae", "VAE", None)], [("LATENT", "LATENT")]),
+    "UNETLoader": ([("unet_name", "COMBO", COMFY_BACKBONE), ("weight_dtype", "COMBO", "default")], [("MODEL", "MODEL")]),
+    "LoraLoaderModelOnly": ([("model", "MODEL", None), ("lora_name", "COMBO", COMFY_LORA),
+                             ("strength_model", "FLOAT", 1.0)], [("MODEL", "MODEL")]),
 }
 IMAGE_PROMPT = ("The scene in the picture comes to life: the camera slowly pushes in as the light shifts and the "
                 "subject moves naturally, one continuous shot, cinematic, highly detailed")
@@ -278,6 +284,25 @@ def rolling_video(specs, backbone="rolling_forcing_dmd.pt", seconds=60):
     return g.to_json("Rolling Forcing: text to a minute-long video")
 
 
+def comfy_loaders_t2v(specs, title):
+    """Load Diffusion Model → LoraLoaderModelOnly (LongLive's LoRA; more LoRAs chain after it) → the sampler's
+    backbone: ComfyUI's loaders and memory management instead of Load Backbone."""
+    g = Graph(specs)
+    text = add_prompt(g, False)
+    unet = g.add("UNETLoader", (0, 420), size=(380, 110), title="Load Diffusion Model (converted LongLive base)")
+    lora = g.add("LoraLoaderModelOnly", (0, 560), size=(380, 110), title="LoraLoaderModelOnly (LongLive's LoRA)")
+    g.link(unet, "MODEL", lora, "model")
+    ret = add_retrieval(g)
+    sampler = g.add("LongLiveRAG_ARBlockSampler", (800, 0), {"length": WAN21.frames}, size=(360, 380))
+    g.link(lora, "MODEL", sampler, "backbone")
+    g.link(*text, sampler, "positive")
+    g.link(ret, "retrieval", sampler, "retrieval")
+    vae = g.add("VAELoader", (800, 440), size=(320, 80))
+    add_outputs(g, sampler, vae, 1200, "video/LongLiveRAG_comfy_loaders")
+    show_info(g, sampler, (800, 560))
+    return g.to_json(title)
+
+
 def ab_compare(specs, frames=WAN21.frames, story=False, backbone="causal_forcing.pt", lora=None,
                title="A/B: native window vs LongLive-RAG"):
     g = Graph(specs)
@@ -381,6 +406,8 @@ def graphs() -> dict[str, dict]:
         "longlive_rag_longlive_t2v.json": text_to_video(specs, "longlive_base.pt", "longlive_lora.pt",
                                                         "LongLive (base + LoRA) + LongLive-RAG: text to long video"),
         "longlive_rag_ab_native_vs_retrieval.json": ab_compare(specs),
+        "longlive_rag_comfy_loaders_lora.json": comfy_loaders_t2v(
+            specs, "LongLive with ComfyUI's loaders: Load Diffusion Model + LoRA stack + LongLive-RAG"),
         "longlive_rag_longlive_story.json": text_to_video(
             specs, "longlive_base.pt", "longlive_lora.pt",
             "LongLive story: timed prompts with KV re-cache + LongLive-RAG", story=True),

@@ -52,6 +52,20 @@ def t2v(family) -> str:
             "the seed.")
 
 
+def comfy_loaders(family) -> str:
+    return ("**{title}**\n\nLongLive through ComfyUI's own loaders: **Load Diffusion Model** reads the base in "
+            "ComfyUI's format, **LoraLoaderModelOnly** adds LongLive's LoRA (chain more style or motion LoRAs after "
+            "it), and the MODEL goes straight into the sampler's `backbone`. ComfyUI keeps the weights and decides "
+            "where they live (all on the GPU, partly, or streamed from RAM); fp8 and GGUF files work the same way. "
+            "Same video as Load Backbone with the released files.\n\n**Make the two files once** (from the "
+            "released `longlive_base.pt` and `longlive_lora.pt`): `python -m core convert --backbone longlive_base.pt "
+            "--lora longlive_lora.pt --out ComfyUI/models/diffusion_models/ --lora-out ComfyUI/models/loras/` "
+            "(add `--dtype fp8` for half the weight bytes). For Self-Forcing or Causal-Forcing convert the `.pt` "
+            "alone and remove the LoRA node; for a frame-wise Causal Forcing++ put **Model as Backbone** (its "
+            f"preset) between the model and the sampler.\n\n{memory(family)}\n\n**Change first:** the prompt, "
+            f"`length` ({lengths(family)}), the LoRA stack.")
+
+
 def ab(family) -> str:
     return ("**{title}**\n\nThe same prompt and seed twice: with the plain sliding window (A) and with retrieval "
             "(B), side by side, plus the retrieval map (which past frame each block used).\n\n" + memory(family)
@@ -185,6 +199,8 @@ def note_for(wf: dict) -> str:
         text = rolling(F.family_by_key("wan21").as_variant(ROLLING_PRESET))
     elif LL2_BACKBONE in backbones:
         text = (ll2_i2v if "VAEEncode" in kinds else ll2_t2v)(F.family_by_key("longlive2"))
+    elif "UNETLoader" in kinds:
+        text = comfy_loaders(F.family_by_key("wan21"))
     elif CFPP_BACKBONE in backbones:
         text = framewise_t2v(F.family_by_key("wan21").as_variant(CFPP_PRESET))
     else:

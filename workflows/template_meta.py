@@ -34,11 +34,16 @@ VAE_FOLDERS = {"Wan2.1": HF_WAN + "vae/", "Wan2.2": HF_WAN22 + "vae/"}    # late
 MODEL_FILES.update({f.vae_file: (VAE_FOLDERS[f.name] + f.vae_file, "vae")
                     for f in importlib.import_module(f"{load_pack().__name__}.core.latents.format").formats()
                     if f.name in VAE_FOLDERS})
-LOADERS = {"LongLiveRAG_LoadBackbone", "LongLiveRAG_LoadLatentEncoder", "CLIPLoader", "VAELoader"}
+# files a user makes once from released ones (no download exists): name → ComfyUI models folder; the note names
+# them with the command that makes them (``python -m core convert``), the missing-models dialog cannot offer them
+MADE_FILES = {"longlive_base_bf16.safetensors": "diffusion_models", "longlive_lora.safetensors": "loras"}
+LOADERS = {"LongLiveRAG_LoadBackbone", "LongLiveRAG_LoadLatentEncoder", "CLIPLoader", "VAELoader", "UNETLoader",
+           "LoraLoaderModelOnly"}
 
 # node type → column; columns left to right
 COLUMNS = ("Models", "Prompt", "Retrieval", "Sampling", "Output")
-ROLE = {"CLIPLoader": "Models", "VAELoader": "Models", "LongLiveRAG_LoadBackbone": "Models",
+ROLE = {"CLIPLoader": "Models", "VAELoader": "Models", "LongLiveRAG_LoadBackbone": "Models", "UNETLoader": "Models",
+        "LoraLoaderModelOnly": "Models", "LongLiveRAG_ModelBackbone": "Models",
         "LongLiveRAG_LoadLatentEncoder": "Models", "CLIPTextEncode": "Prompt", "LongLiveRAG_PromptSchedule": "Prompt",
         "LongLiveRAG_LoadPromptEmbeds": "Prompt", "LoadImage": "Prompt", "ImageScale": "Prompt", "VAEEncode": "Prompt",
         "PreviewAny": "Prompt", "LongLiveRAG_HistoryPool": "Retrieval", "LongLiveRAG_RetrieveContext": "Retrieval",
@@ -93,6 +98,9 @@ def lay_out(wf: dict) -> None:
 def add_note(wf: dict, text: str) -> None:
     """A MarkdownNote at the left: what the workflow does, which files, what to expect, what to change first."""
     files = "\n".join(f"- `{f}` → `ComfyUI/models/{MODEL_FILES[f][1]}/`" for f in files_used(wf))
+    made = [v for n in wf["nodes"] if n["type"] in LOADERS for v in n["widgets_values"] if v in MADE_FILES]
+    files += "".join(f"\n- `{f}` → `ComfyUI/models/{MADE_FILES[f]}/` (made with `python -m core convert`, above)"
+                     for f in made)
     body = f"{text.strip()}\n\n**Files** (the missing-models dialog offers each download):\n{files}\n"
     nid = len(wf["nodes"]) + 1
     wf["nodes"].append({"id": nid, "type": "MarkdownNote", "pos": [0, TOP], "size": [NOTE_W - 20, 640], "flags": {},

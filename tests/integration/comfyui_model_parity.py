@@ -184,6 +184,8 @@ def cancel_and_continue(model, reference) -> None:
             mm.interrupt_current_processing(True)
 
     stopped = False
+    from comfy.cli_args import LatentPreviewMethod, args
+    args.preview_method = LatentPreviewMethod.Latent2RGB           # as a user with previews on
     comfy.utils.set_progress_bar_global_hook(hook)
     try:
         run(model, length=69)
@@ -195,6 +197,32 @@ def cancel_and_continue(model, reference) -> None:
     full, _, _ = run(reference, length=69)
     RESULTS["cancel_continue"] = {"stopped": stopped, "equal": bool(torch.equal(latents, full)),
                                   "continued": "continu" in info.lower(), "progress": seen}
+
+
+def converted_longlive() -> None:
+    """LongLive's released layout (a bf16 .pt base, a peft LoRA) through Load Backbone, against `core convert`'s
+    files through Load Diffusion Model: merged (bit for bit), and base + LoRA file through LoraLoaderModelOnly."""
+    convert = importlib.import_module("llrag_pack.core.formats.convert").convert_checkpoint
+    base = tiny.tiny_model(2, dim=256, heads=2, text_dim=4096, freq_dim=256, bias_std=0.05)
+    sd = {k: v.to(torch.bfloat16) for k, v in base.state_dict().items()}
+    torch.save({"generator": {f"model.{k}": v for k, v in sd.items()}}, f"{work}/diffusion_models/longlive_base.pt")
+    g, lora = torch.Generator().manual_seed(7), {}
+    for k, w in sd.items():
+        if k.startswith("blocks.") and k.endswith(".weight") and w.dim() == 2:
+            mod = k[: -len(".weight")]
+            lora[f"base_model.model.{mod}.lora_A.weight"] = torch.randn(8, w.shape[1], generator=g) * 0.05
+            lora[f"base_model.model.{mod}.lora_B.weight"] = torch.randn(w.shape[0], 8, generator=g) * 0.05
+    torch.save({"generator_lora": lora}, f"{work}/loras/longlive_lora.pt")
+    pt = load_backbone("longlive_base.pt", "longlive_lora.pt", 1.0)
+    merged = convert(f"{work}/diffusion_models/longlive_base.pt", f"{work}/diffusion_models/",
+                     lora=f"{work}/loras/longlive_lora.pt")
+    (m,) = comfy_nodes.UNETLoader().load_unet(merged.backbone.name, "default")
+    compare("converted_longlive_merged", pt, m)
+    apart = convert(f"{work}/diffusion_models/longlive_base.pt", f"{work}/diffusion_models/",
+                    lora=f"{work}/loras/longlive_lora.pt", lora_out=f"{work}/loras/")
+    (b,) = comfy_nodes.UNETLoader().load_unet(apart.backbone.name, "default")
+    (bl,) = comfy_nodes.LoraLoaderModelOnly().load_lora_model_only(b, apart.lora.name, 1.0)
+    compare("converted_longlive_lora_file", pt, bl)
 
 
 def main():
@@ -221,6 +249,7 @@ def main():
     (m48,) = comfy_nodes.UNETLoader().load_unet(save(ll2.state_dict(), "tiny_ti2v.safetensors"), "default")
     compare("wan22_ti2v", load_backbone("tiny_ti2v.safetensors"), m48)
     cancel_and_continue(model, bb)
+    converted_longlive()
     (enc,) = N["LongLiveRAG_LoadLatentEncoder"].execute("avg_pool (no file)").args
     retrieval = N["LongLiveRAG_RetrieveContext"].execute(enc, 2, 1, None).args[0]
     a, log_a, _ = run(bb, length=93, retrieval=retrieval)

@@ -67,14 +67,42 @@ def write_models(base: Path) -> None:
     ll2 = tiny_model(1, dim=128, heads=1, text_dim=64, freq_dim=256, channels=48, bias_std=0.05)
     torch.save({"generator": {f"model.{k}": v.to(torch.bfloat16) for k, v in ll2.state_dict().items()}},
                m / "diffusion_models" / "model_bf16.pt")
+    write_comfy_models(m)
     for name in ("wan_2.1_vae.safetensors", "wan2.2_vae.safetensors"):
         subprocess.run([PY, "-c", VAE_WRITER, COMFY, name, str(m / "vae" / name)], check=True, cwd=COMFY)
     (base / "input").mkdir(exist_ok=True)
     emb = torch.randn(1, 20, 64, generator=torch.Generator().manual_seed(4))
     save_file({"prompt_embeds": torch.cat([emb, torch.zeros(1, 492, 64)], 1)}, str(base / "input" / "prompt.safetensors"))
+    wide = torch.randn(1, 20, 4096, generator=torch.Generator().manual_seed(6))
+    save_file({"prompt_embeds": torch.cat([wide, torch.zeros(1, 492, 4096)], 1)},
+              str(base / "input" / WIDE_EMBEDS))
     from PIL import Image                 # the image workflow's LoadImage default
     pixels = torch.rand(64, 96, 3, generator=torch.Generator().manual_seed(5)).mul(255).byte().numpy()
     Image.fromarray(pixels).save(base / "input" / "example.png")
+
+
+WIDE_EMBEDS = "prompt_4096.safetensors"     # the Wan text width ComfyUI's own Wan model is built with
+
+
+def write_comfy_models(m: Path) -> None:
+    """The ComfyUI-loaders template's files: a LongLive base and LoRA in the released layout, converted with
+    `core convert` (base for Load Diffusion Model, LoRA for LoraLoaderModelOnly); large enough for ComfyUI's model
+    detection (heads of 128, text width 4096)."""
+    from core.app.tiny import tiny_model
+    from core.formats.convert import convert_checkpoint
+    src = m / "released"
+    src.mkdir(exist_ok=True)
+    sd = {k: v.to(torch.bfloat16) for k, v in tiny_model(3, dim=256, heads=2, text_dim=4096, freq_dim=256,
+                                                          bias_std=0.05).state_dict().items()}
+    torch.save({"generator": {f"model.{k}": v for k, v in sd.items()}}, src / "longlive_base.pt")
+    lora = {}
+    for k, w in sd.items():
+        if k.startswith("blocks.") and k.endswith(".weight") and w.dim() == 2:
+            lora[f"base_model.model.{k[:-len('.weight')]}.lora_A.weight"] = torch.randn(4, w.shape[1]) * 0.01
+            lora[f"base_model.model.{k[:-len('.weight')]}.lora_B.weight"] = torch.randn(w.shape[0], 4) * 0.01
+    torch.save({"generator_lora": lora}, src / "longlive_lora.pt")
+    convert_checkpoint(src / "longlive_base.pt", m / "diffusion_models", lora=src / "longlive_lora.pt",
+                       lora_out=m / "loras")
 
 
 STORY = "0s: a red fox in the snow\n1.5s: the fox at a frozen lake\n3.5s: the ice cracks"   # blocks 0, 6, 15
@@ -142,7 +170,7 @@ def test_every_pack_node_is_served_as_its_v3_schema_reads(server, monkeypatch):
         assert served["output_tooltips"] == [o.tooltip for o in schema.outputs], node_id
     assert "self_forcing.pt" in info["LongLiveRAG_LoadBackbone"]["input"]["required"]["backbone"][1]["options"]
     assert "ae_latent_mem.pt" in info["LongLiveRAG_LoadLatentEncoder"]["input"]["required"]["encoder"][1]["options"]
-    assert embeds_options(server) == ["prompt.safetensors"]         # the .safetensors files of input/
+    assert sorted(embeds_options(server)) == sorted(["prompt.safetensors", WIDE_EMBEDS])   # input/'s .safetensors
 
 
 def embeds_options(server) -> list[str]:
@@ -202,6 +230,8 @@ def is_longlive2(wf: dict) -> bool:
 
 
 SAMPLER_INFO = {   # what each workflow's sampler says about its start (shown by Preview as Text)
+    "longlive_rag_comfy_loaders_lora": ["ComfyUI loaded the MODEL in RAM (the CPU computes)",
+                                        "strategy rag (LongLive-RAG retrieval): window 12, sink 1, top_k 6"],
     "longlive_rag_image_to_video": ["starts from the given 1 latent frames (an image), kept as given",
                                     "length 81 rounded up to 85 video frames (a first block of the start's 1 latent "
                                     "frame, then whole blocks of 3 latent frames)"],
@@ -238,7 +268,8 @@ def run_workflow(server, wf: dict, f: Path) -> subprocess.CompletedProcess:
 
 @pytest.mark.parametrize("path", WORKFLOWS, ids=lambda p: p.stem)
 def test_workflow_runs_in_comfyui(server, path, tmp_path):
-    wf = for_test(json.loads(path.read_text()), "prompt.safetensors")
+    wf = json.loads(path.read_text())
+    wf = for_test(wf, WIDE_EMBEDS if any(n["type"] == "UNETLoader" for n in wf["nodes"]) else "prompt.safetensors")
     before = set((server["base"] / "output").rglob("*")) if (server["base"] / "output").exists() else set()
     t0 = time.time()
     proc = run_workflow(server, wf, tmp_path / path.name)
@@ -375,23 +406,31 @@ def test_a_longlive2_story_reads_seconds_at_24_fps_and_cut_lines_start_shots(ser
 OUTSIDE = "outside_the_folders"      # under the server's base folder, beside input/ and models/
 
 
-def refused(server, path: str) -> str:
-    """ComfyUI's answer (JSON text) to a prompt whose Load Prompt Embeds names ``path``: HTTP 400, nothing run."""
+def refused(server, path: str) -> tuple[str, bool]:
+    """ComfyUI's answer (JSON text) to a prompt whose Load Prompt Embeds names ``path``, and whether ComfyUI refused
+    it before running (HTTP 400: ComfyUI checks a V3 combo's value against its options from 0.8 on). An older
+    ComfyUI runs the prompt and the pack's own check refuses the name when the node executes, before any file is
+    opened: the answer is then the run's error."""
     prompt = {"1": {"class_type": "LongLiveRAG_LoadPromptEmbeds", "inputs": {"path": path}},
               "2": {"class_type": "PreviewAny", "inputs": {"source": ["1", 0]}}}
-    with pytest.raises(urllib.error.HTTPError) as answer:
-        post(server, "/prompt", {"prompt": prompt})
-    assert answer.value.code == 400
-    text = answer.value.read().decode()
-    errors = json.loads(text)["node_errors"]["1"]["errors"]
-    assert [e["type"] for e in errors] == ["value_not_in_list"] and f"'{path}'" in errors[0]["details"], text
-    return text
+    try:
+        queued = post(server, "/prompt", {"prompt": prompt})
+    except urllib.error.HTTPError as answer:
+        assert answer.code == 400
+        text = answer.read().decode()
+        errors = json.loads(text)["node_errors"]["1"]["errors"]
+        assert [e["type"] for e in errors] == ["value_not_in_list"] and f"'{path}'" in errors[0]["details"], text
+        return text, True
+    entry = wait_for(server, queued["prompt_id"])
+    assert entry["status"]["status_str"] == "error" and not entry.get("outputs"), entry
+    return json.dumps(entry["status"]["messages"]), False
 
 
 def test_prompt_embeds_outside_comfyuis_folders_are_refused(server):
     """A workflow's Load Prompt Embeds cannot read a file outside ComfyUI's folders: a path with '..', an absolute
-    path and a link leading out of the input folder are refused before anything runs, and the answer is the same
-    whether the file outside exists or not (nor does it show the file's keys)."""
+    path and a link leading out of the input folder are refused before anything runs (an older ComfyUI: before
+    the file is opened), and the answer is the same whether the file outside exists or not (nor does it show the
+    file's keys)."""
     base = server["base"]
     (base / OUTSIDE).mkdir(exist_ok=True)
     secret = base / OUTSIDE / "secret.safetensors"
@@ -399,13 +438,16 @@ def test_prompt_embeds_outside_comfyuis_folders_are_refused(server):
     link = base / "input" / "link.safetensors"
     link.symlink_to(secret)
     try:
-        assert embeds_options(server) == ["prompt.safetensors"]            # the link is not offered
+        assert sorted(embeds_options(server)) == sorted(["prompt.safetensors", WIDE_EMBEDS])   # the link is not offered
         for path in (f"../{OUTSIDE}/secret.safetensors", f"../../{base.name}/{OUTSIDE}/secret.safetensors",
                      str(secret), "link.safetensors"):
-            answer = refused(server, path)
-            missing = path.replace("secret", "nothing").replace("link", "nothing")
-            assert refused(server, missing).replace(missing, path) == answer
+            answer, validated = refused(server, path)
             assert "secret_key" not in answer
+            if not validated:          # the pack's own check, when the node ran
+                assert "PermissionError" in answer and "prompt_embeds" in answer, answer
+                continue
+            missing = path.replace("secret", "nothing").replace("link", "nothing")
+            assert refused(server, missing)[0].replace(missing, path) == answer
     finally:
         link.unlink()
 

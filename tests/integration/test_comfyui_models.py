@@ -9,6 +9,8 @@ Expected differences, measured on CPU in float32 (the rest is bit for bit):
 - scaled fp8: ComfyUI de-quantises the fp8 weights in its own order of operations, ~1.6e-7 relative;
 - GGUF Q8_0 with the GGUF loader's default de-quantisation: it multiplies each block's scale and quants in
   float16, 2e-4 relative on the weights, ~2e-4 on the latents; with its 'target' de-quantisation ~1.6e-7;
+- LongLive's LoRA as a separate ComfyUI LoRA file on the bf16 base: Load Backbone merges the LoRA into the bf16
+  weights (rounded to bf16), ComfyUI adds it to them in float32: ~8e-4 (the merged file: bit for bit);
 - layers ComfyUI leaves in RAM on a small device (partial load) cast per call: their feed-forward adds the bias
   inside the product, the pack's CPU fast path after it, ~1.6e-7.
 """
@@ -39,7 +41,7 @@ def results(tmp_path_factory):
 
 
 @pytest.mark.parametrize("case", ["load_diffusion_model", "lora_0.7", "two_loras", "base_after_loras",
-                                  "wan22_ti2v", "retrieval"])
+                                  "wan22_ti2v", "retrieval", "converted_longlive_merged"])
 def test_the_model_route_is_bit_for_bit_load_backbones(results, case):
     assert results[case]["equal"], results[case]
 
@@ -47,6 +49,11 @@ def test_the_model_route_is_bit_for_bit_load_backbones(results, case):
 def test_a_scaled_fp8_file_differs_only_by_rounding(results):
     r = results["scaled_fp8"]
     assert r["rel"] <= ROUNDING and r["rel_to_unquantised"] > 1e-3, r      # fp8 weights, de-quantised alike
+
+
+def test_the_converted_longlive_lora_file_differs_by_the_bf16_rounding_of_a_merge(results):
+    r = results["converted_longlive_lora_file"]
+    assert 0 < r["rel"] <= 2e-3, r
 
 
 def test_a_partial_load_casts_and_patches_per_call_with_the_same_video(results):
@@ -60,6 +67,7 @@ def test_cancel_then_queue_again_continues_on_the_model_route(results):
     r = results["cancel_continue"]
     assert r["stopped"] and r["continued"] and r["equal"], r
     assert [v for v, total, _ in r["progress"]][-1] == r["progress"][-1][1]     # the bar reached its total
+    assert all(preview for _, _, preview in r["progress"]), r["progress"]      # a latent preview with every block
 
 
 def test_the_retrieval_map_draws_the_model_routes_log(results):
