@@ -72,9 +72,10 @@ def read_file_settings(path: str | Path) -> StoredSettings | None:
     return read_settings(weights.metadata)
 
 
-def family_settings(family: BackboneFamily) -> dict:
-    """The family's published run settings (what Load Backbone shows) as plain JSON values."""
-    d = family.defaults
+def family_settings(family: BackboneFamily, preset: str | None = None) -> dict:
+    """The published run settings of the family's ``preset`` (its variant's, e.g. a frame-wise Causal Forcing++;
+    else the family's: what Load Backbone shows) as plain JSON values."""
+    d = family.defaults_for(preset)
     return {"frames_per_block": d.frames_per_block, "window": d.window, "sink": d.sink, "sampler": d.sampler,
             "steps": list(d.steps), "sampling_steps": d.sampling_steps, "shift": d.shift, "switch": d.switch,
             "shot_rope_offset": d.shots.rope_offset, "multi_shot_sink": d.shots.sink, "start_block": d.start_block,
@@ -83,7 +84,7 @@ def family_settings(family: BackboneFamily) -> dict:
 
 def _metadata(kind: str, family: BackboneFamily, preset: str, source: dict, extra: dict) -> dict[str, str]:
     record = {"version": VERSION, "kind": kind, "family": family.name, "preset": preset, "source": source,
-              "settings": family_settings(family)}
+              "settings": family_settings(family, preset)}
     return {SETTINGS_KEY: json.dumps(record), **{k: json.dumps(v) for k, v in extra.items()}}
 
 
