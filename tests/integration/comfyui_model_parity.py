@@ -126,6 +126,30 @@ def write_gguf(sd: dict, name: str) -> dict:
     return exact
 
 
+def effective_state(model) -> dict:
+    """The weights ComfyUI computes with, under Wan's names, in float32: each of its layers' weight as its forward
+    casts it (de-quantised, scaled, patched). ComfyUI versions de-quantise the same file differently (0.3.48 keeps
+    every Linear of a scaled-fp8 file in fp8, biases too): this is what the MODEL holds, whatever the version."""
+    import comfy.ops
+    mm.load_models_gpu([model])
+    out = {}
+    for name, mod in model.model.diffusion_model.named_modules():
+        cast = hasattr(mod, "comfy_cast_weights") and getattr(mod, "weight", None) is not None
+        for pname, p in mod.named_parameters(recurse=False):
+            if not (cast and pname in ("weight", "bias")) and not pname.startswith(("scale_", "weight_scale", "input_")):
+                out[f"{name}.{pname}"] = p.detach().float().clone()
+        if cast:
+            w, b = comfy.ops.cast_bias_weight(mod, dtype=torch.float32, device=torch.device("cpu"),
+                                              bias_dtype=torch.float32)[:2]
+            w = w.dequantize() if hasattr(w, "dequantize") else w
+            if getattr(mod, "scale_weight", None) is not None and hasattr(mod, "convert_weight"):
+                w = mod.convert_weight(w.float())
+            out[f"{name}.weight"] = w.detach().float().clone()
+            if b is not None:
+                out[f"{name}.bias"] = b.detach().float().clone()
+    return out
+
+
 def placement(model) -> dict:
     """What ComfyUI's model management holds of the MODEL now."""
     return {"loaded_bytes": int(model.loaded_size()), "model_bytes": int(model.model_size()),
@@ -142,8 +166,14 @@ class SmallDevice:
         self.fraction, self.free, self.saved, self.asked = fraction, 0, None, []
 
     def __enter__(self):
-        self.saved = mm.is_device_cpu, mm.get_free_memory, mm.vram_state, mm.load_models_gpu
-        load = mm.load_models_gpu
+        self.saved = mm.is_device_cpu, mm.get_free_memory, mm.vram_state, mm.load_models_gpu, mm.LoadedModel.model_load
+        load, model_load, small = mm.load_models_gpu, mm.LoadedModel.model_load, self
+
+        def capped_load(loaded, lowvram_model_memory=0, force_patch_weights=False):
+            # ComfyUI before 0.8 loads at least 128 MiB whatever is free: more than these tiny models
+            if lowvram_model_memory:
+                lowvram_model_memory = min(lowvram_model_memory, int(small.fraction * loaded.model.model_size()))
+            return model_load(loaded, lowvram_model_memory, force_patch_weights=force_patch_weights)
 
         def load_models_gpu(models, memory_required=0, **kw):
             self.asked.append(int(memory_required))
@@ -155,10 +185,11 @@ class SmallDevice:
         mm.get_free_memory = lambda device=None, torch_free_too=False: (self.free, self.free) if torch_free_too \
             else self.free
         mm.vram_state, mm.load_models_gpu = mm.VRAMState.NORMAL_VRAM, load_models_gpu
+        mm.LoadedModel.model_load = capped_load
         return self
 
     def __exit__(self, *exc):
-        mm.is_device_cpu, mm.get_free_memory, mm.vram_state, mm.load_models_gpu = self.saved
+        mm.is_device_cpu, mm.get_free_memory, mm.vram_state, mm.load_models_gpu, mm.LoadedModel.model_load = self.saved
 
 
 def partial_load(model, reference, case: str) -> None:
@@ -245,6 +276,8 @@ def main():
     (fp8,) = comfy_nodes.UNETLoader().load_unet(save(scaled_fp8(sd), "tiny_fp8_scaled.safetensors"), "default")
     _, b = compare("scaled_fp8", load_backbone("tiny_fp8_scaled.safetensors"), fp8, placement=placement(fp8))
     RESULTS["scaled_fp8"]["rel_to_unquantised"] = float((b - exact).norm() / exact.norm())
+    held, _, _ = run(load_backbone(save(effective_state(fp8), "tiny_fp8_as_comfyui_holds.safetensors")))
+    RESULTS["scaled_fp8"]["rel_to_what_comfyui_holds"] = float((b - held).norm() / held.norm())
     ll2 = tiny.tiny_model(1, dim=256, heads=2, text_dim=4096, freq_dim=256, channels=48, bias_std=0.05)
     (m48,) = comfy_nodes.UNETLoader().load_unet(save(ll2.state_dict(), "tiny_ti2v.safetensors"), "default")
     compare("wan22_ti2v", load_backbone("tiny_ti2v.safetensors"), m48)
