@@ -51,6 +51,9 @@ def write_models(base: Path) -> None:
                 "generator": {f"model.{k}": v for k, v in sd.items()}}, m / "diffusion_models" / "self_forcing.pt")
     torch.save({"generator": {f"model.{k}": v for k, v in sd.items()}}, m / "diffusion_models" / "causal_forcing.pt")
     torch.save({"generator": {f"model.{k}": v for k, v in sd.items()}}, m / "diffusion_models" / "longlive_base.pt")
+    # Rolling Forcing's release: Self-Forcing's layout; its name brings the rolling sampler's settings
+    torch.save({"generator_ema": {f"model._fsdp_wrapped_module.{k}": v for k, v in sd.items()},
+                "generator": {f"model.{k}": v for k, v in sd.items()}}, m / "diffusion_models" / "rolling_forcing_dmd.pt")
     torch.save({"generator_ema": {f"model.{k}": v for k, v in sd.items()}},          # frame-wise Causal Forcing++
                m / "diffusion_models" / "framewise-2step.pt")
     lora = {}
