@@ -98,6 +98,10 @@ class ForwardCounter:
     def __init__(self):
         self.calls, self._at, self.per_block = 0, 0, {}
 
+    def reset(self) -> None:
+        """Start a new run on the same counted model."""
+        self._at, self.per_block = self.calls, {}
+
     def count(self, model):
         for name in ("forward", "write_cache"):
             original = getattr(model, name, None)
