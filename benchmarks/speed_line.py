@@ -63,7 +63,8 @@ def device_name(device: torch.device | str = "cpu", threads: int | None = None) 
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
     model = _cpu_model() or platform.processor() or platform.machine()
-    return f"CPU {model}, {threads or torch.get_num_threads()} threads of {os.cpu_count()} cores"
+    n = threads or torch.get_num_threads()
+    return f"CPU {model}, {n} thread{'s' if n > 1 else ''} of {os.cpu_count()} cores"
 
 
 def _cpu_model() -> str:

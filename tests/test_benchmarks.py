@@ -82,3 +82,9 @@ def test_forward_counter_counts_calls_and_cache_writes_per_block():
     model.forward(1)
     counter(Update(0))
     assert counter.per_block == {0: 1}
+
+
+def test_device_name_on_cpu_names_the_threads_used():
+    sl = _speed_line_module()
+    assert sl.device_name("cpu", 1).endswith(" 1 thread of " + str(__import__("os").cpu_count()) + " cores")
+    assert " 2 threads of " in sl.device_name("cpu", 2)
