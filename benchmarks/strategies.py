@@ -9,14 +9,16 @@
     python benchmarks/strategies.py --preset "LongLive 2.0" --strategies native --guidance 3      # a second cache
 
 Each (strategy, length) runs in a fresh process (so its peak RSS is its own), one after the other in a
-rotating order (a change of machine load hits every strategy). The medium size of benchmarks/floor.py:
+rotating order (a change of machine load hits every strategy); ``--repeats N`` runs each N times, interleaved, and
+reports medians. On a loaded machine ``--threads 1`` scatters far less than 2 threads on 2 shared cores. The medium size of benchmarks/floor.py:
 4 layers of 512 (4 heads of 128), 16x24 latents (96 tokens per frame), random weights, float32, in the family's
 latent channels (Wan2.1 16, LongLive 2.0's Wan2.2 48).
 
 Reported per run: the median time of the blocks from frame 30 on (from the window's size when it is larger:
-every strategy's context is full there), as video frames per second in the line of benchmarks/speed_line.py
-(with the backbone forwards per block, counted), the attention cache's bytes (``GenerationResult.cache_bytes``: K/V, context buffers, memory
-tokens — what sits on the GPU in a CUDA run), the history pool's peak bytes (retrieval only; host RAM by
+every strategy's context is full there; Rolling Forcing: also without its last blocks, where its window drains),
+as video frames per second in the line of benchmarks/speed_line.py (with the backbone forwards per block, counted),
+the attention cache's bytes (``GenerationResult.cache_bytes``: K/V, context buffers, memory tokens — what sits on
+the GPU in a CUDA run), the history pool's peak bytes (retrieval only; host RAM by
 default), the process's peak RSS and its RSS once the model was loaded. Growth per 24 frames is the
 slope of cache + pool bytes between the shortest and the longest run. Real size (the family's released model at
 its published size in bf16: Wan2.1-1.3B 480x832, Wan2.2-5B 704x1280) scales the measured bytes per token-layer-dim.
