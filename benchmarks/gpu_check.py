@@ -262,7 +262,7 @@ def main() -> int:
     check = self_check()
     if not torch.cuda.is_available():
         print(f"no CUDA device: ran the CPU self-check only (FLOP counter, report writer and speed line OK, "
-              f"{check['flops']['total']} FLOPs on the check shape); a CUDA run prints lines like\n  {check['speed_line']}")
+              f"{check['flops']['total']} FLOPs on the check shape); a CUDA run prints lines like: {check['speed_line']}")
         return 0
     report = {"self_check": check, "context_pass": context_pass_writes_only()}
     if not args.skip_tests:
