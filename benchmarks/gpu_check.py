@@ -15,14 +15,16 @@ With CUDA:
      margin is 1.1e-3): then the videos diverge more and the report says so (``same_selection``);
   3. native vs retrieval per block at the real size (Wan 1.3B shape, random weights, bf16,
      480x832 → 60x104 latents, ``--frames`` latent frames = 30 s at 16 fps by default) with the pool on
-     device / host / disk: ms per block after the cache is full, its ratio to the floor (benchmarks/floor.py,
+     device / host / disk: ms per block after the cache is full, as video fps in the speed line every benchmark
+     prints (benchmarks/speed_line.py: the README's "Speed, stated honestly" table takes it as is), its ratio to the floor (benchmarks/floor.py,
      measured after every block on this GPU), peak VRAM, and the bytes the pool moves host→device per block
      (what its gather reads from the host and disk tiers); host and disk pools each with the next block's
      frames read during the context pass (overlap, the default) and at the block's start (serial);
   4. peak device memory (``torch.cuda.max_memory_allocated``) of each family × native/rag × memory setting at the
      published size, next to the real-size dry run's figure of the same run (benchmarks/vram.py's table).
 Writes benchmarks/results/gpu_check.json. Without CUDA it runs the CPU self-check (the FLOP counter
-against a hand count, the report writer round trip), prints one line and exits 0.
+against a hand count, the report writer round trip, the speed line of a made-up real-size block), prints it and
+exits 0.
 """
 from __future__ import annotations
 
@@ -40,6 +42,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from floor import (ROOT, STEADY_FROM_FRAME, BlockShape, FloorProbe, block_flops, context_pass_writes_only,  # noqa: E402
                    random_model)
+from speed_line import ForwardCounter, Measured, device_name, speed_line  # noqa: E402
 
 import torch  # noqa: E402
 
@@ -80,7 +83,23 @@ def self_check() -> dict:
         path = write_report({"self_check": {"flops": got}}, Path(tmp) / "r.json")
         back = json.loads(path.read_text())
     assert back["self_check"]["flops"] == got and "torch" in back["meta"]
-    return {"flops": got, "floor_s": probe["floor_s"]}
+    line = speed_line(real_size_measured(0.5, 4, 5, "native", "cpu"))
+    assert line.startswith("24.00 video fps (3 latent × 4 = 12 video frames per block in 500.0 ms"), line
+    assert "832×480 px (60×104 latents, 1560 tokens per frame)" in line and "5 backbone forwards" in line, line
+    return {"flops": got, "floor_s": probe["floor_s"], "speed_line": line}
+
+
+def real_size_measured(block_s: float, blocks: int, forwards: float, regime: str, device) -> Measured:
+    """A real-size run's figures in the speed line's terms (benchmarks/speed_line.py): the Wan2.1-1.3B shape at
+    832×480 in bf16 with the default settings (renoise, 4 steps, blocks of 3)."""
+    cfg = sampling_config()
+    return Measured(block_s=block_s, blocks=blocks, latent_frames_per_block=cfg.frames_per_block,
+                    time_stride=cfg.family.latent.time_stride, latent_hw=REAL_HW, spatial_stride=cfg.family.latent.stride,
+                    tokens_per_frame=(REAL_HW[0] // 2) * (REAL_HW[1] // 2),
+                    steps=f"{cfg.sampler} sampler, {cfg.block_sampler.describe(cfg)}", forwards_per_block=forwards,
+                    model=f"Wan2.1-1.3B shape {REAL.num_layers}×{REAL.dim} (random weights)", dtype=torch.bfloat16,
+                    device=device_name(device), extra=f"{regime}",
+                    skipped=f"blocks before latent frame {STEADY_FROM_FRAME} (window filling, warm-up)")
 
 
 # ---------------------------------------------------------------------------------------- CUDA parts
@@ -146,7 +165,8 @@ class _H2DCounter:
         self.cls.gather = self.original
 
 
-def real_size_run(model, regime: str, location: str, frames: int, probe: FloorProbe, prefetch: bool = True) -> dict:
+def real_size_run(model, regime: str, location: str, frames: int, probe: FloorProbe, prefetch: bool = True,
+                  counter: ForwardCounter | None = None) -> dict:
     from core.retrieval.config import PoolConfig, RetrievalConfig
     from core.sampling.loop import generate
 
@@ -155,11 +175,22 @@ def real_size_run(model, regime: str, location: str, frames: int, probe: FloorPr
     emb = torch.randn(1, 512, REAL.text_dim, generator=torch.Generator().manual_seed(0))
     torch.cuda.empty_cache()
     torch.cuda.reset_peak_memory_stats()
+    counter = counter or ForwardCounter()
+    counter.reset()
+
+    def after_block(update):
+        counter(update)
+        probe(update)
+
     with _H2DCounter(location if regime != "native" else None) as h2d:
-        res = generate(model, emb, frames, REAL_HW, 0, cfg, timings=True, callback=probe)
+        res = generate(model, emb, frames, REAL_HW, 0, cfg, timings=True, callback=after_block)
     steady = [t for t in res.timings if t["block"] * cfg.frames_per_block >= STEADY_FROM_FRAME] or res.timings
     ratios = [t["total_s"] / probe.floors[t["block"]] for t in steady]
-    return {"regime": regime, "pool": location if regime != "native" else None, "frames": frames,
+    label = regime if regime == "native" else f"{regime}, pool on {location}" + ("" if prefetch else ", serial read")
+    line = speed_line(real_size_measured(statistics.median(t["total_s"] for t in steady), len(steady),
+                                         statistics.median(counter.per_block.get(t["block"], 0) for t in steady),
+                                         label, "cuda"))
+    return {"regime": regime, "pool": location if regime != "native" else None, "frames": frames, "speed_line": line,
             "overlap": prefetch if regime != "native" else None,
             "ms_per_block": 1e3 * statistics.median(t["total_s"] for t in steady),
             "ratio_to_floor": statistics.median(ratios), "peak_vram_mb": torch.cuda.max_memory_allocated() / 2**20,
@@ -167,17 +198,19 @@ def real_size_run(model, regime: str, location: str, frames: int, probe: FloorPr
 
 
 def real_size(frames: int) -> list[dict]:
-    model = random_model(REAL, dtype=torch.bfloat16, device="cuda")
+    counter = ForwardCounter()
+    model = counter.count(random_model(REAL, dtype=torch.bfloat16, device="cuda"))
     tokens = (REAL_HW[0] // 2) * (REAL_HW[1] // 2)
     probe = FloorProbe(BlockShape(REAL, tokens), dtype=torch.bfloat16, device="cuda")
     out = []
     runs = [("native", None, True), ("retrieval", "device", True)]
     runs += [("retrieval", loc, overlap) for loc in ("host", "disk") for overlap in (True, False)]
     for regime, location, overlap in runs:
-        r = real_size_run(model, regime, location, frames, probe, prefetch=overlap)
+        r = real_size_run(model, regime, location, frames, probe, prefetch=overlap, counter=counter)
         label = "" if regime == "native" else (" overlap" if overlap else " serial ")
         print(f"  {regime:9} pool {str(r['pool']):6}{label} {r['ms_per_block']:8.1f} ms/block  {r['ratio_to_floor']:.2f}x floor  "
-              f"peak VRAM {r['peak_vram_mb']:8.0f} MB  H2D {r['h2d_bytes_per_block'] / 2**20:7.1f} MB/block", flush=True)
+              f"peak VRAM {r['peak_vram_mb']:8.0f} MB  H2D {r['h2d_bytes_per_block'] / 2**20:7.1f} MB/block\n    "
+              f"{r['speed_line']}", flush=True)
         out.append(r)
     return out
 
@@ -228,8 +261,8 @@ def main() -> int:
     args = ap.parse_args()
     check = self_check()
     if not torch.cuda.is_available():
-        print(f"no CUDA device: ran the CPU self-check only (FLOP counter and report writer OK, "
-              f"{check['flops']['total']} FLOPs on the check shape)")
+        print(f"no CUDA device: ran the CPU self-check only (FLOP counter, report writer and speed line OK, "
+              f"{check['flops']['total']} FLOPs on the check shape); a CUDA run prints lines like: {check['speed_line']}")
         return 0
     report = {"self_check": check, "context_pass": context_pass_writes_only()}
     if not args.skip_tests:

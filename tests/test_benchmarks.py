@@ -21,3 +21,4 @@ def test_every_core_name_a_benchmark_imports_exists(path):
                if not hasattr(importlib.import_module(module), name)
                and importlib.util.find_spec(f"{module}.{name}") is None]
     assert not missing, f"{path.name} imports {missing}"
+
